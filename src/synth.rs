@@ -1,0 +1,1 @@
+//! Synthetic archive generator (being written).
