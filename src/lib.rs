@@ -1,2 +1,24 @@
 //! simsite: turn an archive of astronomical images into a static "similar images" site.
+//!
+//! The library holds every stage; the `simsite` binary only parses arguments and maps the
+//! result to an exit code. [`pipeline`] is where the stages are put in order.
+
+pub mod catalogue;
+pub mod cli;
+pub mod config;
+pub mod decode;
+pub mod error;
+pub mod fsutil;
+pub mod ids;
+pub mod ingest;
+pub mod init;
+pub mod pipeline;
+pub mod preprocess;
+pub mod report;
+pub mod scan;
 pub mod synth;
+pub mod thumbs;
+pub mod ui;
+
+/// Bumped whenever a change makes earlier cache entries or outputs wrong.
+pub const FORMAT_VERSION: u32 = 1;

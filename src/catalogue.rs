@@ -1,0 +1,257 @@
+//! The optional catalogue (CSV) and its join onto the scanned files, giving each item its
+//! id, title, link back to the archive, sky position and free metadata columns.
+//!
+//! A structurally broken catalogue stops the build (it is configuration the archive
+//! maintains); a bad value in one row (say an unparsable RA) is a warning, and the row's
+//! other fields are still used.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use crate::config::{CatalogueSettings, Column, JoinOn};
+use crate::error::CatalogueError;
+use crate::ids::slug;
+use crate::report::Problem;
+use crate::scan::ScanEntry;
+
+#[derive(Debug, Clone, Default)]
+pub struct Row {
+    pub line: u64,
+    pub id: Option<String>,
+    pub title: Option<String>,
+    pub url: Option<String>,
+    pub ra: Option<f64>,
+    pub dec: Option<f64>,
+    /// Extra columns in catalogue order; empty cells are left out.
+    pub meta: Vec<(String, String)>,
+}
+
+#[derive(Debug, Default)]
+pub struct Catalogue {
+    rows: HashMap<String, Row>,
+    join_on: Option<JoinOn>,
+    pub warnings: Vec<Problem>,
+}
+
+/// One archive file with everything the site shows about it.
+#[derive(Debug, Clone)]
+pub struct Item {
+    pub id: String,
+    pub entry: ScanEntry,
+    pub title: String,
+    pub url: Option<String>,
+    pub ra: Option<f64>,
+    pub dec: Option<f64>,
+    pub meta: Vec<(String, String)>,
+}
+
+fn normalise_path(p: &str) -> String {
+    let p = p.trim().replace('\\', "/");
+    p.trim_start_matches("./").to_string()
+}
+
+fn find(headers: &csv::StringRecord, col: &Column, path: &Path, required: bool) -> Result<Option<usize>, CatalogueError> {
+    match headers.iter().position(|h| h.trim() == col.name) {
+        Some(i) => Ok(Some(i)),
+        None if required || col.explicit => Err(CatalogueError::MissingColumn {
+            path: path.to_path_buf(),
+            column: col.name.clone(),
+            key: col.key.replace("catalogue.", ""),
+            available: headers.iter().map(|h| format!("`{}`", h.trim())).collect::<Vec<_>>().join(", "),
+        }),
+        None => Ok(None),
+    }
+}
+
+/// Parses decimal degrees, or sexagesimal `hh:mm:ss.s` / `hh mm ss` (hours for RA when
+/// `hours` is true, degrees otherwise).
+pub fn parse_angle(text: &str, hours: bool) -> Option<f64> {
+    let t = text.trim();
+    if let Ok(v) = t.parse::<f64>() {
+        return v.is_finite().then_some(v);
+    }
+    let parts: Vec<&str> = t.split([':', ' ']).filter(|s| !s.is_empty()).collect();
+    if parts.len() != 3 {
+        return None;
+    }
+    let neg = parts[0].starts_with('-');
+    let a: f64 = parts[0].trim_start_matches(['-', '+']).parse().ok()?;
+    let m: f64 = parts[1].parse().ok()?;
+    let s: f64 = parts[2].parse().ok()?;
+    if !(0.0..60.0).contains(&m) || !(0.0..60.0).contains(&s) {
+        return None;
+    }
+    let v = (a + m / 60.0 + s / 3600.0) * if hours { 15.0 } else { 1.0 };
+    Some(if neg { -v } else { v })
+}
+
+impl Catalogue {
+    pub fn load(cfg: &CatalogueSettings) -> Result<Catalogue, CatalogueError> {
+        let path = cfg.path.as_path();
+        let file = std::fs::File::open(path).map_err(|e| CatalogueError::Io { path: path.to_path_buf(), source: e })?;
+        let mut reader = csv::ReaderBuilder::new().flexible(false).from_reader(std::io::BufReader::new(file));
+        let csv_err = |e: csv::Error| CatalogueError::Csv {
+            path: path.to_path_buf(),
+            message: match e.position() {
+                Some(p) => format!("line {}: {}\n  fix: every row needs as many fields as the header; quote fields that contain commas", p.line(), e),
+                None => e.to_string(),
+            },
+        };
+        let headers = reader.headers().map_err(csv_err)?.clone();
+        let key_col = match cfg.join_on {
+            JoinOn::Path => find(&headers, &cfg.path_column, path, true)?,
+            JoinOn::Id => find(&headers, &cfg.id, path, true)?,
+        }
+        .unwrap_or(0);
+        let id_col = find(&headers, &cfg.id, path, false)?;
+        let title_col = find(&headers, &cfg.title, path, false)?;
+        let url_col = find(&headers, &cfg.url, path, false)?;
+        let ra_col = find(&headers, &cfg.ra, path, false)?;
+        let dec_col = find(&headers, &cfg.dec, path, false)?;
+        let path_col = if cfg.join_on == JoinOn::Path { Some(key_col) } else { None };
+        let mapped: Vec<usize> = [Some(key_col), id_col, title_col, url_col, ra_col, dec_col, path_col].into_iter().flatten().collect();
+        let meta_cols: Vec<usize> = match &cfg.columns {
+            Some(names) => {
+                let mut v = Vec::new();
+                for n in names {
+                    let col = Column { key: "catalogue.columns", name: n.clone(), explicit: true };
+                    v.push(find(&headers, &col, path, true)?.unwrap_or(0));
+                }
+                v
+            }
+            None => (0..headers.len()).filter(|i| !mapped.contains(i)).collect(),
+        };
+
+        let mut cat = Catalogue { join_on: Some(cfg.join_on), ..Default::default() };
+        let mut record = csv::StringRecord::new();
+        loop {
+            match reader.read_record(&mut record) {
+                Ok(false) => break,
+                Ok(true) => {}
+                Err(e) => return Err(csv_err(e)),
+            }
+            let line = record.position().map(|p| p.line()).unwrap_or(0);
+            let get = |c: Option<usize>| c.and_then(|i| record.get(i)).map(str::trim).filter(|s| !s.is_empty()).map(String::from);
+            let raw_key = get(Some(key_col)).unwrap_or_default();
+            if raw_key.is_empty() {
+                cat.warnings.push(Problem { path: format!("{}:{line}", path.display()), reason: "catalogue row has an empty key; ignored".into() });
+                continue;
+            }
+            let key = match cfg.join_on {
+                JoinOn::Path => normalise_path(&raw_key),
+                JoinOn::Id => raw_key,
+            };
+            let mut angle = |c: Option<usize>, hours: bool, range: std::ops::RangeInclusive<f64>, what: &str| {
+                let text = get(c)?;
+                match parse_angle(&text, hours).filter(|v| range.contains(v)) {
+                    Some(v) => Some(v),
+                    None => {
+                        cat.warnings.push(Problem {
+                            path: format!("{}:{line}", path.display()),
+                            reason: format!("{what} `{text}` is not an angle in range; left out"),
+                        });
+                        None
+                    }
+                }
+            };
+            let ra = angle(ra_col, true, 0.0..=360.0, "RA");
+            let dec = angle(dec_col, false, -90.0..=90.0, "Dec");
+            let row = Row {
+                line,
+                id: get(id_col),
+                title: get(title_col),
+                url: get(url_col),
+                ra,
+                dec,
+                meta: meta_cols
+                    .iter()
+                    .filter_map(|&i| get(Some(i)).map(|v| (headers.get(i).unwrap_or("").trim().to_string(), v)))
+                    .collect(),
+            };
+            if let Some(first) = cat.rows.get(&key) {
+                return Err(CatalogueError::DuplicateKey { path: path.to_path_buf(), key, line, first: first.line });
+            }
+            cat.rows.insert(key, row);
+        }
+        Ok(cat)
+    }
+
+    fn lookup(&self, e: &ScanEntry) -> Option<(&str, &Row)> {
+        let key = match self.join_on? {
+            JoinOn::Path => &e.rel_str,
+            JoinOn::Id => &e.stem,
+        };
+        self.rows.get_key_value(key.as_str()).map(|(k, r)| (k.as_str(), r))
+    }
+}
+
+/// Gives every scanned file its item record. Files whose id collides with an earlier
+/// file's (in path order) are skipped and reported naming both files.
+pub fn assign(entries: Vec<ScanEntry>, cat: &Catalogue) -> (Vec<Item>, Vec<Problem>, Vec<Problem>) {
+    let mut items = Vec::with_capacity(entries.len());
+    let mut skipped = Vec::new();
+    let mut seen: HashMap<String, String> = HashMap::with_capacity(entries.len());
+    let mut used_rows: std::collections::HashSet<&str> = Default::default();
+    for entry in entries {
+        let row = cat.lookup(&entry);
+        if let Some((k, _)) = row {
+            used_rows.insert(k);
+        }
+        let row = row.map(|(_, r)| r);
+        let id = match row.and_then(|r| r.id.as_deref()) {
+            Some(cid) => slug(cid),
+            None => slug(&entry.rel_str),
+        };
+        if let Some(other) = seen.get(&id) {
+            skipped.push(Problem {
+                path: entry.rel_str.clone(),
+                reason: format!(
+                    "its item id `{id}` is already taken by `{other}`; rename one of the two files or give them distinct ids in the catalogue"
+                ),
+            });
+            continue;
+        }
+        seen.insert(id.clone(), entry.rel_str.clone());
+        let title = row.and_then(|r| r.title.clone()).unwrap_or_else(|| entry.rel_str.clone());
+        items.push(Item {
+            id,
+            title,
+            url: row.and_then(|r| r.url.clone()),
+            ra: row.and_then(|r| r.ra),
+            dec: row.and_then(|r| r.dec),
+            meta: row.map(|r| r.meta.clone()).unwrap_or_default(),
+            entry,
+        });
+    }
+    let mut warnings = cat.warnings.clone();
+    let mut unmatched: Vec<&String> = cat.rows.keys().filter(|k| !used_rows.contains(k.as_str())).collect();
+    if !unmatched.is_empty() {
+        unmatched.sort();
+        let shown: Vec<String> = unmatched.iter().take(5).map(|k| format!("`{k}`")).collect();
+        warnings.push(Problem {
+            path: "catalogue".into(),
+            reason: format!(
+                "{} catalogue row(s) match no archive file (e.g. {}); check `join-on` and the path/id column",
+                unmatched.len(),
+                shown.join(", ")
+            ),
+        });
+    }
+    (items, skipped, warnings)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn angles_in_degrees_and_sexagesimal() {
+        assert_eq!(parse_angle("202.47", true), Some(202.47));
+        let ra = parse_angle("13:29:52.7", true).unwrap();
+        assert!((ra - 202.4696).abs() < 1e-3, "{ra}");
+        let dec = parse_angle("-47 11 43", false).unwrap();
+        assert!((dec + 47.1953).abs() < 1e-3, "{dec}");
+        assert_eq!(parse_angle("north", false), None);
+        assert_eq!(parse_angle("nan", false), None);
+    }
+}

@@ -1,0 +1,58 @@
+//! Command-line arguments (clap), turned into resolved settings before any stage runs.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::Overrides;
+
+#[derive(Debug, Parser)]
+#[command(name = "simsite", version, about = "Turn an archive of astronomical images into a static website of similar images and a map of the whole collection.")]
+pub struct Cli {
+    /// Print only warnings and errors (no progress), e.g. from cron.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Build (or rebuild) the site. Exit 0 when the site was published, even if some input
+    /// files were skipped (they are listed in the build report); non-zero when nothing was.
+    Build(SiteArgs),
+    /// Validate the config, the catalogue and every archive file without writing anything.
+    /// Exit 0 when all is well, 2 when some files would be skipped, 1 on a fatal error.
+    Check(SiteArgs),
+    /// Write a documented site-config.toml listing every key with its default.
+    Init {
+        /// Where to write it.
+        #[arg(default_value = "site-config.toml")]
+        path: PathBuf,
+        /// Replace an existing file.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct SiteArgs {
+    /// The config file [default: ./site-config.toml if it exists, else built-in defaults].
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The archive folder (overrides [archive] root).
+    #[arg(long, value_name = "DIR")]
+    pub archive: Option<PathBuf>,
+    /// The output folder (overrides [output] dir).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// The cache folder (overrides [output] cache).
+    #[arg(long, value_name = "DIR")]
+    pub cache: Option<PathBuf>,
+}
+
+impl SiteArgs {
+    pub fn overrides(&self) -> Overrides {
+        Overrides { archive: self.archive.clone(), out: self.out.clone(), cache: self.cache.clone() }
+    }
+}

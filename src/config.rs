@@ -1,0 +1,612 @@
+//! `site-config.toml`: the strict raw form (what the user writes) and its one-time
+//! resolution into typed [`Settings`] that the stages consume.
+//!
+//! Stages never see raw strings or relative paths: every enum is parsed, every range is
+//! checked and every path is made absolute here, so a mistake is reported once, before any
+//! work starts, with the file, the key, what is allowed and how to fix it.
+
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+use crate::error::ConfigError;
+
+/// The file name looked for in the current folder when `--config` is not given.
+pub const DEFAULT_CONFIG: &str = "site-config.toml";
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
+pub struct RawConfig {
+    pub site: RawSite,
+    pub archive: RawArchive,
+    pub catalogue: Option<RawCatalogue>,
+    pub output: RawOutput,
+    pub fits: RawFits,
+    pub preprocess: RawPreprocess,
+    pub thumbnails: RawThumbnails,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
+pub struct RawSite {
+    pub title: String,
+}
+
+impl Default for RawSite {
+    fn default() -> Self {
+        RawSite { title: "Image archive".into() }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
+pub struct RawArchive {
+    pub root: Option<PathBuf>,
+    pub follow_symlinks: bool,
+    pub max_pixels: u64,
+    pub max_file_mb: u64,
+}
+
+impl Default for RawArchive {
+    fn default() -> Self {
+        RawArchive { root: None, follow_symlinks: false, max_pixels: 100_000_000, max_file_mb: 2048 }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
+pub struct RawCatalogue {
+    pub path: Option<PathBuf>,
+    pub join_on: String,
+    pub id_column: Option<String>,
+    pub path_column: Option<String>,
+    pub title_column: Option<String>,
+    pub url_column: Option<String>,
+    pub ra_column: Option<String>,
+    pub dec_column: Option<String>,
+    pub columns: Option<Vec<String>>,
+}
+
+impl Default for RawCatalogue {
+    fn default() -> Self {
+        RawCatalogue {
+            path: None,
+            join_on: "path".into(),
+            id_column: None,
+            path_column: None,
+            title_column: None,
+            url_column: None,
+            ra_column: None,
+            dec_column: None,
+            columns: None,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
+pub struct RawOutput {
+    pub dir: PathBuf,
+    pub cache: PathBuf,
+}
+
+impl Default for RawOutput {
+    fn default() -> Self {
+        RawOutput { dir: "site".into(), cache: ".simsite-cache".into() }
+    }
+}
+
+/// `hdu` may be written as a number or a name, so it is read as a TOML value and
+/// resolved by hand (serde's untagged errors would not name the choices).
+#[derive(Debug, Deserialize)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
+pub struct RawFits {
+    pub hdu: toml::Value,
+    pub cube: String,
+    pub plane: u64,
+}
+
+impl Default for RawFits {
+    fn default() -> Self {
+        RawFits { hdu: toml::Value::String("auto".into()), cube: "peak".into(), plane: 0 }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
+pub struct RawPreprocess {
+    pub stretch: String,
+    pub stretch_8bit: String,
+    pub clip_low: f64,
+    pub clip_high: f64,
+    pub channels: String,
+    pub size: u32,
+}
+
+impl Default for RawPreprocess {
+    fn default() -> Self {
+        RawPreprocess {
+            stretch: "asinh".into(),
+            stretch_8bit: "linear".into(),
+            clip_low: 1.0,
+            clip_high: 99.7,
+            channels: "grey".into(),
+            size: 64,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
+pub struct RawThumbnails {
+    pub size: u32,
+    pub quality: u8,
+}
+
+impl Default for RawThumbnails {
+    fn default() -> Self {
+        RawThumbnails { size: 128, quality: 85 }
+    }
+}
+
+/// How pixel values are mapped to [0, 1] after percentile clipping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Stretch {
+    Linear,
+    Log,
+    Asinh,
+    Sqrt,
+    /// IRAF's zscale limits with a linear ramp between them.
+    Zscale,
+}
+
+impl Stretch {
+    pub const NAMES: &'static [&'static str] = &["linear", "log", "asinh", "sqrt", "zscale"];
+    pub fn name(self) -> &'static str {
+        match self {
+            Stretch::Linear => "linear",
+            Stretch::Log => "log",
+            Stretch::Asinh => "asinh",
+            Stretch::Sqrt => "sqrt",
+            Stretch::Zscale => "zscale",
+        }
+    }
+}
+
+/// How a 3-D (or higher) FITS cube becomes one 2-D map.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CubeMode {
+    /// Per-pixel maximum over planes (a peak-flux map, as radio archives show cubes).
+    Peak,
+    /// Per-pixel sum over planes (a moment-0-like map).
+    Sum,
+    /// One plane, counted from 0 over all non-image axes.
+    Plane(u64),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum HduChoice {
+    /// The first HDU that holds a 2-D (or higher) image.
+    Auto,
+    /// 0-based HDU number (0 is the primary HDU).
+    Index(u32),
+    /// The HDU whose EXTNAME is this.
+    Name(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Channels {
+    /// Colour images are averaged to one band; the band is repeated for multi-channel models.
+    Grey,
+    /// Colour images keep R, G, B; single-band images are repeated into three.
+    Rgb,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum JoinOn {
+    /// The catalogue's path column holds the file's path relative to the archive root.
+    Path,
+    /// The catalogue's id column equals the file name without its image extension(s).
+    Id,
+}
+
+/// A catalogue column: the name to look for, and whether the user named it (then it must
+/// exist) or it is the default (then a catalogue without it is fine).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Column {
+    pub key: &'static str,
+    pub name: String,
+    pub explicit: bool,
+}
+
+impl Column {
+    fn new(key: &'static str, set: Option<String>, default: &str) -> Column {
+        Column { key, explicit: set.is_some(), name: set.unwrap_or_else(|| default.to_string()) }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct CatalogueSettings {
+    pub path: PathBuf,
+    pub join_on: JoinOn,
+    pub id: Column,
+    pub path_column: Column,
+    pub title: Column,
+    pub url: Column,
+    pub ra: Column,
+    pub dec: Column,
+    /// Extra columns to carry into `meta`; `None` means every column not mapped above.
+    pub columns: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Hash)]
+pub struct FitsSettings {
+    pub hdu: HduChoice,
+    pub cube: CubeMode,
+}
+
+/// Everything that changes the pixels handed to the encoder and to thumbnails; hashed into
+/// cache keys, so it must hold nothing else.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PreprocessSettings {
+    pub fits: FitsSettings,
+    pub stretch: Stretch,
+    pub stretch_8bit: Stretch,
+    pub clip_low: f64,
+    pub clip_high: f64,
+    pub channels: Channels,
+    pub size: u32,
+    /// Channels the encoder wants (1 or 3).
+    pub model_channels: u32,
+    pub max_pixels: u64,
+    /// Also bounds what a `.gz` file may inflate to.
+    pub max_file_bytes: u64,
+}
+
+impl PreprocessSettings {
+    /// A stable digest of these settings, for cache keys.
+    pub fn digest(&self) -> blake3::Hash {
+        let hdu = match &self.fits.hdu {
+            HduChoice::Auto => "auto".to_string(),
+            HduChoice::Index(i) => format!("#{i}"),
+            HduChoice::Name(n) => format!("name:{n}"),
+        };
+        let cube = match self.fits.cube {
+            CubeMode::Peak => "peak".to_string(),
+            CubeMode::Sum => "sum".to_string(),
+            CubeMode::Plane(p) => format!("plane:{p}"),
+        };
+        let text = format!(
+            "preprocess-v{}|hdu={hdu}|cube={cube}|stretch={}|stretch8={}|clip={:?},{:?}|channels={:?}|size={}|mc={}",
+            crate::FORMAT_VERSION,
+            self.stretch.name(),
+            self.stretch_8bit.name(),
+            self.clip_low,
+            self.clip_high,
+            self.channels,
+            self.size,
+            self.model_channels,
+        );
+        blake3::hash(text.as_bytes())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ThumbSettings {
+    pub size: u32,
+    pub quality: u8,
+}
+
+/// Resolved settings: absolute paths, parsed enums, checked ranges.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub config_path: Option<PathBuf>,
+    pub title: String,
+    pub archive: PathBuf,
+    pub follow_symlinks: bool,
+    pub max_file_bytes: u64,
+    pub catalogue: Option<CatalogueSettings>,
+    pub out: PathBuf,
+    pub cache: PathBuf,
+    pub preprocess: PreprocessSettings,
+    pub thumbs: ThumbSettings,
+}
+
+/// Command-line values that override the config file.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub archive: Option<PathBuf>,
+    pub out: Option<PathBuf>,
+    pub cache: Option<PathBuf>,
+}
+
+/// Reads the config (the given file, else `./site-config.toml` if present, else defaults)
+/// and resolves it with the command-line overrides.
+pub fn load(config: Option<&Path>, overrides: &Overrides) -> Result<Settings, ConfigError> {
+    let cwd = std::env::current_dir().map_err(|e| ConfigError::Io { path: ".".into(), source: e })?;
+    let (path, raw) = match config {
+        Some(p) => {
+            let p = absolute(&cwd, p);
+            if !p.is_file() {
+                return Err(ConfigError::Missing { path: p });
+            }
+            let raw = parse_file(&p)?;
+            (Some(p), raw)
+        }
+        None => {
+            let p = cwd.join(DEFAULT_CONFIG);
+            if p.is_file() {
+                let raw = parse_file(&p)?;
+                (Some(p), raw)
+            } else {
+                (None, RawConfig::default())
+            }
+        }
+    };
+    resolve(raw, path, &cwd, overrides)
+}
+
+pub fn parse_file(path: &Path) -> Result<RawConfig, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError::Io { path: path.to_path_buf(), source: e })?;
+    parse_str(&text, path)
+}
+
+pub fn parse_str(text: &str, path: &Path) -> Result<RawConfig, ConfigError> {
+    toml::from_str(text).map_err(|e| ConfigError::Parse {
+        path: path.to_path_buf(),
+        message: e.to_string().trim_end().to_string(),
+    })
+}
+
+fn absolute(base: &Path, p: &Path) -> PathBuf {
+    let joined = if p.is_absolute() { p.to_path_buf() } else { base.join(p) };
+    normalize(&joined)
+}
+
+/// Lexical clean-up (`a/./b/../c` → `a/c`) so that "is the output inside the archive"
+/// can be answered without touching the disk.
+fn normalize(p: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other.as_os_str()),
+        }
+    }
+    out
+}
+
+fn parse_enum<T: Copy>(
+    file: &Option<PathBuf>,
+    key: &str,
+    value: &str,
+    choices: &[(&str, T)],
+) -> Result<T, ConfigError> {
+    choices.iter().find(|(n, _)| *n == value).map(|(_, v)| *v).ok_or_else(|| ConfigError::Invalid {
+        file: display_file(file),
+        key: key.to_string(),
+        message: format!(
+            "`{value}` is not allowed; expected one of {}",
+            choices.iter().map(|(n, _)| format!("`{n}`")).collect::<Vec<_>>().join(", ")
+        ),
+    })
+}
+
+fn display_file(file: &Option<PathBuf>) -> String {
+    match file {
+        Some(p) => p.display().to_string(),
+        None => "(built-in defaults)".to_string(),
+    }
+}
+
+fn invalid(file: &Option<PathBuf>, key: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { file: display_file(file), key: key.to_string(), message: message.into() }
+}
+
+pub fn resolve(
+    raw: RawConfig,
+    path: Option<PathBuf>,
+    cwd: &Path,
+    overrides: &Overrides,
+) -> Result<Settings, ConfigError> {
+    // Paths written in the config are relative to the config file; flags to the cwd.
+    let base = path.as_ref().and_then(|p| p.parent()).map(Path::to_path_buf).unwrap_or_else(|| cwd.to_path_buf());
+    let archive = match (&overrides.archive, &raw.archive.root) {
+        (Some(a), _) => absolute(cwd, a),
+        (None, Some(r)) => absolute(&base, r),
+        (None, None) => return Err(ConfigError::NoArchive),
+    };
+    let out = match &overrides.out {
+        Some(o) => absolute(cwd, o),
+        None => absolute(&base, &raw.output.dir),
+    };
+    let cache = match &overrides.cache {
+        Some(c) => absolute(cwd, c),
+        None => absolute(&base, &raw.output.cache),
+    };
+
+    let stretches = [
+        ("linear", Stretch::Linear),
+        ("log", Stretch::Log),
+        ("asinh", Stretch::Asinh),
+        ("sqrt", Stretch::Sqrt),
+        ("zscale", Stretch::Zscale),
+    ];
+    let pp = &raw.preprocess;
+    let stretch = parse_enum(&path, "preprocess.stretch", &pp.stretch, &stretches)?;
+    let stretch_8bit = parse_enum(&path, "preprocess.stretch-8bit", &pp.stretch_8bit, &stretches)?;
+    let channels =
+        parse_enum(&path, "preprocess.channels", &pp.channels, &[("grey", Channels::Grey), ("rgb", Channels::Rgb)])?;
+    if !(0.0..100.0).contains(&pp.clip_low) || !(0.0..=100.0).contains(&pp.clip_high) || pp.clip_low >= pp.clip_high
+    {
+        return Err(invalid(
+            &path,
+            "preprocess.clip-low",
+            format!(
+                "percentiles must satisfy 0 <= clip-low < clip-high <= 100 (got clip-low = {}, clip-high = {})",
+                pp.clip_low, pp.clip_high
+            ),
+        ));
+    }
+    if !(8..=1024).contains(&pp.size) {
+        return Err(invalid(&path, "preprocess.size", format!("{} is out of range; expected 8 to 1024 pixels", pp.size)));
+    }
+    let cube = match raw.fits.cube.as_str() {
+        "peak" => CubeMode::Peak,
+        "sum" => CubeMode::Sum,
+        "plane" => CubeMode::Plane(raw.fits.plane),
+        other => {
+            return Err(invalid(
+                &path,
+                "fits.cube",
+                format!("`{other}` is not allowed; expected one of `peak`, `sum`, `plane`"),
+            ))
+        }
+    };
+    let hdu = match &raw.fits.hdu {
+        toml::Value::String(s) if s == "auto" => HduChoice::Auto,
+        toml::Value::String(s) if !s.trim().is_empty() => HduChoice::Name(s.clone()),
+        toml::Value::Integer(i) if (0..=9999).contains(i) => HduChoice::Index(*i as u32),
+        other => {
+            return Err(invalid(
+                &path,
+                "fits.hdu",
+                format!("`{other}` is not allowed; expected `auto`, an HDU number from 0 (primary), or an EXTNAME such as `SCI`"),
+            ))
+        }
+    };
+    if raw.archive.max_pixels == 0 {
+        return Err(invalid(&path, "archive.max-pixels", "must be at least 1"));
+    }
+    if raw.archive.max_file_mb == 0 {
+        return Err(invalid(&path, "archive.max-file-mb", "must be at least 1"));
+    }
+    if !(16..=1024).contains(&raw.thumbnails.size) {
+        return Err(invalid(
+            &path,
+            "thumbnails.size",
+            format!("{} is out of range; expected 16 to 1024 pixels", raw.thumbnails.size),
+        ));
+    }
+    if !(1..=100).contains(&raw.thumbnails.quality) {
+        return Err(invalid(
+            &path,
+            "thumbnails.quality",
+            format!("{} is out of range; expected 1 to 100", raw.thumbnails.quality),
+        ));
+    }
+    let catalogue = match raw.catalogue {
+        None => None,
+        Some(c) => {
+            let Some(cpath) = &c.path else {
+                return Err(invalid(&path, "catalogue.path", "is required when a [catalogue] table is present"));
+            };
+            let join_on =
+                parse_enum(&path, "catalogue.join-on", &c.join_on, &[("path", JoinOn::Path), ("id", JoinOn::Id)])?;
+            Some(CatalogueSettings {
+                path: absolute(&base, cpath),
+                join_on,
+                id: Column::new("catalogue.id-column", c.id_column, "id"),
+                path_column: Column::new("catalogue.path-column", c.path_column, "path"),
+                title: Column::new("catalogue.title-column", c.title_column, "title"),
+                url: Column::new("catalogue.url-column", c.url_column, "url"),
+                ra: Column::new("catalogue.ra-column", c.ra_column, "ra"),
+                dec: Column::new("catalogue.dec-column", c.dec_column, "dec"),
+                columns: c.columns,
+            })
+        }
+    };
+
+    if out == archive || out.starts_with(&archive) {
+        return Err(ConfigError::OutputInsideArchive { out, archive });
+    }
+    if archive.starts_with(&out) {
+        return Err(ConfigError::ArchiveInsideOutput { out, archive });
+    }
+    if cache.starts_with(&archive) {
+        return Err(ConfigError::CacheInsideArchive { cache, archive });
+    }
+
+    Ok(Settings {
+        config_path: path,
+        title: raw.site.title,
+        archive,
+        follow_symlinks: raw.archive.follow_symlinks,
+        max_file_bytes: raw.archive.max_file_mb.saturating_mul(1024 * 1024),
+        catalogue,
+        out,
+        cache,
+        preprocess: PreprocessSettings {
+            fits: FitsSettings { hdu, cube },
+            stretch,
+            stretch_8bit,
+            clip_low: pp.clip_low,
+            clip_high: pp.clip_high,
+            channels,
+            size: pp.size,
+            model_channels: match channels {
+                Channels::Grey => 1,
+                Channels::Rgb => 3,
+            },
+            max_pixels: raw.archive.max_pixels,
+            max_file_bytes: raw.archive.max_file_mb.saturating_mul(1024 * 1024),
+        },
+        thumbs: ThumbSettings { size: raw.thumbnails.size, quality: raw.thumbnails.quality },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resolve_text(text: &str) -> Result<Settings, ConfigError> {
+        let p = PathBuf::from("/srv/site/site-config.toml");
+        let raw = parse_str(text, &p)?;
+        resolve(raw, Some(p), Path::new("/home/u"), &Overrides::default())
+    }
+
+    #[test]
+    fn paths_are_relative_to_the_config_file_and_flags_to_the_cwd() {
+        let s = resolve_text("[archive]\nroot = \"../data/img\"\n").unwrap();
+        assert_eq!(s.archive, PathBuf::from("/srv/data/img"));
+        assert_eq!(s.out, PathBuf::from("/srv/site/site"));
+        let raw = parse_str("[archive]\nroot = \"x\"\n", Path::new("/srv/c.toml")).unwrap();
+        let o = Overrides { out: Some("public".into()), ..Default::default() };
+        let s = resolve(raw, Some("/srv/c.toml".into()), Path::new("/home/u"), &o).unwrap();
+        assert_eq!(s.out, PathBuf::from("/home/u/public"));
+    }
+
+    #[test]
+    fn defaults_are_sane() {
+        let s = resolve_text("[archive]\nroot = \"a\"\n").unwrap();
+        assert_eq!(s.preprocess.stretch, Stretch::Asinh);
+        assert_eq!(s.preprocess.fits.hdu, HduChoice::Auto);
+        assert_eq!(s.preprocess.fits.cube, CubeMode::Peak);
+        assert_eq!(s.thumbs.size, 128);
+    }
+
+    #[test]
+    fn hdu_accepts_number_name_or_auto() {
+        let s = resolve_text("[archive]\nroot = \"a\"\n[fits]\nhdu = 1\n").unwrap();
+        assert_eq!(s.preprocess.fits.hdu, HduChoice::Index(1));
+        let s = resolve_text("[archive]\nroot = \"a\"\n[fits]\nhdu = \"SCI\"\n").unwrap();
+        assert_eq!(s.preprocess.fits.hdu, HduChoice::Name("SCI".into()));
+        assert!(resolve_text("[archive]\nroot = \"a\"\n[fits]\nhdu = -1\n").is_err());
+    }
+
+    #[test]
+    fn digest_changes_with_every_setting_that_changes_pixels() {
+        let a = resolve_text("[archive]\nroot = \"a\"\n").unwrap().preprocess;
+        let mut b = a.clone();
+        b.stretch = Stretch::Log;
+        assert_ne!(a.digest(), b.digest());
+        let mut c = a.clone();
+        c.fits.cube = CubeMode::Plane(2);
+        assert_ne!(a.digest(), c.digest());
+        assert_eq!(a.digest(), a.clone().digest());
+    }
+}

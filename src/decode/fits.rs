@@ -1,0 +1,266 @@
+//! FITS through CFITSIO (the `fitsio-sys` bindings), read from memory.
+//!
+//! Opening from memory (`ffomem`) instead of by name means CFITSIO never parses a file name
+//! (its extended syntax gives meaning to `[`, `+`, `-`…), never re-reads the file we already
+//! hashed, and never sees a gzip stream: `.gz` is inflated here under a size limit, so a
+//! decompression bomb is refused instead of filling memory. Tile-compressed `.fz` images are
+//! handled by CFITSIO transparently. Pixels are read as float with NaN as the null value, so
+//! BSCALE/BZERO are applied and BLANK integer pixels become NaN.
+
+use std::ffi::{c_char, c_int, c_void, CString};
+use std::io::Read;
+use std::path::Path;
+
+use fitsio_sys as sys;
+
+use super::{check_pixels, Raster};
+use crate::config::{CubeMode, FitsSettings, HduChoice};
+use crate::error::FileError;
+
+const IMAGE_HDU: c_int = sys::IMAGE_HDU as c_int;
+const READONLY: c_int = sys::READONLY as c_int;
+const TFLOAT: c_int = sys::TFLOAT as c_int;
+const MAX_AXES: usize = 9;
+
+fn status_text(status: c_int) -> String {
+    let mut buf = [0 as c_char; 32];
+    // SAFETY: ffgerr writes at most 30 characters plus NUL into the buffer.
+    unsafe { sys::ffgerr(status, buf.as_mut_ptr()) };
+    let text = unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) }.to_string_lossy().into_owned();
+    format!("{text} (CFITSIO status {status})")
+}
+
+/// An open in-memory FITS file. CFITSIO keeps the *addresses* of the buffer pointer and size
+/// it was given, so they live in this (boxed, never moved) struct until close.
+struct MemFits<'a> {
+    fptr: *mut sys::fitsfile,
+    buf: *mut c_void,
+    len: usize,
+    _data: std::marker::PhantomData<&'a [u8]>,
+}
+
+impl<'a> MemFits<'a> {
+    fn open(data: &'a [u8]) -> Result<Box<MemFits<'a>>, FileError> {
+        let mut f = Box::new(MemFits {
+            fptr: std::ptr::null_mut(),
+            buf: data.as_ptr() as *mut c_void,
+            len: data.len(),
+            _data: std::marker::PhantomData,
+        });
+        let name = CString::new("mem.fits").expect("static name");
+        let mut status = 0;
+        // SAFETY: READONLY with no realloc function: CFITSIO only reads `data`, which outlives
+        // the returned box through the lifetime 'a; buf/len live in the box and are not moved.
+        unsafe {
+            sys::ffomem(&mut f.fptr, name.as_ptr(), READONLY, &mut f.buf, &mut f.len, 0, None, &mut status);
+        }
+        if status != 0 || f.fptr.is_null() {
+            f.fptr = std::ptr::null_mut();
+            return Err(FileError::Fits(format!("cannot open: {}", status_text(status))));
+        }
+        Ok(f)
+    }
+
+    fn check(&self, status: c_int, what: &str) -> Result<(), FileError> {
+        if status == 0 {
+            Ok(())
+        } else {
+            Err(FileError::Fits(format!("{what}: {}", status_text(status))))
+        }
+    }
+
+    fn num_hdus(&self) -> Result<usize, FileError> {
+        let (mut n, mut status) = (0, 0);
+        unsafe { sys::ffthdu(self.fptr, &mut n, &mut status) };
+        self.check(status, "counting HDUs")?;
+        Ok(n.max(0) as usize)
+    }
+
+    /// Moves to HDU `i` (0-based) and returns its type.
+    fn goto(&self, i: usize) -> Result<c_int, FileError> {
+        let (mut t, mut status) = (0, 0);
+        unsafe { sys::ffmahd(self.fptr, i as c_int + 1, &mut t, &mut status) };
+        self.check(status, &format!("moving to HDU {i}"))?;
+        Ok(t)
+    }
+
+    fn goto_name(&self, name: &str) -> Result<(), FileError> {
+        let c = CString::new(name).map_err(|_| FileError::Fits("HDU name contains NUL".into()))?;
+        let mut status = 0;
+        unsafe { sys::ffmnhd(self.fptr, sys::ANY_HDU, c.as_ptr() as *mut c_char, 0, &mut status) };
+        if status != 0 {
+            return Err(FileError::NoImage(format!("no HDU named `{name}` (EXTNAME); set [fits] hdu to one that exists, or to \"auto\"")));
+        }
+        Ok(())
+    }
+
+    /// The current HDU's image axes (NAXIS1 first), empty for NAXIS = 0.
+    fn axes(&self) -> Result<Vec<i64>, FileError> {
+        let (mut naxis, mut status) = (0, 0);
+        unsafe { sys::ffgidm(self.fptr, &mut naxis, &mut status) };
+        self.check(status, "reading NAXIS")?;
+        let naxis = naxis.max(0) as usize;
+        if naxis > MAX_AXES {
+            return Err(FileError::Unsupported(format!("image with NAXIS = {naxis}")));
+        }
+        let mut axes = vec![0i64; naxis];
+        if naxis > 0 {
+            unsafe { sys::ffgiszll(self.fptr, naxis as c_int, axes.as_mut_ptr(), &mut status) };
+            self.check(status, "reading NAXISn")?;
+        }
+        Ok(axes)
+    }
+
+    /// Reads `out.len()` pixels starting at 0-based element `first` of the current HDU.
+    fn read(&self, first: u64, out: &mut [f32]) -> Result<(), FileError> {
+        let mut null = f32::NAN;
+        let (mut anynul, mut status) = (0, 0);
+        unsafe {
+            sys::ffgpv(
+                self.fptr,
+                TFLOAT,
+                first as i64 + 1,
+                out.len() as i64,
+                &mut null as *mut f32 as *mut c_void,
+                out.as_mut_ptr() as *mut c_void,
+                &mut anynul,
+                &mut status,
+            )
+        };
+        self.check(status, "reading pixels")
+    }
+}
+
+impl Drop for MemFits<'_> {
+    fn drop(&mut self) {
+        if !self.fptr.is_null() {
+            let mut status = 0;
+            unsafe { sys::ffclos(self.fptr, &mut status) };
+        }
+    }
+}
+
+fn is_image(axes: &[i64]) -> bool {
+    axes.len() >= 2 && axes.iter().all(|&a| a > 0)
+}
+
+/// Inflates a gzip stream, refusing to produce more than `limit` bytes.
+fn gunzip(bytes: &[u8], limit: u64) -> Result<Vec<u8>, FileError> {
+    let mut out = Vec::new();
+    let mut dec = flate2::read::MultiGzDecoder::new(bytes).take(limit + 1);
+    dec.read_to_end(&mut out)
+        .map_err(|e| FileError::Decode { format: "gzip-compressed FITS", message: e.to_string() })?;
+    if out.len() as u64 > limit {
+        return Err(FileError::FileTooLarge { size: out.len() as u64, limit });
+    }
+    Ok(out)
+}
+
+pub(super) fn decode(
+    _path: &Path,
+    bytes: &[u8],
+    settings: &FitsSettings,
+    max_pixels: u64,
+    max_bytes: u64,
+) -> Result<Raster, FileError> {
+    let inflated;
+    let data: &[u8] = if bytes.starts_with(&[0x1f, 0x8b]) {
+        inflated = gunzip(bytes, max_bytes)?;
+        &inflated
+    } else {
+        bytes
+    };
+    // Everything that is not FITS stops here, before CFITSIO parses anything.
+    if !data.starts_with(b"SIMPLE  =") {
+        return Err(FileError::Decode { format: "FITS", message: "does not start with a SIMPLE card".into() });
+    }
+    if data.len() < 2880 {
+        return Err(FileError::Decode { format: "FITS", message: format!("truncated: {} bytes, shorter than one 2880-byte FITS block", data.len()) });
+    }
+    let f = MemFits::open(data)?;
+    let n = f.num_hdus()?;
+    let (hdu_label, axes) = match &settings.hdu {
+        HduChoice::Auto => {
+            let mut found = None;
+            let mut tables = 0;
+            for i in 0..n {
+                if f.goto(i)? != IMAGE_HDU {
+                    tables += 1;
+                    continue;
+                }
+                let axes = f.axes()?;
+                if is_image(&axes) {
+                    found = Some((format!("HDU {i}"), axes));
+                    break;
+                }
+            }
+            match found {
+                Some(x) => x,
+                None if tables > 0 => {
+                    return Err(FileError::NoImage(format!("{n} HDU(s), only tables and empty images; nothing to show")))
+                }
+                None => return Err(FileError::NoImage(format!("{n} HDU(s), none with a 2-D image"))),
+            }
+        }
+        HduChoice::Index(i) => {
+            let i = *i as usize;
+            if i >= n {
+                return Err(FileError::NoImage(format!("[fits] hdu = {i}, but the file has {n} HDU(s)")));
+            }
+            if f.goto(i)? != IMAGE_HDU {
+                return Err(FileError::NoImage(format!("HDU {i} is a table, not an image")));
+            }
+            (format!("HDU {i}"), f.axes()?)
+        }
+        HduChoice::Name(name) => {
+            f.goto_name(name)?;
+            (format!("HDU `{name}`"), f.axes()?)
+        }
+    };
+    if !is_image(&axes) {
+        return Err(FileError::NoImage(format!("{hdu_label} has axes {axes:?}, not a 2-D image")));
+    }
+    let (w, h) = (axes[0] as u64, axes[1] as u64);
+    check_pixels(w, h, max_pixels)?;
+    // Degenerate axes (a Stokes or frequency axis of length 1) multiply to 1 and vanish here.
+    let planes: u64 = axes[2..].iter().map(|&a| a as u64).product();
+    let npix = (w * h) as usize;
+    let mut plane = vec![0f32; npix];
+    let mut acc: Vec<f32>;
+    match settings.cube {
+        CubeMode::Plane(p) => {
+            if p >= planes {
+                return Err(FileError::NoImage(format!("[fits] plane = {p}, but the cube has {planes} plane(s)")));
+            }
+            f.read(p * npix as u64, &mut plane)?;
+            acc = plane;
+        }
+        CubeMode::Peak | CubeMode::Sum => {
+            f.read(0, &mut plane)?;
+            acc = plane.clone();
+            for k in 1..planes {
+                f.read(k * npix as u64, &mut plane)?;
+                for (a, &v) in acc.iter_mut().zip(&plane) {
+                    if v.is_nan() {
+                        continue;
+                    }
+                    *a = if a.is_nan() {
+                        v
+                    } else if settings.cube == CubeMode::Peak {
+                        a.max(v)
+                    } else {
+                        *a + v
+                    };
+                }
+            }
+        }
+    }
+    drop(f);
+    // FITS stores the bottom row first; flip so row 0 is the top of the image.
+    let (w, h) = (w as usize, h as usize);
+    for y in 0..h / 2 {
+        let (top, bottom) = acc.split_at_mut((h - 1 - y) * w);
+        top[y * w..(y + 1) * w].swap_with_slice(&mut bottom[..w]);
+    }
+    Ok(Raster { width: w, height: h, channels: 1, data: acc, display_ready: false })
+}

@@ -1,0 +1,60 @@
+//! Decoding archive files into floating-point rasters.
+//!
+//! Every format ends as the same [`Raster`]: planar `f32`, row 0 at the top of the image as
+//! an astronomer views it (FITS rows are flipped, since FITS puts its origin bottom-left),
+//! masked pixels as NaN, and the original dynamic range kept (16-bit and float data are not
+//! squeezed to 8 bits). Image sizes are checked against the pixel limit from the header,
+//! before any pixel buffer is allocated.
+
+mod fits;
+mod raster;
+
+use std::path::Path;
+
+use crate::config::PreprocessSettings;
+use crate::error::FileError;
+use crate::scan::Format;
+
+#[derive(Debug, Clone)]
+pub struct Raster {
+    pub width: usize,
+    pub height: usize,
+    /// 1 (grey) or 3 (RGB).
+    pub channels: usize,
+    /// `channels` planes of `width * height`, row-major, top row first.
+    pub data: Vec<f32>,
+    /// True for 8-bit sources, which are already display-stretched (JPEG, 8-bit PNG/TIFF).
+    pub display_ready: bool,
+}
+
+impl Raster {
+    pub fn plane(&self, c: usize) -> &[f32] {
+        let n = self.width * self.height;
+        &self.data[c * n..(c + 1) * n]
+    }
+}
+
+/// Refuses an image whose header claims more pixels than allowed, before allocating.
+pub(crate) fn check_pixels(width: u64, height: u64, limit: u64) -> Result<(), FileError> {
+    let pixels = width.saturating_mul(height);
+    if width == 0 || height == 0 {
+        return Err(FileError::NoImage(format!("image is {width}x{height}")));
+    }
+    if pixels > limit {
+        return Err(FileError::TooManyPixels { width, height, pixels, limit });
+    }
+    Ok(())
+}
+
+/// Decodes one file. `bytes` is the file's content (already read for its digest); FITS is
+/// opened by path instead, because CFITSIO handles its compressed variants itself.
+pub fn decode(path: &Path, bytes: &[u8], format: Format, settings: &PreprocessSettings) -> Result<Raster, FileError> {
+    if bytes.is_empty() {
+        return Err(FileError::Empty);
+    }
+    match format {
+        Format::Fits => fits::decode(path, bytes, &settings.fits, settings.max_pixels, settings.max_file_bytes),
+        Format::Png | Format::Jpeg => raster::decode_image(bytes, format, settings.max_pixels),
+        Format::Tiff => raster::decode_tiff(bytes, settings.max_pixels),
+    }
+}

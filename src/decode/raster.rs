@@ -1,0 +1,96 @@
+//! PNG and JPEG through the `image` crate, TIFF through the `tiff` crate (which, unlike
+//! `image`, reads single-band float and 32-bit integer TIFF as scientific cameras write it).
+
+use std::io::Cursor;
+
+use super::{check_pixels, Raster};
+use crate::error::FileError;
+use crate::scan::Format;
+
+fn planar_from_interleaved<T: Copy>(src: &[T], samples: usize, keep: usize, to_f32: impl Fn(T) -> f32) -> Vec<f32> {
+    let n = src.len() / samples;
+    let mut out = vec![0f32; n * keep];
+    for c in 0..keep {
+        let plane = &mut out[c * n..(c + 1) * n];
+        for (i, px) in plane.iter_mut().enumerate() {
+            *px = to_f32(src[i * samples + c]);
+        }
+    }
+    out
+}
+
+pub(super) fn decode_image(bytes: &[u8], format: Format, max_pixels: u64) -> Result<Raster, FileError> {
+    let (fmt, name) = match format {
+        Format::Png => (image::ImageFormat::Png, "PNG"),
+        _ => (image::ImageFormat::Jpeg, "JPEG"),
+    };
+    let err = |e: image::ImageError| match e {
+        image::ImageError::Limits(l) => FileError::Decode { format: name, message: format!("over the decoder's memory limit ({l})") },
+        other => FileError::Decode { format: name, message: other.to_string() },
+    };
+    let (w, h) = image::ImageReader::with_format(Cursor::new(bytes), fmt).into_dimensions().map_err(err)?;
+    check_pixels(w as u64, h as u64, max_pixels)?;
+    let mut reader = image::ImageReader::with_format(Cursor::new(bytes), fmt);
+    let mut limits = image::Limits::default();
+    // The largest buffer the decoder may need: 4 channels of 32-bit samples, plus slack.
+    limits.max_alloc = Some((w as u64 * h as u64).saturating_mul(16).saturating_add(64 << 20));
+    reader.limits(limits);
+    let img = reader.decode().map_err(err)?;
+    use image::DynamicImage as D;
+    let (w, h) = (img.width() as usize, img.height() as usize);
+    let (channels, data, display_ready) = match img {
+        D::ImageLuma8(b) => (1, b.into_raw().into_iter().map(f32::from).collect(), true),
+        D::ImageLumaA8(b) => (1, planar_from_interleaved(b.as_raw(), 2, 1, f32::from), true),
+        D::ImageLuma16(b) => (1, b.into_raw().into_iter().map(f32::from).collect(), false),
+        D::ImageLumaA16(b) => (1, planar_from_interleaved(b.as_raw(), 2, 1, f32::from), false),
+        D::ImageRgb8(b) => (3, planar_from_interleaved(b.as_raw(), 3, 3, f32::from), true),
+        D::ImageRgba8(b) => (3, planar_from_interleaved(b.as_raw(), 4, 3, f32::from), true),
+        D::ImageRgb16(b) => (3, planar_from_interleaved(b.as_raw(), 3, 3, f32::from), false),
+        D::ImageRgba16(b) => (3, planar_from_interleaved(b.as_raw(), 4, 3, f32::from), false),
+        D::ImageRgb32F(b) => (3, planar_from_interleaved(b.as_raw(), 3, 3, |v| v), false),
+        D::ImageRgba32F(b) => (3, planar_from_interleaved(b.as_raw(), 4, 3, |v| v), false),
+        other => {
+            let b = other.to_rgb32f();
+            (3, planar_from_interleaved(b.as_raw(), 3, 3, |v| v), false)
+        }
+    };
+    Ok(Raster { width: w, height: h, channels, data, display_ready })
+}
+
+pub(super) fn decode_tiff(bytes: &[u8], max_pixels: u64) -> Result<Raster, FileError> {
+    use tiff::decoder::{Decoder, DecodingResult as R, Limits};
+    use tiff::ColorType as C;
+    let err = |e: tiff::TiffError| FileError::Decode { format: "TIFF", message: e.to_string() };
+    let mut dec = Decoder::new(Cursor::new(bytes)).map_err(err)?;
+    let (w, h) = dec.dimensions().map_err(err)?;
+    check_pixels(w as u64, h as u64, max_pixels)?;
+    let color = dec.colortype().map_err(err)?;
+    let (samples, keep) = match color {
+        C::Gray(_) => (1, 1),
+        C::GrayA(_) => (2, 1),
+        C::RGB(_) => (3, 3),
+        C::RGBA(_) => (4, 3),
+        C::Multiband { num_samples, .. } => (num_samples as usize, 1),
+        other => return Err(FileError::Unsupported(format!("TIFF colour type {other:?}"))),
+    };
+    let mut limits = Limits::default();
+    limits.decoding_buffer_size = ((w as usize).saturating_mul(h as usize)).saturating_mul(samples * 8).max(1 << 20);
+    let mut dec = dec.with_limits(limits);
+    let result = dec.read_image().map_err(err)?;
+    let expected = w as usize * h as usize * samples;
+    let (data, display_ready) = match &result {
+        R::U8(v) if v.len() >= expected => (planar_from_interleaved(&v[..expected], samples, keep, f32::from), true),
+        R::U16(v) if v.len() >= expected => (planar_from_interleaved(&v[..expected], samples, keep, f32::from), false),
+        R::U32(v) if v.len() >= expected => (planar_from_interleaved(&v[..expected], samples, keep, |x| x as f32), false),
+        R::U64(v) if v.len() >= expected => (planar_from_interleaved(&v[..expected], samples, keep, |x| x as f32), false),
+        R::I8(v) if v.len() >= expected => (planar_from_interleaved(&v[..expected], samples, keep, f32::from), false),
+        R::I16(v) if v.len() >= expected => (planar_from_interleaved(&v[..expected], samples, keep, f32::from), false),
+        R::I32(v) if v.len() >= expected => (planar_from_interleaved(&v[..expected], samples, keep, |x| x as f32), false),
+        R::I64(v) if v.len() >= expected => (planar_from_interleaved(&v[..expected], samples, keep, |x| x as f32), false),
+        R::F16(v) if v.len() >= expected => (planar_from_interleaved(&v[..expected], samples, keep, |x| x.to_f32()), false),
+        R::F32(v) if v.len() >= expected => (planar_from_interleaved(&v[..expected], samples, keep, |x| x), false),
+        R::F64(v) if v.len() >= expected => (planar_from_interleaved(&v[..expected], samples, keep, |x| x as f32), false),
+        _ => return Err(FileError::Decode { format: "TIFF", message: "fewer samples than the header declares".into() }),
+    };
+    Ok(Raster { width: w as usize, height: h as usize, channels: keep, data, display_ready })
+}

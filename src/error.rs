@@ -1,0 +1,71 @@
+//! Typed errors. Fatal ones (config, catalogue, output folder) stop a build with a message
+//! that names the file or key and the fix; per-file ones ([`FileError`]) are reported and
+//! the build goes on.
+
+use std::path::PathBuf;
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("config file {} does not exist\n  fix: pass the right --config path, or run `simsite init` to write a documented site-config.toml", path.display())]
+    Missing { path: PathBuf },
+    #[error("cannot read {}: {source}", path.display())]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("invalid config {}:\n{message}\n  fix: correct or remove that key (`simsite init` writes a config listing every key)", path.display())]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid config {file}: key `{key}`: {message}")]
+    Invalid { file: String, key: String, message: String },
+    #[error("no archive folder given\n  fix: set `root` under [archive] in site-config.toml, or pass --archive DIR")]
+    NoArchive,
+    #[error("the output folder {} is inside the archive {}\n  fix: choose an output folder outside the archive (--out DIR or [output] dir)", out.display(), archive.display())]
+    OutputInsideArchive { out: PathBuf, archive: PathBuf },
+    #[error("the archive {} is inside the output folder {}\n  fix: choose an output folder that does not contain the archive (--out DIR or [output] dir)", archive.display(), out.display())]
+    ArchiveInsideOutput { out: PathBuf, archive: PathBuf },
+    #[error("the cache folder {} is inside the archive {}\n  fix: choose a cache folder outside the archive (--cache DIR or [output] cache)", cache.display(), archive.display())]
+    CacheInsideArchive { cache: PathBuf, archive: PathBuf },
+}
+
+#[derive(Debug, Error)]
+pub enum ArchiveError {
+    #[error("archive folder {} does not exist\n  fix: check [archive] root in the config or the --archive path", path.display())]
+    Missing { path: PathBuf },
+    #[error("archive path {} is not a folder\n  fix: point [archive] root or --archive at the folder that holds the images", path.display())]
+    NotAFolder { path: PathBuf },
+    #[error("cannot read the archive folder {}: {source}", path.display())]
+    Unreadable { path: PathBuf, source: std::io::Error },
+}
+
+#[derive(Debug, Error)]
+pub enum CatalogueError {
+    #[error("cannot read catalogue {}: {source}\n  fix: check `path` under [catalogue]", path.display())]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("catalogue {}: {message}", path.display())]
+    Csv { path: PathBuf, message: String },
+    #[error("catalogue {}: no column `{column}` (needed by `{key}`); columns are: {available}\n  fix: set `{key}` under [catalogue] to one of those", path.display())]
+    MissingColumn { path: PathBuf, column: String, key: String, available: String },
+    #[error("catalogue {}: line {line} repeats the key `{key}` of line {first}\n  fix: every row must name a different file", path.display())]
+    DuplicateKey { path: PathBuf, key: String, line: u64, first: u64 },
+}
+
+/// Why one input file was skipped. The build goes on without it.
+#[derive(Debug, Error)]
+pub enum FileError {
+    #[error("cannot read file: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("empty file")]
+    Empty,
+    #[error("file is {size} bytes, over the {limit}-byte limit (raise [archive] max-file-mb)")]
+    FileTooLarge { size: u64, limit: u64 },
+    #[error("image is {width}x{height} = {pixels} pixels, over the limit of {limit} (raise [archive] max-pixels)")]
+    TooManyPixels { width: u64, height: u64, pixels: u64, limit: u64 },
+    #[error("not a valid {format} file: {message}")]
+    Decode { format: &'static str, message: String },
+    #[error("FITS: {0}")]
+    Fits(String),
+    #[error("no image data: {0}")]
+    NoImage(String),
+    #[error("no finite pixels (all NaN, infinite or blank)")]
+    AllBlank,
+    #[error("unsupported: {0}")]
+    Unsupported(String),
+}

@@ -1,0 +1,85 @@
+//! The decode + preprocess stage: read each file once (hashing it on the way), decode,
+//! stretch and resize it, make its thumbnail, and stream the encoder input to the next
+//! stage through a bounded channel, so memory stays bounded whatever the archive's size.
+//!
+//! Work runs on rayon's pool; the consumer runs on the calling thread (not a pool thread,
+//! so it never takes a worker away from decoding). A file that fails is handed to the
+//! consumer as an error with its reason; it never stops the stage.
+
+use std::path::PathBuf;
+
+use rayon::prelude::*;
+
+use crate::catalogue::Item;
+use crate::config::{PreprocessSettings, ThumbSettings};
+use crate::decode;
+use crate::error::FileError;
+use crate::fsutil;
+use crate::preprocess;
+use crate::thumbs;
+
+/// What the stage produced for one item.
+#[derive(Debug)]
+pub struct Ingested {
+    /// blake3 of the file's bytes.
+    pub digest: blake3::Hash,
+    /// The cached thumbnail.
+    pub thumb: PathBuf,
+    /// Whether the thumbnail was made now (false: found in the cache).
+    pub thumb_made: bool,
+    /// The encoder input, when the file had to be decoded.
+    pub tensor: Option<Vec<f32>>,
+}
+
+pub struct IngestSettings<'a> {
+    pub preprocess: &'a PreprocessSettings,
+    pub thumbs: &'a ThumbSettings,
+    pub cache: &'a std::path::Path,
+    pub max_file_bytes: u64,
+    /// Decode even when the cache holds everything (used by `check`, which writes nothing).
+    pub validate_only: bool,
+}
+
+fn ingest_one(item: &Item, s: &IngestSettings) -> Result<Ingested, FileError> {
+    let size = std::fs::metadata(&item.entry.abs)?.len();
+    if size > s.max_file_bytes {
+        return Err(FileError::FileTooLarge { size, limit: s.max_file_bytes });
+    }
+    let bytes = std::fs::read(&item.entry.abs)?;
+    let digest = blake3::hash(&bytes);
+    let key = thumbs::cache_key(&digest, s.preprocess, s.thumbs);
+    let thumb = thumbs::cache_path(s.cache, &key);
+    if !s.validate_only && thumb.is_file() {
+        return Ok(Ingested { digest, thumb, thumb_made: false, tensor: None });
+    }
+    let raster = decode::decode(&item.entry.abs, &bytes, item.entry.format, s.preprocess)?;
+    drop(bytes);
+    let prepared = preprocess::prepare(&raster, s.preprocess, s.thumbs.size)?;
+    drop(raster);
+    if !s.validate_only {
+        let jpeg = thumbs::encode_jpeg(&prepared.thumb, s.thumbs.quality)
+            .map_err(|e| FileError::Decode { format: "thumbnail", message: e.to_string() })?;
+        fsutil::atomic_write(&thumb, &jpeg)?;
+    }
+    Ok(Ingested { digest, thumb, thumb_made: !s.validate_only, tensor: Some(prepared.tensor) })
+}
+
+/// Runs the stage over `items`, calling `consume(index, result)` on the calling thread as
+/// results arrive (in no particular order). At most `queue` results wait in memory.
+pub fn run<F>(items: &[Item], s: &IngestSettings, queue: usize, mut consume: F)
+where
+    F: FnMut(usize, Result<Ingested, FileError>),
+{
+    let (tx, rx) = crossbeam_channel::bounded(queue.max(1));
+    std::thread::scope(|scope| {
+        scope.spawn(move || {
+            items.par_iter().enumerate().try_for_each_with(tx, |tx, (i, item)| {
+                // A send fails only when the consumer has gone; then stop early.
+                tx.send((i, ingest_one(item, s))).map_err(|_| ())
+            })
+        });
+        for (i, result) in rx {
+            consume(i, result);
+        }
+    });
+}

@@ -1,0 +1,290 @@
+//! From a decoded [`Raster`] to what the encoder and the pages see: channel handling,
+//! percentile clipping, a stretch to [0, 1], and resizing to the encoder's input and to a
+//! thumbnail.
+//!
+//! This is the one definition of the preprocessing; `training/` mirrors it in Python and a
+//! test checks that both give the same tensor. Its exact rules:
+//! - clip limits are percentiles (numpy's linear interpolation) of the finite pixels of all
+//!   bands together; above [`SAMPLE_CAP`] finite pixels, of every `ceil(n / SAMPLE_CAP)`-th
+//!   one in band, row, column order; `zscale` uses IRAF's algorithm (as astropy has it);
+//! - masked (NaN/inf) pixels are filled with the median of that sample;
+//! - `x = clamp((v - lo) / (hi - lo), 0, 1)` (0 when `hi <= lo`), then the stretch;
+//! - grey mode then averages the stretched R, G, B (thumbnails keep colour);
+//! - resizing is a bilinear convolution (Pillow's `BILINEAR`, antialiased when shrinking)
+//!   that keeps the aspect ratio; the encoder input is centred on a zero (black) square.
+
+use fast_image_resize as fr;
+
+use crate::config::{Channels, PreprocessSettings, Stretch};
+use crate::decode::Raster;
+use crate::error::FileError;
+
+/// Most finite pixels looked at for clip limits; larger images are sampled with a stride.
+pub const SAMPLE_CAP: usize = 1 << 18;
+/// `log` stretch: `ln(a x + 1) / ln(a + 1)`, as astropy's `LogStretch` default.
+pub const LOG_A: f32 = 1000.0;
+/// `asinh` stretch: `asinh(x / b) / asinh(1 / b)`, as astropy's `AsinhStretch` default.
+pub const ASINH_B: f32 = 0.1;
+
+/// An 8-bit image, interleaved, 1 (grey) or 3 (RGB) channels.
+#[derive(Debug, Clone)]
+pub struct Thumb {
+    pub width: u32,
+    pub height: u32,
+    pub channels: u8,
+    pub pixels: Vec<u8>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    /// `model_channels × size × size`, planar, values in [0, 1].
+    pub tensor: Vec<f32>,
+    pub thumb: Thumb,
+}
+
+fn stretch_fn(s: Stretch) -> fn(f32) -> f32 {
+    match s {
+        Stretch::Linear | Stretch::Zscale => |x| x,
+        Stretch::Sqrt => |x| x.sqrt(),
+        Stretch::Log => |x| (LOG_A * x).ln_1p() / LOG_A.ln_1p(),
+        Stretch::Asinh => |x| (x / ASINH_B).asinh() / (1.0 / ASINH_B).asinh(),
+    }
+}
+
+/// Finite pixels of all bands in band, row, column order, subsampled to at most `cap`.
+fn finite_sample(bands: &[Vec<f32>], cap: usize) -> Vec<f32> {
+    let n: usize = bands.iter().map(|b| b.iter().filter(|v| v.is_finite()).count()).sum();
+    let stride = n.div_ceil(cap).max(1);
+    let mut out = Vec::with_capacity(n.min(cap));
+    let mut i = 0usize;
+    for b in bands {
+        for &v in b {
+            if v.is_finite() {
+                if i % stride == 0 {
+                    out.push(v);
+                }
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+/// numpy's default (linear) percentile of sorted data.
+pub fn percentile(sorted: &[f32], p: f64) -> f32 {
+    let pos = p / 100.0 * (sorted.len() - 1) as f64;
+    let i = pos.floor() as usize;
+    let frac = (pos - i as f64) as f32;
+    match sorted.get(i + 1) {
+        Some(&next) => sorted[i] + (next - sorted[i]) * frac,
+        None => sorted[i],
+    }
+}
+
+/// IRAF zscale limits, following astropy's `ZScaleInterval` with its defaults.
+pub fn zscale(values: &[f32]) -> (f32, f32) {
+    const N_SAMPLES: usize = 1000;
+    const CONTRAST: f64 = 0.25;
+    const MAX_REJECT: f64 = 0.5;
+    const MIN_NPIXELS: usize = 5;
+    const KREJ: f64 = 2.5;
+    const MAX_ITERATIONS: usize = 5;
+    let stride = ((values.len() as f64 / N_SAMPLES as f64).max(1.0)) as usize;
+    let mut s: Vec<f64> = values.iter().step_by(stride).take(N_SAMPLES).map(|&v| v as f64).collect();
+    s.sort_by(f64::total_cmp);
+    let npix = s.len();
+    let (mut vmin, mut vmax) = (s[0], s[npix - 1]);
+    let minpix = MIN_NPIXELS.max((npix as f64 * MAX_REJECT) as usize);
+    let ngrow = 1.max((npix as f64 * 0.01) as usize);
+    let mut bad = vec![false; npix];
+    let (mut ngood, mut last_ngood) = (npix, npix + 1);
+    let mut fit = (0.0f64, 0.0f64);
+    let mut fitted_once = false;
+    for _ in 0..MAX_ITERATIONS {
+        if ngood >= last_ngood || ngood < minpix {
+            break;
+        }
+        // Least squares line through the good samples (x = index).
+        let (mut sw, mut sx, mut sy, mut sxx, mut sxy) = (0.0, 0.0, 0.0, 0.0, 0.0);
+        for (i, &y) in s.iter().enumerate() {
+            if !bad[i] {
+                let x = i as f64;
+                sw += 1.0;
+                sx += x;
+                sy += y;
+                sxx += x * x;
+                sxy += x * y;
+            }
+        }
+        let denom = sw * sxx - sx * sx;
+        let slope = if denom != 0.0 { (sw * sxy - sx * sy) / denom } else { 0.0 };
+        fit = (slope, (sy - slope * sx) / sw);
+        fitted_once = true;
+        let flat: Vec<f64> = s.iter().enumerate().map(|(i, &y)| y - (fit.0 * i as f64 + fit.1)).collect();
+        let good: Vec<f64> = flat.iter().zip(&bad).filter(|(_, &b)| !b).map(|(&f, _)| f).collect();
+        let mean = good.iter().sum::<f64>() / good.len() as f64;
+        let std = (good.iter().map(|f| (f - mean) * (f - mean)).sum::<f64>() / good.len() as f64).sqrt();
+        let threshold = KREJ * std;
+        for (b, f) in bad.iter_mut().zip(&flat) {
+            if *f < -threshold || *f > threshold {
+                *b = true;
+            }
+        }
+        // Grow the rejected set like numpy's convolve(bad, ones(ngrow), mode="same").
+        let before = ngrow - 1 - (ngrow - 1) / 2;
+        let after = (ngrow - 1) / 2;
+        let grown: Vec<bool> = (0..npix)
+            .map(|i| {
+                let lo = i.saturating_sub(before);
+                let hi = (i + after).min(npix - 1);
+                bad[lo..=hi].iter().any(|&b| b)
+            })
+            .collect();
+        bad = grown;
+        last_ngood = ngood;
+        ngood = bad.iter().filter(|&&b| !b).count();
+    }
+    if fitted_once && ngood >= minpix {
+        let slope = fit.0 / CONTRAST;
+        let center = (npix - 1) / 2;
+        let median = if npix % 2 == 1 { s[npix / 2] } else { (s[npix / 2 - 1] + s[npix / 2]) / 2.0 };
+        vmin = vmin.max(median - (center as f64 - 1.0) * slope);
+        vmax = vmax.min(median + (npix - center) as f64 * slope);
+    }
+    (vmin as f32, vmax as f32)
+}
+
+/// Resizes one band to `w × h` with Pillow-compatible bilinear convolution.
+fn resize_plane(src: &[f32], sw: usize, sh: usize, w: u32, h: u32) -> Vec<f32> {
+    if sw as u32 == w && sh as u32 == h {
+        return src.to_vec();
+    }
+    let bytes: Vec<u8> = src.iter().flat_map(|v| v.to_ne_bytes()).collect();
+    let src_img = fr::images::Image::from_vec_u8(sw as u32, sh as u32, bytes, fr::PixelType::F32)
+        .expect("buffer size matches the raster");
+    let mut dst = fr::images::Image::new(w, h, fr::PixelType::F32);
+    let opts = fr::ResizeOptions::new().resize_alg(fr::ResizeAlg::Convolution(fr::FilterType::Bilinear));
+    fr::Resizer::new().resize(&src_img, &mut dst, &opts).expect("same pixel type, non-zero sizes");
+    dst.buffer().chunks_exact(4).map(|c| f32::from_ne_bytes([c[0], c[1], c[2], c[3]])).collect()
+}
+
+/// Output size that fits `w × h` inside `box_size` keeping the aspect ratio.
+pub fn fit_size(w: usize, h: usize, box_size: u32) -> (u32, u32) {
+    let scale = box_size as f64 / w.max(h) as f64;
+    let fw = ((w as f64 * scale).round() as u32).clamp(1, box_size);
+    let fh = ((h as f64 * scale).round() as u32).clamp(1, box_size);
+    (fw, fh)
+}
+
+/// Clip limits, fill value and stretched bands (values in [0, 1], no NaN). Colour stays
+/// colour here (thumbnails show it); grey mode averages the stretched bands afterwards.
+pub fn stretch_bands(r: &Raster, s: &PreprocessSettings) -> Result<Vec<Vec<f32>>, FileError> {
+    let mut bands: Vec<Vec<f32>> = (0..r.channels).map(|c| r.plane(c).to_vec()).collect();
+    let stretch = if r.display_ready { s.stretch_8bit } else { s.stretch };
+    let mut sample = finite_sample(&bands, SAMPLE_CAP);
+    if sample.is_empty() {
+        return Err(FileError::AllBlank);
+    }
+    let (lo, hi) = if stretch == Stretch::Zscale { zscale(&sample) } else { (0.0, 0.0) };
+    sample.sort_unstable_by(f32::total_cmp);
+    let (lo, hi) = if stretch == Stretch::Zscale {
+        (lo, hi)
+    } else {
+        (percentile(&sample, s.clip_low), percentile(&sample, s.clip_high))
+    };
+    let fill = percentile(&sample, 50.0);
+    let f = stretch_fn(stretch);
+    let range = hi - lo;
+    for band in &mut bands {
+        for v in band.iter_mut() {
+            let x = if v.is_finite() { *v } else { fill };
+            let t = if range > 0.0 { ((x - lo) / range).clamp(0.0, 1.0) } else { 0.0 };
+            *v = f(t);
+        }
+    }
+    Ok(bands)
+}
+
+/// The bands the encoder sees: colour averaged to one band in grey mode.
+fn encoder_bands(bands: &[Vec<f32>], channels: Channels) -> Vec<Vec<f32>> {
+    if bands.len() == 3 && channels == Channels::Grey {
+        let n = bands[0].len();
+        vec![(0..n).map(|i| (bands[0][i] + bands[1][i] + bands[2][i]) / 3.0).collect()]
+    } else {
+        bands.to_vec()
+    }
+}
+
+pub fn prepare(r: &Raster, s: &PreprocessSettings, thumb_size: u32) -> Result<Prepared, FileError> {
+    let bands = stretch_bands(r, s)?;
+    let size = s.size as usize;
+    let (fw, fh) = fit_size(r.width, r.height, s.size);
+    let (ox, oy) = ((size - fw as usize) / 2, (size - fh as usize) / 2);
+    let mut tensor = vec![0f32; s.model_channels as usize * size * size];
+    let resized: Vec<Vec<f32>> =
+        encoder_bands(&bands, s.channels).iter().map(|b| resize_plane(b, r.width, r.height, fw, fh)).collect();
+    for c in 0..s.model_channels as usize {
+        let src = &resized[c.min(resized.len() - 1)];
+        let dst = &mut tensor[c * size * size..(c + 1) * size * size];
+        for y in 0..fh as usize {
+            let row = &src[y * fw as usize..(y + 1) * fw as usize];
+            dst[(y + oy) * size + ox..(y + oy) * size + ox + fw as usize].copy_from_slice(row);
+        }
+    }
+    // Resizing can overshoot slightly; keep the documented [0, 1] range.
+    tensor.iter_mut().for_each(|v| *v = v.clamp(0.0, 1.0));
+
+    let (tw, th) = fit_size(r.width, r.height, thumb_size);
+    let tb: Vec<Vec<f32>> = bands.iter().map(|b| resize_plane(b, r.width, r.height, tw, th)).collect();
+    let ch = tb.len();
+    let mut pixels = vec![0u8; tw as usize * th as usize * ch];
+    for (c, band) in tb.iter().enumerate() {
+        for (i, v) in band.iter().enumerate() {
+            pixels[i * ch + c] = (v.clamp(0.0, 1.0) * 255.0).round() as u8;
+        }
+    }
+    Ok(Prepared { tensor, thumb: Thumb { width: tw, height: th, channels: ch as u8, pixels } })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentile_matches_numpy_linear() {
+        let s = [1.0, 2.0, 3.0, 4.0];
+        assert_eq!(percentile(&s, 0.0), 1.0);
+        assert_eq!(percentile(&s, 100.0), 4.0);
+        assert!((percentile(&s, 50.0) - 2.5).abs() < 1e-6);
+        // np.percentile([1,2,3,4], 99.7) == 3.991
+        assert!((percentile(&s, 99.7) - 3.991).abs() < 1e-5);
+    }
+
+    #[test]
+    fn stretches_map_unit_interval_onto_itself() {
+        for s in [Stretch::Linear, Stretch::Log, Stretch::Asinh, Stretch::Sqrt, Stretch::Zscale] {
+            let f = stretch_fn(s);
+            assert!(f(0.0).abs() < 1e-6, "{s:?}");
+            assert!((f(1.0) - 1.0).abs() < 1e-6, "{s:?}");
+            assert!(f(0.25) >= 0.25 - 1e-6, "{s:?} should not darken");
+        }
+    }
+
+    #[test]
+    fn zscale_ignores_a_few_bright_outliers() {
+        // A ramp of sky values plus a handful of very bright stars.
+        let mut v: Vec<f32> = (0..2000).map(|i| 100.0 + (i % 50) as f32 * 0.1).collect();
+        for i in 0..10 {
+            v[i * 200] = 1e5;
+        }
+        let (lo, hi) = zscale(&v);
+        assert!(lo >= 100.0 && hi < 1000.0, "{lo} {hi}");
+    }
+
+    #[test]
+    fn fit_size_keeps_aspect() {
+        assert_eq!(fit_size(200, 100, 64), (64, 32));
+        assert_eq!(fit_size(1, 1, 64), (64, 64));
+        assert_eq!(fit_size(5000, 10, 64), (64, 1));
+    }
+}

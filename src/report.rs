@@ -1,0 +1,39 @@
+//! The build report: what was built, what was skipped and why, and how long each stage took.
+//! It is written to the cache folder (not the published site, which must stay byte-identical
+//! between identical builds) and summarised on the terminal.
+
+use serde::Serialize;
+
+/// A file (or catalogue line) and why it was skipped or warned about.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Problem {
+    pub path: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StageTime {
+    pub name: String,
+    pub seconds: f64,
+    pub items: u64,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct BuildReport {
+    pub simsite_version: String,
+    pub archive: String,
+    pub out: String,
+    /// Image files found by the scan.
+    pub scanned: usize,
+    /// Regular files that are not images (not an error).
+    pub ignored_non_images: usize,
+    /// Items published.
+    pub items: usize,
+    /// Image files that could not be used.
+    pub skipped: usize,
+    pub skipped_files: Vec<Problem>,
+    pub warnings: Vec<Problem>,
+    pub thumbnails_made: usize,
+    pub thumbnails_reused: usize,
+    pub stages: Vec<StageTime>,
+}
