@@ -13,7 +13,7 @@ pub enum ConfigError {
     Io { path: PathBuf, source: std::io::Error },
     #[error("invalid config {}:\n{message}\n  fix: correct or remove that key (`simsite init` writes a config listing every key)", path.display())]
     Parse { path: PathBuf, message: String },
-    #[error("invalid config {file}: key `{key}`: {message}")]
+    #[error("invalid config {file}: key `{key}`: {message}\n  fix: {}", fix_for(key))]
     Invalid { file: String, key: String, message: String },
     #[error("no archive folder given\n  fix: set `root` under [archive] in site-config.toml, or pass --archive DIR")]
     NoArchive,
@@ -23,6 +23,14 @@ pub enum ConfigError {
     ArchiveInsideOutput { out: PathBuf, archive: PathBuf },
     #[error("the cache folder {} is inside the archive {}\n  fix: choose a cache folder outside the archive (--cache DIR or [output] cache)", cache.display(), archive.display())]
     CacheInsideArchive { cache: PathBuf, archive: PathBuf },
+}
+
+/// `preprocess.clip-low` → "edit `clip-low` under [preprocess]".
+fn fix_for(key: &str) -> String {
+    match key.split_once('.') {
+        Some((table, leaf)) => format!("edit `{leaf}` under [{table}]"),
+        None => format!("edit `{key}`"),
+    }
 }
 
 #[derive(Debug, Error)]

@@ -111,6 +111,37 @@ impl<'a> MemFits<'a> {
         Ok(axes)
     }
 
+    /// An integer keyword of the current HDU as written in its header (for a tile-compressed
+    /// image, the keywords of the table that holds it), or `default` when absent.
+    fn raw_key(&self, name: &str, default: i64) -> Result<i64, FileError> {
+        let key = CString::new(name).map_err(|_| FileError::Fits("bad keyword".into()))?;
+        let (mut v, mut status) = (0i64, 0);
+        unsafe { sys::ffgkyjj(self.fptr, key.as_ptr(), &mut v, std::ptr::null_mut(), &mut status) };
+        match status {
+            0 => Ok(v),
+            s if s == sys::KEY_NO_EXIST as c_int => Ok(default),
+            s => Err(FileError::Fits(format!("reading {name}: {}", status_text(s)))),
+        }
+    }
+
+    /// Byte offset where the current HDU's data ends, unpadded, from the FITS standard's
+    /// size formula `|BITPIX|/8 × GCOUNT × (PCOUNT + NAXIS1 × … × NAXISn)`.
+    fn data_end(&self) -> Result<u64, FileError> {
+        let (mut head, mut start, mut end, mut status) = (0i64, 0i64, 0i64, 0);
+        unsafe { sys::ffghadll(self.fptr, &mut head, &mut start, &mut end, &mut status) };
+        self.check(status, "locating the data")?;
+        let bitpix = self.raw_key("BITPIX", 8)?.unsigned_abs() / 8;
+        let naxis = self.raw_key("NAXIS", 0)?;
+        let mut n: u64 = if naxis > 0 { 1 } else { 0 };
+        for k in 1..=naxis.clamp(0, 999) {
+            n = n.saturating_mul(self.raw_key(&format!("NAXIS{k}"), 0)?.max(0) as u64);
+        }
+        let pcount = self.raw_key("PCOUNT", 0)?.max(0) as u64;
+        let gcount = self.raw_key("GCOUNT", 1)?.max(1) as u64;
+        let size = bitpix.saturating_mul(gcount).saturating_mul(pcount.saturating_add(n));
+        Ok((start.max(0) as u64).saturating_add(size))
+    }
+
     /// Reads `out.len()` pixels starting at 0-based element `first` of the current HDU.
     fn read(&self, first: u64, out: &mut [f32]) -> Result<(), FileError> {
         let mut null = f32::NAN;
@@ -177,6 +208,19 @@ pub(super) fn decode(
     if data.len() < 2880 {
         return Err(FileError::Decode { format: "FITS", message: format!("truncated: {} bytes, shorter than one 2880-byte FITS block", data.len()) });
     }
+    let file_len = data.len() as u64;
+    // CFITSIO reads whole 2880-byte blocks; some writers omit the final padding, so pad a
+    // copy rather than let it read past the end of the buffer.
+    let padded;
+    let data: &[u8] = if data.len() % 2880 != 0 {
+        let mut v = Vec::with_capacity(data.len().next_multiple_of(2880));
+        v.extend_from_slice(data);
+        v.resize(data.len().next_multiple_of(2880), 0);
+        padded = v;
+        &padded
+    } else {
+        data
+    };
     let f = MemFits::open(data)?;
     let n = f.num_hdus()?;
     let (hdu_label, axes) = match &settings.hdu {
@@ -222,6 +266,15 @@ pub(super) fn decode(
     }
     let (w, h) = (axes[0] as u64, axes[1] as u64);
     check_pixels(w, h, max_pixels)?;
+    // CFITSIO's memory driver does not bounds-check reads past the buffer's end: a file
+    // shorter than its header says would be read into foreign memory. Check it here.
+    let end = f.data_end()?;
+    if end > file_len {
+        return Err(FileError::Decode {
+            format: "FITS",
+            message: format!("truncated: the header needs {end} bytes, the file has {file_len}"),
+        });
+    }
     // Degenerate axes (a Stokes or frequency axis of length 1) multiply to 1 and vanish here.
     let planes: u64 = axes[2..].iter().map(|&a| a as u64).product();
     let npix = (w * h) as usize;

@@ -1,0 +1,301 @@
+//! Decoding real files of every supported kind, FITS edge cases first.
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+use simsite::config::{self, CubeMode, HduChoice, Overrides, PreprocessSettings, RawConfig};
+use simsite::decode::{decode, Raster};
+use simsite::error::FileError;
+use simsite::scan::classify;
+
+fn settings() -> PreprocessSettings {
+    let o = Overrides { archive: Some("/tmp/archive".into()), out: Some("/tmp/o".into()), cache: Some("/tmp/c".into()) };
+    config::resolve(RawConfig::default(), None, Path::new("/tmp"), &o).unwrap().preprocess
+}
+
+fn dec(path: &Path, s: &PreprocessSettings) -> Result<Raster, FileError> {
+    let bytes = std::fs::read(path).unwrap();
+    let name = path.file_name().unwrap().to_string_lossy();
+    let (format, _) = classify(&name).expect("an image name");
+    decode(path, &bytes, format, s)
+}
+
+fn fits(dir: &Path, name: &str, hdus: &[Hdu]) -> std::path::PathBuf {
+    write(&dir.join(name), &fits_bytes(hdus))
+}
+
+#[test]
+fn fits_rows_are_flipped_so_the_origin_is_bottom_left() {
+    let d = tempfile::tempdir().unwrap();
+    // FITS stores the bottom row first: [0, 1, 2] is the bottom of the image.
+    let p = fits(d.path(), "a.fits", &[Hdu::image(&[3, 2], Data::F32(vec![0., 1., 2., 3., 4., 5.]))]);
+    let r = dec(&p, &settings()).unwrap();
+    assert_eq!((r.width, r.height, r.channels), (3, 2, 1));
+    assert_eq!(r.data, vec![3., 4., 5., 0., 1., 2.]);
+    assert!(!r.display_ready);
+}
+
+#[test]
+fn fits_every_bitpix_with_bscale_bzero_and_blank() {
+    let d = tempfile::tempdir().unwrap();
+    let s = settings();
+    let cases: Vec<(&str, Data)> = vec![
+        ("u8.fits", Data::U8(vec![0, 1, 2, 255])),
+        ("i16.fits", Data::I16(vec![-5, 0, 7, 30000])),
+        ("i32.fits", Data::I32(vec![-5, 0, 7, 3_000_000])),
+        ("i64.fits", Data::I64(vec![-5, 0, 7, 3_000_000])),
+        ("f64.fits", Data::F64(vec![-5.5, 0.0, 7.25, 1e6])),
+    ];
+    for (name, data) in cases {
+        let p = fits(d.path(), name, &[Hdu::image(&[2, 2], data)]);
+        let r = dec(&p, &s).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(r.data.len(), 4, "{name}");
+        assert!(r.data.iter().all(|v| v.is_finite()), "{name}: {:?}", r.data);
+    }
+    // BSCALE/BZERO are applied and BLANK pixels become NaN (masked), as CFITSIO defines.
+    let p = fits(
+        d.path(),
+        "scaled.fits",
+        &[Hdu::image(&[2, 2], Data::I16(vec![-32768, 0, 100, 200]))
+            .with("BSCALE", V::F(2.0))
+            .with("BZERO", V::F(1000.0))
+            .with("BLANK", V::I(-32768))],
+    );
+    let r = dec(&p, &s).unwrap();
+    assert_eq!(&r.data[..2], &[1200.0, 1400.0]);
+    assert!(r.data[2].is_nan(), "BLANK must be masked: {:?}", r.data);
+    assert_eq!(r.data[3], 1000.0);
+    // Unsigned 16-bit, as cameras write it: BZERO = 32768.
+    let p = fits(d.path(), "u16.fits", &[Hdu::image(&[2, 1], Data::I16(vec![-32768, 32767])).with("BZERO", V::I(32768))]);
+    assert_eq!(dec(&p, &s).unwrap().data, vec![0.0, 65535.0]);
+}
+
+#[test]
+fn fits_nan_and_inf_are_masked_but_the_image_is_used() {
+    let d = tempfile::tempdir().unwrap();
+    let mut v = blob(16, 16, 8.0, 8.0);
+    v[0] = f32::NAN;
+    v[1] = f32::INFINITY;
+    let p = fits(d.path(), "nan.fits", &[Hdu::image(&[16, 16], Data::F32(v))]);
+    let s = settings();
+    let r = dec(&p, &s).unwrap();
+    let prepared = simsite::preprocess::prepare(&r, &s, 32).unwrap();
+    assert!(prepared.tensor.iter().all(|v| v.is_finite() && (0.0..=1.0).contains(v)));
+}
+
+#[test]
+fn fits_all_nan_is_refused_with_a_reason() {
+    let d = tempfile::tempdir().unwrap();
+    let p = fits(d.path(), "nan.fits", &[Hdu::image(&[4, 4], Data::F32(vec![f32::NAN; 16]))]);
+    let s = settings();
+    let r = dec(&p, &s).unwrap();
+    let err = simsite::preprocess::prepare(&r, &s, 32).unwrap_err();
+    assert!(matches!(err, FileError::AllBlank), "{err}");
+}
+
+#[test]
+fn fits_cubes_collapse_by_peak_sum_or_plane() {
+    let d = tempfile::tempdir().unwrap();
+    // Three 2x1 planes; plane 1 has a NaN that peak and sum skip.
+    let data = vec![1., 5., f32::NAN, 2., 3., 4.];
+    let p = fits(d.path(), "cube.fits", &[Hdu::image(&[2, 1, 3], Data::F32(data))]);
+    let mut s = settings();
+    assert_eq!(dec(&p, &s).unwrap().data, vec![3., 5.]);
+    s.fits.cube = CubeMode::Sum;
+    assert_eq!(dec(&p, &s).unwrap().data, vec![4., 11.]);
+    s.fits.cube = CubeMode::Plane(2);
+    assert_eq!(dec(&p, &s).unwrap().data, vec![3., 4.]);
+    s.fits.cube = CubeMode::Plane(3);
+    let e = dec(&p, &s).unwrap_err().to_string();
+    assert_eq!(e, "no image data: [fits] plane = 3, but the cube has 3 plane(s)");
+}
+
+#[test]
+fn fits_degenerate_axes_are_dropped() {
+    let d = tempfile::tempdir().unwrap();
+    // A radio image: RA, Dec, one frequency, one Stokes.
+    let p = fits(d.path(), "4d.fits", &[Hdu::image(&[2, 2, 1, 1], Data::F32(vec![1., 2., 3., 4.]))]);
+    let r = dec(&p, &settings()).unwrap();
+    assert_eq!((r.width, r.height), (2, 2));
+    assert_eq!(r.data, vec![3., 4., 1., 2.]);
+    // A cube with a trailing Stokes axis of 1 collapses over its real planes.
+    let p = fits(d.path(), "4d-cube.fits", &[Hdu::image(&[1, 1, 3, 1], Data::F32(vec![1., 7., 2.]))]);
+    assert_eq!(dec(&p, &settings()).unwrap().data, vec![7.]);
+}
+
+#[test]
+fn fits_image_in_an_extension_found_automatically_or_by_name() {
+    let d = tempfile::tempdir().unwrap();
+    let hdus = [
+        Hdu::empty(),
+        Hdu::table(3).with("EXTNAME", V::S("CAT")),
+        Hdu::image(&[2, 1], Data::F32(vec![1., 2.])).with("EXTNAME", V::S("SCI")),
+        Hdu::image(&[2, 1], Data::F32(vec![9., 9.])).with("EXTNAME", V::S("ERR")),
+    ];
+    let p = fits(d.path(), "ext.fits", &hdus);
+    let mut s = settings();
+    assert_eq!(dec(&p, &s).unwrap().data, vec![1., 2.]);
+    s.fits.hdu = HduChoice::Name("ERR".into());
+    assert_eq!(dec(&p, &s).unwrap().data, vec![9., 9.]);
+    s.fits.hdu = HduChoice::Index(3);
+    assert_eq!(dec(&p, &s).unwrap().data, vec![9., 9.]);
+    s.fits.hdu = HduChoice::Index(1);
+    assert_eq!(dec(&p, &s).unwrap_err().to_string(), "no image data: HDU 1 is a table, not an image");
+    s.fits.hdu = HduChoice::Name("DQ".into());
+    assert_eq!(
+        dec(&p, &s).unwrap_err().to_string(),
+        "no image data: no HDU named `DQ` (EXTNAME); set [fits] hdu to one that exists, or to \"auto\""
+    );
+}
+
+#[test]
+fn fits_table_only_and_text_and_truncated_are_refused() {
+    let d = tempfile::tempdir().unwrap();
+    let s = settings();
+    let p = fits(d.path(), "table.fits", &[Hdu::empty(), Hdu::table(10)]);
+    assert_eq!(
+        dec(&p, &s).unwrap_err().to_string(),
+        "no image data: 2 HDU(s), only tables and empty images; nothing to show"
+    );
+    let p = write(&d.path().join("text.fits"), b"this is not FITS at all\n");
+    assert_eq!(dec(&p, &s).unwrap_err().to_string(), "not a valid FITS file: does not start with a SIMPLE card");
+    let full = fits_bytes(&[Hdu::image(&[100, 100], Data::F32(vec![1.0; 10000]))]);
+    let p = write(&d.path().join("truncated.fits"), &full[..2880 + 5000]);
+    assert_eq!(
+        dec(&p, &s).unwrap_err().to_string(),
+        "not a valid FITS file: truncated: the header needs 42880 bytes, the file has 7880"
+    );
+    // Cut anywhere, a multi-HDU file fails cleanly (or decodes, when the image survived).
+    let full = fits_bytes(&[
+        Hdu::empty(),
+        Hdu::table(100),
+        Hdu::image(&[50, 50], Data::I16(vec![7; 2500])).with("EXTNAME", V::S("SCI")),
+    ]);
+    for cut in (0..full.len()).step_by(997) {
+        let p = write(&d.path().join(format!("cut{cut}.fits")), &full[..cut]);
+        match dec(&p, &s) {
+            Ok(r) => assert!(r.data.iter().all(|v| *v == 7.0), "cut {cut}"),
+            Err(e) => assert!(!e.to_string().is_empty()),
+        }
+    }
+    // Missing final padding is tolerated: the data itself is complete.
+    let p = write(&d.path().join("unpadded.fits"), &full[..full.len() - (5760 - 5000)]);
+    assert_eq!(dec(&p, &s).unwrap().data, vec![7.0; 2500]);
+}
+
+#[test]
+fn fits_header_claiming_a_huge_image_is_refused_before_reading() {
+    let d = tempfile::tempdir().unwrap();
+    let mut h = Hdu::image(&[100_000, 100_000], Data::F32(vec![]));
+    h.data = None;
+    let p = fits(d.path(), "huge.fits", &[h]);
+    let e = dec(&p, &settings()).unwrap_err().to_string();
+    assert_eq!(
+        e,
+        "image is 100000x100000 = 10000000000 pixels, over the limit of 100000000 (raise [archive] max-pixels)"
+    );
+}
+
+#[test]
+fn fits_gzip_and_tile_compressed() {
+    let d = tempfile::tempdir().unwrap();
+    let s = settings();
+    let v = blob(20, 10, 5.0, 5.0);
+    let raw = fits_bytes(&[Hdu::image(&[20, 10], Data::F32(v.clone()))]);
+    let plain = fits(d.path(), "p.fits", &[Hdu::image(&[20, 10], Data::F32(v.clone()))]);
+    let gz = write(&d.path().join("p.fits.gz"), &gzip(&raw));
+    assert_eq!(dec(&plain, &s).unwrap().data, dec(&gz, &s).unwrap().data);
+
+    // A Rice tile-compressed image written by CFITSIO itself.
+    let fz = d.path().join("q.fits.fz");
+    {
+        let desc = fitsio::images::ImageDescription { data_type: fitsio::images::ImageType::Long, dimensions: &[10, 20] };
+        let mut f = fitsio::FitsFile::create(format!("{}[compress R]", fz.display())).open().unwrap();
+        let hdu = f.create_image("SCI", &desc).unwrap();
+        let ints: Vec<i32> = v.iter().map(|x| *x as i32).collect();
+        hdu.write_image(&mut f, &ints).unwrap();
+    }
+    let r = dec(&fz, &s).unwrap();
+    let expect: Vec<f32> = dec(&plain, &s).unwrap().data.iter().map(|x| (*x as i32) as f32).collect();
+    assert_eq!(r.data, expect);
+}
+
+#[test]
+fn gzip_bomb_is_refused() {
+    let d = tempfile::tempdir().unwrap();
+    let raw = fits_bytes(&[Hdu::image(&[1000, 1000], Data::F32(vec![0.0; 1_000_000]))]);
+    let p = write(&d.path().join("bomb.fits.gz"), &gzip(&raw));
+    let mut s = settings();
+    s.max_file_bytes = 100_000;
+    let e = dec(&p, &s).unwrap_err().to_string();
+    assert!(e.contains("over the 100000-byte limit"), "{e}");
+}
+
+#[test]
+fn png_16_bit_keeps_its_dynamic_range() {
+    let d = tempfile::tempdir().unwrap();
+    let p = png_grey16(&d.path().join("a.png"), 4, 2, |x, y| (x * 15000 + y * 1000) as u16);
+    let r = dec(&p, &settings()).unwrap();
+    assert_eq!(r.channels, 1);
+    assert!(!r.display_ready);
+    assert_eq!(r.data.iter().cloned().fold(0.0, f32::max), 46000.0);
+    assert_eq!(r.data[1], 15000.0);
+}
+
+#[test]
+fn png_8_bit_grey_and_colour_and_jpeg() {
+    let d = tempfile::tempdir().unwrap();
+    let s = settings();
+    let p = png_grey8(&d.path().join("g.png"), 3, 3, |x, _| (x * 100) as u8);
+    let r = dec(&p, &s).unwrap();
+    assert_eq!((r.channels, r.display_ready), (1, true));
+    assert_eq!(&r.data[..3], &[0., 100., 200.]);
+    let p = rgb8(&d.path().join("c.png"), 2, 1, |x, _| if x == 0 { [255, 0, 0] } else { [0, 0, 255] });
+    let r = dec(&p, &s).unwrap();
+    assert_eq!(r.channels, 3);
+    assert_eq!(r.plane(0), &[255., 0.]);
+    assert_eq!(r.plane(2), &[0., 255.]);
+    let p = rgb8(&d.path().join("c.jpg"), 16, 16, |x, y| [(x * 16) as u8, (y * 16) as u8, 128]);
+    let r = dec(&p, &s).unwrap();
+    assert_eq!((r.width, r.height, r.channels), (16, 16, 3));
+    assert!((r.plane(2)[0] - 128.0).abs() < 8.0);
+}
+
+#[test]
+fn tiff_float_and_16_bit() {
+    let d = tempfile::tempdir().unwrap();
+    let s = settings();
+    let v = vec![-1.5f32, 0.0, 2.25, 1e5];
+    let p = tiff_f32(&d.path().join("f.tif"), 2, 2, &v);
+    let r = dec(&p, &s).unwrap();
+    assert_eq!((r.channels, r.display_ready), (1, false));
+    assert_eq!(r.data, v);
+    let p = tiff_u16(&d.path().join("u.TIFF"), 2, 1, &[0, 65535]);
+    assert_eq!(dec(&p, &s).unwrap().data, vec![0.0, 65535.0]);
+}
+
+#[test]
+fn broken_raster_files_are_refused_with_a_reason() {
+    let d = tempfile::tempdir().unwrap();
+    let s = settings();
+    let p = png_header_only(&d.path().join("huge.png"), 100_000, 100_000);
+    assert_eq!(
+        dec(&p, &s).unwrap_err().to_string(),
+        "image is 100000x100000 = 10000000000 pixels, over the limit of 100000000 (raise [archive] max-pixels)"
+    );
+    let good = png_grey8(&d.path().join("ok.png"), 64, 64, |x, y| (x ^ y) as u8);
+    let bytes = std::fs::read(&good).unwrap();
+    let p = write(&d.path().join("cut.png"), &bytes[..bytes.len() / 2]);
+    assert!(dec(&p, &s).unwrap_err().to_string().starts_with("not a valid PNG file"));
+    let j = rgb8(&d.path().join("ok.jpg"), 64, 64, |x, y| [x as u8, y as u8, 0]);
+    let bytes = std::fs::read(&j).unwrap();
+    let p = write(&d.path().join("cut.jpg"), &bytes[..bytes.len() / 3]);
+    assert!(dec(&p, &s).unwrap_err().to_string().starts_with("not a valid JPEG file"), "truncated JPEG must fail");
+    let noise: Vec<u8> = (0..4000u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    let p = write(&d.path().join("noise.jpg"), &noise);
+    assert!(dec(&p, &s).unwrap_err().to_string().starts_with("not a valid JPEG file"));
+    let p = write(&d.path().join("empty.png"), b"");
+    assert_eq!(dec(&p, &s).unwrap_err().to_string(), "empty file");
+}
