@@ -92,9 +92,16 @@ impl Catalogue {
         let mut reader = csv::ReaderBuilder::new().flexible(false).from_reader(std::io::BufReader::new(file));
         let csv_err = |e: csv::Error| CatalogueError::Csv {
             path: path.to_path_buf(),
-            message: match e.position() {
-                Some(p) => format!("line {}: {}\n  fix: every row needs as many fields as the header; quote fields that contain commas", p.line(), e),
-                None => e.to_string(),
+            message: match e.kind() {
+                csv::ErrorKind::UnequalLengths { pos, expected_len, len } => format!(
+                    "line {} has {len} fields, the header has {expected_len}\n  fix: every row needs as many fields as the header; quote fields that contain commas",
+                    pos.as_ref().map(|p| p.line()).unwrap_or(0)
+                ),
+                csv::ErrorKind::Utf8 { pos, .. } => format!(
+                    "line {} is not valid UTF-8\n  fix: save the catalogue as UTF-8",
+                    pos.as_ref().map(|p| p.line()).unwrap_or(0)
+                ),
+                _ => e.to_string(),
             },
         };
         let headers = reader.headers().map_err(csv_err)?.clone();

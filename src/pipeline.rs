@@ -32,6 +32,11 @@ struct Prepared {
 
 /// Scan and catalogue join: the part of a build that `check` shares.
 fn gather(settings: &Settings, ui: &Ui) -> Result<Prepared> {
+    // The catalogue first: a broken one stops the build before a long scan.
+    let cat = match &settings.catalogue {
+        Some(c) => Catalogue::load(c)?,
+        None => Catalogue::default(),
+    };
     let t = Instant::now();
     let found = scan::scan(&settings.archive, settings.follow_symlinks)?;
     let mut report = BuildReport {
@@ -57,10 +62,6 @@ fn gather(settings: &Settings, ui: &Ui) -> Result<Prepared> {
             settings.archive.display()
         );
     }
-    let cat = match &settings.catalogue {
-        Some(c) => Catalogue::load(c)?,
-        None => Catalogue::default(),
-    };
     let (items, skipped, warnings) = catalogue::assign(found.entries, &cat);
     for p in &skipped {
         ui.skipped(&p.path, &p.reason);

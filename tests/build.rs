@@ -1,0 +1,331 @@
+//! `simsite build` and `simsite check` on fixture archives, through the real binary: every
+//! bad file is named in the report and the rest is still published.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::*;
+use serde_json::Value;
+
+/// Good files (relative path) and bad files (relative path, expected start of the reason).
+fn mixed_archive(root: &Path) -> (Vec<&'static str>, Vec<(&'static str, &'static str)>) {
+    let w = |rel: &str, bytes: &[u8]| write(&root.join(rel), bytes);
+    w("fits/float.fits", &fits_bytes(&[Hdu::image(&[24, 16], Data::F32(blob(24, 16, 10.0, 8.0)))]));
+    let ints: Vec<i16> = blob(16, 16, 8.0, 8.0).iter().map(|v| *v as i16).collect();
+    let mut blanked = ints.clone();
+    blanked[3] = -32768;
+    w(
+        "fits/scaled-int16.fits",
+        &fits_bytes(&[Hdu::image(&[16, 16], Data::I16(blanked))
+            .with("BSCALE", V::F(0.5))
+            .with("BZERO", V::F(100.0))
+            .with("BLANK", V::I(-32768))]),
+    );
+    let mut cube = blob(16, 16, 4.0, 4.0);
+    cube.extend(blob(16, 16, 12.0, 12.0));
+    w("fits/cube.fits", &fits_bytes(&[Hdu::image(&[16, 16, 2], Data::F32(cube))]));
+    w("fits/radio-4d.fits", &fits_bytes(&[Hdu::image(&[16, 16, 1, 1], Data::F32(blob(16, 16, 8.0, 3.0)))]));
+    w("fits/compressed.fits.gz", &gzip(&fits_bytes(&[Hdu::image(&[16, 16], Data::F32(blob(16, 16, 3.0, 3.0)))])));
+    w("fits/UPPER.FITS", &fits_bytes(&[Hdu::image(&[16, 16], Data::I32(ints.iter().map(|&v| v as i32).collect()))]));
+    w(
+        "fits/in-extension.fits",
+        &fits_bytes(&[Hdu::empty(), Hdu::image(&[16, 16], Data::F32(blob(16, 16, 5.0, 9.0))).with("EXTNAME", V::S("SCI"))]),
+    );
+    png_grey16(&root.join("png/grey16.png"), 20, 20, |x, y| (x * 2000 + y * 100) as u16);
+    png_grey8(&root.join("png/grey8.png"), 20, 20, |x, y| ((x * y) % 256) as u8);
+    rgb8(&root.join("png/colour.png"), 20, 10, |x, y| [(x * 10) as u8, (y * 20) as u8, 90]);
+    png_grey8(&root.join("png/one-pixel.png"), 1, 1, |_, _| 77);
+    rgb8(&root.join("jpeg/galaxy.jpg"), 32, 32, |x, y| [(x * 8) as u8, (y * 8) as u8, 40]);
+    let tv: Vec<f32> = blob(12, 12, 6.0, 6.0).iter().map(|v| v - 500.0).collect();
+    tiff_f32(&root.join("tiff/float.tif"), 12, 12, &tv);
+    png_grey8(&root.join("names/with space & <b>quote'.png"), 8, 8, |x, _| (x * 30) as u8);
+    png_grey8(&root.join("folder.fits/inside.png"), 8, 8, |x, y| (x + y) as u8);
+
+    // Bad files.
+    let good_png = std::fs::read(root.join("png/grey8.png")).unwrap();
+    w("bad/truncated.png", &good_png[..good_png.len() / 2]);
+    let good_jpg = std::fs::read(root.join("jpeg/galaxy.jpg")).unwrap();
+    w("bad/truncated.jpg", &good_jpg[..good_jpg.len() / 3]);
+    w("bad/empty.fits", b"");
+    w("bad/text.fits", b"SIMPLE? no, just a text file\n");
+    w("bad/all-nan.fits", &fits_bytes(&[Hdu::image(&[8, 8], Data::F32(vec![f32::NAN; 64]))]));
+    w("bad/table-only.fits", &fits_bytes(&[Hdu::empty(), Hdu::table(5)]));
+    let noise: Vec<u8> = (0..3000u32).map(|i| (i.wrapping_mul(2654435761) >> 11) as u8).collect();
+    w("bad/noise.jpg", &noise);
+    png_header_only(&root.join("bad/huge-header.png"), 100_000, 100_000);
+
+    // Not images, or hidden: never reported, never published.
+    w("notes.txt", b"observing log");
+    png_grey8(&root.join(".hidden/secret.png"), 4, 4, |_, _| 1);
+    png_grey8(&root.join(".dotfile.png"), 4, 4, |_, _| 1);
+
+    let good = vec![
+        "fits/UPPER.FITS",
+        "fits/compressed.fits.gz",
+        "fits/cube.fits",
+        "fits/float.fits",
+        "fits/in-extension.fits",
+        "fits/radio-4d.fits",
+        "fits/scaled-int16.fits",
+        "folder.fits/inside.png",
+        "jpeg/galaxy.jpg",
+        "names/with space & <b>quote'.png",
+        "png/colour.png",
+        "png/grey16.png",
+        "png/grey8.png",
+        "png/one-pixel.png",
+        "tiff/float.tif",
+    ];
+    let bad = vec![
+        ("bad/all-nan.fits", "no finite pixels"),
+        ("bad/empty.fits", "empty file"),
+        ("bad/huge-header.png", "image is 100000x100000"),
+        ("bad/noise.jpg", "not a valid JPEG file"),
+        ("bad/table-only.fits", "no image data"),
+        ("bad/text.fits", "not a valid FITS file"),
+        ("bad/truncated.jpg", "not a valid JPEG file"),
+        ("bad/truncated.png", "not a valid PNG file"),
+    ];
+    (good, bad)
+}
+
+struct Site {
+    _tmp: tempfile::TempDir,
+    root: PathBuf,
+    archive: PathBuf,
+}
+
+impl Site {
+    fn new() -> Site {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().to_path_buf();
+        let archive = root.join("archive");
+        std::fs::create_dir_all(&archive).unwrap();
+        Site { _tmp: tmp, root, archive }
+    }
+    fn build(&self, extra: &[&str]) -> (i32, String, String) {
+        let mut args = vec!["build", "--archive", "archive", "--out", "out", "--cache", "cache"];
+        args.extend_from_slice(extra);
+        run(&self.root, &args)
+    }
+    fn report(&self) -> Value {
+        serde_json::from_slice(&std::fs::read(self.root.join("cache/last-build.json")).unwrap()).unwrap()
+    }
+    fn thumbs(&self) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(self.root.join("out/thumbs"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+}
+
+#[test]
+fn bad_files_are_reported_by_name_and_the_rest_is_published() {
+    let s = Site::new();
+    let (good, bad) = mixed_archive(&s.archive);
+    let (code, _out, err) = s.build(&[]);
+    assert_eq!(code, 0, "{err}");
+    let r = s.report();
+    assert_eq!(r["items"], good.len());
+    assert_eq!(r["skipped"], bad.len());
+    assert_eq!(r["scanned"], good.len() + bad.len());
+    assert_eq!(r["ignored_non_images"], 1, "notes.txt");
+    let skipped = r["skipped_files"].as_array().unwrap();
+    for (path, reason) in &bad {
+        let entry = skipped.iter().find(|e| e["path"] == *path).unwrap_or_else(|| panic!("{path} not in the report"));
+        assert!(entry["reason"].as_str().unwrap().starts_with(reason), "{path}: {}", entry["reason"]);
+        assert!(err.contains(&format!("skipped {path}: {reason}")), "{path} not named on stderr:\n{err}");
+    }
+    let thumbs = s.thumbs();
+    assert_eq!(thumbs.len(), good.len(), "{thumbs:?}");
+    for g in &good {
+        let id = simsite::ids::slug(g);
+        assert!(thumbs.contains(&format!("{id}.jpg")), "{g} -> {id} missing in {thumbs:?}");
+        let t = image::open(s.root.join("out/thumbs").join(format!("{id}.jpg"))).unwrap();
+        assert_eq!(t.width().max(t.height()), 128, "{g}");
+    }
+    assert!(!thumbs.iter().any(|t| t.contains("secret") || t.contains("dotfile")));
+    assert!(err.contains(&format!("published {} item(s)", good.len())), "{err}");
+}
+
+#[test]
+fn rebuild_reuses_cached_thumbnails_and_rewrites_nothing() {
+    let s = Site::new();
+    mixed_archive(&s.archive);
+    assert_eq!(s.build(&[]).0, 0);
+    let made = s.report()["thumbnails_made"].as_u64().unwrap();
+    assert_eq!(made, 15);
+    let stamp = |p: &str| std::fs::metadata(s.root.join("out/thumbs").join(p)).unwrap().modified().unwrap();
+    let before = stamp("fits~float.fits.jpg");
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    assert_eq!(s.build(&[]).0, 0);
+    let r = s.report();
+    assert_eq!(r["thumbnails_made"], 0);
+    assert_eq!(r["thumbnails_reused"], 15);
+    assert_eq!(stamp("fits~float.fits.jpg"), before, "an unchanged thumbnail was rewritten");
+
+    // A removed image loses its thumbnail; a changed stretch remakes every thumbnail.
+    std::fs::remove_file(s.archive.join("fits/float.fits")).unwrap();
+    std::fs::write(s.root.join("site-config.toml"), "[preprocess]\nstretch = \"log\"\n").unwrap();
+    assert_eq!(s.build(&[]).0, 0);
+    assert_eq!(s.report()["thumbnails_made"], 14);
+    assert!(!s.thumbs().contains(&"fits~float.fits.jpg".to_string()));
+}
+
+#[test]
+fn identical_inputs_give_identical_thumbnails() {
+    let a = Site::new();
+    mixed_archive(&a.archive);
+    assert_eq!(a.build(&[]).0, 0);
+    let b = Site::new();
+    mixed_archive(&b.archive);
+    assert_eq!(b.build(&[]).0, 0);
+    for t in a.thumbs() {
+        let x = std::fs::read(a.root.join("out/thumbs").join(&t)).unwrap();
+        let y = std::fs::read(b.root.join("out/thumbs").join(&t)).unwrap();
+        assert_eq!(x, y, "{t} differs between two identical builds");
+    }
+}
+
+#[test]
+fn nothing_readable_means_nothing_published_and_a_failure() {
+    let s = Site::new();
+    write(&s.archive.join("a.fits"), b"garbage");
+    write(&s.archive.join("b.png"), b"");
+    let (code, _, err) = s.build(&[]);
+    assert_eq!(code, 1);
+    let archive = s.root.join("archive");
+    assert!(
+        err.contains(&format!("error: no image in {} could be read (2 skipped); nothing was published", archive.display())),
+        "{err}"
+    );
+    assert!(!s.root.join("out/thumbs").exists());
+}
+
+#[test]
+fn empty_or_missing_archive_is_a_clear_error() {
+    let s = Site::new();
+    write(&s.archive.join("readme.txt"), b"no images yet");
+    let (code, _, err) = s.build(&[]);
+    assert_eq!(code, 1);
+    assert_eq!(
+        err.trim_end().lines().last().unwrap(),
+        "  fix: point [archive] root or --archive at the folder with the images"
+    );
+    assert!(err.contains(&format!("error: the archive {} holds no image files", s.archive.display())), "{err}");
+    let (code, _, err) = run(&s.root, &["build", "--archive", "nowhere"]);
+    assert_eq!(code, 1);
+    assert_eq!(
+        err,
+        format!(
+            "error: archive folder {} does not exist\n  fix: check [archive] root in the config or the --archive path\n",
+            s.root.join("nowhere").display()
+        )
+    );
+}
+
+#[test]
+fn colliding_ids_skip_the_later_file_naming_both() {
+    let s = Site::new();
+    png_grey8(&s.archive.join("a b.png"), 8, 8, |x, _| x as u8);
+    png_grey8(&s.archive.join("a-b.png"), 8, 8, |_, y| y as u8);
+    let (code, _, err) = s.build(&[]);
+    assert_eq!(code, 0, "{err}");
+    let r = s.report();
+    assert_eq!(r["items"], 1);
+    assert_eq!(r["skipped_files"][0]["path"], "a-b.png");
+    assert_eq!(
+        r["skipped_files"][0]["reason"],
+        "its item id `a-b.png` is already taken by `a b.png`; rename one of the two files or give them distinct ids in the catalogue"
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn symlinks_loops_and_non_utf8_names() {
+    use std::os::unix::ffi::OsStrExt;
+    let s = Site::new();
+    png_grey8(&s.archive.join("sub/real.png"), 8, 8, |x, _| x as u8);
+    std::os::unix::fs::symlink("..", s.archive.join("sub/loop")).unwrap();
+    let outside = s.root.join("outside.png");
+    png_grey8(&outside, 8, 8, |_, y| y as u8);
+    std::os::unix::fs::symlink(&outside, s.archive.join("link-out.png")).unwrap();
+    let name = std::ffi::OsStr::from_bytes(b"caf\xe9.png");
+    png_grey8(&s.archive.join(name), 8, 8, |x, y| (x * y) as u8);
+
+    // Default: links are not followed, and say so.
+    let (code, _, err) = s.build(&[]);
+    assert_eq!(code, 0, "{err}");
+    let r = s.report();
+    assert_eq!(r["items"], 2, "{r}");
+    let warnings = r["warnings"].as_array().unwrap();
+    for p in ["link-out.png", "sub/loop"] {
+        assert!(
+            warnings.iter().any(|w| w["path"] == p && w["reason"].as_str().unwrap().starts_with("symlink not followed")),
+            "{p}: {warnings:?}"
+        );
+    }
+    assert!(s.thumbs().contains(&"caf-.png.jpg".to_string()), "{:?}", s.thumbs());
+
+    // Following links: the loop is detected and reported, the build finishes.
+    std::fs::write(s.root.join("site-config.toml"), "[archive]\nfollow-symlinks = true\n").unwrap();
+    let (code, _, err) = s.build(&[]);
+    assert_eq!(code, 0, "{err}");
+    let r = s.report();
+    assert_eq!(r["items"], 3, "{r}");
+    assert!(r["warnings"].as_array().unwrap().iter().any(|w| w["reason"] == "symlink loop, not followed again"), "{r}");
+}
+
+#[test]
+fn check_reports_bad_files_without_writing() {
+    let s = Site::new();
+    let (good, bad) = mixed_archive(&s.archive);
+    let (code, out, err) = run(&s.root, &["check", "--archive", "archive", "--out", "out", "--cache", "cache"]);
+    assert_eq!(code, 2, "{err}");
+    for (path, reason) in &bad {
+        assert!(out.contains(&format!("{path}: {reason}")), "{path} missing from:\n{out}");
+    }
+    assert!(err.contains(&format!("{} file(s) ok, {} would be skipped", good.len(), bad.len())), "{err}");
+    assert!(!s.root.join("out").exists() && !s.root.join("cache").exists(), "check must not write");
+    for (path, _) in &bad {
+        std::fs::remove_file(s.archive.join(path)).unwrap();
+    }
+    let (code, _, err) = run(&s.root, &["check", "--archive", "archive"]);
+    assert_eq!(code, 0, "{err}");
+}
+
+#[test]
+fn quiet_build_prints_only_the_summary() {
+    let s = Site::new();
+    png_grey8(&s.archive.join("a.png"), 8, 8, |x, _| x as u8);
+    let (code, _, err) = s.build(&["--quiet"]);
+    assert_eq!(code, 0);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.starts_with("published 1 item(s)"), "{err}");
+}
+
+#[test]
+fn the_bundled_sample_archive_builds_completely() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let s = Site::new();
+    let (code, _, err) = run(
+        &s.root,
+        &[
+            "build",
+            "--config",
+            repo.join("site-config.toml").to_str().unwrap(),
+            "--out",
+            "out",
+            "--cache",
+            "cache",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let r = s.report();
+    assert_eq!(r["skipped"], 0, "{r}");
+    assert_eq!(r["items"], r["scanned"]);
+    assert!(r["items"].as_u64().unwrap() >= 200);
+}
