@@ -22,11 +22,20 @@ fn make(opts: &SynthOptions) -> Archive {
     let dir = tmp.path().join("archive");
     let labels = tmp.path().join("archive.labels.csv");
     let summary = generate(&dir, &labels, opts).unwrap();
-    Archive { _tmp: tmp, dir, labels, summary }
+    Archive {
+        _tmp: tmp,
+        dir,
+        labels,
+        summary,
+    }
 }
 
 fn opts(n: usize, seed: u64) -> SynthOptions {
-    SynthOptions { n, seed, ..Default::default() }
+    SynthOptions {
+        n,
+        seed,
+        ..Default::default()
+    }
 }
 
 /// Every file under `dir`, keyed by its `/`-separated relative path.
@@ -38,7 +47,10 @@ fn files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
                 walk(root, &path, out);
             } else {
                 let rel = path.strip_prefix(root).unwrap();
-                let rel: Vec<_> = rel.components().map(|c| c.as_os_str().to_str().unwrap().to_string()).collect();
+                let rel: Vec<_> = rel
+                    .components()
+                    .map(|c| c.as_os_str().to_str().unwrap().to_string())
+                    .collect();
                 out.insert(rel.join("/"), std::fs::read(&path).unwrap());
             }
         }
@@ -62,7 +74,11 @@ fn read_labels(path: &Path) -> (Vec<String>, Vec<Row>) {
         .records()
         .map(|r| {
             let r = r.unwrap();
-            Row { path: r[0].to_string(), label: r[1].to_string(), twin_of: r[2].to_string() }
+            Row {
+                path: r[0].to_string(),
+                label: r[1].to_string(),
+                twin_of: r[2].to_string(),
+            }
         })
         .collect();
     (header, rows)
@@ -126,9 +142,16 @@ fn flip_rows(data: &[f32], size: usize) -> Vec<f32> {
 
 #[test]
 fn same_seed_gives_identical_bytes_on_any_thread_count_and_new_seed_differs() {
-    let o = SynthOptions { twins: 0.25, artefact_rate: 0.1, ..opts(80, 7) };
+    let o = SynthOptions {
+        twins: 0.25,
+        artefact_rate: 0.1,
+        ..opts(80, 7)
+    };
     let on = |threads: usize, o: &SynthOptions| {
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
         let a = pool.install(|| make(o));
         let labels = std::fs::read(&a.labels).unwrap();
         (files(&a.dir), labels, a.summary)
@@ -136,24 +159,47 @@ fn same_seed_gives_identical_bytes_on_any_thread_count_and_new_seed_differs() {
     let (files1, labels1, summary1) = on(1, &o);
     let (files3, labels3, summary3) = on(3, &o);
     assert_eq!(files1.len(), 80 + 20);
-    assert_eq!(files1.keys().collect::<Vec<_>>(), files3.keys().collect::<Vec<_>>());
+    assert_eq!(
+        files1.keys().collect::<Vec<_>>(),
+        files3.keys().collect::<Vec<_>>()
+    );
     for (path, bytes) in &files1 {
-        assert!(files3[path] == *bytes, "{path} differs between 1 and 3 threads");
+        assert!(
+            files3[path] == *bytes,
+            "{path} differs between 1 and 3 threads"
+        );
     }
     assert_eq!(labels1, labels3);
     assert_eq!(summary1, summary3);
 
-    let (other, other_labels, _) = on(2, &SynthOptions { seed: 8, ..o.clone() });
+    let (other, other_labels, _) = on(
+        2,
+        &SynthOptions {
+            seed: 8,
+            ..o.clone()
+        },
+    );
     assert_ne!(labels1, other_labels);
-    let same_bytes = files1.iter().filter(|(p, b)| other.get(*p) == Some(b)).count();
+    let same_bytes = files1
+        .iter()
+        .filter(|(p, b)| other.get(*p) == Some(b))
+        .count();
     assert_eq!(same_bytes, 0, "a different seed must give different images");
 }
 
 #[test]
 fn labels_file_sits_beside_the_archive_and_lists_every_file() {
-    let o = SynthOptions { twins: 0.2, artefact_rate: 0.1, ..opts(120, 3) };
+    let o = SynthOptions {
+        twins: 0.2,
+        artefact_rate: 0.1,
+        ..opts(120, 3)
+    };
     let a = make(&o);
-    assert_eq!(a.labels.parent(), a.dir.parent(), "labels go beside the archive");
+    assert_eq!(
+        a.labels.parent(),
+        a.dir.parent(),
+        "labels go beside the archive"
+    );
     let (header, rows) = read_labels(&a.labels);
     assert_eq!(header, ["path", "label", "twin_of"]);
 
@@ -164,7 +210,11 @@ fn labels_file_sits_beside_the_archive_and_lists_every_file() {
     assert_eq!(paths, sorted, "rows sorted by path, no repeats");
 
     let on_disk = files(&a.dir);
-    assert_eq!(on_disk.keys().map(String::as_str).collect::<Vec<_>>(), paths, "exactly the files on disk");
+    assert_eq!(
+        on_disk.keys().map(String::as_str).collect::<Vec<_>>(),
+        paths,
+        "exactly the files on disk"
+    );
 
     let by_path: BTreeMap<&str, &Row> = rows.iter().map(|r| (r.path.as_str(), r)).collect();
     let mut twins = 0;
@@ -178,14 +228,28 @@ fn labels_file_sits_beside_the_archive_and_lists_every_file() {
         } else {
             twins += 1;
             assert!(row.path.starts_with("twins/"), "{}", row.path);
-            let original = by_path.get(row.twin_of.as_str()).unwrap_or_else(|| panic!("{} missing", row.twin_of));
-            assert!(original.twin_of.is_empty(), "twins are made of originals only");
-            assert_eq!(original.label, row.label, "a twin keeps its original's label");
+            let original = by_path
+                .get(row.twin_of.as_str())
+                .unwrap_or_else(|| panic!("{} missing", row.twin_of));
+            assert!(
+                original.twin_of.is_empty(),
+                "twins are made of originals only"
+            );
+            assert_eq!(
+                original.label, row.label,
+                "a twin keeps its original's label"
+            );
             assert!(!label.is_artefact(), "artefacts get no twins");
             // Same index in both names, so the pairing is easy to see by eye too.
             let number = |p: &str| {
                 let name = p.rsplit('/').next().unwrap();
-                name.split('.').next().unwrap().rsplit('-').next().unwrap().to_string()
+                name.split('.')
+                    .next()
+                    .unwrap()
+                    .rsplit('-')
+                    .next()
+                    .unwrap()
+                    .to_string()
             };
             assert_eq!(number(&row.path), number(&row.twin_of));
         }
@@ -197,17 +261,27 @@ fn labels_file_sits_beside_the_archive_and_lists_every_file() {
     assert_eq!(a.summary.by_format.values().sum::<usize>(), 144);
     assert_eq!(a.summary.by_encoding.values().sum::<usize>(), 144);
     for (label, &count) in &a.summary.by_label {
-        let listed = rows.iter().filter(|r| r.twin_of.is_empty() && r.label == label.as_str()).count();
+        let listed = rows
+            .iter()
+            .filter(|r| r.twin_of.is_empty() && r.label == label.as_str())
+            .count();
         assert_eq!(listed, count, "{label}");
     }
 }
 
 #[test]
 fn every_format_and_encoding_reads_back() {
-    let o = SynthOptions { twins: 0.1, ..opts(160, 11) };
+    let o = SynthOptions {
+        twins: 0.1,
+        ..opts(160, 11)
+    };
     let a = make(&o);
     let encodings: BTreeSet<Encoding> = a.summary.by_encoding.keys().copied().collect();
-    assert_eq!(encodings.len(), 7, "all seven encodings appear: {encodings:?}");
+    assert_eq!(
+        encodings.len(),
+        7,
+        "all seven encodings appear: {encodings:?}"
+    );
 
     let mut colour_types = BTreeSet::new();
     let mut fits_i16 = 0;
@@ -229,15 +303,23 @@ fn every_format_and_encoding_reads_back() {
         }
     }
     assert_eq!(fits_i16, a.summary.by_encoding[&Encoding::FitsI16]);
-    let want: BTreeSet<String> =
-        ["png L8", "png L16", "png Rgb8", "jpg L8", "jpg Rgb8"].iter().map(|s| s.to_string()).collect();
+    let want: BTreeSet<String> = ["png L8", "png L16", "png Rgb8", "jpg L8", "jpg Rgb8"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     assert_eq!(colour_types, want);
 }
 
 #[test]
 fn fits_stores_the_bottom_row_first() {
-    let fits_only = SynthOptions { formats: vec![Format::Fits], ..opts(30, 5) };
-    let png_only = SynthOptions { formats: vec![Format::Png], ..fits_only.clone() };
+    let fits_only = SynthOptions {
+        formats: vec![Format::Fits],
+        ..opts(30, 5)
+    };
+    let png_only = SynthOptions {
+        formats: vec![Format::Png],
+        ..fits_only.clone()
+    };
     let fits = make(&fits_only);
     let png = make(&png_only);
     let size = 64;
@@ -247,61 +329,100 @@ fn fits_stores_the_bottom_row_first() {
         let rendered = render(&fits_only, i).unwrap();
         let seen = &rendered.planes[0];
         let (_, _, stored, bscale) = read_fits(&fits.dir.join(&rendered.path));
-        let tolerance = if bscale == 0.0 { 0.0 } else { bscale as f32 * 0.51 };
+        let tolerance = if bscale == 0.0 {
+            0.0
+        } else {
+            bscale as f32 * 0.51
+        };
         let as_seen = flip_rows(&stored, size);
         for (k, (&a, &b)) in as_seen.iter().zip(seen).enumerate() {
             let allowed = tolerance + 1e-6 * b.abs();
-            assert!((a - b).abs() <= allowed, "{}: pixel {k}: stored {a}, rendered {b}", rendered.path);
+            assert!(
+                (a - b).abs() <= allowed,
+                "{}: pixel {k}: stored {a}, rendered {b}",
+                rendered.path
+            );
         }
 
         // 2. Independently of `render`: the PNG of the same scene and noise (PNG rows are top
         // first) matches the FITS only once the FITS rows are reversed. The noise alone makes
-        // every image asymmetric, so the wrong orientation correlates far worse.
+        // every image asymmetric, so the wrong orientation correlates far worse (measured:
+        // right >= 0.99, upside down <= 0.67).
         let png_path = rendered.path.replace(".fits", ".png");
-        let img = image::open(png.dir.join(&png_path)).unwrap().to_luma32f();
-        let pixels = img.into_raw();
+        // Channel 0 of an RGB PNG shares the grey image's noise draws; the others do not.
+        let img = image::open(png.dir.join(&png_path)).unwrap().to_rgb32f();
+        let pixels: Vec<f32> = img.pixels().map(|p| p[0]).collect();
         let right = rank_correlation(&pixels, &as_seen);
         let wrong = rank_correlation(&pixels, &stored);
-        eprintln!("{png_path} {right:.3} {wrong:.3}");
-        assert!(right > 0.8, "{png_path}: only {right:.3} correlated with its FITS twin");
-        assert!(right > wrong + 0.1, "{png_path}: right orientation {right:.3}, upside down {wrong:.3}");
+        assert!(
+            right > 0.95,
+            "{png_path}: only {right:.3} rank-correlated with its FITS twin"
+        );
+        assert!(
+            right > wrong + 0.2,
+            "{png_path}: right orientation {right:.3}, upside down {wrong:.3}"
+        );
     }
 }
 
 #[test]
 fn artefact_share_follows_the_rate() {
-    let o = SynthOptions { artefact_rate: 0.05, size: 32, ..opts(400, 21) };
+    let o = SynthOptions {
+        artefact_rate: 0.05,
+        size: 32,
+        ..opts(400, 21)
+    };
     let a = make(&o);
     let (_, rows) = read_labels(&a.labels);
     let labels: Vec<Label> = rows.iter().map(|r| r.label.parse().unwrap()).collect();
     let artefacts = labels.iter().filter(|l| l.is_artefact()).count();
-    assert!((19..=21).contains(&artefacts), "{artefacts} artefacts for 400 x 0.05");
+    assert!(
+        (19..=21).contains(&artefacts),
+        "{artefacts} artefacts for 400 x 0.05"
+    );
     for kind in Label::ARTEFACTS {
         let k = labels.iter().filter(|&&l| l == kind).count();
         assert!((5..=8).contains(&k), "{kind}: {k}");
     }
     for kind in Label::MORPHOLOGIES {
         let k = labels.iter().filter(|&&l| l == kind).count();
-        assert!((74..=78).contains(&k), "{kind}: {k} (morphologies are equally common)");
+        assert!(
+            (74..=78).contains(&k),
+            "{kind}: {k} (morphologies are equally common)"
+        );
     }
 
-    let none = make(&SynthOptions { artefact_rate: 0.0, size: 32, ..opts(60, 21) });
+    let none = make(&SynthOptions {
+        artefact_rate: 0.0,
+        size: 32,
+        ..opts(60, 21)
+    });
     assert!(none.summary.by_label.keys().all(|l| !l.is_artefact()));
 }
 
 #[test]
 fn shards_hold_at_most_a_thousand_files() {
-    let a = make(&SynthOptions { size: 16, ..opts(2100, 2) });
+    let a = make(&SynthOptions {
+        size: 16,
+        ..opts(2100, 2)
+    });
     let mut per_shard: BTreeMap<String, usize> = BTreeMap::new();
     for path in files(&a.dir).keys() {
         let (shard, name) = path.split_once('/').unwrap();
         assert!(!name.contains('/'));
         *per_shard.entry(shard.to_string()).or_default() += 1;
     }
-    let expected: BTreeMap<String, usize> =
-        [("000", 1000), ("001", 1000), ("002", 100)].iter().map(|(s, n)| (s.to_string(), *n)).collect();
+    let expected: BTreeMap<String, usize> = [("000", 1000), ("001", 1000), ("002", 100)]
+        .iter()
+        .map(|(s, n)| (s.to_string(), *n))
+        .collect();
     assert_eq!(per_shard, expected);
-    assert!(a.dir.join("001").read_dir().unwrap().any(|e| e.unwrap().file_name().to_str().unwrap().starts_with("img-001000.")));
+    assert!(a.dir.join("001").read_dir().unwrap().any(|e| e
+        .unwrap()
+        .file_name()
+        .to_str()
+        .unwrap()
+        .starts_with("img-001000.")));
 }
 
 #[test]
@@ -317,7 +438,14 @@ fn refuses_unsafe_destinations() {
     let err = generate(&busy, &tmp.path().join("busy.labels.csv"), &opts(5, 1)).unwrap_err();
     assert!(err.to_string().contains("not empty"), "{err}");
 
-    let err = generate(&tmp.path().join("x"), &tmp.path().join("x.csv"), &SynthOptions { twins: 1.5, ..opts(5, 1) })
-        .unwrap_err();
+    let err = generate(
+        &tmp.path().join("x"),
+        &tmp.path().join("x.csv"),
+        &SynthOptions {
+            twins: 1.5,
+            ..opts(5, 1)
+        },
+    )
+    .unwrap_err();
     assert!(err.to_string().contains("twins"), "{err}");
 }
