@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# Installs what building and testing simsite needs on Debian 12, idempotently: it only
-# calls apt-get when a package is missing, so a second run costs a few milliseconds.
-#   Debian: pkg-config, libcfitsio-dev (CFITSIO, for FITS), gcc/g++ (C parts of crates)
+# Installs what building and testing simsite needs on Debian 12, idempotently: each step
+# runs only when its result is missing, so a second run costs a few milliseconds.
+#   Debian: pkg-config, libcfitsio-dev (CFITSIO, for FITS), gcc/g++/make, unzip
+#   ONNX Runtime: libonnxruntime.so from the onnxruntime==1.31.1 wheel on PyPI (pip
+#     download, no install), unpacked to $SIMSITE_ORT_DIR
+#     (default ~/.cache/simsite/onnxruntime-1.31.1), where simsite looks for it.
 # Rust (cargo) itself must already be installed (rustup).
 set -euo pipefail
 
-packages=(pkg-config libcfitsio-dev gcc g++ make)
+packages=(pkg-config libcfitsio-dev gcc g++ make unzip python3-pip)
 
 missing=()
 for p in "${packages[@]}"; do
@@ -22,6 +25,25 @@ if [ ${#missing[@]} -gt 0 ]; then
   fi
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+ORT_VERSION=1.31.1
+ORT_DIR="${SIMSITE_ORT_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/simsite/onnxruntime-$ORT_VERSION}"
+if [ ! -f "$ORT_DIR/libonnxruntime.so.$ORT_VERSION" ]; then
+  echo "setup: fetching the onnxruntime==$ORT_VERSION wheel from PyPI into $ORT_DIR" >&2
+  tmp=$(mktemp -d)
+  trap 'rm -rf "$tmp"' EXIT
+  PY=python3
+  command -v "$PY" >/dev/null || { echo "setup: python3 (for pip download) not found" >&2; exit 1; }
+  "$PY" -m pip download --quiet --no-deps --only-binary=:all: "onnxruntime==$ORT_VERSION" -d "$tmp"
+  mkdir -p "$ORT_DIR"
+  unzip -q -o -j "$tmp"/onnxruntime-*.whl \
+    "onnxruntime/capi/libonnxruntime.so.$ORT_VERSION" \
+    "onnxruntime/capi/libonnxruntime_providers_shared.so" -d "$tmp/lib"
+  mv "$tmp/lib/libonnxruntime_providers_shared.so" "$ORT_DIR/"
+  # Renamed last: its presence means the folder is complete.
+  mv "$tmp/lib/libonnxruntime.so.$ORT_VERSION" "$ORT_DIR/"
+  ln -sf "libonnxruntime.so.$ORT_VERSION" "$ORT_DIR/libonnxruntime.so"
 fi
 
 if ! command -v cargo >/dev/null; then

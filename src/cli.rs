@@ -24,6 +24,16 @@ pub enum Command {
     /// Validate the config, the catalogue and every archive file without writing anything.
     /// Exit 0 when all is well, 2 when some files would be skipped, 1 on a fatal error.
     Check(SiteArgs),
+    /// Embed the archive (or one shard of it) into the cache without publishing, so many
+    /// machines can share the work (Slurm array jobs, Kubernetes Indexed Jobs): run
+    /// `embed --shard i/N` for i = 0..N-1 on a shared cache folder, then one `build`.
+    Embed {
+        #[command(flatten)]
+        site: SiteArgs,
+        /// This process's part of the archive, i/N (0 <= i < N); default: all of it.
+        #[arg(long, value_name = "i/N", value_parser = parse_shard)]
+        shard: Option<crate::pipeline::Shard>,
+    },
     /// Write a documented site-config.toml listing every key with its default.
     Init {
         /// Where to write it.
@@ -55,4 +65,8 @@ impl SiteArgs {
     pub fn overrides(&self) -> Overrides {
         Overrides { archive: self.archive.clone(), out: self.out.clone(), cache: self.cache.clone() }
     }
+}
+
+fn parse_shard(s: &str) -> Result<crate::pipeline::Shard, String> {
+    crate::pipeline::Shard::parse(s)
 }

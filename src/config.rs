@@ -22,7 +22,25 @@ pub struct RawConfig {
     pub output: RawOutput,
     pub fits: RawFits,
     pub preprocess: RawPreprocess,
+    pub encoder: RawEncoder,
     pub thumbnails: RawThumbnails,
+}
+
+/// `[encoder]`: every key but `model` may be left to the model's metadata or graph.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
+pub struct RawEncoder {
+    pub model: Option<PathBuf>,
+    pub device: Option<String>,
+    pub batch: Option<usize>,
+    pub threads: Option<usize>,
+    pub onnxruntime: Option<PathBuf>,
+    pub input: Option<String>,
+    pub output: Option<String>,
+    pub channels: Option<u32>,
+    pub size: Option<u32>,
+    pub mean: Option<Vec<f32>>,
+    pub std: Option<Vec<f32>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -119,7 +137,6 @@ pub struct RawPreprocess {
     pub clip_low: f64,
     pub clip_high: f64,
     pub channels: String,
-    pub size: u32,
 }
 
 impl Default for RawPreprocess {
@@ -130,7 +147,6 @@ impl Default for RawPreprocess {
             clip_low: 1.0,
             clip_high: 99.7,
             channels: "grey".into(),
-            size: 64,
         }
     }
 }
@@ -263,6 +279,15 @@ pub struct PreprocessSettings {
 }
 
 impl PreprocessSettings {
+    /// Digest of what changes thumbnails (not the encoder's size or channels).
+    pub fn display_digest(&self) -> blake3::Hash {
+        let mut s = self.clone();
+        s.size = 0;
+        s.model_channels = 0;
+        s.channels = Channels::Grey;
+        s.digest()
+    }
+
     /// A stable digest of these settings, for cache keys.
     pub fn digest(&self) -> blake3::Hash {
         let hdu = match &self.fits.hdu {
@@ -308,7 +333,24 @@ pub struct Settings {
     pub out: PathBuf,
     pub cache: PathBuf,
     pub preprocess: PreprocessSettings,
+    /// `None`: no model configured; the build stops after thumbnails.
+    pub encoder: Option<crate::encoder::EncoderSettings>,
     pub thumbs: ThumbSettings,
+}
+
+impl Settings {
+    /// Adopts the loaded model's input contract (size and channels come from the model).
+    pub fn adopt_encoder(&mut self, spec: &crate::encoder::InputSpec) -> Result<(), String> {
+        if spec.channels == 1 && self.preprocess.channels == Channels::Rgb {
+            return Err(format!(
+                "the model `{}` takes 1 channel but [preprocess] channels = \"rgb\"; set channels = \"grey\" or use an RGB model",
+                spec.name
+            ));
+        }
+        self.preprocess.size = spec.size;
+        self.preprocess.model_channels = spec.channels;
+        Ok(())
+    }
 }
 
 /// Command-line values that override the config file.
@@ -452,9 +494,53 @@ pub fn resolve(
             ),
         ));
     }
-    if !(8..=1024).contains(&pp.size) {
-        return Err(invalid(&path, "preprocess.size", format!("{} is out of range; expected 8 to 1024 pixels", pp.size)));
+    let enc = &raw.encoder;
+    if let Some(size) = enc.size {
+        if !(8..=1024).contains(&size) {
+            return Err(invalid(&path, "encoder.size", format!("{size} is out of range; expected 8 to 1024 pixels")));
+        }
     }
+    if let Some(c) = enc.channels {
+        if c != 1 && c != 3 {
+            return Err(invalid(&path, "encoder.channels", format!("{c} is not allowed; expected 1 or 3")));
+        }
+    }
+    if enc.batch == Some(0) || enc.batch.is_some_and(|b| b > 65536) {
+        return Err(invalid(&path, "encoder.batch", "expected 1 to 65536"));
+    }
+    if enc.threads == Some(0) {
+        return Err(invalid(&path, "encoder.threads", "expected at least 1"));
+    }
+    let device = match enc.device.as_deref() {
+        None => None,
+        Some(d) => Some(parse_enum(
+            &path,
+            "encoder.device",
+            d,
+            &[("auto", crate::encoder::Device::Auto), ("cpu", crate::encoder::Device::Cpu), ("cuda", crate::encoder::Device::Cuda)],
+        )?),
+    };
+    let encoder = match &enc.model {
+        None => {
+            if enc.device.is_some() || enc.input.is_some() || enc.output.is_some() || enc.mean.is_some() || enc.std.is_some() {
+                return Err(invalid(&path, "encoder.model", "is required when other [encoder] keys are set"));
+            }
+            None
+        }
+        Some(m) => Some(crate::encoder::EncoderSettings {
+            model: absolute(&base, m),
+            device,
+            batch: enc.batch,
+            threads: enc.threads,
+            library: enc.onnxruntime.as_ref().map(|p| absolute(&base, p)),
+            input: enc.input.clone(),
+            output: enc.output.clone(),
+            channels: enc.channels,
+            size: enc.size,
+            mean: enc.mean.clone(),
+            std: enc.std.clone(),
+        }),
+    };
     let cube = match raw.fits.cube.as_str() {
         "peak" => CubeMode::Peak,
         "sum" => CubeMode::Sum,
@@ -540,6 +626,7 @@ pub fn resolve(
         catalogue,
         out,
         cache,
+        encoder,
         preprocess: PreprocessSettings {
             fits: FitsSettings { hdu, cube },
             stretch,
@@ -547,7 +634,7 @@ pub fn resolve(
             clip_low: pp.clip_low,
             clip_high: pp.clip_high,
             channels,
-            size: pp.size,
+            size: enc.size.unwrap_or(64),
             model_channels: match channels {
                 Channels::Grey => 1,
                 Channels::Rgb => 3,

@@ -77,3 +77,19 @@ pub enum FileError {
     #[error("unsupported: {0}")]
     Unsupported(String),
 }
+
+#[derive(Debug, Error)]
+pub enum EncoderError {
+    #[error("ONNX Runtime {} (libonnxruntime.so) could not be loaded: {detail}\n  fix: run `make setup` (or `bash scripts/setup.sh`), which unpacks it from the onnxruntime=={} wheel on PyPI; or set `onnxruntime` under [encoder] or ORT_DYLIB_PATH to the library", crate::encoder::ORT_VERSION, crate::encoder::ORT_VERSION)]
+    NoRuntime { detail: String },
+    #[error("cannot read the model {}: {source}\n  fix: check `model` under [encoder]", model.display())]
+    ModelIo { model: PathBuf, source: std::io::Error },
+    #[error("ONNX Runtime cannot load the model {}: {message}\n  fix: check that `model` under [encoder] is an ONNX file", model.display())]
+    Model { model: PathBuf, message: String },
+    #[error("the model {} does not fit: {message}", model.display())]
+    Mismatch { model: PathBuf, message: String },
+    #[error("device = \"cuda\" under [encoder], but the CUDA execution provider cannot be used: {message}\n  fix: install onnxruntime-gpu's libraries beside libonnxruntime.so on a machine with a GPU, or set device = \"auto\" or \"cpu\"")]
+    Cuda { message: String },
+    #[error("the model {model} failed on a batch: {message}")]
+    Run { model: String, message: String },
+}

@@ -38,6 +38,9 @@ pub struct IngestSettings<'a> {
     pub max_file_bytes: u64,
     /// Decode even when the cache holds everything (used by `check`, which writes nothing).
     pub validate_only: bool,
+    /// Whether the encoder input is needed for a file with this content digest (false
+    /// when its embedding is cached, or there is no encoder).
+    pub needs_tensor: &'a (dyn Fn(&blake3::Hash) -> bool + Sync),
 }
 
 fn ingest_one(item: &Item, s: &IngestSettings) -> Result<Ingested, FileError> {
@@ -49,19 +52,21 @@ fn ingest_one(item: &Item, s: &IngestSettings) -> Result<Ingested, FileError> {
     let digest = blake3::hash(&bytes);
     let key = thumbs::cache_key(&digest, s.preprocess, s.thumbs);
     let thumb = thumbs::cache_path(s.cache, &key);
-    if !s.validate_only && thumb.is_file() {
+    if !s.validate_only && !(s.needs_tensor)(&digest) && thumb.is_file() {
         return Ok(Ingested { digest, thumb, thumb_made: false, tensor: None });
     }
     let raster = decode::decode(&item.entry.abs, &bytes, item.entry.format, s.preprocess)?;
     drop(bytes);
     let prepared = preprocess::prepare(&raster, s.preprocess, s.thumbs.size)?;
     drop(raster);
-    if !s.validate_only {
+    let thumb_made = !s.validate_only && !thumb.is_file();
+    if thumb_made {
         let jpeg = thumbs::encode_jpeg(&prepared.thumb, s.thumbs.quality)
             .map_err(|e| FileError::Decode { format: "thumbnail", message: e.to_string() })?;
         fsutil::atomic_write(&thumb, &jpeg)?;
     }
-    Ok(Ingested { digest, thumb, thumb_made: !s.validate_only, tensor: Some(prepared.tensor) })
+    let tensor = (s.needs_tensor)(&digest).then_some(prepared.tensor);
+    Ok(Ingested { digest, thumb, thumb_made, tensor })
 }
 
 /// Runs the stage over `items`, calling `consume(index, result)` on the calling thread as

@@ -3,10 +3,12 @@
 //! The library holds every stage; the `simsite` binary only parses arguments and maps the
 //! result to an exit code. [`pipeline`] is where the stages are put in order.
 
+pub mod cache;
 pub mod catalogue;
 pub mod cli;
 pub mod config;
 pub mod decode;
+pub mod encoder;
 pub mod error;
 pub mod fsutil;
 pub mod ids;

@@ -40,6 +40,21 @@ fn run(command: Command, ui: &Ui) -> anyhow::Result<ExitCode> {
             eprintln!("{} file(s) ok, {} would be skipped", outcome.items, outcome.problems.len());
             Ok(if outcome.problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(2) })
         }
+        Command::Embed { site, shard } => {
+            let settings = config::load(site.config.as_deref(), &site.overrides())?;
+            let shard = shard.unwrap_or(pipeline::Shard { index: 0, count: 1 });
+            let o = pipeline::embed_shard(&settings, shard, ui)?;
+            eprintln!(
+                "shard {}/{}: {} file(s), {} embedded now, {} skipped, {:.1} s",
+                shard.index,
+                shard.count,
+                o.items,
+                o.embedded,
+                o.skipped.len(),
+                o.seconds
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Init { path, force } => {
             simsite::init::write_config(&path, force)?;
             eprintln!("wrote {}", path.display());

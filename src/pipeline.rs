@@ -1,16 +1,19 @@
 //! The order of a build, in one place:
-//! scan → catalogue join → decode + preprocess (+ thumbnails) → publish → report.
-//! Later stages (embed, neighbours, layout, structure, render) slot in after decoding.
+//! load encoder → scan → catalogue join → decode + preprocess (+ thumbnails), streamed into
+//! embed (cached by content) → export embeddings → publish thumbnails → report.
+//! Later stages (neighbours, layout, structure, render) slot in after embedding.
 
 use std::collections::HashSet;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
+use crate::cache::{self, Digest, EmbeddingCache};
 use crate::catalogue::{self, Catalogue, Item};
 use crate::config::Settings;
+use crate::encoder::Encoder;
 use crate::fsutil;
-use crate::ingest::{self, IngestSettings};
+use crate::ingest::{self, IngestSettings, Ingested};
 use crate::report::{BuildReport, Problem, StageTime};
 use crate::scan;
 use crate::ui::Ui;
@@ -22,16 +25,44 @@ pub struct BuildOutcome {
     pub report_path: std::path::PathBuf,
 }
 
-/// Results held in memory between decoding and the consumer.
-const QUEUE: usize = 64;
+/// One shard of a scaled-out embed: shard `index` of `count`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    pub index: u32,
+    pub count: u32,
+}
 
-struct Prepared {
+impl Shard {
+    /// Parses `i/N` (0 <= i < N).
+    pub fn parse(s: &str) -> Result<Shard, String> {
+        let err = || format!("`{s}` is not a shard; expected i/N with 0 <= i < N, e.g. 0/4");
+        let (a, b) = s.split_once('/').ok_or_else(err)?;
+        let (index, count) = (a.trim().parse::<u32>().map_err(|_| err())?, b.trim().parse::<u32>().map_err(|_| err())?);
+        if count == 0 || index >= count {
+            return Err(err());
+        }
+        Ok(Shard { index, count })
+    }
+
+    /// Whether this shard owns the file: a hash of its relative path, so the split is
+    /// deterministic and a file keeps its shard when others are added.
+    pub fn owns(&self, rel: &str) -> bool {
+        let h = blake3::hash(rel.as_bytes());
+        let v = u64::from_le_bytes(h.as_bytes()[..8].try_into().expect("8 bytes"));
+        v % self.count as u64 == self.index as u64
+    }
+}
+
+/// Results held in memory between decoding and the consumer.
+const QUEUE: usize = 256;
+
+struct Gathered {
     items: Vec<Item>,
     report: BuildReport,
 }
 
-/// Scan and catalogue join: the part of a build that `check` shares.
-fn gather(settings: &Settings, ui: &Ui) -> Result<Prepared> {
+/// Scan and catalogue join: the part of a build that `check` and `embed` share.
+fn gather(settings: &Settings, ui: &Ui) -> Result<Gathered> {
     // The catalogue first: a broken one stops the build before a long scan.
     let cat = match &settings.catalogue {
         Some(c) => Catalogue::load(c)?,
@@ -71,46 +102,173 @@ fn gather(settings: &Settings, ui: &Ui) -> Result<Prepared> {
     }
     report.skipped_files.extend(skipped);
     report.warnings.extend(warnings);
-    Ok(Prepared { items, report })
+    Ok(Gathered { items, report })
 }
 
-pub fn build(settings: &Settings, ui: &Ui) -> Result<BuildOutcome> {
-    let Prepared { items, mut report } = gather(settings, ui)?;
+/// Loads the configured encoder and makes the settings follow its input contract.
+fn load_encoder(settings: &mut Settings, ui: &Ui) -> Result<Option<Encoder>> {
+    let Some(es) = &settings.encoder else {
+        ui.info("no [encoder] model configured: thumbnails only, no embeddings");
+        return Ok(None);
+    };
+    let enc = Encoder::load(es)?;
+    settings.adopt_encoder(&enc.spec).map_err(|m| anyhow::anyhow!("{m}"))?;
+    ui.info(format!(
+        "encoder: {} ({}x{}x{} → {}), {} ({}), batch {}",
+        enc.spec.name, enc.spec.channels, enc.spec.size, enc.spec.size, enc.spec.dim, enc.device, enc.device_note, enc.spec.batch
+    ));
+    Ok(Some(enc))
+}
 
-    let stage = ui.stage("decode", items.len() as u64);
-    let mut ok: Vec<Option<ingest::Ingested>> = (0..items.len()).map(|_| None).collect();
-    let ingest_settings = IngestSettings {
+fn open_cache(settings: &Settings, enc: &Encoder, ui: &Ui) -> Result<EmbeddingCache> {
+    let key = cache::cache_key(&enc.digest, &enc.spec.digest_text(), &settings.preprocess.digest());
+    let c = EmbeddingCache::open(&settings.cache, &key, enc.spec.dim)
+        .with_context(|| format!("cannot open the embedding cache in {}\n  fix: check --cache / [output] cache and its permissions", settings.cache.display()))?;
+    for p in &c.problems {
+        ui.warn(format!("{}: {}", p.path, p.reason));
+    }
+    Ok(c)
+}
+
+/// Embeds what arrives from decoding in full batches and stores it in the cache.
+struct Embedder<'a> {
+    encoder: &'a mut Encoder,
+    cache: &'a mut EmbeddingCache,
+    pixels: Vec<f32>,
+    keys: Vec<Digest>,
+    embedded: usize,
+    busy: Duration,
+}
+
+impl Embedder<'_> {
+    fn push(&mut self, digest: Digest, tensor: &[f32]) -> Result<()> {
+        self.pixels.extend_from_slice(tensor);
+        self.keys.push(digest);
+        if self.keys.len() >= self.encoder.spec.batch {
+            self.run()?;
+        }
+        Ok(())
+    }
+
+    fn run(&mut self) -> Result<()> {
+        if self.keys.is_empty() {
+            return Ok(());
+        }
+        let t = Instant::now();
+        let out = self.encoder.embed(&self.pixels, self.keys.len())?;
+        self.busy += t.elapsed();
+        let dim = self.encoder.spec.dim;
+        for (k, e) in self.keys.iter().zip(out.chunks_exact(dim)) {
+            self.cache.insert(*k, e).context("cannot write to the embedding cache")?;
+        }
+        self.embedded += self.keys.len();
+        self.pixels.clear();
+        self.keys.clear();
+        Ok(())
+    }
+}
+
+/// What the decode (+ embed) stage produced for the items given.
+struct Ingest {
+    done: Vec<Option<Ingested>>,
+    skipped: Vec<Problem>,
+    embedded: usize,
+    infer_seconds: f64,
+    seconds: f64,
+}
+
+fn run_ingest(
+    settings: &Settings,
+    items: &[Item],
+    mut encoder: Option<&mut Encoder>,
+    mut cache: Option<&mut EmbeddingCache>,
+    ui: &Ui,
+) -> Result<Ingest> {
+    // A snapshot: the cache itself is written to by the consumer while workers ask.
+    let cached: HashSet<Digest> = cache.as_ref().map(|c| c.keys().collect()).unwrap_or_default();
+    let has_encoder = encoder.is_some();
+    let needs = |d: &blake3::Hash| has_encoder && !cached.contains(d.as_bytes());
+    let s = IngestSettings {
         preprocess: &settings.preprocess,
         thumbs: &settings.thumbs,
         cache: &settings.cache,
         max_file_bytes: settings.max_file_bytes,
         validate_only: false,
+        needs_tensor: &needs,
     };
-    ingest::run(&items, &ingest_settings, QUEUE, |i, result| {
+    let stage = ui.stage(if has_encoder { "embed" } else { "decode" }, items.len() as u64);
+    let mut embedder = match (encoder.as_deref_mut(), cache.as_deref_mut()) {
+        (Some(e), Some(c)) => Some(Embedder { encoder: e, cache: c, pixels: Vec::new(), keys: Vec::new(), embedded: 0, busy: Duration::ZERO }),
+        _ => None,
+    };
+    let mut done: Vec<Option<Ingested>> = (0..items.len()).map(|_| None).collect();
+    let mut skipped = Vec::new();
+    let mut failure: Option<anyhow::Error> = None;
+    ingest::run(items, &s, QUEUE, |i, result| {
         stage.inc(1);
         match result {
-            Ok(mut done) => {
-                // Nothing consumes the encoder input yet; drop it here to bound memory.
-                done.tensor = None;
-                ok[i] = Some(done);
+            Ok(mut r) => {
+                if let (Some(t), Some(e)) = (r.tensor.take(), embedder.as_mut()) {
+                    if failure.is_none() {
+                        if let Err(err) = e.push(*r.digest.as_bytes(), &t) {
+                            failure = Some(err);
+                        }
+                    }
+                }
+                done[i] = Some(r);
             }
             Err(e) => {
                 let reason = e.to_string();
                 ui.skipped(&items[i].entry.rel_str, &reason);
-                report.skipped_files.push(Problem { path: items[i].entry.rel_str.clone(), reason });
+                skipped.push(Problem { path: items[i].entry.rel_str.clone(), reason });
             }
         }
     });
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    let (embedded, infer) = match embedder.as_mut() {
+        Some(e) => {
+            e.run()?;
+            e.cache.flush().context("cannot write to the embedding cache")?;
+            (e.embedded, e.busy.as_secs_f64())
+        }
+        None => (0, 0.0),
+    };
     let t = stage.finish();
-    report.stages.push(StageTime { name: "decode".into(), seconds: t.as_secs_f64(), items: items.len() as u64 });
+    Ok(Ingest { done, skipped, embedded, infer_seconds: infer, seconds: t.as_secs_f64() })
+}
 
-    let published: Vec<(&Item, ingest::Ingested)> =
-        items.iter().zip(ok).filter_map(|(it, r)| r.map(|r| (it, r))).collect();
+pub fn build(settings: &Settings, ui: &Ui) -> Result<BuildOutcome> {
+    let mut settings = settings.clone();
+    let mut encoder = load_encoder(&mut settings, ui)?;
+    let Gathered { items, mut report } = gather(&settings, ui)?;
+    let mut cache = match &encoder {
+        Some(e) => Some(open_cache(&settings, e, ui)?),
+        None => None,
+    };
+    if let Some(c) = &cache {
+        report.warnings.extend(c.problems.iter().cloned());
+    }
+    let ing = run_ingest(&settings, &items, encoder.as_mut(), cache.as_mut(), ui)?;
+    report.stages.push(StageTime {
+        name: if encoder.is_some() { "decode+embed".into() } else { "decode".into() },
+        seconds: ing.seconds,
+        items: items.len() as u64,
+    });
+    if encoder.is_some() {
+        report.stages.push(StageTime { name: "inference".into(), seconds: ing.infer_seconds, items: ing.embedded as u64 });
+    }
+    report.embedded = ing.embedded;
+    report.skipped_files.extend(ing.skipped);
+
+    let published: Vec<(&Item, Ingested)> =
+        items.iter().zip(ing.done).filter_map(|(it, r)| r.map(|r| (it, r))).collect();
     report.skipped_files.sort();
     report.skipped = report.skipped_files.len();
     report.items = published.len();
     if published.is_empty() {
-        let report_path = write_report(settings, &report)?;
+        let report_path = write_report(&settings, &report)?;
         anyhow::bail!(
             "no image in {} could be read ({} skipped); nothing was published\n  see the reasons above or in {}",
             settings.archive.display(),
@@ -120,11 +278,47 @@ pub fn build(settings: &Settings, ui: &Ui) -> Result<BuildOutcome> {
     }
 
     let t = Instant::now();
+    let api = settings.out.join("api");
+    if let (Some(enc), Some(c)) = (&encoder, &mut cache) {
+        let dim = enc.spec.dim;
+        let mut emb = Vec::with_capacity(published.len() * dim);
+        for (item, r) in &published {
+            let e = c.get(r.digest.as_bytes()).with_context(|| format!("no embedding for {}", item.entry.rel_str))?;
+            emb.extend_from_slice(e);
+        }
+        let ids: Vec<&str> = published.iter().map(|(i, _)| i.id.as_str()).collect();
+        let paths: Vec<&str> = published.iter().map(|(i, _)| i.entry.rel_str.as_str()).collect();
+        let bytes = cache::export_parquet(&ids, &paths, &emb, dim)?;
+        fsutil::write_if_changed(&api.join("embeddings.parquet"), &bytes)
+            .with_context(|| format!("cannot write into the output folder {}", api.display()))?;
+        let used: HashSet<Digest> = published.iter().map(|(_, r)| *r.digest.as_bytes()).collect();
+        report.cache_pruned = c.prune(&used).context("cannot prune the embedding cache")?;
+        c.remove_other_keys().context("cannot prune the embedding cache")?;
+    }
+    report.stages.push(StageTime { name: "export".into(), seconds: t.elapsed().as_secs_f64(), items: published.len() as u64 });
+
+    let t = Instant::now();
+    publish_thumbnails(&settings, &published, &mut report)?;
+    report.stages.push(StageTime { name: "publish".into(), seconds: t.elapsed().as_secs_f64(), items: published.len() as u64 });
+    if let Some(e) = &encoder {
+        report.model = Some(crate::report::ModelInfo {
+            name: e.spec.name.clone(),
+            digest: e.digest.to_hex().to_string(),
+            dim: e.spec.dim,
+            device: e.device.to_string(),
+        });
+    }
+    let report_path = write_report(&settings, &report)?;
+    Ok(BuildOutcome { report, report_path })
+}
+
+fn publish_thumbnails(settings: &Settings, published: &[(&Item, Ingested)], report: &mut BuildReport) -> Result<()> {
     let thumbs_dir = settings.out.join("thumbs");
-    std::fs::create_dir_all(&thumbs_dir)
-        .with_context(|| format!("cannot create the output folder {}\n  fix: check --out / [output] dir and its permissions", thumbs_dir.display()))?;
+    std::fs::create_dir_all(&thumbs_dir).with_context(|| {
+        format!("cannot create the output folder {}\n  fix: check --out / [output] dir and its permissions", thumbs_dir.display())
+    })?;
     let mut keep = HashSet::with_capacity(published.len());
-    for (item, done) in &published {
+    for (item, done) in published {
         if done.thumb_made {
             report.thumbnails_made += 1;
         } else {
@@ -144,10 +338,7 @@ pub fn build(settings: &Settings, ui: &Ui) -> Result<BuildOutcome> {
             std::fs::remove_file(entry.path())?;
         }
     }
-    report.stages.push(StageTime { name: "publish".into(), seconds: t.elapsed().as_secs_f64(), items: published.len() as u64 });
-
-    let report_path = write_report(settings, &report)?;
-    Ok(BuildOutcome { report, report_path })
+    Ok(())
 }
 
 fn write_report(settings: &Settings, report: &BuildReport) -> Result<std::path::PathBuf> {
@@ -158,6 +349,29 @@ fn write_report(settings: &Settings, report: &BuildReport) -> Result<std::path::
     Ok(path)
 }
 
+/// What `embed --shard` did.
+#[derive(Debug)]
+pub struct EmbedOutcome {
+    pub items: usize,
+    pub embedded: usize,
+    pub skipped: Vec<Problem>,
+    pub seconds: f64,
+}
+
+/// Embeds one shard of the archive into the cache (thumbnails too), for a following build.
+pub fn embed_shard(settings: &Settings, shard: Shard, ui: &Ui) -> Result<EmbedOutcome> {
+    let mut settings = settings.clone();
+    let Some(mut encoder) = load_encoder(&mut settings, ui)? else {
+        anyhow::bail!("`simsite embed` needs a model\n  fix: set `model` under [encoder]");
+    };
+    let Gathered { items, .. } = gather(&settings, ui)?;
+    let mine: Vec<Item> = items.into_iter().filter(|i| shard.owns(&i.entry.rel_str)).collect();
+    ui.info(format!("shard {}/{}: {} file(s)", shard.index, shard.count, mine.len()));
+    let mut cache = open_cache(&settings, &encoder, ui)?;
+    let ing = run_ingest(&settings, &mine, Some(&mut encoder), Some(&mut cache), ui)?;
+    Ok(EmbedOutcome { items: mine.len(), embedded: ing.embedded, skipped: ing.skipped, seconds: ing.seconds })
+}
+
 /// What `check` found.
 #[derive(Debug)]
 pub struct CheckOutcome {
@@ -166,17 +380,21 @@ pub struct CheckOutcome {
     pub warnings: Vec<Problem>,
 }
 
-/// Validates config, catalogue and every archive file (fully decoded) without writing.
+/// Validates config, model, catalogue and every archive file (fully decoded) without writing.
 pub fn check(settings: &Settings, ui: &Ui) -> Result<CheckOutcome> {
-    let Prepared { items, report } = gather(settings, ui)?;
+    let mut settings = settings.clone();
+    load_encoder(&mut settings, ui)?;
+    let Gathered { items, report } = gather(&settings, ui)?;
     let mut problems = report.skipped_files;
     let stage = ui.stage("check", items.len() as u64);
+    let never = |_: &blake3::Hash| false;
     let s = IngestSettings {
         preprocess: &settings.preprocess,
         thumbs: &settings.thumbs,
         cache: &settings.cache,
         max_file_bytes: settings.max_file_bytes,
         validate_only: true,
+        needs_tensor: &never,
     };
     let mut good = 0;
     ingest::run(&items, &s, QUEUE, |i, r| {

@@ -33,7 +33,20 @@ pub struct BuildReport {
     pub skipped: usize,
     pub skipped_files: Vec<Problem>,
     pub warnings: Vec<Problem>,
+    /// Images embedded by this build (the rest came from the cache).
+    pub embedded: usize,
+    /// Cache entries dropped because their image left the archive.
+    pub cache_pruned: usize,
+    pub model: Option<ModelInfo>,
     pub thumbnails_made: usize,
     pub thumbnails_reused: usize,
     pub stages: Vec<StageTime>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelInfo {
+    pub name: String,
+    pub digest: String,
+    pub dim: usize,
+    pub device: String,
 }

@@ -11,7 +11,7 @@ pub fn cache_key(content: &blake3::Hash, pp: &PreprocessSettings, ts: &ThumbSett
     let mut h = blake3::Hasher::new();
     h.update(b"simsite-thumb-v1");
     h.update(content.as_bytes());
-    h.update(pp.digest().as_bytes());
+    h.update(pp.display_digest().as_bytes());
     h.update(&ts.size.to_le_bytes());
     h.update(&[ts.quality]);
     h.finalize()

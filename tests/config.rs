@@ -63,7 +63,7 @@ fn wrong_values_name_the_key_the_choices_and_the_fix() {
     assert!(build_err(d.path()).contains("key `fits.cube`: `mean` is not allowed; expected one of `peak`, `sum`, `plane`"));
     let d = setup("[archive]\nroot = \"a\"\n[thumbnails]\nsize = 4\n");
     assert!(build_err(d.path()).contains("key `thumbnails.size`: 4 is out of range; expected 16 to 1024 pixels"));
-    let d = setup("[archive]\nroot = \"a\"\n[preprocess]\nsize = \"big\"\n");
+    let d = setup("[archive]\nroot = \"a\"\n[encoder]\nmodel = \"m.onnx\"\nsize = \"big\"\n");
     assert!(build_err(d.path()).contains("invalid type: string \"big\", expected u32"));
 }
 

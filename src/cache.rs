@@ -1,0 +1,283 @@
+//! The embedding cache: append-only Parquet segments, one folder per cache key.
+//!
+//! The key hashes everything that changes an embedding — the model's bytes, its input
+//! contract, the preprocessing settings and [`crate::FORMAT_VERSION`] — and each row is keyed
+//! by the content digest of the image file. So a rebuild embeds only new or changed files,
+//! and a changed model or stretch can never be served yesterday's vectors: it simply looks
+//! in another folder. Segments are written to a temporary name and renamed, and named by a
+//! hash of their content, so a killed build never leaves a half segment, shards on shared
+//! storage never collide, and the same rows always give the same file.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow_array::{Array, FixedSizeBinaryArray, FixedSizeListArray, Float32Array, ListArray, RecordBatch, StringArray};
+use arrow_schema::{DataType, Field, Schema};
+
+use crate::fsutil;
+use crate::report::Problem;
+
+/// Rows buffered before a segment is written: what a killed build can lose at most.
+pub const SEGMENT_ROWS: usize = 10_000;
+/// More segments than this are merged at the next prune.
+pub const MAX_SEGMENTS: usize = 16;
+
+pub type Digest = [u8; 32];
+
+/// The cache key of an embedding run: model bytes, input contract, preprocessing.
+pub fn cache_key(model: &blake3::Hash, spec_text: &str, preprocess: &blake3::Hash) -> String {
+    let mut h = blake3::Hasher::new();
+    h.update(format!("simsite-embeddings-v{}", crate::FORMAT_VERSION).as_bytes());
+    h.update(model.as_bytes());
+    h.update(spec_text.as_bytes());
+    h.update(preprocess.as_bytes());
+    h.finalize().to_hex()[..32].to_string()
+}
+
+pub struct EmbeddingCache {
+    dir: PathBuf,
+    dim: usize,
+    index: HashMap<Digest, usize>,
+    data: Vec<f32>,
+    segments: Vec<PathBuf>,
+    pending: Vec<Digest>,
+    /// Damaged segments found (and removed) while opening.
+    pub problems: Vec<Problem>,
+}
+
+fn parquet_bytes(batch: &RecordBatch) -> Result<Vec<u8>, parquet::errors::ParquetError> {
+    let mut out = Vec::new();
+    let props = parquet::file::properties::WriterProperties::builder().set_created_by("simsite".into()).build();
+    let mut w = parquet::arrow::ArrowWriter::try_new(&mut out, batch.schema(), Some(props))?;
+    w.write(batch)?;
+    w.close()?;
+    Ok(out)
+}
+
+fn io_err(e: impl std::fmt::Display) -> std::io::Error {
+    std::io::Error::other(e.to_string())
+}
+
+fn segment_batch(keys: &[Digest], values: Vec<f32>, dim: usize) -> Result<RecordBatch, arrow_schema::ArrowError> {
+    let digests = FixedSizeBinaryArray::try_from_iter(keys.iter())?;
+    let item = Arc::new(Field::new("item", DataType::Float32, false));
+    let emb = FixedSizeListArray::try_new(item, dim as i32, Arc::new(Float32Array::from(values)), None)?;
+    let schema = Schema::new(vec![
+        Field::new("digest", DataType::FixedSizeBinary(32), false),
+        Field::new("embedding", emb.data_type().clone(), false),
+    ]);
+    RecordBatch::try_new(Arc::new(schema), vec![Arc::new(digests), Arc::new(emb)])
+}
+
+/// Reads one segment: (digests, embeddings) or why it is unusable.
+fn read_segment(path: &Path, dim: usize) -> Result<Vec<(Digest, Vec<f32>)>, String> {
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        .and_then(|b| b.build())
+        .map_err(|e| e.to_string())?;
+    let mut rows = Vec::new();
+    for batch in reader {
+        let batch = batch.map_err(|e| e.to_string())?;
+        let digests = batch
+            .column(0)
+            .as_any()
+            .downcast_ref::<FixedSizeBinaryArray>()
+            .filter(|a| a.value_length() == 32)
+            .ok_or("column 0 is not 32-byte digests")?;
+        let emb = batch.column(1).as_any().downcast_ref::<FixedSizeListArray>().ok_or("column 1 is not a fixed-size list")?;
+        if emb.value_length() as usize != dim {
+            return Err(format!("embeddings have {} dimensions, expected {dim}", emb.value_length()));
+        }
+        let values = emb.values().as_any().downcast_ref::<Float32Array>().ok_or("embeddings are not float32")?;
+        for i in 0..batch.num_rows() {
+            let mut d = [0u8; 32];
+            d.copy_from_slice(digests.value(i));
+            let start = i * dim;
+            rows.push((d, values.values()[start..start + dim].to_vec()));
+        }
+    }
+    Ok(rows)
+}
+
+impl EmbeddingCache {
+    /// Opens (creating) the cache folder `root/embeddings/<key>` and loads every segment.
+    pub fn open(root: &Path, key: &str, dim: usize) -> std::io::Result<EmbeddingCache> {
+        let dir = root.join("embeddings").join(key);
+        std::fs::create_dir_all(&dir)?;
+        let mut c = EmbeddingCache {
+            dir,
+            dim,
+            index: HashMap::new(),
+            data: Vec::new(),
+            segments: Vec::new(),
+            pending: Vec::new(),
+            problems: Vec::new(),
+        };
+        let mut names: Vec<PathBuf> = std::fs::read_dir(&c.dir)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "parquet") && !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')))
+            .collect();
+        names.sort();
+        for path in names {
+            match read_segment(&path, dim) {
+                Ok(rows) => {
+                    for (d, v) in rows {
+                        if let std::collections::hash_map::Entry::Vacant(e) = c.index.entry(d) {
+                            e.insert(c.data.len() / dim);
+                            c.data.extend_from_slice(&v);
+                        }
+                    }
+                    c.segments.push(path);
+                }
+                Err(reason) => {
+                    // Its rows are simply missing from the index: they get recomputed.
+                    std::fs::remove_file(&path)?;
+                    c.problems.push(Problem {
+                        path: path.display().to_string(),
+                        reason: format!("damaged cache segment removed ({reason}); its embeddings will be recomputed"),
+                    });
+                }
+            }
+        }
+        Ok(c)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.index.is_empty()
+    }
+
+    pub fn segments(&self) -> usize {
+        self.segments.len()
+    }
+
+    pub fn get(&self, d: &Digest) -> Option<&[f32]> {
+        self.index.get(d).map(|&i| &self.data[i * self.dim..(i + 1) * self.dim])
+    }
+
+    pub fn keys(&self) -> impl Iterator<Item = Digest> + '_ {
+        self.index.keys().copied()
+    }
+
+    pub fn contains(&self, d: &Digest) -> bool {
+        self.index.contains_key(d)
+    }
+
+    /// Adds an embedding; every [`SEGMENT_ROWS`] new rows are written out as a segment.
+    pub fn insert(&mut self, d: Digest, emb: &[f32]) -> std::io::Result<()> {
+        debug_assert_eq!(emb.len(), self.dim);
+        if self.index.contains_key(&d) {
+            return Ok(());
+        }
+        self.index.insert(d, self.data.len() / self.dim);
+        self.data.extend_from_slice(emb);
+        self.pending.push(d);
+        if self.pending.len() >= SEGMENT_ROWS {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Writes the rows not yet on disk as one segment (temporary name, then rename).
+    pub fn flush(&mut self) -> std::io::Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let keys = std::mem::take(&mut self.pending);
+        let path = self.write_segment(&keys)?;
+        self.segments.push(path);
+        Ok(())
+    }
+
+    fn write_segment(&self, keys: &[Digest]) -> std::io::Result<PathBuf> {
+        let mut values = Vec::with_capacity(keys.len() * self.dim);
+        for k in keys {
+            values.extend_from_slice(self.get(k).expect("pending rows are indexed"));
+        }
+        let batch = segment_batch(keys, values, self.dim).map_err(io_err)?;
+        let bytes = parquet_bytes(&batch).map_err(io_err)?;
+        let name = format!("seg-{}.parquet", &blake3::hash(&bytes).to_hex()[..24]);
+        let path = self.dir.join(name);
+        fsutil::atomic_write(&path, &bytes)?;
+        Ok(path)
+    }
+
+    /// Drops entries for images no longer in the archive (and merges many small segments):
+    /// the kept rows are written as new segments first, then the old files are removed,
+    /// so a kill in between leaves duplicates, never a loss. Returns entries dropped.
+    pub fn prune(&mut self, used: &HashSet<Digest>) -> std::io::Result<usize> {
+        self.flush()?;
+        let unused = self.index.keys().filter(|k| !used.contains(*k)).count();
+        if unused == 0 && self.segments.len() <= MAX_SEGMENTS {
+            return Ok(0);
+        }
+        let mut keep: Vec<Digest> = self.index.keys().filter(|k| used.contains(*k)).copied().collect();
+        keep.sort_unstable();
+        let mut new_segments = Vec::new();
+        for chunk in keep.chunks(SEGMENT_ROWS * 4) {
+            new_segments.push(self.write_segment(chunk)?);
+        }
+        for old in &self.segments {
+            if !new_segments.contains(old) {
+                std::fs::remove_file(old)?;
+            }
+        }
+        let mut data = Vec::with_capacity(keep.len() * self.dim);
+        let mut index = HashMap::with_capacity(keep.len());
+        for k in &keep {
+            index.insert(*k, data.len() / self.dim);
+            data.extend_from_slice(self.get(k).expect("kept rows are indexed"));
+        }
+        self.index = index;
+        self.data = data;
+        self.segments = new_segments;
+        Ok(unused)
+    }
+
+    /// Removes the folders of other cache keys (older models or settings).
+    pub fn remove_other_keys(&self) -> std::io::Result<usize> {
+        let Some(parent) = self.dir.parent() else { return Ok(0) };
+        let mut n = 0;
+        for e in std::fs::read_dir(parent)? {
+            let p = e?.path();
+            if p.is_dir() && p != self.dir {
+                std::fs::remove_dir_all(&p)?;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+}
+
+/// `api/embeddings.parquet`: `id`, `path`, `embedding` (list of float32), in item order.
+pub fn export_parquet(ids: &[&str], paths: &[&str], embeddings: &[f32], dim: usize) -> std::io::Result<Vec<u8>> {
+    let n = ids.len();
+    let offs: Vec<i32> = (0..=n).map(|i| (i * dim) as i32).collect();
+    let item = Arc::new(Field::new("item", DataType::Float32, false));
+    let list = ListArray::try_new(
+        item,
+        arrow_buffer::OffsetBuffer::new(arrow_buffer::ScalarBuffer::from(offs)),
+        Arc::new(Float32Array::from(embeddings.to_vec())),
+        None,
+    )
+    .map_err(io_err)?;
+    let schema = Schema::new(vec![
+        Field::new("id", DataType::Utf8, false),
+        Field::new("path", DataType::Utf8, false),
+        Field::new("embedding", list.data_type().clone(), false),
+    ]);
+    let batch = RecordBatch::try_new(
+        Arc::new(schema),
+        vec![Arc::new(StringArray::from(ids.to_vec())), Arc::new(StringArray::from(paths.to_vec())), Arc::new(list)],
+    )
+    .map_err(io_err)?;
+    parquet_bytes(&batch).map_err(io_err)
+}

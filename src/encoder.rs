@@ -1,0 +1,381 @@
+//! The image encoder: any ONNX model run by ONNX Runtime (the `ort` crate, loading
+//! `libonnxruntime.so` at run time), on CPU or through CUDA.
+//!
+//! Everything that can be wrong with a model (its input's rank, channels, size, batch, the
+//! output's shape, a library that will not load, CUDA that is not there) is found when the
+//! encoder is loaded, before any image is decoded: a build never crashes halfway through.
+//! Embeddings are L2-normalised, so inner product is cosine similarity downstream.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use ort::session::Session;
+use ort::value::TensorRef;
+
+use crate::error::EncoderError;
+
+/// The ONNX Runtime release the setup script installs and this build targets.
+pub const ORT_VERSION: &str = "1.31.1";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Device {
+    /// CUDA when the library and a GPU are there, else CPU (and the log says why).
+    Auto,
+    Cpu,
+    Cuda,
+}
+
+/// What the config says about the encoder; every field but `model` may be left to the
+/// model's metadata (`simsite.*` properties) or its graph.
+#[derive(Debug, Clone, Default)]
+pub struct EncoderSettings {
+    pub model: PathBuf,
+    pub device: Option<Device>,
+    pub batch: Option<usize>,
+    pub threads: Option<usize>,
+    pub library: Option<PathBuf>,
+    pub input: Option<String>,
+    pub output: Option<String>,
+    pub channels: Option<u32>,
+    pub size: Option<u32>,
+    pub mean: Option<Vec<f32>>,
+    pub std: Option<Vec<f32>>,
+}
+
+/// The resolved input contract of a loaded model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InputSpec {
+    pub input: String,
+    pub output: String,
+    pub channels: u32,
+    pub size: u32,
+    /// Per channel; applied as `(x - mean) / std` to the [0, 1] preprocessed pixels.
+    pub mean: Vec<f32>,
+    pub std: Vec<f32>,
+    pub dim: usize,
+    pub batch: usize,
+    /// The model's batch dimension is fixed (then `batch` is that size).
+    pub fixed_batch: bool,
+    pub name: String,
+}
+
+impl InputSpec {
+    /// Everything about the input contract that changes embeddings, for cache keys.
+    pub fn digest_text(&self) -> String {
+        format!(
+            "in={}|out={}|c={}|s={}|mean={:?}|std={:?}|dim={}",
+            self.input, self.output, self.channels, self.size, self.mean, self.std, self.dim
+        )
+    }
+}
+
+pub struct Encoder {
+    session: Session,
+    pub spec: InputSpec,
+    /// blake3 of the model file's bytes.
+    pub digest: blake3::Hash,
+    /// "CPU" or "CUDA", as actually used.
+    pub device: &'static str,
+    /// Why `auto` chose what it chose (for the log).
+    pub device_note: String,
+    scratch: Vec<f32>,
+}
+
+/// Where `libonnxruntime.so` is looked for, in order: the config, `ORT_DYLIB_PATH`, the
+/// folder `scripts/setup.sh` unpacks it to.
+pub fn library_candidates(configured: Option<&Path>) -> Vec<PathBuf> {
+    let mut v = Vec::new();
+    if let Some(p) = configured {
+        v.push(p.to_path_buf());
+    }
+    if let Some(p) = std::env::var_os("ORT_DYLIB_PATH") {
+        v.push(PathBuf::from(p));
+    }
+    if let Some(d) = std::env::var_os("SIMSITE_ORT_DIR") {
+        v.push(PathBuf::from(d).join(format!("libonnxruntime.so.{ORT_VERSION}")));
+    }
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")));
+    if let Some(c) = cache {
+        v.push(c.join(format!("simsite/onnxruntime-{ORT_VERSION}/libonnxruntime.so.{ORT_VERSION}")));
+    }
+    v
+}
+
+/// ONNX Runtime is loaded once per process (the library's own global state); later calls
+/// get the first outcome.
+static RUNTIME: OnceLock<Result<(PathBuf, ort::environment::Environment), String>> = OnceLock::new();
+
+fn load_runtime(configured: Option<&Path>) -> Result<(PathBuf, ort::environment::Environment), EncoderError> {
+    RUNTIME
+        .get_or_init(|| {
+            let candidates = library_candidates(configured);
+            let Some(found) = candidates.iter().find(|p| p.is_file()) else {
+                return Err(format!(
+                    "looked in: {}",
+                    candidates.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+                ));
+            };
+            match ort::init_from(found) {
+                Ok(builder) => match builder.with_name("simsite").build() {
+                    Ok(env) => Ok((found.clone(), env)),
+                    Err(e) => Err(format!("{} loaded, but its environment failed: {e}", found.display())),
+                },
+                Err(e) => Err(format!("{} could not be loaded: {e}", found.display())),
+            }
+        })
+        .clone()
+        .map_err(|detail| EncoderError::NoRuntime { detail })
+}
+
+fn meta(session: &Session, key: &str) -> Option<String> {
+    session.metadata().ok().and_then(|m| m.custom(&format!("simsite.{key}")))
+}
+
+fn parse_floats(text: &str) -> Option<Vec<f32>> {
+    text.split(',').map(|t| t.trim().parse::<f32>().ok().filter(|v| v.is_finite())).collect()
+}
+
+fn per_channel(v: Vec<f32>, channels: u32, what: &str, model: &Path) -> Result<Vec<f32>, EncoderError> {
+    match v.len() {
+        1 => Ok(vec![v[0]; channels as usize]),
+        n if n == channels as usize => Ok(v),
+        n => Err(EncoderError::Mismatch {
+            model: model.to_path_buf(),
+            message: format!("{what} has {n} values but the input has {channels} channel(s)"),
+        }),
+    }
+}
+
+impl Encoder {
+    pub fn load(s: &EncoderSettings) -> Result<Encoder, EncoderError> {
+        let (library, env) = load_runtime(s.library.as_deref())?;
+        let bytes = std::fs::read(&s.model).map_err(|e| EncoderError::ModelIo { model: s.model.clone(), source: e })?;
+        let digest = blake3::hash(&bytes);
+        let mismatch = |message: String| EncoderError::Mismatch { model: s.model.clone(), message };
+        let ort_err = |e: ort::Error| EncoderError::Model { model: s.model.clone(), message: e.to_string() };
+
+        let threads = s.threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+        let mut builder = Session::builder(&env).map_err(ort_err)?;
+        builder = builder.with_intra_threads(threads).map_err(|e| ort_err(e.into()))?;
+        let cuda_lib = library.with_file_name("libonnxruntime_providers_cuda.so");
+        let (device, device_note) = match s.device.unwrap_or(Device::Auto) {
+            Device::Cpu => ("CPU", "device = cpu".to_string()),
+            Device::Cuda => {
+                let ep = ort::ep::CUDA::default().build().error_on_failure();
+                builder = builder.with_execution_providers([ep]).map_err(|e| EncoderError::Cuda {
+                    message: format!(
+                        "{e} (needs onnxruntime-gpu's {}, CUDA 13, cuDNN 9 and a GPU)",
+                        cuda_lib.display()
+                    ),
+                })?;
+                ("CUDA", "device = cuda".to_string())
+            }
+            Device::Auto if !cuda_lib.is_file() => {
+                ("CPU", format!("auto: CPU, since there is no CUDA provider library {}", cuda_lib.display()))
+            }
+            Device::Auto => {
+                let ep = ort::ep::CUDA::default().build().error_on_failure();
+                match builder.clone().with_execution_providers([ep]) {
+                    Ok(b) => {
+                        builder = b;
+                        ("CUDA", "auto: CUDA execution provider".to_string())
+                    }
+                    Err(e) => ("CPU", format!("auto: CPU, since CUDA could not be used: {e}")),
+                }
+            }
+        };
+        let session = builder.commit_from_memory(&bytes).map_err(ort_err)?;
+
+        // Input: the configured name, else the metadata's, else the model's only input.
+        let input_name = match s.input.clone().or_else(|| meta(&session, "input")) {
+            Some(n) => n,
+            None if session.inputs().len() == 1 => session.inputs()[0].name().to_string(),
+            None => {
+                return Err(mismatch(format!(
+                    "it has {} inputs ({}); set `input` under [encoder]",
+                    session.inputs().len(),
+                    session.inputs().iter().map(|i| format!("`{}`", i.name())).collect::<Vec<_>>().join(", ")
+                )))
+            }
+        };
+        let Some(input) = session.inputs().iter().find(|i| i.name() == input_name) else {
+            return Err(mismatch(format!(
+                "it has no input `{input_name}`; its inputs are {}",
+                session.inputs().iter().map(|i| format!("`{}`", i.name())).collect::<Vec<_>>().join(", ")
+            )));
+        };
+        let ort::value::ValueType::Tensor { ty, shape, .. } = input.dtype() else {
+            return Err(mismatch(format!("input `{input_name}` is not a tensor")));
+        };
+        if *ty != ort::value::TensorElementType::Float32 {
+            return Err(mismatch(format!("input `{input_name}` is {ty:?}; simsite feeds float32")));
+        }
+        let dims: Vec<i64> = shape.iter().copied().collect();
+        if dims.len() != 4 {
+            return Err(mismatch(format!(
+                "input `{input_name}` has rank {} ({dims:?}); simsite feeds NCHW images (rank 4: batch, channels, height, width)",
+                dims.len()
+            )));
+        }
+        let graph_channels = (dims[1] > 0).then_some(dims[1] as u32);
+        let graph_size = (dims[2] > 0).then_some(dims[2] as u32);
+        if dims[2] > 0 && dims[3] > 0 && dims[2] != dims[3] {
+            return Err(mismatch(format!("input `{input_name}` is {}x{}; simsite feeds square images", dims[3], dims[2])));
+        }
+        let meta_u32 = |k: &str| meta(&session, k).and_then(|v| v.trim().parse::<u32>().ok());
+        let channels = s.channels.or_else(|| meta_u32("channels")).or(graph_channels).ok_or_else(|| {
+            mismatch(format!("input `{input_name}` has no fixed channel count; set `channels` under [encoder]"))
+        })?;
+        let size = s.size.or_else(|| meta_u32("size")).or(graph_size).ok_or_else(|| {
+            mismatch(format!("input `{input_name}` has no fixed size; set `size` under [encoder]"))
+        })?;
+        if !(channels == 1 || channels == 3) {
+            return Err(mismatch(format!("{channels} input channels; simsite feeds 1 (grey) or 3 (RGB)")));
+        }
+        if let Some(g) = graph_channels.filter(|g| *g != channels) {
+            return Err(mismatch(format!("input `{input_name}` takes {g} channel(s), but {channels} were configured")));
+        }
+        if let Some(g) = graph_size.filter(|g| *g != size) {
+            return Err(mismatch(format!("input `{input_name}` takes {g}x{g} images, but size {size} was configured")));
+        }
+        let (batch, fixed_batch) = match (dims[0], s.batch) {
+            (b, None) if b > 0 => (b as usize, true),
+            (b, Some(want)) if b > 0 && want as i64 != b => {
+                return Err(mismatch(format!(
+                    "its batch size is fixed to {b}, but `batch = {want}` is configured; remove `batch` or set it to {b}"
+                )))
+            }
+            (b, Some(_)) if b > 0 => (b as usize, true),
+            (_, Some(want)) => (want.max(1), false),
+            (_, None) => (64, false),
+        };
+        let mean = match s.mean.clone().or_else(|| meta(&session, "mean").and_then(|m| parse_floats(&m))) {
+            Some(m) => per_channel(m, channels, "mean", &s.model)?,
+            None => vec![0.0; channels as usize],
+        };
+        let std = match s.std.clone().or_else(|| meta(&session, "std").and_then(|m| parse_floats(&m))) {
+            Some(v) => per_channel(v, channels, "std", &s.model)?,
+            None => vec![1.0; channels as usize],
+        };
+        if std.iter().any(|v| *v == 0.0) {
+            return Err(mismatch("std contains 0".into()));
+        }
+        let output_name = match s.output.clone().or_else(|| meta(&session, "output")) {
+            Some(n) => n,
+            None => session.outputs().first().map(|o| o.name().to_string()).ok_or_else(|| mismatch("it has no output".into()))?,
+        };
+        let Some(output) = session.outputs().iter().find(|o| o.name() == output_name) else {
+            return Err(mismatch(format!(
+                "it has no output `{output_name}`; its outputs are {}",
+                session.outputs().iter().map(|o| format!("`{}`", o.name())).collect::<Vec<_>>().join(", ")
+            )));
+        };
+        if let ort::value::ValueType::Tensor { shape, .. } = output.dtype() {
+            if shape.len() != 2 {
+                return Err(mismatch(format!(
+                    "output `{output_name}` has rank {} ({:?}); simsite needs [batch, dimension]",
+                    shape.len(),
+                    shape.iter().collect::<Vec<_>>()
+                )));
+            }
+        }
+        let name = meta(&session, "name")
+            .or_else(|| s.model.file_stem().map(|n| n.to_string_lossy().into_owned()))
+            .unwrap_or_else(|| "model".into());
+        let mut enc = Encoder {
+            session,
+            spec: InputSpec {
+                input: input_name,
+                output: output_name,
+                channels,
+                size,
+                mean,
+                std,
+                dim: 0,
+                batch,
+                fixed_batch,
+                name,
+            },
+            digest,
+            device,
+            device_note,
+            scratch: Vec::new(),
+        };
+        // One real batch now: a model that cannot run, or whose output is not
+        // [batch, dim], fails here rather than after an hour of decoding.
+        let n = enc.spec.channels as usize * (size as usize).pow(2);
+        let probe = vec![0.5f32; n];
+        let out = enc.run_batch(&probe, 1)?;
+        enc.spec.dim = out.len();
+        if enc.spec.dim == 0 {
+            return Err(mismatch(format!("output `{}` is empty", enc.spec.output)));
+        }
+        Ok(enc)
+    }
+
+    /// Floats per image in the input tensor.
+    pub fn image_len(&self) -> usize {
+        self.spec.channels as usize * (self.spec.size as usize).pow(2)
+    }
+
+    /// Embeds `n` preprocessed images (`n × channels × size × size`, values in [0, 1]).
+    /// Returns `n × dim` L2-normalised floats. Batches are always run full (padded with
+    /// zero images), so every image goes through the same kernels whatever its neighbours
+    /// in the batch: identical inputs give bit-identical embeddings in any build order.
+    pub fn embed(&mut self, pixels: &[f32], n: usize) -> Result<Vec<f32>, EncoderError> {
+        let per = self.image_len();
+        debug_assert_eq!(pixels.len(), n * per);
+        let mut out = Vec::with_capacity(n * self.spec.dim);
+        for start in (0..n).step_by(self.spec.batch) {
+            let m = (n - start).min(self.spec.batch);
+            let e = self.run_batch(&pixels[start * per..(start + m) * per], m)?;
+            out.extend_from_slice(&e);
+        }
+        Ok(out)
+    }
+
+    fn run_batch(&mut self, pixels: &[f32], m: usize) -> Result<Vec<f32>, EncoderError> {
+        let per = self.image_len();
+        let b = self.spec.batch;
+        let plane = (self.spec.size as usize).pow(2);
+        self.scratch.clear();
+        self.scratch.resize(b * per, 0.0);
+        for i in 0..m {
+            for c in 0..self.spec.channels as usize {
+                let (mean, std) = (self.spec.mean[c], self.spec.std[c]);
+                let src = &pixels[i * per + c * plane..i * per + (c + 1) * plane];
+                let dst = &mut self.scratch[i * per + c * plane..i * per + (c + 1) * plane];
+                for (d, s) in dst.iter_mut().zip(src) {
+                    *d = (s - mean) / std;
+                }
+            }
+        }
+        let model = || self.spec.name.clone();
+        let run_err = |e: ort::Error| EncoderError::Run { model: model(), message: e.to_string() };
+        let s = self.spec.size as i64;
+        let shape = [b as i64, self.spec.channels as i64, s, s];
+        let tensor = TensorRef::from_array_view((shape, &self.scratch[..])).map_err(run_err)?;
+        let outputs = self.session.run(ort::inputs![self.spec.input.as_str() => tensor]).map_err(run_err)?;
+        let value = outputs
+            .get(self.spec.output.as_str())
+            .ok_or_else(|| EncoderError::Run { model: model(), message: format!("no output `{}`", self.spec.output) })?;
+        let (oshape, data) = value.try_extract_tensor::<f32>().map_err(run_err)?;
+        if oshape.len() != 2 || oshape[0] as usize != b {
+            return Err(EncoderError::Run {
+                model: model(),
+                message: format!("output shape {:?}, expected [{b}, dim]", oshape.iter().collect::<Vec<_>>()),
+            });
+        }
+        let dim = oshape[1] as usize;
+        let mut out = data[..m * dim].to_vec();
+        for row in out.chunks_exact_mut(dim) {
+            let norm = row.iter().map(|v| (*v as f64) * (*v as f64)).sum::<f64>().sqrt() as f32;
+            if norm > 0.0 && norm.is_finite() {
+                row.iter_mut().for_each(|v| *v /= norm);
+            }
+        }
+        Ok(out)
+    }
+}
