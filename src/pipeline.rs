@@ -108,7 +108,6 @@ fn gather(settings: &Settings, ui: &Ui) -> Result<Gathered> {
 /// Loads the configured encoder and makes the settings follow its input contract.
 fn load_encoder(settings: &mut Settings, ui: &Ui) -> Result<Option<Encoder>> {
     let Some(es) = &settings.encoder else {
-        ui.info("no [encoder] model configured: thumbnails only, no embeddings");
         return Ok(None);
     };
     let enc = Encoder::load(es)?;
@@ -247,8 +246,9 @@ pub fn build(settings: &Settings, ui: &Ui) -> Result<BuildOutcome> {
         Some(e) => Some(open_cache(&settings, e, ui)?),
         None => None,
     };
-    if let Some(c) = &cache {
-        report.warnings.extend(c.problems.iter().cloned());
+    match &cache {
+        Some(c) => report.warnings.extend(c.problems.iter().cloned()),
+        None => ui.info("no [encoder] model configured: thumbnails only, no embeddings"),
     }
     let ing = run_ingest(&settings, &items, encoder.as_mut(), cache.as_mut(), ui)?;
     report.stages.push(StageTime {

@@ -216,7 +216,7 @@ fn empty_or_missing_archive_is_a_clear_error() {
         "  fix: point [archive] root or --archive at the folder with the images"
     );
     assert!(err.contains(&format!("error: the archive {} holds no image files", s.archive.display())), "{err}");
-    let (code, _, err) = run(&s.root, &["build", "--quiet", "--archive", "nowhere"]);
+    let (code, _, err) = run(&s.root, &["build", "--archive", "nowhere"]);
     assert_eq!(code, 1);
     assert_eq!(
         err,

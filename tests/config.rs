@@ -37,7 +37,7 @@ fn unknown_key_names_the_file_line_key_valid_keys_and_fix() {
 fn unknown_table_is_rejected() {
     let d = setup("[archive]\nroot = \"a\"\n[outptu]\ndir = \"x\"\n");
     let err = build_err(d.path());
-    assert!(err.contains("unknown field `outptu`, expected one of `site`, `archive`, `catalogue`, `output`, `fits`, `preprocess`, `thumbnails`"), "{err}");
+    assert!(err.contains("unknown field `outptu`, expected one of `site`, `archive`, `catalogue`, `output`, `fits`, `preprocess`, `encoder`, `thumbnails`"), "{err}");
 }
 
 #[test]
