@@ -1,0 +1,391 @@
+//! The embed stage on real ONNX models (tests/fixtures, made by make_models.py) through the
+//! real ONNX Runtime library that `scripts/setup.sh` installs: input contract from metadata
+//! or config, start-up errors, the cache, kill safety and sharding.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use common::*;
+use serde_json::Value;
+use simsite::encoder::{Encoder, EncoderSettings};
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+}
+
+fn settings(model: &str) -> EncoderSettings {
+    EncoderSettings { model: fixture(model), ..Default::default() }
+}
+
+fn expected(case: &str) -> Vec<f32> {
+    let v: Value = serde_json::from_slice(&std::fs::read(fixture("expected.json")).unwrap()).unwrap();
+    let c = v["cases"].as_array().unwrap().iter().find(|c| c["name"] == case).unwrap();
+    let e: Vec<f32> = c["embedding"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect();
+    let n = e.iter().map(|x| x * x).sum::<f32>().sqrt();
+    e.iter().map(|x| x / n).collect()
+}
+
+fn ramp() -> Vec<f32> {
+    (0..256).map(|i| i as f32 / 255.0).collect()
+}
+
+fn close(a: &[f32], b: &[f32]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-5)
+}
+
+#[test]
+fn metadata_gives_the_input_contract_and_results_match_onnxruntime_python() {
+    let mut e = Encoder::load(&settings("tiny-meta.onnx")).unwrap();
+    assert_eq!((e.spec.input.as_str(), e.spec.output.as_str()), ("pixels", "embedding"));
+    assert_eq!((e.spec.channels, e.spec.size, e.spec.dim), (1, 16, 8));
+    assert_eq!((e.spec.mean.clone(), e.spec.std.clone()), (vec![0.5], vec![0.25]));
+    assert_eq!(e.spec.name, "tiny-test");
+    assert!(!e.spec.fixed_batch);
+    let mut two = vec![0.5f32; 256];
+    two.extend(ramp());
+    let out = e.embed(&two, 2).unwrap();
+    assert!(close(&out[..8], &expected("uniform_0.5")), "{:?}", &out[..8]);
+    assert!(close(&out[8..], &expected("ramp")), "{:?}", &out[8..]);
+    // L2-normalised.
+    assert!((out[8..].iter().map(|x| x * x).sum::<f32>() - 1.0).abs() < 1e-5);
+}
+
+#[test]
+fn config_supplies_what_a_model_without_metadata_lacks() {
+    let mut s = settings("tiny-nometa.onnx");
+    s.input = Some("x".into());
+    s.output = Some("y".into());
+    s.mean = Some(vec![0.5]);
+    s.std = Some(vec![0.25]);
+    let mut e = Encoder::load(&s).unwrap();
+    assert_eq!((e.spec.channels, e.spec.size), (1, 16), "taken from the graph");
+    assert!(close(&e.embed(&ramp(), 1).unwrap(), &expected("ramp")));
+    // Without mean/std the model sees raw [0, 1] pixels: a different embedding.
+    let mut plain = Encoder::load(&settings("tiny-nometa.onnx")).unwrap();
+    assert_eq!(plain.spec.input, "x", "the only input is found by itself");
+    assert!(!close(&plain.embed(&ramp(), 1).unwrap(), &expected("ramp")));
+}
+
+#[test]
+fn fixed_batch_models_run_in_their_own_batch_size() {
+    let mut e = Encoder::load(&settings("tiny-fixed-batch.onnx")).unwrap();
+    assert_eq!((e.spec.batch, e.spec.fixed_batch), (4, true));
+    let mut seven = Vec::new();
+    for _ in 0..7 {
+        seven.extend(ramp());
+    }
+    let out = e.embed(&seven, 7).unwrap();
+    for row in out.chunks(8) {
+        assert!(close(row, &expected("ramp")));
+    }
+}
+
+#[test]
+fn the_output_is_chosen_by_name() {
+    let mut e = Encoder::load(&settings("two-outputs.onnx")).unwrap();
+    assert_eq!(e.spec.dim, 8);
+    assert!(close(&e.embed(&ramp(), 1).unwrap(), &expected("ramp")));
+}
+
+#[test]
+fn embeddings_do_not_depend_on_batch_neighbours() {
+    let mut e = Encoder::load(&settings("bench-cnn.onnx")).unwrap();
+    let img: Vec<f32> = (0..4096).map(|i| ((i * 37) % 101) as f32 / 100.0).collect();
+    let alone = e.embed(&img, 1).unwrap();
+    let mut many = Vec::new();
+    for k in 0..40 {
+        many.extend(img.iter().map(|v| (v + k as f32 * 0.01) % 1.0));
+    }
+    many.extend(&img);
+    let out = e.embed(&many, 41).unwrap();
+    assert_eq!(&out[40 * 128..], &alone[..], "bit-identical whatever the batch holds");
+}
+
+#[test]
+fn mismatched_models_fail_at_start_up_with_the_reason() {
+    let err = |s: EncoderSettings| Encoder::load(&s).err().expect("must fail").to_string();
+    assert_eq!(
+        err(settings("tiny-rank3.onnx")),
+        format!(
+            "the model {} does not fit: input `pixels` has rank 3 ([-1, 16, 16]); simsite feeds NCHW images (rank 4: batch, channels, height, width)",
+            fixture("tiny-rank3.onnx").display()
+        )
+    );
+    let mut s = settings("tiny-fixed-batch.onnx");
+    s.batch = Some(8);
+    assert!(err(s).ends_with("does not fit: its batch size is fixed to 4, but `batch = 8` is configured; remove `batch` or set it to 4"));
+    let mut s = settings("tiny-meta.onnx");
+    s.channels = Some(3);
+    assert!(err(s).ends_with("does not fit: input `pixels` takes 1 channel(s), but 3 were configured"));
+    let mut s = settings("tiny-meta.onnx");
+    s.size = Some(32);
+    assert!(err(s).ends_with("does not fit: input `pixels` takes 16x16 images, but size 32 was configured"));
+    let mut s = settings("tiny-meta.onnx");
+    s.output = Some("features".into());
+    assert!(err(s).ends_with("does not fit: it has no output `features`; its outputs are `embedding`"));
+    let mut s = settings("tiny-rgb.onnx");
+    s.mean = Some(vec![0.1, 0.2]);
+    assert!(err(s).ends_with("does not fit: mean has 2 values but the input has 3 channel(s)"));
+    let d = tempfile::tempdir().unwrap();
+    let junk = write(&d.path().join("junk.onnx"), b"not a protobuf at all");
+    let e = err(EncoderSettings { model: junk.clone(), ..Default::default() });
+    assert!(e.starts_with(&format!("ONNX Runtime cannot load the model {}: ", junk.display())), "{e}");
+    let e = err(EncoderSettings { model: d.path().join("missing.onnx"), ..Default::default() });
+    assert!(e.starts_with(&format!("cannot read the model {}: ", d.path().join("missing.onnx").display())), "{e}");
+}
+
+struct Site {
+    _tmp: tempfile::TempDir,
+    root: PathBuf,
+}
+
+impl Site {
+    /// An archive of `n` 16x16 FITS images (all different) and a config using `model`.
+    fn new(n: usize, model: &str) -> Site {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().to_path_buf();
+        for i in 0..n {
+            add_image(&root, i);
+        }
+        let s = Site { _tmp: tmp, root };
+        s.config(model, "");
+        s
+    }
+    fn config(&self, model: &str, extra: &str) {
+        std::fs::write(
+            self.root.join("site-config.toml"),
+            format!("[archive]\nroot = \"archive\"\n[output]\ndir = \"out\"\ncache = \"cache\"\n[encoder]\nmodel = \"{}\"\n{extra}", fixture(model).display()),
+        )
+        .unwrap();
+    }
+    fn build(&self) -> Value {
+        let (code, _, err) = run(&self.root, &["build"]);
+        assert_eq!(code, 0, "{err}");
+        serde_json::from_slice(&std::fs::read(self.root.join("cache/last-build.json")).unwrap()).unwrap()
+    }
+    fn segments(&self) -> Vec<PathBuf> {
+        let mut v = Vec::new();
+        for d in std::fs::read_dir(self.root.join("cache/embeddings")).unwrap() {
+            for f in std::fs::read_dir(d.unwrap().path()).unwrap() {
+                v.push(f.unwrap().path());
+            }
+        }
+        v.sort();
+        v
+    }
+}
+
+fn add_image(root: &Path, i: usize) {
+    let v = blob(16, 16, (i % 13) as f32 + 1.5, (i / 13 % 13) as f32 + 1.5);
+    let v: Vec<f32> = v.iter().enumerate().map(|(k, x)| x + ((k * (i + 3)) % 17) as f32).collect();
+    write(&root.join(format!("archive/{:02}/img{i:04}.fits", i % 7)), &fits_bytes(&[Hdu::image(&[16, 16], Data::F32(v))]));
+}
+
+/// `api/embeddings.parquet` read back with the parquet crate: id → (path, embedding).
+fn exported(root: &Path) -> BTreeMap<String, (String, Vec<f32>)> {
+    use arrow_array::{Array, Float32Array, ListArray, StringArray};
+    let f = std::fs::File::open(root.join("out/api/embeddings.parquet")).unwrap();
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(f).unwrap().build().unwrap();
+    let mut out = BTreeMap::new();
+    for b in reader {
+        let b = b.unwrap();
+        let names: Vec<String> = b.schema().fields().iter().map(|f| f.name().clone()).collect();
+        assert_eq!(names, ["id", "path", "embedding"]);
+        let ids = b.column(0).as_any().downcast_ref::<StringArray>().unwrap();
+        let paths = b.column(1).as_any().downcast_ref::<StringArray>().unwrap();
+        let emb = b.column(2).as_any().downcast_ref::<ListArray>().unwrap();
+        for i in 0..b.num_rows() {
+            let row = emb.value(i);
+            let row = row.as_any().downcast_ref::<Float32Array>().unwrap().values().to_vec();
+            out.insert(ids.value(i).to_string(), (paths.value(i).to_string(), row));
+        }
+    }
+    out
+}
+
+#[test]
+fn build_exports_embeddings_and_the_cache_embeds_only_what_changed() {
+    let s = Site::new(30, "tiny-meta.onnx");
+    let r = s.build();
+    assert_eq!((r["items"].as_u64(), r["embedded"].as_u64()), (Some(30), Some(30)));
+    assert_eq!(r["model"]["name"], "tiny-test");
+    assert_eq!(r["model"]["dim"], 8);
+    let e = exported(&s.root);
+    assert_eq!(e.len(), 30);
+    let (path, v) = &e["00~img0000.fits"];
+    assert_eq!(path, "00/img0000.fits");
+    assert!((v.iter().map(|x| x * x).sum::<f32>() - 1.0).abs() < 1e-5);
+
+    // Nothing changed: nothing embedded, nothing rewritten.
+    let stamp = || std::fs::metadata(s.root.join("out/api/embeddings.parquet")).unwrap().modified().unwrap();
+    let before = stamp();
+    assert_eq!(s.build()["embedded"], 0);
+    assert_eq!(stamp(), before);
+
+    // One new file, one changed file: two embedded.
+    add_image(&s.root, 1000);
+    let changed = s.root.join("archive/01/img0001.fits");
+    let mut bytes = std::fs::read(&changed).unwrap();
+    let last = bytes.len() - 2880 + 10;
+    bytes[last] ^= 0x40;
+    std::fs::write(&changed, &bytes).unwrap();
+    let r = s.build();
+    assert_eq!((r["items"].as_u64(), r["embedded"].as_u64()), (Some(31), Some(2)));
+    assert_eq!(r["cache_pruned"], 1, "the changed file's old content");
+
+    // A removed file is pruned from the cache.
+    std::fs::remove_file(s.root.join("archive/02/img0002.fits")).unwrap();
+    let r = s.build();
+    assert_eq!(r["embedded"], 0);
+    assert_eq!(r["cache_pruned"], 1, "the removed file");
+    assert_eq!(exported(&s.root).len(), 30);
+
+    // A changed stretch or model invalidates everything, and the old entries go.
+    s.config("tiny-meta.onnx", "");
+    std::fs::write(
+        s.root.join("site-config.toml"),
+        std::fs::read_to_string(s.root.join("site-config.toml")).unwrap() + "[preprocess]\nstretch = \"sqrt\"\n",
+    )
+    .unwrap();
+    assert_eq!(s.build()["embedded"], 30);
+    s.config("two-outputs.onnx", "");
+    assert_eq!(s.build()["embedded"], 30);
+    let dirs = std::fs::read_dir(s.root.join("cache/embeddings")).unwrap().count();
+    assert_eq!(dirs, 1, "only the current model's cache is kept");
+}
+
+#[test]
+fn a_damaged_or_half_written_segment_is_reported_and_recomputed() {
+    let s = Site::new(12, "tiny-meta.onnx");
+    s.build();
+    let segs = s.segments();
+    assert_eq!(segs.len(), 1);
+    // A kill during a write leaves only a temporary file; a disk error, a torn segment.
+    let dir = segs[0].parent().unwrap().to_path_buf();
+    std::fs::write(dir.join(".seg-0123.parquet.tmp-99-0"), b"PAR1 half").unwrap();
+    let bytes = std::fs::read(&segs[0]).unwrap();
+    std::fs::write(&segs[0], &bytes[..bytes.len() / 2]).unwrap();
+    let (code, _, err) = run(&s.root, &["build"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("damaged cache segment removed"), "{err}");
+    let r: Value = serde_json::from_slice(&std::fs::read(s.root.join("cache/last-build.json")).unwrap()).unwrap();
+    assert_eq!(r["embedded"], 12);
+    assert_eq!(exported(&s.root).len(), 12);
+}
+
+#[cfg(unix)]
+#[test]
+fn a_killed_build_leaves_a_usable_cache() {
+    let s = Site::new(400, "bench-cnn.onnx");
+    let reference = {
+        let r = s.build();
+        assert_eq!(r["embedded"], 400);
+        exported(&s.root)
+    };
+    for delay_ms in [50u64, 150, 400] {
+        std::fs::remove_dir_all(s.root.join("cache")).unwrap();
+        let mut child = std::process::Command::new(bin())
+            .args(["build", "--quiet"])
+            .current_dir(&s.root)
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        // Whatever the kill interrupted, the next build completes and agrees.
+        s.build();
+        assert_eq!(exported(&s.root), reference, "after a kill at {delay_ms} ms");
+    }
+}
+
+#[test]
+fn shards_then_a_build_equal_one_build_byte_for_byte() {
+    let single = Site::new(60, "tiny-meta.onnx");
+    single.build();
+    let sharded = Site::new(60, "tiny-meta.onnx");
+    let mut total = 0;
+    for i in 0..3 {
+        let (code, _, err) = run(&sharded.root, &["embed", "--shard", &format!("{i}/3")]);
+        assert_eq!(code, 0, "{err}");
+        let n: usize = err.lines().last().unwrap().split(": ").nth(1).unwrap().split(' ').next().unwrap().parse().unwrap();
+        total += n;
+    }
+    assert_eq!(total, 60, "the shards cover the archive exactly");
+    let r = sharded.build();
+    assert_eq!(r["embedded"], 0, "everything came from the shards' segments");
+    let files = |root: &Path| -> BTreeMap<String, Vec<u8>> {
+        let mut m = BTreeMap::new();
+        for e in walkdir::WalkDir::new(root.join("out")) {
+            let e = e.unwrap();
+            if e.file_type().is_file() {
+                m.insert(e.path().strip_prefix(root).unwrap().display().to_string(), std::fs::read(e.path()).unwrap());
+            }
+        }
+        m
+    };
+    let (a, b) = (files(&single.root), files(&sharded.root));
+    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
+    for (k, v) in &a {
+        assert!(v == &b[k], "{k} differs");
+    }
+    let (code, _, err) = run(&sharded.root, &["embed", "--shard", "3/3"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("`3/3` is not a shard; expected i/N with 0 <= i < N, e.g. 0/4"), "{err}");
+}
+
+#[test]
+fn rgb_models_and_grey_models_follow_the_channel_setting() {
+    let s = Site::new(4, "tiny-rgb.onnx");
+    assert_eq!(s.build()["model"]["name"], "tiny-rgb");
+    s.config("tiny-meta.onnx", "");
+    std::fs::write(
+        s.root.join("site-config.toml"),
+        std::fs::read_to_string(s.root.join("site-config.toml")).unwrap().replace("[encoder]", "[preprocess]\nchannels = \"rgb\"\n[encoder]"),
+    )
+    .unwrap();
+    let (code, _, err) = run(&s.root, &["build"]);
+    assert_eq!(code, 1);
+    assert_eq!(
+        err,
+        "error: the model `tiny-test` takes 1 channel but [preprocess] channels = \"rgb\"; set channels = \"grey\" or use an RGB model\n"
+    );
+}
+
+#[test]
+fn no_onnx_runtime_says_where_it_looked_and_how_to_install_it() {
+    let s = Site::new(1, "tiny-meta.onnx");
+    let out = std::process::Command::new(bin())
+        .arg("build")
+        .current_dir(&s.root)
+        .env_remove("ORT_DYLIB_PATH")
+        .env_remove("SIMSITE_ORT_DIR")
+        .env_remove("XDG_CACHE_HOME")
+        .env("HOME", s.root.join("nohome"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        err,
+        format!(
+            "error: ONNX Runtime 1.31.1 (libonnxruntime.so) could not be loaded: looked in: {}\n  fix: run `make setup` (or `bash scripts/setup.sh`), which unpacks it from the onnxruntime==1.31.1 wheel on PyPI; or set `onnxruntime` under [encoder] or ORT_DYLIB_PATH to the library\n",
+            s.root.join("nohome/.cache/simsite/onnxruntime-1.31.1/libonnxruntime.so.1.31.1").display()
+        )
+    );
+}
+
+#[test]
+fn cuda_asked_for_where_there_is_none_is_an_error() {
+    let s = Site::new(1, "tiny-meta.onnx");
+    s.config("tiny-meta.onnx", "device = \"cuda\"\n");
+    let (code, _, err) = run(&s.root, &["build"]);
+    assert_eq!(code, 1);
+    assert!(err.starts_with("error: device = \"cuda\" under [encoder], but the CUDA execution provider cannot be used: "), "{err}");
+    s.config("tiny-meta.onnx", "device = \"auto\"\n");
+    let (code, _, err) = run(&s.root, &["build"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("auto: CPU, since"), "auto says why it chose the CPU: {err}");
+}
