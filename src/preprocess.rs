@@ -52,6 +52,13 @@ const LUT_SIZE: usize = 8192;
 struct Lut(Vec<f32>);
 
 impl Lut {
+    /// The table for a stretch, built once per process (it is a pure function of the stretch).
+    fn of(s: Stretch) -> &'static Lut {
+        static TABLES: [std::sync::OnceLock<Lut>; 5] = [const { std::sync::OnceLock::new() }; 5];
+        let i = Stretch::NAMES.iter().position(|n| *n == s.name()).expect("every stretch is named");
+        TABLES[i].get_or_init(|| Lut::new(s))
+    }
+
     fn new(s: Stretch) -> Lut {
         let f = stretch_fn(s);
         Lut((0..=LUT_SIZE).map(|i| (i as f32 / LUT_SIZE as f32).powi(2)).map(f).collect())
@@ -228,7 +235,7 @@ pub fn stretch_bands(r: &Raster, s: &PreprocessSettings) -> Result<Vec<Vec<f32>>
         (select_percentile(&mut sample, s.clip_low), select_percentile(&mut sample, s.clip_high))
     };
     let fill = select_percentile(&mut sample, 50.0);
-    let lut = Lut::new(stretch);
+    let lut = Lut::of(stretch);
     let range = hi - lo;
     let scale = if range > 0.0 { 1.0 / range } else { 0.0 };
     for band in &mut bands {
