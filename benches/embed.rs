@@ -1,0 +1,119 @@
+//! Embed-stage throughput against raw ONNX Runtime, same model, same library, same machine,
+//! one run (the machines are shared and noisy, so only the ratio means much).
+//!
+//! raw ORT:     images decoded and preprocessed beforehand (not timed), then only
+//!              `Encoder::embed` over them, in the build's batch size.
+//! embed stage: a cold `simsite build` (empty cache): read, hash, decode, stretch, resize,
+//!              thumbnail, and embed, decoding concurrently with inference.
+//!
+//! cargo bench --bench embed -- [--n 5000] [--model tests/fixtures/bench-cnn.onnx] [--archive DIR] [--rounds 2]
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use rayon::prelude::*;
+use simsite::config::{self, Overrides, RawConfig};
+use simsite::encoder::{Encoder, EncoderSettings};
+
+#[derive(Parser)]
+struct Args {
+    /// Synthetic images to generate when no --archive is given.
+    #[arg(long, default_value_t = 5000)]
+    n: usize,
+    #[arg(long)]
+    archive: Option<PathBuf>,
+    #[arg(long, default_value = "tests/fixtures/bench-cnn.onnx")]
+    model: PathBuf,
+    /// Alternating rounds of both measurements.
+    #[arg(long, default_value_t = 2)]
+    rounds: usize,
+    #[arg(long)]
+    batch: Option<usize>,
+    /// cargo bench passes this; ignored.
+    #[arg(long, hide = true)]
+    bench: bool,
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    let work = tempfile::tempdir()?;
+    let archive = match &args.archive {
+        Some(a) => a.clone(),
+        None => {
+            let dir = work.path().join("archive");
+            let opts = simsite::synth::SynthOptions { n: args.n, ..Default::default() };
+            simsite::synth::generate(&dir, &work.path().join("labels.csv"), &opts)?;
+            dir
+        }
+    };
+    let model = std::fs::canonicalize(&args.model).with_context(|| format!("model {}", args.model.display()))?;
+    let es = EncoderSettings { model: model.clone(), batch: args.batch, ..Default::default() };
+    let mut enc = Encoder::load(&es)?;
+    let overrides = Overrides {
+        archive: Some(archive.clone()),
+        out: Some(work.path().join("out")),
+        cache: Some(work.path().join("cache")),
+    };
+    let mut settings = config::resolve(RawConfig::default(), None, work.path(), &overrides)?;
+    settings.encoder = Some(es);
+    settings.adopt_encoder(&enc.spec).map_err(anyhow::Error::msg)?;
+
+    // Pre-decode for the raw measurement.
+    let scan = simsite::scan::scan(&archive, false)?;
+    let tensors: Vec<f32> = scan
+        .entries
+        .par_iter()
+        .filter_map(|e| {
+            let bytes = std::fs::read(&e.abs).ok()?;
+            let r = simsite::decode::decode(&e.abs, &bytes, e.format, &settings.preprocess).ok()?;
+            simsite::preprocess::prepare(&r, &settings.preprocess, 128).ok().map(|p| p.tensor)
+        })
+        .flatten()
+        .collect();
+    let n = tensors.len() / enc.image_len();
+    println!(
+        "model {} ({}), {} images {}x{}, batch {}, {} threads, device {}",
+        enc.spec.name,
+        model.display(),
+        n,
+        enc.spec.size,
+        enc.spec.size,
+        enc.spec.batch,
+        std::thread::available_parallelism().map(|p| p.get()).unwrap_or(1),
+        enc.device
+    );
+    let ui = simsite::ui::Ui::new(true);
+    let (mut raw_best, mut stage_best) = (0f64, 0f64);
+    for round in 1..=args.rounds {
+        let t = Instant::now();
+        let out = enc.embed(&tensors, n)?;
+        let raw = n as f64 / t.elapsed().as_secs_f64();
+        assert_eq!(out.len(), n * enc.spec.dim);
+
+        remove(&work.path().join("cache"))?;
+        remove(&work.path().join("out"))?;
+        let o = simsite::pipeline::build(&settings, &ui)?;
+        let stage = o.report.stages.iter().find(|s| s.name == "decode+embed").context("no embed stage")?;
+        let staged = o.report.embedded as f64 / stage.seconds;
+        println!(
+            "round {round}: raw ORT {raw:.0} img/s | embed stage {staged:.0} img/s ({} images in {:.2} s, inference {:.2} s) | stage/raw {:.2}",
+            o.report.embedded,
+            stage.seconds,
+            o.report.stages.iter().find(|s| s.name == "inference").map(|s| s.seconds).unwrap_or(0.0),
+            staged / raw
+        );
+        raw_best = raw_best.max(raw);
+        stage_best = stage_best.max(staged);
+    }
+    println!("best: raw ORT {raw_best:.0} img/s, embed stage {stage_best:.0} img/s, ratio {:.2}", stage_best / raw_best);
+    Ok(())
+}
+
+fn remove(p: &Path) -> Result<()> {
+    if p.exists() {
+        std::fs::remove_dir_all(p)?;
+    }
+    Ok(())
+}
