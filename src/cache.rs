@@ -70,13 +70,12 @@ fn segment_batch(keys: &[Digest], values: Vec<f32>, dim: usize) -> Result<Record
     RecordBatch::try_new(Arc::new(schema), vec![Arc::new(digests), Arc::new(emb)])
 }
 
-/// Reads one segment: (digests, embeddings) or why it is unusable.
-fn read_segment(path: &Path, dim: usize) -> Result<Vec<(Digest, Vec<f32>)>, String> {
+/// Reads one segment, handing each row to `row`, or says why it is unusable.
+fn read_segment(path: &Path, dim: usize, mut row: impl FnMut(Digest, &[f32])) -> Result<(), String> {
     let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
     let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
         .and_then(|b| b.build())
         .map_err(|e| e.to_string())?;
-    let mut rows = Vec::new();
     for batch in reader {
         let batch = batch.map_err(|e| e.to_string())?;
         let digests = batch
@@ -93,11 +92,10 @@ fn read_segment(path: &Path, dim: usize) -> Result<Vec<(Digest, Vec<f32>)>, Stri
         for i in 0..batch.num_rows() {
             let mut d = [0u8; 32];
             d.copy_from_slice(digests.value(i));
-            let start = i * dim;
-            rows.push((d, values.values()[start..start + dim].to_vec()));
+            row(d, &values.values()[i * dim..(i + 1) * dim]);
         }
     }
-    Ok(rows)
+    Ok(())
 }
 
 impl EmbeddingCache {
@@ -120,17 +118,22 @@ impl EmbeddingCache {
             .collect();
         names.sort();
         for path in names {
-            match read_segment(&path, dim) {
-                Ok(rows) => {
-                    for (d, v) in rows {
-                        if let std::collections::hash_map::Entry::Vacant(e) = c.index.entry(d) {
-                            e.insert(c.data.len() / dim);
-                            c.data.extend_from_slice(&v);
-                        }
-                    }
-                    c.segments.push(path);
+            // Rows go straight into the index; a segment that fails halfway is rolled back.
+            let (len_before, mut added) = (c.data.len(), Vec::new());
+            let result = read_segment(&path, dim, |d, v| {
+                if let std::collections::hash_map::Entry::Vacant(e) = c.index.entry(d) {
+                    e.insert(c.data.len() / dim);
+                    c.data.extend_from_slice(v);
+                    added.push(d);
                 }
+            });
+            match result {
+                Ok(()) => c.segments.push(path),
                 Err(reason) => {
+                    for d in &added {
+                        c.index.remove(d);
+                    }
+                    c.data.truncate(len_before);
                     // Its rows are simply missing from the index: they get recomputed.
                     std::fs::remove_file(&path)?;
                     c.problems.push(Problem {
@@ -258,14 +261,14 @@ impl EmbeddingCache {
 }
 
 /// `api/embeddings.parquet`: `id`, `path`, `embedding` (list of float32), in item order.
-pub fn export_parquet(ids: &[&str], paths: &[&str], embeddings: &[f32], dim: usize) -> std::io::Result<Vec<u8>> {
+pub fn export_parquet(ids: &[&str], paths: &[&str], embeddings: Vec<f32>, dim: usize) -> std::io::Result<Vec<u8>> {
     let n = ids.len();
     let offs: Vec<i32> = (0..=n).map(|i| (i * dim) as i32).collect();
     let item = Arc::new(Field::new("item", DataType::Float32, false));
     let list = ListArray::try_new(
         item,
         arrow_buffer::OffsetBuffer::new(arrow_buffer::ScalarBuffer::from(offs)),
-        Arc::new(Float32Array::from(embeddings.to_vec())),
+        Arc::new(Float32Array::from(embeddings)),
         None,
     )
     .map_err(io_err)?;

@@ -52,14 +52,15 @@ fn ingest_one(item: &Item, s: &IngestSettings) -> Result<Ingested, FileError> {
     let digest = blake3::hash(&bytes);
     let key = thumbs::cache_key(&digest, s.preprocess, s.thumbs);
     let thumb = thumbs::cache_path(s.cache, &key);
-    if !s.validate_only && !(s.needs_tensor)(&digest) && thumb.is_file() {
+    let thumb_cached = thumb.is_file();
+    if !s.validate_only && !(s.needs_tensor)(&digest) && thumb_cached {
         return Ok(Ingested { digest, thumb, thumb_made: false, tensor: None });
     }
     let raster = decode::decode(&item.entry.abs, &bytes, item.entry.format, s.preprocess)?;
     drop(bytes);
     let prepared = preprocess::prepare(&raster, s.preprocess, s.thumbs.size)?;
     drop(raster);
-    let thumb_made = !s.validate_only && !thumb.is_file();
+    let thumb_made = !s.validate_only && !thumb_cached;
     if thumb_made {
         let jpeg = thumbs::encode_jpeg(&prepared.thumb, s.thumbs.quality)
             .map_err(|e| FileError::Decode { format: "thumbnail", message: e.to_string() })?;

@@ -288,7 +288,7 @@ pub fn build(settings: &Settings, ui: &Ui) -> Result<BuildOutcome> {
         }
         let ids: Vec<&str> = published.iter().map(|(i, _)| i.id.as_str()).collect();
         let paths: Vec<&str> = published.iter().map(|(i, _)| i.entry.rel_str.as_str()).collect();
-        let bytes = cache::export_parquet(&ids, &paths, &emb, dim)?;
+        let bytes = cache::export_parquet(&ids, &paths, emb, dim)?;
         fsutil::write_if_changed(&api.join("embeddings.parquet"), &bytes)
             .with_context(|| format!("cannot write into the output folder {}", api.display()))?;
         let used: HashSet<Digest> = published.iter().map(|(_, r)| *r.digest.as_bytes()).collect();
