@@ -261,7 +261,7 @@ impl Encoder {
             Some(v) => per_channel(v, channels, "std", &s.model)?,
             None => vec![1.0; channels as usize],
         };
-        if std.iter().any(|v| *v == 0.0) {
+        if std.contains(&0.0) {
             return Err(mismatch("std contains 0".into()));
         }
         let output_name = match s.output.clone().or_else(|| meta(&session, "output")) {

@@ -179,8 +179,8 @@ struct Ingest {
 fn run_ingest(
     settings: &Settings,
     items: &[Item],
-    mut encoder: Option<&mut Encoder>,
-    mut cache: Option<&mut EmbeddingCache>,
+    encoder: Option<&mut Encoder>,
+    cache: Option<&mut EmbeddingCache>,
     ui: &Ui,
 ) -> Result<Ingest> {
     // A snapshot: the cache itself is written to by the consumer while workers ask.
@@ -196,7 +196,7 @@ fn run_ingest(
         needs_tensor: &needs,
     };
     let stage = ui.stage(if has_encoder { "embed" } else { "decode" }, items.len() as u64);
-    let mut embedder = match (encoder.as_deref_mut(), cache.as_deref_mut()) {
+    let mut embedder = match (encoder, cache) {
         (Some(e), Some(c)) => Some(Embedder { encoder: e, cache: c, pixels: Vec::new(), keys: Vec::new(), embedded: 0, busy: Duration::ZERO }),
         _ => None,
     };

@@ -91,7 +91,7 @@ fn finite_sample(bands: &[Vec<f32>], cap: usize) -> Vec<f32> {
     for b in bands {
         for &v in b {
             if v.is_finite() {
-                if i % stride == 0 {
+                if i.is_multiple_of(stride) {
                     out.push(v);
                 }
                 i += 1;

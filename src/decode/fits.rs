@@ -212,7 +212,7 @@ pub(super) fn decode(
     // CFITSIO reads whole 2880-byte blocks; some writers omit the final padding, so pad a
     // copy rather than let it read past the end of the buffer.
     let padded;
-    let data: &[u8] = if data.len() % 2880 != 0 {
+    let data: &[u8] = if !data.len().is_multiple_of(2880) {
         let mut v = Vec::with_capacity(data.len().next_multiple_of(2880));
         v.extend_from_slice(data);
         v.resize(data.len().next_multiple_of(2880), 0);

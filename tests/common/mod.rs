@@ -91,7 +91,7 @@ impl Hdu {
 }
 
 fn pad(buf: &mut Vec<u8>, with: u8) {
-    while buf.len() % 2880 != 0 {
+    while !buf.len().is_multiple_of(2880) {
         buf.push(with);
     }
 }
