@@ -72,9 +72,10 @@ fn ingest_one(item: &Item, s: &IngestSettings) -> Result<Ingested, FileError> {
 
 /// Runs the stage over `items`, calling `consume(index, result)` on the calling thread as
 /// results arrive (in no particular order). At most `queue` results wait in memory.
+/// `consume` returns `Break` to stop the stage early (the workers stop at their next file).
 pub fn run<F>(items: &[Item], s: &IngestSettings, queue: usize, mut consume: F)
 where
-    F: FnMut(usize, Result<Ingested, FileError>),
+    F: FnMut(usize, Result<Ingested, FileError>) -> std::ops::ControlFlow<()>,
 {
     let (tx, rx) = crossbeam_channel::bounded(queue.max(1));
     std::thread::scope(|scope| {
@@ -84,8 +85,12 @@ where
                 tx.send((i, ingest_one(item, s))).map_err(|_| ())
             })
         });
-        for (i, result) in rx {
-            consume(i, result);
+        for (i, result) in rx.iter() {
+            if consume(i, result).is_break() {
+                // Dropping the receiver makes every worker's next send fail, which ends them.
+                break;
+            }
         }
+        drop(rx);
     });
 }

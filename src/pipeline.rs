@@ -208,10 +208,10 @@ fn run_ingest(
         match result {
             Ok(mut r) => {
                 if let (Some(t), Some(e)) = (r.tensor.take(), embedder.as_mut()) {
-                    if failure.is_none() {
-                        if let Err(err) = e.push(*r.digest.as_bytes(), &t) {
-                            failure = Some(err);
-                        }
+                    if let Err(err) = e.push(*r.digest.as_bytes(), &t) {
+                        // The model failed: decoding the rest of the archive would be wasted.
+                        failure = Some(err);
+                        return std::ops::ControlFlow::Break(());
                     }
                 }
                 done[i] = Some(r);
@@ -222,6 +222,7 @@ fn run_ingest(
                 skipped.push(Problem { path: items[i].entry.rel_str.clone(), reason });
             }
         }
+        std::ops::ControlFlow::Continue(())
     });
     if let Some(e) = failure {
         return Err(e);
@@ -403,6 +404,7 @@ pub fn check(settings: &Settings, ui: &Ui) -> Result<CheckOutcome> {
             Ok(_) => good += 1,
             Err(e) => problems.push(Problem { path: items[i].entry.rel_str.clone(), reason: e.to_string() }),
         }
+        std::ops::ControlFlow::Continue(())
     });
     stage.finish();
     problems.sort();
