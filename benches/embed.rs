@@ -67,7 +67,7 @@ fn main() -> Result<()> {
         .par_iter()
         .filter_map(|e| {
             let bytes = std::fs::read(&e.abs).ok()?;
-            let r = simsite::decode::decode(&e.abs, &bytes, e.format, &settings.preprocess).ok()?;
+            let r = simsite::decode::decode(&bytes, e.format, &settings.preprocess).ok()?;
             simsite::preprocess::prepare(&r, &settings.preprocess, 128).ok().map(|p| p.tensor)
         })
         .flatten()

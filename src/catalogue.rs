@@ -57,7 +57,7 @@ fn find(headers: &csv::StringRecord, col: &Column, path: &Path, required: bool) 
             path: path.to_path_buf(),
             column: col.name.clone(),
             key: col.key.replace("catalogue.", ""),
-            available: headers.iter().map(|h| format!("`{}`", h.trim())).collect::<Vec<_>>().join(", "),
+            available: crate::error::backticked(headers.iter().map(str::trim)),
         }),
         None => Ok(None),
     }

@@ -274,7 +274,7 @@ pub struct PreprocessSettings {
     /// Channels the encoder wants (1 or 3).
     pub model_channels: u32,
     pub max_pixels: u64,
-    /// Also bounds what a `.gz` file may inflate to.
+    /// Largest file read, and what a `.gz` file may inflate to.
     pub max_file_bytes: u64,
 }
 
@@ -328,7 +328,6 @@ pub struct Settings {
     pub title: String,
     pub archive: PathBuf,
     pub follow_symlinks: bool,
-    pub max_file_bytes: u64,
     pub catalogue: Option<CatalogueSettings>,
     pub out: PathBuf,
     pub cache: PathBuf,
@@ -433,7 +432,7 @@ fn parse_enum<T: Copy>(
         key: key.to_string(),
         message: format!(
             "`{value}` is not allowed; expected one of {}",
-            choices.iter().map(|(n, _)| format!("`{n}`")).collect::<Vec<_>>().join(", ")
+            crate::error::backticked(choices.iter().map(|(n, _)| n))
         ),
     })
 }
@@ -622,7 +621,6 @@ pub fn resolve(
         title: raw.site.title,
         archive,
         follow_symlinks: raw.archive.follow_symlinks,
-        max_file_bytes: raw.archive.max_file_mb.saturating_mul(1024 * 1024),
         catalogue,
         out,
         cache,

@@ -12,7 +12,7 @@ use std::sync::OnceLock;
 use ort::session::Session;
 use ort::value::TensorRef;
 
-use crate::error::EncoderError;
+use crate::error::{backticked, EncoderError};
 
 /// The ONNX Runtime release the setup script installs and this build targets.
 pub const ORT_VERSION: &str = "1.31.1";
@@ -198,14 +198,14 @@ impl Encoder {
                 return Err(mismatch(format!(
                     "it has {} inputs ({}); set `input` under [encoder]",
                     session.inputs().len(),
-                    session.inputs().iter().map(|i| format!("`{}`", i.name())).collect::<Vec<_>>().join(", ")
+                    backticked(session.inputs().iter().map(|i| i.name()))
                 )))
             }
         };
         let Some(input) = session.inputs().iter().find(|i| i.name() == input_name) else {
             return Err(mismatch(format!(
                 "it has no input `{input_name}`; its inputs are {}",
-                session.inputs().iter().map(|i| format!("`{}`", i.name())).collect::<Vec<_>>().join(", ")
+                backticked(session.inputs().iter().map(|i| i.name()))
             )));
         };
         let ort::value::ValueType::Tensor { ty, shape, .. } = input.dtype() else {
@@ -271,7 +271,7 @@ impl Encoder {
         let Some(output) = session.outputs().iter().find(|o| o.name() == output_name) else {
             return Err(mismatch(format!(
                 "it has no output `{output_name}`; its outputs are {}",
-                session.outputs().iter().map(|o| format!("`{}`", o.name())).collect::<Vec<_>>().join(", ")
+                backticked(session.outputs().iter().map(|o| o.name()))
             )));
         };
         if let ort::value::ValueType::Tensor { shape, .. } = output.dtype() {

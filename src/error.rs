@@ -25,6 +25,11 @@ pub enum ConfigError {
     CacheInsideArchive { cache: PathBuf, archive: PathBuf },
 }
 
+/// Names as they appear in messages: "`a`, `b`, `c`".
+pub(crate) fn backticked<T: std::fmt::Display>(names: impl IntoIterator<Item = T>) -> String {
+    names.into_iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
+}
+
 /// `preprocess.clip-low` → "edit `clip-low` under [preprocess]".
 fn fix_for(key: &str) -> String {
     match key.split_once('.') {

@@ -35,7 +35,6 @@ pub struct IngestSettings<'a> {
     pub preprocess: &'a PreprocessSettings,
     pub thumbs: &'a ThumbSettings,
     pub cache: &'a std::path::Path,
-    pub max_file_bytes: u64,
     /// Decode even when the cache holds everything (used by `check`, which writes nothing).
     pub validate_only: bool,
     /// Whether the encoder input is needed for a file with this content digest (false
@@ -43,10 +42,27 @@ pub struct IngestSettings<'a> {
     pub needs_tensor: &'a (dyn Fn(&blake3::Hash) -> bool + Sync),
 }
 
+impl<'a> IngestSettings<'a> {
+    pub fn new(
+        settings: &'a crate::config::Settings,
+        needs_tensor: &'a (dyn Fn(&blake3::Hash) -> bool + Sync),
+        validate_only: bool,
+    ) -> IngestSettings<'a> {
+        IngestSettings {
+            preprocess: &settings.preprocess,
+            thumbs: &settings.thumbs,
+            cache: &settings.cache,
+            validate_only,
+            needs_tensor,
+        }
+    }
+}
+
 fn ingest_one(item: &Item, s: &IngestSettings) -> Result<Ingested, FileError> {
     let size = std::fs::metadata(&item.entry.abs)?.len();
-    if size > s.max_file_bytes {
-        return Err(FileError::FileTooLarge { size, limit: s.max_file_bytes });
+    let limit = s.preprocess.max_file_bytes;
+    if size > limit {
+        return Err(FileError::FileTooLarge { size, limit });
     }
     let bytes = std::fs::read(&item.entry.abs)?;
     let digest = blake3::hash(&bytes);
@@ -56,7 +72,7 @@ fn ingest_one(item: &Item, s: &IngestSettings) -> Result<Ingested, FileError> {
     if !s.validate_only && !(s.needs_tensor)(&digest) && thumb_cached {
         return Ok(Ingested { digest, thumb, thumb_made: false, tensor: None });
     }
-    let raster = decode::decode(&item.entry.abs, &bytes, item.entry.format, s.preprocess)?;
+    let raster = decode::decode(&bytes, item.entry.format, s.preprocess)?;
     drop(bytes);
     let prepared = preprocess::prepare(&raster, s.preprocess, s.thumbs.size)?;
     drop(raster);

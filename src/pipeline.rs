@@ -187,14 +187,7 @@ fn run_ingest(
     let cached: HashSet<Digest> = cache.as_ref().map(|c| c.keys().collect()).unwrap_or_default();
     let has_encoder = encoder.is_some();
     let needs = |d: &blake3::Hash| has_encoder && !cached.contains(d.as_bytes());
-    let s = IngestSettings {
-        preprocess: &settings.preprocess,
-        thumbs: &settings.thumbs,
-        cache: &settings.cache,
-        max_file_bytes: settings.max_file_bytes,
-        validate_only: false,
-        needs_tensor: &needs,
-    };
+    let s = IngestSettings::new(settings, &needs, false);
     let stage = ui.stage(if has_encoder { "embed" } else { "decode" }, items.len() as u64);
     let mut embedder = match (encoder, cache) {
         (Some(e), Some(c)) => Some(Embedder { encoder: e, cache: c, pixels: Vec::new(), keys: Vec::new(), embedded: 0, busy: Duration::ZERO }),
@@ -389,14 +382,7 @@ pub fn check(settings: &Settings, ui: &Ui) -> Result<CheckOutcome> {
     let mut problems = report.skipped_files;
     let stage = ui.stage("check", items.len() as u64);
     let never = |_: &blake3::Hash| false;
-    let s = IngestSettings {
-        preprocess: &settings.preprocess,
-        thumbs: &settings.thumbs,
-        cache: &settings.cache,
-        max_file_bytes: settings.max_file_bytes,
-        validate_only: true,
-        needs_tensor: &never,
-    };
+    let s = IngestSettings::new(&settings, &never, true);
     let mut good = 0;
     ingest::run(&items, &s, QUEUE, |i, r| {
         stage.inc(1);

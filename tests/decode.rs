@@ -19,7 +19,7 @@ fn dec(path: &Path, s: &PreprocessSettings) -> Result<Raster, FileError> {
     let bytes = std::fs::read(path).unwrap();
     let name = path.file_name().unwrap().to_string_lossy();
     let (format, _) = classify(&name).expect("an image name");
-    decode(path, &bytes, format, s)
+    decode(&bytes, format, s)
 }
 
 fn fits(dir: &Path, name: &str, hdus: &[Hdu]) -> std::path::PathBuf {

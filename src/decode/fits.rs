@@ -9,7 +9,6 @@
 
 use std::ffi::{c_char, c_int, c_void, CString};
 use std::io::Read;
-use std::path::Path;
 
 use fitsio_sys as sys;
 
@@ -188,7 +187,6 @@ fn gunzip(bytes: &[u8], limit: u64) -> Result<Vec<u8>, FileError> {
 }
 
 pub(super) fn decode(
-    _path: &Path,
     bytes: &[u8],
     settings: &FitsSettings,
     max_pixels: u64,

@@ -9,8 +9,6 @@
 mod fits;
 mod raster;
 
-use std::path::Path;
-
 use crate::config::PreprocessSettings;
 use crate::error::FileError;
 use crate::scan::Format;
@@ -46,14 +44,13 @@ pub(crate) fn check_pixels(width: u64, height: u64, limit: u64) -> Result<(), Fi
     Ok(())
 }
 
-/// Decodes one file. `bytes` is the file's content (already read for its digest); FITS is
-/// opened by path instead, because CFITSIO handles its compressed variants itself.
-pub fn decode(path: &Path, bytes: &[u8], format: Format, settings: &PreprocessSettings) -> Result<Raster, FileError> {
+/// Decodes one file from its content (already read once, for its digest).
+pub fn decode(bytes: &[u8], format: Format, settings: &PreprocessSettings) -> Result<Raster, FileError> {
     if bytes.is_empty() {
         return Err(FileError::Empty);
     }
     match format {
-        Format::Fits => fits::decode(path, bytes, &settings.fits, settings.max_pixels, settings.max_file_bytes),
+        Format::Fits => fits::decode(bytes, &settings.fits, settings.max_pixels, settings.max_file_bytes),
         Format::Png | Format::Jpeg => raster::decode_image(bytes, format, settings.max_pixels),
         Format::Tiff => raster::decode_tiff(bytes, settings.max_pixels),
     }
