@@ -5,10 +5,13 @@
 #   ONNX Runtime: libonnxruntime.so from the onnxruntime==1.31.1 wheel on PyPI (pip
 #     download, no install), unpacked to $SIMSITE_ORT_DIR
 #     (default ~/.cache/simsite/onnxruntime-1.31.1), where simsite looks for it.
+#   Python for the preprocessing parity test (tests/parity.rs runs training/simsite_prep.py):
+#     a venv with numpy, Pillow and astropy at $SIMSITE_PY_VENV (default
+#     ~/.cache/simsite/py-venv). Training itself needs more (see training/README.md).
 # Rust (cargo) itself must already be installed (rustup).
 set -euo pipefail
 
-packages=(pkg-config libcfitsio-dev gcc g++ make unzip python3-pip)
+packages=(pkg-config libcfitsio-dev gcc g++ make unzip python3-pip python3-venv)
 
 missing=()
 for p in "${packages[@]}"; do
@@ -44,6 +47,15 @@ if [ ! -f "$ORT_DIR/libonnxruntime.so.$ORT_VERSION" ]; then
   # Renamed last: its presence means the folder is complete.
   mv "$tmp/lib/libonnxruntime.so.$ORT_VERSION" "$ORT_DIR/"
   ln -sf "libonnxruntime.so.$ORT_VERSION" "$ORT_DIR/libonnxruntime.so"
+fi
+
+PY_VENV="${SIMSITE_PY_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/simsite/py-venv}"
+if [ ! -f "$PY_VENV/.complete" ]; then
+  echo "setup: creating a Python venv with numpy, Pillow and astropy in $PY_VENV" >&2
+  rm -rf "$PY_VENV"
+  python3 -m venv "$PY_VENV"
+  "$PY_VENV/bin/pip" install --quiet --disable-pip-version-check "numpy==2.4.6" "pillow==13.0.0" "astropy==8.0.2"
+  touch "$PY_VENV/.complete"
 fi
 
 if ! command -v cargo >/dev/null; then

@@ -34,6 +34,22 @@ pub enum Command {
         #[arg(long, value_name = "i/N", value_parser = parse_shard)]
         shard: Option<crate::pipeline::Shard>,
     },
+    /// Measure the encoder against labels: precision@k, kNN accuracy (k=20) and twin
+    /// recall, beside a raw-pixel PCA baseline. Prints a table, writes JSON (--json) and,
+    /// unless --no-page, api/eval.json and eval/index.html into the site.
+    Eval(EvalArgs),
+    /// Show how one file decodes (size, bands, finite pixels, stretch and clip limits) and
+    /// what the encoder gets; --tensor writes that input as a NumPy .npy file.
+    Inspect {
+        /// The image file.
+        file: PathBuf,
+        /// The config file [default: ./site-config.toml if it exists, else built-in defaults].
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Write the encoder input (float32, channels x size x size) here as .npy.
+        #[arg(long, value_name = "FILE")]
+        tensor: Option<PathBuf>,
+    },
     /// Write a documented site-config.toml listing every key with its default.
     Init {
         /// Where to write it.
@@ -69,4 +85,29 @@ impl SiteArgs {
 
 fn parse_shard(s: &str) -> Result<crate::pipeline::Shard, String> {
     crate::pipeline::Shard::parse(s)
+}
+
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    #[command(flatten)]
+    pub site: SiteArgs,
+    /// CSV with the columns path,label[,twin_of]; paths relative to the archive root,
+    /// twin_of naming the original of a transformed copy.
+    #[arg(long, value_name = "FILE")]
+    pub labels: PathBuf,
+    /// Neighbours counted by precision@k and twin recall@k.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    pub k: u32,
+    /// Also write the JSON report to this file.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Do not write api/eval.json and eval/index.html into the site's output folder.
+    #[arg(long)]
+    pub no_page: bool,
+}
+
+impl EvalArgs {
+    pub fn options(&self) -> crate::eval::EvalOptions {
+        crate::eval::EvalOptions { labels: self.labels.clone(), k: self.k as usize, json: self.json.clone(), page: !self.no_page }
+    }
 }

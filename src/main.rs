@@ -1,5 +1,6 @@
 use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::Parser;
 use simsite::cli::{Cli, Command};
 use simsite::{config, pipeline, ui::Ui};
@@ -53,6 +54,27 @@ fn run(command: Command, ui: &Ui) -> anyhow::Result<ExitCode> {
                 o.skipped.len(),
                 o.seconds
             );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Eval(args) => {
+            let settings = config::load(args.site.config.as_deref(), &args.site.overrides())?;
+            let outcome = simsite::eval::run(&settings, &args.options(), ui)?;
+            eprint!("{outcome}");
+            for p in &outcome.outputs {
+                eprintln!("wrote {}", p.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Inspect { file, config, tensor } => {
+            // One file needs no archive: its folder stands in for one.
+            let folder = file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+            let overrides = config::Overrides { archive: Some(folder.to_path_buf()), ..Default::default() };
+            let settings = config::load(config.as_deref(), &overrides)?;
+            let i = simsite::inspect::inspect_with(&file, &settings)?;
+            println!("{}", i.describe());
+            if let Some(t) = tensor {
+                simsite::fsutil::atomic_write(&t, &i.tensor_npy()).with_context(|| format!("cannot write {}", t.display()))?;
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Init { path, force } => {

@@ -56,13 +56,13 @@ impl Shard {
 /// Results held in memory between decoding and the consumer.
 const QUEUE: usize = 256;
 
-struct Gathered {
-    items: Vec<Item>,
-    report: BuildReport,
+pub(crate) struct Gathered {
+    pub(crate) items: Vec<Item>,
+    pub(crate) report: BuildReport,
 }
 
 /// Scan and catalogue join: the part of a build that `check` and `embed` share.
-fn gather(settings: &Settings, ui: &Ui) -> Result<Gathered> {
+pub(crate) fn gather(settings: &Settings, ui: &Ui) -> Result<Gathered> {
     // The catalogue first: a broken one stops the build before a long scan.
     let cat = match &settings.catalogue {
         Some(c) => Catalogue::load(c)?,
@@ -106,7 +106,7 @@ fn gather(settings: &Settings, ui: &Ui) -> Result<Gathered> {
 }
 
 /// Loads the configured encoder and makes the settings follow its input contract.
-fn load_encoder(settings: &mut Settings, ui: &Ui) -> Result<Option<Encoder>> {
+pub(crate) fn load_encoder(settings: &mut Settings, ui: &Ui) -> Result<Option<Encoder>> {
     let Some(es) = &settings.encoder else {
         return Ok(None);
     };
@@ -119,7 +119,7 @@ fn load_encoder(settings: &mut Settings, ui: &Ui) -> Result<Option<Encoder>> {
     Ok(Some(enc))
 }
 
-fn open_cache(settings: &Settings, enc: &Encoder, ui: &Ui) -> Result<EmbeddingCache> {
+pub(crate) fn open_cache(settings: &Settings, enc: &Encoder, ui: &Ui) -> Result<EmbeddingCache> {
     let key = cache::cache_key(&enc.digest, &enc.spec.digest_text(), &settings.preprocess.digest());
     let c = EmbeddingCache::open(&settings.cache, &key, enc.spec.dim)
         .with_context(|| format!("cannot open the embedding cache in {}\n  fix: check --cache / [output] cache and its permissions", settings.cache.display()))?;
@@ -168,25 +168,34 @@ impl Embedder<'_> {
 }
 
 /// What the decode (+ embed) stage produced for the items given.
-struct Ingest {
-    done: Vec<Option<Ingested>>,
-    skipped: Vec<Problem>,
-    embedded: usize,
-    infer_seconds: f64,
-    seconds: f64,
+pub(crate) struct Ingest {
+    pub(crate) done: Vec<Option<Ingested>>,
+    pub(crate) skipped: Vec<Problem>,
+    pub(crate) embedded: usize,
+    pub(crate) infer_seconds: f64,
+    pub(crate) seconds: f64,
 }
 
-fn run_ingest(
+/// Sees the encoder input of every decoded item: `(index into items, tensor)`.
+pub(crate) type Tap<'a> = &'a mut dyn FnMut(usize, &[f32]);
+
+/// Decodes `items` and embeds what the cache lacks. With a `tap`, every file is decoded
+/// (cached embeddings or not) and its tensor shown to the tap, so `eval` gets embeddings
+/// and raw pixels from one pass.
+pub(crate) fn run_ingest(
     settings: &Settings,
     items: &[Item],
     encoder: Option<&mut Encoder>,
     cache: Option<&mut EmbeddingCache>,
+    mut tap: Option<Tap<'_>>,
     ui: &Ui,
 ) -> Result<Ingest> {
     // A snapshot: the cache itself is written to by the consumer while workers ask.
     let cached: HashSet<Digest> = cache.as_ref().map(|c| c.keys().collect()).unwrap_or_default();
     let has_encoder = encoder.is_some();
-    let needs = |d: &blake3::Hash| has_encoder && !cached.contains(d.as_bytes());
+    let needs_embedding = |d: &blake3::Hash| has_encoder && !cached.contains(d.as_bytes());
+    let tapped = tap.is_some();
+    let needs = |d: &blake3::Hash| tapped || needs_embedding(d);
     let s = IngestSettings::new(settings, &needs, false);
     let stage = ui.stage(if has_encoder { "embed" } else { "decode" }, items.len() as u64);
     let mut embedder = match (encoder, cache) {
@@ -200,11 +209,16 @@ fn run_ingest(
         stage.inc(1);
         match result {
             Ok(mut r) => {
-                if let (Some(t), Some(e)) = (r.tensor.take(), embedder.as_mut()) {
-                    if let Err(err) = e.push(*r.digest.as_bytes(), &t) {
-                        // The model failed: decoding the rest of the archive would be wasted.
-                        failure = Some(err);
-                        return std::ops::ControlFlow::Break(());
+                if let Some(t) = r.tensor.take() {
+                    if let Some(tap) = tap.as_mut() {
+                        tap(i, &t);
+                    }
+                    if let Some(e) = embedder.as_mut().filter(|_| needs_embedding(&r.digest)) {
+                        if let Err(err) = e.push(*r.digest.as_bytes(), &t) {
+                            // The model failed: decoding the rest of the archive would be wasted.
+                            failure = Some(err);
+                            return std::ops::ControlFlow::Break(());
+                        }
                     }
                 }
                 done[i] = Some(r);
@@ -244,7 +258,7 @@ pub fn build(settings: &Settings, ui: &Ui) -> Result<BuildOutcome> {
         Some(c) => report.warnings.extend(c.problems.iter().cloned()),
         None => ui.info("no [encoder] model configured: thumbnails only, no embeddings"),
     }
-    let ing = run_ingest(&settings, &items, encoder.as_mut(), cache.as_mut(), ui)?;
+    let ing = run_ingest(&settings, &items, encoder.as_mut(), cache.as_mut(), None, ui)?;
     report.stages.push(StageTime {
         name: if encoder.is_some() { "decode+embed".into() } else { "decode".into() },
         seconds: ing.seconds,
@@ -362,7 +376,7 @@ pub fn embed_shard(settings: &Settings, shard: Shard, ui: &Ui) -> Result<EmbedOu
     let mine: Vec<Item> = items.into_iter().filter(|i| shard.owns(&i.entry.rel_str)).collect();
     ui.info(format!("shard {}/{}: {} file(s)", shard.index, shard.count, mine.len()));
     let mut cache = open_cache(&settings, &encoder, ui)?;
-    let ing = run_ingest(&settings, &mine, Some(&mut encoder), Some(&mut cache), ui)?;
+    let ing = run_ingest(&settings, &mine, Some(&mut encoder), Some(&mut cache), None, ui)?;
     Ok(EmbedOutcome { items: mine.len(), embedded: ing.embedded, skipped: ing.skipped, seconds: ing.seconds })
 }
 

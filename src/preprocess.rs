@@ -82,14 +82,15 @@ fn stretch_fn(s: Stretch) -> fn(f32) -> f32 {
     }
 }
 
-/// Finite pixels of all bands in band, row, column order, subsampled to at most `cap`.
-fn finite_sample(bands: &[Vec<f32>], cap: usize) -> Vec<f32> {
+/// Finite pixels of all bands in band, row, column order, subsampled to at most `cap`, and
+/// how many finite pixels there are.
+fn finite_sample(bands: &[&[f32]], cap: usize) -> (Vec<f32>, usize) {
     let n: usize = bands.iter().map(|b| b.iter().filter(|v| v.is_finite()).count()).sum();
     let stride = n.div_ceil(cap).max(1);
     let mut out = Vec::with_capacity(n.min(cap));
     let mut i = 0usize;
     for b in bands {
-        for &v in b {
+        for &v in b.iter() {
             if v.is_finite() {
                 if i.is_multiple_of(stride) {
                     out.push(v);
@@ -98,7 +99,7 @@ fn finite_sample(bands: &[Vec<f32>], cap: usize) -> Vec<f32> {
             }
         }
     }
-    out
+    (out, n)
 }
 
 /// numpy's default (linear) percentile of sorted data.
@@ -220,12 +221,22 @@ pub fn fit_size(w: usize, h: usize, box_size: u32) -> (u32, u32) {
     (fw, fh)
 }
 
-/// Clip limits, fill value and stretched bands (values in [0, 1], no NaN). Colour stays
-/// colour here (thumbnails show it); grey mode averages the stretched bands afterwards.
-pub fn stretch_bands(r: &Raster, s: &PreprocessSettings) -> Result<Vec<Vec<f32>>, FileError> {
-    let mut bands: Vec<Vec<f32>> = (0..r.channels).map(|c| r.plane(c).to_vec()).collect();
+/// How an image is mapped to [0, 1]: the stretch used (8-bit sources have their own) and
+/// the clip limits and fill value for masked pixels, all from the finite pixels.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Clip {
+    pub stretch: Stretch,
+    pub lo: f32,
+    pub hi: f32,
+    pub fill: f32,
+    /// Finite pixels over all bands.
+    pub finite: usize,
+}
+
+pub fn clip_limits(r: &Raster, s: &PreprocessSettings) -> Result<Clip, FileError> {
     let stretch = if r.display_ready { s.stretch_8bit } else { s.stretch };
-    let mut sample = finite_sample(&bands, SAMPLE_CAP);
+    let bands: Vec<&[f32]> = (0..r.channels).map(|c| r.plane(c)).collect();
+    let (mut sample, finite) = finite_sample(&bands, SAMPLE_CAP);
     if sample.is_empty() {
         return Err(FileError::AllBlank);
     }
@@ -235,6 +246,14 @@ pub fn stretch_bands(r: &Raster, s: &PreprocessSettings) -> Result<Vec<Vec<f32>>
         (select_percentile(&mut sample, s.clip_low), select_percentile(&mut sample, s.clip_high))
     };
     let fill = select_percentile(&mut sample, 50.0);
+    Ok(Clip { stretch, lo, hi, fill, finite })
+}
+
+/// Clip limits, fill value and stretched bands (values in [0, 1], no NaN). Colour stays
+/// colour here (thumbnails show it); grey mode averages the stretched bands afterwards.
+pub fn stretch_bands(r: &Raster, s: &PreprocessSettings) -> Result<Vec<Vec<f32>>, FileError> {
+    let mut bands: Vec<Vec<f32>> = (0..r.channels).map(|c| r.plane(c).to_vec()).collect();
+    let Clip { stretch, lo, hi, fill, .. } = clip_limits(r, s)?;
     let lut = Lut::of(stretch);
     let range = hi - lo;
     let scale = if range > 0.0 { 1.0 / range } else { 0.0 };

@@ -1,0 +1,121 @@
+//! The training recipe's Python preprocessing (training/simsite_prep.py) and the builder's
+//! give the same encoder input for the same file: `simsite inspect --tensor` against
+//! `python3 training/simsite_prep.py --npy`, on real files of every kind in the sample
+//! archive and with every stretch.
+//!
+//! Python with numpy, Pillow and astropy comes from `scripts/setup.sh` (a venv under
+//! ~/.cache/simsite); `SIMSITE_PYTHON` overrides it.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn python() -> PathBuf {
+    if let Some(p) = std::env::var_os("SIMSITE_PYTHON") {
+        return p.into();
+    }
+    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default();
+    let venv = home.join(".cache/simsite/py-venv/bin/python");
+    if venv.exists() {
+        venv
+    } else {
+        "python3".into()
+    }
+}
+
+/// Reads a little-endian float32 `.npy` (version 1 or 2 header), returning shape and data.
+fn read_npy(path: &Path) -> (Vec<usize>, Vec<f32>) {
+    let b = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert_eq!(&b[..6], b"\x93NUMPY", "{}", path.display());
+    let (hlen, start) = if b[6] == 1 { (u16::from_le_bytes([b[8], b[9]]) as usize, 10) } else { (u32::from_le_bytes(b[8..12].try_into().unwrap()) as usize, 12) };
+    let header = std::str::from_utf8(&b[start..start + hlen]).unwrap();
+    assert!(header.contains("'<f4'"), "{header}");
+    assert!(header.contains("'fortran_order': False"), "{header}");
+    let shape_text = header.split("'shape': (").nth(1).unwrap().split(')').next().unwrap();
+    let shape: Vec<usize> = shape_text.split(',').filter(|s| !s.trim().is_empty()).map(|s| s.trim().parse().unwrap()).collect();
+    let data: Vec<f32> = b[start + hlen..].chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
+    assert_eq!(data.len(), shape.iter().product::<usize>());
+    (shape, data)
+}
+
+struct Diff {
+    max: f32,
+    mean: f32,
+}
+
+/// The builder's default encoder input size (no model configured).
+const SIZE: u32 = 64;
+
+fn compare(file: &str, stretch: &str) -> Diff {
+    let size = SIZE;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("site-config.toml");
+    std::fs::write(&cfg, format!("[preprocess]\nstretch = \"{stretch}\"\nstretch-8bit = \"{stretch}\"\n")).unwrap();
+    let input = root.join(file);
+    let rust_npy = dir.path().join("rust.npy");
+    let (code, _, err) = common::run(dir.path(), &["inspect", input.to_str().unwrap(), "--config", cfg.to_str().unwrap(), "--tensor", rust_npy.to_str().unwrap()]);
+    assert_eq!(code, 0, "simsite inspect {file}: {err}");
+    let py_npy = dir.path().join("python.npy");
+    let py = Command::new(python())
+        .arg(root.join("training/simsite_prep.py"))
+        .arg(&input)
+        .args(["--npy", py_npy.to_str().unwrap(), "--stretch", stretch, "--stretch-8bit", stretch, "--size", &size.to_string()])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}\n  fix: run scripts/setup.sh (it installs numpy, Pillow and astropy in ~/.cache/simsite/py-venv)", python().display()));
+    assert!(
+        py.status.success(),
+        "training/simsite_prep.py {file}: {}\n  fix: run scripts/setup.sh (it installs numpy, Pillow and astropy in ~/.cache/simsite/py-venv)",
+        String::from_utf8_lossy(&py.stderr)
+    );
+    let (rs, r) = read_npy(&rust_npy);
+    let (ps, p) = read_npy(&py_npy);
+    assert_eq!(rs, ps, "{file} ({stretch}): shapes differ");
+    assert_eq!(rs, vec![1, size as usize, size as usize]);
+    let d: Vec<f32> = r.iter().zip(&p).map(|(a, b)| (a - b).abs()).collect();
+    let max = d.iter().copied().fold(0.0, f32::max);
+    let mean = d.iter().sum::<f32>() / d.len() as f32;
+    // A blank tensor on both sides would prove nothing.
+    assert!(r.iter().any(|&v| v > 0.05), "{file}: the Rust tensor is blank");
+    Diff { max, mean }
+}
+
+/// Lossless formats: the same pixels in, so the same tensor out (float rounding aside).
+#[test]
+fn fits_and_png_give_the_same_tensor_in_python_and_rust() {
+    let files = [
+        "sample-archive/m51/m51-iraf-devpix.fits",
+        "sample-archive/hst-drizzle/acs-hrc-47tuc-flt-cutout.fits",
+        "sample-archive/hst-drizzle/acs-hrc-47tuc-drizzled-corner-nan.fits",
+        "sample-archive/hst-drizzle/acs-hrc-47tuc-int16-bscale-blank.fits",
+        "sample-archive/hst-drizzle/acs-hrc-47tuc-flt-bin8.fits.gz",
+        "sample-archive/eso-midas/timmi2-hd61421-cube.fits",
+        "sample-archive/eso-midas/dss-ukst-field-1.fits",
+        "sample-archive/hst-deep-field/xdf-cutout-025-grey16.png",
+        "sample-archive/hst-deep-field/xdf-cutout-010.png",
+    ];
+    let mut worst = Vec::new();
+    for f in files {
+        for stretch in ["asinh", "log", "sqrt", "linear", "zscale"] {
+            let d = compare(f, stretch);
+            worst.push(format!("{f} {stretch}: max {:.2e}, mean {:.2e}", d.max, d.mean));
+            assert!(d.max < 1e-6 && d.mean < 1e-7, "{}", worst.last().unwrap());
+        }
+    }
+    eprintln!("{}", worst.join("\n"));
+}
+
+/// JPEG: Pillow (libjpeg-turbo) and the `image` crate may round the inverse DCT and the
+/// chroma upsampling differently by a grey level; everything after decoding is the same.
+#[test]
+fn jpeg_gives_the_same_tensor_up_to_decoder_rounding() {
+    for f in ["sample-archive/hst-deep-field/xdf-cutout-001.jpg", "sample-archive/galaxy-zoo/gz-decals-j004544_11-005037_5.jpg"] {
+        for stretch in ["linear", "asinh"] {
+            let d = compare(f, stretch);
+            eprintln!("{f} {stretch}: max {:.2e}, mean {:.2e}", d.max, d.mean);
+            assert!(d.mean < 2e-3, "{f} {stretch}: mean difference {}", d.mean);
+            assert!(d.max < 0.05, "{f} {stretch}: max difference {}", d.max);
+        }
+    }
+}

@@ -1,0 +1,255 @@
+"""The builder's preprocessing, in Python: decode an archive file and turn it into the
+encoder's input tensor exactly as `simsite` does (src/decode/, src/preprocess.rs).
+
+There is one definition of each rule here, mirrored from src/preprocess.rs, and a test
+(tests/parity.rs, which runs `python3 training/simsite_prep.py --npy`) checks that both give
+the same tensor for the same file. The rules:
+- clip limits are percentiles (numpy's linear interpolation) of the finite pixels of all
+  bands together; above SAMPLE_CAP finite pixels, of every ceil(n / SAMPLE_CAP)-th one in
+  band, row, column order; `zscale` uses IRAF's algorithm (as astropy has it);
+- masked (NaN/inf) pixels are filled with the median of that sample;
+- x = clip((v - lo) / (hi - lo), 0, 1) (0 when hi <= lo), then the stretch;
+- grey mode averages the stretched R, G, B;
+- resizing is Pillow's BILINEAR (antialiased when shrinking), keeping the aspect ratio;
+  the encoder input is centred on a zero (black) square.
+
+Needs numpy, Pillow and astropy (FITS); no torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+SAMPLE_CAP = 1 << 18
+LOG_A = 1000.0
+ASINH_B = 0.1
+STRETCHES = ("linear", "log", "asinh", "sqrt", "zscale")
+
+
+@dataclass
+class Raster:
+    """Planar float32 bands (C, H, W), row 0 at the top, NaN where masked."""
+
+    data: np.ndarray
+    display_ready: bool  # 8-bit sources (JPEG, 8-bit PNG/TIFF) are already display-stretched
+
+    @property
+    def channels(self) -> int:
+        return self.data.shape[0]
+
+
+# ----------------------------------------------------------------------------- decoding
+
+def _fits_hdu(hdul, hdu):
+    from astropy.io import fits
+
+    def is_image(h):
+        return isinstance(h, (fits.PrimaryHDU, fits.ImageHDU, fits.CompImageHDU)) and \
+            h.header.get("NAXIS", 0) >= 2 and h.header.get("NAXIS1", 0) > 0 and h.header.get("NAXIS2", 0) > 0
+
+    if hdu == "auto":
+        for h in hdul:
+            if is_image(h):
+                return h
+        raise ValueError("no HDU with a 2-D image")
+    if isinstance(hdu, int):
+        return hdul[hdu]
+    return hdul[hdu]
+
+
+def decode_fits(path, hdu="auto", cube="peak") -> Raster:
+    from astropy.io import fits
+
+    with fits.open(path, memmap=False, do_not_scale_image_data=True) as hdul:
+        h = _fits_hdu(hdul, hdu)
+        raw = np.asarray(h.data)
+        hdr = h.header
+        bscale, bzero = float(hdr.get("BSCALE", 1.0)), float(hdr.get("BZERO", 0.0))
+        blank = hdr.get("BLANK") if raw.dtype.kind in "iu" else None
+        # CFITSIO scales in double precision, then rounds to float.
+        data = (raw.astype(np.float64) * bscale + bzero).astype(np.float32)
+        if blank is not None:
+            data[raw == blank] = np.nan
+    w, h_ = data.shape[-1], data.shape[-2]
+    planes = data.reshape(-1, h_, w)
+    if isinstance(cube, int):
+        img = planes[cube]
+    elif cube == "peak":
+        img = np.fmax.reduce(planes, axis=0)
+    else:
+        all_nan = np.all(np.isnan(planes), axis=0)
+        img = np.nansum(planes, axis=0, dtype=np.float32)
+        img[all_nan] = np.nan
+    # FITS stores the bottom row first; row 0 is the top of the image.
+    return Raster(np.ascontiguousarray(img[::-1])[None].astype(np.float32), False)
+
+
+def decode_raster(path) -> Raster:
+    im = Image.open(path)
+    im.load()
+    mode = im.mode
+    if mode in ("L", "LA", "1"):
+        return Raster(np.asarray(im.convert("L"), dtype=np.float32)[None], True)
+    if mode in ("I;16", "I;16B", "I;16L", "I"):
+        return Raster(np.asarray(im, dtype=np.float32)[None], False)
+    if mode == "F":
+        return Raster(np.asarray(im, dtype=np.float32)[None], False)
+    rgb = np.asarray(im.convert("RGB"), dtype=np.float32)
+    return Raster(np.ascontiguousarray(rgb.transpose(2, 0, 1)), True)
+
+
+def decode(path, hdu="auto", cube="peak") -> Raster:
+    p = str(path).lower()
+    if p.endswith((".fits", ".fit", ".fts", ".fits.gz", ".fit.gz", ".fts.gz", ".fits.fz", ".fz")):
+        return decode_fits(path, hdu, cube)
+    return decode_raster(path)
+
+
+# ----------------------------------------------------------------------------- stretches
+
+def stretch(name: str, x: np.ndarray) -> np.ndarray:
+    """The stretch of x in [0, 1] onto [0, 1]."""
+    if name in ("linear", "zscale"):
+        return x
+    if name == "sqrt":
+        return np.sqrt(x)
+    if name == "log":
+        return (np.log1p(LOG_A * x) / math.log1p(LOG_A)).astype(np.float32)
+    if name == "asinh":
+        return (np.arcsinh(x / ASINH_B) / math.asinh(1.0 / ASINH_B)).astype(np.float32)
+    raise ValueError(f"unknown stretch {name!r}; expected one of {', '.join(STRETCHES)}")
+
+
+def finite_sample(bands: np.ndarray, cap: int = SAMPLE_CAP) -> np.ndarray:
+    flat = bands.reshape(-1)
+    finite = flat[np.isfinite(flat)]
+    stride = max(1, -(-finite.size // cap))
+    return finite[::stride]
+
+
+def zscale(values: np.ndarray) -> tuple[float, float]:
+    """IRAF zscale limits with astropy's ZScaleInterval defaults (mirrors preprocess.rs)."""
+    n_samples, contrast, max_reject, min_npixels, krej, max_iterations = 1000, 0.25, 0.5, 5, 2.5, 5
+    stride = max(1, int(values.size / n_samples))
+    s = np.sort(values[::stride][:n_samples].astype(np.float64))
+    npix = s.size
+    vmin, vmax = s[0], s[-1]
+    minpix = max(min_npixels, int(npix * max_reject))
+    ngrow = max(1, int(npix * 0.01))
+    bad = np.zeros(npix, bool)
+    ngood, last_ngood = npix, npix + 1
+    x = np.arange(npix, dtype=np.float64)
+    fit = None
+    for _ in range(max_iterations):
+        if ngood >= last_ngood or ngood < minpix:
+            break
+        g = ~bad
+        sw, sx, sy = g.sum(), x[g].sum(), s[g].sum()
+        sxx, sxy = (x[g] ** 2).sum(), (x[g] * s[g]).sum()
+        denom = sw * sxx - sx * sx
+        slope = (sw * sxy - sx * sy) / denom if denom != 0 else 0.0
+        fit = (slope, (sy - slope * sx) / sw)
+        flat = s - (fit[0] * x + fit[1])
+        good = flat[~bad]
+        threshold = krej * good.std()
+        bad |= (flat < -threshold) | (flat > threshold)
+        bad = np.convolve(bad, np.ones(ngrow), mode="same") > 0
+        last_ngood = ngood
+        ngood = int((~bad).sum())
+    if fit is not None and ngood >= minpix:
+        slope = fit[0] / contrast
+        center = (npix - 1) // 2
+        median = np.median(s)
+        vmin = max(vmin, median - (center - 1.0) * slope)
+        vmax = min(vmax, median + (npix - center) * slope)
+    return float(np.float32(vmin)), float(np.float32(vmax))
+
+
+def stretch_bands(r: Raster, stretch_name="asinh", stretch_8bit="linear", clip_low=1.0, clip_high=99.7):
+    """Bands in [0, 1], no NaN (colour stays colour)."""
+    name = stretch_8bit if r.display_ready else stretch_name
+    sample = finite_sample(r.data)
+    if sample.size == 0:
+        raise ValueError("every pixel is blank (NaN/inf or BLANK)")
+    if name == "zscale":
+        lo, hi = zscale(sample)
+    else:
+        lo, hi = (np.float32(np.percentile(sample, p)) for p in (clip_low, clip_high))
+    fill = np.float32(np.percentile(sample, 50.0))
+    bands = np.where(np.isfinite(r.data), r.data, fill).astype(np.float32)
+    rng = np.float32(hi) - np.float32(lo)
+    scale = np.float32(1.0) / rng if rng > 0 else np.float32(0.0)
+    x = np.clip((bands - np.float32(lo)) * scale, 0.0, 1.0).astype(np.float32)
+    return stretch(name, x)
+
+
+# ----------------------------------------------------------------------------- geometry
+
+def fit_size(w: int, h: int, box: int) -> tuple[int, int]:
+    scale = box / max(w, h)
+    # Rust's f64::round rounds halves away from zero; Python's round() would round to even.
+    rnd = lambda v: int(math.floor(v + 0.5))
+    return min(max(rnd(w * scale), 1), box), min(max(rnd(h * scale), 1), box)
+
+
+def resize_plane(plane: np.ndarray, w: int, h: int) -> np.ndarray:
+    if plane.shape == (h, w):
+        return plane.astype(np.float32)
+    im = Image.fromarray(np.ascontiguousarray(plane, dtype=np.float32), mode="F")
+    return np.asarray(im.resize((w, h), Image.BILINEAR), dtype=np.float32)
+
+
+def encoder_bands(bands: np.ndarray, channels: str) -> np.ndarray:
+    if bands.shape[0] == 3 and channels == "grey":
+        return ((bands[0] + bands[1] + bands[2]) / np.float32(3.0))[None].astype(np.float32)
+    return bands
+
+
+def place(bands: np.ndarray, size: int, model_channels: int) -> np.ndarray:
+    """Resize (C, H, W) bands in [0, 1] to fit `size` and centre them on a black square."""
+    _, h, w = bands.shape
+    fw, fh = fit_size(w, h, size)
+    ox, oy = (size - fw) // 2, (size - fh) // 2
+    resized = [resize_plane(b, fw, fh) for b in bands]
+    out = np.zeros((model_channels, size, size), np.float32)
+    for c in range(model_channels):
+        out[c, oy:oy + fh, ox:ox + fw] = resized[min(c, len(resized) - 1)]
+    return np.clip(out, 0.0, 1.0)
+
+
+def prepare(r: Raster, size=64, model_channels=1, channels="grey", stretch_name="asinh",
+            stretch_8bit="linear", clip_low=1.0, clip_high=99.7) -> np.ndarray:
+    """The encoder's input tensor (model_channels, size, size), values in [0, 1]."""
+    bands = stretch_bands(r, stretch_name, stretch_8bit, clip_low, clip_high)
+    return place(encoder_bands(bands, channels), size, model_channels)
+
+
+def write_npy(path, a: np.ndarray):
+    np.save(path, a.astype("<f4"))
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("file")
+    ap.add_argument("--npy", required=True, help="where to write the tensor (.npy, float32)")
+    ap.add_argument("--size", type=int, default=64)
+    ap.add_argument("--model-channels", type=int, default=1)
+    ap.add_argument("--channels", default="grey", choices=["grey", "rgb"])
+    ap.add_argument("--stretch", default="asinh", choices=STRETCHES)
+    ap.add_argument("--stretch-8bit", default="linear", choices=STRETCHES)
+    ap.add_argument("--clip-low", type=float, default=1.0)
+    ap.add_argument("--clip-high", type=float, default=99.7)
+    a = ap.parse_args(argv)
+    t = prepare(decode(a.file), a.size, a.model_channels, a.channels, a.stretch, a.stretch_8bit,
+                a.clip_low, a.clip_high)
+    write_npy(a.npy, t)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
