@@ -1,0 +1,84 @@
+"""Export a trained checkpoint to ONNX with the metadata simsite reads.
+
+    python training/export.py --work ~/.cache/simsite/train --out models/simsite-astro.onnx
+
+Checks that ONNX Runtime gives the same embedding as PyTorch before writing."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import numpy as np
+import onnx
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import augment  # noqa: E402
+from model import Dihedral, Encoder  # noqa: E402
+
+NAME = "simsite-astro-simclr"
+VERSION = "1"
+
+
+def export(ckpt_path: str, out: str, d4: bool = False) -> dict:
+    st = torch.load(ckpt_path, weights_only=False)
+    model = Encoder()
+    model.load_state_dict(st["model"])
+    model.eval()
+    dim = model.dim
+    if d4:
+        model = Dihedral(model).eval()
+    x = torch.rand(4, 1, 64, 64)
+    tmp = out + ".tmp"
+    torch.onnx.export(model, (x - augment.MEAN) / augment.STD, tmp, input_names=["pixels"], output_names=["embedding"],
+                      dynamic_axes={"pixels": {0: "batch"}, "embedding": {0: "batch"}}, opset_version=17, dynamo=False)
+    m = onnx.load(tmp)
+    meta = {
+        "simsite.name": f"{NAME}-v{VERSION}" + ("-d4" if d4 else ""),
+        "simsite.input": "pixels",
+        "simsite.output": "embedding",
+        "simsite.channels": "1",
+        "simsite.size": "64",
+        "simsite.mean": str(augment.MEAN),
+        "simsite.std": str(augment.STD),
+        "simsite.dim": str(dim),
+        "simsite.recipe": f"{st['recipe']} (training/, {st['step']} steps of {st['args']['batch']} pairs, tau {st['args']['tau']}, seed {st['args']['seed']})",
+        "simsite.training_data_digest": f"sha256:{st['digest']}",
+        "simsite.license": "Apache-2.0",
+    }
+    del m.metadata_props[:]
+    for k, v in meta.items():
+        p = m.metadata_props.add()
+        p.key, p.value = k, v
+    m.producer_name = "simsite training/export.py"
+    onnx.checker.check_model(m)
+    onnx.save(m, tmp)
+
+    import onnxruntime as ort
+    s = ort.InferenceSession(tmp, providers=["CPUExecutionProvider"])
+    xb = torch.rand(8, 1, 64, 64)
+    want = model((xb - augment.MEAN) / augment.STD).detach().numpy()
+    got = s.run(None, {"pixels": ((xb - augment.MEAN) / augment.STD).numpy()})[0]
+    err = float(np.abs(want - got).max())
+    if err > 1e-3:
+        raise SystemExit(f"ONNX Runtime and PyTorch differ by {err}")
+    os.replace(tmp, out)
+    return meta
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--work", default=os.path.expanduser("~/.cache/simsite/train"))
+    ap.add_argument("--out", default="models/simsite-astro.onnx")
+    ap.add_argument("--d4", action="store_true", help="average over the 8 turns by 90 degrees and flips inside the graph (exactly invariant to them, 8x the compute)")
+    a = ap.parse_args()
+    meta = export(os.path.join(a.work, "checkpoint.pt"), a.out, a.d4)
+    print(f"wrote {a.out} ({os.path.getsize(a.out) / 1e6:.2f} MB)")
+    for k, v in meta.items():
+        print(f"  {k} = {v}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,187 @@
+"""Train simsite's default encoder: SimCLR (NT-Xent) with astronomy augmentations.
+
+    python training/train.py --work ~/.cache/simsite/train --steps 3000
+
+Seeded and resumable: the state (model, optimiser, step, random generators) is saved to
+WORK/checkpoint.pt every --save-every steps and picked up again on restart; the loss goes to
+WORK/log.jsonl. See training/README.md for the whole recipe."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import augment  # noqa: E402
+import data  # noqa: E402
+import simsite_prep as prep  # noqa: E402
+from model import Encoder, Projector  # noqa: E402
+
+RECIPE = "simclr-astro-1"
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def nt_xent(z1, z2, tau):
+    z = F.normalize(torch.cat([z1, z2]), dim=1)
+    n = z1.shape[0]
+    sim = z @ z.t() / tau
+    sim.fill_diagonal_(float("-inf"))
+    target = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)])
+    return F.cross_entropy(sim, target)
+
+
+def synth(args, out, n, seed, twins):
+    if os.path.isdir(out) and os.listdir(out):
+        return
+    cmd = ["cargo", "run", "--release", "--example", "synth", "--", "--n", str(n), "--seed", str(seed),
+           "--size", "64", "--twins", str(twins), "--labels", out + ".labels.csv", out]
+    print("+", " ".join(cmd), flush=True)
+    subprocess.run(cmd, check=True, cwd=ROOT)
+
+
+def load_train(args):
+    cache = os.path.join(args.work, "train-data.npz")
+    if os.path.exists(cache):
+        z = np.load(cache)
+        return z["pixels"], z["ready"], str(z["digest"])
+    synth_dir = os.path.join(args.work, "synth-train")
+    synth(args, synth_dir, args.synth, args.seed, 0.0)
+    real = [os.path.join(ROOT, "sample-archive")]
+    px, ready, source, digest, files = data.build(synth_dir, real, ["hst-deep-field"], args.crops, args.seed)
+    with open(os.path.join(args.work, "train-files.txt"), "w") as f:
+        f.write("\n".join(os.path.relpath(p, args.work) if p.startswith(args.work) else os.path.relpath(p, ROOT) for p in files) + "\n")
+    np.savez(cache, pixels=px, ready=ready, source=source, digest=digest)
+    print(f"data: {len(px)} training images ({(source == 'synth').sum()} synthetic, {(source != 'synth').sum()} real), digest {digest[:16]}", flush=True)
+    return px, ready, digest
+
+
+def load_monitor(args):
+    """A held-out synthetic set with twins, and the XDF cutouts (never trained on)."""
+    cache = os.path.join(args.work, "monitor.npz")
+    if os.path.exists(cache):
+        z = np.load(cache)
+        return z["x"], z["labels"], z["twin"], z["xdf"]
+    d = os.path.join(args.work, "synth-monitor")
+    synth(args, d, 2000, args.seed + 1000, 0.2)
+    import csv
+    rows = list(csv.DictReader(open(d + ".labels.csv")))
+    index = {r["path"]: i for i, r in enumerate(rows)}
+    x = np.stack([prep.prepare(prep.decode(os.path.join(d, r["path"])))[0] for r in rows])
+    labels = np.array([r["label"] for r in rows])
+    twin = np.array([index[r["twin_of"]] if r["twin_of"] else -1 for r in rows])
+    xdir = os.path.join(ROOT, "sample-archive", "hst-deep-field")
+    xdf = np.stack([prep.prepare(prep.decode(os.path.join(xdir, f)))[0] for f in sorted(os.listdir(xdir))])
+    np.savez(cache, x=x, labels=labels, twin=twin, xdf=xdf)
+    return x, labels, twin, xdf
+
+
+@torch.no_grad()
+def embed(model, x):
+    model.eval()
+    out = []
+    for i in range(0, len(x), 512):
+        t = (torch.from_numpy(x[i:i + 512]) - augment.MEAN) / augment.STD
+        out.append(F.normalize(model(t[:, None]), dim=1))
+    model.train()
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def monitor(model, mon, k=10):
+    x, labels, twin, xdf = mon
+    e = embed(model, x)
+    sim = e @ e.t()
+    sim.fill_diagonal_(-2)
+    nn = sim.topk(k, dim=1).indices.numpy()
+    prec = float((labels[nn] == labels[:, None]).mean())
+    has = twin >= 0
+    rec = float(np.mean([twin[i] in nn[i] for i in np.nonzero(has)[0]]))
+    # XDF: each cutout against all cutouts plus one copy turned by 90 degrees or flipped.
+    ops = [lambda a: np.rot90(a, 1), lambda a: np.rot90(a, 2), lambda a: np.rot90(a, 3), lambda a: a[:, ::-1], lambda a: a[::-1]]
+    copies = np.stack([ops[i % 5](a).copy() for i, a in enumerate(xdf)])
+    ex = embed(model, np.concatenate([xdf, copies]))
+    n = len(xdf)
+    s = ex[n:] @ ex.t()
+    s[torch.arange(n), torch.arange(n, 2 * n)] = -2  # a copy is not its own neighbour
+    top1 = float((s.argmax(1) == torch.arange(n)).float().mean())
+    return {"precision_at_10": round(prec, 4), "twin_recall_at_10": round(rec, 4), "xdf_top1_d4": round(top1, 4)}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--work", default=os.path.expanduser("~/.cache/simsite/train"))
+    ap.add_argument("--steps", type=int, default=3000)
+    ap.add_argument("--batch", type=int, default=256)
+    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--tau", type=float, default=0.2)
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--synth", type=int, default=12000, help="synthetic training images")
+    ap.add_argument("--crops", type=int, default=40, help="random crops per real frame of 96 px or more")
+    ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--save-every", type=int, default=100)
+    ap.add_argument("--monitor-every", type=int, default=250)
+    args = ap.parse_args()
+    os.makedirs(args.work, exist_ok=True)
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+
+    px, ready, digest = load_train(args)
+    mon = load_monitor(args)
+    model, proj = Encoder(), Projector()
+    params = list(model.parameters()) + list(proj.parameters())
+    opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=1e-4)
+    g = torch.Generator().manual_seed(args.seed)
+    step = 0
+    ckpt = os.path.join(args.work, "checkpoint.pt")
+    if os.path.exists(ckpt):
+        st = torch.load(ckpt, weights_only=False)
+        model.load_state_dict(st["model"])
+        proj.load_state_dict(st["proj"])
+        opt.load_state_dict(st["opt"])
+        g.set_state(st["gen"])
+        step = st["step"]
+        print(f"resumed at step {step}", flush=True)
+    log = open(os.path.join(args.work, "log.jsonl"), "a")
+    warmup = min(200, args.steps // 10)
+    xs, rs = torch.from_numpy(px), torch.from_numpy(ready)
+    t0, seen = time.time(), 0
+    model.train()
+    proj.train()
+    while step < args.steps:
+        lr = args.lr * min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * step / args.steps))
+        for group in opt.param_groups:
+            group["lr"] = lr
+        idx = torch.randint(0, len(xs), (args.batch,), generator=g)
+        xb, rb = xs[idx], rs[idx]
+        v1, v2 = augment.views(xb, rb, g), augment.views(xb, rb, g)
+        loss = nt_xent(proj(model(v1)), proj(model(v2)), args.tau)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        step += 1
+        seen += args.batch
+        rec = {"step": step, "loss": round(loss.item(), 4), "lr": round(lr, 6), "images_per_s": round(seen / (time.time() - t0), 1)}
+        if step % args.monitor_every == 0 or step == args.steps:
+            rec.update(monitor(model, mon))
+        if step % 10 == 0 or "precision_at_10" in rec:
+            print(json.dumps(rec), flush=True)
+            log.write(json.dumps(rec) + "\n")
+            log.flush()
+        if step % args.save_every == 0 or step == args.steps:
+            tmp = ckpt + ".tmp"
+            torch.save({"model": model.state_dict(), "proj": proj.state_dict(), "opt": opt.state_dict(),
+                        "gen": g.get_state(), "step": step, "digest": digest, "recipe": RECIPE, "args": vars(args)}, tmp)
+            os.replace(tmp, ckpt)
+
+
+if __name__ == "__main__":
+    main()
