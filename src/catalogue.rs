@@ -45,7 +45,7 @@ pub struct Item {
     pub meta: Vec<(String, String)>,
 }
 
-fn normalise_path(p: &str) -> String {
+pub(crate) fn normalise_path(p: &str) -> String {
     let p = p.trim().replace('\\', "/");
     p.trim_start_matches("./").to_string()
 }

@@ -21,6 +21,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 use thiserror::Error;
 
+use crate::catalogue::normalise_path;
 use crate::config::Settings;
 use crate::fsutil;
 use crate::pipeline::{self, Gathered};
@@ -73,12 +74,6 @@ pub struct LabelRow {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Labels {
     pub rows: Vec<LabelRow>,
-}
-
-/// The same spelling rules as the catalogue's path column.
-fn normalise_path(p: &str) -> String {
-    let p = p.trim().replace('\\', "/");
-    p.trim_start_matches("./").to_string()
 }
 
 impl Labels {
@@ -595,7 +590,7 @@ pub fn run(settings: &Settings, opts: &EvalOptions, ui: &Ui) -> Result<EvalOutco
         let p = pixels[j].as_deref().with_context(|| format!("no pixels for {}", chosen[j].entry.rel_str))?;
         feats.row_mut(e).assign(&ndarray::ArrayView1::from(p));
     }
-    normalise_rows(&mut emb);
+    // No normalising here: the cache holds the encoder's output, L2-normalised already.
 
     let names: Vec<String> = {
         let mut v: Vec<String> = evaluated.iter().map(|&j| labels.rows[rows[j]].label.clone()).collect();

@@ -10,6 +10,7 @@ use crate::config::{PreprocessSettings, Settings};
 use crate::decode;
 use crate::preprocess::{self, Clip, Prepared};
 use crate::scan;
+use crate::ui::Ui;
 
 /// What `inspect` found.
 #[derive(Debug)]
@@ -27,12 +28,9 @@ pub struct Inspection {
 
 /// Inspects one file with a site's settings, following its encoder's input contract when
 /// one is configured (so the tensor is what that model gets).
-pub fn inspect_with(path: &Path, settings: &Settings) -> Result<Inspection> {
+pub fn inspect_with(path: &Path, settings: &Settings, ui: &Ui) -> Result<Inspection> {
     let mut settings = settings.clone();
-    if let Some(es) = &settings.encoder {
-        let enc = crate::encoder::Encoder::load(es)?;
-        settings.adopt_encoder(&enc.spec).map_err(|m| anyhow::anyhow!("{m}"))?;
-    }
+    crate::pipeline::load_encoder(&mut settings, ui)?;
     inspect(path, &settings.preprocess, settings.thumbs.size)
 }
 

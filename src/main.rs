@@ -70,7 +70,7 @@ fn run(command: Command, ui: &Ui) -> anyhow::Result<ExitCode> {
             let folder = file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
             let overrides = config::Overrides { archive: Some(folder.to_path_buf()), ..Default::default() };
             let settings = config::load(config.as_deref(), &overrides)?;
-            let i = simsite::inspect::inspect_with(&file, &settings)?;
+            let i = simsite::inspect::inspect_with(&file, &settings, ui)?;
             println!("{}", i.describe());
             if let Some(t) = tensor {
                 simsite::fsutil::atomic_write(&t, &i.tensor_npy()).with_context(|| format!("cannot write {}", t.display()))?;

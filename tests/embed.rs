@@ -11,10 +11,6 @@ use common::*;
 use serde_json::Value;
 use simsite::encoder::{Encoder, EncoderSettings};
 
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
-}
-
 fn settings(model: &str) -> EncoderSettings {
     EncoderSettings { model: fixture(model), ..Default::default() }
 }

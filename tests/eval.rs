@@ -13,10 +13,6 @@ use serde_json::Value;
 const SCRIPT: &str = "<script>alert(1)</script>";
 const N: usize = 16;
 
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
-}
-
 /// A point-symmetric 16x16 image: a Gaussian of widths `sx`, `sy` centred between the
 /// middle pixels, so rotating it by 180° or flipping it gives exactly the same pixels.
 fn gaussian(sx: f32, sy: f32) -> Vec<f32> {

@@ -241,6 +241,11 @@ fn crc32_update(mut crc: u32, data: &[u8]) -> u32 {
 }
 
 /// Path to the built `simsite` binary.
+/// A file under `tests/fixtures` (the ONNX models made by `make_models.py`).
+pub fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+}
+
 pub fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_simsite"))
 }
