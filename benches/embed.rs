@@ -6,7 +6,7 @@
 //! embed stage: a cold `simsite build` (empty cache): read, hash, decode, stretch, resize,
 //!              thumbnail, and embed, decoding concurrently with inference.
 //!
-//! cargo bench --bench embed -- [--n 5000] [--model tests/fixtures/bench-cnn.onnx] [--archive DIR] [--rounds 2]
+//! cargo bench --bench embed -- [--n 5000] [--model tests/fixtures/bench-cnn.onnx] [--archive DIR] [--rounds 2] [--device auto|cpu|cuda]
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -31,6 +31,9 @@ struct Args {
     rounds: usize,
     #[arg(long)]
     batch: Option<usize>,
+    /// auto, cpu or cuda (as `device` under [encoder]).
+    #[arg(long, default_value = "auto")]
+    device: String,
     /// cargo bench passes this; ignored.
     #[arg(long, hide = true)]
     bench: bool,
@@ -49,7 +52,14 @@ fn main() -> Result<()> {
         }
     };
     let model = std::fs::canonicalize(&args.model).with_context(|| format!("model {}", args.model.display()))?;
-    let es = EncoderSettings { model: model.clone(), batch: args.batch, ..Default::default() };
+    use simsite::encoder::Device;
+    let device = match args.device.as_str() {
+        "auto" => Device::Auto,
+        "cpu" => Device::Cpu,
+        "cuda" => Device::Cuda,
+        other => anyhow::bail!("--device {other}: expected auto, cpu or cuda"),
+    };
+    let es = EncoderSettings { model: model.clone(), batch: args.batch, device: Some(device), ..Default::default() };
     let mut enc = Encoder::load(&es)?;
     let overrides = Overrides {
         archive: Some(archive.clone()),

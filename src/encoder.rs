@@ -251,6 +251,9 @@ impl Encoder {
             }
             (b, Some(_)) if b > 0 => (b as usize, true),
             (_, Some(want)) => (want.max(1), false),
+            // Sized for the device: 64 keeps both CPU cores' caches warm (benches/embed.rs);
+            // a GPU needs far more images per call to be busy.
+            (_, None) if device == "CUDA" => (512, false),
             (_, None) => (64, false),
         };
         let mean = match s.mean.clone().or_else(|| meta(&session, "mean").and_then(|m| parse_floats(&m))) {

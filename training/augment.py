@@ -1,4 +1,4 @@
-"""SimCLR views for astronomical images, on batches of *linear* pixels (torch, CPU).
+"""SimCLR views for astronomical images, on batches of *linear* pixels (torch, CPU or CUDA).
 
 Each view: arbitrary-angle rotation, flip, shear, scale and a few-pixel/sub-pixel offset
 (one affine resampling), PSF-like Gaussian blur, extra noise scaled to the image's own
@@ -22,8 +22,10 @@ P_LINEAR_SOURCE = torch.tensor([0.25, 0.2, 0.35, 0.2])
 P_8BIT_SOURCE = torch.tensor([0.6, 0.1, 0.15, 0.15])
 
 
-def _u(g, n, lo, hi):
-    return lo + (hi - lo) * torch.rand(n, generator=g)
+def _u(g, n, lo, hi, device=None):
+    """n uniform draws from the CPU generator g (on `device`): the per-view parameters come
+    from one seeded stream wherever the pixels are."""
+    return (lo + (hi - lo) * torch.rand(n, generator=g)).to(device)
 
 
 def sorted_percentile(sorted_rows: torch.Tensor, counts: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
@@ -63,16 +65,21 @@ def apply_stretch(v: torch.Tensor, mask: torch.Tensor, kind: torch.Tensor, clip_
 
 
 def gaussian_kernels(sigma: torch.Tensor, radius: int = 3) -> torch.Tensor:
-    r = torch.arange(-radius, radius + 1, dtype=torch.float32)
+    r = torch.arange(-radius, radius + 1, dtype=torch.float32, device=sigma.device)
     k1 = torch.exp(-0.5 * (r[None, :] / sigma[:, None]) ** 2)
     k1 = k1 / k1.sum(1, keepdim=True)
     return (k1[:, :, None] * k1[:, None, :])[:, None]  # (B, 1, K, K)
 
 
-def views(x: torch.Tensor, ready: torch.Tensor, g: torch.Generator, strength: float = 1.0) -> torch.Tensor:
+def views(x: torch.Tensor, ready: torch.Tensor, g: torch.Generator, strength: float = 1.0,
+          noise_gen: torch.Generator | None = None) -> torch.Tensor:
     """x: (B, H, W) linear pixels with NaN where masked; ready: (B,) bool (8-bit source).
+    g is a CPU generator for the per-view parameters; the per-pixel noise comes from
+    noise_gen, a generator on x's device (g itself when x is on the CPU).
     Returns (B, 1, H, W) normalised encoder input."""
     b, h, w = x.shape
+    dev = x.device
+    noise_gen = g if noise_gen is None else noise_gen
     mask = torch.isnan(x)
     rows = torch.where(mask, torch.full_like(x, float("nan")), x).reshape(b, -1)
     med = torch.nanmedian(rows, dim=1).values
@@ -83,30 +90,30 @@ def views(x: torch.Tensor, ready: torch.Tensor, g: torch.Generator, strength: fl
     sigma_bg = torch.nan_to_num(1.4826 * mad, 0.0)
 
     # One affine resampling: rotation (any angle), flip, shear, scale, offset.
-    theta = _u(g, b, 0, 2 * math.pi)
-    flip = torch.where(torch.rand(b, generator=g) < 0.5, -1.0, 1.0)
-    scale = torch.exp(_u(g, b, math.log(0.8), math.log(1.25)) * strength)
-    shear = _u(g, b, -0.15, 0.15) * strength
+    theta = _u(g, b, 0, 2 * math.pi, dev)
+    flip = torch.where(torch.rand(b, generator=g) < 0.5, -1.0, 1.0).to(dev)
+    scale = torch.exp(_u(g, b, math.log(0.8), math.log(1.25), dev) * strength)
+    shear = _u(g, b, -0.15, 0.15, dev) * strength
     c, s = torch.cos(theta), torch.sin(theta)
     rot = torch.stack([torch.stack([c, -s], 1), torch.stack([s, c], 1)], 1)
-    sh = torch.zeros(b, 2, 2)
+    sh = torch.zeros(b, 2, 2, device=dev)
     sh[:, 0, 0], sh[:, 0, 1], sh[:, 1, 1] = 1.0, shear, 1.0
-    fl = torch.zeros(b, 2, 2)
+    fl = torch.zeros(b, 2, 2, device=dev)
     fl[:, 0, 0], fl[:, 1, 1] = flip, 1.0
     a = rot @ sh @ fl / scale[:, None, None]
-    shift = torch.stack([_u(g, b, -4, 4), _u(g, b, -4, 4)], 1) * (2.0 / w) * strength
+    shift = torch.stack([_u(g, b, -4, 4, dev), _u(g, b, -4, 4, dev)], 1) * (2.0 / w) * strength
     grid = F.affine_grid(torch.cat([a, shift[:, :, None]], 2), (b, 2, h, w), align_corners=False)
     both = F.grid_sample(torch.stack([xf, mask.float()], 1), grid, mode="bilinear", padding_mode="reflection", align_corners=False)
     v, mask = both[:, 0], both[:, 1] > 0.5
 
     # PSF-like blur on 40% of the views.
-    sigma = torch.where(torch.rand(b, generator=g) < 0.4, _u(g, b, 0.4, 1.5), torch.full((b,), 0.05))
+    sigma = torch.where(torch.rand(b, generator=g) < 0.4, _u(g, b, 0.4, 1.5), torch.full((b,), 0.05)).to(dev)
     k = gaussian_kernels(sigma)
     v = F.conv2d(F.pad(v[None], (3, 3, 3, 3), mode="reflect"), k, groups=b)[0]
 
     # Extra noise on 60% of the views, up to 1.5x the image's own background noise.
-    amp = torch.where(torch.rand(b, generator=g) < 0.6, _u(g, b, 0.0, 1.5), torch.zeros(b)) * sigma_bg
-    v = v + torch.randn(b, h, w, generator=g) * amp[:, None, None]
+    amp = torch.where(torch.rand(b, generator=g) < 0.6, _u(g, b, 0.0, 1.5), torch.zeros(b)).to(dev) * sigma_bg
+    v = v + torch.randn(b, h, w, generator=noise_gen, device=dev) * amp[:, None, None]
 
     # Masked regions on 15% of the views: a rectangle or a few rows/columns.
     for i in torch.nonzero(torch.rand(b, generator=g) < 0.15)[:, 0].tolist():
@@ -124,9 +131,10 @@ def views(x: torch.Tensor, ready: torch.Tensor, g: torch.Generator, strength: fl
     mask &= ~mask.all(dim=2, keepdim=True).all(dim=1, keepdim=True)  # never mask everything
 
     # Stretch jitter: which stretch, and where the percentile clips sit.
-    p = torch.where(ready[:, None], P_8BIT_SOURCE[None], P_LINEAR_SOURCE[None])
-    kind = torch.multinomial(p, 1, generator=g)[:, 0]
-    clip_lo = _u(g, b, 0.0, 2.0)
-    clip_hi = torch.where(ready, _u(g, b, 99.5, 100.0), _u(g, b, 99.0, 100.0))
+    ready_cpu = ready.cpu()
+    p = torch.where(ready_cpu[:, None], P_8BIT_SOURCE[None], P_LINEAR_SOURCE[None])
+    kind = torch.multinomial(p, 1, generator=g)[:, 0].to(dev)
+    clip_lo = _u(g, b, 0.0, 2.0, dev)
+    clip_hi = torch.where(ready_cpu, _u(g, b, 99.5, 100.0), _u(g, b, 99.0, 100.0)).to(dev)
     out = apply_stretch(v, mask, kind, clip_lo, clip_hi)
     return ((out - MEAN) / STD)[:, None]

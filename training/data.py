@@ -69,30 +69,43 @@ def random_crops(a: np.ndarray, n: int, rng: np.random.Generator, size: int = SI
     return out
 
 
-def build(synth_root: str, real_roots: list[str], exclude: list[str], crops_per_frame: int, seed: int):
+def _decode(f: str):
+    try:
+        r = prep.decode(f)
+        return to_linear_grey(r), r.display_ready, None
+    except Exception as e:  # a bad file is skipped, as in the builder
+        return None, False, str(e)
+
+
+def build(synth_root: str, real_roots: list[str], exclude: list[str], crops_per_frame: int, seed: int, workers: int = 1):
     """Returns (pixels (N, 64, 64) float32 linear with NaN, display_ready (N,) bool,
-    source (N,) str, digest of the file list)."""
+    source (N,) str, digest of the file list). Files are decoded by `workers` processes; the
+    result does not depend on their number."""
     rng = np.random.default_rng(seed)
     files = list_files([synth_root], []) + list_files(real_roots, exclude)
     h = hashlib.sha256()
-    pix, ready, source = [], [], []
-    for i, f in enumerate(files):
+    for f in files:
         with open(f, "rb") as fh:
             h.update(hashlib.sha256(fh.read()).digest())
-        try:
-            r = prep.decode(f)
-            a = to_linear_grey(r)
-        except Exception as e:  # a bad file is skipped, as in the builder
-            print(f"skip {f}: {e}", file=sys.stderr)
+    if workers > 1:
+        import multiprocessing
+        with multiprocessing.get_context("fork").Pool(workers) as pool:
+            decoded = pool.map(_decode, files, chunksize=64)
+    else:
+        decoded = map(_decode, files)
+    pix, ready, source = [], [], []
+    for i, (f, (a, display_ready, err)) in enumerate(zip(files, decoded)):
+        if a is None:
+            print(f"skip {f}: {err}", file=sys.stderr)
             continue
         real = not f.startswith(synth_root)
         pix.append(fit_linear(a))
-        ready.append(r.display_ready)
+        ready.append(display_ready)
         source.append("real" if real else "synth")
         if real and min(a.shape) >= 96:
             for c in random_crops(a, crops_per_frame, rng):
                 pix.append(c)
-                ready.append(r.display_ready)
+                ready.append(display_ready)
                 source.append("real-crop")
         if i % 2000 == 0:
             print(f"data: {i}/{len(files)} files", flush=True)

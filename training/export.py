@@ -17,14 +17,15 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import augment  # noqa: E402
 from model import Dihedral, Encoder  # noqa: E402
+from train import arch  # noqa: E402
 
 NAME = "simsite-astro-simclr"
-VERSION = "1"
+VERSION = "2"
 
 
 def export(ckpt_path: str, out: str, d4: bool = False) -> dict:
-    st = torch.load(ckpt_path, weights_only=False)
-    model = Encoder()
+    st = torch.load(ckpt_path, weights_only=False, map_location="cpu")
+    model = Encoder(**arch(st["args"]))
     model.load_state_dict(st["model"])
     model.eval()
     dim = model.dim
@@ -44,7 +45,8 @@ def export(ckpt_path: str, out: str, d4: bool = False) -> dict:
         "simsite.mean": str(augment.MEAN),
         "simsite.std": str(augment.STD),
         "simsite.dim": str(dim),
-        "simsite.recipe": f"{st['recipe']} (training/, {st['step']} steps of {st['args']['batch']} pairs, tau {st['args']['tau']}, seed {st['args']['seed']})",
+        "simsite.recipe": f"{st['recipe']} (training/, encoder stem {st['args'].get('stem', '16,32')} widths {st['args'].get('widths', '32,64,128')}; "
+                          f"{st['step']} steps of {st['args']['batch']} pairs, tau {st['args']['tau']}, seed {st['args']['seed']})",
         "simsite.training_data_digest": f"sha256:{st['digest']}",
         "simsite.license": "Apache-2.0",
     }

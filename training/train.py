@@ -30,20 +30,28 @@ RECIPE = "simclr-astro-1"
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def arch(args: dict) -> dict:
+    """Encoder(...) keyword arguments from the training arguments (older checkpoints: defaults)."""
+    parse = lambda v: tuple(int(x) for x in v.split(","))  # noqa: E731
+    return {"stem": parse(args.get("stem", "16,32")), "widths": parse(args.get("widths", "32,64,128"))}
+
+
 def nt_xent(z1, z2, tau):
     z = F.normalize(torch.cat([z1, z2]), dim=1)
     n = z1.shape[0]
     sim = z @ z.t() / tau
     sim.fill_diagonal_(float("-inf"))
-    target = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)])
+    target = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)]).to(z.device)
     return F.cross_entropy(sim, target)
 
 
 def synth(args, out, n, seed, twins):
     if os.path.isdir(out) and os.listdir(out):
         return
-    cmd = ["cargo", "run", "--release", "--example", "synth", "--", "--n", str(n), "--seed", str(seed),
-           "--size", "64", "--twins", str(twins), "--labels", out + ".labels.csv", out]
+    # --synth-bin: a built `synth` example (for machines without a Rust toolchain).
+    prog = [args.synth_bin] if args.synth_bin else ["cargo", "run", "--release", "--example", "synth", "--"]
+    cmd = prog + ["--n", str(n), "--seed", str(seed), "--size", "64", "--twins", str(twins),
+                  "--labels", out + ".labels.csv", out]
     print("+", " ".join(cmd), flush=True)
     subprocess.run(cmd, check=True, cwd=ROOT)
 
@@ -56,7 +64,7 @@ def load_train(args):
     synth_dir = os.path.join(args.work, "synth-train")
     synth(args, synth_dir, args.synth, args.seed, 0.0)
     real = [os.path.join(ROOT, "sample-archive")]
-    px, ready, source, digest, files = data.build(synth_dir, real, ["hst-deep-field"], args.crops, args.seed)
+    px, ready, source, digest, files = data.build(synth_dir, real, ["hst-deep-field"], args.crops, args.seed, args.workers)
     with open(os.path.join(args.work, "train-files.txt"), "w") as f:
         f.write("\n".join(os.path.relpath(p, args.work) if p.startswith(args.work) else os.path.relpath(p, ROOT) for p in files) + "\n")
     np.savez(cache, pixels=px, ready=ready, source=source, digest=digest)
@@ -87,10 +95,11 @@ def load_monitor(args):
 @torch.no_grad()
 def embed(model, x):
     model.eval()
+    dev = next(model.parameters()).device
     out = []
     for i in range(0, len(x), 512):
-        t = (torch.from_numpy(x[i:i + 512]) - augment.MEAN) / augment.STD
-        out.append(F.normalize(model(t[:, None]), dim=1))
+        t = (torch.from_numpy(x[i:i + 512]).to(dev) - augment.MEAN) / augment.STD
+        out.append(F.normalize(model(t[:, None]), dim=1).cpu())
     model.train()
     return torch.cat(out)
 
@@ -129,6 +138,13 @@ def main():
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--save-every", type=int, default=100)
     ap.add_argument("--monitor-every", type=int, default=250)
+    ap.add_argument("--device", default="cpu", help="cpu or cuda")
+    ap.add_argument("--minutes", type=float, default=0,
+                    help="train for about this long instead: after 50 steps --steps is set from the measured speed")
+    ap.add_argument("--stem", default="16,32", help="encoder stem widths")
+    ap.add_argument("--widths", default="32,64,128", help="encoder residual stage widths")
+    ap.add_argument("--workers", type=int, default=1, help="processes decoding the training files")
+    ap.add_argument("--synth-bin", default=None, help="a built synth example instead of cargo run")
     args = ap.parse_args()
     os.makedirs(args.work, exist_ok=True)
     torch.set_num_threads(args.threads)
@@ -136,23 +152,29 @@ def main():
 
     px, ready, digest = load_train(args)
     mon = load_monitor(args)
-    model, proj = Encoder(), Projector()
+    dev = torch.device(args.device)
+    torch.backends.cudnn.benchmark = dev.type == "cuda"
+    model, proj = Encoder(**arch(vars(args))).to(dev), Projector().to(dev)
     params = list(model.parameters()) + list(proj.parameters())
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=1e-4)
     g = torch.Generator().manual_seed(args.seed)
+    gd = torch.Generator(device=dev).manual_seed(args.seed + 1) if dev.type != "cpu" else None
     step = 0
     ckpt = os.path.join(args.work, "checkpoint.pt")
     if os.path.exists(ckpt):
-        st = torch.load(ckpt, weights_only=False)
+        st = torch.load(ckpt, weights_only=False, map_location="cpu")
         model.load_state_dict(st["model"])
         proj.load_state_dict(st["proj"])
         opt.load_state_dict(st["opt"])
         g.set_state(st["gen"])
+        if gd is not None and "gen_device" in st:
+            gd.set_state(st["gen_device"])
         step = st["step"]
         print(f"resumed at step {step}", flush=True)
     log = open(os.path.join(args.work, "log.jsonl"), "a")
     warmup = min(200, args.steps // 10)
-    xs, rs = torch.from_numpy(px), torch.from_numpy(ready)
+    xs, rs = torch.from_numpy(px).to(dev), torch.from_numpy(ready).to(dev)
+    started = step
     t0, seen = time.time(), 0
     model.train()
     proj.train()
@@ -160,15 +182,19 @@ def main():
         lr = args.lr * min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * step / args.steps))
         for group in opt.param_groups:
             group["lr"] = lr
-        idx = torch.randint(0, len(xs), (args.batch,), generator=g)
+        idx = torch.randint(0, len(xs), (args.batch,), generator=g).to(dev)
         xb, rb = xs[idx], rs[idx]
-        v1, v2 = augment.views(xb, rb, g), augment.views(xb, rb, g)
+        v1, v2 = augment.views(xb, rb, g, noise_gen=gd), augment.views(xb, rb, g, noise_gen=gd)
         loss = nt_xent(proj(model(v1)), proj(model(v2)), args.tau)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         step += 1
         seen += args.batch
+        if args.minutes and step == started + 50:
+            rate = 50 / (time.time() - t0)
+            args.steps = step + int(0.9 * rate * (args.minutes * 60 - (time.time() - t0)))
+            print(f"--minutes {args.minutes}: {rate:.1f} steps/s, training to step {args.steps}", flush=True)
         rec = {"step": step, "loss": round(loss.item(), 4), "lr": round(lr, 6), "images_per_s": round(seen / (time.time() - t0), 1)}
         if step % args.monitor_every == 0 or step == args.steps:
             rec.update(monitor(model, mon))
@@ -179,7 +205,7 @@ def main():
         if step % args.save_every == 0 or step == args.steps:
             tmp = ckpt + ".tmp"
             torch.save({"model": model.state_dict(), "proj": proj.state_dict(), "opt": opt.state_dict(),
-                        "gen": g.get_state(), "step": step, "digest": digest, "recipe": RECIPE, "args": vars(args)}, tmp)
+                        "gen": g.get_state(), "gen_device": None if gd is None else gd.get_state(), "step": step, "digest": digest, "recipe": RECIPE, "args": vars(args)}, tmp)
             os.replace(tmp, ckpt)
 
 
