@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what building and testing simsite needs on Debian 12, idempotently: each step
 # runs only when its result is missing, so a second run costs a few milliseconds.
-#   Debian: pkg-config, libcfitsio-dev (CFITSIO, for FITS), gcc/g++/make, unzip
+#   Debian: pkg-config, libcfitsio-dev (CFITSIO, for FITS), gcc/g++/make, unzip, and for
+#     FAISS (built from the source vendored in faiss-sys): cmake, libopenblas-dev (BLAS and
+#     LAPACK); OpenMP comes with gcc
 #   ONNX Runtime: libonnxruntime.so from the onnxruntime==1.31.1 wheel on PyPI (pip
 #     download, no install), unpacked to $SIMSITE_ORT_DIR
 #     (default ~/.cache/simsite/onnxruntime-1.31.1), where simsite looks for it.
@@ -11,7 +13,7 @@
 # Rust (cargo) itself must already be installed (rustup).
 set -euo pipefail
 
-packages=(pkg-config libcfitsio-dev gcc g++ make unzip python3-pip python3-venv)
+packages=(pkg-config libcfitsio-dev gcc g++ make cmake libopenblas-dev unzip python3-pip python3-venv)
 
 missing=()
 for p in "${packages[@]}"; do

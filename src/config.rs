@@ -24,6 +24,23 @@ pub struct RawConfig {
     pub preprocess: RawPreprocess,
     pub encoder: RawEncoder,
     pub thumbnails: RawThumbnails,
+    pub neighbours: RawNeighbours,
+}
+
+/// `[neighbours]`.
+#[derive(Debug, Deserialize)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
+pub struct RawNeighbours {
+    pub k: usize,
+    pub show: usize,
+    pub exact_max_items: u64,
+    pub recall_target: f64,
+}
+
+impl Default for RawNeighbours {
+    fn default() -> Self {
+        RawNeighbours { k: 50, show: 12, exact_max_items: 50_000, recall_target: 0.95 }
+    }
 }
 
 /// `[encoder]`: every key but `model` may be left to the model's metadata or graph.
@@ -335,6 +352,7 @@ pub struct Settings {
     /// `None`: no model configured; the build stops after thumbnails.
     pub encoder: Option<crate::encoder::EncoderSettings>,
     pub thumbs: ThumbSettings,
+    pub neighbours: crate::neighbours::NeighbourSettings,
 }
 
 impl Settings {
@@ -606,6 +624,27 @@ pub fn resolve(
         }
     };
 
+    let nb = &raw.neighbours;
+    if nb.k == 0 {
+        return Err(invalid(&path, "neighbours.k", "must be at least 1 (neighbours stored per item; 50 by default)"));
+    }
+    if nb.show == 0 || nb.show > nb.k {
+        return Err(invalid(
+            &path,
+            "neighbours.show",
+            format!("{} must be between 1 and k = {} (the neighbours stored)", nb.show, nb.k),
+        ));
+    }
+    if !(nb.recall_target > 0.0 && nb.recall_target <= 1.0) {
+        return Err(invalid(&path, "neighbours.recall-target", format!("{} must be in (0, 1]", nb.recall_target)));
+    }
+    let neighbours = crate::neighbours::NeighbourSettings {
+        k: nb.k,
+        show: nb.show,
+        exact_max_flops: (nb.exact_max_items as f64).powi(2) * 128.0,
+        recall_target: nb.recall_target,
+    };
+
     if out == archive || out.starts_with(&archive) {
         return Err(ConfigError::OutputInsideArchive { out, archive });
     }
@@ -641,6 +680,7 @@ pub fn resolve(
             max_file_bytes: raw.archive.max_file_mb.saturating_mul(1024 * 1024),
         },
         thumbs: ThumbSettings { size: raw.thumbnails.size, quality: raw.thumbnails.quality },
+        neighbours,
     })
 }
 

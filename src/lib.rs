@@ -3,6 +3,7 @@
 //! The library holds every stage; the `simsite` binary only parses arguments and maps the
 //! result to an exit code. [`pipeline`] is where the stages are put in order.
 
+pub mod api;
 pub mod cache;
 pub mod catalogue;
 pub mod cli;
@@ -16,6 +17,7 @@ pub mod ids;
 pub mod ingest;
 pub mod init;
 pub mod inspect;
+pub mod neighbours;
 pub mod pipeline;
 pub mod preprocess;
 pub mod report;

@@ -1,19 +1,22 @@
 //! The order of a build, in one place:
 //! load encoder → scan → catalogue join → decode + preprocess (+ thumbnails), streamed into
-//! embed (cached by content) → export embeddings → publish thumbnails → report.
-//! Later stages (neighbours, layout, structure, render) slot in after embedding.
+//! embed (cached by content) → neighbours (FAISS) → api/ files and embeddings export →
+//! publish thumbnails → report. Later stages (layout, structure, render) slot in after the
+//! neighbours.
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
+use crate::api;
 use crate::cache::{self, Digest, EmbeddingCache};
 use crate::catalogue::{self, Catalogue, Item};
 use crate::config::Settings;
 use crate::encoder::Encoder;
 use crate::fsutil;
 use crate::ingest::{self, IngestSettings, Ingested};
+use crate::neighbours;
 use crate::report::{BuildReport, Problem, StageTime};
 use crate::scan;
 use crate::ui::Ui;
@@ -285,7 +288,6 @@ pub fn build(settings: &Settings, ui: &Ui) -> Result<BuildOutcome> {
         );
     }
 
-    let t = Instant::now();
     let api = settings.out.join("api");
     if let (Some(enc), Some(c)) = (&encoder, &mut cache) {
         let dim = enc.spec.dim;
@@ -294,6 +296,19 @@ pub fn build(settings: &Settings, ui: &Ui) -> Result<BuildOutcome> {
             let e = c.get(r.digest.as_bytes()).with_context(|| format!("no embedding for {}", item.entry.rel_str))?;
             emb.extend_from_slice(e);
         }
+        let t_nb = Instant::now();
+        let stage = ui.stage("neighbours", published.len() as u64);
+        let nb = neighbours::search(&emb, dim, &settings.neighbours)?;
+        stage.finish();
+        ui.info(format!(
+            "neighbours: {} per item by {} (recall@k {:.3}) in {:.1} s",
+            nb.k, nb.info.method, nb.info.recall, nb.info.seconds
+        ));
+        report.stages.push(StageTime { name: "neighbours".into(), seconds: t_nb.elapsed().as_secs_f64(), items: published.len() as u64 });
+        let t = Instant::now();
+        let items: Vec<&Item> = published.iter().map(|(i, _)| *i).collect();
+        let model = api::ModelRef { name: &enc.spec.name, digest: &enc.digest.to_hex(), dim };
+        api::publish(&settings, &items, &nb, report.skipped, &model)?;
         let ids: Vec<&str> = published.iter().map(|(i, _)| i.id.as_str()).collect();
         let paths: Vec<&str> = published.iter().map(|(i, _)| i.entry.rel_str.as_str()).collect();
         let bytes = cache::export_parquet(&ids, &paths, emb, dim)?;
@@ -302,8 +317,8 @@ pub fn build(settings: &Settings, ui: &Ui) -> Result<BuildOutcome> {
         let used: HashSet<Digest> = published.iter().map(|(_, r)| *r.digest.as_bytes()).collect();
         report.cache_pruned = c.prune(&used).context("cannot prune the embedding cache")?;
         c.remove_other_keys().context("cannot prune the embedding cache")?;
+        report.stages.push(StageTime { name: "export".into(), seconds: t.elapsed().as_secs_f64(), items: published.len() as u64 });
     }
-    report.stages.push(StageTime { name: "export".into(), seconds: t.elapsed().as_secs_f64(), items: published.len() as u64 });
 
     let t = Instant::now();
     publish_thumbnails(&settings, &published, &mut report)?;

@@ -1,0 +1,134 @@
+//! The site's machine-readable contract under `api/` (see the README's "Output" section):
+//! `ids.json`, `neighbors.bin`, `items/<id>.json` and `manifest.json`. Every file but the
+//! manifest (which carries the build time) is byte-identical between identical builds, and
+//! unchanged files are not rewritten.
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use crate::catalogue::Item;
+use crate::config::Settings;
+use crate::fsutil;
+use crate::neighbours::{Neighbours, SearchInfo};
+
+/// Format of the files under `api/`; bumped when a reader would need to change.
+pub const API_VERSION: u32 = 1;
+
+#[derive(Serialize)]
+struct Manifest<'a> {
+    version: u32,
+    simsite_version: &'a str,
+    items: usize,
+    skipped: usize,
+    model: Value,
+    config_digest: String,
+    built_at: String,
+    k: usize,
+    show: usize,
+    neighbors: &'a SearchInfo,
+}
+
+pub struct ModelRef<'a> {
+    pub name: &'a str,
+    pub digest: &'a str,
+    pub dim: usize,
+}
+
+/// Everything in the settings that changes the published output, as one digest.
+pub fn config_digest(s: &Settings) -> String {
+    let text = format!(
+        "{:?}|{:?}|{:?}|{:?}|{:?}",
+        s.title, s.preprocess, s.thumbs, s.neighbours, s.catalogue.as_ref().map(|c| (&c.join_on, &c.columns))
+    );
+    format!("blake3:{}", blake3::hash(text.as_bytes()).to_hex())
+}
+
+fn write(path: &Path, bytes: &[u8]) -> Result<bool> {
+    fsutil::write_if_changed(path, bytes).with_context(|| format!("cannot write {}\n  fix: check --out / [output] dir and its permissions", path.display()))
+}
+
+/// One item's JSON, keys in the README's order. `x`, `y`, `cluster` and the outlier fields
+/// are null until the layout and structure stages exist.
+#[derive(Serialize)]
+struct ItemJson<'a> {
+    id: &'a str,
+    path: &'a str,
+    title: &'a str,
+    url: Option<&'a str>,
+    meta: serde_json::Map<String, Value>,
+    x: Option<f32>,
+    y: Option<f32>,
+    cluster: Option<u32>,
+    outlier_score: Option<f32>,
+    outlier_rank: Option<u32>,
+    neighbors: Vec<NeighbourJson<'a>>,
+}
+
+#[derive(Serialize)]
+struct NeighbourJson<'a> {
+    id: &'a str,
+    score: f32,
+}
+
+fn item_json<'a>(item: &'a Item, nb: &Neighbours, i: usize, items: &[&'a Item]) -> ItemJson<'a> {
+    ItemJson {
+        id: &item.id,
+        path: &item.entry.rel_str,
+        title: &item.title,
+        url: item.url.as_deref(),
+        meta: item.meta.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect(),
+        x: None,
+        y: None,
+        cluster: None,
+        outlier_score: None,
+        outlier_rank: None,
+        neighbors: nb.row(i).map(|(j, score)| NeighbourJson { id: &items[j as usize].id, score }).collect(),
+    }
+}
+
+/// Writes `api/ids.json`, `api/neighbors.bin`, `api/items/<id>.json` (removing those of
+/// items that are gone) and `api/manifest.json`. Returns how many files were (re)written.
+pub fn publish(settings: &Settings, items: &[&Item], nb: &Neighbours, skipped: usize, model: &ModelRef) -> Result<usize> {
+    let api = settings.out.join("api");
+    let dir = api.join("items");
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create the output folder {}", dir.display()))?;
+    let mut changed = 0;
+    let ids: Vec<&str> = items.iter().map(|i| i.id.as_str()).collect();
+    changed += write(&api.join("ids.json"), &serde_json::to_vec(&ids)?)? as usize;
+    changed += write(&api.join("neighbors.bin"), &nb.to_bin())? as usize;
+
+    let mut keep = HashSet::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let name = format!("{}.json", item.id);
+        let bytes = serde_json::to_vec(&item_json(item, nb, i, items))?;
+        changed += write(&dir.join(&name), &bytes)? as usize;
+        keep.insert(name);
+    }
+    for entry in std::fs::read_dir(&dir)? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".json") && !keep.contains(&name) {
+            std::fs::remove_file(entry.path())?;
+            changed += 1;
+        }
+    }
+
+    let manifest = Manifest {
+        version: API_VERSION,
+        simsite_version: env!("CARGO_PKG_VERSION"),
+        items: items.len(),
+        skipped,
+        model: json!({"name": model.name, "digest": model.digest, "dim": model.dim}),
+        config_digest: config_digest(settings),
+        built_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        k: nb.k,
+        show: settings.neighbours.show.min(nb.k),
+        neighbors: &nb.info,
+    };
+    changed += write(&api.join("manifest.json"), &serde_json::to_vec_pretty(&manifest)?)? as usize;
+    Ok(changed)
+}

@@ -1,0 +1,213 @@
+//! Top-k neighbours of every item by cosine similarity, through FAISS.
+//!
+//! Embeddings are L2-normalised, so inner product is cosine. Exact search
+//! (`IndexFlatIP`, BLAS) costs N²·d; above `exact_max_flops` an IVF index is used instead,
+//! and its `nprobe` is raised until recall@k against exact search, measured on a fixed
+//! sample of queries, reaches the target. That figure goes into the manifest.
+
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use faiss::index::IndexImpl;
+use faiss::{index_factory, Index, MetricType};
+use serde::Serialize;
+
+/// `[neighbours]` in the config.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NeighbourSettings {
+    /// Neighbours stored per item (in `api/neighbors.bin` and the item JSON).
+    pub k: usize,
+    /// Neighbours shown on an item's page.
+    pub show: usize,
+    /// Exact search while N²·d stays at or below this; approximate above.
+    pub exact_max_flops: f64,
+    /// Recall@k (against exact search) the approximate index must reach.
+    pub recall_target: f64,
+}
+
+/// N²·d of 50,000 items of dimension 128: about 20 s of exact search on 2 cores.
+pub const DEFAULT_EXACT_MAX_FLOPS: f64 = 50_000.0 * 50_000.0 * 128.0;
+
+impl Default for NeighbourSettings {
+    fn default() -> Self {
+        NeighbourSettings { k: 50, show: 12, exact_max_flops: DEFAULT_EXACT_MAX_FLOPS, recall_target: 0.95 }
+    }
+}
+
+/// How the neighbours were found, for the manifest.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct SearchInfo {
+    /// "exact" or the FAISS index description with its search parameter, e.g. "IVF4000,Flat nprobe=16".
+    pub method: String,
+    /// Neighbours per item (fewer when the archive has fewer than k+1 items).
+    pub k: usize,
+    /// Recall@k against exact search on `recall_sample` queries (1.0 for exact search).
+    pub recall: f64,
+    pub recall_sample: usize,
+    /// Not in the manifest (which must not change between identical builds but for its date).
+    #[serde(skip)]
+    pub seconds: f64,
+}
+
+/// Item `i`'s neighbours are `ids[i*k..(i+1)*k]`, best first, with cosine `scores`; a row
+/// with fewer than k neighbours is padded with `NONE` and NaN.
+#[derive(Debug, Clone)]
+pub struct Neighbours {
+    pub k: usize,
+    pub ids: Vec<u32>,
+    pub scores: Vec<f32>,
+    pub info: SearchInfo,
+}
+
+pub const NONE: u32 = u32::MAX;
+
+impl Neighbours {
+    pub fn row(&self, i: usize) -> impl Iterator<Item = (u32, f32)> + '_ {
+        let r = i * self.k..(i + 1) * self.k;
+        self.ids[r.clone()].iter().copied().zip(self.scores[r].iter().copied()).filter(|(j, _)| *j != NONE)
+    }
+
+    /// `api/neighbors.bin`: per item, k little-endian (u32 index into `api/ids.json`, f32
+    /// cosine) pairs, best first; padding is index 0xFFFFFFFF with a NaN score.
+    pub fn to_bin(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.ids.len() * 8);
+        for (j, s) in self.ids.iter().zip(&self.scores) {
+            out.extend_from_slice(&j.to_le_bytes());
+            out.extend_from_slice(&s.to_le_bytes());
+        }
+        out
+    }
+}
+
+/// Neighbours of every row of `emb` (n × d, L2-normalised) among the others.
+pub fn search(emb: &[f32], d: usize, s: &NeighbourSettings) -> Result<Neighbours> {
+    let t = Instant::now();
+    if d == 0 || emb.len() % d != 0 {
+        bail!("embeddings of {} floats are not rows of dimension {d}", emb.len());
+    }
+    let n = emb.len() / d;
+    if n > NONE as usize {
+        bail!("{n} items is more than neighbors.bin's 32-bit indices can address");
+    }
+    let k = s.k.min(n.saturating_sub(1));
+    if k == 0 {
+        return Ok(Neighbours {
+            k: 0,
+            ids: Vec::new(),
+            scores: Vec::new(),
+            info: SearchInfo { method: "exact".into(), k: 0, recall: 1.0, recall_sample: 0, seconds: 0.0 },
+        });
+    }
+    let flops = (n as f64) * (n as f64) * d as f64;
+    let (ids, scores, method, recall, sample) = if flops <= s.exact_max_flops {
+        let (ids, scores) = search_rows(&mut flat(emb, d)?, emb, &|q| q as u64, k)?;
+        (ids, scores, "exact".to_string(), 1.0, 0)
+    } else {
+        approximate(emb, n, d, k, s.recall_target)?
+    };
+    Ok(Neighbours {
+        k,
+        ids,
+        scores,
+        info: SearchInfo { method, k, recall, recall_sample: sample, seconds: t.elapsed().as_secs_f64() },
+    })
+}
+
+fn flat(emb: &[f32], d: usize) -> Result<IndexImpl> {
+    let mut index = index_factory(d as u32, "Flat", MetricType::InnerProduct).context("FAISS: cannot create a flat index")?;
+    index.add(emb).context("FAISS: cannot add the embeddings")?;
+    Ok(index)
+}
+
+/// k neighbours for each row of `queries`, whose own index in the indexed set is `own(q)`
+/// (dropped from its row). Rows are ordered by (score desc, index asc), so ties come out the
+/// same on every run, and padded with `NONE`/NaN.
+fn search_rows(index: &mut IndexImpl, queries: &[f32], own: &dyn Fn(usize) -> u64, k: usize) -> Result<(Vec<u32>, Vec<f32>)> {
+    let d = index.d() as usize;
+    let nq = queries.len() / d;
+    let mut ids = Vec::with_capacity(nq * k);
+    let mut scores = Vec::with_capacity(nq * k);
+    // Blocks bound the result buffers' memory at any N.
+    const BLOCK: usize = 16_384;
+    for b in (0..nq).step_by(BLOCK) {
+        let m = BLOCK.min(nq - b);
+        let res = index.search(&queries[b * d..(b + m) * d], k + 1).context("FAISS search failed")?;
+        for q in 0..m {
+            let me = own(b + q);
+            let r = q * (k + 1)..(q + 1) * (k + 1);
+            let mut row: Vec<(u32, f32)> = res.labels[r.clone()]
+                .iter()
+                .zip(&res.distances[r])
+                .filter_map(|(l, &s)| l.get().filter(|&j| j != me).map(|j| (j as u32, s)))
+                .collect();
+            row.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+            row.truncate(k);
+            row.resize(k, (NONE, f32::NAN));
+            for (j, s) in row {
+                ids.push(j);
+                scores.push(s);
+            }
+        }
+    }
+    Ok((ids, scores))
+}
+
+/// Queries used to measure recall: up to 1,000 rows spread evenly over the archive.
+fn sample_rows(n: usize) -> Vec<usize> {
+    let m = n.min(1000);
+    (0..m).map(|i| i * n / m).collect()
+}
+
+fn rows_of(emb: &[f32], d: usize, rows: &[usize]) -> Vec<f32> {
+    rows.iter().flat_map(|&i| emb[i * d..(i + 1) * d].iter().copied()).collect()
+}
+
+type Found = (Vec<u32>, Vec<f32>, String, f64, usize);
+
+/// IVF with about 4·√N lists trained on an even sample; nprobe doubles until recall@k on the
+/// sample queries reaches the target (or every list is probed).
+fn approximate(emb: &[f32], n: usize, d: usize, k: usize, target: f64) -> Result<Found> {
+    let sample = sample_rows(n);
+    let queries = rows_of(emb, d, &sample);
+    let own = |q: usize| sample[q] as u64;
+    let (truth, _) = search_rows(&mut flat(emb, d)?, &queries, &own, k)?;
+
+    let nlist = ((4.0 * (n as f64).sqrt()) as usize).min(n / 39).clamp(1, 65_536);
+    let desc = format!("IVF{nlist},Flat");
+    let mut index = index_factory(d as u32, &desc, MetricType::InnerProduct).context("FAISS: cannot create an IVF index")?;
+    // FAISS wants 39+ training points per list; 64 per list, evenly spaced, is plenty.
+    let train_n = (nlist * 64).min(n);
+    let train = rows_of(emb, d, &(0..train_n).map(|i| i * n / train_n).collect::<Vec<_>>());
+    index.train(&train).context("FAISS: cannot train the IVF index")?;
+    index.add(emb).context("FAISS: cannot add the embeddings")?;
+
+    let params = faiss::index::autotune::ParameterSpace::new().context("FAISS parameter space")?;
+    let mut nprobe = 1usize;
+    let recall = loop {
+        params.set_index_parameter(&index, "nprobe", nprobe as f64).context("FAISS: cannot set nprobe")?;
+        let (got, _) = search_rows(&mut index, &queries, &own, k)?;
+        let recall = recall_at_k(&truth, &got, k);
+        if recall >= target || nprobe >= nlist {
+            break recall;
+        }
+        nprobe = (nprobe * 2).min(nlist);
+    };
+    let (ids, scores) = search_rows(&mut index, emb, &|q| q as u64, k)?;
+    Ok((ids, scores, format!("{desc} nprobe={nprobe}"), recall, sample.len()))
+}
+
+/// Share of the true neighbours (rows of k, `NONE` padding ignored) that `got` also has.
+pub fn recall_at_k(truth: &[u32], got: &[u32], k: usize) -> f64 {
+    let (mut hit, mut total) = (0usize, 0usize);
+    for (t, g) in truth.chunks(k).zip(got.chunks(k)) {
+        for j in t.iter().filter(|&&j| j != NONE) {
+            total += 1;
+            hit += g.contains(j) as usize;
+        }
+    }
+    if total == 0 {
+        1.0
+    } else {
+        hit as f64 / total as f64
+    }
+}

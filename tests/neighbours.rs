@@ -1,0 +1,227 @@
+//! Neighbours through real FAISS: exact search against a brute-force reference, the IVF path
+//! against its recall target, and the files a build publishes under api/.
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+use serde_json::Value;
+use simsite::neighbours::{recall_at_k, search, NeighbourSettings, NONE};
+
+/// splitmix64: reproducible test vectors without a dependency.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn normal(&mut self) -> f32 {
+        let u1 = ((self.next() >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
+        let u2 = (self.next() >> 11) as f64 / (1u64 << 53) as f64;
+        ((-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()) as f32
+    }
+}
+
+fn normalise(v: &mut [f32], d: usize) {
+    for row in v.chunks_mut(d) {
+        let n = row.iter().map(|x| x * x).sum::<f32>().sqrt();
+        row.iter_mut().for_each(|x| *x /= n);
+    }
+}
+
+/// n unit vectors around `centres` clusters (spread 0.3), the realistic shape of embeddings.
+fn clustered(n: usize, d: usize, centres: usize, seed: u64) -> Vec<f32> {
+    let mut r = Rng(seed);
+    let c: Vec<f32> = (0..centres * d).map(|_| r.normal()).collect();
+    let mut v: Vec<f32> = (0..n * d).map(|i| c[(i / d % centres) * d + i % d] + 0.3 * r.normal()).collect();
+    normalise(&mut v, d);
+    v
+}
+
+/// Brute force in f64: each row's k best others as (index, score), (score desc, index asc).
+fn brute(v: &[f32], d: usize, k: usize) -> Vec<Vec<(u32, f64)>> {
+    let n = v.len() / d;
+    (0..n)
+        .map(|i| {
+            let mut row: Vec<(u32, f64)> = (0..n)
+                .filter(|&j| j != i)
+                .map(|j| (j as u32, (0..d).map(|t| v[i * d + t] as f64 * v[j * d + t] as f64).sum()))
+                .collect();
+            row.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+            row.truncate(k);
+            row
+        })
+        .collect()
+}
+
+#[test]
+fn exact_search_matches_brute_force() {
+    let (n, d, k) = (400, 24, 10);
+    let mut v = clustered(n, d, 8, 1);
+    // Exact duplicates: a row's twin must come first with score 1 and the row itself never.
+    let dup = v[5 * d..6 * d].to_vec();
+    v[77 * d..78 * d].copy_from_slice(&dup);
+    let nb = search(&v, d, &NeighbourSettings { k, ..Default::default() }).unwrap();
+    assert_eq!(nb.info.method, "exact");
+    assert_eq!(nb.info.recall, 1.0);
+    assert_eq!((nb.k, nb.ids.len(), nb.scores.len()), (k, n * k, n * k));
+    let truth = brute(&v, d, k);
+    for i in 0..n {
+        let got: Vec<(u32, f32)> = nb.row(i).collect();
+        assert_eq!(got.len(), k);
+        for (r, ((j, s), (tj, ts))) in got.iter().zip(&truth[i]).enumerate() {
+            assert!((*s as f64 - ts).abs() < 1e-5, "item {i} rank {r}: score {s} vs {ts}");
+            // Indices agree except between scores equal to float precision.
+            if j != tj {
+                assert!((*s as f64 - ts).abs() < 1e-6, "item {i} rank {r}: {j} vs {tj}");
+            }
+            assert_ne!(*j as usize, i, "item {i} is its own neighbour");
+        }
+        assert!(got.windows(2).all(|w| w[0].1 >= w[1].1), "item {i}: not best first");
+    }
+    assert_eq!(nb.row(5).next().unwrap().0, 77);
+    assert_eq!(nb.row(77).next().unwrap().0, 5);
+    assert!((nb.row(5).next().unwrap().1 - 1.0).abs() < 1e-6);
+}
+
+#[test]
+fn small_archives_get_fewer_neighbours_and_one_item_none() {
+    let v = clustered(4, 8, 2, 3);
+    let nb = search(&v, 8, &NeighbourSettings::default()).unwrap();
+    assert_eq!(nb.k, 3);
+    assert!((0..4).all(|i| nb.row(i).count() == 3));
+    let nb = search(&v[..8], 8, &NeighbourSettings::default()).unwrap();
+    assert_eq!((nb.k, nb.ids.len()), (0, 0));
+    assert!(search(&v[..7], 8, &NeighbourSettings::default()).is_err());
+}
+
+#[test]
+fn the_ivf_path_reaches_its_recall_target_on_queries_it_did_not_tune_on() {
+    let (n, d, k) = (20_000, 32, 10);
+    let v = clustered(n, d, 200, 7);
+    let s = NeighbourSettings { k, exact_max_flops: 1.0, recall_target: 0.95, ..Default::default() };
+    let nb = search(&v, d, &s).unwrap();
+    assert!(nb.info.method.starts_with("IVF"), "{}", nb.info.method);
+    assert!(nb.info.recall >= 0.95, "{:?}", nb.info);
+    assert_eq!(nb.info.recall_sample, 1000);
+    // Independent check on rows the tuning sample did not use (it takes every 20th).
+    let rows: Vec<usize> = (0..300).map(|i| i * 61 + 7).collect();
+    let exact = search(&v, d, &NeighbourSettings { k, ..Default::default() }).unwrap();
+    assert_eq!(exact.info.method, "exact");
+    let pick = |ids: &[u32]| rows.iter().flat_map(|&i| ids[i * k..(i + 1) * k].to_vec()).collect::<Vec<u32>>();
+    let recall = recall_at_k(&pick(&exact.ids), &pick(&nb.ids), k);
+    assert!(recall >= 0.93, "recall on held-out rows {recall}");
+    assert!(!nb.ids.contains(&NONE));
+}
+
+fn site(root: &Path, n: usize, extra: &str) {
+    for i in 0..n {
+        let v = blob(16, 16, (i % 11) as f32 + 2.5, (i / 11 % 11) as f32 + 2.5);
+        let v: Vec<f32> = v.iter().enumerate().map(|(t, x)| x + ((t * (i + 5)) % 13) as f32).collect();
+        write(&root.join(format!("archive/img{i:03}.fits")), &fits_bytes(&[Hdu::image(&[16, 16], Data::F32(v))]));
+    }
+    std::fs::write(
+        root.join("site-config.toml"),
+        format!(
+            "[archive]\nroot = \"archive\"\n[output]\ndir = \"out\"\ncache = \"cache\"\n[encoder]\nmodel = \"{}\"\n{extra}",
+            fixture("tiny-meta.onnx").display()
+        ),
+    )
+    .unwrap();
+}
+
+fn api_files(root: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut v: Vec<(String, Vec<u8>)> = walk(&root.join("out/api"))
+        .into_iter()
+        .filter(|p| !p.ends_with("manifest.json"))
+        .map(|p| (p.strip_prefix(root).unwrap().display().to_string(), std::fs::read(&p).unwrap()))
+        .collect();
+    v.sort();
+    v
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+#[test]
+fn a_build_publishes_neighbours_items_and_a_manifest() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    site(root, 40, "[neighbours]\nk = 8\nshow = 5\n");
+    let (code, _, err) = run(root, &["build"]);
+    assert_eq!(code, 0, "{err}");
+    let api = root.join("out/api");
+    let ids: Vec<String> = serde_json::from_slice(&std::fs::read(api.join("ids.json")).unwrap()).unwrap();
+    assert_eq!(ids.len(), 40);
+    let bin = std::fs::read(api.join("neighbors.bin")).unwrap();
+    assert_eq!(bin.len(), 40 * 8 * 8, "40 rows of 8 (u32, f32) pairs");
+    let m: Value = serde_json::from_slice(&std::fs::read(api.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(m["items"], 40);
+    assert_eq!(m["k"], 8);
+    assert_eq!(m["show"], 5);
+    assert_eq!(m["model"]["name"], "tiny-test");
+    assert_eq!(m["neighbors"]["method"], "exact");
+    assert!(m["built_at"].as_str().unwrap().ends_with('Z'));
+    for (row, id) in ids.iter().enumerate() {
+        let item: Value = serde_json::from_slice(&std::fs::read(api.join(format!("items/{id}.json"))).unwrap()).unwrap();
+        assert_eq!(item["id"], id.as_str());
+        let nbs = item["neighbors"].as_array().unwrap();
+        assert_eq!(nbs.len(), 8);
+        // The JSON and the binary row say the same thing, best first, self excluded.
+        let mut last = f32::INFINITY;
+        for (t, nb) in nbs.iter().enumerate() {
+            let at = (row * 8 + t) * 8;
+            let j = u32::from_le_bytes(bin[at..at + 4].try_into().unwrap()) as usize;
+            let s = f32::from_le_bytes(bin[at + 4..at + 8].try_into().unwrap());
+            assert_eq!(nb["id"], ids[j].as_str());
+            assert_eq!(nb["score"].as_f64().unwrap() as f32, s);
+            assert_ne!(j, row);
+            assert!(s <= last);
+            last = s;
+        }
+    }
+
+    // Same inputs: byte-identical api/ (the manifest's date aside), nothing rewritten.
+    let before = api_files(root);
+    let (code, _, err) = run(root, &["build"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(before, api_files(root));
+
+    // An image removed: its item file goes, and nobody lists it as a neighbour.
+    let gone = ids[3].clone();
+    let rel = serde_json::from_slice::<Value>(&std::fs::read(api.join(format!("items/{gone}.json"))).unwrap()).unwrap()["path"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    std::fs::remove_file(root.join("archive").join(rel)).unwrap();
+    let (code, _, err) = run(root, &["build"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!api.join(format!("items/{gone}.json")).exists());
+    let ids: Vec<String> = serde_json::from_slice(&std::fs::read(api.join("ids.json")).unwrap()).unwrap();
+    assert_eq!(ids.len(), 39);
+    assert!(!ids.contains(&gone));
+}
+
+#[test]
+fn neighbour_settings_are_checked() {
+    let tmp = tempfile::tempdir().unwrap();
+    site(tmp.path(), 3, "[neighbours]\nk = 5\nshow = 9\n");
+    let (code, _, err) = run(tmp.path(), &["build"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("key `neighbours.show`: 9 must be between 1 and k = 5"), "{err}");
+    assert!(err.contains("fix: edit `show` under [neighbours]"), "{err}");
+}
