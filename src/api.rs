@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 use crate::catalogue::Item;
 use crate::config::Settings;
 use crate::fsutil;
+use crate::layout::LayoutInfo;
 use crate::neighbours::{Neighbours, SearchInfo};
 
 /// Format of the files under `api/`; bumped when a reader would need to change.
@@ -30,6 +31,15 @@ struct Manifest<'a> {
     k: usize,
     show: usize,
     neighbors: &'a SearchInfo,
+    layout: LayoutJson<'a>,
+}
+
+#[derive(Serialize)]
+struct LayoutJson<'a> {
+    mode: &'a str,
+    epochs: usize,
+    /// [min x, min y, max x, max y] of the map.
+    bounds: [f32; 4],
 }
 
 pub struct ModelRef<'a> {
@@ -51,8 +61,8 @@ fn write(path: &Path, bytes: &[u8]) -> Result<bool> {
     fsutil::write_if_changed(path, bytes).with_context(|| format!("cannot write {}\n  fix: check --out / [output] dir and its permissions", path.display()))
 }
 
-/// One item's JSON, keys in the README's order. `x`, `y`, `cluster` and the outlier fields
-/// are null until the layout and structure stages exist.
+/// One item's JSON, keys in the README's order. `cluster` and the outlier fields are null
+/// until the structure stage exists.
 #[derive(Serialize)]
 struct ItemJson<'a> {
     id: &'a str,
@@ -74,15 +84,15 @@ struct NeighbourJson<'a> {
     score: f32,
 }
 
-fn item_json<'a>(item: &'a Item, nb: &Neighbours, i: usize, items: &[&'a Item]) -> ItemJson<'a> {
+fn item_json<'a>(item: &'a Item, nb: &Neighbours, xy: &[f32], i: usize, items: &[&'a Item]) -> ItemJson<'a> {
     ItemJson {
         id: &item.id,
         path: &item.entry.rel_str,
         title: &item.title,
         url: item.url.as_deref(),
         meta: item.meta.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect(),
-        x: None,
-        y: None,
+        x: Some(xy[2 * i]),
+        y: Some(xy[2 * i + 1]),
         cluster: None,
         outlier_score: None,
         outlier_rank: None,
@@ -90,9 +100,29 @@ fn item_json<'a>(item: &'a Item, nb: &Neighbours, i: usize, items: &[&'a Item]) 
     }
 }
 
-/// Writes `api/ids.json`, `api/neighbors.bin`, `api/items/<id>.json` (removing those of
+fn bounds(xy: &[f32]) -> [f32; 4] {
+    let mut b = [f32::MAX, f32::MAX, f32::MIN, f32::MIN];
+    for p in xy.chunks_exact(2) {
+        b = [b[0].min(p[0]), b[1].min(p[1]), b[2].max(p[0]), b[3].max(p[1])];
+    }
+    if xy.is_empty() {
+        [0.0; 4]
+    } else {
+        b
+    }
+}
+
+/// Writes `api/ids.json`, `api/neighbors.bin`, `api/layout.f32`, `api/items/<id>.json` (removing those of
 /// items that are gone) and `api/manifest.json`. Returns how many files were (re)written.
-pub fn publish(settings: &Settings, items: &[&Item], nb: &Neighbours, skipped: usize, model: &ModelRef) -> Result<usize> {
+pub fn publish(
+    settings: &Settings,
+    items: &[&Item],
+    nb: &Neighbours,
+    xy: &[f32],
+    layout: &LayoutInfo,
+    skipped: usize,
+    model: &ModelRef,
+) -> Result<usize> {
     let api = settings.out.join("api");
     let dir = api.join("items");
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create the output folder {}", dir.display()))?;
@@ -100,11 +130,12 @@ pub fn publish(settings: &Settings, items: &[&Item], nb: &Neighbours, skipped: u
     let ids: Vec<&str> = items.iter().map(|i| i.id.as_str()).collect();
     changed += write(&api.join("ids.json"), &serde_json::to_vec(&ids)?)? as usize;
     changed += write(&api.join("neighbors.bin"), &nb.to_bin())? as usize;
+    changed += write(&api.join("layout.f32"), &crate::layout::f32_bytes(xy))? as usize;
 
     let mut keep = HashSet::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {
         let name = format!("{}.json", item.id);
-        let bytes = serde_json::to_vec(&item_json(item, nb, i, items))?;
+        let bytes = serde_json::to_vec(&item_json(item, nb, xy, i, items))?;
         changed += write(&dir.join(&name), &bytes)? as usize;
         keep.insert(name);
     }
@@ -128,6 +159,7 @@ pub fn publish(settings: &Settings, items: &[&Item], nb: &Neighbours, skipped: u
         k: nb.k,
         show: settings.neighbours.show.min(nb.k),
         neighbors: &nb.info,
+        layout: LayoutJson { mode: &layout.mode, epochs: layout.epochs, bounds: bounds(xy) },
     };
     changed += write(&api.join("manifest.json"), &serde_json::to_vec_pretty(&manifest)?)? as usize;
     Ok(changed)

@@ -25,6 +25,25 @@ pub struct RawConfig {
     pub encoder: RawEncoder,
     pub thumbnails: RawThumbnails,
     pub neighbours: RawNeighbours,
+    pub layout: RawLayout,
+}
+
+/// `[layout]`.
+#[derive(Debug, Deserialize)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
+pub struct RawLayout {
+    pub n_neighbors: Option<usize>,
+    pub min_dist: f32,
+    pub spread: f32,
+    pub epochs: Option<usize>,
+    pub seed: u64,
+}
+
+impl Default for RawLayout {
+    fn default() -> Self {
+        let d = crate::layout::LayoutSettings::default();
+        RawLayout { n_neighbors: None, min_dist: d.min_dist, spread: d.spread, epochs: None, seed: d.seed }
+    }
 }
 
 /// `[neighbours]`.
@@ -353,6 +372,7 @@ pub struct Settings {
     pub encoder: Option<crate::encoder::EncoderSettings>,
     pub thumbs: ThumbSettings,
     pub neighbours: crate::neighbours::NeighbourSettings,
+    pub layout: crate::layout::LayoutSettings,
 }
 
 impl Settings {
@@ -645,6 +665,32 @@ pub fn resolve(
         recall_target: nb.recall_target,
     };
 
+    let lay = &raw.layout;
+    // Unset: umap-learn's 15, or fewer when fewer neighbours are stored.
+    let n_neighbors = lay.n_neighbors.unwrap_or_else(|| crate::layout::LayoutSettings::default().n_neighbors.min(nb.k + 1));
+    if n_neighbors < 2 || n_neighbors > nb.k + 1 {
+        return Err(invalid(
+            &path,
+            "layout.n-neighbors",
+            format!("{n_neighbors} must be between 2 and [neighbours] k + 1 = {} (the map reuses the stored neighbours)", nb.k + 1),
+        ));
+    }
+    if !(lay.spread > 0.0) || !(lay.min_dist >= 0.0 && lay.min_dist <= lay.spread) {
+        return Err(invalid(
+            &path,
+            "layout.min-dist",
+            format!("min-dist {} and spread {} need 0 <= min-dist <= spread, spread > 0", lay.min_dist, lay.spread),
+        ));
+    }
+    let layout = crate::layout::LayoutSettings {
+        n_neighbors,
+        min_dist: lay.min_dist,
+        spread: lay.spread,
+        n_epochs: lay.epochs,
+        seed: lay.seed,
+        ..Default::default()
+    };
+
     if out == archive || out.starts_with(&archive) {
         return Err(ConfigError::OutputInsideArchive { out, archive });
     }
@@ -681,6 +727,7 @@ pub fn resolve(
         },
         thumbs: ThumbSettings { size: raw.thumbnails.size, quality: raw.thumbnails.quality },
         neighbours,
+        layout,
     })
 }
 

@@ -17,6 +17,7 @@ pub mod ids;
 pub mod ingest;
 pub mod init;
 pub mod inspect;
+pub mod layout;
 pub mod neighbours;
 pub mod pipeline;
 pub mod preprocess;

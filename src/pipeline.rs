@@ -16,6 +16,7 @@ use crate::config::Settings;
 use crate::encoder::Encoder;
 use crate::fsutil;
 use crate::ingest::{self, IngestSettings, Ingested};
+use crate::layout;
 use crate::neighbours;
 use crate::report::{BuildReport, Problem, StageTime};
 use crate::scan;
@@ -305,11 +306,26 @@ pub fn build(settings: &Settings, ui: &Ui) -> Result<BuildOutcome> {
             nb.k, nb.info.method, nb.info.recall, nb.info.seconds
         ));
         report.stages.push(StageTime { name: "neighbours".into(), seconds: t_nb.elapsed().as_secs_f64(), items: published.len() as u64 });
-        let t = Instant::now();
         let items: Vec<&Item> = published.iter().map(|(i, _)| *i).collect();
+        let ids: Vec<&str> = items.iter().map(|i| i.id.as_str()).collect();
+
+        let t_l = Instant::now();
+        let stage = ui.stage("layout", published.len() as u64);
+        let layout_dir = settings.cache.join("layout");
+        let (coords, linfo, lkey) =
+            layout::layout(&emb, dim, &ids, &nb, &settings.layout, layout::load_previous(&layout_dir))?;
+        stage.finish();
+        ui.info(format!(
+            "layout: {} map ({} epochs; {} kept, {} new) in {:.1} s",
+            linfo.mode, linfo.epochs, linfo.kept, linfo.added, linfo.seconds
+        ));
+        layout::save(&layout_dir, &lkey, &ids, &coords)
+            .with_context(|| format!("cannot keep the map in the cache folder {}", layout_dir.display()))?;
+        report.stages.push(StageTime { name: "layout".into(), seconds: t_l.elapsed().as_secs_f64(), items: published.len() as u64 });
+
+        let t = Instant::now();
         let model = api::ModelRef { name: &enc.spec.name, digest: &enc.digest.to_hex(), dim };
-        api::publish(&settings, &items, &nb, report.skipped, &model)?;
-        let ids: Vec<&str> = published.iter().map(|(i, _)| i.id.as_str()).collect();
+        api::publish(&settings, &items, &nb, &coords, &linfo, report.skipped, &model)?;
         let paths: Vec<&str> = published.iter().map(|(i, _)| i.entry.rel_str.as_str()).collect();
         let bytes = cache::export_parquet(&ids, &paths, emb, dim)?;
         fsutil::write_if_changed(&api.join("embeddings.parquet"), &bytes)

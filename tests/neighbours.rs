@@ -9,39 +9,6 @@ use common::*;
 use serde_json::Value;
 use simsite::neighbours::{recall_at_k, search, NeighbourSettings, NONE};
 
-/// splitmix64: reproducible test vectors without a dependency.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn normal(&mut self) -> f32 {
-        let u1 = ((self.next() >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
-        let u2 = (self.next() >> 11) as f64 / (1u64 << 53) as f64;
-        ((-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()) as f32
-    }
-}
-
-fn normalise(v: &mut [f32], d: usize) {
-    for row in v.chunks_mut(d) {
-        let n = row.iter().map(|x| x * x).sum::<f32>().sqrt();
-        row.iter_mut().for_each(|x| *x /= n);
-    }
-}
-
-/// n unit vectors around `centres` clusters (spread 0.3), the realistic shape of embeddings.
-fn clustered(n: usize, d: usize, centres: usize, seed: u64) -> Vec<f32> {
-    let mut r = Rng(seed);
-    let c: Vec<f32> = (0..centres * d).map(|_| r.normal()).collect();
-    let mut v: Vec<f32> = (0..n * d).map(|i| c[(i / d % centres) * d + i % d] + 0.3 * r.normal()).collect();
-    normalise(&mut v, d);
-    v
-}
-
 /// Brute force in f64: each row's k best others as (index, score), (score desc, index asc).
 fn brute(v: &[f32], d: usize, k: usize) -> Vec<Vec<(u32, f64)>> {
     let n = v.len() / d;
@@ -176,9 +143,13 @@ fn a_build_publishes_neighbours_items_and_a_manifest() {
     assert_eq!(m["model"]["name"], "tiny-test");
     assert_eq!(m["neighbors"]["method"], "exact");
     assert!(m["built_at"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(m["layout"]["mode"], "fresh");
+    let xy: Vec<f32> = std::fs::read(api.join("layout.f32")).unwrap().chunks(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect();
+    assert_eq!(xy.len(), 80, "40 rows of (x, y)");
     for (row, id) in ids.iter().enumerate() {
         let item: Value = serde_json::from_slice(&std::fs::read(api.join(format!("items/{id}.json"))).unwrap()).unwrap();
         assert_eq!(item["id"], id.as_str());
+        assert_eq!((item["x"].as_f64().unwrap() as f32, item["y"].as_f64().unwrap() as f32), (xy[2 * row], xy[2 * row + 1]));
         let nbs = item["neighbors"].as_array().unwrap();
         assert_eq!(nbs.len(), 8);
         // The JSON and the binary row say the same thing, best first, self excluded.
@@ -224,4 +195,13 @@ fn neighbour_settings_are_checked() {
     assert_ne!(code, 0);
     assert!(err.contains("key `neighbours.show`: 9 must be between 1 and k = 5"), "{err}");
     assert!(err.contains("fix: edit `show` under [neighbours]"), "{err}");
+}
+
+#[test]
+fn the_map_cannot_use_more_neighbours_than_are_stored() {
+    let tmp = tempfile::tempdir().unwrap();
+    site(tmp.path(), 3, "[neighbours]\nk = 5\nshow = 5\n[layout]\nn-neighbors = 10\n");
+    let (code, _, err) = run(tmp.path(), &["build"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("key `layout.n-neighbors`: 10 must be between 2 and [neighbours] k + 1 = 6"), "{err}");
 }

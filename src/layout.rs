@@ -1,0 +1,568 @@
+//! The 2-D map: UMAP (McInnes, Healy & Melville 2018) on the neighbour graph FAISS already
+//! found, written here rather than taken from a crate (see issue 5 for why `umap-rs` did
+//! not do).
+//!
+//! Steps, as umap-learn does them: per item, ρ (distance to the nearest neighbour) and σ
+//! (binary search so that Σ exp(-(d - ρ)/σ) = log2(n_neighbors)); memberships
+//! exp(-(d - ρ)/σ); the fuzzy union A + Aᵀ - A∘Aᵀ; edges weaker than max/n_epochs dropped;
+//! each edge sampled every max_w/w epochs; attraction -2ab·d^(2(b-1))/(1 + a·d^(2b)) and, for
+//! `negative_sample_rate` random items per sample, repulsion 2γb/((0.001 + d²)(1 + a·d^(2b))),
+//! every gradient component clipped to ±4, learning rate falling linearly to 0.
+//!
+//! Differences, on purpose: the start is PCA of the embeddings (linfa-reduction; umap-learn
+//! defaults to a spectral start) or a previous map; and each epoch moves every item from its
+//! own row of the (symmetric) graph, against the positions the others had at the start of
+//! the epoch, with randomness drawn from (seed, epoch, item). So the result depends on the
+//! seed alone — not on the thread count or scheduling — and rows run in parallel without
+//! locks. umap-learn moves both ends of an edge per sample; here an edge's two directions
+//! are two rows, each moving its own item, which gives each end the same two pulls.
+
+use anyhow::{bail, Result};
+use rayon::prelude::*;
+
+use crate::neighbours::{Neighbours, NONE};
+
+/// `[layout]` in the config.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LayoutSettings {
+    /// UMAP's n_neighbors (the item itself counted, as in umap-learn).
+    pub n_neighbors: usize,
+    pub min_dist: f32,
+    pub spread: f32,
+    /// `None`: 500 below 10,000 items, else 200 (umap-learn's choice).
+    pub n_epochs: Option<usize>,
+    pub negative_sample_rate: usize,
+    pub seed: u64,
+}
+
+impl Default for LayoutSettings {
+    fn default() -> Self {
+        LayoutSettings { n_neighbors: 15, min_dist: 0.1, spread: 1.0, n_epochs: None, negative_sample_rate: 5, seed: 42 }
+    }
+}
+
+/// The symmetric fuzzy graph in CSR form.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Graph {
+    pub row_ptr: Vec<usize>,
+    pub cols: Vec<u32>,
+    pub weights: Vec<f32>,
+}
+
+impl Graph {
+    pub fn n(&self) -> usize {
+        self.row_ptr.len() - 1
+    }
+    fn row(&self, i: usize) -> (&[u32], &[f32]) {
+        let r = self.row_ptr[i]..self.row_ptr[i + 1];
+        (&self.cols[r.clone()], &self.weights[r])
+    }
+}
+
+const SMOOTH_K_TOLERANCE: f32 = 1e-5;
+const MIN_K_DIST_SCALE: f32 = 1e-3;
+
+/// ρ and σ of one item from its distances to its neighbours (ascending, self excluded), as
+/// umap-learn's smooth_knn_dist with local_connectivity = 1 and bandwidth = 1.
+fn smooth_knn(dists: &[f32], n_neighbors: usize, mean_all: f32) -> (f32, f32) {
+    let target = (n_neighbors as f32).log2();
+    let rho = dists.iter().copied().find(|&d| d > 0.0).unwrap_or(0.0);
+    let (mut lo, mut hi, mut mid) = (0.0f32, f32::INFINITY, 1.0f32);
+    for _ in 0..64 {
+        let psum: f32 = dists.iter().map(|&d| if d - rho > 0.0 { (-(d - rho) / mid).exp() } else { 1.0 }).sum();
+        if (psum - target).abs() < SMOOTH_K_TOLERANCE {
+            break;
+        }
+        if psum > target {
+            hi = mid;
+            mid = (lo + hi) / 2.0;
+        } else {
+            lo = mid;
+            mid = if hi.is_infinite() { mid * 2.0 } else { (lo + hi) / 2.0 };
+        }
+    }
+    let floor = if rho > 0.0 {
+        MIN_K_DIST_SCALE * dists.iter().sum::<f32>() / dists.len().max(1) as f32
+    } else {
+        MIN_K_DIST_SCALE * mean_all
+    };
+    (rho, mid.max(floor))
+}
+
+/// The fuzzy simplicial set of the neighbour graph: cosine distance 1 - score to each item's
+/// first `n_neighbors - 1` neighbours, memberships, then the fuzzy union.
+pub fn fuzzy_graph(nb: &Neighbours, n: usize, n_neighbors: usize) -> Graph {
+    let m = (n_neighbors.saturating_sub(1)).min(nb.k).max(1);
+    let row = |i: usize| -> Vec<(u32, f32)> {
+        if nb.k == 0 {
+            return Vec::new();
+        }
+        nb.row(i).take(m).map(|(j, s)| (j, (1.0 - s).max(0.0))).collect()
+    };
+    let mean_all = {
+        let (sum, cnt) = (0..n).fold((0f64, 0usize), |(s, c), i| {
+            let r = row(i);
+            (s + r.iter().map(|x| x.1 as f64).sum::<f64>(), c + r.len())
+        });
+        (sum / cnt.max(1) as f64) as f32
+    };
+    // A: memberships, rows sorted by column.
+    let a: Vec<Vec<(u32, f32)>> = (0..n)
+        .into_par_iter()
+        .map(|i| {
+            let r = row(i);
+            let d: Vec<f32> = r.iter().map(|x| x.1).collect();
+            let (rho, sigma) = smooth_knn(&d, n_neighbors, mean_all);
+            let mut out: Vec<(u32, f32)> = r
+                .iter()
+                .filter(|(j, _)| *j as usize != i && *j != NONE)
+                .map(|&(j, d)| (j, if d - rho <= 0.0 || sigma == 0.0 { 1.0 } else { (-(d - rho) / sigma).exp() }))
+                .collect();
+            out.sort_by_key(|x| x.0);
+            out.dedup_by_key(|x| x.0);
+            out
+        })
+        .collect();
+    // Aᵀ by counting (rows come out sorted by column since i ascends).
+    let mut count = vec![0usize; n + 1];
+    for r in &a {
+        for &(j, _) in r {
+            count[j as usize + 1] += 1;
+        }
+    }
+    for i in 0..n {
+        count[i + 1] += count[i];
+    }
+    let mut at_cols = vec![0u32; count[n]];
+    let mut at_w = vec![0f32; count[n]];
+    let mut fill = count.clone();
+    for (i, r) in a.iter().enumerate() {
+        for &(j, w) in r {
+            let p = fill[j as usize];
+            at_cols[p] = i as u32;
+            at_w[p] = w;
+            fill[j as usize] += 1;
+        }
+    }
+    // Union row by row: w = a + b - ab.
+    let rows: Vec<Vec<(u32, f32)>> = (0..n)
+        .into_par_iter()
+        .map(|i| {
+            let (x, y) = (&a[i], count[i]..count[i + 1]);
+            let (yc, yw) = (&at_cols[y.clone()], &at_w[y]);
+            let mut out = Vec::with_capacity(x.len() + yc.len());
+            let (mut p, mut q) = (0, 0);
+            while p < x.len() || q < yc.len() {
+                let take_x = q >= yc.len() || (p < x.len() && x[p].0 < yc[q]);
+                let take_y = p >= x.len() || (q < yc.len() && yc[q] < x[p].0);
+                if take_x {
+                    out.push(x[p]);
+                    p += 1;
+                } else if take_y {
+                    out.push((yc[q], yw[q]));
+                    q += 1;
+                } else {
+                    let (u, v) = (x[p].1, yw[q]);
+                    out.push((x[p].0, u + v - u * v));
+                    p += 1;
+                    q += 1;
+                }
+            }
+            out
+        })
+        .collect();
+    let mut g = Graph { row_ptr: Vec::with_capacity(n + 1), cols: Vec::new(), weights: Vec::new() };
+    g.row_ptr.push(0);
+    for r in rows {
+        for (j, w) in r {
+            g.cols.push(j);
+            g.weights.push(w);
+        }
+        g.row_ptr.push(g.cols.len());
+    }
+    g
+}
+
+/// UMAP's curve 1/(1 + a·x^(2b)) fitted to the target membership (1 below `min_dist`, then
+/// exp(-(x - min_dist)/spread)) on 300 points of [0, 3·spread], by Levenberg-Marquardt from
+/// a = b = 1 (what umap-learn's find_ab_params does with scipy's curve_fit).
+pub fn find_ab(spread: f32, min_dist: f32) -> (f32, f32) {
+    let xs: Vec<f64> = (0..300).map(|i| 3.0 * spread as f64 * i as f64 / 299.0).collect();
+    let ys: Vec<f64> =
+        xs.iter().map(|&x| if x < min_dist as f64 { 1.0 } else { (-(x - min_dist as f64) / spread as f64).exp() }).collect();
+    let sse = |a: f64, b: f64| -> f64 { xs.iter().zip(&ys).map(|(&x, &y)| (1.0 / (1.0 + a * x.powf(2.0 * b)) - y).powi(2)).sum() };
+    let (mut a, mut b, mut lambda) = (1.0f64, 1.0f64, 1e-3f64);
+    let mut cur = sse(a, b);
+    for _ in 0..500 {
+        // Jacobian of the residuals r = f - y.
+        let (mut jtj, mut jtr) = ([[0f64; 2]; 2], [0f64; 2]);
+        for (&x, &y) in xs.iter().zip(&ys) {
+            if x == 0.0 {
+                continue;
+            }
+            let p = x.powf(2.0 * b);
+            let den = 1.0 + a * p;
+            let f = 1.0 / den;
+            let da = -p / (den * den);
+            let db = -a * p * 2.0 * x.ln() / (den * den);
+            let r = f - y;
+            let g = [da, db];
+            for u in 0..2 {
+                jtr[u] += g[u] * r;
+                for v in 0..2 {
+                    jtj[u][v] += g[u] * g[v];
+                }
+            }
+        }
+        let m = [[jtj[0][0] * (1.0 + lambda), jtj[0][1]], [jtj[1][0], jtj[1][1] * (1.0 + lambda)]];
+        let det = m[0][0] * m[1][1] - m[0][1] * m[1][0];
+        if det.abs() < 1e-300 {
+            break;
+        }
+        let da = -(m[1][1] * jtr[0] - m[0][1] * jtr[1]) / det;
+        let db = -(-m[1][0] * jtr[0] + m[0][0] * jtr[1]) / det;
+        let next = sse(a + da, b + db);
+        if next < cur {
+            let done = (cur - next) < 1e-15 * cur.max(1e-300);
+            a += da;
+            b += db;
+            cur = next;
+            lambda = (lambda / 10.0).max(1e-12);
+            if done {
+                break;
+            }
+        } else {
+            lambda *= 10.0;
+            if lambda > 1e12 {
+                break;
+            }
+        }
+    }
+    (a as f32, b as f32)
+}
+
+/// A fast, seedable generator (splitmix64) for the negative samples.
+struct SplitMix(u64);
+impl SplitMix {
+    fn new(seed: u64, epoch: u64, item: u64) -> SplitMix {
+        let mut s = SplitMix(seed ^ epoch.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ item.wrapping_mul(0xD1B5_4A32_D192_ED03));
+        s.next();
+        s
+    }
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        ((self.next() >> 32) * n as u64 >> 32) as usize
+    }
+}
+
+fn clip(v: f32) -> f32 {
+    v.clamp(-4.0, 4.0)
+}
+
+/// Where the optimisation starts and how long it runs.
+pub enum Start {
+    /// Fresh: these coordinates (e.g. PCA), rescaled to [0, 10] per axis as umap-learn does.
+    Fresh(Vec<f32>),
+    /// A previous map (already in layout units): `epochs` epochs starting at
+    /// `learning_rate` refine it without redrawing it.
+    Previous { coords: Vec<f32>, epochs: usize, learning_rate: f32 },
+}
+
+/// Runs the SGD on graph `g` from `start`; returns N×2 coordinates.
+pub fn optimise(g: &Graph, start: Start, s: &LayoutSettings) -> Result<Vec<f32>> {
+    let n = g.n();
+    let (mut y, n_epochs, alpha0) = match start {
+        Start::Fresh(mut c) => {
+            rescale(&mut c);
+            (c, s.n_epochs.unwrap_or(if n <= 10_000 { 500 } else { 200 }), 1.0f32)
+        }
+        Start::Previous { coords, epochs, learning_rate } => (coords, epochs, learning_rate),
+    };
+    if y.len() != n * 2 {
+        bail!("the start has {} coordinates for {n} items", y.len() / 2);
+    }
+    if n < 2 || n_epochs == 0 {
+        return Ok(y);
+    }
+    let (a, b) = find_ab(s.spread, s.min_dist);
+    let gamma = 1.0f32;
+    // Edges weaker than max/n_epochs are never sampled; the others every max/w epochs.
+    let w_max = g.weights.iter().copied().fold(0f32, f32::max);
+    let eps: Vec<f32> = g
+        .weights
+        .iter()
+        .map(|&w| if w < w_max / n_epochs as f32 || w <= 0.0 { -1.0 } else { w_max / w })
+        .collect();
+    let nsr = s.negative_sample_rate as f32;
+    let mut next_sample = eps.clone();
+    let mut next_neg: Vec<f32> = eps.iter().map(|&e| e / nsr).collect();
+
+    let mut old = y.clone();
+    for epoch in 0..n_epochs {
+        let alpha = alpha0 * (1.0 - epoch as f32 / n_epochs as f32);
+        old.copy_from_slice(&y);
+        let e = epoch as f32;
+        // Row by row in parallel: each row owns its item's position and its edges' clocks.
+        let ys: Vec<&mut [f32]> = y.chunks_mut(2).collect();
+        let mut ns: Vec<&mut [f32]> = Vec::with_capacity(n);
+        let mut nn: Vec<&mut [f32]> = Vec::with_capacity(n);
+        {
+            let (mut rest_s, mut rest_n) = (&mut next_sample[..], &mut next_neg[..]);
+            for i in 0..n {
+                let len = g.row_ptr[i + 1] - g.row_ptr[i];
+                let (hs, ts) = std::mem::take(&mut rest_s).split_at_mut(len);
+                let (hn, tn) = std::mem::take(&mut rest_n).split_at_mut(len);
+                ns.push(hs);
+                nn.push(hn);
+                rest_s = ts;
+                rest_n = tn;
+            }
+        }
+        ys.into_par_iter().zip(ns).zip(nn).enumerate().for_each(|(i, ((cur, next_s), next_n))| {
+            let (cols, _) = g.row(i);
+            let ep = &eps[g.row_ptr[i]..g.row_ptr[i + 1]];
+            let mut rng = SplitMix::new(s.seed, epoch as u64, i as u64);
+            let (mut cx, mut cy) = (cur[0], cur[1]);
+            for t in 0..cols.len() {
+                if ep[t] <= 0.0 || next_s[t] > e {
+                    continue;
+                }
+                let k = cols[t] as usize;
+                let (ox, oy) = (old[2 * k], old[2 * k + 1]);
+                // Two pulls: this direction's and the mirror edge's move of its other end.
+                for _ in 0..2 {
+                    let (dx, dy) = (cx - ox, cy - oy);
+                    let d2 = dx * dx + dy * dy;
+                    if d2 > 0.0 {
+                        let gc = -2.0 * a * b * d2.powf(b - 1.0) / (a * d2.powf(b) + 1.0);
+                        cx += clip(gc * dx) * alpha;
+                        cy += clip(gc * dy) * alpha;
+                    }
+                }
+                next_s[t] += ep[t];
+                let en = ep[t] / nsr;
+                let n_neg = ((e - next_n[t]) / en).max(0.0) as usize;
+                for _ in 0..n_neg {
+                    let k = rng.below(n);
+                    if k == i {
+                        continue;
+                    }
+                    let (dx, dy) = (cx - old[2 * k], cy - old[2 * k + 1]);
+                    let d2 = dx * dx + dy * dy;
+                    if d2 > 0.0 {
+                        let gc = 2.0 * gamma * b / ((0.001 + d2) * (a * d2.powf(b) + 1.0));
+                        cx += clip(gc * dx) * alpha;
+                        cy += clip(gc * dy) * alpha;
+                    }
+                }
+                next_n[t] += n_neg as f32 * en;
+            }
+            cur[0] = cx;
+            cur[1] = cy;
+        });
+    }
+    Ok(y)
+}
+
+/// Each axis to [0, 10], as umap-learn does with its start.
+fn rescale(c: &mut [f32]) {
+    for axis in 0..2 {
+        let (lo, hi) = c.iter().skip(axis).step_by(2).fold((f32::MAX, f32::MIN), |(l, h), &v| (l.min(v), h.max(v)));
+        let span = if hi > lo { hi - lo } else { 1.0 };
+        c.iter_mut().skip(axis).step_by(2).for_each(|v| *v = 10.0 * (*v - lo) / span);
+    }
+}
+
+/// The start of a fresh map: the embeddings' first two principal components (computed on at
+/// most 100,000 evenly spread rows, linfa-reduction), with umap-learn's tiny noise
+/// (σ = 1e-4 of the ±10 scale) so no two items coincide.
+pub fn pca_start(emb: &[f32], d: usize, seed: u64) -> Result<Vec<f32>> {
+    use linfa::traits::Fit;
+    use ndarray::Array2;
+    let n = emb.len() / d;
+    if n < 3 {
+        return Ok((0..n * 2).map(|i| i as f32).collect());
+    }
+    let m = n.min(100_000);
+    let mut x = Array2::<f64>::zeros((m, d));
+    for r in 0..m {
+        let src = r * n / m;
+        for c in 0..d {
+            x[[r, c]] = emb[src * d + c] as f64;
+        }
+    }
+    let data = linfa::DatasetBase::from(x);
+    let pca = linfa_reduction::Pca::params(2.min(d)).fit(&data).map_err(|e| anyhow::anyhow!("PCA start of the layout: {e}"))?;
+    let (mean, comps) = (pca.mean().to_owned(), pca.components().to_owned());
+    let mut out = vec![0f32; n * 2];
+    out.par_chunks_mut(2).enumerate().for_each(|(i, o)| {
+        for (c, o) in o.iter_mut().enumerate().take(comps.nrows()) {
+            *o = (0..d).map(|t| (emb[i * d + t] as f64 - mean[t]) * comps[[c, t]]).sum::<f64>() as f32;
+        }
+    });
+    let scale = 10.0 / out.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-30);
+    let mut rng = SplitMix::new(seed, u64::MAX, 0);
+    for v in out.iter_mut() {
+        // Box-Muller from two uniforms.
+        let u1 = ((rng.next() >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
+        let u2 = (rng.next() >> 11) as f64 / (1u64 << 53) as f64;
+        let z = ((-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()) as f32;
+        *v = *v * scale + 1e-4 * z;
+    }
+    Ok(out)
+}
+
+/// How a build's map was made, for the report and the manifest.
+#[derive(Debug, Clone, serde::Serialize, PartialEq)]
+pub struct LayoutInfo {
+    /// "fresh" (PCA start, full run), "reused" (same items, graph and settings as the last
+    /// build: its map, unchanged) or "refined" (the last map, new items at their neighbours'
+    /// mean, then a short run).
+    pub mode: String,
+    pub epochs: usize,
+    /// Items placed from the previous map ("refined"), and new ones.
+    pub kept: usize,
+    pub added: usize,
+    #[serde(skip)]
+    pub seconds: f64,
+}
+
+/// The previous build's map, read from the cache.
+pub struct Previous {
+    pub key: String,
+    pub ids: Vec<String>,
+    pub coords: Vec<f32>,
+}
+
+/// Epochs and starting learning rate of a refinement of the previous map.
+pub const REFINE_EPOCHS: usize = 30;
+pub const REFINE_LEARNING_RATE: f32 = 0.1;
+
+/// What the map depends on: the settings, the item ids in order and the neighbour graph.
+pub fn key(s: &LayoutSettings, ids: &[&str], nb: &Neighbours) -> String {
+    let mut h = blake3::Hasher::new();
+    h.update(format!("layout-v1|{s:?}|{}|", nb.k).as_bytes());
+    for id in ids {
+        h.update(id.as_bytes());
+        h.update(b"\n");
+    }
+    for (j, w) in nb.ids.iter().zip(&nb.scores) {
+        h.update(&j.to_le_bytes());
+        h.update(&w.to_le_bytes());
+    }
+    h.finalize().to_hex().to_string()
+}
+
+/// The map of `ids` (rows of `emb`, neighbours `nb`): the previous one unchanged when
+/// nothing it depends on changed, refined from it when items were added or removed, else
+/// a fresh UMAP run.
+pub fn layout(emb: &[f32], d: usize, ids: &[&str], nb: &Neighbours, s: &LayoutSettings, prev: Option<Previous>) -> Result<(Vec<f32>, LayoutInfo, String)> {
+    let t = std::time::Instant::now();
+    let n = ids.len();
+    let key = key(s, ids, nb);
+    let g = fuzzy_graph(nb, n, s.n_neighbors);
+    let info = |mode: &str, epochs, kept, added| LayoutInfo { mode: mode.into(), epochs, kept, added, seconds: t.elapsed().as_secs_f64() };
+    if let Some(p) = prev.filter(|p| p.coords.len() == p.ids.len() * 2) {
+        if p.key == key {
+            return Ok((p.coords, info("reused", 0, n, 0), key));
+        }
+        let old: std::collections::HashMap<&str, usize> = p.ids.iter().enumerate().map(|(i, id)| (id.as_str(), i)).collect();
+        let known: Vec<Option<usize>> = ids.iter().map(|id| old.get(id).copied()).collect();
+        let kept = known.iter().filter(|k| k.is_some()).count();
+        // Refine only while at least half the items were on the old map; else start afresh.
+        if kept * 2 >= n && kept > 0 {
+            let mut c = vec![0f32; n * 2];
+            let (mut mx, mut my) = (0f64, 0f64);
+            for (i, k) in known.iter().enumerate() {
+                if let Some(k) = k {
+                    c[2 * i] = p.coords[2 * k];
+                    c[2 * i + 1] = p.coords[2 * k + 1];
+                    mx += c[2 * i] as f64;
+                    my += c[2 * i + 1] as f64;
+                }
+            }
+            let centre = ((mx / kept as f64) as f32, (my / kept as f64) as f32);
+            let mut rng = SplitMix::new(s.seed, u64::MAX - 1, 0);
+            for i in 0..n {
+                if known[i].is_some() {
+                    continue;
+                }
+                let placed: Vec<usize> = nb.row(i).map(|(j, _)| j as usize).filter(|&j| known[j].is_some()).take(s.n_neighbors.saturating_sub(1).max(1)).collect();
+                let (x, y) = if placed.is_empty() {
+                    centre
+                } else {
+                    let k = placed.len() as f32;
+                    (placed.iter().map(|&j| c[2 * j]).sum::<f32>() / k, placed.iter().map(|&j| c[2 * j + 1]).sum::<f32>() / k)
+                };
+                // A hair of jitter so that new items sharing neighbours do not coincide.
+                let jx = (rng.next() >> 40) as f32 / (1u64 << 24) as f32 - 0.5;
+                let jy = (rng.next() >> 40) as f32 / (1u64 << 24) as f32 - 0.5;
+                c[2 * i] = x + 0.01 * jx;
+                c[2 * i + 1] = y + 0.01 * jy;
+            }
+            let start = Start::Previous { coords: c, epochs: REFINE_EPOCHS, learning_rate: REFINE_LEARNING_RATE };
+            let y = optimise(&g, start, s)?;
+            return Ok((y, info("refined", REFINE_EPOCHS, kept, n - kept), key));
+        }
+    }
+    let y = optimise(&g, Start::Fresh(pca_start(emb, d, s.seed)?), s)?;
+    let epochs = s.n_epochs.unwrap_or(if n <= 10_000 { 500 } else { 200 });
+    Ok((y, info("fresh", epochs, 0, n), key))
+}
+
+/// Reads the last build's map from `dir` (the cache's `layout/`); `None` when there is none
+/// or it is unreadable (a fresh map is then made, nothing is lost).
+pub fn load_previous(dir: &std::path::Path) -> Option<Previous> {
+    let key = std::fs::read_to_string(dir.join("key")).ok()?;
+    let ids: Vec<String> = serde_json::from_slice(&std::fs::read(dir.join("ids.json")).ok()?).ok()?;
+    let bytes = std::fs::read(dir.join("coords.f32")).ok()?;
+    if bytes.len() != ids.len() * 8 {
+        return None;
+    }
+    let coords = bytes.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes"))).collect();
+    Some(Previous { key: key.trim().to_string(), ids, coords })
+}
+
+/// Keeps this build's map for the next one (the key last, so a half-written set never
+/// matches).
+pub fn save(dir: &std::path::Path, key: &str, ids: &[&str], coords: &[f32]) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let _ = std::fs::remove_file(dir.join("key"));
+    crate::fsutil::atomic_write(&dir.join("ids.json"), &serde_json::to_vec(ids).map_err(std::io::Error::other)?)?;
+    crate::fsutil::atomic_write(&dir.join("coords.f32"), &f32_bytes(coords))?;
+    crate::fsutil::atomic_write(&dir.join("key"), key.as_bytes())
+}
+
+/// Little-endian bytes of an f32 array (api/layout.f32 and the cached map).
+pub fn f32_bytes(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ab_matches_umap_learn_for_its_defaults() {
+        // umap-learn 0.5: find_ab_params(1.0, 0.1) = (1.5769434603113077, 0.8950608781227859)
+        let (a, b) = find_ab(1.0, 0.1);
+        assert!((a - 1.5769).abs() < 2e-3 && (b - 0.8951).abs() < 2e-3, "{a} {b}");
+        let (a, b) = find_ab(1.0, 0.5);
+        assert!((a - 0.5830).abs() < 5e-3 && (b - 1.3343).abs() < 5e-3, "{a} {b}");
+    }
+
+    #[test]
+    fn sigma_solves_the_membership_sum() {
+        let d = [0.1f32, 0.2, 0.25, 0.4, 0.5, 0.7, 0.9];
+        let (rho, sigma) = smooth_knn(&d, 8, 0.4);
+        assert_eq!(rho, 0.1);
+        let psum: f32 = d.iter().map(|&x| if x - rho > 0.0 { (-(x - rho) / sigma).exp() } else { 1.0 }).sum();
+        assert!((psum - 3.0).abs() < 1e-3, "{psum}");
+    }
+}

@@ -1,0 +1,112 @@
+//! The native UMAP: deterministic for a seed whatever the thread count, clusters kept apart,
+//! and a map that stays put when 1 % new items arrive.
+
+mod common;
+
+use common::*;
+use simsite::layout::{layout, LayoutSettings, Previous};
+use simsite::neighbours::{search, NeighbourSettings};
+
+const D: usize = 32;
+
+fn labels(n: usize, centres: usize) -> Vec<usize> {
+    (0..n).map(|i| i % centres).collect()
+}
+
+/// Share of items whose 10 nearest on the map mostly share their cluster.
+fn map_knn_accuracy(xy: &[f32], lab: &[usize], rows: impl Iterator<Item = usize>) -> f64 {
+    let n = lab.len();
+    let (mut ok, mut total) = (0, 0);
+    for i in rows {
+        let mut d: Vec<(f32, usize)> = (0..n)
+            .filter(|&j| j != i)
+            .map(|j| ((xy[2 * i] - xy[2 * j]).powi(2) + (xy[2 * i + 1] - xy[2 * j + 1]).powi(2), j))
+            .collect();
+        d.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let same = d[..10].iter().filter(|(_, j)| lab[*j] == lab[i]).count();
+        ok += (same > 5) as usize;
+        total += 1;
+    }
+    ok as f64 / total as f64
+}
+
+fn ids(n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("item-{i:05}")).collect()
+}
+
+#[test]
+fn a_fresh_map_separates_clusters_and_depends_on_the_seed_only() {
+    let (n, c) = (3000, 12);
+    let emb = clustered(n, D, c, 11);
+    let nb = search(&emb, D, &NeighbourSettings::default()).unwrap();
+    let names = ids(n);
+    let refs: Vec<&str> = names.iter().map(|s| s.as_str()).collect();
+    let s = LayoutSettings { n_epochs: Some(200), ..Default::default() };
+    let (xy, info, key) = layout(&emb, D, &refs, &nb, &s, None).unwrap();
+    assert_eq!(info.mode, "fresh");
+    assert_eq!(xy.len(), 2 * n);
+    assert!(xy.iter().all(|v| v.is_finite()));
+    let acc = map_knn_accuracy(&xy, &labels(n, c), (0..n).step_by(7));
+    assert!(acc > 0.95, "2-D kNN accuracy {acc}");
+
+    // Same seed on one thread: the same bytes.
+    let one = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+    let (xy1, _, key1) = one.install(|| layout(&emb, D, &refs, &nb, &s, None).unwrap());
+    assert_eq!(xy, xy1);
+    assert_eq!(key, key1);
+    // Another seed: another map.
+    let (xy2, _, _) = layout(&emb, D, &refs, &nb, &LayoutSettings { seed: 7, ..s.clone() }, None).unwrap();
+    assert_ne!(xy, xy2);
+
+    // Nothing changed since the last build: its map comes back untouched.
+    let prev = Previous { key: key.clone(), ids: names.clone(), coords: xy.clone() };
+    let (again, info, _) = layout(&emb, D, &refs, &nb, &s, Some(prev)).unwrap();
+    assert_eq!(info.mode, "reused");
+    assert_eq!(again, xy);
+}
+
+#[test]
+fn adding_one_percent_moves_existing_items_by_under_two_percent_of_the_map() {
+    let (n, c, extra) = (3000, 12, 30);
+    let all = clustered(n + extra, D, c, 5);
+    let lab = labels(n + extra, c);
+    let s = LayoutSettings::default();
+    let names = ids(n + extra);
+    let refs: Vec<&str> = names.iter().map(|s| s.as_str()).collect();
+
+    let nb = search(&all[..n * D], D, &NeighbourSettings::default()).unwrap();
+    let (before, _, key) = layout(&all[..n * D], D, &refs[..n], &nb, &s, None).unwrap();
+
+    let nb = search(&all, D, &NeighbourSettings::default()).unwrap();
+    let prev = Previous { key, ids: names[..n].to_vec(), coords: before.clone() };
+    let (after, info, _) = layout(&all, D, &refs, &nb, &s, Some(prev)).unwrap();
+    assert_eq!((info.mode.as_str(), info.kept, info.added), ("refined", n, extra));
+
+    let extent = (0..2)
+        .map(|a| {
+            let v = before.iter().skip(a).step_by(2);
+            v.clone().fold(f32::MIN, |m, &x| m.max(x)) - v.fold(f32::MAX, |m, &x| m.min(x))
+        })
+        .fold(0f32, f32::max);
+    let mean_move: f32 = (0..n)
+        .map(|i| ((before[2 * i] - after[2 * i]).powi(2) + (before[2 * i + 1] - after[2 * i + 1]).powi(2)).sqrt())
+        .sum::<f32>()
+        / n as f32;
+    assert!(mean_move / extent < 0.02, "existing items moved {:.2}% of the map on average", 100.0 * mean_move / extent);
+    // The new items land among their own kind.
+    let acc = map_knn_accuracy(&after, &lab, n..n + extra);
+    assert!(acc > 0.9, "new items' 2-D kNN accuracy {acc}");
+}
+
+#[test]
+fn one_or_two_items_still_get_a_map() {
+    for n in [1usize, 2] {
+        let emb = clustered(n, D, 1, 3);
+        let nb = search(&emb, D, &NeighbourSettings::default()).unwrap();
+        let names = ids(n);
+        let refs: Vec<&str> = names.iter().map(|s| s.as_str()).collect();
+        let (xy, _, _) = layout(&emb, D, &refs, &nb, &LayoutSettings::default(), None).unwrap();
+        assert_eq!(xy.len(), 2 * n);
+        assert!(xy.iter().all(|v| v.is_finite()));
+    }
+}
