@@ -15,6 +15,19 @@ use crate::config::Settings;
 use crate::fsutil;
 use crate::layout::LayoutInfo;
 use crate::neighbours::{Neighbours, SearchInfo};
+use crate::structure::{Cluster, Pair};
+
+/// What the structure stage found, for the api files.
+pub struct Structure<'a> {
+    pub clusters: &'a [Cluster],
+    pub cluster_of: &'a [Option<u32>],
+    pub outlier_score: &'a [f32],
+    pub outlier_rank: &'a [u32],
+    pub duplicates: &'a [Pair],
+}
+
+/// Outliers listed in api/outliers.json (every item's rank is in its own JSON).
+pub const OUTLIERS_LISTED: usize = 1000;
 
 /// Format of the files under `api/`; bumped when a reader would need to change.
 pub const API_VERSION: u32 = 1;
@@ -32,6 +45,8 @@ struct Manifest<'a> {
     show: usize,
     neighbors: &'a SearchInfo,
     layout: LayoutJson<'a>,
+    clusters: usize,
+    duplicates: usize,
 }
 
 #[derive(Serialize)]
@@ -61,8 +76,7 @@ fn write(path: &Path, bytes: &[u8]) -> Result<bool> {
     fsutil::write_if_changed(path, bytes).with_context(|| format!("cannot write {}\n  fix: check --out / [output] dir and its permissions", path.display()))
 }
 
-/// One item's JSON, keys in the README's order. `cluster` and the outlier fields are null
-/// until the structure stage exists.
+/// One item's JSON, keys in the README's order (`cluster` null for an item in no cluster).
 #[derive(Serialize)]
 struct ItemJson<'a> {
     id: &'a str,
@@ -84,7 +98,7 @@ struct NeighbourJson<'a> {
     score: f32,
 }
 
-fn item_json<'a>(item: &'a Item, nb: &Neighbours, xy: &[f32], i: usize, items: &[&'a Item]) -> ItemJson<'a> {
+fn item_json<'a>(item: &'a Item, nb: &Neighbours, xy: &[f32], st: &Structure, i: usize, items: &[&'a Item]) -> ItemJson<'a> {
     ItemJson {
         id: &item.id,
         path: &item.entry.rel_str,
@@ -93,11 +107,61 @@ fn item_json<'a>(item: &'a Item, nb: &Neighbours, xy: &[f32], i: usize, items: &
         meta: item.meta.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect(),
         x: Some(xy[2 * i]),
         y: Some(xy[2 * i + 1]),
-        cluster: None,
-        outlier_score: None,
-        outlier_rank: None,
+        cluster: st.cluster_of[i],
+        outlier_score: Some(st.outlier_score[i]),
+        outlier_rank: Some(st.outlier_rank[i]),
         neighbors: nb.row(i).map(|(j, score)| NeighbourJson { id: &items[j as usize].id, score }).collect(),
     }
+}
+
+/// `api/clusters.json` (summary), `api/clusters/<n>.json` (members), `api/outliers.json`
+/// (the strangest first) and `api/duplicates.json`.
+fn publish_structure(api: &Path, items: &[&Item], st: &Structure) -> Result<usize> {
+    let id = |i: u32| items[i as usize].id.as_str();
+    let mut changed = 0;
+    let summary: Vec<Value> = st
+        .clusters
+        .iter()
+        .enumerate()
+        .map(|(c, k)| json!({"cluster": c, "size": k.members.len(), "representative": id(k.representative)}))
+        .collect();
+    changed += write(&api.join("clusters.json"), &serde_json::to_vec(&summary)?)? as usize;
+    let dir = api.join("clusters");
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create the output folder {}", dir.display()))?;
+    let mut keep = HashSet::new();
+    for (c, k) in st.clusters.iter().enumerate() {
+        let members: Vec<&str> = k.members.iter().map(|&i| id(i)).collect();
+        let body = json!({"cluster": c, "size": members.len(), "representative": id(k.representative), "members": members});
+        let name = format!("{c}.json");
+        changed += write(&dir.join(&name), &serde_json::to_vec(&body)?)? as usize;
+        keep.insert(name);
+    }
+    changed += remove_others(&dir, &keep)?;
+    let mut order: Vec<usize> = (0..items.len()).collect();
+    order.sort_by_key(|&i| st.outlier_rank[i]);
+    let outliers: Vec<Value> = order
+        .iter()
+        .take(OUTLIERS_LISTED)
+        .map(|&i| json!({"id": items[i].id, "score": st.outlier_score[i], "rank": st.outlier_rank[i]}))
+        .collect();
+    changed += write(&api.join("outliers.json"), &serde_json::to_vec(&outliers)?)? as usize;
+    let dups: Vec<Value> = st.duplicates.iter().map(|p| json!({"a": id(p.a), "b": id(p.b), "score": p.score})).collect();
+    changed += write(&api.join("duplicates.json"), &serde_json::to_vec(&dups)?)? as usize;
+    Ok(changed)
+}
+
+/// Removes the `.json` files in `dir` not named in `keep`; returns how many.
+fn remove_others(dir: &Path, keep: &HashSet<String>) -> Result<usize> {
+    let mut n = 0;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".json") && !keep.contains(&name) {
+            std::fs::remove_file(entry.path())?;
+            n += 1;
+        }
+    }
+    Ok(n)
 }
 
 fn bounds(xy: &[f32]) -> [f32; 4] {
@@ -120,6 +184,7 @@ pub fn publish(
     nb: &Neighbours,
     xy: &[f32],
     layout: &LayoutInfo,
+    st: &Structure,
     skipped: usize,
     model: &ModelRef,
 ) -> Result<usize> {
@@ -135,18 +200,13 @@ pub fn publish(
     let mut keep = HashSet::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {
         let name = format!("{}.json", item.id);
-        let bytes = serde_json::to_vec(&item_json(item, nb, xy, i, items))?;
+        let bytes = serde_json::to_vec(&item_json(item, nb, xy, st, i, items))?;
         changed += write(&dir.join(&name), &bytes)? as usize;
         keep.insert(name);
     }
-    for entry in std::fs::read_dir(&dir)? {
-        let entry = entry?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if name.ends_with(".json") && !keep.contains(&name) {
-            std::fs::remove_file(entry.path())?;
-            changed += 1;
-        }
-    }
+    changed += remove_others(&dir, &keep)?;
+
+    changed += publish_structure(&api, items, st)?;
 
     let manifest = Manifest {
         version: API_VERSION,
@@ -160,6 +220,8 @@ pub fn publish(
         show: settings.neighbours.show.min(nb.k),
         neighbors: &nb.info,
         layout: LayoutJson { mode: &layout.mode, epochs: layout.epochs, bounds: bounds(xy) },
+        clusters: st.clusters.len(),
+        duplicates: st.duplicates.len(),
     };
     changed += write(&api.join("manifest.json"), &serde_json::to_vec_pretty(&manifest)?)? as usize;
     Ok(changed)

@@ -284,3 +284,41 @@ pub fn export_parquet(ids: &[&str], paths: &[&str], embeddings: Vec<f32>, dim: u
     .map_err(io_err)?;
     parquet_bytes(&batch).map_err(io_err)
 }
+
+/// What `api/embeddings.parquet` holds: ids, paths and the n × dim embeddings, in item order.
+pub struct Exported {
+    pub ids: Vec<String>,
+    pub paths: Vec<String>,
+    pub embeddings: Vec<f32>,
+    pub dim: usize,
+}
+
+/// Reads a site's `api/embeddings.parquet` back (for `query` and the benchmarks).
+pub fn read_exported(path: &Path) -> Result<Exported, String> {
+    use arrow_array::Array;
+    let file = std::fs::File::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        .and_then(|b| b.build())
+        .map_err(|e| format!("{} is not a simsite embeddings file: {e}", path.display()))?;
+    let mut out = Exported { ids: Vec::new(), paths: Vec::new(), embeddings: Vec::new(), dim: 0 };
+    for batch in reader {
+        let b = batch.map_err(|e| format!("{}: {e}", path.display()))?;
+        let col = |name: &str| b.column_by_name(name).ok_or_else(|| format!("{} has no column `{name}`", path.display()));
+        let ids = col("id")?.as_any().downcast_ref::<StringArray>().ok_or("`id` is not text")?.clone();
+        let paths = col("path")?.as_any().downcast_ref::<StringArray>().ok_or("`path` is not text")?.clone();
+        let emb = col("embedding")?.as_any().downcast_ref::<ListArray>().ok_or("`embedding` is not a list")?.clone();
+        for i in 0..b.num_rows() {
+            let row = emb.value(i);
+            let v = row.as_any().downcast_ref::<Float32Array>().ok_or("`embedding` is not float32")?;
+            if out.dim == 0 {
+                out.dim = v.len();
+            } else if v.len() != out.dim {
+                return Err(format!("{}: row {i} has {} values, not {}", path.display(), v.len(), out.dim));
+            }
+            out.embeddings.extend_from_slice(v.values());
+            out.ids.push(ids.value(i).to_string());
+            out.paths.push(paths.value(i).to_string());
+        }
+    }
+    Ok(out)
+}

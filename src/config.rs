@@ -26,6 +26,23 @@ pub struct RawConfig {
     pub thumbnails: RawThumbnails,
     pub neighbours: RawNeighbours,
     pub layout: RawLayout,
+    pub structure: RawStructure,
+}
+
+/// `[structure]`.
+#[derive(Debug, Deserialize)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
+pub struct RawStructure {
+    pub min_cluster_size: usize,
+    pub outlier_k: Option<usize>,
+    pub duplicate_threshold: f32,
+}
+
+impl Default for RawStructure {
+    fn default() -> Self {
+        let d = crate::structure::StructureSettings::default();
+        RawStructure { min_cluster_size: d.min_cluster_size, outlier_k: None, duplicate_threshold: d.duplicate_threshold }
+    }
 }
 
 /// `[layout]`.
@@ -373,6 +390,7 @@ pub struct Settings {
     pub thumbs: ThumbSettings,
     pub neighbours: crate::neighbours::NeighbourSettings,
     pub layout: crate::layout::LayoutSettings,
+    pub structure: crate::structure::StructureSettings,
 }
 
 impl Settings {
@@ -691,6 +709,24 @@ pub fn resolve(
         ..Default::default()
     };
 
+    let st = &raw.structure;
+    // Unset: 10, or k when fewer neighbours are stored.
+    let outlier_k = st.outlier_k.unwrap_or_else(|| crate::structure::StructureSettings::default().outlier_k.min(nb.k));
+    if outlier_k == 0 || outlier_k > nb.k {
+        return Err(invalid(&path, "structure.outlier-k", format!("{outlier_k} must be between 1 and [neighbours] k = {}", nb.k)));
+    }
+    if !(st.duplicate_threshold > 0.0 && st.duplicate_threshold <= 1.0) {
+        return Err(invalid(&path, "structure.duplicate-threshold", format!("{} must be a cosine similarity in (0, 1]", st.duplicate_threshold)));
+    }
+    if st.min_cluster_size == 1 {
+        return Err(invalid(&path, "structure.min-cluster-size", "1 would make every item a cluster; use 2 or more, or 0 for automatic"));
+    }
+    let structure = crate::structure::StructureSettings {
+        outlier_k,
+        duplicate_threshold: st.duplicate_threshold,
+        min_cluster_size: st.min_cluster_size,
+    };
+
     if out == archive || out.starts_with(&archive) {
         return Err(ConfigError::OutputInsideArchive { out, archive });
     }
@@ -728,6 +764,7 @@ pub fn resolve(
         thumbs: ThumbSettings { size: raw.thumbnails.size, quality: raw.thumbnails.quality },
         neighbours,
         layout,
+        structure,
     })
 }
 

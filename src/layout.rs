@@ -29,7 +29,7 @@ pub struct LayoutSettings {
     pub n_neighbors: usize,
     pub min_dist: f32,
     pub spread: f32,
-    /// `None`: 500 below 10,000 items, else 200 (umap-learn's choice).
+    /// `None`: `default_epochs(n)`.
     pub n_epochs: Option<usize>,
     pub negative_sample_rate: usize,
     pub seed: u64,
@@ -52,10 +52,6 @@ pub struct Graph {
 impl Graph {
     pub fn n(&self) -> usize {
         self.row_ptr.len() - 1
-    }
-    fn row(&self, i: usize) -> (&[u32], &[f32]) {
-        let r = self.row_ptr[i]..self.row_ptr[i + 1];
-        (&self.cols[r.clone()], &self.weights[r])
     }
 }
 
@@ -274,13 +270,24 @@ pub enum Start {
     Previous { coords: Vec<f32>, epochs: usize, learning_rate: f32 },
 }
 
+/// Epochs of a fresh map: umap-learn's 500 up to 10,000 items; above, 100 where umap-learn
+/// runs 200 (on 100,000 synthetic images: trustworthiness@10 0.969 against 0.971 with 200
+/// epochs and umap-learn's 0.974; 2-D kNN accuracy 0.992 for all three), half the time.
+pub fn default_epochs(n: usize) -> usize {
+    if n <= 10_000 {
+        500
+    } else {
+        100
+    }
+}
+
 /// Runs the SGD on graph `g` from `start`; returns N×2 coordinates.
 pub fn optimise(g: &Graph, start: Start, s: &LayoutSettings) -> Result<Vec<f32>> {
     let n = g.n();
     let (mut y, n_epochs, alpha0) = match start {
         Start::Fresh(mut c) => {
             rescale(&mut c);
-            (c, s.n_epochs.unwrap_or(if n <= 10_000 { 500 } else { 200 }), 1.0f32)
+            (c, s.n_epochs.unwrap_or(default_epochs(n)), 1.0f32)
         }
         Start::Previous { coords, epochs, learning_rate } => (coords, epochs, learning_rate),
     };
@@ -303,68 +310,70 @@ pub fn optimise(g: &Graph, start: Start, s: &LayoutSettings) -> Result<Vec<f32>>
     let mut next_sample = eps.clone();
     let mut next_neg: Vec<f32> = eps.iter().map(|&e| e / nsr).collect();
 
+    // Rows are processed in blocks (one rayon task each); each block owns its rows'
+    // positions and edge clocks, and reads everyone else's position from `old`.
+    const BLOCK: usize = 1024;
+    let blocks: Vec<(usize, usize)> = (0..n).step_by(BLOCK).map(|r| (r, (r + BLOCK).min(n))).collect();
     let mut old = y.clone();
     for epoch in 0..n_epochs {
         let alpha = alpha0 * (1.0 - epoch as f32 / n_epochs as f32);
         old.copy_from_slice(&y);
         let e = epoch as f32;
-        // Row by row in parallel: each row owns its item's position and its edges' clocks.
-        let ys: Vec<&mut [f32]> = y.chunks_mut(2).collect();
-        let mut ns: Vec<&mut [f32]> = Vec::with_capacity(n);
-        let mut nn: Vec<&mut [f32]> = Vec::with_capacity(n);
+        let mut parts = Vec::with_capacity(blocks.len());
         {
-            let (mut rest_s, mut rest_n) = (&mut next_sample[..], &mut next_neg[..]);
-            for i in 0..n {
-                let len = g.row_ptr[i + 1] - g.row_ptr[i];
-                let (hs, ts) = std::mem::take(&mut rest_s).split_at_mut(len);
-                let (hn, tn) = std::mem::take(&mut rest_n).split_at_mut(len);
-                ns.push(hs);
-                nn.push(hn);
-                rest_s = ts;
-                rest_n = tn;
+            let (mut ry, mut rs, mut rn) = (&mut y[..], &mut next_sample[..], &mut next_neg[..]);
+            for &(lo, hi) in &blocks {
+                let edges = g.row_ptr[hi] - g.row_ptr[lo];
+                let (hy, ty) = std::mem::take(&mut ry).split_at_mut(2 * (hi - lo));
+                let (hs, ts) = std::mem::take(&mut rs).split_at_mut(edges);
+                let (hn, tn) = std::mem::take(&mut rn).split_at_mut(edges);
+                parts.push((lo, hi, hy, hs, hn));
+                (ry, rs, rn) = (ty, ts, tn);
             }
         }
-        ys.into_par_iter().zip(ns).zip(nn).enumerate().for_each(|(i, ((cur, next_s), next_n))| {
-            let (cols, _) = g.row(i);
-            let ep = &eps[g.row_ptr[i]..g.row_ptr[i + 1]];
-            let mut rng = SplitMix::new(s.seed, epoch as u64, i as u64);
-            let (mut cx, mut cy) = (cur[0], cur[1]);
-            for t in 0..cols.len() {
-                if ep[t] <= 0.0 || next_s[t] > e {
-                    continue;
-                }
-                let k = cols[t] as usize;
-                let (ox, oy) = (old[2 * k], old[2 * k + 1]);
-                // Two pulls: this direction's and the mirror edge's move of its other end.
-                for _ in 0..2 {
-                    let (dx, dy) = (cx - ox, cy - oy);
-                    let d2 = dx * dx + dy * dy;
-                    if d2 > 0.0 {
-                        let gc = -2.0 * a * b * d2.powf(b - 1.0) / (a * d2.powf(b) + 1.0);
-                        cx += clip(gc * dx) * alpha;
-                        cy += clip(gc * dy) * alpha;
-                    }
-                }
-                next_s[t] += ep[t];
-                let en = ep[t] / nsr;
-                let n_neg = ((e - next_n[t]) / en).max(0.0) as usize;
-                for _ in 0..n_neg {
-                    let k = rng.below(n);
-                    if k == i {
+        parts.into_par_iter().for_each(|(lo, hi, ys, next_s, next_n)| {
+            let base = g.row_ptr[lo];
+            for i in lo..hi {
+                let (r0, r1) = (g.row_ptr[i], g.row_ptr[i + 1]);
+                let mut rng = SplitMix::new(s.seed, epoch as u64, i as u64);
+                let (mut cx, mut cy) = (ys[2 * (i - lo)], ys[2 * (i - lo) + 1]);
+                for t in r0..r1 {
+                    let (ep, ts) = (eps[t], t - base);
+                    if ep <= 0.0 || next_s[ts] > e {
                         continue;
                     }
+                    let k = g.cols[t] as usize;
                     let (dx, dy) = (cx - old[2 * k], cy - old[2 * k + 1]);
                     let d2 = dx * dx + dy * dy;
                     if d2 > 0.0 {
-                        let gc = 2.0 * gamma * b / ((0.001 + d2) * (a * d2.powf(b) + 1.0));
-                        cx += clip(gc * dx) * alpha;
-                        cy += clip(gc * dy) * alpha;
+                        let pw = d2.powf(b);
+                        let gc = -2.0 * a * b * (pw / d2) / (a * pw + 1.0);
+                        // Two pulls: this direction's, and the mirror edge's move of its
+                        // other end (umap-learn moves both ends per sample).
+                        cx += 2.0 * clip(gc * dx) * alpha;
+                        cy += 2.0 * clip(gc * dy) * alpha;
                     }
+                    next_s[ts] += ep;
+                    let en = ep / nsr;
+                    let n_neg = ((e - next_n[ts]) / en).max(0.0) as usize;
+                    for _ in 0..n_neg {
+                        let k = rng.below(n);
+                        if k == i {
+                            continue;
+                        }
+                        let (dx, dy) = (cx - old[2 * k], cy - old[2 * k + 1]);
+                        let d2 = dx * dx + dy * dy;
+                        if d2 > 0.0 {
+                            let gc = 2.0 * gamma * b / ((0.001 + d2) * (a * d2.powf(b) + 1.0));
+                            cx += clip(gc * dx) * alpha;
+                            cy += clip(gc * dy) * alpha;
+                        }
+                    }
+                    next_n[ts] += n_neg as f32 * en;
                 }
-                next_n[t] += n_neg as f32 * en;
+                ys[2 * (i - lo)] = cx;
+                ys[2 * (i - lo) + 1] = cy;
             }
-            cur[0] = cx;
-            cur[1] = cy;
         });
     }
     Ok(y)
@@ -380,7 +389,7 @@ fn rescale(c: &mut [f32]) {
 }
 
 /// The start of a fresh map: the embeddings' first two principal components (computed on at
-/// most 100,000 evenly spread rows, linfa-reduction), with umap-learn's tiny noise
+/// most 20,000 evenly spread rows, linfa-reduction), with umap-learn's tiny noise
 /// (σ = 1e-4 of the ±10 scale) so no two items coincide.
 pub fn pca_start(emb: &[f32], d: usize, seed: u64) -> Result<Vec<f32>> {
     use linfa::traits::Fit;
@@ -389,7 +398,7 @@ pub fn pca_start(emb: &[f32], d: usize, seed: u64) -> Result<Vec<f32>> {
     if n < 3 {
         return Ok((0..n * 2).map(|i| i as f32).collect());
     }
-    let m = n.min(100_000);
+    let m = n.min(20_000);
     let mut x = Array2::<f64>::zeros((m, d));
     for r in 0..m {
         let src = r * n / m;
@@ -512,7 +521,7 @@ pub fn layout(emb: &[f32], d: usize, ids: &[&str], nb: &Neighbours, s: &LayoutSe
         }
     }
     let y = optimise(&g, Start::Fresh(pca_start(emb, d, s.seed)?), s)?;
-    let epochs = s.n_epochs.unwrap_or(if n <= 10_000 { 500 } else { 200 });
+    let epochs = s.n_epochs.unwrap_or(default_epochs(n));
     Ok((y, info("fresh", epochs, 0, n), key))
 }
 

@@ -23,6 +23,7 @@ pub mod pipeline;
 pub mod preprocess;
 pub mod report;
 pub mod scan;
+pub mod structure;
 pub mod synth;
 pub mod thumbs;
 pub mod ui;

@@ -20,6 +20,7 @@ use crate::layout;
 use crate::neighbours;
 use crate::report::{BuildReport, Problem, StageTime};
 use crate::scan;
+use crate::structure;
 use crate::ui::Ui;
 
 /// How a finished build went; `main` turns it into the exit code.
@@ -323,9 +324,31 @@ pub fn build(settings: &Settings, ui: &Ui) -> Result<BuildOutcome> {
             .with_context(|| format!("cannot keep the map in the cache folder {}", layout_dir.display()))?;
         report.stages.push(StageTime { name: "layout".into(), seconds: t_l.elapsed().as_secs_f64(), items: published.len() as u64 });
 
+        let t_s = Instant::now();
+        let n = items.len();
+        let ss = &settings.structure;
+        let (clusters, cluster_of) = structure::clusters(&coords, &emb, dim, &nb, ss.cluster_size(n));
+        let (outlier_score, outlier_rank) = structure::outliers(&nb, n, ss.outlier_k);
+        let duplicates = structure::duplicates(&nb, n, ss.duplicate_threshold);
+        ui.info(format!(
+            "structure: {} clusters, {} near-duplicate pairs (cosine >= {}) in {:.1} s",
+            clusters.len(),
+            duplicates.len(),
+            ss.duplicate_threshold,
+            t_s.elapsed().as_secs_f64()
+        ));
+        report.stages.push(StageTime { name: "structure".into(), seconds: t_s.elapsed().as_secs_f64(), items: n as u64 });
+
         let t = Instant::now();
         let model = api::ModelRef { name: &enc.spec.name, digest: &enc.digest.to_hex(), dim };
-        api::publish(&settings, &items, &nb, &coords, &linfo, report.skipped, &model)?;
+        let st = api::Structure {
+            clusters: &clusters,
+            cluster_of: &cluster_of,
+            outlier_score: &outlier_score,
+            outlier_rank: &outlier_rank,
+            duplicates: &duplicates,
+        };
+        api::publish(&settings, &items, &nb, &coords, &linfo, &st, report.skipped, &model)?;
         let paths: Vec<&str> = published.iter().map(|(i, _)| i.entry.rel_str.as_str()).collect();
         let bytes = cache::export_parquet(&ids, &paths, emb, dim)?;
         fsutil::write_if_changed(&api.join("embeddings.parquet"), &bytes)

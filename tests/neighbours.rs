@@ -150,6 +150,9 @@ fn a_build_publishes_neighbours_items_and_a_manifest() {
         let item: Value = serde_json::from_slice(&std::fs::read(api.join(format!("items/{id}.json"))).unwrap()).unwrap();
         assert_eq!(item["id"], id.as_str());
         assert_eq!((item["x"].as_f64().unwrap() as f32, item["y"].as_f64().unwrap() as f32), (xy[2 * row], xy[2 * row + 1]));
+        let rank = item["outlier_rank"].as_u64().unwrap();
+        assert!((1..=40).contains(&rank));
+        assert!(item["outlier_score"].as_f64().unwrap() >= 0.0);
         let nbs = item["neighbors"].as_array().unwrap();
         assert_eq!(nbs.len(), 8);
         // The JSON and the binary row say the same thing, best first, self excluded.
@@ -165,6 +168,17 @@ fn a_build_publishes_neighbours_items_and_a_manifest() {
             last = s;
         }
     }
+
+    let outl: Vec<Value> = serde_json::from_slice(&std::fs::read(api.join("outliers.json")).unwrap()).unwrap();
+    assert_eq!(outl.len(), 40);
+    assert_eq!(outl[0]["rank"], 1);
+    let clusters: Vec<Value> = serde_json::from_slice(&std::fs::read(api.join("clusters.json")).unwrap()).unwrap();
+    for c in &clusters {
+        let body: Value = serde_json::from_slice(&std::fs::read(api.join(format!("clusters/{}.json", c["cluster"]))).unwrap()).unwrap();
+        assert_eq!(body["size"], c["size"]);
+        assert!(body["members"].as_array().unwrap().iter().any(|m| m == &c["representative"]));
+    }
+    assert!(serde_json::from_slice::<Value>(&std::fs::read(api.join("duplicates.json")).unwrap()).unwrap().is_array());
 
     // Same inputs: byte-identical api/ (the manifest's date aside), nothing rewritten.
     let before = api_files(root);

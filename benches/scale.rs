@@ -1,0 +1,113 @@
+//! Neighbours, map and structure at scale: time and peak memory of each step, on a site's
+//! embeddings or on synthetic clustered embeddings (the 1M-item design point).
+//!
+//! cargo bench --bench scale -- --parquet SITE/api/embeddings.parquet
+//! cargo bench --bench scale -- --synthetic 1000000 [--dim 128] [--clusters 200]
+//!
+//! With --out DIR the map is written as DIR/layout.f32 (for benches/layout_python.py).
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{bail, Result};
+use clap::Parser;
+use rayon::prelude::*;
+use simsite::{layout, neighbours, structure};
+
+#[derive(Parser)]
+struct Args {
+    #[arg(long)]
+    parquet: Option<PathBuf>,
+    #[arg(long)]
+    synthetic: Option<usize>,
+    #[arg(long, default_value_t = 128)]
+    dim: usize,
+    #[arg(long, default_value_t = 200)]
+    clusters: usize,
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Layout epochs (default: the build's, 200 above 10,000 items).
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// cargo bench passes this; ignored.
+    #[arg(long, hide = true)]
+    bench: bool,
+}
+
+/// Peak resident memory of this process so far (VmHWM), in MB.
+fn peak_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).map(|l| l.split_whitespace().nth(1).unwrap_or("0").parse::<f64>().unwrap_or(0.0)))
+        .unwrap_or(0.0)
+        / 1024.0
+}
+
+fn step<T>(name: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    let t = Instant::now();
+    let r = f()?;
+    println!("{name:<24} {:>8.2} s   peak RSS {:>8.0} MB", t.elapsed().as_secs_f64(), peak_mb());
+    Ok(r)
+}
+
+/// n unit vectors of dimension d around `c` random centres (spread 0.3), deterministic.
+fn synthetic(n: usize, d: usize, c: usize) -> Vec<f32> {
+    let normal = |seed: u64| -> f32 {
+        let mix = |mut z: u64| {
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^ (z >> 31)
+        };
+        let u1 = ((mix(seed.wrapping_mul(2).wrapping_add(1)) >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
+        let u2 = (mix(seed.wrapping_mul(2).wrapping_add(2)) >> 11) as f64 / (1u64 << 53) as f64;
+        ((-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()) as f32
+    };
+    let centres: Vec<f32> = (0..c * d).map(|i| normal(i as u64 ^ 0xC0FFEE)).collect();
+    let mut v = vec![0f32; n * d];
+    v.par_chunks_mut(d).enumerate().for_each(|(i, row)| {
+        let k = i % c;
+        for (t, x) in row.iter_mut().enumerate() {
+            *x = centres[k * d + t] + 0.3 * normal(((i * d + t) as u64) << 8 | 1);
+        }
+        let norm = row.iter().map(|x| x * x).sum::<f32>().sqrt();
+        row.iter_mut().for_each(|x| *x /= norm);
+    });
+    v
+}
+
+fn main() -> Result<()> {
+    let a = Args::parse();
+    let (emb, d) = match (&a.parquet, a.synthetic) {
+        (Some(p), _) => step("read embeddings", || {
+            let e = simsite::cache::read_exported(p).map_err(anyhow::Error::msg)?;
+            Ok((e.embeddings, e.dim))
+        })?,
+        (None, Some(n)) => step("synthetic embeddings", || Ok((synthetic(n, a.dim, a.clusters), a.dim)))?,
+        _ => bail!("give --parquet FILE or --synthetic N"),
+    };
+    let n = emb.len() / d;
+    println!("{n} items of dimension {d}, {} threads", rayon::current_num_threads());
+    let total = Instant::now();
+    let nb = step("neighbours (FAISS)", || neighbours::search(&emb, d, &neighbours::NeighbourSettings::default()))?;
+    println!("  {}: recall@{} {:.3} on {} queries", nb.info.method, nb.k, nb.info.recall, nb.info.recall_sample);
+    let s = layout::LayoutSettings { n_epochs: a.epochs, ..Default::default() };
+    let g = step("layout: fuzzy graph", || Ok(layout::fuzzy_graph(&nb, n, s.n_neighbors)))?;
+    let start = step("layout: PCA start", || layout::pca_start(&emb, d, s.seed))?;
+    let xy = step("layout: SGD", || layout::optimise(&g, layout::Start::Fresh(start), &s))?;
+    let st = structure::StructureSettings::default();
+    let (clusters, _) = step("clusters (HDBSCAN)", || Ok(structure::clusters(&xy, &emb, d, &nb, st.cluster_size(n))))?;
+    step("outliers", || Ok(structure::outliers(&nb, n, st.outlier_k)))?;
+    let dups = step("duplicates", || Ok(structure::duplicates(&nb, n, st.duplicate_threshold)))?;
+    println!(
+        "total {:.1} s (after reading); {} clusters, {} near-duplicate pairs; peak RSS {:.0} MB",
+        total.elapsed().as_secs_f64(),
+        clusters.len(),
+        dups.len(),
+        peak_mb()
+    );
+    if let Some(out) = &a.out {
+        std::fs::create_dir_all(out)?;
+        std::fs::write(out.join("layout.f32"), layout::f32_bytes(&xy))?;
+    }
+    Ok(())
+}

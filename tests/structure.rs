@@ -1,0 +1,60 @@
+//! Clusters, outliers and near-duplicates on embeddings with known structure.
+
+mod common;
+
+use common::*;
+use simsite::layout::{layout, LayoutSettings};
+use simsite::neighbours::{search, NeighbourSettings};
+use simsite::structure::{clusters, duplicates, outliers, StructureSettings};
+
+const D: usize = 32;
+
+#[test]
+fn known_clusters_outliers_and_duplicates_are_found() {
+    let (n_base, c) = (1800, 6);
+    let mut emb = clustered(n_base, D, c, 21);
+    // 12 strangers: random directions, far from every cluster.
+    let mut r = Rng(99);
+    let mut odd: Vec<f32> = (0..12 * D).map(|_| r.normal()).collect();
+    normalise(&mut odd, D);
+    emb.extend_from_slice(&odd);
+    // 3 exact copies of items 0, 1, 2 (a re-encoded file).
+    let copies: Vec<f32> = emb[..3 * D].to_vec();
+    emb.extend_from_slice(&copies);
+    let n = emb.len() / D;
+
+    let nb = search(&emb, D, &NeighbourSettings::default()).unwrap();
+    let names: Vec<String> = (0..n).map(|i| format!("i{i}")).collect();
+    let refs: Vec<&str> = names.iter().map(|s| s.as_str()).collect();
+    let (xy, _, _) = layout(&emb, D, &refs, &nb, &LayoutSettings::default(), None).unwrap();
+    let s = StructureSettings::default();
+
+    let (found, of) = clusters(&xy, &emb, D, &nb, s.cluster_size(n));
+    assert_eq!(found.len(), c, "sizes {:?}", found.iter().map(|k| k.members.len()).collect::<Vec<_>>());
+    // Each found cluster is one true cluster (the generator puts item i in cluster i % c).
+    for k in &found {
+        let truth = k.members[0] as usize % c;
+        let pure = k.members.iter().filter(|&&i| (i as usize) < n_base && i as usize % c == truth).count();
+        let base = k.members.iter().filter(|&&i| (i as usize) < n_base).count();
+        assert!(pure as f64 / base as f64 > 0.99, "cluster of {} items is mixed", k.members.len());
+        assert!(k.members.contains(&k.representative));
+        assert!(k.members.windows(2).all(|w| w[0] < w[1]));
+    }
+    assert!(found.windows(2).all(|w| w[0].members.len() >= w[1].members.len()), "numbered by size");
+    assert!(of[..n_base].iter().all(|c| c.is_some()), "every clustered-looking item has a cluster");
+
+    let (score, rank) = outliers(&nb, n, s.outlier_k);
+    let strangers: Vec<usize> = (n_base..n_base + 12).collect();
+    assert!(strangers.iter().all(|&i| rank[i] <= 12), "ranks of the strangers: {:?}", strangers.iter().map(|&i| rank[i]).collect::<Vec<_>>());
+    let mut ranks = rank.clone();
+    ranks.sort_unstable();
+    assert_eq!(ranks, (1..=n as u32).collect::<Vec<_>>(), "ranks are 1..=n");
+    assert!(strangers.iter().all(|&i| score[i] > score[0]));
+
+    let pairs = duplicates(&nb, n, s.duplicate_threshold);
+    for (k, orig) in (n_base + 12..n).zip(0u32..) {
+        assert!(pairs.iter().any(|p| p.a == orig && p.b == k as u32 && p.score > 0.9999), "copy {k} of {orig} missed");
+    }
+    assert!(pairs.windows(2).all(|w| w[0].score >= w[1].score));
+    assert!(pairs.iter().all(|p| p.a < p.b && p.score >= s.duplicate_threshold));
+}
