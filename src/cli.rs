@@ -40,6 +40,26 @@ pub enum Command {
     Eval(EvalArgs),
     /// Show how one file decodes (size, bands, finite pixels, stretch and clip limits) and
     /// what the encoder gets; --tensor writes that input as a NumPy .npy file.
+    /// Find the items of a built site most similar to images that are not in it: each is
+    /// embedded with the site's model and compared with every item. Exit 0 when every
+    /// image was answered, 2 when some could not be read, 1 on a fatal error.
+    Query {
+        /// The image files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// The config the site was built with [default: ./site-config.toml if it exists].
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// The built site (overrides [output] dir).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// How many items to list per image.
+        #[arg(short, long, default_value_t = 12, value_parser = clap::value_parser!(u32).range(1..))]
+        k: u32,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     Inspect {
         /// The image file.
         file: PathBuf,

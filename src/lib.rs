@@ -21,6 +21,7 @@ pub mod layout;
 pub mod neighbours;
 pub mod pipeline;
 pub mod preprocess;
+pub mod query;
 pub mod report;
 pub mod scan;
 pub mod structure;

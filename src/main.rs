@@ -65,6 +65,30 @@ fn run(command: Command, ui: &Ui) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Query { files, config, out, k, json } => {
+            // A query reads no archive; a folder that cannot overlap the site stands in for it.
+            let none = std::env::temp_dir().join("simsite-query-reads-no-archive");
+            let overrides = config::Overrides { archive: Some(none), out, ..Default::default() };
+            let settings = config::load(config.as_deref(), &overrides)?;
+            let answers = simsite::query::query(&settings, &files, k as usize, ui)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&answers)?);
+            } else {
+                for a in &answers {
+                    match (&a.neighbors, &a.error) {
+                        (Some(list), _) => {
+                            println!("{}", a.file);
+                            for (r, m) in list.iter().enumerate() {
+                                println!("  {:>3}  {:.4}  {}  {}", r + 1, m.score, m.id, m.url);
+                            }
+                        }
+                        (None, e) => eprintln!("skipped {}: {}", a.file, e.as_deref().unwrap_or("unreadable")),
+                    }
+                }
+            }
+            let failed = answers.iter().filter(|a| a.error.is_some()).count();
+            Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::from(2) })
+        }
         Command::Inspect { file, config, tensor } => {
             // One file needs no archive: its folder stands in for one.
             let folder = file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));

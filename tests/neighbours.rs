@@ -219,3 +219,40 @@ fn the_map_cannot_use_more_neighbours_than_are_stored() {
     assert_ne!(code, 0);
     assert!(err.contains("key `layout.n-neighbors`: 10 must be between 2 and [neighbours] k + 1 = 6"), "{err}");
 }
+
+#[test]
+fn query_finds_an_image_in_a_built_site_and_reports_bad_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    site(root, 20, "");
+    let (code, _, err) = run(root, &["query", "archive/img007.fits"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("no built site in") && err.contains("fix: run `simsite build` first"), "{err}");
+    let (code, _, err) = run(root, &["build"]);
+    assert_eq!(code, 0, "{err}");
+
+    // A copy outside the archive, under another name: its original comes first.
+    std::fs::copy(root.join("archive/img007.fits"), root.join("new.fits")).unwrap();
+    std::fs::write(root.join("notes.txt"), "not an image").unwrap();
+    let (code, out, err) = run(root, &["query", "new.fits", "notes.txt", "-k", "4", "--json"]);
+    assert_eq!(code, 2, "one file could not be read: {err}");
+    let answers: Vec<Value> = serde_json::from_str(&out).unwrap();
+    assert_eq!(answers.len(), 2);
+    let list = answers[0]["neighbors"].as_array().unwrap();
+    assert_eq!(list.len(), 4);
+    assert_eq!(list[0]["id"], "img007.fits");
+    assert_eq!(list[0]["url"], "items/img007.fits/");
+    assert!((list[0]["score"].as_f64().unwrap() - 1.0).abs() < 1e-5);
+    assert!(list.windows(2).all(|w| w[0]["score"].as_f64() >= w[1]["score"].as_f64()));
+    assert!(answers[1]["error"].as_str().unwrap().contains("notes.txt is not an image simsite reads"));
+
+    // Another model than the site's: refused, with the fix.
+    std::fs::write(
+        root.join("other.toml"),
+        format!("[output]\ndir = \"out\"\n[encoder]\nmodel = \"{}\"\n", fixture("tiny-nometa.onnx").display()),
+    )
+    .unwrap();
+    let (code, _, err) = run(root, &["query", "new.fits", "--config", "other.toml"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("was built with model tiny-test") && err.contains("fix: query with the config the site was built with"), "{err}");
+}
