@@ -71,11 +71,12 @@ pub struct RawNeighbours {
     pub show: usize,
     pub exact_max_items: u64,
     pub recall_target: f64,
+    pub min_separation_arcsec: f64,
 }
 
 impl Default for RawNeighbours {
     fn default() -> Self {
-        RawNeighbours { k: 50, show: 12, exact_max_items: 50_000, recall_target: 0.95 }
+        RawNeighbours { k: 50, show: 12, exact_max_items: 50_000, recall_target: 0.95, min_separation_arcsec: 0.0 }
     }
 }
 
@@ -676,11 +677,15 @@ pub fn resolve(
     if !(nb.recall_target > 0.0 && nb.recall_target <= 1.0) {
         return Err(invalid(&path, "neighbours.recall-target", format!("{} must be in (0, 1]", nb.recall_target)));
     }
+    if !(nb.min_separation_arcsec >= 0.0 && nb.min_separation_arcsec.is_finite()) {
+        return Err(invalid(&path, "neighbours.min-separation-arcsec", format!("{} must be 0 (off) or a positive number of arcseconds", nb.min_separation_arcsec)));
+    }
     let neighbours = crate::neighbours::NeighbourSettings {
         k: nb.k,
         show: nb.show,
         exact_max_flops: (nb.exact_max_items as f64).powi(2) * 128.0,
         recall_target: nb.recall_target,
+        min_separation_arcsec: nb.min_separation_arcsec,
     };
 
     let lay = &raw.layout;

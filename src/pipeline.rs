@@ -300,7 +300,8 @@ pub fn build(settings: &Settings, ui: &Ui) -> Result<BuildOutcome> {
         }
         let t_nb = Instant::now();
         let stage = ui.stage("neighbours", published.len() as u64);
-        let nb = neighbours::search(&emb, dim, &settings.neighbours)?;
+        let sky: Vec<Option<(f64, f64)>> = published.iter().map(|(i, _)| i.ra.zip(i.dec)).collect();
+        let nb = neighbours::search_on_sky(&emb, dim, &settings.neighbours, &sky)?;
         stage.finish();
         ui.info(format!(
             "neighbours: {} per item by {} (recall@k {:.3}) in {:.1} s",

@@ -256,3 +256,48 @@ fn query_finds_an_image_in_a_built_site_and_reports_bad_files() {
     assert_eq!(code, 1);
     assert!(err.contains("was built with model tiny-test") && err.contains("fix: query with the config the site was built with"), "{err}");
 }
+
+#[test]
+fn overlapping_cutouts_of_one_object_are_not_each_others_neighbours() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    site(root, 12, "");
+    // img001 is a second cutout of img000's object: same pixels, 0.4" away on the sky.
+    std::fs::copy(root.join("archive/img000.fits"), root.join("archive/img001.fits")).unwrap();
+    let mut cat = String::from("path,ra,dec\n");
+    for i in 0..12 {
+        let (ra, dec) = match i {
+            0 => (150.0, 2.0),
+            1 => (150.0001, 2.0),
+            _ => (10.0 * i as f64, -30.0),
+        };
+        cat += &format!("img{i:03}.fits,{ra},{dec}\n");
+    }
+    std::fs::write(root.join("cat.csv"), cat).unwrap();
+    let config = std::fs::read_to_string(root.join("site-config.toml")).unwrap();
+    let first = |root: &Path| -> (String, f64) {
+        let item: Value = serde_json::from_slice(&std::fs::read(root.join("out/api/items/img000.fits.json")).unwrap()).unwrap();
+        (item["neighbors"][0]["id"].as_str().unwrap().to_string(), item["neighbors"][0]["score"].as_f64().unwrap())
+    };
+    std::fs::write(root.join("site-config.toml"), format!("{config}[catalogue]\npath = \"cat.csv\"\n")).unwrap();
+    let (code, _, err) = run(root, &["build"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(first(root).0, "img001.fits", "without the filter the other cutout comes first");
+    assert!((first(root).1 - 1.0).abs() < 1e-5);
+
+    std::fs::write(root.join("site-config.toml"), format!("{config}[catalogue]\npath = \"cat.csv\"\n[neighbours]\nmin-separation-arcsec = 5\n")).unwrap();
+    let (code, _, err) = run(root, &["build"]);
+    assert_eq!(code, 0, "{err}");
+    let item: Value = serde_json::from_slice(&std::fs::read(root.join("out/api/items/img000.fits.json")).unwrap()).unwrap();
+    let ids: Vec<&str> = item["neighbors"].as_array().unwrap().iter().map(|n| n["id"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), 10, "the others still fill the list");
+    assert!(!ids.contains(&"img001.fits"), "{ids:?}");
+}
+
+#[test]
+fn sky_separation_is_right() {
+    use simsite::neighbours::separation_arcsec;
+    assert!((separation_arcsec((150.0, 2.0), (150.0001, 2.0)) - 0.35975).abs() < 1e-3);
+    assert!((separation_arcsec((0.0, 89.0), (180.0, 89.0)) - 7200.0).abs() < 1e-6);
+    assert!((separation_arcsec((10.0, -30.0), (10.0, -30.0))).abs() < 1e-9);
+}
