@@ -96,7 +96,7 @@ fn main() -> Result<()> {
     let xy = step("layout: SGD", || layout::optimise(&g, layout::Start::Fresh(start), &s))?;
     let st = structure::StructureSettings::default();
     let (clusters, _) = step("clusters (HDBSCAN)", || Ok(structure::clusters(&xy, &emb, d, &nb, st.cluster_size(n))))?;
-    step("outliers", || Ok(structure::outliers(&nb, n, st.outlier_k)))?;
+    step("outliers (isolation forest)", || Ok(st.outliers(&emb, d, &nb)))?;
     let dups = step("duplicates", || Ok(structure::duplicates(&nb, n, st.duplicate_threshold)))?;
     println!(
         "total {:.1} s (after reading); {} clusters, {} near-duplicate pairs; peak RSS {:.0} MB",

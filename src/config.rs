@@ -33,6 +33,7 @@ pub struct RawConfig {
 #[derive(Debug, Deserialize)]
 #[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
 pub struct RawStructure {
+    pub outlier_method: String,
     pub min_cluster_size: usize,
     pub outlier_k: Option<usize>,
     pub duplicate_threshold: f32,
@@ -41,7 +42,12 @@ pub struct RawStructure {
 impl Default for RawStructure {
     fn default() -> Self {
         let d = crate::structure::StructureSettings::default();
-        RawStructure { min_cluster_size: d.min_cluster_size, outlier_k: None, duplicate_threshold: d.duplicate_threshold }
+        RawStructure {
+            outlier_method: "isolation-forest".into(),
+            min_cluster_size: d.min_cluster_size,
+            outlier_k: None,
+            duplicate_threshold: d.duplicate_threshold,
+        }
     }
 }
 
@@ -726,7 +732,17 @@ pub fn resolve(
     if st.min_cluster_size == 1 {
         return Err(invalid(&path, "structure.min-cluster-size", "1 would make every item a cluster; use 2 or more, or 0 for automatic"));
     }
+    let outlier_method = parse_enum(
+        &path,
+        "structure.outlier-method",
+        &st.outlier_method,
+        &[
+            ("isolation-forest", crate::structure::OutlierMethod::IsolationForest),
+            ("neighbours", crate::structure::OutlierMethod::Neighbours),
+        ],
+    )?;
     let structure = crate::structure::StructureSettings {
+        outlier_method,
         outlier_k,
         duplicate_threshold: st.duplicate_threshold,
         min_cluster_size: st.min_cluster_size,

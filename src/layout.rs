@@ -456,7 +456,9 @@ pub const REFINE_LEARNING_RATE: f32 = 0.1;
 /// What the map depends on: the settings, the item ids in order and the neighbour graph.
 pub fn key(s: &LayoutSettings, ids: &[&str], nb: &Neighbours) -> String {
     let mut h = blake3::Hasher::new();
-    h.update(format!("layout-v1|{s:?}|{}|", nb.k).as_bytes());
+    // The version names the algorithm; epochs as run (the default depends on N).
+    let epochs = s.n_epochs.unwrap_or(default_epochs(ids.len()));
+    h.update(format!("layout-v2|{s:?}|{epochs}|{}|", nb.k).as_bytes());
     for id in ids {
         h.update(id.as_bytes());
         h.update(b"\n");

@@ -329,7 +329,7 @@ pub fn build(settings: &Settings, ui: &Ui) -> Result<BuildOutcome> {
         let n = items.len();
         let ss = &settings.structure;
         let (clusters, cluster_of) = structure::clusters(&coords, &emb, dim, &nb, ss.cluster_size(n));
-        let (outlier_score, outlier_rank) = structure::outliers(&nb, n, ss.outlier_k);
+        let (outlier_score, outlier_rank) = ss.outliers(&emb, dim, &nb);
         let duplicates = structure::duplicates(&nb, n, ss.duplicate_threshold);
         ui.info(format!(
             "structure: {} clusters, {} near-duplicate pairs (cosine >= {}) in {:.1} s",

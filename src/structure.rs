@@ -6,9 +6,19 @@ use serde::Serialize;
 
 use crate::neighbours::Neighbours;
 
+/// How outliers are scored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutlierMethod {
+    /// Isolation Forest on the embeddings (200 trees of 256 items).
+    IsolationForest,
+    /// Mean cosine distance to the first `outlier_k` neighbours.
+    Neighbours,
+}
+
 /// `[structure]` in the config.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StructureSettings {
+    pub outlier_method: OutlierMethod,
     /// Neighbours whose mean cosine distance is an item's outlier score.
     pub outlier_k: usize,
     /// Pairs at or above this cosine similarity are near-duplicates.
@@ -19,6 +29,19 @@ pub struct StructureSettings {
 }
 
 impl StructureSettings {
+    /// Outlier scores (higher is stranger) and ranks (1 = strangest) of the n items.
+    pub fn outliers(&self, emb: &[f32], d: usize, nb: &Neighbours) -> (Vec<f32>, Vec<u32>) {
+        let n = emb.len() / d.max(1);
+        match self.outlier_method {
+            OutlierMethod::Neighbours => outliers(nb, n, self.outlier_k),
+            OutlierMethod::IsolationForest => {
+                let s = isolation_scores(emb, d, 200, 256, 0x51_75_17E);
+                let r = ranks(&s);
+                (s, r)
+            }
+        }
+    }
+
     pub fn cluster_size(&self, n: usize) -> usize {
         if self.min_cluster_size > 0 {
             self.min_cluster_size
@@ -30,7 +53,7 @@ impl StructureSettings {
 
 impl Default for StructureSettings {
     fn default() -> Self {
-        StructureSettings { outlier_k: 10, duplicate_threshold: 0.995, min_cluster_size: 0 }
+        StructureSettings { outlier_method: OutlierMethod::IsolationForest, outlier_k: 10, duplicate_threshold: 0.995, min_cluster_size: 0 }
     }
 }
 
@@ -51,12 +74,7 @@ pub fn outliers(nb: &Neighbours, n: usize, k: usize) -> (Vec<f32>, Vec<u32>) {
             }
         })
         .collect();
-    let mut order: Vec<u32> = (0..n as u32).collect();
-    order.sort_by(|&a, &b| scores[b as usize].total_cmp(&scores[a as usize]).then(a.cmp(&b)));
-    let mut rank = vec![0u32; n];
-    for (r, &i) in order.iter().enumerate() {
-        rank[i as usize] = r as u32 + 1;
-    }
+    let rank = ranks(&scores);
     (scores, rank)
 }
 
@@ -165,4 +183,121 @@ pub fn clusters(xy: &[f32], emb: &[f32], d: usize, nb: &Neighbours, min_size: us
         })
         .collect();
     (out, of)
+}
+
+/// Isolation Forest (Liu, Ting & Zhou 2008) on the embeddings: `trees` trees, each grown on
+/// `sample` items drawn without replacement, split on a random coordinate at a random
+/// value; an item's score is 2^(-E[h]/c(sample)), h its path length (higher is stranger).
+/// Rare kinds of image that are similar to each other (a few hundred satellite trails in a
+/// large archive) are isolated quickly in the small subsamples, where a neighbour distance
+/// sees only their similarity to each other. Seeded: the same inputs give the same scores.
+pub fn isolation_scores(emb: &[f32], d: usize, trees: usize, sample: usize, seed: u64) -> Vec<f32> {
+    let n = emb.len() / d.max(1);
+    if n < 2 {
+        return vec![0.0; n];
+    }
+    let psi = sample.min(n);
+    let depth_limit = (psi as f64).log2().ceil() as usize;
+    let c = |m: usize| -> f64 {
+        match m {
+            0 | 1 => 0.0,
+            2 => 1.0,
+            _ => 2.0 * ((m as f64 - 1.0).ln() + 0.577_215_664_9) - 2.0 * (m as f64 - 1.0) / m as f64,
+        }
+    };
+    // A tree: nodes (coordinate, threshold, left, right) or leaves (size).
+    enum Node {
+        Split { dim: usize, at: f32, left: usize, right: usize },
+        Leaf { size: usize },
+    }
+    let grow = |t: usize| -> Vec<Node> {
+        let mut rng = Mix(seed ^ (t as u64).wrapping_mul(0xA076_1D64_78BD_642F));
+        // Partial Fisher-Yates: a sample of psi distinct rows.
+        let mut pool: Vec<u32> = (0..n as u32).collect();
+        for i in 0..psi {
+            let j = i + rng.below(n - i);
+            pool.swap(i, j);
+        }
+        let mut nodes = Vec::new();
+        let mut stack = vec![(pool[..psi].to_vec(), 0usize, usize::MAX, false)];
+        while let Some((rows, level, parent, is_right)) = stack.pop() {
+            let me = nodes.len();
+            if let Some(Node::Split { left, right, .. }) = nodes.get_mut(parent) {
+                if is_right {
+                    *right = me;
+                } else {
+                    *left = me;
+                }
+            }
+            let dim = rng.below(d);
+            let (lo, hi) = rows.iter().fold((f32::MAX, f32::MIN), |(l, h), &r| {
+                let v = emb[r as usize * d + dim];
+                (l.min(v), h.max(v))
+            });
+            if level >= depth_limit || rows.len() <= 1 || hi <= lo {
+                nodes.push(Node::Leaf { size: rows.len() });
+                continue;
+            }
+            let at = lo + (hi - lo) * rng.unit();
+            let (l, r): (Vec<u32>, Vec<u32>) = rows.iter().partition(|&&x| emb[x as usize * d + dim] < at);
+            nodes.push(Node::Split { dim, at, left: 0, right: 0 });
+            stack.push((r, level + 1, me, true));
+            stack.push((l, level + 1, me, false));
+        }
+        nodes
+    };
+    let forest: Vec<Vec<Node>> = (0..trees).into_par_iter().map(grow).collect();
+    let norm = c(psi);
+    (0..n)
+        .into_par_iter()
+        .map(|i| {
+            let x = &emb[i * d..(i + 1) * d];
+            let total: f64 = forest
+                .iter()
+                .map(|tree| {
+                    let (mut at, mut h) = (0usize, 0f64);
+                    loop {
+                        match tree[at] {
+                            Node::Split { dim, at: t, left, right } => {
+                                at = if x[dim] < t { left } else { right };
+                                h += 1.0;
+                            }
+                            Node::Leaf { size } => break h + c(size),
+                        }
+                    }
+                })
+                .sum();
+            2f64.powf(-(total / trees as f64) / norm) as f32
+        })
+        .collect()
+}
+
+/// splitmix64 for the forest.
+struct Mix(u64);
+impl Mix {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        ((self.next() >> 32) * n as u64 >> 32) as usize
+    }
+    fn unit(&mut self) -> f32 {
+        (self.next() >> 40) as f32 / (1u64 << 24) as f32
+    }
+}
+
+/// Ranks (1 = strangest; ties by item order) of scores where higher is stranger.
+pub fn ranks(scores: &[f32]) -> Vec<u32> {
+    let n = scores.len();
+    let mut order: Vec<u32> = (0..n as u32).collect();
+    order.sort_by(|&a, &b| scores[b as usize].total_cmp(&scores[a as usize]).then(a.cmp(&b)));
+    let mut rank = vec![0u32; n];
+    for (r, &i) in order.iter().enumerate() {
+        rank[i as usize] = r as u32 + 1;
+    }
+    rank
 }

@@ -5,7 +5,7 @@ mod common;
 use common::*;
 use simsite::layout::{layout, LayoutSettings};
 use simsite::neighbours::{search, NeighbourSettings};
-use simsite::structure::{clusters, duplicates, outliers, StructureSettings};
+use simsite::structure::{clusters, duplicates, outliers, OutlierMethod, StructureSettings};
 
 const D: usize = 32;
 
@@ -50,6 +50,13 @@ fn known_clusters_outliers_and_duplicates_are_found() {
     ranks.sort_unstable();
     assert_eq!(ranks, (1..=n as u32).collect::<Vec<_>>(), "ranks are 1..=n");
     assert!(strangers.iter().all(|&i| score[i] > score[0]));
+
+    // The isolation forest (the default) ranks them first too, and the same way every run.
+    assert_eq!(s.outlier_method, OutlierMethod::IsolationForest);
+    let (iso, iso_rank) = s.outliers(&emb, D, &nb);
+    assert!(strangers.iter().all(|&i| iso_rank[i] <= 12), "forest ranks: {:?}", strangers.iter().map(|&i| iso_rank[i]).collect::<Vec<_>>());
+    assert!(iso.iter().all(|v| *v > 0.0 && *v < 1.0));
+    assert_eq!(s.outliers(&emb, D, &nb), (iso, iso_rank));
 
     let pairs = duplicates(&nb, n, s.duplicate_threshold);
     for (k, orig) in (n_base + 12..n).zip(0u32..) {
