@@ -39,22 +39,6 @@ def parse_args():
     return p.parse_args()
 
 
-def read_embeddings(path):
-    """The embedding matrix (N x d, float32, C order) of simsite's embeddings parquet."""
-    import numpy as np
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
-
-    emb = pq.read_table(path, columns=["embedding"]).column("embedding").combine_chunks()
-    lengths = pc.list_value_length(emb).to_numpy(zero_copy_only=False)
-    if len(lengths) == 0:
-        sys.exit(f"{path}: no rows")
-    if (lengths != lengths[0]).any():
-        sys.exit(f"{path}: embeddings of different lengths ({lengths.min()}..{lengths.max()})")
-    x = emb.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
-    return np.ascontiguousarray(x.reshape(len(lengths), int(lengths[0])))
-
-
 def search_rows(index, queries, own, k):
     """k neighbours (ids, -1 padded) of each query, searched for k+1 in blocks; the query's own
     row `own[q]` is dropped from its list (or the last hit, when it is not among them)."""
@@ -91,7 +75,8 @@ def main():
 
     faiss.omp_set_num_threads(args.threads)
     t = time.perf_counter()
-    x = read_embeddings(args.embeddings)
+    from layout_python import read_embeddings  # one parquet reader for both scripts (same folder)
+    _, x = read_embeddings(args.embeddings)
     n, d = x.shape
     k = min(args.k, n - 1)
     if k < 1:

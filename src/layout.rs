@@ -21,6 +21,7 @@ use anyhow::{bail, Result};
 use rayon::prelude::*;
 
 use crate::neighbours::{Neighbours, NONE};
+use crate::rng::SplitMix;
 
 /// `[layout]` in the config.
 #[derive(Debug, Clone, PartialEq)]
@@ -235,26 +236,6 @@ pub fn find_ab(spread: f32, min_dist: f32) -> (f32, f32) {
         }
     }
     (a as f32, b as f32)
-}
-
-/// A fast, seedable generator (splitmix64) for the negative samples.
-struct SplitMix(u64);
-impl SplitMix {
-    fn new(seed: u64, epoch: u64, item: u64) -> SplitMix {
-        let mut s = SplitMix(seed ^ epoch.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ item.wrapping_mul(0xD1B5_4A32_D192_ED03));
-        s.next();
-        s
-    }
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        ((self.next() >> 32) * n as u64 >> 32) as usize
-    }
 }
 
 fn clip(v: f32) -> f32 {
@@ -512,8 +493,7 @@ pub fn layout(emb: &[f32], d: usize, ids: &[&str], nb: &Neighbours, s: &LayoutSe
                     (placed.iter().map(|&j| c[2 * j]).sum::<f32>() / k, placed.iter().map(|&j| c[2 * j + 1]).sum::<f32>() / k)
                 };
                 // A hair of jitter so that new items sharing neighbours do not coincide.
-                let jx = (rng.next() >> 40) as f32 / (1u64 << 24) as f32 - 0.5;
-                let jy = (rng.next() >> 40) as f32 / (1u64 << 24) as f32 - 0.5;
+                let (jx, jy) = (rng.unit() - 0.5, rng.unit() - 0.5);
                 c[2 * i] = x + 0.01 * jx;
                 c[2 * i + 1] = y + 0.01 * jy;
             }

@@ -23,6 +23,7 @@ pub mod pipeline;
 pub mod preprocess;
 pub mod query;
 pub mod report;
+pub mod rng;
 pub mod scan;
 pub mod structure;
 pub mod synth;

@@ -211,7 +211,7 @@ pub fn isolation_scores(emb: &[f32], d: usize, trees: usize, sample: usize, seed
         Leaf { size: usize },
     }
     let grow = |t: usize| -> Vec<Node> {
-        let mut rng = Mix(seed ^ (t as u64).wrapping_mul(0xA076_1D64_78BD_642F));
+        let mut rng = crate::rng::SplitMix::new(seed, t as u64, 0);
         // Partial Fisher-Yates: a sample of psi distinct rows.
         let mut pool: Vec<u32> = (0..n as u32).collect();
         for i in 0..psi {
@@ -270,24 +270,6 @@ pub fn isolation_scores(emb: &[f32], d: usize, trees: usize, sample: usize, seed
             2f64.powf(-(total / trees as f64) / norm) as f32
         })
         .collect()
-}
-
-/// splitmix64 for the forest.
-struct Mix(u64);
-impl Mix {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        ((self.next() >> 32) * n as u64 >> 32) as usize
-    }
-    fn unit(&mut self) -> f32 {
-        (self.next() >> 40) as f32 / (1u64 << 24) as f32
-    }
 }
 
 /// Ranks (1 = strangest; ties by item order) of scores where higher is stranger.
