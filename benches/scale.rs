@@ -12,6 +12,7 @@ use std::time::Instant;
 use anyhow::{bail, Result};
 use clap::Parser;
 use rayon::prelude::*;
+use simsite::rng::SplitMix;
 use simsite::{layout, neighbours, structure};
 
 #[derive(Parser)]
@@ -52,22 +53,14 @@ fn step<T>(name: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
 
 /// n unit vectors of dimension d around `c` random centres (spread 0.3), deterministic.
 fn synthetic(n: usize, d: usize, c: usize) -> Vec<f32> {
-    let normal = |seed: u64| -> f32 {
-        let mix = |mut z: u64| {
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^ (z >> 31)
-        };
-        let u1 = ((mix(seed.wrapping_mul(2).wrapping_add(1)) >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
-        let u2 = (mix(seed.wrapping_mul(2).wrapping_add(2)) >> 11) as f64 / (1u64 << 53) as f64;
-        ((-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()) as f32
-    };
-    let centres: Vec<f32> = (0..c * d).map(|i| normal(i as u64 ^ 0xC0FFEE)).collect();
+    let mut r = SplitMix::new(0xC0FFEE, 0, 0);
+    let centres: Vec<f32> = (0..c * d).map(|_| r.normal()).collect();
     let mut v = vec![0f32; n * d];
     v.par_chunks_mut(d).enumerate().for_each(|(i, row)| {
         let k = i % c;
+        let mut r = SplitMix::new(0xC0FFEE, 1, i as u64);
         for (t, x) in row.iter_mut().enumerate() {
-            *x = centres[k * d + t] + 0.3 * normal(((i * d + t) as u64) << 8 | 1);
+            *x = centres[k * d + t] + 0.3 * r.normal();
         }
         let norm = row.iter().map(|x| x * x).sum::<f32>().sqrt();
         row.iter_mut().for_each(|x| *x /= norm);

@@ -399,11 +399,7 @@ pub fn pca_start(emb: &[f32], d: usize, seed: u64) -> Result<Vec<f32>> {
     let scale = 10.0 / out.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-30);
     let mut rng = SplitMix::new(seed, u64::MAX, 0);
     for v in out.iter_mut() {
-        // Box-Muller from two uniforms.
-        let u1 = ((rng.next() >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
-        let u2 = (rng.next() >> 11) as f64 / (1u64 << 53) as f64;
-        let z = ((-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()) as f32;
-        *v = *v * scale + 1e-4 * z;
+        *v = *v * scale + 1e-4 * rng.normal();
     }
     Ok(out)
 }

@@ -14,7 +14,7 @@ fn known_clusters_outliers_and_duplicates_are_found() {
     let (n_base, c) = (1800, 6);
     let mut emb = clustered(n_base, D, c, 21);
     // 12 strangers: random directions, far from every cluster.
-    let mut r = Rng(99);
+    let mut r = rng(99);
     let mut odd: Vec<f32> = (0..12 * D).map(|_| r.normal()).collect();
     normalise(&mut odd, D);
     emb.extend_from_slice(&odd);

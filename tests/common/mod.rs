@@ -260,21 +260,9 @@ pub fn run(dir: &Path, args: &[&str]) -> (i32, String, String) {
     )
 }
 
-/// splitmix64: reproducible test vectors without a dependency.
-pub struct Rng(pub u64);
-impl Rng {
-    pub fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    pub fn normal(&mut self) -> f32 {
-        let u1 = ((self.next() >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
-        let u2 = (self.next() >> 11) as f64 / (1u64 << 53) as f64;
-        ((-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()) as f32
-    }
+/// Reproducible test vectors: simsite's own splitmix64 stream for `seed`.
+pub fn rng(seed: u64) -> simsite::rng::SplitMix {
+    simsite::rng::SplitMix::new(seed, 0, 0)
 }
 
 pub fn normalise(v: &mut [f32], d: usize) {
@@ -286,7 +274,7 @@ pub fn normalise(v: &mut [f32], d: usize) {
 
 /// n unit vectors around `centres` clusters (spread 0.3), the realistic shape of embeddings.
 pub fn clustered(n: usize, d: usize, centres: usize, seed: u64) -> Vec<f32> {
-    let mut r = Rng(seed);
+    let mut r = rng(seed);
     let c: Vec<f32> = (0..centres * d).map(|_| r.normal()).collect();
     let mut v: Vec<f32> = (0..n * d).map(|i| c[(i / d % centres) * d + i % d] + 0.3 * r.normal()).collect();
     normalise(&mut v, d);
