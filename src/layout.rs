@@ -454,7 +454,6 @@ pub fn layout(emb: &[f32], d: usize, ids: &[&str], nb: &Neighbours, s: &LayoutSe
     let t = std::time::Instant::now();
     let n = ids.len();
     let key = key(s, ids, nb);
-    let g = fuzzy_graph(nb, n, s.n_neighbors);
     let info = |mode: &str, epochs, kept, added| LayoutInfo { mode: mode.into(), epochs, kept, added, seconds: t.elapsed().as_secs_f64() };
     if let Some(p) = prev.filter(|p| p.coords.len() == p.ids.len() * 2) {
         if p.key == key {
@@ -494,11 +493,11 @@ pub fn layout(emb: &[f32], d: usize, ids: &[&str], nb: &Neighbours, s: &LayoutSe
                 c[2 * i + 1] = y + 0.01 * jy;
             }
             let start = Start::Previous { coords: c, epochs: REFINE_EPOCHS, learning_rate: REFINE_LEARNING_RATE };
-            let y = optimise(&g, start, s)?;
+            let y = optimise(&fuzzy_graph(nb, n, s.n_neighbors), start, s)?;
             return Ok((y, info("refined", REFINE_EPOCHS, kept, n - kept), key));
         }
     }
-    let y = optimise(&g, Start::Fresh(pca_start(emb, d, s.seed)?), s)?;
+    let y = optimise(&fuzzy_graph(nb, n, s.n_neighbors), Start::Fresh(pca_start(emb, d, s.seed)?), s)?;
     let epochs = s.n_epochs.unwrap_or(default_epochs(n));
     Ok((y, info("fresh", epochs, 0, n), key))
 }
