@@ -1,8 +1,8 @@
 //! The order of a build, in one place:
 //! load encoder → scan → catalogue join → decode + preprocess (+ thumbnails), streamed into
-//! embed (cached by content) → neighbours (FAISS) → api/ files and embeddings export →
-//! publish thumbnails → report. Later stages (layout, structure, render) slot in after the
-//! neighbours.
+//! embed (cached by content) → neighbours (FAISS) → layout (UMAP, kept across builds) →
+//! structure (clusters, outliers, duplicates) → api/ files and embeddings export → publish
+//! thumbnails → report. Rendering the HTML pages slots in after the api/ files.
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
