@@ -11,7 +11,8 @@ Measured, wall clock, on --threads OpenMP threads:
     "IVF{nlist},Flat" with inner product, trained on min(64 nlist, N) evenly spaced rows; all
     rows added; exact ground truth for up to 1,000 evenly spaced query rows; nprobe doubled
     from 1 (capped at nlist) until recall@k on those queries (share of the true neighbours
-    found, self excluded) reaches --recall-target; then every row searched with that nprobe.
+    found, self excluded) reaches --recall-target, then bisected between the last two values
+    for the smallest that does; then every row searched with that nprobe.
     Seconds for train, add, ground truth, tuning and the final search, and their total.
 E.parquet is simsite's api/embeddings.parquet (`embedding` list<float32>, L2-normalised, so
 inner product is cosine). Needs the venv that benches/setup_python.sh makes.
@@ -127,15 +128,28 @@ def main():
 
     params = faiss.ParameterSpace()
     tuning = []
-    nprobe = 1
     t = time.perf_counter()
-    while True:
+
+    def measure(nprobe):
         params.set_index_parameter(index, "nprobe", nprobe)
         recall = recall_at_k(truth, search_rows(index, queries, sample, k))
         tuning.append({"nprobe": nprobe, "recall": recall})
-        if recall >= args.recall_target or nprobe >= nlist:
-            break
-        nprobe = min(nprobe * 2, nlist)
+        return recall
+
+    lo, hi = 0, 1
+    recall = measure(hi)
+    while recall < args.recall_target and hi < nlist:
+        lo, hi = hi, min(hi * 2, nlist)
+        recall = measure(hi)
+    while recall >= args.recall_target and hi - lo > 1:
+        mid = (lo + hi) // 2
+        r = measure(mid)
+        if r >= args.recall_target:
+            hi, recall = mid, r
+        else:
+            lo = mid
+    nprobe = hi
+    params.set_index_parameter(index, "nprobe", nprobe)
     t_tune = time.perf_counter() - t
     t = time.perf_counter()
     ivf_ids = search_rows(index, x, rows, k)

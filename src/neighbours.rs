@@ -2,7 +2,7 @@
 //!
 //! Embeddings are L2-normalised, so inner product is cosine. Exact search
 //! (`IndexFlatIP`, BLAS) costs N²·d; above `exact_max_flops` an IVF index is used instead,
-//! and its `nprobe` is raised until recall@k against exact search, measured on a fixed
+//! with the smallest `nprobe` whose recall@k against exact search, measured on a fixed
 //! sample of queries, reaches the target. That figure goes into the manifest.
 
 use std::time::Instant;
@@ -205,8 +205,9 @@ fn rows_of(emb: &[f32], d: usize, rows: &[usize]) -> Vec<f32> {
 
 type Found = (Vec<u32>, Vec<f32>, String, f64, usize);
 
-/// IVF with about 4·√N lists trained on an even sample; nprobe doubles until recall@k on the
-/// sample queries reaches the target (or every list is probed).
+/// IVF with about 4·√N lists trained on an even sample; nprobe is the smallest (found by
+/// doubling, then bisecting) whose recall@k on the sample queries reaches the target (or
+/// every list is probed).
 fn approximate(emb: &[f32], n: usize, d: usize, k: usize, target: f64) -> Result<Found> {
     let sample = sample_rows(n);
     let queries = rows_of(emb, d, &sample);
@@ -223,16 +224,31 @@ fn approximate(emb: &[f32], n: usize, d: usize, k: usize, target: f64) -> Result
     index.add(emb).context("FAISS: cannot add the embeddings")?;
 
     let params = faiss::index::autotune::ParameterSpace::new().context("FAISS parameter space")?;
-    let mut nprobe = 1usize;
-    let recall = loop {
+    let mut measure = |nprobe: usize| -> Result<f64> {
         params.set_index_parameter(&index, "nprobe", nprobe as f64).context("FAISS: cannot set nprobe")?;
         let (got, _) = search_rows(&mut index, &queries, &own, k)?;
-        let recall = recall_at_k(&truth, &got, k);
-        if recall >= target || nprobe >= nlist {
-            break recall;
-        }
-        nprobe = (nprobe * 2).min(nlist);
+        Ok(recall_at_k(&truth, &got, k))
     };
+    // Double nprobe until the target is met, then bisect between the last two values for
+    // the smallest that meets it: the search over all N costs in proportion to nprobe.
+    let (mut lo, mut hi) = (0usize, 1usize);
+    let mut recall = measure(hi)?;
+    while recall < target && hi < nlist {
+        lo = hi;
+        hi = (hi * 2).min(nlist);
+        recall = measure(hi)?;
+    }
+    while recall >= target && hi - lo > 1 {
+        let mid = (lo + hi) / 2;
+        let r = measure(mid)?;
+        if r >= target {
+            (hi, recall) = (mid, r);
+        } else {
+            lo = mid;
+        }
+    }
+    let nprobe = hi;
+    params.set_index_parameter(&index, "nprobe", nprobe as f64).context("FAISS: cannot set nprobe")?;
     let (ids, scores) = search_rows(&mut index, emb, &|q| q as u64, k)?;
     Ok((ids, scores, format!("{desc} nprobe={nprobe}"), recall, sample.len()))
 }
