@@ -252,8 +252,9 @@ pub enum Start {
 }
 
 /// Epochs of a fresh map: umap-learn's 500 up to 10,000 items; above, 100 where umap-learn
-/// runs 200 (on 100,000 synthetic images: trustworthiness@10 0.969 against 0.971 with 200
-/// epochs and umap-learn's 0.974; 2-D kNN accuracy 0.992 for all three), half the time.
+/// runs 200 (on 100,000 synthetic images: trustworthiness@10 0.967 against 0.971 with 200
+/// epochs and umap-learn's 0.975; 2-D kNN accuracy 0.991–0.992 for all three), half the
+/// time. BENCHMARKS.md has the runs.
 pub fn default_epochs(n: usize) -> usize {
     if n <= 10_000 {
         500
