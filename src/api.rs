@@ -84,11 +84,11 @@ struct ItemJson<'a> {
     title: &'a str,
     url: Option<&'a str>,
     meta: serde_json::Map<String, Value>,
-    x: Option<f32>,
-    y: Option<f32>,
+    x: f32,
+    y: f32,
     cluster: Option<u32>,
-    outlier_score: Option<f32>,
-    outlier_rank: Option<u32>,
+    outlier_score: f32,
+    outlier_rank: u32,
     neighbors: Vec<NeighbourJson<'a>>,
 }
 
@@ -105,33 +105,57 @@ fn item_json<'a>(item: &'a Item, nb: &Neighbours, xy: &[f32], st: &Structure, i:
         title: &item.title,
         url: item.url.as_deref(),
         meta: item.meta.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect(),
-        x: Some(xy[2 * i]),
-        y: Some(xy[2 * i + 1]),
+        x: xy[2 * i],
+        y: xy[2 * i + 1],
         cluster: st.cluster_of[i],
-        outlier_score: Some(st.outlier_score[i]),
-        outlier_rank: Some(st.outlier_rank[i]),
+        outlier_score: st.outlier_score[i],
+        outlier_rank: st.outlier_rank[i],
         neighbors: nb.row(i).map(|(j, score)| NeighbourJson { id: &items[j as usize].id, score }).collect(),
     }
 }
 
+#[derive(Serialize)]
+struct ClusterJson<'a> {
+    cluster: usize,
+    size: usize,
+    representative: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    members: Option<Vec<&'a str>>,
+}
+
+#[derive(Serialize)]
+struct OutlierJson<'a> {
+    id: &'a str,
+    score: f32,
+    rank: u32,
+}
+
+#[derive(Serialize)]
+struct PairJson<'a> {
+    a: &'a str,
+    b: &'a str,
+    score: f32,
+}
+
 /// `api/clusters.json` (summary), `api/clusters/<n>.json` (members), `api/outliers.json`
-/// (the strangest first) and `api/duplicates.json`.
-fn publish_structure(api: &Path, items: &[&Item], st: &Structure) -> Result<usize> {
-    let id = |i: u32| items[i as usize].id.as_str();
+/// (the strangest first) and `api/duplicates.json`. Structs rather than `json!`, so keys
+/// keep the README's order and scores print as f32.
+fn publish_structure<'a>(api: &Path, items: &[&'a Item], st: &Structure) -> Result<usize> {
+    let id = |i: u32| -> &'a str { items[i as usize].id.as_str() };
     let mut changed = 0;
-    let summary: Vec<Value> = st
-        .clusters
-        .iter()
-        .enumerate()
-        .map(|(c, k)| json!({"cluster": c, "size": k.members.len(), "representative": id(k.representative)}))
-        .collect();
+    let cluster = |c: usize, k: &Cluster, members: Option<Vec<&'a str>>| ClusterJson {
+        cluster: c,
+        size: k.members.len(),
+        representative: id(k.representative),
+        members,
+    };
+    let summary: Vec<ClusterJson> = st.clusters.iter().enumerate().map(|(c, k)| cluster(c, k, None)).collect();
     changed += write(&api.join("clusters.json"), &serde_json::to_vec(&summary)?)? as usize;
     let dir = api.join("clusters");
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create the output folder {}", dir.display()))?;
     let mut keep = HashSet::new();
     for (c, k) in st.clusters.iter().enumerate() {
-        let members: Vec<&str> = k.members.iter().map(|&i| id(i)).collect();
-        let body = json!({"cluster": c, "size": members.len(), "representative": id(k.representative), "members": members});
+        let body = cluster(c, k, Some(k.members.iter().map(|&i| id(i)).collect()));
         let name = format!("{c}.json");
         changed += write(&dir.join(&name), &serde_json::to_vec(&body)?)? as usize;
         keep.insert(name);
@@ -139,13 +163,13 @@ fn publish_structure(api: &Path, items: &[&Item], st: &Structure) -> Result<usiz
     changed += remove_others(&dir, &keep)?;
     let mut order: Vec<usize> = (0..items.len()).collect();
     order.sort_by_key(|&i| st.outlier_rank[i]);
-    let outliers: Vec<Value> = order
+    let outliers: Vec<OutlierJson> = order
         .iter()
         .take(OUTLIERS_LISTED)
-        .map(|&i| json!({"id": items[i].id, "score": st.outlier_score[i], "rank": st.outlier_rank[i]}))
+        .map(|&i| OutlierJson { id: &items[i].id, score: st.outlier_score[i], rank: st.outlier_rank[i] })
         .collect();
     changed += write(&api.join("outliers.json"), &serde_json::to_vec(&outliers)?)? as usize;
-    let dups: Vec<Value> = st.duplicates.iter().map(|p| json!({"a": id(p.a), "b": id(p.b), "score": p.score})).collect();
+    let dups: Vec<PairJson> = st.duplicates.iter().map(|p| PairJson { a: id(p.a), b: id(p.b), score: p.score }).collect();
     changed += write(&api.join("duplicates.json"), &serde_json::to_vec(&dups)?)? as usize;
     Ok(changed)
 }
