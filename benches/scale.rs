@@ -11,8 +11,6 @@ use std::time::Instant;
 
 use anyhow::{bail, Result};
 use clap::Parser;
-use rayon::prelude::*;
-use simsite::rng::SplitMix;
 use simsite::{layout, neighbours, structure};
 
 #[derive(Parser)]
@@ -51,23 +49,6 @@ fn step<T>(name: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
     Ok(r)
 }
 
-/// n unit vectors of dimension d around `c` random centres (spread 0.3), deterministic.
-fn synthetic(n: usize, d: usize, c: usize) -> Vec<f32> {
-    let mut r = SplitMix::new(0xC0FFEE, 0, 0);
-    let centres: Vec<f32> = (0..c * d).map(|_| r.normal()).collect();
-    let mut v = vec![0f32; n * d];
-    v.par_chunks_mut(d).enumerate().for_each(|(i, row)| {
-        let k = i % c;
-        let mut r = SplitMix::new(0xC0FFEE, 1, i as u64);
-        for (t, x) in row.iter_mut().enumerate() {
-            *x = centres[k * d + t] + 0.3 * r.normal();
-        }
-        let norm = row.iter().map(|x| x * x).sum::<f32>().sqrt();
-        row.iter_mut().for_each(|x| *x /= norm);
-    });
-    v
-}
-
 fn main() -> Result<()> {
     let a = Args::parse();
     let (emb, d) = match (&a.parquet, a.synthetic) {
@@ -75,7 +56,7 @@ fn main() -> Result<()> {
             let e = simsite::cache::read_exported(p).map_err(anyhow::Error::msg)?;
             Ok((e.embeddings, e.dim))
         })?,
-        (None, Some(n)) => step("synthetic embeddings", || Ok((synthetic(n, a.dim, a.clusters), a.dim)))?,
+        (None, Some(n)) => step("synthetic embeddings", || Ok((simsite::synth::clustered_embeddings(n, a.dim, a.clusters, 0xC0FFEE), a.dim)))?,
         _ => bail!("give --parquet FILE or --synthetic N"),
     };
     let n = emb.len() / d;

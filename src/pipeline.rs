@@ -321,8 +321,11 @@ pub fn build(settings: &Settings, ui: &Ui) -> Result<BuildOutcome> {
             "layout: {} map ({} epochs; {} kept, {} new) in {:.1} s",
             linfo.mode, linfo.epochs, linfo.kept, linfo.added, linfo.seconds
         ));
-        layout::save(&layout_dir, &lkey, &ids, &coords)
-            .with_context(|| format!("cannot keep the map in the cache folder {}", layout_dir.display()))?;
+        // A reused map is already what the cache holds.
+        if linfo.mode != "reused" {
+            layout::save(&layout_dir, &lkey, &ids, &coords)
+                .with_context(|| format!("cannot keep the map in the cache folder {}", layout_dir.display()))?;
+        }
         report.stages.push(StageTime { name: "layout".into(), seconds: t_l.elapsed().as_secs_f64(), items: published.len() as u64 });
 
         let t_s = Instant::now();

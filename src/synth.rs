@@ -2277,3 +2277,23 @@ mod tests {
         }
     }
 }
+
+/// Synthetic embeddings without images, for the neighbour/map/structure tests and the
+/// 1M-item scale bench: `n` unit vectors of dimension `d`, item i around centre i % `centres`
+/// (centres standard normal, spread 0.3), each row from its own seeded stream.
+pub fn clustered_embeddings(n: usize, d: usize, centres: usize, seed: u64) -> Vec<f32> {
+    use rayon::prelude::*;
+    let mut r = crate::rng::SplitMix::new(seed, 0, 0);
+    let c: Vec<f32> = (0..centres * d).map(|_| r.normal()).collect();
+    let mut v = vec![0f32; n * d];
+    v.par_chunks_mut(d.max(1)).enumerate().for_each(|(i, row)| {
+        let k = i % centres;
+        let mut r = crate::rng::SplitMix::new(seed, 1, i as u64);
+        for (t, x) in row.iter_mut().enumerate() {
+            *x = c[k * d + t] + 0.3 * r.normal();
+        }
+        let norm = row.iter().map(|x| x * x).sum::<f32>().sqrt();
+        row.iter_mut().for_each(|x| *x /= norm);
+    });
+    v
+}

@@ -272,12 +272,8 @@ pub fn normalise(v: &mut [f32], d: usize) {
     }
 }
 
-/// n unit vectors around `centres` clusters (spread 0.3), the realistic shape of embeddings.
+/// n unit vectors around `centres` clusters (item i in cluster i % centres).
 pub fn clustered(n: usize, d: usize, centres: usize, seed: u64) -> Vec<f32> {
-    let mut r = rng(seed);
-    let c: Vec<f32> = (0..centres * d).map(|_| r.normal()).collect();
-    let mut v: Vec<f32> = (0..n * d).map(|i| c[(i / d % centres) * d + i % d] + 0.3 * r.normal()).collect();
-    normalise(&mut v, d);
-    v
+    simsite::synth::clustered_embeddings(n, d, centres, seed)
 }
 
