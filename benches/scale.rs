@@ -5,6 +5,8 @@
 //! cargo bench --bench scale -- --synthetic 1000000 [--dim 128] [--clusters 200]
 //!
 //! With --out DIR the map is written as DIR/layout.f32 (for benches/layout_python.py).
+//! Built with `--features gpu`, `--device cuda` searches on the GPU (FAISS GPU) and
+//! `--exact-max-items` moves the exact/IVF threshold; `--neighbours-only` stops there.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -28,6 +30,16 @@ struct Args {
     /// Layout epochs (default: the build's, 200 above 10,000 items).
     #[arg(long)]
     epochs: Option<usize>,
+    /// Where FAISS searches: auto, cpu or cuda (cuda needs a build with --features gpu).
+    #[arg(long, default_value = "auto")]
+    device: String,
+    /// Exact search up to this many items (of dimension 128), IVF above; default: the
+    /// build's (50,000 on the CPU, 1,000,000 on a GPU).
+    #[arg(long)]
+    exact_max_items: Option<f64>,
+    /// Time the neighbour search only.
+    #[arg(long)]
+    neighbours_only: bool,
     /// cargo bench passes this; ignored.
     #[arg(long, hide = true)]
     bench: bool,
@@ -62,8 +74,25 @@ fn main() -> Result<()> {
     let n = emb.len() / d;
     println!("{n} items of dimension {d}, {} threads", rayon::current_num_threads());
     let total = Instant::now();
-    let nb = step("neighbours (FAISS)", || neighbours::search(&emb, d, &neighbours::NeighbourSettings::default()))?;
-    println!("  {}: recall@{} {:.3} on {} queries", nb.info.method, nb.k, nb.info.recall, nb.info.recall_sample);
+    let mut ns = neighbours::NeighbourSettings::default();
+    ns.device = match a.device.as_str() {
+        "auto" => neighbours::Device::Auto,
+        "cpu" => neighbours::Device::Cpu,
+        "cuda" => neighbours::Device::Cuda,
+        other => bail!("--device {other}: expected auto, cpu or cuda"),
+    };
+    if let Some(m) = a.exact_max_items {
+        ns.exact_max_flops = m * m * 128.0;
+        ns.gpu_exact_max_flops = m * m * 128.0;
+    }
+    let nb = step("neighbours (FAISS)", || neighbours::search(&emb, d, &ns))?;
+    println!(
+        "  {} on {} ({}): recall@{} {:.3} on {} queries",
+        nb.info.method, nb.info.device, nb.info.device_note, nb.k, nb.info.recall, nb.info.recall_sample
+    );
+    if a.neighbours_only {
+        return Ok(());
+    }
     let s = layout::LayoutSettings { n_epochs: a.epochs, ..Default::default() };
     let g = step("layout: fuzzy graph", || Ok(layout::fuzzy_graph(&nb, n, s.n_neighbors)))?;
     let start = step("layout: PCA start", || layout::pca_start(&emb, d, s.seed))?;

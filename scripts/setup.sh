@@ -3,17 +3,18 @@
 # runs only when its result is missing, so a second run costs a few milliseconds.
 #   Debian: pkg-config, libcfitsio-dev (CFITSIO, for FITS), gcc/g++/make, unzip, and for
 #     FAISS (built from the source vendored in faiss-sys): cmake, libopenblas-dev (BLAS and
-#     LAPACK); OpenMP comes with gcc
+#     LAPACK); OpenMP comes with gcc; chromium and chromium-driver for the browser test
 #   ONNX Runtime: libonnxruntime.so from the onnxruntime==1.31.1 wheel on PyPI (pip
 #     download, no install), unpacked to $SIMSITE_ORT_DIR
 #     (default ~/.cache/simsite/onnxruntime-1.31.1), where simsite looks for it.
-#   Python for the preprocessing parity test (tests/parity.rs runs training/simsite_prep.py):
-#     a venv with numpy, Pillow and astropy at $SIMSITE_PY_VENV (default
+#   Python for the preprocessing parity test (tests/parity.rs runs training/simsite_prep.py)
+#     and the browser test (tests/browser.rs runs tests/browser/site_test.py): a venv with
+#     numpy, Pillow, astropy and selenium at $SIMSITE_PY_VENV (default
 #     ~/.cache/simsite/py-venv). Training itself needs more (see training/README.md).
 # Rust (cargo) itself must already be installed (rustup).
 set -euo pipefail
 
-packages=(pkg-config libcfitsio-dev gcc g++ make cmake libopenblas-dev unzip python3-pip python3-venv)
+packages=(pkg-config libcfitsio-dev gcc g++ make cmake libopenblas-dev unzip python3-pip python3-venv chromium chromium-driver)
 
 missing=()
 for p in "${packages[@]}"; do
@@ -52,12 +53,17 @@ if [ ! -f "$ORT_DIR/libonnxruntime.so.$ORT_VERSION" ]; then
 fi
 
 PY_VENV="${SIMSITE_PY_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/simsite/py-venv}"
-if [ ! -f "$PY_VENV/.complete" ]; then
-  echo "setup: creating a Python venv with numpy, Pillow and astropy in $PY_VENV" >&2
+# numpy, Pillow and astropy for the preprocessing parity test; selenium drives Debian's
+# chromium for the browser test. The marker records what was installed, so a changed list
+# rebuilds the venv.
+PY_REQS="numpy==2.4.6 pillow==13.0.0 astropy==8.0.2 selenium==4.51.0"
+if [ "$(cat "$PY_VENV/.complete" 2>/dev/null)" != "$PY_REQS" ]; then
+  echo "setup: creating a Python venv with $PY_REQS in $PY_VENV" >&2
   rm -rf "$PY_VENV"
   python3 -m venv "$PY_VENV"
-  "$PY_VENV/bin/pip" install --quiet --disable-pip-version-check "numpy==2.4.6" "pillow==13.0.0" "astropy==8.0.2"
-  touch "$PY_VENV/.complete"
+  # shellcheck disable=SC2086
+  "$PY_VENV/bin/pip" install --quiet --disable-pip-version-check $PY_REQS
+  echo "$PY_REQS" > "$PY_VENV/.complete"
 fi
 
 if ! command -v cargo >/dev/null; then

@@ -1,19 +1,16 @@
 //! The site's machine-readable contract under `api/` (see the README's "Output" section):
 //! `ids.json`, `neighbors.bin`, `items/<id>.json` and `manifest.json`. Every file but the
-//! manifest (which carries the build time) is byte-identical between identical builds, and
-//! unchanged files are not rewritten.
+//! manifest (which carries the build and check times) is byte-identical between identical
+//! builds; files go into a [`Release`], which keeps unchanged ones as they were.
 
-use std::collections::HashSet;
-use std::path::Path;
-
-use anyhow::{Context, Result};
+use anyhow::Result;
 use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::catalogue::Item;
 use crate::config::Settings;
-use crate::fsutil;
 use crate::layout::LayoutInfo;
+use crate::publish::Release;
 use crate::neighbours::{Neighbours, SearchInfo};
 use crate::structure::{Cluster, Pair};
 
@@ -40,7 +37,10 @@ struct Manifest<'a> {
     skipped: usize,
     model: Value,
     config_digest: String,
+    /// When the site's content last changed.
     built_at: String,
+    /// When a build last ran (a rebuild that changes nothing changes only this).
+    checked_at: String,
     k: usize,
     show: usize,
     neighbors: &'a SearchInfo,
@@ -70,10 +70,6 @@ pub fn config_digest(s: &Settings) -> String {
         s.title, s.preprocess, s.thumbs, s.neighbours, s.catalogue.as_ref().map(|c| (&c.join_on, &c.columns))
     );
     format!("blake3:{}", blake3::hash(text.as_bytes()).to_hex())
-}
-
-fn write(path: &Path, bytes: &[u8]) -> Result<bool> {
-    fsutil::write_if_changed(path, bytes).with_context(|| format!("cannot write {}\n  fix: check --out / [output] dir and its permissions", path.display()))
 }
 
 /// One item's JSON, keys in the README's order (`cluster` null for an item in no cluster).
@@ -140,9 +136,8 @@ struct PairJson<'a> {
 /// `api/clusters.json` (summary), `api/clusters/<n>.json` (members), `api/outliers.json`
 /// (the strangest first) and `api/duplicates.json`. Structs rather than `json!`, so keys
 /// keep the README's order and scores print as f32.
-fn publish_structure<'a>(api: &Path, items: &[&'a Item], st: &Structure) -> Result<usize> {
+fn publish_structure<'a>(release: &Release, items: &[&'a Item], st: &Structure) -> Result<()> {
     let id = |i: u32| -> &'a str { items[i as usize].id.as_str() };
-    let mut changed = 0;
     let cluster = |c: usize, k: &Cluster, members: Option<Vec<&'a str>>| ClusterJson {
         cluster: c,
         size: k.members.len(),
@@ -150,17 +145,11 @@ fn publish_structure<'a>(api: &Path, items: &[&'a Item], st: &Structure) -> Resu
         members,
     };
     let summary: Vec<ClusterJson> = st.clusters.iter().enumerate().map(|(c, k)| cluster(c, k, None)).collect();
-    changed += write(&api.join("clusters.json"), &serde_json::to_vec(&summary)?)? as usize;
-    let dir = api.join("clusters");
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create the output folder {}", dir.display()))?;
-    let mut keep = HashSet::new();
+    release.put("api/clusters.json", &serde_json::to_vec(&summary)?)?;
     for (c, k) in st.clusters.iter().enumerate() {
         let body = cluster(c, k, Some(k.members.iter().map(|&i| id(i)).collect()));
-        let name = format!("{c}.json");
-        changed += write(&dir.join(&name), &serde_json::to_vec(&body)?)? as usize;
-        keep.insert(name);
+        release.put(&format!("api/clusters/{c}.json"), &serde_json::to_vec(&body)?)?;
     }
-    changed += remove_others(&dir, &keep)?;
     let mut order: Vec<usize> = (0..items.len()).collect();
     order.sort_by_key(|&i| st.outlier_rank[i]);
     let outliers: Vec<OutlierJson> = order
@@ -168,27 +157,13 @@ fn publish_structure<'a>(api: &Path, items: &[&'a Item], st: &Structure) -> Resu
         .take(OUTLIERS_LISTED)
         .map(|&i| OutlierJson { id: &items[i].id, score: st.outlier_score[i], rank: st.outlier_rank[i] })
         .collect();
-    changed += write(&api.join("outliers.json"), &serde_json::to_vec(&outliers)?)? as usize;
+    release.put("api/outliers.json", &serde_json::to_vec(&outliers)?)?;
     let dups: Vec<PairJson> = st.duplicates.iter().map(|p| PairJson { a: id(p.a), b: id(p.b), score: p.score }).collect();
-    changed += write(&api.join("duplicates.json"), &serde_json::to_vec(&dups)?)? as usize;
-    Ok(changed)
+    release.put("api/duplicates.json", &serde_json::to_vec(&dups)?)?;
+    Ok(())
 }
 
-/// Removes the `.json` files in `dir` not named in `keep`; returns how many.
-fn remove_others(dir: &Path, keep: &HashSet<String>) -> Result<usize> {
-    let mut n = 0;
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if name.ends_with(".json") && !keep.contains(&name) {
-            std::fs::remove_file(entry.path())?;
-            n += 1;
-        }
-    }
-    Ok(n)
-}
-
-fn bounds(xy: &[f32]) -> [f32; 4] {
+pub fn bounds(xy: &[f32]) -> [f32; 4] {
     let mut b = [f32::MAX, f32::MAX, f32::MIN, f32::MIN];
     for p in xy.chunks_exact(2) {
         b = [b[0].min(p[0]), b[1].min(p[1]), b[2].max(p[0]), b[3].max(p[1])];
@@ -200,53 +175,61 @@ fn bounds(xy: &[f32]) -> [f32; 4] {
     }
 }
 
-/// Writes `api/ids.json`, `api/neighbors.bin`, `api/layout.f32`, `api/items/<id>.json` (removing those of
-/// items that are gone) and `api/manifest.json`. Returns how many files were (re)written.
-pub fn publish(
-    settings: &Settings,
-    items: &[&Item],
-    nb: &Neighbours,
-    xy: &[f32],
-    layout: &LayoutInfo,
-    st: &Structure,
-    skipped: usize,
-    model: &ModelRef,
-) -> Result<usize> {
-    let api = settings.out.join("api");
-    let dir = api.join("items");
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create the output folder {}", dir.display()))?;
-    let mut changed = 0;
+/// Puts `api/ids.json`, `api/neighbors.bin`, `api/layout.f32`, `api/items/<id>.json` and the
+/// structure files into the release.
+pub fn publish(release: &Release, items: &[&Item], nb: &Neighbours, xy: &[f32], st: &Structure) -> Result<()> {
     let ids: Vec<&str> = items.iter().map(|i| i.id.as_str()).collect();
-    changed += write(&api.join("ids.json"), &serde_json::to_vec(&ids)?)? as usize;
-    changed += write(&api.join("neighbors.bin"), &nb.to_bin())? as usize;
-    changed += write(&api.join("layout.f32"), &crate::layout::f32_bytes(xy))? as usize;
+    release.put("api/ids.json", &serde_json::to_vec(&ids)?)?;
+    release.put("api/neighbors.bin", &nb.to_bin())?;
+    release.put("api/layout.f32", &crate::layout::f32_bytes(xy))?;
+    use rayon::prelude::*;
+    (0..items.len()).into_par_iter().try_for_each(|i| -> Result<()> {
+        let bytes = serde_json::to_vec(&item_json(items[i], nb, xy, st, i, items))?;
+        release.put(&format!("api/items/{}.json", items[i].id), &bytes)
+    })?;
+    publish_structure(release, items, st)
+}
 
-    let mut keep = HashSet::with_capacity(items.len());
-    for (i, item) in items.iter().enumerate() {
-        let name = format!("{}.json", item.id);
-        let bytes = serde_json::to_vec(&item_json(item, nb, xy, st, i, items))?;
-        changed += write(&dir.join(&name), &bytes)? as usize;
-        keep.insert(name);
+/// What the manifest says besides the times.
+pub struct ManifestFacts<'a> {
+    pub items: usize,
+    pub skipped: usize,
+    pub model: &'a ModelRef<'a>,
+    pub nb: &'a Neighbours,
+    pub xy: &'a [f32],
+    pub layout: &'a LayoutInfo,
+    pub clusters: usize,
+    pub duplicates: usize,
+}
+
+/// Puts `api/manifest.json`, last. When nothing else in the release changed, it is the
+/// served manifest with only `checked_at` moved on (a no-op rebuild changes nothing else).
+pub fn put_manifest(release: &Release, settings: &Settings, f: &ManifestFacts) -> Result<()> {
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    const PATH: &str = "api/manifest.json";
+    if !release.changed_so_far() {
+        if let Some(mut prev) = release.previous(PATH).and_then(|b| serde_json::from_slice::<Value>(&b).ok()) {
+            if prev.get("checked_at").is_some() {
+                prev["checked_at"] = Value::String(now);
+                return release.put(PATH, &serde_json::to_vec_pretty(&prev)?);
+            }
+        }
     }
-    changed += remove_others(&dir, &keep)?;
-
-    changed += publish_structure(&api, items, st)?;
-
     let manifest = Manifest {
         version: API_VERSION,
         simsite_version: env!("CARGO_PKG_VERSION"),
-        items: items.len(),
-        skipped,
-        model: json!({"name": model.name, "digest": model.digest, "dim": model.dim}),
+        items: f.items,
+        skipped: f.skipped,
+        model: json!({"name": f.model.name, "digest": f.model.digest, "dim": f.model.dim}),
         config_digest: config_digest(settings),
-        built_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        k: nb.k,
-        show: settings.neighbours.show.min(nb.k),
-        neighbors: &nb.info,
-        layout: LayoutJson { mode: &layout.mode, epochs: layout.epochs, bounds: bounds(xy) },
-        clusters: st.clusters.len(),
-        duplicates: st.duplicates.len(),
+        built_at: now.clone(),
+        checked_at: now,
+        k: f.nb.k,
+        show: settings.neighbours.show.min(f.nb.k),
+        neighbors: &f.nb.info,
+        layout: LayoutJson { mode: &f.layout.mode, epochs: f.layout.epochs, bounds: bounds(f.xy) },
+        clusters: f.clusters,
+        duplicates: f.duplicates,
     };
-    changed += write(&api.join("manifest.json"), &serde_json::to_vec_pretty(&manifest)?)? as usize;
-    Ok(changed)
+    release.put(PATH, &serde_json::to_vec_pretty(&manifest)?)
 }

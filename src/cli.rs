@@ -38,8 +38,21 @@ pub enum Command {
     /// recall, beside a raw-pixel PCA baseline. Prints a table, writes JSON (--json) and,
     /// unless --no-page, api/eval.json and eval/index.html into the site.
     Eval(EvalArgs),
-    /// Show how one file decodes (size, bands, finite pixels, stretch and clip limits) and
-    /// what the encoder gets; --tensor writes that input as a NumPy .npy file.
+    /// Serve the built site on loopback to look at it before publishing (Ctrl-C stops).
+    Serve {
+        /// The config the site was built with [default: ./site-config.toml if it exists].
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// The built site (overrides [output] dir).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// Port (0: any free one).
+        #[arg(long, default_value_t = 8000)]
+        port: u16,
+        /// Address to listen on; other than loopback exposes the site to the network.
+        #[arg(long, default_value = "127.0.0.1")]
+        bind: std::net::IpAddr,
+    },
     /// Find the items of a built site most similar to images that are not in it: each is
     /// embedded with the site's model and compared with every item. Exit 0 when every
     /// image was answered, 2 when some could not be read, 1 on a fatal error.
@@ -60,6 +73,8 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Show how one file decodes (size, bands, finite pixels, stretch and clip limits) and
+    /// what the encoder gets; --tensor writes that input as a NumPy .npy file.
     Inspect {
         /// The image file.
         file: PathBuf,

@@ -76,13 +76,23 @@ pub struct RawNeighbours {
     pub k: usize,
     pub show: usize,
     pub exact_max_items: u64,
+    pub gpu_exact_max_items: u64,
     pub recall_target: f64,
     pub min_separation_arcsec: f64,
+    pub device: String,
 }
 
 impl Default for RawNeighbours {
     fn default() -> Self {
-        RawNeighbours { k: 50, show: 12, exact_max_items: 50_000, recall_target: 0.95, min_separation_arcsec: 0.0 }
+        RawNeighbours {
+            k: 50,
+            show: 12,
+            exact_max_items: 50_000,
+            gpu_exact_max_items: 1_000_000,
+            recall_target: 0.95,
+            min_separation_arcsec: 0.0,
+            device: "auto".into(),
+        }
     }
 }
 
@@ -107,12 +117,27 @@ pub struct RawEncoder {
 #[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
 pub struct RawSite {
     pub title: String,
+    pub base_url: String,
+    pub colour_by: Option<Vec<String>>,
 }
 
 impl Default for RawSite {
     fn default() -> Self {
-        RawSite { title: "Image archive".into() }
+        RawSite { title: "Image archive".into(), base_url: String::new(), colour_by: None }
     }
+}
+
+/// `[site]` beyond the title: what the HTML pages need.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SiteSettings {
+    /// The public address the site is served at, ending in `/` (for `sitemap.xml`); empty: unknown.
+    pub base_url: String,
+    /// Catalogue columns the map offers as colourings; `None`: the first 8.
+    pub colour_by: Option<Vec<String>>,
+    /// The site's own `templates/` and `static/` folders (beside the config), which override
+    /// the built-in ones file by file.
+    pub templates: Option<PathBuf>,
+    pub statics: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -386,6 +411,7 @@ pub struct ThumbSettings {
 pub struct Settings {
     pub config_path: Option<PathBuf>,
     pub title: String,
+    pub site: SiteSettings,
     pub archive: PathBuf,
     pub follow_symlinks: bool,
     pub catalogue: Option<CatalogueSettings>,
@@ -690,6 +716,13 @@ pub fn resolve(
         k: nb.k,
         show: nb.show,
         exact_max_flops: (nb.exact_max_items as f64).powi(2) * 128.0,
+        gpu_exact_max_flops: (nb.gpu_exact_max_items as f64).powi(2) * 128.0,
+        device: parse_enum(
+            &path,
+            "neighbours.device",
+            &nb.device,
+            &[("auto", crate::neighbours::Device::Auto), ("cpu", crate::neighbours::Device::Cpu), ("cuda", crate::neighbours::Device::Cuda)],
+        )?,
         recall_target: nb.recall_target,
         min_separation_arcsec: nb.min_separation_arcsec,
     };
@@ -758,9 +791,21 @@ pub fn resolve(
         return Err(ConfigError::CacheInsideArchive { cache, archive });
     }
 
+    let mut base_url = raw.site.base_url.trim().to_string();
+    if !base_url.is_empty() {
+        if !(base_url.starts_with("https://") || base_url.starts_with("http://")) {
+            return Err(invalid(&path, "site.base-url", format!("`{base_url}` must start with https:// or http:// (or be left empty)")));
+        }
+        if !base_url.ends_with('/') {
+            base_url.push('/');
+        }
+    }
+    let folder = |name: &str| path.as_ref().map(|_| base.join(name)).filter(|p| p.is_dir());
+    let site = SiteSettings { base_url, colour_by: raw.site.colour_by.clone(), templates: folder("templates"), statics: folder("static") };
     Ok(Settings {
         config_path: path,
         title: raw.site.title,
+        site,
         archive,
         follow_symlinks: raw.archive.follow_symlinks,
         catalogue,

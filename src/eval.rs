@@ -511,6 +511,8 @@ pub struct EvalOutcome {
 }
 
 pub fn run(settings: &Settings, opts: &EvalOptions, ui: &Ui) -> Result<EvalOutcome> {
+    // The page goes into a new release of the site: lock the output before the long work.
+    let release = if opts.page { Some(crate::publish::Release::begin(&settings.out)?) } else { None };
     if settings.encoder.is_none() {
         bail!("`simsite eval` needs a model: it measures the encoder's neighbours\n  fix: set `model` under [encoder] in the config (or pass a --config that does)");
     }
@@ -653,13 +655,13 @@ pub fn run(settings: &Settings, opts: &EvalOptions, ui: &Ui) -> Result<EvalOutco
         fsutil::write_if_changed(p, &json).with_context(|| format!("cannot write the JSON report {}", p.display()))?;
         outputs.push(p.clone());
     }
-    if opts.page {
-        let api = settings.out.join("api/eval.json");
-        let page = settings.out.join("eval/index.html");
-        let fix = "\n  fix: check --out / [output] dir and its permissions, or pass --no-page";
-        fsutil::write_if_changed(&api, &json).with_context(|| format!("cannot write {}{fix}", api.display()))?;
-        fsutil::write_if_changed(&page, Page(&report).to_string().as_bytes()).with_context(|| format!("cannot write {}{fix}", page.display()))?;
-        outputs.extend([api, page]);
+    if let Some(release) = release {
+        release.put("api/eval.json", &json)?;
+        release.put("eval/index.html", Page(&report).to_string().as_bytes())?;
+        // Everything else stays as the last build left it.
+        release.carry(|p| !crate::pipeline::is_eval_path(p))?;
+        release.commit(&settings.cache).context("cannot publish the evaluation page\n  fix: check --out / [output] dir and its permissions, or pass --no-page")?;
+        outputs.extend([settings.out.join("api/eval.json"), settings.out.join("eval/index.html")]);
     }
     Ok(EvalOutcome {
         missing_shown: missing.into_iter().take(TERMINAL_EXAMPLES).collect(),

@@ -24,10 +24,13 @@ fn run(command: Command, ui: &Ui) -> anyhow::Result<ExitCode> {
             let outcome = pipeline::build(&settings, ui)?;
             let r = &outcome.report;
             eprintln!(
-                "published {} item(s) to {} ({} skipped); report: {}",
+                "published {} item(s) to {} ({} skipped; {} of {} files new or changed, {} removed); report: {}",
                 r.items,
                 settings.out.display(),
                 r.skipped,
+                r.changed,
+                r.files,
+                r.removed,
                 outcome.report_path.display()
             );
             Ok(ExitCode::SUCCESS)
@@ -63,6 +66,15 @@ fn run(command: Command, ui: &Ui) -> anyhow::Result<ExitCode> {
             for p in &outcome.outputs {
                 eprintln!("wrote {}", p.display());
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Serve { config, out, port, bind } => {
+            let none = std::env::temp_dir().join("simsite-serve-reads-no-archive");
+            let overrides = config::Overrides { archive: Some(none), out, ..Default::default() };
+            let settings = config::load(config.as_deref(), &overrides)?;
+            simsite::serve::serve(&settings.out, std::net::SocketAddr::new(bind, port), |a| {
+                eprintln!("serving {} at http://{a}/ (Ctrl-C stops)", settings.out.display());
+            })?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Query { files, config, out, k, json } => {

@@ -4,13 +4,28 @@
 //! (`IndexFlatIP`, BLAS) costs N²·d; above `exact_max_flops` an IVF index is used instead,
 //! with the smallest `nprobe` whose recall@k against exact search, measured on a fixed
 //! sample of queries, reaches the target. That figure goes into the manifest.
+//!
+//! Built with the `gpu` feature, the same indexes run on a CUDA device through FAISS's GPU
+//! implementation when one is there (`[neighbours] device`); exact search then goes much
+//! further (`gpu-exact-max-items`).
 
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use faiss::index::IndexImpl;
+use faiss::index::{IndexImpl, SearchWithParamsMut};
+use faiss::search_params::SearchParametersIVF;
 use faiss::{index_factory, Index, MetricType};
 use serde::Serialize;
+
+/// Where FAISS searches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Device {
+    /// A CUDA device when this binary was built with the `gpu` feature and one is visible,
+    /// else the CPU (the log says which and why).
+    Auto,
+    Cpu,
+    Cuda,
+}
 
 /// `[neighbours]` in the config.
 #[derive(Debug, Clone, PartialEq)]
@@ -21,6 +36,9 @@ pub struct NeighbourSettings {
     pub show: usize,
     /// Exact search while N²·d stays at or below this; approximate above.
     pub exact_max_flops: f64,
+    /// The same bound when searching on a GPU.
+    pub gpu_exact_max_flops: f64,
+    pub device: Device,
     /// Recall@k (against exact search) the approximate index must reach.
     pub recall_target: f64,
     /// Neighbours closer on the sky than this (arcseconds; both items need RA/Dec) are
@@ -30,10 +48,20 @@ pub struct NeighbourSettings {
 
 /// N²·d of 50,000 items of dimension 128: about 20 s of exact search on 2 cores.
 pub const DEFAULT_EXACT_MAX_FLOPS: f64 = 50_000.0 * 50_000.0 * 128.0;
+/// N²·d of 1,000,000 items of dimension 128 on a GPU.
+pub const DEFAULT_GPU_EXACT_MAX_FLOPS: f64 = 1_000_000.0 * 1_000_000.0 * 128.0;
 
 impl Default for NeighbourSettings {
     fn default() -> Self {
-        NeighbourSettings { k: 50, show: 12, exact_max_flops: DEFAULT_EXACT_MAX_FLOPS, recall_target: 0.95, min_separation_arcsec: 0.0 }
+        NeighbourSettings {
+            k: 50,
+            show: 12,
+            exact_max_flops: DEFAULT_EXACT_MAX_FLOPS,
+            gpu_exact_max_flops: DEFAULT_GPU_EXACT_MAX_FLOPS,
+            device: Device::Auto,
+            recall_target: 0.95,
+            min_separation_arcsec: 0.0,
+        }
     }
 }
 
@@ -47,6 +75,11 @@ pub struct SearchInfo {
     /// Recall@k against exact search on `recall_sample` queries (1.0 for exact search).
     pub recall: f64,
     pub recall_sample: usize,
+    /// "cpu" or "cuda:0".
+    pub device: String,
+    /// Why that device (for the log, not the manifest).
+    #[serde(skip)]
+    pub device_note: String,
     /// Not in the manifest (which must not change between identical builds but for its date).
     #[serde(skip)]
     pub seconds: f64,
@@ -136,26 +169,69 @@ pub fn search(emb: &[f32], d: usize, s: &NeighbourSettings) -> Result<Neighbours
             k: 0,
             ids: Vec::new(),
             scores: Vec::new(),
-            info: SearchInfo { method: "exact".into(), k: 0, recall: 1.0, recall_sample: 0, seconds: 0.0 },
+            info: SearchInfo { method: "exact".into(), k: 0, recall: 1.0, recall_sample: 0, device: "cpu".into(), device_note: String::new(), seconds: 0.0 },
         });
     }
     let flops = (n as f64) * (n as f64) * d as f64;
-    let (ids, scores, method, recall, sample) = if flops <= s.exact_max_flops {
-        let (ids, scores) = search_rows(&mut flat(emb, d)?, emb, &|q| q as u64, k)?;
-        (ids, scores, "exact".to_string(), 1.0, 0)
-    } else {
-        approximate(emb, n, d, k, s.recall_target)?
+    let (chosen, device_note) = gpu::choose(s.device)?;
+    let (ids, scores, method, recall, sample, device) = match chosen {
+        None => {
+            let exact = flops <= s.exact_max_flops;
+            let (ids, scores, method, recall, sample) = find(&OnCpu, emb, n, d, k, exact, s.recall_target)?;
+            (ids, scores, method, recall, sample, "cpu".to_string())
+        }
+        #[allow(unused_variables)]
+        Some(dev) => {
+            #[cfg(feature = "gpu")]
+            {
+                let res = faiss::StandardGpuResources::new().context("FAISS: cannot set up the GPU")?;
+                let place = gpu::OnGpu { res, device: dev };
+                let exact = flops <= s.gpu_exact_max_flops;
+                let (ids, scores, method, recall, sample) = find(&place, emb, n, d, k, exact, s.recall_target)?;
+                (ids, scores, method, recall, sample, format!("cuda:{dev}"))
+            }
+            #[cfg(not(feature = "gpu"))]
+            unreachable!("gpu::choose never picks a GPU without the gpu feature")
+        }
     };
     Ok(Neighbours {
         k,
         ids,
         scores,
-        info: SearchInfo { method, k, recall, recall_sample: sample, seconds: t.elapsed().as_secs_f64() },
+        info: SearchInfo { method, k, recall, recall_sample: sample, device, device_note, seconds: t.elapsed().as_secs_f64() },
     })
 }
 
-fn flat(emb: &[f32], d: usize) -> Result<IndexImpl> {
-    let mut index = index_factory(d as u32, "Flat", MetricType::InnerProduct).context("FAISS: cannot create a flat index")?;
+/// Puts a CPU-built FAISS index where it will be trained and searched.
+trait Place {
+    type Ix<'a>: Index + SearchWithParamsMut<f32, f32>
+    where
+        Self: 'a;
+    fn place(&self, index: IndexImpl) -> Result<Self::Ix<'_>>;
+}
+
+struct OnCpu;
+
+impl Place for OnCpu {
+    type Ix<'a> = IndexImpl;
+    fn place(&self, index: IndexImpl) -> Result<IndexImpl> {
+        Ok(index)
+    }
+}
+
+/// Exact or approximate (IVF) neighbours of every row, on the device `p` places indexes on.
+fn find<P: Place>(p: &P, emb: &[f32], n: usize, d: usize, k: usize, exact: bool, target: f64) -> Result<Found> {
+    if exact {
+        let (ids, scores) = search_rows(&mut flat(p, emb, d)?, emb, &|q| q as u64, k, None)?;
+        Ok((ids, scores, "exact".to_string(), 1.0, 0))
+    } else {
+        approximate(p, emb, n, d, k, target)
+    }
+}
+
+fn flat<'p, P: Place>(p: &'p P, emb: &[f32], d: usize) -> Result<P::Ix<'p>> {
+    let index = index_factory(d as u32, "Flat", MetricType::InnerProduct).context("FAISS: cannot create a flat index")?;
+    let mut index = p.place(index)?;
     index.add(emb).context("FAISS: cannot add the embeddings")?;
     Ok(index)
 }
@@ -163,16 +239,35 @@ fn flat(emb: &[f32], d: usize) -> Result<IndexImpl> {
 /// k neighbours for each row of `queries`, whose own index in the indexed set is `own(q)`
 /// (dropped from its row). Rows are ordered by (score desc, index asc), so ties come out the
 /// same on every run, and padded with `NONE`/NaN.
-fn search_rows(index: &mut IndexImpl, queries: &[f32], own: &dyn Fn(usize) -> u64, k: usize) -> Result<(Vec<u32>, Vec<f32>)> {
+fn search_rows<I: Index + SearchWithParamsMut<f32, f32>>(
+    index: &mut I,
+    queries: &[f32],
+    own: &dyn Fn(usize) -> u64,
+    k: usize,
+    nprobe: Option<usize>,
+) -> Result<(Vec<u32>, Vec<f32>)> {
     let d = index.d() as usize;
     let nq = queries.len() / d;
     let mut ids = Vec::with_capacity(nq * k);
     let mut scores = Vec::with_capacity(nq * k);
     // Blocks bound the result buffers' memory at any N.
     const BLOCK: usize = 16_384;
+    let params = match nprobe {
+        None => None,
+        Some(p) => {
+            let mut params = SearchParametersIVF::new().context("FAISS: cannot make search parameters")?;
+            params.set_nprobe(p);
+            Some(params.upcast())
+        }
+    };
     for b in (0..nq).step_by(BLOCK) {
         let m = BLOCK.min(nq - b);
-        let res = index.search(&queries[b * d..(b + m) * d], k + 1).context("FAISS search failed")?;
+        let block = &queries[b * d..(b + m) * d];
+        let res = match &params {
+            None => index.search(block, k + 1),
+            Some(params) => index.search_with_params(block, k + 1, params),
+        }
+        .context("FAISS search failed")?;
         for q in 0..m {
             let me = own(b + q);
             let r = q * (k + 1)..(q + 1) * (k + 1);
@@ -208,25 +303,24 @@ type Found = (Vec<u32>, Vec<f32>, String, f64, usize);
 /// IVF with about 4·√N lists trained on an even sample; nprobe is the smallest (found by
 /// doubling, then bisecting) whose recall@k on the sample queries reaches the target (or
 /// every list is probed).
-fn approximate(emb: &[f32], n: usize, d: usize, k: usize, target: f64) -> Result<Found> {
+fn approximate<P: Place>(p: &P, emb: &[f32], n: usize, d: usize, k: usize, target: f64) -> Result<Found> {
     let sample = sample_rows(n);
     let queries = rows_of(emb, d, &sample);
     let own = |q: usize| sample[q] as u64;
-    let (truth, _) = search_rows(&mut flat(emb, d)?, &queries, &own, k)?;
+    let (truth, _) = search_rows(&mut flat(p, emb, d)?, &queries, &own, k, None)?;
 
     let nlist = ((4.0 * (n as f64).sqrt()) as usize).min(n / 39).clamp(1, 65_536);
     let desc = format!("IVF{nlist},Flat");
-    let mut index = index_factory(d as u32, &desc, MetricType::InnerProduct).context("FAISS: cannot create an IVF index")?;
+    let index = index_factory(d as u32, &desc, MetricType::InnerProduct).context("FAISS: cannot create an IVF index")?;
+    let mut index = p.place(index)?;
     // FAISS wants 39+ training points per list; 64 per list, evenly spaced, is plenty.
     let train_n = (nlist * 64).min(n);
     let train = rows_of(emb, d, &(0..train_n).map(|i| i * n / train_n).collect::<Vec<_>>());
     index.train(&train).context("FAISS: cannot train the IVF index")?;
     index.add(emb).context("FAISS: cannot add the embeddings")?;
 
-    let params = faiss::index::autotune::ParameterSpace::new().context("FAISS parameter space")?;
     let mut measure = |nprobe: usize| -> Result<f64> {
-        params.set_index_parameter(&index, "nprobe", nprobe as f64).context("FAISS: cannot set nprobe")?;
-        let (got, _) = search_rows(&mut index, &queries, &own, k)?;
+        let (got, _) = search_rows(&mut index, &queries, &own, k, Some(nprobe))?;
         Ok(recall_at_k(&truth, &got, k))
     };
     // Double nprobe until the target is met, then bisect between the last two values for
@@ -248,9 +342,68 @@ fn approximate(emb: &[f32], n: usize, d: usize, k: usize, target: f64) -> Result
         }
     }
     let nprobe = hi;
-    params.set_index_parameter(&index, "nprobe", nprobe as f64).context("FAISS: cannot set nprobe")?;
-    let (ids, scores) = search_rows(&mut index, emb, &|q| q as u64, k)?;
+    let (ids, scores) = search_rows(&mut index, emb, &|q| q as u64, k, Some(nprobe))?;
     Ok((ids, scores, format!("{desc} nprobe={nprobe}"), recall, sample.len()))
+}
+
+/// The GPU side: which device to use, and placing indexes on it.
+mod gpu {
+    use super::Device;
+    use anyhow::{bail, Result};
+
+    /// The CUDA device to search on (None: the CPU), and why.
+    pub fn choose(device: Device) -> Result<(Option<i32>, String)> {
+        #[cfg(not(feature = "gpu"))]
+        {
+            match device {
+                Device::Cuda => bail!(
+                    "[neighbours] device = \"cuda\", but this simsite was built without FAISS's GPU support\n  \
+                     rebuild it with `cargo build --release --features gpu` on a machine with the CUDA toolkit (see the README), or set device = \"auto\""
+                ),
+                Device::Auto => Ok((None, "built without the gpu feature".into())),
+                Device::Cpu => Ok((None, "device = cpu".into())),
+            }
+        }
+        #[cfg(feature = "gpu")]
+        {
+            if device == Device::Cpu {
+                return Ok((None, "device = cpu".into()));
+            }
+            let mut count: std::os::raw::c_int = 0;
+            // SAFETY: faiss_get_num_gpus writes one int (cudaGetDeviceCount; 0 when CUDA finds no device).
+            let rc = unsafe { faiss_get_num_gpus(&mut count) };
+            if rc == 0 && count > 0 {
+                return Ok((Some(0), format!("{count} CUDA device(s) visible")));
+            }
+            match device {
+                Device::Cuda => bail!(
+                    "[neighbours] device = \"cuda\", but CUDA sees no GPU (FAISS code {rc}, {count} devices)\n  \
+                     check `nvidia-smi` and CUDA_VISIBLE_DEVICES, or set device = \"auto\" to search on the CPU"
+                ),
+                _ => Ok((None, "no CUDA device visible".into())),
+            }
+        }
+    }
+
+    #[cfg(feature = "gpu")]
+    extern "C" {
+        fn faiss_get_num_gpus(p_output: *mut std::os::raw::c_int) -> std::os::raw::c_int;
+    }
+
+    #[cfg(feature = "gpu")]
+    pub struct OnGpu {
+        pub res: faiss::StandardGpuResources,
+        pub device: i32,
+    }
+
+    #[cfg(feature = "gpu")]
+    impl super::Place for OnGpu {
+        type Ix<'a> = faiss::GpuIndexImpl<'a, faiss::index::IndexImpl>;
+        fn place(&self, index: faiss::index::IndexImpl) -> Result<Self::Ix<'_>> {
+            use anyhow::Context;
+            index.into_gpu(&self.res, self.device).context("FAISS: cannot move the index to the GPU")
+        }
+    }
 }
 
 /// Share of the true neighbours (rows of k, `NONE` padding ignored) that `got` also has.

@@ -18,8 +18,10 @@ use crate::fsutil;
 use crate::ingest::{self, IngestSettings, Ingested};
 use crate::layout;
 use crate::neighbours;
+use crate::publish::Release;
 use crate::report::{BuildReport, Problem, StageTime};
 use crate::scan;
+use crate::site;
 use crate::structure;
 use crate::ui::Ui;
 
@@ -252,6 +254,8 @@ pub(crate) fn run_ingest(
 }
 
 pub fn build(settings: &Settings, ui: &Ui) -> Result<BuildOutcome> {
+    // First: a second build on the same output stops here, touching nothing.
+    let release = Release::begin(&settings.out)?;
     let mut settings = settings.clone();
     let mut encoder = load_encoder(&mut settings, ui)?;
     let Gathered { items, mut report } = gather(&settings, ui)?;
@@ -290,7 +294,16 @@ pub fn build(settings: &Settings, ui: &Ui) -> Result<BuildOutcome> {
         );
     }
 
-    let api = settings.out.join("api");
+    for (_, done) in &published {
+        if done.thumb_made {
+            report.thumbnails_made += 1;
+        } else {
+            report.thumbnails_reused += 1;
+        }
+    }
+    let items: Vec<&Item> = published.iter().map(|(i, _)| *i).collect();
+    let thumbs: Vec<&std::path::Path> = published.iter().map(|(_, r)| r.thumb.as_path()).collect();
+    let eval = release.previous("eval/index.html").is_some();
     if let (Some(enc), Some(c)) = (&encoder, &mut cache) {
         let dim = enc.spec.dim;
         let mut emb = Vec::with_capacity(published.len() * dim);
@@ -304,11 +317,10 @@ pub fn build(settings: &Settings, ui: &Ui) -> Result<BuildOutcome> {
         let nb = neighbours::search_on_sky(&emb, dim, &settings.neighbours, &sky)?;
         stage.finish();
         ui.info(format!(
-            "neighbours: {} per item by {} (recall@k {:.3}) in {:.1} s",
-            nb.k, nb.info.method, nb.info.recall, nb.info.seconds
+            "neighbours: {} per item by {} (recall@k {:.3}) on {} ({}) in {:.1} s",
+            nb.k, nb.info.method, nb.info.recall, nb.info.device, nb.info.device_note, nb.info.seconds
         ));
         report.stages.push(StageTime { name: "neighbours".into(), seconds: t_nb.elapsed().as_secs_f64(), items: published.len() as u64 });
-        let items: Vec<&Item> = published.iter().map(|(i, _)| *i).collect();
         let ids: Vec<&str> = items.iter().map(|i| i.id.as_str()).collect();
 
         let t_l = Instant::now();
@@ -344,7 +356,6 @@ pub fn build(settings: &Settings, ui: &Ui) -> Result<BuildOutcome> {
         report.stages.push(StageTime { name: "structure".into(), seconds: t_s.elapsed().as_secs_f64(), items: n as u64 });
 
         let t = Instant::now();
-        let model = api::ModelRef { name: &enc.spec.name, digest: &enc.digest.to_hex(), dim };
         let st = api::Structure {
             clusters: &clusters,
             cluster_of: &cluster_of,
@@ -352,20 +363,51 @@ pub fn build(settings: &Settings, ui: &Ui) -> Result<BuildOutcome> {
             outlier_rank: &outlier_rank,
             duplicates: &duplicates,
         };
-        api::publish(&settings, &items, &nb, &coords, &linfo, &st, report.skipped, &model)?;
+        api::publish(&release, &items, &nb, &coords, &st)?;
         let paths: Vec<&str> = published.iter().map(|(i, _)| i.entry.rel_str.as_str()).collect();
-        let bytes = cache::export_parquet(&ids, &paths, emb, dim)?;
-        fsutil::write_if_changed(&api.join("embeddings.parquet"), &bytes)
-            .with_context(|| format!("cannot write into the output folder {}", api.display()))?;
+        release.put("api/embeddings.parquet", &cache::export_parquet(&ids, &paths, emb, dim)?)?;
         let used: HashSet<Digest> = published.iter().map(|(_, r)| *r.digest.as_bytes()).collect();
         report.cache_pruned = c.prune(&used).context("cannot prune the embedding cache")?;
         c.remove_other_keys().context("cannot prune the embedding cache")?;
-        report.stages.push(StageTime { name: "export".into(), seconds: t.elapsed().as_secs_f64(), items: published.len() as u64 });
+        report.stages.push(StageTime { name: "api".into(), seconds: t.elapsed().as_secs_f64(), items: n as u64 });
+
+        let t = Instant::now();
+        let model = site::Model { nb: &nb, xy: &coords, st: &st, show: settings.neighbours.show };
+        let input = site::Input { items: &items, thumbs: &thumbs, model: Some(model), eval };
+        let r = site::render(&release, &settings, &input, ui)?;
+        report.pages = r.pages;
+        ui.info(format!("pages: {} item pages in {:.1} s ({:.0}/s)", r.pages, r.page_seconds, r.pages as f64 / r.page_seconds.max(1e-9)));
+        report.stages.push(StageTime { name: "render".into(), seconds: t.elapsed().as_secs_f64(), items: n as u64 });
+
+        release.carry(is_eval_path)?;
+        let mref = api::ModelRef { name: &enc.spec.name, digest: &enc.digest.to_hex(), dim };
+        let facts = api::ManifestFacts {
+            items: n,
+            skipped: report.skipped,
+            model: &mref,
+            nb: &nb,
+            xy: &coords,
+            layout: &linfo,
+            clusters: clusters.len(),
+            duplicates: duplicates.len(),
+        };
+        api::put_manifest(&release, &settings, &facts)?;
+    } else {
+        let t = Instant::now();
+        let input = site::Input { items: &items, thumbs: &thumbs, model: None, eval };
+        let r = site::render(&release, &settings, &input, ui)?;
+        report.pages = r.pages;
+        report.stages.push(StageTime { name: "render".into(), seconds: t.elapsed().as_secs_f64(), items: items.len() as u64 });
+        release.carry(is_eval_path)?;
     }
 
     let t = Instant::now();
-    publish_thumbnails(&settings, &published, &mut report)?;
-    report.stages.push(StageTime { name: "publish".into(), seconds: t.elapsed().as_secs_f64(), items: published.len() as u64 });
+    let changes = release.commit(&settings.cache)?;
+    report.release = changes.release.clone();
+    report.files = changes.files;
+    report.changed = changes.changed.len();
+    report.removed = changes.removed.len();
+    report.stages.push(StageTime { name: "publish".into(), seconds: t.elapsed().as_secs_f64(), items: changes.files as u64 });
     if let Some(e) = &encoder {
         report.model = Some(crate::report::ModelInfo {
             name: e.spec.name.clone(),
@@ -378,33 +420,9 @@ pub fn build(settings: &Settings, ui: &Ui) -> Result<BuildOutcome> {
     Ok(BuildOutcome { report, report_path })
 }
 
-fn publish_thumbnails(settings: &Settings, published: &[(&Item, Ingested)], report: &mut BuildReport) -> Result<()> {
-    let thumbs_dir = settings.out.join("thumbs");
-    std::fs::create_dir_all(&thumbs_dir).with_context(|| {
-        format!("cannot create the output folder {}\n  fix: check --out / [output] dir and its permissions", thumbs_dir.display())
-    })?;
-    let mut keep = HashSet::with_capacity(published.len());
-    for (item, done) in published {
-        if done.thumb_made {
-            report.thumbnails_made += 1;
-        } else {
-            report.thumbnails_reused += 1;
-        }
-        let name = format!("{}.jpg", item.id);
-        let bytes = std::fs::read(&done.thumb).with_context(|| format!("cannot read cached thumbnail {}", done.thumb.display()))?;
-        fsutil::write_if_changed(&thumbs_dir.join(&name), &bytes)
-            .with_context(|| format!("cannot write into the output folder {}", thumbs_dir.display()))?;
-        keep.insert(name);
-    }
-    // Thumbnails of items that are gone would otherwise accumulate forever.
-    for entry in std::fs::read_dir(&thumbs_dir)? {
-        let entry = entry?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if name.ends_with(".jpg") && !keep.contains(&name) {
-            std::fs::remove_file(entry.path())?;
-        }
-    }
-    Ok(())
+/// Files `simsite eval` publishes, which a build keeps as they are.
+pub(crate) fn is_eval_path(rel: &str) -> bool {
+    rel.starts_with("eval/") || rel == "api/eval.json"
 }
 
 fn write_report(settings: &Settings, report: &BuildReport) -> Result<std::path::PathBuf> {

@@ -40,6 +40,13 @@ pub struct BuildReport {
     pub model: Option<ModelInfo>,
     pub thumbnails_made: usize,
     pub thumbnails_reused: usize,
+    /// The release now served, and how many of its files are new or changed, and removed
+    /// (the paths are in the cache's changed-paths.txt and removed-paths.txt).
+    pub release: String,
+    pub files: usize,
+    pub changed: usize,
+    pub removed: usize,
+    pub pages: usize,
     pub stages: Vec<StageTime>,
 }
 

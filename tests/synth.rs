@@ -182,7 +182,7 @@ fn same_seed_gives_identical_bytes_on_any_thread_count_and_new_seed_differs() {
     assert_ne!(labels1, other_labels);
     let same_bytes = files1
         .iter()
-        .filter(|(p, b)| other.get(*p) == Some(b))
+        .filter(|(p, b)| other.get(*p) == Some(*b))
         .count();
     assert_eq!(same_bytes, 0, "a different seed must give different images");
 }

@@ -1,0 +1,320 @@
+//! Publishing for cron: each build prepares a complete new release beside the served one and
+//! switches to it with one atomic rename, so a killed, failed or disk-full build leaves the
+//! old site served, whole.
+//!
+//! `OUT` (say `site`) is a symbolic link to `.site.releases/<release>/` in the same folder.
+//! A release is written into `.site.releases/.staging-<pid>/`; a file whose bytes equal the
+//! served release's is hard-linked from it instead of written, so its mtime stays and
+//! rsync/CDN sync (`rsync -a site/ dest/`) moves only what changed. On success a new link
+//! `site.new-<pid>` is renamed over `site` (atomic), the list of changed paths is written to
+//! the cache, and releases older than the one before are pruned (a web server may still be
+//! serving a request from the previous one). `.site.lock` keeps a second build on the same
+//! output out.
+
+use std::collections::{BTreeSet, HashSet};
+use std::fs::File;
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use anyhow::{bail, Context, Result};
+
+/// Releases kept: the served one and the one before it.
+const KEEP: usize = 2;
+
+pub struct Release {
+    out: PathBuf,
+    releases: PathBuf,
+    staging: PathBuf,
+    /// The served release, if any.
+    prev: Option<PathBuf>,
+    state: Mutex<State>,
+    _lock: File,
+}
+
+#[derive(Default)]
+struct State {
+    /// Every path put into this release.
+    put: HashSet<String>,
+    /// Paths new or different from the served release.
+    changed: BTreeSet<String>,
+    dirs: HashSet<PathBuf>,
+}
+
+/// What a publish changed, relative to the previously served release.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct Changes {
+    pub files: usize,
+    pub changed: Vec<String>,
+    pub removed: Vec<String>,
+    pub release: String,
+}
+
+fn names(out: &Path) -> Result<(PathBuf, String)> {
+    let name = out
+        .file_name()
+        .and_then(|n| n.to_str())
+        .filter(|n| !n.is_empty() && *n != "." && *n != "..")
+        .with_context(|| format!("the output folder {} has no usable name\n  fix: name a folder, e.g. --out site", out.display()))?
+        .to_string();
+    let parent = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    Ok((parent, name))
+}
+
+impl Release {
+    /// Takes the output's lock and opens a staging release. Fails at once, touching nothing,
+    /// when another build holds the lock.
+    pub fn begin(out: &Path) -> Result<Release> {
+        let (parent, name) = names(out)?;
+        std::fs::create_dir_all(&parent).with_context(|| {
+            format!("cannot create {}\n  fix: check --out / [output] dir and its permissions", parent.display())
+        })?;
+        let lock_path = parent.join(format!(".{name}.lock"));
+        let lock = File::options().create(true).truncate(false).write(true).open(&lock_path).with_context(|| {
+            format!("cannot open the lock file {}\n  fix: check that {} is writable", lock_path.display(), parent.display())
+        })?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => bail!(
+                "another simsite build is publishing to {} (it holds {})\n  \
+                 this build stopped without touching the site or the cache; run it again once the other one has finished",
+                out.display(),
+                lock_path.display()
+            ),
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(e).with_context(|| format!("cannot lock {}", lock_path.display()));
+            }
+        }
+        let releases = parent.join(format!(".{name}.releases"));
+        std::fs::create_dir_all(&releases).with_context(|| format!("cannot create {}", releases.display()))?;
+        let prev = Self::served(out, &releases)?;
+        // Staging folders of builds that were killed: nobody else can be writing them now.
+        for entry in std::fs::read_dir(&releases)? {
+            let entry = entry?;
+            if entry.file_name().to_string_lossy().starts_with(".staging-") {
+                std::fs::remove_dir_all(entry.path()).ok();
+            }
+        }
+        for entry in std::fs::read_dir(&parent)? {
+            let entry = entry?;
+            if entry.file_name().to_string_lossy().starts_with(&format!("{name}.new-")) {
+                std::fs::remove_file(entry.path()).ok();
+            }
+        }
+        let staging = releases.join(format!(".staging-{}", std::process::id()));
+        std::fs::create_dir_all(&staging).with_context(|| {
+            format!("cannot create {}\n  fix: check free space and permissions in {}", staging.display(), parent.display())
+        })?;
+        Ok(Release { out: out.to_path_buf(), releases, staging, prev, state: Mutex::new(State::default()), _lock: lock })
+    }
+
+    /// The release `out` serves now. A plain folder from an earlier simsite becomes the first
+    /// release (moved, once); anything else in the way is an error.
+    fn served(out: &Path, releases: &Path) -> Result<Option<PathBuf>> {
+        let meta = match std::fs::symlink_metadata(out) {
+            Ok(m) => m,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e).with_context(|| format!("cannot read {}", out.display())),
+        };
+        if meta.file_type().is_symlink() {
+            let target = std::fs::read_link(out)?;
+            let target = if target.is_absolute() { target } else { out.parent().unwrap_or(Path::new(".")).join(target) };
+            if target.parent().and_then(|p| p.canonicalize().ok()) != releases.canonicalize().ok() {
+                bail!(
+                    "{} is a symbolic link to {}, not to a release simsite made\n  fix: remove the link or choose another --out",
+                    out.display(),
+                    target.display()
+                );
+            }
+            return Ok(target.is_dir().then_some(target));
+        }
+        if !meta.is_dir() {
+            bail!("{} exists and is not a folder\n  fix: remove it or choose another --out", out.display());
+        }
+        let empty = std::fs::read_dir(out)?.next().is_none();
+        if !empty && !out.join("api/manifest.json").is_file() && !out.join("thumbs").is_dir() {
+            bail!(
+                "{} is a folder simsite did not build (no api/manifest.json); simsite will not replace it\n  \
+                 fix: choose another --out, or move the folder away",
+                out.display()
+            );
+        }
+        let first = releases.join(format!("r-migrated-{}", std::process::id()));
+        std::fs::rename(out, &first).with_context(|| format!("cannot move {} into {}", out.display(), releases.display()))?;
+        let rel = Path::new(releases.file_name().unwrap()).join(first.file_name().unwrap());
+        std::os::unix::fs::symlink(&rel, out).with_context(|| format!("cannot link {} to {}", out.display(), rel.display()))?;
+        Ok(Some(first))
+    }
+
+    /// The served release's copy of `rel`, if any.
+    pub fn previous(&self, rel: &str) -> Option<Vec<u8>> {
+        std::fs::read(self.prev.as_ref()?.join(rel)).ok()
+    }
+
+    fn target(&self, rel: &str) -> Result<PathBuf> {
+        debug_assert!(!rel.starts_with('/') && !rel.split('/').any(|c| c == ".." || c.is_empty()), "{rel}");
+        let path = self.staging.join(rel);
+        let dir = path.parent().unwrap().to_path_buf();
+        let known = self.state.lock().unwrap().dirs.contains(&dir);
+        if !known {
+            std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+            self.state.lock().unwrap().dirs.insert(dir);
+        }
+        Ok(path)
+    }
+
+    fn record(&self, rel: &str, changed: bool) -> Result<()> {
+        let mut st = self.state.lock().unwrap();
+        if !st.put.insert(rel.to_string()) {
+            bail!("internal error: {rel} published twice");
+        }
+        if changed {
+            st.changed.insert(rel.to_string());
+        }
+        Ok(())
+    }
+
+    /// Puts `bytes` at `rel` (a relative path with `/`). Thread-safe.
+    pub fn put(&self, rel: &str, bytes: &[u8]) -> Result<()> {
+        let path = self.target(rel)?;
+        if let Some(prev) = self.prev.as_ref().map(|p| p.join(rel)) {
+            if same_bytes(&prev, bytes) && std::fs::hard_link(&prev, &path).is_ok() {
+                return self.record(rel, false);
+            }
+        }
+        std::fs::write(&path, bytes).with_context(|| format!("cannot write {}\n  fix: check free space in {}", path.display(), self.releases.display()))?;
+        self.record(rel, true)
+    }
+
+    /// Puts a copy of the file `src` at `rel` (hard-linked where it can be: `src` must never
+    /// be modified in place, as the cache's content-addressed files are not).
+    pub fn put_file(&self, rel: &str, src: &Path) -> Result<()> {
+        let path = self.target(rel)?;
+        if let Some(prev) = self.prev.as_ref().map(|p| p.join(rel)) {
+            if same_file(&prev, src) && std::fs::hard_link(&prev, &path).is_ok() {
+                return self.record(rel, false);
+            }
+        }
+        if std::fs::hard_link(src, &path).is_err() {
+            std::fs::copy(src, &path).with_context(|| format!("cannot copy {} to {}", src.display(), path.display()))?;
+        }
+        self.record(rel, true)
+    }
+
+    /// Carries over, unchanged, the served release's files that this build does not make and
+    /// `keep` selects (another command's pages, such as `eval/`).
+    pub fn carry(&self, keep: impl Fn(&str) -> bool) -> Result<()> {
+        let Some(prev) = self.prev.clone() else { return Ok(()) };
+        for entry in walkdir::WalkDir::new(&prev).min_depth(1) {
+            let entry = entry?;
+            if !entry.file_type().is_file() {
+                continue;
+            }
+            let rel = entry.path().strip_prefix(&prev).unwrap().to_string_lossy().into_owned();
+            if keep(&rel) && !self.state.lock().unwrap().put.contains(&rel) {
+                let path = self.target(&rel)?;
+                std::fs::hard_link(entry.path(), &path).with_context(|| format!("cannot link {}", path.display()))?;
+                self.record(&rel, false)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether anything put so far differs from the served release.
+    pub fn changed_so_far(&self) -> bool {
+        !self.state.lock().unwrap().changed.is_empty()
+    }
+
+    /// Switches `out` to the new release (one rename), writes the changed-path lists into
+    /// `report_dir`, and prunes old releases.
+    pub fn commit(self, report_dir: &Path) -> Result<Changes> {
+        let state = std::mem::take(&mut *self.state.lock().unwrap());
+        let mut removed = Vec::new();
+        if let Some(prev) = &self.prev {
+            for entry in walkdir::WalkDir::new(prev).min_depth(1) {
+                let entry = entry?;
+                if entry.file_type().is_file() {
+                    let rel = entry.path().strip_prefix(prev).unwrap().to_string_lossy().into_owned();
+                    if !state.put.contains(&rel) {
+                        removed.push(rel);
+                    }
+                }
+            }
+        }
+        removed.sort();
+        sync_filesystem(&self.staging);
+        let (parent, name) = names(&self.out)?;
+        let id = format!("r{}-{}", chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ"), std::process::id());
+        let release = self.releases.join(&id);
+        std::fs::rename(&self.staging, &release).with_context(|| format!("cannot rename {} to {}", self.staging.display(), release.display()))?;
+        let link = parent.join(format!("{name}.new-{}", std::process::id()));
+        std::fs::remove_file(&link).ok();
+        let rel_target = Path::new(self.releases.file_name().unwrap()).join(&id);
+        std::os::unix::fs::symlink(&rel_target, &link).with_context(|| format!("cannot create the link {}", link.display()))?;
+        std::fs::rename(&link, &self.out).with_context(|| format!("cannot switch {} to the new release", self.out.display()))?;
+        sync_filesystem(&parent);
+
+        let changes = Changes { files: state.put.len(), changed: state.changed.into_iter().collect(), removed, release: id.clone() };
+        let list = |v: &[String]| v.iter().map(|p| format!("{p}\n")).collect::<String>();
+        crate::fsutil::atomic_write(&report_dir.join("changed-paths.txt"), list(&changes.changed).as_bytes())
+            .with_context(|| format!("cannot write the changed-path list into {}", report_dir.display()))?;
+        crate::fsutil::atomic_write(&report_dir.join("removed-paths.txt"), list(&changes.removed).as_bytes())
+            .with_context(|| format!("cannot write the removed-path list into {}", report_dir.display()))?;
+        self.prune(&id);
+        Ok(changes)
+    }
+
+    /// Removes releases but the newest `KEEP` (by name, which starts with the time).
+    fn prune(&self, current: &str) {
+        let Ok(dir) = std::fs::read_dir(&self.releases) else { return };
+        let mut names: Vec<String> = dir
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with('r') && n != current)
+            .collect();
+        // Migrated folders sort before dated releases ("r-" < "r2").
+        names.sort();
+        let old = names.len().saturating_sub(KEEP - 1);
+        for n in &names[..old] {
+            std::fs::remove_dir_all(self.releases.join(n)).ok();
+        }
+    }
+}
+
+impl Drop for Release {
+    fn drop(&mut self) {
+        // A build that failed leaves nothing behind (a committed one has renamed it away).
+        std::fs::remove_dir_all(&self.staging).ok();
+    }
+}
+
+fn same_bytes(path: &Path, bytes: &[u8]) -> bool {
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_file() && m.len() == bytes.len() as u64 => std::fs::read(path).map(|b| b == bytes).unwrap_or(false),
+        _ => false,
+    }
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let (Ok(ma), Ok(mb)) = (std::fs::metadata(a), std::fs::metadata(b)) else { return false };
+    if ma.dev() == mb.dev() && ma.ino() == mb.ino() {
+        return true;
+    }
+    ma.len() == mb.len() && std::fs::read(a).ok().zip(std::fs::read(b).ok()).is_some_and(|(x, y)| x == y)
+}
+
+/// Flushes the filesystem holding `path` (syncfs), so a power cut after the switch cannot
+/// leave the new release's files empty.
+fn sync_filesystem(path: &Path) {
+    if let Ok(f) = File::open(path) {
+        use std::os::fd::AsRawFd;
+        // SAFETY: syncfs takes an open descriptor, which `f` keeps open for the call.
+        unsafe {
+            libc::syncfs(f.as_raw_fd());
+        }
+    }
+}

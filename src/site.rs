@@ -1,0 +1,790 @@
+//! The HTML site: item pages, the map's data, galleries, `404.html` and `sitemap.xml`.
+//!
+//! Pages are tera templates compiled into the binary (`templates/`), each replaceable by a
+//! file of the same name in the site's own `templates/` folder; assets likewise (`static/`).
+//! Tera escapes every value in `.html` templates, so file names and catalogue fields cannot
+//! inject markup; archive links are kept only when they are http(s). HTML is minified.
+//!
+//! The map (`index.html`, `static/map.js`) reads compact binary files, never per-item JSON:
+//! `map/points.u16` (x, y quantised over the map's bounds) in *map order*, the leaves of a
+//! k-d tree over the layout of at most `TILE` items each. Each leaf is a tile with a
+//! thumbnail atlas (`map/tiles/<t>.jpg`) and its ids and titles (`map/tiles/<t>.json`),
+//! loaded by viewport as the user zooms in. The README's "The map's files" documents them.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use rayon::prelude::*;
+use serde::Serialize;
+
+use crate::api::Structure;
+use crate::catalogue::Item;
+use crate::config::Settings;
+use crate::neighbours::{Neighbours, NONE};
+use crate::publish::Release;
+
+/// Items per map tile (one thumbnail atlas each).
+pub const TILE: usize = 256;
+/// Atlas cell, in pixels, and cells per atlas row.
+const CELL: u32 = 32;
+const ATLAS_COLS: u32 = 16;
+/// Items per search chunk (`map/names/<c>.json`).
+const NAMES_CHUNK: usize = 65_536;
+/// Catalogue columns offered as map colourings when the config names none.
+const COLOUR_COLUMNS: usize = 8;
+/// Category labels kept per colouring; rarer values show as "other".
+const MAX_LABELS: usize = 256;
+/// Items per gallery page.
+const PAGE: usize = 500;
+/// URLs per sitemap file (the protocol's limit is 50,000).
+const SITEMAP_URLS: usize = 50_000;
+/// Cards beside an item's neighbours: most similar inside and outside its cluster.
+const SIDE_CARDS: usize = 6;
+
+const BUILTIN_TEMPLATES: &[(&str, &str)] = &[
+    ("base.html", include_str!("../templates/base.html")),
+    ("index.html", include_str!("../templates/index.html")),
+    ("item.html", include_str!("../templates/item.html")),
+    ("gallery.html", include_str!("../templates/gallery.html")),
+    ("404.html", include_str!("../templates/404.html")),
+];
+
+const BUILTIN_STATIC: &[(&str, &[u8])] = &[
+    ("map.js", include_bytes!("../static/map.js")),
+    ("map-colour.js", include_bytes!("../static/map-colour.js")),
+    ("map-fetch.js", include_bytes!("../static/map-fetch.js")),
+    ("map-gl.js", include_bytes!("../static/map-gl.js")),
+    ("map-index.js", include_bytes!("../static/map-index.js")),
+    ("map-search.js", include_bytes!("../static/map-search.js")),
+    ("map-tiles.js", include_bytes!("../static/map-tiles.js")),
+    ("item.js", include_bytes!("../static/item.js")),
+    ("site.css", include_bytes!("../static/site.css")),
+];
+
+/// What the site is made of.
+pub struct Input<'a> {
+    pub items: &'a [&'a Item],
+    /// Each item's cached thumbnail.
+    pub thumbs: &'a [&'a Path],
+    /// Neighbours, map and structure: absent when no model is configured.
+    pub model: Option<Model<'a>>,
+    /// Whether `eval/` exists (a link in the navigation).
+    pub eval: bool,
+}
+
+pub struct Model<'a> {
+    pub nb: &'a Neighbours,
+    pub xy: &'a [f32],
+    pub st: &'a Structure<'a>,
+    /// Neighbours shown on an item's page.
+    pub show: usize,
+}
+
+/// What rendering did, for the report.
+#[derive(Debug, Default)]
+pub struct Rendered {
+    pub pages: usize,
+    pub page_seconds: f64,
+    pub tiles: usize,
+    pub atlases_made: usize,
+}
+
+#[derive(Serialize)]
+struct SiteCtx<'a> {
+    title: &'a str,
+    items: usize,
+    eval: bool,
+}
+
+fn load_templates(own: Option<&Path>) -> Result<tera::Tera> {
+    let mut tera = tera::Tera::default();
+    let mut all: Vec<(String, String)> = BUILTIN_TEMPLATES.iter().map(|(n, t)| (n.to_string(), t.to_string())).collect();
+    if let Some(dir) = own {
+        for (name, text) in all.iter_mut() {
+            let p = dir.join(&*name);
+            if p.is_file() {
+                *text = std::fs::read_to_string(&p).with_context(|| format!("cannot read the template {}", p.display()))?;
+            }
+        }
+    }
+    tera.add_raw_templates(all).map_err(|e| {
+        let mut msg = e.to_string();
+        let mut src = std::error::Error::source(&e);
+        while let Some(s) = src {
+            msg.push_str(&format!(": {s}"));
+            src = s.source();
+        }
+        anyhow::anyhow!("a page template does not parse: {msg}\n  fix: correct the file of that name in {}", own.map(|d| d.display().to_string()).unwrap_or("templates/".into()))
+    })?;
+    Ok(tera)
+}
+
+fn render_page(tera: &tera::Tera, name: &str, ctx: &impl Serialize) -> Result<Vec<u8>> {
+    let ctx = tera::Context::from_serialize(ctx)?;
+    let html = tera.render(name, &ctx).map_err(|e| {
+        let mut msg = e.to_string();
+        let mut src = std::error::Error::source(&e);
+        while let Some(s) = src {
+            msg.push_str(&format!(": {s}"));
+            src = s.source();
+        }
+        anyhow::anyhow!("cannot render {name}: {msg}")
+    })?;
+    let mut cfg = minify_html::Cfg::new();
+    cfg.minify_css = true;
+    Ok(minify_html::minify(html.as_bytes(), &cfg))
+}
+
+/// An http(s) archive link, or nothing (a `javascript:` or other scheme from a catalogue
+/// must not become a link).
+fn safe_url(url: Option<&str>) -> Option<&str> {
+    url.filter(|u| {
+        let l = u.trim_start().to_ascii_lowercase();
+        l.starts_with("https://") || l.starts_with("http://")
+    })
+}
+
+#[derive(Serialize)]
+struct Card<'a> {
+    id: &'a str,
+    title: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    note: Option<String>,
+}
+
+#[derive(Serialize)]
+struct NeighbourCard<'a> {
+    id: &'a str,
+    title: &'a str,
+    score: String,
+}
+
+#[derive(Serialize)]
+struct ItemCtx<'a> {
+    id: &'a str,
+    title: &'a str,
+    path: &'a str,
+    url: Option<&'a str>,
+    meta: &'a [(String, String)],
+    outlier_rank: Option<u32>,
+    cluster_id: Option<u32>,
+    cluster_size: usize,
+    /// Where it sits on the overview, in percent from the left and the top.
+    map: Option<(String, String)>,
+}
+
+#[derive(Serialize)]
+struct ItemPage<'a> {
+    site: &'a SiteCtx<'a>,
+    root: &'static str,
+    item: ItemCtx<'a>,
+    neighbours: Vec<NeighbourCard<'a>>,
+    inside: Vec<NeighbourCard<'a>>,
+    outside: Vec<NeighbourCard<'a>>,
+}
+
+#[derive(Serialize)]
+struct Group<'a> {
+    title: String,
+    href: String,
+    cards: Vec<Card<'a>>,
+}
+
+#[derive(Serialize)]
+struct PageLink {
+    n: usize,
+    href: String,
+    current: bool,
+}
+
+#[derive(Serialize, Default)]
+struct GalleryPage<'a> {
+    site: Option<&'a SiteCtx<'a>>,
+    root: &'a str,
+    heading: String,
+    intro: String,
+    groups: Vec<Group<'a>>,
+    cards: Vec<Card<'a>>,
+    pages: Vec<PageLink>,
+    empty: String,
+}
+
+#[derive(Serialize)]
+struct PlainPage<'a> {
+    site: &'a SiteCtx<'a>,
+    root: &'a str,
+}
+
+/// Renders everything but `api/` into the release.
+pub fn render(release: &Release, settings: &Settings, input: &Input, ui: &crate::ui::Ui) -> Result<Rendered> {
+    let tera = load_templates(settings.site.templates.as_deref())?;
+    let site = SiteCtx { title: &settings.title, items: input.items.len(), eval: input.eval };
+    let mut out = Rendered::default();
+
+    put_static(release, settings.site.statics.as_deref())?;
+    input.items.par_iter().zip(input.thumbs.par_iter()).try_for_each(|(item, thumb)| {
+        release.put_file(&format!("thumbs/{}.jpg", item.id), thumb)
+    })?;
+
+    let overview = match &input.model {
+        Some(m) => {
+            let t = map_files(release, settings, input, m, &mut out)?;
+            ui.info(format!("map: {} tiles ({} atlases made)", out.tiles, out.atlases_made));
+            Some(t)
+        }
+        None => None,
+    };
+
+    let t = std::time::Instant::now();
+    let stage = ui.stage("pages", input.items.len() as u64);
+    (0..input.items.len()).into_par_iter().try_for_each(|i| -> Result<()> {
+        let page = item_page(&site, input, i, overview.as_ref());
+        let html = render_page(&tera, "item.html", &page)?;
+        release.put(&format!("items/{}/index.html", input.items[i].id), &html)?;
+        stage.inc(1);
+        Ok(())
+    })?;
+    stage.finish();
+    out.pages = input.items.len();
+    out.page_seconds = t.elapsed().as_secs_f64();
+
+    let plain = PlainPage { site: &site, root: "" };
+    if input.model.is_some() {
+        release.put("index.html", &render_page(&tera, "index.html", &plain)?)?;
+    } else {
+        let cards = input.items.iter().take(PAGE).map(|it| Card { id: &it.id, title: &it.title, note: None }).collect();
+        let page = GalleryPage {
+            site: Some(&site),
+            root: "",
+            heading: settings.title.clone(),
+            intro: "No model is configured, so there is no map, no neighbours and no clusters: only the images.".into(),
+            cards,
+            ..Default::default()
+        };
+        release.put("index.html", &render_page(&tera, "gallery.html", &page)?)?;
+    }
+    galleries(release, &tera, &site, input)?;
+    let root404 = settings.site.base_url.split_once("://").and_then(|(_, rest)| rest.find('/').map(|i| rest[i..].to_string())).unwrap_or("/".into());
+    release.put("404.html", &render_page(&tera, "404.html", &PlainPage { site: &site, root: &root404 })?)?;
+    if !settings.site.base_url.is_empty() {
+        sitemap(release, &settings.site.base_url, input)?;
+    }
+    Ok(out)
+}
+
+fn put_static(release: &Release, own: Option<&Path>) -> Result<()> {
+    let mut names = Vec::new();
+    for (name, bytes) in BUILTIN_STATIC {
+        let own_file = own.map(|d| d.join(name)).filter(|p| p.is_file());
+        // The site's own files are copied, never linked: an editor may change them in place.
+        match own_file {
+            Some(p) => release.put(&format!("static/{name}"), &read_own(&p)?)?,
+            None => release.put(&format!("static/{name}"), bytes)?,
+        }
+        names.push(name.to_string());
+    }
+    // The site's own extra assets (images, fonts, more scripts), kept as they are.
+    if let Some(dir) = own {
+        for entry in walkdir::WalkDir::new(dir).min_depth(1).follow_links(false) {
+            let entry = entry?;
+            if !entry.file_type().is_file() {
+                continue;
+            }
+            let rel = entry.path().strip_prefix(dir).unwrap();
+            let rel = rel.to_str().filter(|r| r.split('/').all(|c| !c.is_empty() && !c.starts_with('.')));
+            if let Some(rel) = rel.filter(|r| !names.iter().any(|n| n == r)) {
+                release.put(&format!("static/{rel}"), &read_own(entry.path())?)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn read_own(p: &Path) -> Result<Vec<u8>> {
+    std::fs::read(p).with_context(|| format!("cannot read the site's own asset {}", p.display()))
+}
+
+/// An item's page context.
+fn item_page<'a>(site: &'a SiteCtx<'a>, input: &'a Input<'a>, i: usize, overview: Option<&Overview>) -> ItemPage<'a> {
+    let it = input.items[i];
+    let card = |j: u32, s: f32| NeighbourCard { id: &input.items[j as usize].id, title: &input.items[j as usize].title, score: format!("{s:.3}") };
+    let (mut neighbours, mut inside, mut outside) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut cluster_id, mut cluster_size, mut outlier_rank, mut map) = (None, 0, None, None);
+    if let Some(m) = &input.model {
+        let mine = m.st.cluster_of[i];
+        cluster_id = mine;
+        cluster_size = mine.map(|c| m.st.clusters[c as usize].members.len()).unwrap_or(0);
+        outlier_rank = Some(m.st.outlier_rank[i]);
+        let show = m.nb.k.min(m.show);
+        for (j, s) in m.nb.row(i).filter(|(j, _)| *j != NONE) {
+            if neighbours.len() < show {
+                neighbours.push(card(j, s));
+            }
+            let side = if mine.is_some() && m.st.cluster_of[j as usize] == mine { &mut inside } else { &mut outside };
+            if side.len() < SIDE_CARDS {
+                side.push(card(j, s));
+            }
+        }
+        if mine.is_none() {
+            outside.clear();
+        }
+        map = overview.map(|o| o.percent(m.xy[2 * i], m.xy[2 * i + 1]));
+    }
+    ItemPage {
+        site,
+        root: "../../",
+        item: ItemCtx {
+            id: &it.id,
+            title: &it.title,
+            path: &it.entry.rel_str,
+            url: safe_url(it.url.as_deref()),
+            meta: &it.meta,
+            outlier_rank,
+            cluster_id,
+            cluster_size,
+            map,
+        },
+        neighbours,
+        inside,
+        outside,
+    }
+}
+
+fn galleries(release: &Release, tera: &tera::Tera, site: &SiteCtx, input: &Input) -> Result<()> {
+    let items = input.items;
+    let card = |i: usize, note: Option<String>| Card { id: &items[i].id, title: &items[i].title, note };
+    let Some(m) = &input.model else {
+        for (dir, heading) in [("clusters", "Clusters"), ("outliers", "The strangest objects"), ("duplicates", "Near-duplicates")] {
+            let page = GalleryPage {
+                site: Some(site),
+                root: "../",
+                heading: heading.into(),
+                empty: "This site was built without a model, so there is nothing here.".into(),
+                ..Default::default()
+            };
+            release.put(&format!("{dir}/index.html"), &render_page(tera, "gallery.html", &page)?)?;
+        }
+        return Ok(());
+    };
+    // Clusters: one group per cluster (its representative first), then a page per cluster.
+    let groups = m
+        .st
+        .clusters
+        .iter()
+        .enumerate()
+        .map(|(c, k)| {
+            let rep = k.representative as usize;
+            let mut cards = vec![card(rep, Some("representative".into()))];
+            cards.extend(k.members.iter().map(|&j| j as usize).filter(|&j| j != rep).take(7).map(|j| card(j, None)));
+            Group { title: format!("Cluster {c} · {} images", k.members.len()), href: format!("{c}/"), cards }
+        })
+        .collect();
+    let page = GalleryPage {
+        site: Some(site),
+        root: "../",
+        heading: "Clusters".into(),
+        intro: "Groups of similar images found on the map (HDBSCAN), largest first.".into(),
+        groups,
+        empty: if m.st.clusters.is_empty() { "No clusters were found.".into() } else { String::new() },
+        ..Default::default()
+    };
+    release.put("clusters/index.html", &render_page(tera, "gallery.html", &page)?)?;
+    for (c, k) in m.st.clusters.iter().enumerate() {
+        let mut members: Vec<usize> = k.members.iter().map(|&j| j as usize).collect();
+        // The representative first, then the rest as listed.
+        members.sort_by_key(|&j| (j != k.representative as usize, j));
+        let pages = members.len().div_ceil(PAGE).max(1);
+        for p in 0..pages {
+            let (rel, root) = if p == 0 { (format!("clusters/{c}/index.html"), "../../") } else { (format!("clusters/{c}/{}/index.html", p + 1), "../../../") };
+            let page = GalleryPage {
+                site: Some(site),
+                root,
+                heading: format!("Cluster {c}"),
+                intro: format!("{} images; the first is the one nearest the cluster's mean.", members.len()),
+                cards: members[p * PAGE..((p + 1) * PAGE).min(members.len())].iter().map(|&j| card(j, None)).collect(),
+                pages: page_links(pages, p, &format!("{root}clusters/{c}/")),
+                ..Default::default()
+            };
+            release.put(&rel, &render_page(tera, "gallery.html", &page)?)?;
+        }
+    }
+    // Outliers: the strangest first.
+    let mut order: Vec<usize> = (0..items.len()).collect();
+    order.sort_by_key(|&i| m.st.outlier_rank[i]);
+    let page = GalleryPage {
+        site: Some(site),
+        root: "../",
+        heading: "The strangest objects".into(),
+        intro: format!("The {} images least like the rest of the archive (Isolation Forest on the embeddings, or the mean distance to their neighbours), strangest first.", order.len().min(PAGE)),
+        cards: order.iter().take(PAGE).map(|&i| card(i, Some(format!("#{}", m.st.outlier_rank[i])))).collect(),
+        ..Default::default()
+    };
+    release.put("outliers/index.html", &render_page(tera, "gallery.html", &page)?)?;
+    // Near-duplicates: pairs, most similar first.
+    let groups = m
+        .st
+        .duplicates
+        .iter()
+        .take(PAGE)
+        .map(|p| Group {
+            title: format!("cosine {:.4}", p.score),
+            href: format!("../items/{}/", items[p.a as usize].id),
+            cards: vec![card(p.a as usize, None), card(p.b as usize, None)],
+        })
+        .collect();
+    let page = GalleryPage {
+        site: Some(site),
+        root: "../",
+        heading: "Near-duplicates".into(),
+        intro: format!("{} pairs of images at least this similar; the {} most similar are shown.", m.st.duplicates.len(), m.st.duplicates.len().min(PAGE)),
+        groups,
+        empty: if m.st.duplicates.is_empty() { "No near-duplicate pairs.".into() } else { String::new() },
+        ..Default::default()
+    };
+    release.put("duplicates/index.html", &render_page(tera, "gallery.html", &page)?)?;
+    Ok(())
+}
+
+fn page_links(pages: usize, current: usize, base: &str) -> Vec<PageLink> {
+    if pages < 2 {
+        return Vec::new();
+    }
+    (0..pages)
+        .map(|p| PageLink { n: p + 1, href: if p == 0 { base.to_string() } else { format!("{base}{}/", p + 1) }, current: p == current })
+        .collect()
+}
+
+fn sitemap(release: &Release, base: &str, input: &Input) -> Result<()> {
+    let mut urls: Vec<String> = ["", "clusters/", "outliers/", "duplicates/"].iter().map(|p| format!("{base}{p}")).collect();
+    urls.extend(input.items.iter().map(|it| format!("{base}items/{}/", it.id)));
+    let esc = |s: &str| s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
+    let file = |urls: &[String]| {
+        let mut x = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<urlset xmlns=\"http://www.sitemaps.org/schemas/sitemap/0.9\">\n");
+        for u in urls {
+            x.push_str(&format!("<url><loc>{}</loc></url>\n", esc(u)));
+        }
+        x.push_str("</urlset>\n");
+        x
+    };
+    if urls.len() <= SITEMAP_URLS {
+        return release.put("sitemap.xml", file(&urls).as_bytes());
+    }
+    let mut index = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<sitemapindex xmlns=\"http://www.sitemaps.org/schemas/sitemap/0.9\">\n");
+    for (n, chunk) in urls.chunks(SITEMAP_URLS).enumerate() {
+        release.put(&format!("sitemaps/{n}.xml"), file(chunk).as_bytes())?;
+        index.push_str(&format!("<sitemap><loc>{}sitemaps/{n}.xml</loc></sitemap>\n", esc(base)));
+    }
+    index.push_str("</sitemapindex>\n");
+    release.put("sitemap.xml", index.as_bytes())
+}
+
+// ---------------------------------------------------------------------------------------
+// The map's files.
+
+/// The map's bounds, for placing an item on `map/overview.png`.
+struct Overview {
+    b: [f32; 4],
+}
+
+impl Overview {
+    fn percent(&self, x: f32, y: f32) -> (String, String) {
+        let w = (self.b[2] - self.b[0]).max(f32::MIN_POSITIVE);
+        let h = (self.b[3] - self.b[1]).max(f32::MIN_POSITIVE);
+        (format!("{:.1}", (x - self.b[0]) / w * 100.0), format!("{:.1}", (self.b[3] - y) / h * 100.0))
+    }
+}
+
+/// Leaves of a k-d tree over the points `idx` (split at the median of the longer side),
+/// each at most `TILE` items: returns (bbox, start, count) per leaf; `idx` ends in map order.
+pub fn kd_tiles(xy: &[f32], idx: &mut [u32]) -> Vec<([f32; 4], usize, usize)> {
+    fn rec(xy: &[f32], idx: &mut [u32], start: usize, out: &mut Vec<([f32; 4], usize, usize)>) {
+        let mut b = [f32::MAX, f32::MAX, f32::MIN, f32::MIN];
+        for &i in idx.iter() {
+            let (x, y) = (xy[2 * i as usize], xy[2 * i as usize + 1]);
+            b = [b[0].min(x), b[1].min(y), b[2].max(x), b[3].max(y)];
+        }
+        if idx.len() <= TILE {
+            out.push((b, start, idx.len()));
+            return;
+        }
+        let axis = if b[2] - b[0] >= b[3] - b[1] { 0 } else { 1 };
+        let mid = idx.len() / 2;
+        // Ties broken by index, so the order is the same on every run.
+        idx.select_nth_unstable_by(mid, |&a, &c| xy[2 * a as usize + axis].total_cmp(&xy[2 * c as usize + axis]).then(a.cmp(&c)));
+        let (l, r) = idx.split_at_mut(mid);
+        rec(xy, l, start, out);
+        rec(xy, r, start + mid, out);
+    }
+    let mut out = Vec::new();
+    if !idx.is_empty() {
+        rec(xy, idx, 0, &mut out);
+    }
+    out
+}
+
+#[derive(Serialize)]
+struct ColourJson {
+    name: String,
+    kind: &'static str,
+    file: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    labels: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    min: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max: Option<f64>,
+}
+
+#[derive(Serialize)]
+struct MapJson {
+    version: u32,
+    items: usize,
+    bounds: [f32; 4],
+    thumb: u32,
+    atlas_cols: u32,
+    /// [x0, y0, x1, y1, start, count] per tile.
+    tiles: Vec<(f32, f32, f32, f32, usize, usize)>,
+    colour_by: Vec<ColourJson>,
+    names_chunk: usize,
+    names: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct NamesJson<'a> {
+    ids: Vec<&'a str>,
+    titles: Vec<&'a str>,
+}
+
+fn u16s(v: &[u16]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+fn map_files(release: &Release, settings: &Settings, input: &Input, m: &Model, out: &mut Rendered) -> Result<Overview> {
+    let n = input.items.len();
+    let xy = m.xy;
+    let b = crate::api::bounds(xy);
+    let mut order: Vec<u32> = (0..n as u32).collect();
+    let tiles = kd_tiles(xy, &mut order);
+    out.tiles = tiles.len();
+
+    let q = |v: f32, lo: f32, hi: f32| -> u16 {
+        if hi > lo {
+            (((v - lo) / (hi - lo)).clamp(0.0, 1.0) * 65535.0).round() as u16
+        } else {
+            0
+        }
+    };
+    let points: Vec<u16> = order.iter().flat_map(|&i| [q(xy[2 * i as usize], b[0], b[2]), q(xy[2 * i as usize + 1], b[1], b[3])]).collect();
+    release.put("map/points.u16", &u16s(&points))?;
+
+    let mut colour_by = Vec::new();
+    let clusters: Vec<u16> = order.iter().map(|&i| m.st.cluster_of[i as usize].map(|c| c.min(65534) as u16).unwrap_or(u16::MAX)).collect();
+    release.put("map/colour-cluster.u16", &u16s(&clusters))?;
+    colour_by.push(ColourJson {
+        name: "cluster".into(),
+        kind: "category",
+        file: "map/colour-cluster.u16".into(),
+        labels: Some((0..m.st.clusters.len()).map(|c| c.to_string()).collect()),
+        min: None,
+        max: None,
+    });
+    let outliers: Vec<u16> = order.iter().map(|&i| q(-(m.st.outlier_rank[i as usize] as f32), -(n as f32), -1.0).min(65534)).collect();
+    release.put("map/colour-strangeness.u16", &u16s(&outliers))?;
+    colour_by.push(ColourJson { name: "strangeness (rank, 1 = strangest)".into(), kind: "number", file: "map/colour-strangeness.u16".into(), labels: None, min: Some(n as f64), max: Some(1.0) });
+    for (c, column) in catalogue_columns(settings, input).into_iter().enumerate() {
+        let values: Vec<Option<&str>> =
+            order.iter().map(|&i| input.items[i as usize].meta.iter().find(|(k, _)| *k == column).map(|(_, v)| v.trim()).filter(|v| !v.is_empty())).collect();
+        let file = format!("map/colour-c{c}.u16");
+        // Numbers when every value present parses as one.
+        let nums: Option<Vec<Option<f64>>> = values
+            .iter()
+            .map(|v| match v {
+                None => Some(None),
+                Some(s) => s.parse::<f64>().ok().filter(|x| x.is_finite()).map(Some),
+            })
+            .collect();
+        let distinct: std::collections::BTreeSet<&str> = values.iter().flatten().copied().collect();
+        match nums {
+            Some(nums) if distinct.len() > 12 => {
+                let lo = nums.iter().flatten().copied().fold(f64::MAX, f64::min);
+                let hi = nums.iter().flatten().copied().fold(f64::MIN, f64::max);
+                let v: Vec<u16> = nums.iter().map(|x| x.map(|x| if hi > lo { ((x - lo) / (hi - lo) * 65534.0).round() as u16 } else { 0 }).unwrap_or(u16::MAX)).collect();
+                release.put(&file, &u16s(&v))?;
+                colour_by.push(ColourJson { name: column, kind: "number", file, labels: None, min: Some(lo), max: Some(hi) });
+            }
+            _ => {
+                let mut count: HashMap<&str, usize> = HashMap::new();
+                for v in values.iter().flatten() {
+                    *count.entry(v).or_default() += 1;
+                }
+                let mut labels: Vec<(&str, usize)> = count.into_iter().collect();
+                labels.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+                labels.truncate(MAX_LABELS);
+                let at: HashMap<&str, u16> = labels.iter().enumerate().map(|(k, (l, _))| (*l, k as u16)).collect();
+                let v: Vec<u16> = values.iter().map(|x| x.and_then(|x| at.get(x).copied()).unwrap_or(u16::MAX)).collect();
+                release.put(&file, &u16s(&v))?;
+                colour_by.push(ColourJson { name: column, kind: "category", file, labels: Some(labels.iter().map(|(l, _)| l.to_string()).collect()), min: None, max: None });
+            }
+        }
+    }
+
+    // Tiles: ids and titles, and the thumbnail atlas (cached by its members' thumbnails).
+    let atlas_dir = settings.cache.join("atlases");
+    std::fs::create_dir_all(&atlas_dir).with_context(|| format!("cannot create {}", atlas_dir.display()))?;
+    let made = std::sync::atomic::AtomicUsize::new(0);
+    let keys: Vec<String> = tiles
+        .par_iter()
+        .enumerate()
+        .map(|(t, &(_, start, count))| -> Result<String> {
+            let members = &order[start..start + count];
+            let names = NamesJson {
+                ids: members.iter().map(|&i| input.items[i as usize].id.as_str()).collect(),
+                titles: members.iter().map(|&i| input.items[i as usize].title.as_str()).collect(),
+            };
+            release.put(&format!("map/tiles/{t}.json"), &serde_json::to_vec(&names)?)?;
+            let mut h = blake3::Hasher::new();
+            h.update(b"simsite-atlas-v1");
+            h.update(&CELL.to_le_bytes());
+            for &i in members {
+                h.update(input.thumbs[i as usize].as_os_str().as_encoded_bytes());
+                h.update(b"\0");
+            }
+            let key = h.finalize().to_hex().to_string();
+            let cached = atlas_dir.join(format!("{key}.jpg"));
+            if !cached.is_file() {
+                let jpeg = atlas(members.iter().map(|&i| input.thumbs[i as usize]))?;
+                crate::fsutil::atomic_write(&cached, &jpeg).with_context(|| format!("cannot write {}", cached.display()))?;
+                made.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            release.put_file(&format!("map/tiles/{t}.jpg"), &cached)?;
+            Ok(format!("{key}.jpg"))
+        })
+        .collect::<Result<_>>()?;
+    out.atlases_made = made.into_inner();
+    let used: std::collections::HashSet<String> = keys.into_iter().collect();
+    for entry in std::fs::read_dir(&atlas_dir)?.flatten() {
+        if !used.contains(&*entry.file_name().to_string_lossy()) {
+            std::fs::remove_file(entry.path()).ok();
+        }
+    }
+
+    let mut names = Vec::new();
+    for (c, chunk) in order.chunks(NAMES_CHUNK).enumerate() {
+        let body = NamesJson {
+            ids: chunk.iter().map(|&i| input.items[i as usize].id.as_str()).collect(),
+            titles: chunk.iter().map(|&i| input.items[i as usize].title.as_str()).collect(),
+        };
+        let file = format!("map/names/{c}.json");
+        release.put(&file, &serde_json::to_vec(&body)?)?;
+        names.push(file);
+    }
+    release.put("map/overview.png", &overview_png(xy, b)?)?;
+    let map = MapJson {
+        version: 1,
+        items: n,
+        bounds: b,
+        thumb: CELL,
+        atlas_cols: ATLAS_COLS,
+        tiles: tiles.iter().map(|(bb, s, c)| (bb[0], bb[1], bb[2], bb[3], *s, *c)).collect(),
+        colour_by,
+        names_chunk: NAMES_CHUNK,
+        names,
+    };
+    release.put("map/map.json", &serde_json::to_vec(&map)?)?;
+    Ok(Overview { b })
+}
+
+/// The catalogue columns the map offers as colourings.
+fn catalogue_columns(settings: &Settings, input: &Input) -> Vec<String> {
+    if let Some(cols) = &settings.site.colour_by {
+        return cols.clone();
+    }
+    let mut cols: Vec<String> = Vec::new();
+    for it in input.items.iter().take(1000) {
+        for (k, _) in &it.meta {
+            if !cols.contains(k) && cols.len() < COLOUR_COLUMNS {
+                cols.push(k.clone());
+            }
+        }
+    }
+    cols
+}
+
+/// A thumbnail atlas: each thumbnail scaled into a `CELL`-pixel square (letterboxed on
+/// black), `ATLAS_COLS` per row. JPEG's DCT scaling decodes a 128-pixel thumbnail straight
+/// at a quarter size, so this costs little per item.
+fn atlas<'a>(thumbs: impl ExactSizeIterator<Item = &'a Path>) -> Result<Vec<u8>> {
+    let n = thumbs.len() as u32;
+    let (w, h) = (ATLAS_COLS * CELL, n.div_ceil(ATLAS_COLS).max(1) * CELL);
+    let mut px = vec![0u8; (w * h * 3) as usize];
+    for (j, p) in thumbs.enumerate() {
+        let (cx, cy) = ((j as u32 % ATLAS_COLS) * CELL, (j as u32 / ATLAS_COLS) * CELL);
+        let Ok((tw, th, rgb)) = small_rgb(p) else { continue };
+        let scale = (CELL as f32 / tw.max(th) as f32).min(1.0);
+        let (sw, sh) = (((tw as f32 * scale).round() as u32).max(1), ((th as f32 * scale).round() as u32).max(1));
+        let (ox, oy) = (cx + (CELL - sw) / 2, cy + (CELL - sh) / 2);
+        // Box filter from (tw, th) to (sw, sh).
+        for y in 0..sh {
+            let (y0, y1) = (y * th / sh, ((y + 1) * th / sh).max(y * th / sh + 1));
+            for x in 0..sw {
+                let (x0, x1) = (x * tw / sw, ((x + 1) * tw / sw).max(x * tw / sw + 1));
+                let mut acc = [0u32; 3];
+                for yy in y0..y1 {
+                    for xx in x0..x1 {
+                        let s = ((yy * tw + xx) * 3) as usize;
+                        for c in 0..3 {
+                            acc[c] += rgb[s + c] as u32;
+                        }
+                    }
+                }
+                let cnt = (y1 - y0) * (x1 - x0);
+                let d = (((oy + y) * w + ox + x) * 3) as usize;
+                for c in 0..3 {
+                    px[d + c] = (acc[c] / cnt) as u8;
+                }
+            }
+        }
+    }
+    let mut out = Vec::new();
+    jpeg_encoder::Encoder::new(&mut out, 80).encode(&px, w as u16, h as u16, jpeg_encoder::ColorType::Rgb)?;
+    Ok(out)
+}
+
+/// A JPEG decoded at the smallest DCT scale that still covers `CELL` pixels, as RGB.
+fn small_rgb(path: &Path) -> Result<(u32, u32, Vec<u8>)> {
+    let f = std::io::BufReader::new(std::fs::File::open(path)?);
+    let mut d = jpeg_decoder::Decoder::new(f);
+    d.read_info()?;
+    d.scale(CELL as u16, CELL as u16)?;
+    let pixels = d.decode()?;
+    let info = d.info().context("no JPEG header")?;
+    let (w, h) = (info.width as u32, info.height as u32);
+    let rgb = match info.pixel_format {
+        jpeg_decoder::PixelFormat::RGB24 => pixels,
+        jpeg_decoder::PixelFormat::L8 => pixels.iter().flat_map(|&v| [v, v, v]).collect(),
+        other => anyhow::bail!("unexpected JPEG pixel format {other:?}"),
+    };
+    Ok((w, h, rgb))
+}
+
+/// A 256×256 density picture of the whole map (log-scaled), for the item pages' "where it
+/// sits on the map"; north (larger y) up, as on the map.
+fn overview_png(xy: &[f32], b: [f32; 4]) -> Result<Vec<u8>> {
+    const S: usize = 256;
+    let mut bins = vec![0u32; S * S];
+    let (w, h) = ((b[2] - b[0]).max(f32::MIN_POSITIVE), (b[3] - b[1]).max(f32::MIN_POSITIVE));
+    for p in xy.chunks_exact(2) {
+        let x = (((p[0] - b[0]) / w) * (S - 1) as f32) as usize;
+        let y = (((b[3] - p[1]) / h) * (S - 1) as f32) as usize;
+        bins[y.min(S - 1) * S + x.min(S - 1)] += 1;
+    }
+    let top = (*bins.iter().max().unwrap_or(&1)).max(1) as f32;
+    let grey: Vec<u8> = bins.iter().map(|&c| if c == 0 { 16 } else { (60.0 + 195.0 * (1.0 + c as f32).ln() / (1.0 + top).ln()) as u8 }).collect();
+    let mut out = std::io::Cursor::new(Vec::new());
+    image::GrayImage::from_raw(S as u32, S as u32, grey)
+        .context("overview size")?
+        .write_to(&mut out, image::ImageFormat::Png)
+        .context("cannot encode the map overview")?;
+    Ok(out.into_inner())
+}

@@ -1,0 +1,55 @@
+// Search over item ids and titles. The names chunks are fetched in order on first use; the
+// search runs over whatever has arrived, and onChunk lets the page refresh its results.
+
+import { fetchJSON } from './map-fetch.js';
+
+export class NameSearch {
+  constructor(meta, onChunk, onError) {
+    this.chunkSize = meta.names_chunk;
+    this.urls = meta.names ?? [];
+    this.onChunk = onChunk;
+    this.onError = onError;
+    this.chunks = [];
+    this.started = false;
+    this.finished = false;
+  }
+
+  /** Starts fetching the chunks (once). */
+  start() {
+    if (this.started) return;
+    this.started = true;
+    this.loadAll();
+  }
+
+  async loadAll() {
+    for (let c = 0; c < this.urls.length; c++) {
+      try {
+        const { ids, titles } = await fetchJSON(this.urls[c]);
+        // One lower-cased key per item; '\n' cannot occur in a search box query.
+        const keys = ids.map((id, j) => `${id}\n${titles[j] ?? ''}`.toLowerCase());
+        this.chunks.push({ base: c * this.chunkSize, ids, titles, keys });
+      } catch (e) {
+        this.onError(`Search names failed to load: ${e.message}`);
+        break;
+      }
+      this.onChunk();
+    }
+    this.finished = true;
+    this.onChunk();
+  }
+
+  /** Up to `limit` items whose id or title contains `query` (case-insensitive). */
+  find(query, limit) {
+    const q = query.toLowerCase();
+    const hits = [];
+    for (const { base, ids, titles, keys } of this.chunks) {
+      for (let j = 0; j < keys.length; j++) {
+        if (keys[j].includes(q)) {
+          hits.push({ index: base + j, id: String(ids[j]), title: String(titles[j] ?? '') });
+          if (hits.length >= limit) return hits;
+        }
+      }
+    }
+    return hits;
+  }
+}

@@ -1,0 +1,242 @@
+#!/usr/bin/env python3
+"""Checks a built simsite in headless Chromium (Selenium 4, Debian's chromium and chromium-driver).
+
+    python3 tests/browser/site_test.py http://127.0.0.1:PORT/
+
+The URL is the site root, served over HTTP. Checks, stopping at the first failure (exit 1):
+  map     window.simsiteMap.ready resolves; pointsDrawn == map.json "items"; the canvas has
+          non-background pixels; simsiteMap.errors is empty; no SEVERE console messages;
+          a drag pans by its length (and opens nothing), the wheel zooms in
+  hash    index.html#id=<id of map index 0> centres the map on that item and, once zoomed in,
+          draws tiles as thumbnails
+  click   a real click at screenOf(0) opens items/<id>/
+  item    #neighbours has at least one li, each linking to another item page; key j
+          highlights the first neighbour and m goes back to index.html#id=<id>
+Screenshots map.png, map-item.png and item.png go to $SCREENSHOT_DIR when it is set.
+CHROMIUM and CHROMEDRIVER override the browser and driver paths.
+"""
+import json
+import math
+import os
+import re
+import sys
+import urllib.request
+
+from selenium import webdriver
+from selenium.common.exceptions import TimeoutException, WebDriverException
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.action_chains import ActionChains
+from selenium.webdriver.common.actions.wheel_input import ScrollOrigin
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
+
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+CHROMEDRIVER = os.environ.get("CHROMEDRIVER", "/usr/bin/chromedriver")
+ARGS = ["--headless=new", "--no-sandbox", "--enable-unsafe-swiftshader", "--use-angle=swiftshader",
+        "--ignore-gpu-blocklist", "--window-size=1200,800"]
+ITEM_URL = re.compile(r"/items/([A-Za-z0-9._~-]+)/$")
+
+# Resolves with {ok} or {ok: false, error} once window.simsiteMap.ready settles.
+AWAIT_READY = """
+const done = arguments[arguments.length - 1];
+window.simsiteMap.ready.then(() => done({ok: true}),
+                             (e) => done({ok: false, error: String((e && e.message) || e)}));
+"""
+
+# Counts canvas pixels that differ from the most common colour (the background).
+COUNT_PIXELS = """
+const gl = document.getElementById('map').getContext('webgl2');
+const w = gl.drawingBufferWidth, h = gl.drawingBufferHeight;
+const px = new Uint32Array(w * h);
+gl.readPixels(0, 0, w, h, gl.RGBA, gl.UNSIGNED_BYTE, new Uint8Array(px.buffer));
+const seen = new Map();
+for (let i = 0; i < px.length; i += 13) seen.set(px[i], (seen.get(px[i]) || 0) + 1);
+const background = [...seen].sort((a, b) => b[1] - a[1])[0][0];
+let other = 0;
+for (let i = 0; i < px.length; i++) if (px[i] !== background) other++;
+return {width: w, height: h, other: other};
+"""
+
+
+class Failure(Exception):
+    pass
+
+
+class Run:
+    def __init__(self, base):
+        self.base = base
+        self.passed = 0
+        self.shots = os.environ.get("SCREENSHOT_DIR")
+        opts = webdriver.ChromeOptions()
+        opts.binary_location = CHROMIUM
+        for arg in ARGS:
+            opts.add_argument(arg)
+        opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+        # The system chromedriver, never one Selenium Manager would download.
+        self.driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=opts)
+        self.driver.set_script_timeout(180)
+        self.driver.set_page_load_timeout(60)
+
+    def ok(self, what):
+        self.passed += 1
+        print(f"ok  {what}", flush=True)
+
+    def check(self, cond, message):
+        if not cond:
+            raise Failure(message)
+
+    def js(self, script, *args):
+        return self.driver.execute_script(script, *args)
+
+    def screenshot(self, name):
+        if self.shots:
+            os.makedirs(self.shots, exist_ok=True)
+            path = os.path.join(self.shots, name)
+            self.driver.save_screenshot(path)
+            print(f"    screenshot {path}")
+
+    def console_clean(self, where):
+        severe = [e["message"] for e in self.driver.get_log("browser")
+                  if e["level"] == "SEVERE" and "favicon.ico" not in e["message"]]
+        self.check(not severe, f"{where}: console errors:\n  " + "\n  ".join(severe))
+        self.ok(f"{where}: no SEVERE console messages")
+
+    def open_map(self, url):
+        self.driver.get(url)
+        WebDriverWait(self.driver, 30).until(
+            lambda d: d.execute_script("return !!window.simsiteMap"),
+            "window.simsiteMap never appeared: static/map.js or a module it imports did not load")
+        result = self.driver.execute_async_script(AWAIT_READY)
+        status = self.js("return document.getElementById('status')?.textContent")
+        self.check(result["ok"], f"the map failed to start: {result.get('error')} (#status: {status!r})")
+        errors = self.js("return window.simsiteMap.errors")
+        self.check(errors == [], f"simsiteMap.errors is not empty: {errors}")
+
+    def id_at(self, index):
+        return self.driver.execute_async_script(
+            "const done = arguments[arguments.length - 1];"
+            "window.simsiteMap.idAt(arguments[0]).then(done, (e) => done(null));", index)
+
+    def test_map(self, items):
+        self.open_map(self.base)
+        drawn = self.js("return window.simsiteMap.pointsDrawn")
+        self.check(drawn == items, f"pointsDrawn is {drawn}, map.json says {items} items")
+        self.ok(f"map: ready, {drawn} points drawn, no simsiteMap.errors")
+        px = self.js(COUNT_PIXELS)
+        self.check(px["other"] > 0, f"the {px['width']}x{px['height']} canvas is blank")
+        self.ok(f"map: {px['other']} of {px['width'] * px['height']} canvas pixels are not background")
+        self.console_clean("map")
+        self.screenshot("map.png")
+
+        # Drag pans by exactly the drag (and is no click); the wheel zooms in.
+        canvas = self.driver.find_element(By.ID, "map")
+        pair = "return [simsiteMap.screenOf(0), simsiteMap.screenOf(arguments[0])]"
+        before = self.js(pair, items - 1)
+        ActionChains(self.driver).move_to_element(canvas).click_and_hold().move_by_offset(100, 50) \
+            .release().perform()
+        after = self.js(pair, items - 1)
+        moved = (after[0][0] - before[0][0], after[0][1] - before[0][1])
+        self.check(abs(moved[0] - 100) < 1 and abs(moved[1] - 50) < 1, f"dragging by 100,50 moved the map by {moved}")
+        self.check(ITEM_URL.search(self.driver.current_url) is None, "a drag opened an item page")
+        ActionChains(self.driver).scroll_from_origin(ScrollOrigin.from_element(canvas), 0, -300).perform()
+        zoomed = self.js(pair, items - 1)
+        gap = lambda p: math.dist(p[0], p[1])
+        self.check(gap(after) == 0 or gap(zoomed) > 1.3 * gap(after),
+                   f"the wheel did not zoom in ({gap(after):.1f} -> {gap(zoomed):.1f} px)")
+        self.ok("map: dragging pans, the wheel zooms in")
+
+    def test_hash_and_click(self):
+        item_id = self.id_at(0)
+        self.check(isinstance(item_id, str) and ITEM_URL.search(f"/items/{item_id}/"),
+                   f"idAt(0) gave {item_id!r}, not an item id")
+        self.open_map(f"{self.base}index.html#id={item_id}")
+        x, y = self.js("return window.simsiteMap.screenOf(0)")
+        rect = self.js("return document.getElementById('map').getBoundingClientRect().toJSON()")
+        cx, cy = rect["left"] + rect["width"] / 2, rect["top"] + rect["height"] / 2
+        self.check(math.hypot(x - cx, y - cy) < 2,
+                   f"#id={item_id} did not centre the map on it: screenOf(0) = {x:.1f},{y:.1f}, centre {cx},{cy}")
+        self.ok(f"hash: #id={item_id} centres the map on map index 0")
+        try:
+            WebDriverWait(self.driver, 30).until(lambda d: d.execute_script("return window.simsiteMap.tilesDrawn > 0"))
+        except TimeoutException:
+            raise Failure("zoomed in on an item, but no tile thumbnails were drawn within 30 s")
+        self.ok(f"hash: zoomed in, {self.js('return window.simsiteMap.tilesDrawn')} tiles drawn as thumbnails")
+        self.console_clean("hash")
+        self.screenshot("map-item.png")
+
+        # A real click: offsets are relative to the canvas's in-view centre, floored (W3C).
+        px, py = round(x), round(y)
+        hit = self.js("const e = document.elementFromPoint(arguments[0], arguments[1]); return e && e.id", px, py)
+        self.check(hit == "map", f"the point at {px},{py} is covered by element #{hit}")
+        canvas = self.driver.find_element(By.ID, "map")
+        ActionChains(self.driver).move_to_element_with_offset(
+            canvas, px - math.floor(cx), py - math.floor(cy)).pause(0.2).click().perform()
+        try:
+            WebDriverWait(self.driver, 20).until(lambda d: ITEM_URL.search(d.current_url.split("#")[0]))
+        except TimeoutException:
+            raise Failure(f"clicking map index 0 at {px},{py} did not open an item page "
+                          f"(URL {self.driver.current_url})")
+        opened = ITEM_URL.search(self.driver.current_url.split("#")[0]).group(1)
+        self.check(opened == item_id, f"clicking map index 0 opened items/{opened}/, expected items/{item_id}/")
+        self.ok(f"click: opened items/{item_id}/")
+        return item_id
+
+    def test_item(self, item_id):
+        WebDriverWait(self.driver, 20).until(lambda d: d.execute_script("return document.readyState") == "complete")
+        links = self.js("return [...document.querySelectorAll('#neighbours li')]"
+                        ".map((li) => li.querySelector('a[href]')?.href ?? null)")
+        self.check(len(links) >= 1, "the item page has no #neighbours li")
+        for href in links:
+            m = ITEM_URL.search(href or "")
+            self.check(m and m.group(1) != item_id, f"neighbour link {href!r} is not another item page")
+        self.ok(f"item: {len(links)} neighbours, each linking to another item page")
+        self.console_clean("item")
+        self.screenshot("item.png")
+
+        ActionChains(self.driver).send_keys("j").perform()
+        focused = self.js("return document.querySelector('#neighbours li')?.classList.contains('focused')")
+        self.check(focused, "key j did not highlight the first neighbour")
+        ActionChains(self.driver).send_keys("m").perform()
+        want = f"index.html#id={item_id}"
+        try:
+            WebDriverWait(self.driver, 20).until(lambda d: d.current_url.endswith(want))
+        except TimeoutException:
+            raise Failure(f"key m led to {self.driver.current_url}, not .../{want}")
+        self.ok("item: key j highlights a neighbour, key m opens the map at this item")
+
+    def run(self):
+        with urllib.request.urlopen(self.base + "map/map.json") as r:
+            items = json.load(r)["items"]
+        self.test_map(items)
+        item_id = self.test_hash_and_click()
+        self.test_item(item_id)
+
+
+def main():
+    if len(sys.argv) != 2:
+        sys.exit(f"usage: {sys.argv[0]} SITE_ROOT_URL")
+    base = sys.argv[1] if sys.argv[1].endswith("/") else sys.argv[1] + "/"
+    os.environ.setdefault("SE_OFFLINE", "true")  # Selenium Manager must not go online
+    try:
+        run = Run(base)
+    except WebDriverException as e:
+        print(f"FAIL: cannot start {CHROMIUM} with {CHROMEDRIVER}: {e.msg}")
+        sys.exit(1)
+    try:
+        run.run()
+    except (Failure, WebDriverException, OSError) as e:
+        print(f"FAIL: {e.msg if isinstance(e, WebDriverException) else e}")
+        try:
+            for entry in run.driver.get_log("browser"):
+                print(f"    console {entry['level']}: {entry['message']}")
+        except WebDriverException:
+            pass
+        print(f"{run.passed} passed, 1 failed")
+        sys.exit(1)
+    finally:
+        run.driver.quit()
+    print(f"{run.passed} passed, 0 failed")
+
+
+if __name__ == "__main__":
+    main()

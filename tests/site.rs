@@ -1,0 +1,379 @@
+//! The HTML site and its publishing guarantees: pages for every item, the map's files,
+//! galleries; atomic switch between releases (a killed build leaves the old site whole),
+//! unchanged files kept (mtime and inode), the changed-path list, the build lock, escaping
+//! of hostile names and catalogue fields, `simsite serve`.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::*;
+use serde_json::Value;
+
+fn archive(root: &Path, n: usize, from: usize) {
+    for i in from..from + n {
+        let v = blob(16, 16, (i % 11) as f32 + 2.5, (i / 11 % 11) as f32 + 2.5);
+        let v: Vec<f32> = v.iter().enumerate().map(|(t, x)| x + ((t * (i + 5)) % 13) as f32).collect();
+        write(&root.join(format!("archive/img{i:03}.fits")), &fits_bytes(&[Hdu::image(&[16, 16], Data::F32(v))]));
+    }
+}
+
+fn config(root: &Path, extra: &str) {
+    std::fs::write(
+        root.join("site-config.toml"),
+        format!(
+            "[site]\ntitle = \"Test archive\"\nbase-url = \"https://archive.example.org/sim/\"\n[archive]\nroot = \"archive\"\n[output]\ndir = \"out\"\ncache = \"cache\"\n[encoder]\nmodel = \"{}\"\n[neighbours]\nk = 8\nshow = 5\n{extra}",
+            fixture("tiny-meta.onnx").display()
+        ),
+    )
+    .unwrap();
+}
+
+/// Every file of the served site: relative path → (bytes, inode, mtime).
+fn snapshot(out: &Path) -> BTreeMap<String, (Vec<u8>, u64, i64)> {
+    let root = out.canonicalize().unwrap();
+    walkdir::WalkDir::new(&root)
+        .into_iter()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_type().is_file())
+        .map(|e| {
+            let m = e.metadata().unwrap();
+            let rel = e.path().strip_prefix(&root).unwrap().to_string_lossy().into_owned();
+            (rel, (std::fs::read(e.path()).unwrap(), m.ino(), m.mtime_nsec() + m.mtime() * 1_000_000_000))
+        })
+        .collect()
+}
+
+fn lines(p: &Path) -> Vec<String> {
+    std::fs::read_to_string(p).unwrap().lines().map(str::to_string).collect()
+}
+
+fn read(p: &Path) -> String {
+    std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+#[test]
+fn a_build_makes_pages_for_every_item_the_map_files_and_galleries() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    archive(root, 30, 0);
+    config(root, "");
+    let (code, _, err) = run(root, &["build"]);
+    assert_eq!(code, 0, "{err}");
+    let out = root.join("out");
+    assert!(std::fs::symlink_metadata(&out).unwrap().file_type().is_symlink(), "the output is a link to a release");
+    let ids: Vec<String> = serde_json::from_slice(&std::fs::read(out.join("api/ids.json")).unwrap()).unwrap();
+    for id in &ids {
+        let page = read(&out.join(format!("items/{id}/index.html")));
+        assert!(page.len() < 10_000, "{id}: {} bytes", page.len());
+        assert!(page.contains(&format!("thumbs/{id}.jpg")));
+        assert!(out.join(format!("thumbs/{id}.jpg")).is_file());
+        // Its five neighbours are listed, each linking to another item's page.
+        let list = page.split("id=neighbours").nth(1).expect("a neighbours list").split("</ol>").next().unwrap();
+        assert_eq!(list.matches("<li>").count(), 5, "{id}");
+        let item: Value = serde_json::from_slice(&std::fs::read(out.join(format!("api/items/{id}.json"))).unwrap()).unwrap();
+        for nb in item["neighbors"].as_array().unwrap().iter().take(5) {
+            assert!(list.contains(&format!("href=../{}/", nb["id"].as_str().unwrap())), "{id}: {list}");
+        }
+    }
+    for page in ["index.html", "404.html", "clusters/index.html", "outliers/index.html", "duplicates/index.html", "static/map.js", "static/site.css"] {
+        assert!(out.join(page).is_file(), "{page}");
+    }
+    let map: Value = serde_json::from_slice(&std::fs::read(out.join("map/map.json")).unwrap()).unwrap();
+    assert_eq!(map["items"], 30);
+    assert_eq!(std::fs::metadata(out.join("map/points.u16")).unwrap().len(), 30 * 4);
+    let mut covered = 0;
+    for (t, tile) in map["tiles"].as_array().unwrap().iter().enumerate() {
+        covered += tile[5].as_u64().unwrap();
+        let names: Value = serde_json::from_slice(&std::fs::read(out.join(format!("map/tiles/{t}.json"))).unwrap()).unwrap();
+        assert_eq!(names["ids"].as_array().unwrap().len() as u64, tile[5].as_u64().unwrap());
+        assert!(image::open(out.join(format!("map/tiles/{t}.jpg"))).is_ok());
+    }
+    assert_eq!(covered, 30, "every item in one tile");
+    let sitemap = read(&out.join("sitemap.xml"));
+    assert_eq!(sitemap.matches("<loc>").count(), 4 + 30);
+    assert!(sitemap.contains(&format!("<loc>https://archive.example.org/sim/items/{}/</loc>", ids[0])));
+    let clusters: Vec<Value> = serde_json::from_slice(&std::fs::read(out.join("api/clusters.json")).unwrap()).unwrap();
+    for c in &clusters {
+        let page = read(&out.join(format!("clusters/{}/index.html", c["cluster"])));
+        assert!(page.contains(&format!("items/{}/", c["representative"].as_str().unwrap())));
+    }
+}
+
+#[test]
+fn rebuilds_keep_unchanged_files_and_list_what_changed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    archive(root, 30, 0);
+    config(root, "");
+    assert_eq!(run(root, &["build"]).0, 0);
+    let out = root.join("out");
+    let first = snapshot(&out);
+    let m1: Value = serde_json::from_slice(&first["api/manifest.json"].0).unwrap();
+
+    // A no-op rebuild: every file the same inode and mtime, but the manifest, whose only
+    // change is the check time.
+    std::thread::sleep(Duration::from_millis(1100));
+    let (code, _, err) = run(root, &["build"]);
+    assert_eq!(code, 0, "{err}");
+    let second = snapshot(&out);
+    assert_eq!(first.keys().collect::<Vec<_>>(), second.keys().collect::<Vec<_>>());
+    for (path, (bytes, ino, mtime)) in &first {
+        if path == "api/manifest.json" {
+            continue;
+        }
+        assert_eq!((&second[path].0, second[path].1, second[path].2), (bytes, *ino, *mtime), "{path} was rewritten");
+    }
+    let m2: Value = serde_json::from_slice(&second["api/manifest.json"].0).unwrap();
+    assert_ne!(m1["checked_at"], m2["checked_at"]);
+    let (mut a, mut b) = (m1.clone(), m2.clone());
+    a["checked_at"] = Value::Null;
+    b["checked_at"] = Value::Null;
+    assert_eq!(a, b, "a no-op rebuild changes only the manifest's check time");
+    assert_eq!(lines(&root.join("cache/changed-paths.txt")), ["api/manifest.json"]);
+    assert!(lines(&root.join("cache/removed-paths.txt")).is_empty());
+
+    // One image added, one removed: the lists name exactly the files that differ.
+    archive(root, 1, 30);
+    let ids: Vec<String> = serde_json::from_slice(&second["api/ids.json"].0).unwrap();
+    let gone = ids.iter().find(|i| i.contains("img004")).unwrap().clone();
+    std::fs::remove_file(root.join("archive/img004.fits")).unwrap();
+    let (code, _, err) = run(root, &["build"]);
+    assert_eq!(code, 0, "{err}");
+    let third = snapshot(&out);
+    let changed = lines(&root.join("cache/changed-paths.txt"));
+    let removed = lines(&root.join("cache/removed-paths.txt"));
+    let expect_changed: Vec<String> =
+        third.iter().filter(|(p, (bytes, _, _))| second.get(*p).is_none_or(|s| &s.0 != bytes)).map(|(p, _)| p.clone()).collect();
+    let expect_removed: Vec<String> = second.keys().filter(|p| !third.contains_key(*p)).cloned().collect();
+    assert_eq!(changed, expect_changed);
+    assert_eq!(removed, expect_removed);
+    assert!(removed.contains(&format!("items/{gone}/index.html")) && removed.contains(&format!("thumbs/{gone}.jpg")));
+    let added = third.keys().find(|p| p.starts_with("items/") && p.contains("img030")).expect("the new item's page");
+    assert!(changed.contains(added));
+    // Files that did not change are still the same inodes.
+    for p in third.keys().filter(|p| !changed.contains(p)) {
+        assert_eq!(third[p].1, second[p].1, "{p}");
+    }
+    // Two releases are kept: the served one and the one before.
+    let releases: Vec<_> = std::fs::read_dir(root.join(".out.releases")).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(releases.len(), 2, "{releases:?}");
+}
+
+#[test]
+fn a_killed_rebuild_leaves_the_old_site_whole_and_the_next_run_completes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    archive(root, 120, 0);
+    config(root, "");
+    assert_eq!(run(root, &["build"]).0, 0);
+    let out = root.join("out");
+    let before = snapshot(&out);
+    // Changes that touch every stage: new images, and a changed layout seed.
+    archive(root, 40, 120);
+    config(root, "[layout]\nseed = 7\n");
+    // Kill it at several points: the served site is always one whole release, the old one
+    // (or, had the build got as far as switching, the new one, complete).
+    let mut killed_mid_build = 0;
+    for delay in [20u64, 60, 120, 200, 300, 450] {
+        let mut child = std::process::Command::new(bin()).arg("build").current_dir(root).stderr(std::process::Stdio::null()).spawn().unwrap();
+        std::thread::sleep(Duration::from_millis(delay));
+        child.kill().ok();
+        let status = child.wait().unwrap();
+        let now = snapshot(&out);
+        if now.keys().eq(before.keys()) && now.iter().all(|(p, v)| before[p].0 == v.0) {
+            killed_mid_build += (!status.success()) as usize;
+            continue;
+        }
+        // Not the old site: it must be the new one, whole.
+        let ids: Vec<String> = serde_json::from_slice(&now["api/ids.json"].0).unwrap();
+        assert_eq!(ids.len(), 160, "killed after {delay} ms: a site that is neither the old nor the new one");
+        for id in &ids {
+            for p in [format!("items/{id}/index.html"), format!("thumbs/{id}.jpg"), format!("api/items/{id}.json")] {
+                assert!(now.contains_key(&p), "killed after {delay} ms: {p} missing");
+            }
+        }
+        break;
+    }
+    assert!(killed_mid_build >= 2, "only {killed_mid_build} kills landed mid-build");
+    let (code, _, err) = run(root, &["build"]);
+    assert_eq!(code, 0, "{err}");
+    let ids: Vec<String> = serde_json::from_slice(&std::fs::read(out.join("api/ids.json")).unwrap()).unwrap();
+    assert_eq!(ids.len(), 160);
+    // No staging folder of a killed build is left behind.
+    let leftovers: Vec<PathBuf> =
+        std::fs::read_dir(root.join(".out.releases")).unwrap().map(|e| e.unwrap().path()).filter(|p| p.to_string_lossy().contains("staging")).collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[test]
+fn a_second_build_on_the_same_output_stops_with_a_clear_message() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    archive(root, 12, 0);
+    config(root, "");
+    assert_eq!(run(root, &["build"]).0, 0);
+    let before = snapshot(&root.join("out"));
+    // Hold the lock as a running build would.
+    let lock = std::fs::File::options().write(true).open(root.join(".out.lock")).unwrap();
+    lock.lock().unwrap();
+    let (code, _, err) = run(root, &["build"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("another simsite build is publishing to") && err.contains("run it again once the other one has finished"), "{err}");
+    assert_eq!(snapshot(&root.join("out")), before);
+    drop(lock);
+    assert_eq!(run(root, &["build"]).0, 0);
+}
+
+/// The tags of an HTML page with their attributes (a small tokenizer: text, comments, quoted
+/// or unquoted attribute values and the content of title/script/style are skipped as a
+/// browser's parser would).
+fn tags(html: &str) -> Vec<(String, Vec<(String, String)>)> {
+    let b = html.as_bytes();
+    let (mut i, mut out) = (0, Vec::new());
+    let name_end = |i: usize| (i..b.len()).find(|&j| b[j].is_ascii_whitespace() || b"/>=".contains(&b[j])).unwrap_or(b.len());
+    while i < b.len() {
+        if b[i] != b'<' {
+            i += 1;
+            continue;
+        }
+        if html[i..].starts_with("<!--") {
+            i = html[i..].find("-->").map(|k| i + k + 3).unwrap_or(b.len());
+            continue;
+        }
+        i += 1;
+        if i >= b.len() || !(b[i].is_ascii_alphabetic() || b[i] == b'/' || b[i] == b'!') {
+            continue;
+        }
+        let e = name_end(i);
+        let tag = html[i..e].trim_start_matches('/').to_ascii_lowercase();
+        i = e;
+        let mut attrs = Vec::new();
+        while i < b.len() && b[i] != b'>' {
+            if b[i].is_ascii_whitespace() || b[i] == b'/' {
+                i += 1;
+                continue;
+            }
+            let e = name_end(i).max(i + 1);
+            let key = html[i..e].to_ascii_lowercase();
+            i = e;
+            let mut value = String::new();
+            if i < b.len() && b[i] == b'=' {
+                i += 1;
+                if i < b.len() && (b[i] == b'"' || b[i] == b'\'') {
+                    let q = b[i];
+                    let end = (i + 1..b.len()).find(|&j| b[j] == q).unwrap_or(b.len());
+                    value = html[i + 1..end].to_string();
+                    i = end + 1;
+                } else {
+                    let end = (i..b.len()).find(|&j| b[j].is_ascii_whitespace() || b[j] == b'>').unwrap_or(b.len());
+                    value = html[i..end].to_string();
+                    i = end;
+                }
+            }
+            attrs.push((key, value));
+        }
+        // Text-only elements: their content is never markup, up to the closing tag.
+        if ["title", "textarea", "script", "style"].contains(&tag.as_str()) {
+            let close = format!("</{tag}");
+            i = html[i..].to_ascii_lowercase().find(&close).map(|k| i + k).unwrap_or(b.len());
+        }
+        out.push((tag, attrs));
+    }
+    out
+}
+
+#[test]
+fn hostile_names_and_catalogue_fields_cannot_inject_markup() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    archive(root, 6, 0);
+    let evil = "<img src=x onerror=alert(1)>.fits";
+    std::fs::copy(root.join("archive/img000.fits"), root.join("archive").join(evil)).unwrap();
+    std::fs::write(
+        root.join("cat.csv"),
+        "path,title,url,note\n\
+         img001.fits,\"</title><script>alert('t')</script>\",javascript:alert(1),\"\"\"><svg onload=alert(2)>\"\n\
+         img002.fits,Fine & dandy,https://archive.example.org/obs?id=2&x=<y>,ok\n",
+    )
+    .unwrap();
+    config(root, "[catalogue]\npath = \"cat.csv\"\nurl-column = \"url\"\n");
+    let (code, _, err) = run(root, &["build"]);
+    assert_eq!(code, 0, "{err}");
+    let out = root.join("out");
+    let ids: Vec<String> = serde_json::from_slice(&std::fs::read(out.join("api/ids.json")).unwrap()).unwrap();
+    assert_eq!(ids.len(), 7);
+    for id in &ids {
+        assert!(id.chars().all(|c| c.is_ascii_alphanumeric() || "._~-".contains(c)), "{id}");
+    }
+    let mut html = String::new();
+    for e in walkdir::WalkDir::new(out.canonicalize().unwrap()).into_iter().map(|e| e.unwrap()) {
+        if e.path().extension().is_some_and(|x| x == "html") {
+            let page = read(e.path());
+            for (tag, attrs) in tags(&page) {
+                let at = e.path().display();
+                assert!(!["svg", "y"].contains(&tag.as_str()), "<{tag}> in {at}");
+                assert!(tag != "img" || attrs.iter().any(|(k, v)| k == "src" && !v.contains(' ')), "an image not ours in {at}: {attrs:?}");
+                if tag == "script" {
+                    assert!(attrs.iter().any(|(k, v)| k == "src" && v.contains("static/")), "a script not ours in {at}: {attrs:?}");
+                }
+                for (k, v) in &attrs {
+                    assert!(!k.starts_with("on"), "an event handler {k}={v} in {at}");
+                    assert!(!v.trim_start().to_ascii_lowercase().starts_with("javascript:"), "{k}={v} in {at}");
+                }
+            }
+            html.push_str(&page);
+        }
+    }
+    assert!(html.contains("&lt;/title>&lt;script>") || html.contains("&LT;/title>&LT;script>") || html.contains("&lt;/title&gt;&lt;script&gt;"), "the title is shown, escaped");
+    // The JSON stays valid JSON that says the same thing.
+    let evil_id = ids.iter().find(|i| i.contains("onerror")).unwrap();
+    let item: Value = serde_json::from_slice(&std::fs::read(out.join(format!("api/items/{evil_id}.json"))).unwrap()).unwrap();
+    assert_eq!(item["path"], evil);
+    let tile: Value = serde_json::from_slice(&std::fs::read(out.join("map/tiles/0.json")).unwrap()).unwrap();
+    assert!(tile["titles"].as_array().unwrap().iter().any(|t| t == "</title><script>alert('t')</script>"));
+}
+
+#[test]
+fn serve_shows_the_site_on_loopback_with_ranges_and_a_404() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    archive(root, 10, 0);
+    config(root, "");
+    assert_eq!(run(root, &["build"]).0, 0);
+    let mut child = std::process::Command::new(bin())
+        .args(["serve", "--port", "0"])
+        .current_dir(root)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stderr.take().unwrap()), &mut line).unwrap();
+    let addr = line.split("http://").nth(1).unwrap().split('/').next().unwrap().to_string();
+    let get = |path: &str, range: Option<&str>| -> (u16, Vec<u8>) {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        let extra = range.map(|r| format!("Range: {r}\r\n")).unwrap_or_default();
+        write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n{extra}Connection: close\r\n\r\n").unwrap();
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf).unwrap();
+        let split = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+        let status: u16 = std::str::from_utf8(&buf[9..12]).unwrap().parse().unwrap();
+        (status, buf[split + 4..].to_vec())
+    };
+    let (status, body) = get("/", None);
+    assert_eq!(status, 200);
+    assert!(String::from_utf8_lossy(&body).contains("id=map"));
+    let bin = std::fs::read(root.join("out/api/neighbors.bin")).unwrap();
+    // Row 3 of neighbors.bin (8 pairs of 8 bytes) by a Range request, as an archive page would.
+    let (status, row) = get("/api/neighbors.bin", Some("bytes=192-255"));
+    assert_eq!(status, 206);
+    assert_eq!(row, &bin[192..256]);
+    assert_eq!(get("/no/such/page", None).0, 404);
+    assert_eq!(get("/../../etc/passwd", None).0, 404);
+    child.kill().ok();
+    child.wait().ok();
+}
