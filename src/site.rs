@@ -108,6 +108,15 @@ fn load_templates(own: Option<&Path>) -> Result<tera::Tera> {
             }
         }
     }
+    // Minified once here, not per page: minify-html keeps tera's {{ }} and {% %} intact, and
+    // the values tera inserts are escaped text, so every page comes out minified.
+    let mut cfg = minify_html::Cfg::new();
+    cfg.minify_css = true;
+    cfg.preserve_brace_template_syntax = true;
+    cfg.keep_closing_tags = true;
+    cfg.keep_html_and_head_opening_tags = true;
+    let all: Vec<(String, String)> =
+        all.into_iter().map(|(n, t)| (n, String::from_utf8_lossy(&minify_html::minify(t.as_bytes(), &cfg)).into_owned())).collect();
     tera.add_raw_templates(all).map_err(|e| {
         let mut msg = e.to_string();
         let mut src = std::error::Error::source(&e);
@@ -131,9 +140,7 @@ fn render_page(tera: &tera::Tera, name: &str, ctx: &impl Serialize) -> Result<Ve
         }
         anyhow::anyhow!("cannot render {name}: {msg}")
     })?;
-    let mut cfg = minify_html::Cfg::new();
-    cfg.minify_css = true;
-    Ok(minify_html::minify(html.as_bytes(), &cfg))
+    Ok(html.into_bytes())
 }
 
 /// An http(s) archive link, or nothing (a `javascript:` or other scheme from a catalogue
@@ -178,6 +185,8 @@ struct ItemCtx<'a> {
 struct ItemPage<'a> {
     site: &'a SiteCtx<'a>,
     root: &'static str,
+    /// `data-id` of the page's body, for item.js.
+    body_id: &'a str,
     item: ItemCtx<'a>,
     neighbours: Vec<NeighbourCard<'a>>,
     inside: Vec<NeighbourCard<'a>>,
@@ -334,6 +343,7 @@ fn item_page<'a>(site: &'a SiteCtx<'a>, input: &'a Input<'a>, i: usize, overview
     ItemPage {
         site,
         root: "../../",
+        body_id: &it.id,
         item: ItemCtx {
             id: &it.id,
             title: &it.title,

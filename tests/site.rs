@@ -76,7 +76,8 @@ fn a_build_makes_pages_for_every_item_the_map_files_and_galleries() {
         assert_eq!(list.matches("<li>").count(), 5, "{id}");
         let item: Value = serde_json::from_slice(&std::fs::read(out.join(format!("api/items/{id}.json"))).unwrap()).unwrap();
         for nb in item["neighbors"].as_array().unwrap().iter().take(5) {
-            assert!(list.contains(&format!("href=../{}/", nb["id"].as_str().unwrap())), "{id}: {list}");
+            let href = format!("../{}/", nb["id"].as_str().unwrap());
+            assert!(tags(list).iter().any(|(t, a)| t == "a" && a.iter().any(|(k, v)| k == "href" && *v == href)), "{id}: {list}");
         }
     }
     for page in ["index.html", "404.html", "clusters/index.html", "outliers/index.html", "duplicates/index.html", "static/map.js", "static/site.css"] {
@@ -328,7 +329,7 @@ fn hostile_names_and_catalogue_fields_cannot_inject_markup() {
             html.push_str(&page);
         }
     }
-    assert!(html.contains("&lt;/title>&lt;script>") || html.contains("&LT;/title>&LT;script>") || html.contains("&lt;/title&gt;&lt;script&gt;"), "the title is shown, escaped");
+    assert!(["&lt;script>", "&LT;script>", "&lt;script&gt;"].iter().any(|e| html.contains(e)), "the title is shown, escaped");
     // The JSON stays valid JSON that says the same thing.
     let evil_id = ids.iter().find(|i| i.contains("onerror")).unwrap();
     let item: Value = serde_json::from_slice(&std::fs::read(out.join(format!("api/items/{evil_id}.json"))).unwrap()).unwrap();
