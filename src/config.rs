@@ -241,11 +241,12 @@ impl Default for RawPreprocess {
 pub struct RawThumbnails {
     pub size: u32,
     pub quality: u8,
+    pub preview_size: u32,
 }
 
 impl Default for RawThumbnails {
     fn default() -> Self {
-        RawThumbnails { size: 128, quality: 85 }
+        RawThumbnails { size: 128, quality: 85, preview_size: 512 }
     }
 }
 
@@ -404,6 +405,8 @@ impl PreprocessSettings {
 pub struct ThumbSettings {
     pub size: u32,
     pub quality: u8,
+    /// The larger picture on an item's page (longer side, pixels); 0: none.
+    pub preview: u32,
 }
 
 /// Resolved settings: absolute paths, parsed enums, checked ranges.
@@ -673,6 +676,14 @@ pub fn resolve(
             format!("{} is out of range; expected 1 to 100", raw.thumbnails.quality),
         ));
     }
+    let preview = raw.thumbnails.preview_size;
+    if preview != 0 && !(raw.thumbnails.size..=4096).contains(&preview) {
+        return Err(invalid(
+            &path,
+            "thumbnails.preview-size",
+            format!("{preview} is out of range; expected 0 (no preview) or {} (the thumbnail size) to 4096 pixels", raw.thumbnails.size),
+        ));
+    }
     let catalogue = match raw.catalogue {
         None => None,
         Some(c) => {
@@ -827,7 +838,7 @@ pub fn resolve(
             max_pixels: raw.archive.max_pixels,
             max_file_bytes: raw.archive.max_file_mb.saturating_mul(1024 * 1024),
         },
-        thumbs: ThumbSettings { size: raw.thumbnails.size, quality: raw.thumbnails.quality },
+        thumbs: ThumbSettings { size: raw.thumbnails.size, quality: raw.thumbnails.quality, preview: raw.thumbnails.preview_size },
         neighbours,
         layout,
         structure,

@@ -25,6 +25,8 @@ pub struct Ingested {
     pub digest: blake3::Hash,
     /// The cached thumbnail.
     pub thumb: PathBuf,
+    /// The cached preview (`[thumbnails] preview-size`), if previews are made.
+    pub preview: Option<PathBuf>,
     /// Whether the thumbnail was made now (false: found in the cache).
     pub thumb_made: bool,
     /// The encoder input, when the file had to be decoded.
@@ -69,21 +71,31 @@ fn ingest_one(item: &Item, s: &IngestSettings) -> Result<Ingested, FileError> {
     let key = thumbs::cache_key(&digest, s.preprocess, s.thumbs);
     let thumb = thumbs::cache_path(s.cache, &key);
     let thumb_cached = thumb.is_file();
-    if !s.validate_only && !(s.needs_tensor)(&digest) && thumb_cached {
-        return Ok(Ingested { digest, thumb, thumb_made: false, tensor: None });
+    // The preview is cached like the thumbnail, under the key of its own size.
+    let preview = (s.thumbs.preview > 0).then(|| {
+        let ps = crate::config::ThumbSettings { size: s.thumbs.preview, ..*s.thumbs };
+        thumbs::cache_path(s.cache, &thumbs::cache_key(&digest, s.preprocess, &ps))
+    });
+    let preview_cached = preview.as_ref().is_none_or(|p| p.is_file());
+    if !s.validate_only && !(s.needs_tensor)(&digest) && thumb_cached && preview_cached {
+        return Ok(Ingested { digest, thumb, preview, thumb_made: false, tensor: None });
     }
     let raster = decode::decode(&bytes, item.entry.format, s.preprocess)?;
     drop(bytes);
     let prepared = preprocess::prepare(&raster, s.preprocess, s.thumbs.size)?;
-    drop(raster);
     let thumb_made = !s.validate_only && !thumb_cached;
+    let jpeg = |t: &preprocess::Thumb| {
+        thumbs::encode_jpeg(t, s.thumbs.quality).map_err(|e| FileError::Decode { format: "thumbnail", message: e.to_string() })
+    };
     if thumb_made {
-        let jpeg = thumbs::encode_jpeg(&prepared.thumb, s.thumbs.quality)
-            .map_err(|e| FileError::Decode { format: "thumbnail", message: e.to_string() })?;
-        fsutil::atomic_write(&thumb, &jpeg)?;
+        fsutil::atomic_write(&thumb, &jpeg(&prepared.thumb)?)?;
     }
+    if let Some(p) = preview.as_ref().filter(|_| !s.validate_only && !preview_cached) {
+        fsutil::atomic_write(p, &jpeg(&preprocess::picture(&prepared.bands, &raster, s.thumbs.preview))?)?;
+    }
+    drop(raster);
     let tensor = (s.needs_tensor)(&digest).then_some(prepared.tensor);
-    Ok(Ingested { digest, thumb, thumb_made, tensor })
+    Ok(Ingested { digest, thumb, preview, thumb_made, tensor })
 }
 
 /// Runs the stage over `items`, calling `consume(index, result)` on the calling thread as

@@ -303,6 +303,7 @@ pub fn build(settings: &Settings, ui: &Ui) -> Result<BuildOutcome> {
     }
     let items: Vec<&Item> = published.iter().map(|(i, _)| *i).collect();
     let thumbs: Vec<&std::path::Path> = published.iter().map(|(_, r)| r.thumb.as_path()).collect();
+    let previews: Vec<Option<&std::path::Path>> = published.iter().map(|(_, r)| r.preview.as_deref()).collect();
     let eval = release.previous("eval/index.html").is_some();
     if let (Some(enc), Some(c)) = (&encoder, &mut cache) {
         let dim = enc.spec.dim;
@@ -373,7 +374,7 @@ pub fn build(settings: &Settings, ui: &Ui) -> Result<BuildOutcome> {
 
         let t = Instant::now();
         let model = site::Model { nb: &nb, xy: &coords, st: &st, show: settings.neighbours.show };
-        let input = site::Input { items: &items, thumbs: &thumbs, model: Some(model), eval };
+        let input = site::Input { items: &items, thumbs: &thumbs, previews: &previews, model: Some(model), eval };
         let r = site::render(&release, &settings, &input, ui)?;
         report.pages = r.pages;
         ui.info(format!("pages: {} item pages in {:.1} s ({:.0}/s)", r.pages, r.page_seconds, r.pages as f64 / r.page_seconds.max(1e-9)));
@@ -394,7 +395,7 @@ pub fn build(settings: &Settings, ui: &Ui) -> Result<BuildOutcome> {
         api::put_manifest(&release, &settings, &facts)?;
     } else {
         let t = Instant::now();
-        let input = site::Input { items: &items, thumbs: &thumbs, model: None, eval };
+        let input = site::Input { items: &items, thumbs: &thumbs, previews: &previews, model: None, eval };
         let r = site::render(&release, &settings, &input, ui)?;
         report.pages = r.pages;
         report.stages.push(StageTime { name: "render".into(), seconds: t.elapsed().as_secs_f64(), items: items.len() as u64 });

@@ -40,6 +40,8 @@ pub struct Prepared {
     /// `model_channels × size × size`, planar, values in [0, 1].
     pub tensor: Vec<f32>,
     pub thumb: Thumb,
+    /// The stretched bands at full size, for a larger picture ([`picture`]).
+    pub bands: Vec<Vec<f32>>,
 }
 
 /// Entries of the stretch lookup table.
@@ -295,8 +297,14 @@ pub fn prepare(r: &Raster, s: &PreprocessSettings, thumb_size: u32) -> Result<Pr
     // Resizing can overshoot slightly; keep the documented [0, 1] range.
     tensor.iter_mut().for_each(|v| *v = v.clamp(0.0, 1.0));
 
-    // Never larger than the image itself: browsers upscale for free, JPEG encoding does not.
-    let (tw, th) = fit_size(r.width, r.height, thumb_size.min(r.width.max(r.height) as u32).max(1));
+    let thumb = picture(&bands, r, thumb_size);
+    Ok(Prepared { tensor, thumb, bands })
+}
+
+/// The display picture of the stretched `bands` at `size` pixels on its longer side, never
+/// larger than the image itself (browsers upscale for free, JPEG encoding does not).
+pub fn picture(bands: &[Vec<f32>], r: &Raster, size: u32) -> Thumb {
+    let (tw, th) = fit_size(r.width, r.height, size.min(r.width.max(r.height) as u32).max(1));
     let tb: Vec<Vec<f32>> = bands.iter().map(|b| resize_plane(b, r.width, r.height, tw, th)).collect();
     let ch = tb.len();
     let mut pixels = vec![0u8; tw as usize * th as usize * ch];
@@ -306,7 +314,7 @@ pub fn prepare(r: &Raster, s: &PreprocessSettings, thumb_size: u32) -> Result<Pr
             pixels[i * ch + c] = (v.clamp(0.0, 1.0) * 255.0 + 0.5) as u8;
         }
     }
-    Ok(Prepared { tensor, thumb: Thumb { width: tw, height: th, channels: ch as u8, pixels } })
+    Thumb { width: tw, height: th, channels: ch as u8, pixels }
 }
 
 #[cfg(test)]

@@ -65,8 +65,9 @@ const BUILTIN_STATIC: &[(&str, &[u8])] = &[
 /// What the site is made of.
 pub struct Input<'a> {
     pub items: &'a [&'a Item],
-    /// Each item's cached thumbnail.
+    /// Each item's cached thumbnail, and preview if previews are made.
     pub thumbs: &'a [&'a Path],
+    pub previews: &'a [Option<&'a Path>],
     /// Neighbours, map and structure: absent when no model is configured.
     pub model: Option<Model<'a>>,
     /// Whether `eval/` exists (a link in the navigation).
@@ -174,6 +175,8 @@ struct ItemCtx<'a> {
     path: &'a str,
     url: Option<&'a str>,
     meta: &'a [(String, String)],
+    /// `previews` when the item has a preview, else `thumbs`.
+    picture: &'static str,
     outlier_rank: Option<u32>,
     cluster_id: Option<u32>,
     cluster_size: usize,
@@ -232,8 +235,13 @@ pub fn render(release: &Release, settings: &Settings, input: &Input, ui: &crate:
     let mut out = Rendered::default();
 
     put_static(release, settings.site.statics.as_deref())?;
-    input.items.par_iter().zip(input.thumbs.par_iter()).try_for_each(|(item, thumb)| {
-        release.put_file(&format!("thumbs/{}.jpg", item.id), thumb)
+    (0..input.items.len()).into_par_iter().try_for_each(|i| -> Result<()> {
+        let id = &input.items[i].id;
+        release.put_file(&format!("thumbs/{id}.jpg"), input.thumbs[i])?;
+        match input.previews[i] {
+            Some(p) => release.put_file(&format!("previews/{id}.jpg"), p),
+            None => Ok(()),
+        }
     })?;
 
     let overview = match &input.model {
@@ -350,6 +358,7 @@ fn item_page<'a>(site: &'a SiteCtx<'a>, input: &'a Input<'a>, i: usize, overview
             path: &it.entry.rel_str,
             url: safe_url(it.url.as_deref()),
             meta: &it.meta,
+            picture: if input.previews[i].is_some() { "previews" } else { "thumbs" },
             outlier_rank,
             cluster_id,
             cluster_size,

@@ -69,8 +69,8 @@ fn a_build_makes_pages_for_every_item_the_map_files_and_galleries() {
     for id in &ids {
         let page = read(&out.join(format!("items/{id}/index.html")));
         assert!(page.len() < 10_000, "{id}: {} bytes", page.len());
-        assert!(page.contains(&format!("thumbs/{id}.jpg")));
         assert!(out.join(format!("thumbs/{id}.jpg")).is_file());
+        assert!(page.contains(&format!("previews/{id}.jpg")) && out.join(format!("previews/{id}.jpg")).is_file());
         // Its five neighbours are listed, each linking to another item's page.
         let list = page.split("id=neighbours").nth(1).expect("a neighbours list").split("</ol>").next().unwrap();
         assert_eq!(list.matches("<li>").count(), 5, "{id}");
