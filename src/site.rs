@@ -119,28 +119,26 @@ fn load_templates(own: Option<&Path>) -> Result<tera::Tera> {
     let all: Vec<(String, String)> =
         all.into_iter().map(|(n, t)| (n, String::from_utf8_lossy(&minify_html::minify(t.as_bytes(), &cfg)).into_owned())).collect();
     tera.add_raw_templates(all).map_err(|e| {
-        let mut msg = e.to_string();
-        let mut src = std::error::Error::source(&e);
-        while let Some(s) = src {
-            msg.push_str(&format!(": {s}"));
-            src = s.source();
-        }
+        let msg = chain(&e);
         anyhow::anyhow!("a page template does not parse: {msg}\n  fix: correct the file of that name in {}", own.map(|d| d.display().to_string()).unwrap_or("templates/".into()))
     })?;
     Ok(tera)
 }
 
+/// A tera error with its causes (the line and the reason are in the causes).
+fn chain(e: &tera::Error) -> String {
+    let mut msg = e.to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        msg.push_str(&format!(": {s}"));
+        src = s.source();
+    }
+    msg
+}
+
 fn render_page(tera: &tera::Tera, name: &str, ctx: &impl Serialize) -> Result<Vec<u8>> {
     let ctx = tera::Context::from_serialize(ctx)?;
-    let html = tera.render(name, &ctx).map_err(|e| {
-        let mut msg = e.to_string();
-        let mut src = std::error::Error::source(&e);
-        while let Some(s) = src {
-            msg.push_str(&format!(": {s}"));
-            src = s.source();
-        }
-        anyhow::anyhow!("cannot render {name}: {msg}")
-    })?;
+    let html = tera.render(name, &ctx).map_err(|e| anyhow::anyhow!("cannot render {name}: {}", chain(&e)))?;
     Ok(html.into_bytes())
 }
 
