@@ -6,10 +6,11 @@
 //! A release is written into `.site.releases/.staging-<pid>/`; a file whose bytes equal the
 //! served release's is hard-linked from it instead of written, so its mtime stays and
 //! rsync/CDN sync (`rsync -a site/ dest/`) moves only what changed. On success a new link
-//! `site.new-<pid>` is renamed over `site` (atomic), the list of changed paths is written to
-//! the cache, and releases older than the one before are pruned (a web server may still be
-//! serving a request from the previous one). `.site.lock` keeps a second build on the same
-//! output out.
+//! `site.new-<pid>` is renamed over `site` (atomic) and the list of changed paths is written
+//! to the cache. Releases older than the served one are deleted in the background while the
+//! build works, so the served release and the new one remain (a web server may still be
+//! serving a request from the older of the two). `.site.lock` keeps a second build on the
+//! same output out.
 
 use std::collections::{BTreeSet, HashSet};
 use std::fs::File;
@@ -19,9 +20,6 @@ use std::sync::Mutex;
 
 use anyhow::{bail, Context, Result};
 
-/// Releases kept: the served one and the one before it.
-const KEEP: usize = 2;
-
 pub struct Release {
     out: PathBuf,
     releases: PathBuf,
@@ -29,6 +27,8 @@ pub struct Release {
     /// The served release, if any.
     prev: Option<PathBuf>,
     state: Mutex<State>,
+    /// Deleting the releases older than the served one, alongside the build.
+    pruning: Option<std::thread::JoinHandle<()>>,
     _lock: File,
 }
 
@@ -108,7 +108,23 @@ impl Release {
         std::fs::create_dir_all(&staging).with_context(|| {
             format!("cannot create {}\n  fix: check free space and permissions in {}", staging.display(), parent.display())
         })?;
-        Ok(Release { out: out.to_path_buf(), releases, staging, prev, state: Mutex::new(State::default()), _lock: lock })
+        // Only the served release is needed from here on (deleting 300,000 files of an old
+        // one takes ~12 s; done alongside rendering, not after it).
+        // Compared by name: `prev` may be spelt `./.site.releases/…` or `.site.releases/…`.
+        let served = prev.as_ref().and_then(|p| p.file_name()).map(|n| n.to_os_string());
+        let old: Vec<PathBuf> = std::fs::read_dir(&releases)?
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().starts_with('r') && Some(e.file_name()) != served)
+            .map(|e| e.path())
+            .collect();
+        let pruning = (!old.is_empty()).then(|| {
+            std::thread::spawn(move || {
+                for dir in old {
+                    std::fs::remove_dir_all(dir).ok();
+                }
+            })
+        });
+        Ok(Release { out: out.to_path_buf(), releases, staging, prev, state: Mutex::new(State::default()), pruning, _lock: lock })
     }
 
     /// The release `out` serves now. A plain folder from an earlier simsite becomes the first
@@ -230,7 +246,7 @@ impl Release {
 
     /// Switches `out` to the new release (one rename), writes the changed-path lists into
     /// `report_dir`, and prunes old releases.
-    pub fn commit(self, report_dir: &Path) -> Result<Changes> {
+    pub fn commit(mut self, report_dir: &Path) -> Result<Changes> {
         let state = std::mem::take(&mut *self.state.lock().unwrap());
         let mut removed = Vec::new();
         if let Some(prev) = &self.prev {
@@ -263,24 +279,10 @@ impl Release {
             .with_context(|| format!("cannot write the changed-path list into {}", report_dir.display()))?;
         crate::fsutil::atomic_write(&report_dir.join("removed-paths.txt"), list(&changes.removed).as_bytes())
             .with_context(|| format!("cannot write the removed-path list into {}", report_dir.display()))?;
-        self.prune(&id);
-        Ok(changes)
-    }
-
-    /// Removes releases but the newest `KEEP` (by name, which starts with the time).
-    fn prune(&self, current: &str) {
-        let Ok(dir) = std::fs::read_dir(&self.releases) else { return };
-        let mut names: Vec<String> = dir
-            .filter_map(|e| e.ok())
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|n| n.starts_with('r') && n != current)
-            .collect();
-        // Migrated folders sort before dated releases ("r-" < "r2").
-        names.sort();
-        let old = names.len().saturating_sub(KEEP - 1);
-        for n in &names[..old] {
-            std::fs::remove_dir_all(self.releases.join(n)).ok();
+        if let Some(p) = self.pruning.take() {
+            p.join().ok();
         }
+        Ok(changes)
     }
 }
 
