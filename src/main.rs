@@ -17,6 +17,14 @@ fn main() -> ExitCode {
     }
 }
 
+/// The settings of a built site, for commands that read the site and not the archive
+/// (`serve`, `query`): a folder that cannot overlap the site stands in for the archive.
+fn site_settings(config: Option<&std::path::Path>, out: Option<std::path::PathBuf>) -> anyhow::Result<config::Settings> {
+    let none = std::env::temp_dir().join("simsite-reads-no-archive");
+    let overrides = config::Overrides { archive: Some(none), out, ..Default::default() };
+    Ok(config::load(config, &overrides)?)
+}
+
 fn run(command: Command, ui: &Ui) -> anyhow::Result<ExitCode> {
     match command {
         Command::Build(args) => {
@@ -69,19 +77,14 @@ fn run(command: Command, ui: &Ui) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Serve { config, out, port, bind } => {
-            let none = std::env::temp_dir().join("simsite-serve-reads-no-archive");
-            let overrides = config::Overrides { archive: Some(none), out, ..Default::default() };
-            let settings = config::load(config.as_deref(), &overrides)?;
+            let settings = site_settings(config.as_deref(), out)?;
             simsite::serve::serve(&settings.out, std::net::SocketAddr::new(bind, port), |a| {
                 eprintln!("serving {} at http://{a}/ (Ctrl-C stops)", settings.out.display());
             })?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Query { files, config, out, k, json } => {
-            // A query reads no archive; a folder that cannot overlap the site stands in for it.
-            let none = std::env::temp_dir().join("simsite-query-reads-no-archive");
-            let overrides = config::Overrides { archive: Some(none), out, ..Default::default() };
-            let settings = config::load(config.as_deref(), &overrides)?;
+            let settings = site_settings(config.as_deref(), out)?;
             let answers = simsite::query::query(&settings, &files, k as usize, ui)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&answers)?);

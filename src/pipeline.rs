@@ -1,8 +1,9 @@
 //! The order of a build, in one place:
 //! load encoder → scan → catalogue join → decode + preprocess (+ thumbnails), streamed into
 //! embed (cached by content) → neighbours (FAISS) → layout (UMAP, kept across builds) →
-//! structure (clusters, outliers, duplicates) → api/ files and embeddings export → publish
-//! thumbnails → report. Rendering the HTML pages slots in after the api/ files.
+//! structure (clusters, outliers, duplicates) → api/ files and embeddings export → HTML
+//! pages, map files, thumbnails → manifest → switch to the new release → report. Everything
+//! published goes into one [`Release`], taken (locked) before anything else.
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -372,15 +373,9 @@ pub fn build(settings: &Settings, ui: &Ui) -> Result<BuildOutcome> {
         c.remove_other_keys().context("cannot prune the embedding cache")?;
         report.stages.push(StageTime { name: "api".into(), seconds: t.elapsed().as_secs_f64(), items: n as u64 });
 
-        let t = Instant::now();
         let model = site::Model { nb: &nb, xy: &coords, st: &st, show: settings.neighbours.show };
         let input = site::Input { items: &items, thumbs: &thumbs, previews: &previews, model: Some(model), eval };
-        let r = site::render(&release, &settings, &input, ui)?;
-        report.pages = r.pages;
-        ui.info(format!("pages: {} item pages in {:.1} s ({:.0}/s)", r.pages, r.page_seconds, r.pages as f64 / r.page_seconds.max(1e-9)));
-        report.stages.push(StageTime { name: "render".into(), seconds: t.elapsed().as_secs_f64(), items: n as u64 });
-
-        release.carry(is_eval_path)?;
+        render_site(&release, &settings, &input, &mut report, ui)?;
         let mref = api::ModelRef { name: &enc.spec.name, digest: &enc.digest.to_hex(), dim };
         let facts = api::ManifestFacts {
             items: n,
@@ -394,12 +389,8 @@ pub fn build(settings: &Settings, ui: &Ui) -> Result<BuildOutcome> {
         };
         api::put_manifest(&release, &settings, &facts)?;
     } else {
-        let t = Instant::now();
         let input = site::Input { items: &items, thumbs: &thumbs, previews: &previews, model: None, eval };
-        let r = site::render(&release, &settings, &input, ui)?;
-        report.pages = r.pages;
-        report.stages.push(StageTime { name: "render".into(), seconds: t.elapsed().as_secs_f64(), items: items.len() as u64 });
-        release.carry(is_eval_path)?;
+        render_site(&release, &settings, &input, &mut report, ui)?;
     }
 
     let t = Instant::now();
@@ -419,6 +410,14 @@ pub fn build(settings: &Settings, ui: &Ui) -> Result<BuildOutcome> {
     }
     let report_path = write_report(&settings, &report)?;
     Ok(BuildOutcome { report, report_path })
+}
+
+/// Renders the HTML site into the release, keeps `simsite eval`'s pages, and times it.
+fn render_site(release: &Release, settings: &Settings, input: &site::Input, report: &mut BuildReport, ui: &Ui) -> Result<()> {
+    let t = Instant::now();
+    report.pages = site::render(release, settings, input, ui)?.pages;
+    report.stages.push(StageTime { name: "render".into(), seconds: t.elapsed().as_secs_f64(), items: input.items.len() as u64 });
+    release.carry(is_eval_path)
 }
 
 /// Files `simsite eval` publishes, which a build keeps as they are.

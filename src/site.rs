@@ -86,7 +86,6 @@ pub struct Model<'a> {
 #[derive(Debug, Default)]
 pub struct Rendered {
     pub pages: usize,
-    pub page_seconds: f64,
     pub tiles: usize,
     pub atlases_made: usize,
 }
@@ -208,9 +207,9 @@ struct PageLink {
     current: bool,
 }
 
-#[derive(Serialize, Default)]
+#[derive(Serialize)]
 struct GalleryPage<'a> {
-    site: Option<&'a SiteCtx<'a>>,
+    site: &'a SiteCtx<'a>,
     root: &'a str,
     heading: String,
     intro: String,
@@ -218,6 +217,22 @@ struct GalleryPage<'a> {
     cards: Vec<Card<'a>>,
     pages: Vec<PageLink>,
     empty: String,
+}
+
+impl<'a> GalleryPage<'a> {
+    /// A page with a heading and nothing in it yet.
+    fn new(site: &'a SiteCtx<'a>, root: &'a str, heading: impl Into<String>) -> Self {
+        GalleryPage {
+            site,
+            root,
+            heading: heading.into(),
+            intro: String::new(),
+            groups: Vec::new(),
+            cards: Vec::new(),
+            pages: Vec::new(),
+            empty: String::new(),
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -251,7 +266,6 @@ pub fn render(release: &Release, settings: &Settings, input: &Input, ui: &crate:
         None => None,
     };
 
-    let t = std::time::Instant::now();
     let stage = ui.stage("pages", input.items.len() as u64);
     (0..input.items.len()).into_par_iter().try_for_each(|i| -> Result<()> {
         let page = item_page(&site, input, i, overview.as_ref());
@@ -262,7 +276,6 @@ pub fn render(release: &Release, settings: &Settings, input: &Input, ui: &crate:
     })?;
     stage.finish();
     out.pages = input.items.len();
-    out.page_seconds = t.elapsed().as_secs_f64();
 
     let plain = PlainPage { site: &site, root: "" };
     if input.model.is_some() {
@@ -270,12 +283,9 @@ pub fn render(release: &Release, settings: &Settings, input: &Input, ui: &crate:
     } else {
         let cards = input.items.iter().take(PAGE).map(|it| Card { id: &it.id, title: &it.title, note: None }).collect();
         let page = GalleryPage {
-            site: Some(&site),
-            root: "",
-            heading: settings.title.clone(),
             intro: "No model is configured, so there is no map, no neighbours and no clusters: only the images.".into(),
             cards,
-            ..Default::default()
+            ..GalleryPage::new(&site, "", &settings.title)
         };
         release.put("index.html", &render_page(&tera, "gallery.html", &page)?)?;
     }
@@ -374,11 +384,8 @@ fn galleries(release: &Release, tera: &tera::Tera, site: &SiteCtx, input: &Input
     let Some(m) = &input.model else {
         for (dir, heading) in [("clusters", "Clusters"), ("outliers", "The strangest objects"), ("duplicates", "Near-duplicates")] {
             let page = GalleryPage {
-                site: Some(site),
-                root: "../",
-                heading: heading.into(),
                 empty: "This site was built without a model, so there is nothing here.".into(),
-                ..Default::default()
+                ..GalleryPage::new(site, "../", heading)
             };
             release.put(&format!("{dir}/index.html"), &render_page(tera, "gallery.html", &page)?)?;
         }
@@ -398,13 +405,10 @@ fn galleries(release: &Release, tera: &tera::Tera, site: &SiteCtx, input: &Input
         })
         .collect();
     let page = GalleryPage {
-        site: Some(site),
-        root: "../",
-        heading: "Clusters".into(),
         intro: "Groups of similar images found on the map (HDBSCAN), largest first.".into(),
         groups,
         empty: if m.st.clusters.is_empty() { "No clusters were found.".into() } else { String::new() },
-        ..Default::default()
+        ..GalleryPage::new(site, "../", "Clusters")
     };
     release.put("clusters/index.html", &render_page(tera, "gallery.html", &page)?)?;
     for (c, k) in m.st.clusters.iter().enumerate() {
@@ -415,13 +419,10 @@ fn galleries(release: &Release, tera: &tera::Tera, site: &SiteCtx, input: &Input
         for p in 0..pages {
             let (rel, root) = if p == 0 { (format!("clusters/{c}/index.html"), "../../") } else { (format!("clusters/{c}/{}/index.html", p + 1), "../../../") };
             let page = GalleryPage {
-                site: Some(site),
-                root,
-                heading: format!("Cluster {c}"),
                 intro: format!("{} images; the first is the one nearest the cluster's mean.", members.len()),
                 cards: members[p * PAGE..((p + 1) * PAGE).min(members.len())].iter().map(|&j| card(j, None)).collect(),
                 pages: page_links(pages, p, &format!("{root}clusters/{c}/")),
-                ..Default::default()
+                ..GalleryPage::new(site, root, format!("Cluster {c}"))
             };
             release.put(&rel, &render_page(tera, "gallery.html", &page)?)?;
         }
@@ -430,12 +431,9 @@ fn galleries(release: &Release, tera: &tera::Tera, site: &SiteCtx, input: &Input
     let mut order: Vec<usize> = (0..items.len()).collect();
     order.sort_by_key(|&i| m.st.outlier_rank[i]);
     let page = GalleryPage {
-        site: Some(site),
-        root: "../",
-        heading: "The strangest objects".into(),
         intro: format!("The {} images least like the rest of the archive (Isolation Forest on the embeddings, or the mean distance to their neighbours), strangest first.", order.len().min(PAGE)),
         cards: order.iter().take(PAGE).map(|&i| card(i, Some(format!("#{}", m.st.outlier_rank[i])))).collect(),
-        ..Default::default()
+        ..GalleryPage::new(site, "../", "The strangest objects")
     };
     release.put("outliers/index.html", &render_page(tera, "gallery.html", &page)?)?;
     // Near-duplicates: pairs, most similar first.
@@ -451,13 +449,10 @@ fn galleries(release: &Release, tera: &tera::Tera, site: &SiteCtx, input: &Input
         })
         .collect();
     let page = GalleryPage {
-        site: Some(site),
-        root: "../",
-        heading: "Near-duplicates".into(),
         intro: format!("{} pairs of images at least this similar; the {} most similar are shown.", m.st.duplicates.len(), m.st.duplicates.len().min(PAGE)),
         groups,
         empty: if m.st.duplicates.is_empty() { "No near-duplicate pairs.".into() } else { String::new() },
-        ..Default::default()
+        ..GalleryPage::new(site, "../", "Near-duplicates")
     };
     release.put("duplicates/index.html", &render_page(tera, "gallery.html", &page)?)?;
     Ok(())
