@@ -31,11 +31,7 @@ impl Drop for Server {
 fn the_map_draws_every_point_and_a_click_opens_an_item_page_with_its_neighbours() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
-    for i in 0..60 {
-        let v = blob(16, 16, (i % 11) as f32 + 2.5, (i / 11 % 11) as f32 + 2.5);
-        let v: Vec<f32> = v.iter().enumerate().map(|(t, x)| x + ((t * (i + 5)) % 13) as f32).collect();
-        write(&root.join(format!("archive/img{i:03}.fits")), &fits_bytes(&[Hdu::image(&[16, 16], Data::F32(v))]));
-    }
+    blob_archive(root, 60, 0);
     std::fs::write(
         root.join("site-config.toml"),
         format!("[archive]\nroot = \"archive\"\n[output]\ndir = \"out\"\ncache = \"cache\"\n[encoder]\nmodel = \"{}\"\n", fixture("tiny-meta.onnx").display()),

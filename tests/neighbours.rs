@@ -86,11 +86,7 @@ fn the_ivf_path_reaches_its_recall_target_on_queries_it_did_not_tune_on() {
 }
 
 fn site(root: &Path, n: usize, extra: &str) {
-    for i in 0..n {
-        let v = blob(16, 16, (i % 11) as f32 + 2.5, (i / 11 % 11) as f32 + 2.5);
-        let v: Vec<f32> = v.iter().enumerate().map(|(t, x)| x + ((t * (i + 5)) % 13) as f32).collect();
-        write(&root.join(format!("archive/img{i:03}.fits")), &fits_bytes(&[Hdu::image(&[16, 16], Data::F32(v))]));
-    }
+    blob_archive(root, n, 0);
     std::fs::write(
         root.join("site-config.toml"),
         format!(

@@ -13,14 +13,6 @@ use std::time::Duration;
 use common::*;
 use serde_json::Value;
 
-fn archive(root: &Path, n: usize, from: usize) {
-    for i in from..from + n {
-        let v = blob(16, 16, (i % 11) as f32 + 2.5, (i / 11 % 11) as f32 + 2.5);
-        let v: Vec<f32> = v.iter().enumerate().map(|(t, x)| x + ((t * (i + 5)) % 13) as f32).collect();
-        write(&root.join(format!("archive/img{i:03}.fits")), &fits_bytes(&[Hdu::image(&[16, 16], Data::F32(v))]));
-    }
-}
-
 fn config(root: &Path, extra: &str) {
     std::fs::write(
         root.join("site-config.toml"),
@@ -59,7 +51,7 @@ fn read(p: &Path) -> String {
 fn a_build_makes_pages_for_every_item_the_map_files_and_galleries() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
-    archive(root, 30, 0);
+    blob_archive(root, 30, 0);
     config(root, "");
     let (code, _, err) = run(root, &["build"]);
     assert_eq!(code, 0, "{err}");
@@ -108,7 +100,7 @@ fn a_build_makes_pages_for_every_item_the_map_files_and_galleries() {
 fn rebuilds_keep_unchanged_files_and_list_what_changed() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
-    archive(root, 30, 0);
+    blob_archive(root, 30, 0);
     config(root, "");
     assert_eq!(run(root, &["build"]).0, 0);
     let out = root.join("out");
@@ -138,7 +130,7 @@ fn rebuilds_keep_unchanged_files_and_list_what_changed() {
     assert!(lines(&root.join("cache/removed-paths.txt")).is_empty());
 
     // One image added, one removed: the lists name exactly the files that differ.
-    archive(root, 1, 30);
+    blob_archive(root, 1, 30);
     let ids: Vec<String> = serde_json::from_slice(&second["api/ids.json"].0).unwrap();
     let gone = ids.iter().find(|i| i.contains("img004")).unwrap().clone();
     std::fs::remove_file(root.join("archive/img004.fits")).unwrap();
@@ -168,13 +160,13 @@ fn rebuilds_keep_unchanged_files_and_list_what_changed() {
 fn a_killed_rebuild_leaves_the_old_site_whole_and_the_next_run_completes() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
-    archive(root, 120, 0);
+    blob_archive(root, 120, 0);
     config(root, "");
     assert_eq!(run(root, &["build"]).0, 0);
     let out = root.join("out");
     let before = snapshot(&out);
     // Changes that touch every stage: new images, and a changed layout seed.
-    archive(root, 40, 120);
+    blob_archive(root, 40, 120);
     config(root, "[layout]\nseed = 7\n");
     // Kill it at several points: the served site is always one whole release, the old one
     // (or, had the build got as far as switching, the new one, complete).
@@ -214,7 +206,7 @@ fn a_killed_rebuild_leaves_the_old_site_whole_and_the_next_run_completes() {
 fn a_second_build_on_the_same_output_stops_with_a_clear_message() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
-    archive(root, 12, 0);
+    blob_archive(root, 12, 0);
     config(root, "");
     assert_eq!(run(root, &["build"]).0, 0);
     let before = snapshot(&root.join("out"));
@@ -291,7 +283,7 @@ fn tags(html: &str) -> Vec<(String, Vec<(String, String)>)> {
 fn hostile_names_and_catalogue_fields_cannot_inject_markup() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
-    archive(root, 6, 0);
+    blob_archive(root, 6, 0);
     let evil = "<img src=x onerror=alert(1)>.fits";
     std::fs::copy(root.join("archive/img000.fits"), root.join("archive").join(evil)).unwrap();
     std::fs::write(
@@ -342,7 +334,7 @@ fn hostile_names_and_catalogue_fields_cannot_inject_markup() {
 fn serve_shows_the_site_on_loopback_with_ranges_and_a_404() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
-    archive(root, 10, 0);
+    blob_archive(root, 10, 0);
     config(root, "");
     assert_eq!(run(root, &["build"]).0, 0);
     let mut child = std::process::Command::new(bin())

@@ -277,3 +277,12 @@ pub fn clustered(n: usize, d: usize, centres: usize, seed: u64) -> Vec<f32> {
     simsite::synth::clustered_embeddings(n, d, centres, seed)
 }
 
+/// Images `from..from + n` of a small archive of 16×16 FITS blobs at distinct places, each
+/// with its own noise pattern, as `root/archive/imgNNN.fits`.
+pub fn blob_archive(root: &Path, n: usize, from: usize) {
+    for i in from..from + n {
+        let v = blob(16, 16, (i % 11) as f32 + 2.5, (i / 11 % 11) as f32 + 2.5);
+        let v: Vec<f32> = v.iter().enumerate().map(|(t, x)| x + ((t * (i + 5)) % 13) as f32).collect();
+        write(&root.join(format!("archive/img{i:03}.fits")), &fits_bytes(&[Hdu::image(&[16, 16], Data::F32(v))]));
+    }
+}
