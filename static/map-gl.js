@@ -1,7 +1,8 @@
 // WebGL2 renderer of the map. Points live once in GPU buffers as normalised uint16 positions;
 // the view is applied in the vertex shaders as clip = pos * u_scale + u_offset. A frame draws
-// every point in one call, then each loaded tile atlas as instanced quads (the quads' positions
-// are read straight from the points buffer at the tile's offset), then the highlight ring.
+// the points it lists (those in view, thinned when zoomed out: Tiles.pointIndices) from a
+// streamed index buffer, one call per batch; then each loaded tile atlas as instanced quads
+// (their positions read straight from the points buffer at the tile's offset); then the ring.
 
 import { PALETTE } from './map-colour.js';
 
@@ -11,6 +12,7 @@ layout(location = 1) in uint a_value;   // colour value; 0xFFFF = none/missing
 uniform vec2 u_scale;
 uniform vec2 u_offset;
 uniform float u_size;
+uniform float u_alpha;
 uniform bool u_number;
 uniform sampler2D u_palette;
 out vec4 v_colour;
@@ -18,12 +20,12 @@ void main() {
   gl_Position = vec4(a_pos * u_scale + u_offset, 0.0, 1.0);
   gl_PointSize = u_size;
   if (a_value == 65535u) {
-    v_colour = vec4(0.5, 0.5, 0.5, 0.85);
+    v_colour = vec4(0.5, 0.5, 0.5, u_alpha);
   } else if (u_number) {
     int texel = int(float(min(a_value, 65534u)) / 65534.0 * 255.0 + 0.5);
-    v_colour = vec4(texelFetch(u_palette, ivec2(texel, 0), 0).rgb, 0.85);
+    v_colour = vec4(texelFetch(u_palette, ivec2(texel, 0), 0).rgb, u_alpha);
   } else {
-    v_colour = vec4(texelFetch(u_palette, ivec2(int(a_value % ${PALETTE.length}u), 0), 0).rgb, 0.85);
+    v_colour = vec4(texelFetch(u_palette, ivec2(int(a_value % ${PALETTE.length}u), 0), 0).rgb, u_alpha);
   }
 }`;
 
@@ -81,6 +83,11 @@ void main() {
   o_colour = r > 0.88 ? vec4(0.0, 0.0, 0.0, 1.0) : vec4(1.0, 1.0, 1.0, 1.0);
 }`;
 
+/** Opacity of a point that stands for one item. */
+const ALPHA = 0.85;
+/** A point standing for several items (a thinned tile) grows to at most this many times its side. */
+export const MAX_GROW = 2;
+
 /** Background colour of the map (matches --bg in site.css). */
 const BACKGROUND = [0x0b / 255, 0x0d / 255, 0x12 / 255];
 
@@ -132,6 +139,7 @@ export class Renderer {
 
     this.positions = gl.createBuffer();
     this.values = gl.createBuffer();
+    this.indices = gl.createBuffer();
     this.pointVao = gl.createVertexArray();
     this.quadVao = gl.createVertexArray();
 
@@ -159,6 +167,7 @@ export class Renderer {
     gl.bufferData(gl.ARRAY_BUFFER, new Uint16Array(this.count).fill(0xffff), gl.DYNAMIC_DRAW);
     gl.enableVertexAttribArray(1);
     gl.vertexAttribIPointer(1, 1, gl.UNSIGNED_SHORT, 0, 0);
+    gl.bindBuffer(gl.ELEMENT_ARRAY_BUFFER, this.indices); // part of the VAO's state
 
     gl.bindVertexArray(this.quadVao);
     gl.bindBuffer(gl.ARRAY_BUFFER, this.positions);
@@ -213,8 +222,10 @@ export class Renderer {
 
   /**
    * Draws one frame. frame = { scale, offset: clip transform of normalised positions,
-   * pointSize (device px), quads: [{ atlas, start, count, half: [x, y] clip }],
-   * ring: null or { at: [x, y] clip, size (device px) } }.
+   * pointSize (device px), points: { indices (Uint32Array of map indices), batches: [{ weight,
+   * offset, count }] (slices of indices, each point standing for `weight` items) },
+   * quads: [{ atlas, start, count, half: [x, y] clip }], ring: null or { at: [x, y] clip,
+   * size (device px) } }.
    */
   draw(frame) {
     const gl = this.gl;
@@ -226,14 +237,24 @@ export class Renderer {
     gl.useProgram(p.program);
     gl.uniform2fv(p.uniforms.u_scale, frame.scale);
     gl.uniform2fv(p.uniforms.u_offset, frame.offset);
-    gl.uniform1f(p.uniforms.u_size, frame.pointSize);
-    gl.uniform1i(p.uniforms.u_round, frame.pointSize >= 3 ? 1 : 0);
     gl.uniform1i(p.uniforms.u_number, this.numberColours ? 1 : 0);
     gl.uniform1i(p.uniforms.u_palette, 0);
     gl.activeTexture(gl.TEXTURE0);
     gl.bindTexture(gl.TEXTURE_2D, this.palette);
     gl.bindVertexArray(this.pointVao);
-    gl.drawArrays(gl.POINTS, 0, this.count);
+    gl.bufferData(gl.ELEMENT_ARRAY_BUFFER, frame.points.indices, gl.STREAM_DRAW);
+    for (const { weight, offset, count } of frame.points.batches) {
+      if (!count) continue;
+      // Where points overlap at random, the background shows through exp(-alpha * area *
+      // density). A random 1/weight of them keeps that (so the picture's look) if alpha * area
+      // grows by `weight`: alpha first, up to opaque, then the area, up to MAX_GROW² times.
+      const alpha = Math.min(1, ALPHA * weight);
+      const size = frame.pointSize * Math.sqrt(Math.min(MAX_GROW * MAX_GROW, (ALPHA * weight) / alpha));
+      gl.uniform1f(p.uniforms.u_alpha, alpha);
+      gl.uniform1f(p.uniforms.u_size, size);
+      gl.uniform1i(p.uniforms.u_round, size >= 3 ? 1 : 0);
+      gl.drawElements(gl.POINTS, count, gl.UNSIGNED_INT, offset * 4);
+    }
 
     if (frame.quads.length) {
       const q = this.quadProgram;

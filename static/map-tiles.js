@@ -1,11 +1,16 @@
-// The k-d tree tiles of map.json: geometry and per-tile item spacing, the lookup from a map
-// index to its tile, lazily fetched tile JSON (ids, titles), and the atlas textures with a
-// bounded fetch queue and an LRU limit.
+// The k-d tree tiles of map.json: geometry and per-tile item spacing, the points a view draws
+// (culled to the viewport, thinned when zoomed out), the lookup from a map index to its
+// tile, lazily fetched tile JSON (ids, titles), and the atlas textures with a bounded fetch
+// queue and an LRU limit.
 
 import { fetchBlob, fetchJSON } from './map-fetch.js';
 
 const MAX_FETCHES = 6;
 const MAX_TEXTURES = 200;
+// A thinned tile's weight (items per drawn point) falls in one of these classes, each drawn
+// as one batch: 1 (whole tiles), then steps of LOD_STEP; the last one is open-ended.
+const LOD_CLASSES = 6;
+const LOD_STEP = 1.5;
 
 export class Tiles {
   /**
@@ -42,6 +47,19 @@ export class Tiles {
     const sorted = Float64Array.from(this.spacing).sort();
     this.medianSpacing = n ? sorted[n >> 1] : fallback;
     this.byStart = Uint32Array.from({ length: n }, (_, t) => t).sort((a, b) => this.start[a] - this.start[b]);
+    // pointIndices: scratch space reused every frame, and the batches it fills.
+    this.itemCount = meta.items;
+    this.shuffled = null;
+    this.visible = new Uint32Array(n);
+    this.area = new Float64Array(n);
+    this.keep = new Uint32Array(n);
+    this.batchOf = new Uint8Array(n);
+    this.indices = new Uint32Array(0);
+    this.batches = Array.from({ length: LOD_CLASSES }, (_, k) => ({
+      weight: k ? LOD_STEP ** (k - 0.5) : 1, // the class's middle weight (geometric)
+      offset: 0,
+      count: 0,
+    }));
 
     this.renderer = renderer;
     this.onLoad = onLoad;
@@ -70,6 +88,102 @@ export class Tiles {
     }
     const t = this.byStart[lo];
     return t !== undefined && i >= this.start[t] && i < this.start[t] + this.count[t] ? t : -1;
+  }
+
+  /**
+   * The points to draw for a view: those of the tiles whose boxes meet the layout rectangle
+   * [x0, x1] × [y0, y1], and if they are more than `budget`, only some of each tile, chosen
+   * at random (shuffledOrder). Which tiles are thinned, and how far, is "water filling": each
+   * keeps at most `density` points per CSS px² of its box on screen (`s` CSS px per layout
+   * unit, boxes padded by `pointPx`) and at least one, with `density` the largest that fits
+   * the budget. So the densest tiles, whose points overlap many times over, lose points first,
+   * sparse tiles and outliers keep theirs, and every tile in view shows. A frame's cost is
+   * bounded by the budget (plus one point per tile in view), whatever the archive's size.
+   * Returns { drawn, indices: map indices (Uint32Array, drawn long), batches: [{ weight,
+   * offset, count }] (slices of indices whose points stand for `weight` items each) }, valid
+   * until the next call.
+   */
+  pointIndices(x0, y0, x1, y1, s, pointPx, budget) {
+    const { boxes, start, count, visible, area, keep, batchOf, batches } = this;
+    let m = 0;
+    let total = 0;
+    for (let t = 0; t < this.length; t++) {
+      if (boxes[4 * t] > x1 || boxes[4 * t + 2] < x0 || boxes[4 * t + 1] > y1 || boxes[4 * t + 3] < y0) continue;
+      visible[m++] = t;
+      total += count[t];
+    }
+    let density = Infinity;
+    if (total > budget) {
+      let hi = 0;
+      for (let k = 0; k < m; k++) {
+        const t = visible[k];
+        area[k] = ((boxes[4 * t + 2] - boxes[4 * t]) * s + pointPx) * ((boxes[4 * t + 3] - boxes[4 * t + 1]) * s + pointPx);
+        hi = Math.max(hi, count[t] / area[k]);
+      }
+      // Bisection: the points kept grow with the density, from m (one a tile) to total.
+      let lo = 0;
+      for (let step = 0; step < 30; step++) {
+        const mid = (lo + hi) / 2;
+        let kept = 0;
+        for (let k = 0; k < m; k++) kept += Math.min(count[visible[k]], Math.max(1, mid * area[k]));
+        if (kept > budget) hi = mid;
+        else lo = mid;
+      }
+      density = lo;
+    }
+
+    // How many points each tile keeps and its batch: 0 for whole tiles, else by weight.
+    for (const b of batches) b.count = 0;
+    for (let k = 0; k < m; k++) {
+      const c = count[visible[k]];
+      const kept = density === Infinity ? c : Math.min(c, Math.max(1, Math.floor(density * area[k])));
+      keep[k] = kept;
+      batchOf[k] = kept === c ? 0 : Math.min(LOD_CLASSES - 1, 1 + Math.floor(Math.log(c / kept) / Math.log(LOD_STEP)));
+      batches[batchOf[k]].count += kept;
+    }
+    let drawn = 0;
+    for (const b of batches) {
+      b.offset = drawn;
+      drawn += b.count;
+      b.count = 0; // refilled below
+    }
+    if (this.indices.length < drawn) this.indices = new Uint32Array(drawn + (drawn >> 2));
+    const { indices } = this;
+    const order = density === Infinity ? null : this.shuffledOrder();
+    for (let k = 0; k < m; k++) {
+      const t = visible[k];
+      const b = batches[batchOf[k]];
+      let at = b.offset + b.count;
+      b.count += keep[k];
+      if (keep[k] === count[t]) for (let i = start[t], end = i + count[t]; i < end; i++) indices[at++] = i;
+      else for (let i = start[t], end = i + keep[k]; i < end; i++) indices[at++] = order[i];
+    }
+    return { drawn, indices: indices.subarray(0, drawn), batches };
+  }
+
+  /**
+   * Map indices with each tile's stretch in a fixed random order, built on first use, so that
+   * the first k of a tile's are a uniform sample of it whatever order its items come in.
+   */
+  shuffledOrder() {
+    if (!this.shuffled) {
+      const order = new Uint32Array(this.itemCount);
+      let seed = 0x9e3779b9; // xorshift32: the same sample on every visit
+      for (let t = 0; t < this.length; t++) {
+        const first = this.start[t];
+        // Fisher–Yates, "inside-out": item j goes to a random place among the first j + 1.
+        for (let j = 0; j < this.count[t]; j++) {
+          seed ^= seed << 13;
+          seed ^= seed >>> 17;
+          seed ^= seed << 5;
+          const r = Math.floor(((seed >>> 0) / 2 ** 32) * (j + 1));
+          order[first + j] = order[first + r];
+          order[first + r] = first + j;
+        }
+      }
+      this.shuffled = order;
+    }
+    return this.shuffled;
   }
 
   /** A tile whose box holds the layout point (x, y), or -1. */

@@ -5,7 +5,7 @@
 
 import { paletteTexels, renderLegend } from './map-colour.js';
 import { fetchJSON, fetchU16 } from './map-fetch.js';
-import { Renderer } from './map-gl.js';
+import { MAX_GROW, Renderer } from './map-gl.js';
 import { PointGrid } from './map-index.js';
 import { NameSearch } from './map-search.js';
 import { Tiles } from './map-tiles.js';
@@ -17,6 +17,8 @@ const HOVER_PX = 8; // hover and click reach around a point
 const FOCUS_THUMB_PX = 48; // thumbnail size when the map jumps to an item
 const RING_PX = 30;
 const RESULTS_MAX = 20;
+// Most points a frame draws: beyond it, the densest tiles in view are thinned (Tiles.pointIndices).
+const POINT_BUDGET = 200_000;
 
 const $ = (id) => document.getElementById(id);
 const ui = {
@@ -37,6 +39,7 @@ const simsiteMap = {
     resolveReady = resolve;
     rejectReady = reject;
   }),
+  /** Points drawn by the last frame: all items when the whole map shows, unless there are more than POINT_BUDGET. */
   pointsDrawn: 0,
   /** Tiles drawn as thumbnails by the last frame. */
   tilesDrawn: 0,
@@ -171,18 +174,22 @@ function draw() {
   const { cx, cy, s } = view;
   const kx = (2 * s) / w;
   const ky = (2 * s) / h;
+  const halfW = w / 2 / s;
+  const halfH = h / 2 / s;
+  const pointPx = pointSizePx();
+  const reach = (pointPx * MAX_GROW) / 2 / s; // points reach this far beyond their tile's box
+  const points = tiles.pointIndices(cx - halfW - reach, cy - halfH - reach, cx + halfW + reach, cy + halfH + reach, s, pointPx, POINT_BUDGET);
   const frame = {
     scale: [dx * kx, dy * ky],
     offset: [(x0 - cx) * kx, (y0 - cy) * ky],
-    pointSize: pointSizePx() * dpr,
+    pointSize: pointPx * dpr,
+    points,
     quads: [],
     ring: null,
   };
 
   // Tiles whose thumbnails are big enough and that meet the viewport: draw the loaded ones,
   // ask for the others nearest the centre first.
-  const halfW = w / 2 / s;
-  const halfH = h / 2 / s;
   const wanted = [];
   for (let t = 0; t < tiles.length; t++) {
     const px = thumbPx(tiles.spacing[t]);
@@ -209,7 +216,7 @@ function draw() {
 
   renderer.draw(frame);
   tiles.endFrame();
-  simsiteMap.pointsDrawn = renderer.count;
+  simsiteMap.pointsDrawn = points.drawn;
   simsiteMap.tilesDrawn = frame.quads.length;
 }
 
@@ -512,20 +519,23 @@ function bindColours() {
 // ---- start -----------------------------------------------------------------------------
 
 async function start() {
-  const renderer = new Renderer(ui.canvas);
   setStatus('Loading the map…');
   const meta = await fetchJSON('map/map.json');
   const n = meta.items;
   if (!Number.isInteger(n) || n < 0 || meta.bounds?.length !== 4 || !Array.isArray(meta.tiles)) {
     throw new Error('map/map.json is malformed');
   }
+  // The points download while WebGL starts up, which can take a while.
+  const pointsLoaded = fetchU16('map/points.u16', 2 * n);
+  pointsLoaded.catch(() => {}); // awaited below
+  const renderer = new Renderer(ui.canvas);
   meta.colour_by ??= [];
   const [x0, y0, x1, y1] = meta.bounds;
   map = { meta, n, x0, y0, dx: x1 - x0, dy: y1 - y0, renderer };
   const initialColour = bindColours();
 
   setStatus(`Loading ${n.toLocaleString()} points…`);
-  map.points = await fetchU16('map/points.u16', 2 * n);
+  map.points = await pointsLoaded;
   renderer.setPoints(map.points);
   map.grid = new PointGrid(map.points);
   const cellArea = (map.dx / map.grid.g) * (map.dy / map.grid.g);
@@ -540,7 +550,7 @@ async function start() {
 
   draw();
   await applyHash();
-  draw();
+  if (drawPending) draw(); // the hash moved the view: ready means it is drawn
   if (!simsiteMap.errors.length) setStatus(`${n.toLocaleString()} items · drag to pan, scroll or +/− to zoom`);
   resolveReady();
 }
