@@ -9,13 +9,13 @@
 //! cargo bench --bench embed -- [--n 5000] [--model tests/fixtures/bench-cnn.onnx] [--archive DIR] [--rounds 2] [--device auto|cpu|cuda]
 
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use rayon::prelude::*;
-use simsite::config::{self, Overrides, RawConfig};
 use simsite::encoder::{Encoder, EncoderSettings};
+
+#[path = "common/mod.rs"]
+mod common;
 
 #[derive(Parser)]
 struct Args {
@@ -61,28 +61,10 @@ fn main() -> Result<()> {
     };
     let es = EncoderSettings { model: model.clone(), batch: args.batch, device: Some(device), ..Default::default() };
     let mut enc = Encoder::load(&es)?;
-    let overrides = Overrides {
-        archive: Some(archive.clone()),
-        out: Some(work.path().join("out")),
-        cache: Some(work.path().join("cache")),
-    };
-    let mut settings = config::resolve(RawConfig::default(), None, work.path(), &overrides)?;
-    settings.encoder = Some(es);
-    settings.adopt_encoder(&enc.spec).map_err(anyhow::Error::msg)?;
+    let settings = common::settings(&archive, work.path(), &es, &enc)?;
 
     // Pre-decode for the raw measurement.
-    let scan = simsite::scan::scan(&archive, false)?;
-    let tensors: Vec<f32> = scan
-        .entries
-        .par_iter()
-        .filter_map(|e| {
-            let bytes = std::fs::read(&e.abs).ok()?;
-            let r = simsite::decode::decode(&bytes, e.format, &settings.preprocess).ok()?;
-            simsite::preprocess::prepare(&r, &settings.preprocess, 128).ok().map(|p| p.tensor)
-        })
-        .flatten()
-        .collect();
-    let n = tensors.len() / enc.image_len();
+    let (tensors, n) = common::decode_tensors(&archive, &settings, &enc, usize::MAX)?;
     println!(
         "model {} ({}), {} images {}x{}, batch {}, {} threads, device {}",
         enc.spec.name,
@@ -97,10 +79,7 @@ fn main() -> Result<()> {
     let ui = simsite::ui::Ui::new(true);
     let (mut raw_best, mut stage_best) = (0f64, 0f64);
     for round in 1..=args.rounds {
-        let t = Instant::now();
-        let out = enc.embed(&tensors, n)?;
-        let raw = n as f64 / t.elapsed().as_secs_f64();
-        assert_eq!(out.len(), n * enc.spec.dim);
+        let raw = common::raw_rate(&mut enc, &tensors, n)?;
 
         remove(&work.path().join("cache"))?;
         remove(&work.path().join("out"))?;

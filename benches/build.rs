@@ -1,0 +1,257 @@
+//! The whole build, cold and after adding 1% new images, side by side with the Python stack
+//! a user would otherwise script (../shared/peers/python_stack.py: PIL/astropy, onnxruntime,
+//! faiss, umap-learn, jinja2), on the same synthetic archive, model and machine, in one run.
+//!
+//! cargo bench --bench build -- [--n 10000] [--work DIR] [--model models/simsite-astro.onnx]
+//!     [--python auto|on|off] [--peer ../shared/peers/python_stack.py]
+//!
+//! Prints, for each run, every stage's wall time and images/s, the process's peak RSS and the
+//! bytes of the output. The archive is generated once under --work (default
+//! /tmp/simsite-bench-<n>) and reused by later runs; the 1% added images are removed again at
+//! the start of each run so every run measures the same thing. The Python peer runs from the
+//! benchmark venv (benches/setup_python.sh) and is skipped with a note when it is missing.
+
+use std::collections::HashSet;
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use simsite::encoder::{Encoder, EncoderSettings};
+use simsite::synth::{generate, SynthOptions};
+
+#[path = "common/mod.rs"]
+mod common;
+
+#[derive(Parser)]
+struct Args {
+    /// Synthetic images in the archive (10% of them get a rotated/flipped twin on top).
+    #[arg(long, default_value_t = 10_000)]
+    n: usize,
+    /// Working folder: archive, site, cache and the peer's output.
+    #[arg(long)]
+    work: Option<PathBuf>,
+    #[arg(long, default_value = "models/simsite-astro.onnx")]
+    model: PathBuf,
+    /// Run the Python stack too: auto (when its venv exists), on, off.
+    #[arg(long, default_value = "auto")]
+    python: String,
+    #[arg(long, default_value = "../shared/peers/python_stack.py")]
+    peer: PathBuf,
+    /// The benchmark venv's python (benches/setup_python.sh).
+    #[arg(long)]
+    venv_python: Option<PathBuf>,
+    /// cargo bench passes this; ignored.
+    #[arg(long, hide = true)]
+    bench: bool,
+}
+
+/// One finished process: wall seconds and peak resident memory (from wait4's rusage).
+struct Ran {
+    seconds: f64,
+    peak_mb: f64,
+}
+
+/// Runs `cmd` to completion, its output going to `log`; fails with the log's tail.
+fn run(cmd: &mut Command, log: &Path) -> Result<Ran> {
+    let out = std::fs::File::create(log).with_context(|| format!("cannot create {}", log.display()))?;
+    let t = Instant::now();
+    let child = cmd.stdout(out.try_clone()?).stderr(out).spawn().with_context(|| format!("cannot start {cmd:?}"))?;
+    let mut status = 0;
+    // SAFETY: plain syscall on our own child's pid, with pointers to live locals.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let pid = child.id() as libc::pid_t;
+    if unsafe { libc::wait4(pid, &mut status, 0, &mut usage) } != pid {
+        bail!("wait4 failed for {cmd:?}: {}", std::io::Error::last_os_error());
+    }
+    let seconds = t.elapsed().as_secs_f64();
+    if std::process::ExitStatus::from_raw(status).code() != Some(0) {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        let tail: Vec<&str> = text.lines().rev().take(15).collect();
+        bail!("{cmd:?} failed; the end of {}:\n{}", log.display(), tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
+    }
+    Ok(Ran { seconds, peak_mb: usage.ru_maxrss as f64 / 1024.0 })
+}
+
+/// Files and bytes under `dir` (following the site's release symlink, counting each inode once).
+fn tree_size(dir: &Path) -> (u64, u64) {
+    let mut seen = HashSet::new();
+    let (mut files, mut bytes) = (0, 0);
+    for e in walkdir::WalkDir::new(dir).follow_root_links(true).into_iter().filter_map(|e| e.ok()) {
+        if let Ok(m) = e.metadata() {
+            if m.is_file() && seen.insert(m.ino()) {
+                files += 1;
+                bytes += m.len();
+            }
+        }
+    }
+    (files, bytes)
+}
+
+fn mb(bytes: u64) -> f64 {
+    bytes as f64 / 1e6
+}
+
+#[derive(serde::Deserialize)]
+struct Report {
+    items: usize,
+    embedded: usize,
+    changed: usize,
+    files: usize,
+    stages: Vec<Stage>,
+}
+
+#[derive(serde::Deserialize)]
+struct Stage {
+    name: String,
+    seconds: f64,
+    items: u64,
+}
+
+/// One simsite build: its stages (from the build report), wall time, memory and output.
+fn simsite_build(work: &Path, label: &str) -> Result<(Ran, Report)> {
+    let ran = run(
+        Command::new(env!("CARGO_BIN_EXE_simsite")).args(["build", "--quiet", "--config"]).arg(work.join("bench.toml")),
+        &work.join(format!("{label}.log")),
+    )?;
+    let report: Report = serde_json::from_slice(&std::fs::read(work.join("cache/last-build.json"))?)?;
+    let (files, bytes) = tree_size(&work.join("site"));
+    println!("\nsimsite, {label}: {} items ({} embedded), {} of {} files new or changed", report.items, report.embedded, report.changed, report.files);
+    println!("  {:<14} {:>9} {:>12}", "stage", "wall s", "items/s");
+    for s in &report.stages {
+        let rate = if s.seconds > 0.0 && s.items > 0 { format!("{:.0}", s.items as f64 / s.seconds) } else { "-".into() };
+        println!("  {:<14} {:>9.2} {:>12}", s.name, s.seconds, rate);
+    }
+    println!(
+        "  {:<14} {:>9.2} {:>12.0}   peak RSS {:.0} MB, site {} files, {:.1} MB",
+        "total (wall)",
+        ran.seconds,
+        report.items as f64 / ran.seconds,
+        ran.peak_mb,
+        files,
+        mb(bytes)
+    );
+    Ok((ran, report))
+}
+
+fn main() -> Result<()> {
+    let a = Args::parse();
+    let work = a.work.clone().unwrap_or_else(|| PathBuf::from(format!("/tmp/simsite-bench-{}", a.n)));
+    let model = std::fs::canonicalize(&a.model).with_context(|| format!("model {}", a.model.display()))?;
+    let archive = work.join("archive");
+    let added = archive.join("added");
+    std::fs::create_dir_all(&work)?;
+
+    // The archive, generated once (a marker says it is whole).
+    let marker = work.join("archive.complete");
+    if !marker.exists() {
+        let _ = std::fs::remove_dir_all(&archive);
+        let t = Instant::now();
+        let opts = SynthOptions { n: a.n, twins: 0.1, ..Default::default() };
+        let s = generate(&archive, &work.join("labels.csv"), &opts)?;
+        println!("generated {} images in {:.1} s: {}", s.images + s.twins, t.elapsed().as_secs_f64(), archive.display());
+        std::fs::write(&marker, b"")?;
+    }
+    let _ = std::fs::remove_dir_all(&added);
+    let (n, archive_bytes) = tree_size(&archive);
+    println!(
+        "archive: {n} images, {:.1} MB, {}; model {}; {} cores",
+        mb(archive_bytes),
+        archive.display(),
+        model.display(),
+        std::thread::available_parallelism().map(|p| p.get()).unwrap_or(1)
+    );
+
+    // simsite, cold: no site, no cache.
+    for p in ["site", ".site.releases", ".site.lock", "cache"] {
+        let path = work.join(p);
+        let _ = std::fs::remove_dir_all(&path).or_else(|_| std::fs::remove_file(&path));
+    }
+    std::fs::write(
+        work.join("bench.toml"),
+        format!(
+            "[site]\ntitle = \"simsite benchmark\"\n[archive]\nroot = \"archive\"\n[output]\ndir = \"site\"\ncache = \"cache\"\n[encoder]\nmodel = {:?}\n",
+            model.display().to_string()
+        ),
+    )?;
+    let (cold, cold_report) = simsite_build(&work, "cold")?;
+
+    // +1%: new images (another seed) in their own folder, then a rebuild.
+    let extra = (n as usize / 100).max(1);
+    let tmp = work.join("added.tmp");
+    let _ = std::fs::remove_dir_all(&tmp);
+    generate(&tmp, &work.join("added.labels.csv"), &SynthOptions { n: extra, seed: 1_000_003, ..Default::default() })?;
+    std::fs::rename(&tmp, &added)?;
+    let (inc, _) = simsite_build(&work, "plus-1pct")?;
+
+    // Raw ONNX Runtime throughput of the same model and library, as the build loads it, on
+    // pre-decoded tensors of (up to) 4,000 of the archive's images.
+    let es = EncoderSettings { model: model.clone(), ..Default::default() };
+    let mut enc = Encoder::load(&es)?;
+    let settings = common::settings(&archive, &work.join("raw"), &es, &enc)?;
+    let (tensors, decoded) = common::decode_tensors(&archive, &settings, &enc, 4000)?;
+    let raw = common::raw_rate(&mut enc, &tensors, decoded)?;
+    drop((enc, tensors));
+    println!("
+raw ONNX Runtime (simsite's encoder on {decoded} pre-decoded images): {raw:.0} images/s");
+
+    // The Python stack on the same archive (with the 1% removed again) and model.
+    std::fs::remove_dir_all(&added)?;
+    let venv = a.venv_python.clone().unwrap_or_else(|| {
+        PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/simsite/bench-venv/bin/python")
+    });
+    let want_python = match a.python.as_str() {
+        "on" => true,
+        "off" => false,
+        "auto" => venv.exists() && a.peer.exists(),
+        other => bail!("--python {other}: expected auto, on or off"),
+    };
+    let mut python = None;
+    if want_python {
+        let out = work.join("python");
+        let _ = std::fs::remove_dir_all(&out);
+        let ran = run(Command::new(&venv).arg(&a.peer).arg(&archive).arg(&model).arg(&out), &work.join("python.log"))?;
+        let t: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&std::fs::read(out.join("timings.json"))?)?;
+        let (files, bytes) = tree_size(&out.join("items"));
+        println!("\nPython stack ({}), cold:", a.peer.display());
+        println!("  {:<14} {:>9} {:>12}", "stage", "wall s", "items/s");
+        for (k, v) in &t {
+            if let (Some(name), Some(s)) = (k.strip_suffix("_s"), v.as_f64()) {
+                if name != "total" {
+                    println!("  {:<14} {:>9.2} {:>12.0}", name, s, n as f64 / s);
+                }
+            }
+        }
+        println!(
+            "  {:<14} {:>9.2} {:>12.0}   peak RSS {:.0} MB, pages {} files, {:.1} MB",
+            "total (wall)",
+            ran.seconds,
+            n as f64 / ran.seconds,
+            ran.peak_mb,
+            files,
+            mb(bytes)
+        );
+        python = Some((ran, t));
+    } else {
+        println!("\nPython stack skipped (--python {}; venv {} or peer {} missing?)", a.python, venv.display(), a.peer.display());
+    }
+
+    // The issue's targets, as ratios from this one run.
+    println!("\nsummary ({n} images):");
+    println!("  simsite cold build         {:>8.1} s", cold.seconds);
+    println!("  simsite +1% rebuild        {:>8.1} s   = {:.1}% of the cold build (target <= 10%)", inc.seconds, 100.0 * inc.seconds / cold.seconds);
+    if let Some(embed) = cold_report.stages.iter().find(|s| s.name == "decode+embed") {
+        let rate = embed.items as f64 / embed.seconds;
+        println!("  embed stage {rate:>8.0} images/s = {:.2} of raw ONNX Runtime's {raw:.0} (target >= 0.90)", rate / raw);
+    }
+    if let Some((ran, t)) = &python {
+        println!("  Python stack cold          {:>8.1} s   simsite is {:.1}x faster end to end (target >= 3x)", ran.seconds, ran.seconds / cold.seconds);
+        if let Some(embed) = t.get("embed_s").and_then(|v| v.as_f64()) {
+            println!("  (the Python stack's own onnxruntime call: {:.0} images/s on pre-decoded tensors)", n as f64 / embed);
+        }
+    }
+    Ok(())
+}
