@@ -247,8 +247,9 @@ pub enum Start {
     /// Fresh: these coordinates (e.g. PCA), rescaled to [0, 10] per axis as umap-learn does.
     Fresh(Vec<f32>),
     /// A previous map (already in layout units): `epochs` epochs starting at
-    /// `learning_rate` refine it without redrawing it.
-    Previous { coords: Vec<f32>, epochs: usize, learning_rate: f32 },
+    /// `learning_rate` refine it without redrawing it. With `movable`, only the items it
+    /// marks move; the others stay exactly where they are.
+    Previous { coords: Vec<f32>, epochs: usize, learning_rate: f32, movable: Option<Vec<bool>> },
 }
 
 /// Epochs of a fresh map: umap-learn's 500 up to 10,000 items; above, 100 where umap-learn
@@ -266,13 +267,16 @@ pub fn default_epochs(n: usize) -> usize {
 /// Runs the SGD on graph `g` from `start`; returns N×2 coordinates.
 pub fn optimise(g: &Graph, start: Start, s: &LayoutSettings) -> Result<Vec<f32>> {
     let n = g.n();
-    let (mut y, n_epochs, alpha0) = match start {
+    let (mut y, n_epochs, alpha0, movable) = match start {
         Start::Fresh(mut c) => {
             rescale(&mut c);
-            (c, s.n_epochs.unwrap_or(default_epochs(n)), 1.0f32)
+            (c, s.n_epochs.unwrap_or(default_epochs(n)), 1.0f32, None)
         }
-        Start::Previous { coords, epochs, learning_rate } => (coords, epochs, learning_rate),
+        Start::Previous { coords, epochs, learning_rate, movable } => (coords, epochs, learning_rate, movable),
     };
+    if movable.as_ref().is_some_and(|m| m.len() != n) {
+        bail!("movable marks {} items of {n}", movable.map_or(0, |m| m.len()));
+    }
     if y.len() != n * 2 {
         bail!("the start has {} coordinates for {n} items", y.len() / 2);
     }
@@ -316,6 +320,9 @@ pub fn optimise(g: &Graph, start: Start, s: &LayoutSettings) -> Result<Vec<f32>>
         parts.into_par_iter().for_each(|(lo, hi, ys, next_s, next_n)| {
             let base = g.row_ptr[lo];
             for i in lo..hi {
+                if movable.as_ref().is_some_and(|m| !m[i]) {
+                    continue;
+                }
                 let (r0, r1) = (g.row_ptr[i], g.row_ptr[i + 1]);
                 let mut rng = SplitMix::new(s.seed, epoch as u64, i as u64);
                 let (mut cx, mut cy) = (ys[2 * (i - lo)], ys[2 * (i - lo) + 1]);
@@ -409,8 +416,9 @@ pub fn pca_start(emb: &[f32], d: usize, seed: u64) -> Result<Vec<f32>> {
 #[derive(Debug, Clone, serde::Serialize, PartialEq)]
 pub struct LayoutInfo {
     /// "fresh" (PCA start, full run), "reused" (same items, graph and settings as the last
-    /// build: its map, unchanged) or "refined" (the last map, new items at their neighbours'
-    /// mean, then a short run).
+    /// build: its map, unchanged), "placed" (a few items added or removed: the others stay
+    /// exactly where they were, new items are placed among their neighbours) or "refined"
+    /// (the last map, new items at their neighbours' mean, then a short run of all).
     pub mode: String,
     pub epochs: usize,
     /// Items placed from the previous map ("refined"), and new ones.
@@ -430,6 +438,14 @@ pub struct Previous {
 /// Epochs and starting learning rate of a refinement of the previous map.
 pub const REFINE_EPOCHS: usize = 30;
 pub const REFINE_LEARNING_RATE: f32 = 0.1;
+/// Up to this share of items added or removed, the map keeps every other item in place
+/// (a nightly rebuild does not shift what people bookmarked or saw); above it, the whole
+/// map is refined.
+pub const PLACE_MAX_CHANGE: f64 = 0.05;
+/// Epochs and starting learning rate of placing new items on a kept map (only they move,
+/// so this costs in proportion to them).
+pub const PLACE_EPOCHS: usize = 100;
+pub const PLACE_LEARNING_RATE: f32 = 0.5;
 
 /// What the map depends on: the settings, the item ids in order and the neighbour graph.
 pub fn key(s: &LayoutSettings, ids: &[&str], nb: &Neighbours) -> String {
@@ -493,9 +509,15 @@ pub fn layout(emb: &[f32], d: usize, ids: &[&str], nb: &Neighbours, s: &LayoutSe
                 c[2 * i] = x + 0.01 * jx;
                 c[2 * i + 1] = y + 0.01 * jy;
             }
-            let start = Start::Previous { coords: c, epochs: REFINE_EPOCHS, learning_rate: REFINE_LEARNING_RATE };
+            let removed = p.ids.len() - kept;
+            let (mode, epochs, learning_rate, movable) = if ((n - kept) + removed) as f64 <= PLACE_MAX_CHANGE * n as f64 {
+                ("placed", PLACE_EPOCHS, PLACE_LEARNING_RATE, Some(known.iter().map(|k| k.is_none()).collect()))
+            } else {
+                ("refined", REFINE_EPOCHS, REFINE_LEARNING_RATE, None)
+            };
+            let start = Start::Previous { coords: c, epochs, learning_rate, movable };
             let y = optimise(&fuzzy_graph(nb, n, s.n_neighbors), start, s)?;
-            return Ok((y, info("refined", REFINE_EPOCHS, kept, n - kept), key));
+            return Ok((y, info(mode, epochs, kept, n - kept), key));
         }
     }
     let y = optimise(&fuzzy_graph(nb, n, s.n_neighbors), Start::Fresh(pca_start(emb, d, s.seed)?), s)?;

@@ -202,6 +202,210 @@ pub fn search(emb: &[f32], d: usize, s: &NeighbourSettings) -> Result<Neighbours
     })
 }
 
+/// A row's identity across builds: its id and the bytes of its embedding (so a changed
+/// file, model or preprocessing makes it a new row).
+pub type RowKey = [u8; 32];
+
+pub fn row_keys(ids: &[&str], emb: &[f32], d: usize) -> Vec<RowKey> {
+    ids.iter()
+        .zip(emb.chunks_exact(d.max(1)))
+        .map(|(id, e)| {
+            let mut h = blake3::Hasher::new();
+            h.update(id.as_bytes());
+            h.update(&[0]);
+            for v in e {
+                h.update(&v.to_le_bytes());
+            }
+            *h.finalize().as_bytes()
+        })
+        .collect()
+}
+
+/// The last build's neighbours (kept in the cache by `save_previous`), the start of an
+/// incremental update.
+pub struct Previous {
+    pub settings: String,
+    pub keys: Vec<RowKey>,
+    pub nb: Neighbours,
+}
+
+/// What an incremental update did, for the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Update {
+    pub added: usize,
+    pub removed: usize,
+    /// Rows searched afresh: the added ones and those that had lost a neighbour.
+    pub searched: usize,
+}
+
+/// An update is tried while at most this share of the items were added or removed.
+pub const INCREMENTAL_MAX_CHANGE: f64 = 0.1;
+
+/// What the neighbours depend on besides the embeddings (the device aside: it changes speed,
+/// not the result's quality).
+fn settings_key(s: &NeighbourSettings) -> String {
+    format!(
+        "v1 k={} exact<={} gpu-exact<={} recall>={} sep={}",
+        s.k, s.exact_max_flops, s.gpu_exact_max_flops, s.recall_target, s.min_separation_arcsec
+    )
+}
+
+/// Neighbours of every row, updated from `prev` when only a few rows were added or removed
+/// since (see `update`), else searched afresh. `keys` are `row_keys` of the rows.
+pub fn search_or_update(emb: &[f32], d: usize, s: &NeighbourSettings, keys: &[RowKey], prev: Option<Previous>) -> Result<(Neighbours, Option<Update>)> {
+    let t = Instant::now();
+    let n = keys.len();
+    if let Some(p) = prev.filter(|p| p.settings == settings_key(s) && p.nb.k == s.k.min(n.saturating_sub(1)) && p.nb.k > 0) {
+        let (chosen, note) = gpu::choose(s.device)?;
+        let done = match chosen {
+            None => update(&OnCpu, emb, d, keys, &p, s.exact_max_flops)?.map(|r| (r, "cpu".to_string())),
+            #[allow(unused_variables)]
+            Some(dev) => {
+                #[cfg(feature = "gpu")]
+                {
+                    let res = faiss::StandardGpuResources::new().context("FAISS: cannot set up the GPU")?;
+                    let place = gpu::OnGpu { res, device: dev };
+                    update(&place, emb, d, keys, &p, s.gpu_exact_max_flops)?.map(|r| (r, format!("cuda:{dev}")))
+                }
+                #[cfg(not(feature = "gpu"))]
+                unreachable!("gpu::choose never picks a GPU without the gpu feature")
+            }
+        };
+        if let Some(((ids, scores, up), device)) = done {
+            let info = SearchInfo { device, device_note: note, seconds: t.elapsed().as_secs_f64(), ..p.nb.info };
+            return Ok((Neighbours { k: p.nb.k, ids, scores, info }, Some(up)));
+        }
+    }
+    Ok((search(emb, d, s)?, None))
+}
+
+/// The previous rows, renumbered, with the rows of added items searched among all items and
+/// the added items merged into every other row. A row that lost a neighbour (its item was
+/// removed) is searched afresh. Searches are exact, so exact rows stay exact and approximate
+/// (IVF) rows keep their quality. `None` (search afresh) when too much changed: more than
+/// `INCREMENTAL_MAX_CHANGE`, or more exact work than `max_flops` allows.
+fn update<P: Place>(p: &P, emb: &[f32], d: usize, keys: &[RowKey], prev: &Previous, max_flops: f64) -> Result<Option<(Vec<u32>, Vec<f32>, Update)>> {
+    let n = keys.len();
+    let k = prev.nb.k;
+    let index_of: std::collections::HashMap<&RowKey, u32> = keys.iter().zip(0..).collect();
+    let new_of_old: Vec<u32> = prev.keys.iter().map(|key| index_of.get(key).copied().unwrap_or(NONE)).collect();
+    let mut old_of_new = vec![NONE; n];
+    for (o, &i) in new_of_old.iter().enumerate() {
+        if i != NONE {
+            old_of_new[i as usize] = o as u32;
+        }
+    }
+    let removed = new_of_old.iter().filter(|&&i| i == NONE).count();
+    let added: Vec<usize> = (0..n).filter(|&i| old_of_new[i] == NONE).collect();
+    if (added.len() + removed) as f64 > INCREMENTAL_MAX_CHANGE * n as f64 {
+        return Ok(None);
+    }
+    // Kept rows, renumbered; a row that lost a neighbour is searched again.
+    let mut ids = vec![NONE; n * k];
+    let mut scores = vec![f32::NAN; n * k];
+    let mut search_again: Vec<usize> = added.clone();
+    for i in 0..n {
+        let o = old_of_new[i];
+        if o == NONE {
+            continue;
+        }
+        let r = o as usize * k..(o as usize + 1) * k;
+        let row = &prev.nb.ids[r.clone()];
+        if row.iter().any(|&j| j == NONE || new_of_old[j as usize] == NONE) {
+            search_again.push(i);
+            continue;
+        }
+        for (c, (&j, &sc)) in row.iter().zip(&prev.nb.scores[r]).enumerate() {
+            ids[i * k + c] = new_of_old[j as usize];
+            scores[i * k + c] = sc;
+        }
+    }
+    search_again.sort_unstable();
+    let flops = (search_again.len() + n) as f64 * added.len().max(1) as f64 * d as f64 + search_again.len() as f64 * n as f64 * d as f64;
+    if flops > max_flops {
+        return Ok(None);
+    }
+    let again: std::collections::HashSet<usize> = search_again.iter().copied().collect();
+    // Rows searched afresh, among all items.
+    if !search_again.is_empty() {
+        let queries = rows_of(emb, d, &search_again);
+        let (got, got_scores) = search_rows(&mut flat(p, emb, d)?, &queries, &|q| search_again[q] as u64, k, None)?;
+        for (q, &i) in search_again.iter().enumerate() {
+            ids[i * k..(i + 1) * k].copy_from_slice(&got[q * k..(q + 1) * k]);
+            scores[i * k..(i + 1) * k].copy_from_slice(&got_scores[q * k..(q + 1) * k]);
+        }
+    }
+    // The added items merged into the other rows: each kept row's best among the added,
+    // then the k best of both lists, ordered as a search orders them.
+    if !added.is_empty() {
+        let kept: Vec<usize> = (0..n).filter(|i| !again.contains(i)).collect();
+        let ka = k.min(added.len());
+        let mut index = flat(p, &rows_of(emb, d, &added), d)?;
+        let (got, got_scores) = search_rows(&mut index, &rows_of(emb, d, &kept), &|_| u64::MAX, ka, None)?;
+        for (q, &i) in kept.iter().enumerate() {
+            let mut row: Vec<(u32, f32)> = ids[i * k..(i + 1) * k].iter().copied().zip(scores[i * k..(i + 1) * k].iter().copied()).collect();
+            row.extend(got[q * ka..(q + 1) * ka].iter().zip(&got_scores[q * ka..(q + 1) * ka]).filter(|(&j, _)| j != NONE).map(|(&j, &sc)| (added[j as usize] as u32, sc)));
+            row.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+            for (c, (j, sc)) in row.into_iter().take(k).enumerate() {
+                ids[i * k + c] = j;
+                scores[i * k + c] = sc;
+            }
+        }
+    }
+    Ok(Some((ids, scores, Update { added: added.len(), removed, searched: search_again.len() })))
+}
+
+const PREVIOUS_MAGIC: &[u8] = b"simsite-neighbours-v1\n";
+
+/// Keeps this build's neighbours for the next build's update: a header line, then the row
+/// keys, the ids and the scores (little-endian), written to a temporary name and renamed.
+pub fn save_previous(path: &std::path::Path, s: &NeighbourSettings, keys: &[RowKey], nb: &Neighbours) -> std::io::Result<()> {
+    let header = serde_json::json!({
+        "settings": settings_key(s), "n": keys.len(), "k": nb.k,
+        "method": nb.info.method, "recall": nb.info.recall, "recall_sample": nb.info.recall_sample,
+    });
+    let mut out = Vec::with_capacity(PREVIOUS_MAGIC.len() + 256 + keys.len() * (32 + nb.k * 8));
+    out.extend_from_slice(PREVIOUS_MAGIC);
+    out.extend_from_slice(header.to_string().as_bytes());
+    out.push(b'\n');
+    keys.iter().for_each(|key| out.extend_from_slice(key));
+    nb.ids.iter().for_each(|j| out.extend_from_slice(&j.to_le_bytes()));
+    nb.scores.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes()));
+    crate::fsutil::atomic_write(path, &out)
+}
+
+/// The neighbours `save_previous` kept; `None` when there are none or the file is damaged
+/// (the build then searches afresh, losing nothing).
+pub fn load_previous(path: &std::path::Path) -> Option<Previous> {
+    let bytes = std::fs::read(path).ok()?;
+    let rest = bytes.strip_prefix(PREVIOUS_MAGIC)?;
+    let line_end = rest.iter().position(|&b| b == b'\n')?;
+    let h: serde_json::Value = serde_json::from_slice(&rest[..line_end]).ok()?;
+    let (n, k) = (h["n"].as_u64()? as usize, h["k"].as_u64()? as usize);
+    let body = &rest[line_end + 1..];
+    if body.len() != n * 32 + n * k * 8 {
+        return None;
+    }
+    let (key_bytes, rows) = body.split_at(n * 32);
+    let keys = key_bytes.chunks_exact(32).map(|c| c.try_into().expect("32 bytes")).collect();
+    let (id_bytes, score_bytes) = rows.split_at(n * k * 4);
+    let ids = id_bytes.chunks_exact(4).map(|c| u32::from_le_bytes(c.try_into().expect("4 bytes"))).collect::<Vec<_>>();
+    if ids.iter().any(|&j| j != NONE && j as usize >= n) {
+        return None;
+    }
+    let scores = score_bytes.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes"))).collect();
+    let info = SearchInfo {
+        method: h["method"].as_str()?.to_string(),
+        k,
+        recall: h["recall"].as_f64()?,
+        recall_sample: h["recall_sample"].as_u64()? as usize,
+        device: String::new(),
+        device_note: String::new(),
+        seconds: 0.0,
+    };
+    Some(Previous { settings: h["settings"].as_str()?.to_string(), keys, nb: Neighbours { k, ids, scores, info } })
+}
+
 /// Puts a CPU-built FAISS index where it will be trained and searched.
 trait Place {
     type Ix<'a>: Index + SearchWithParamsMut<f32, f32>

@@ -316,14 +316,35 @@ pub fn build(settings: &Settings, ui: &Ui) -> Result<BuildOutcome> {
         let t_nb = Instant::now();
         let stage = ui.stage("neighbours", published.len() as u64);
         let sky: Vec<Option<(f64, f64)>> = published.iter().map(|(i, _)| i.ra.zip(i.dec)).collect();
-        let nb = neighbours::search_on_sky(&emb, dim, &settings.neighbours, &sky)?;
+        let ids: Vec<&str> = items.iter().map(|i| i.id.as_str()).collect();
+        let ns = &settings.neighbours;
+        let kept_nb = settings.cache.join("neighbours.bin");
+        let (nb, update) = if ns.min_separation_arcsec > 0.0 && sky.iter().any(|p| p.is_some()) {
+            // The sky filter depends on catalogue positions too: always a full search.
+            let _ = std::fs::remove_file(&kept_nb);
+            (neighbours::search_on_sky(&emb, dim, ns, &sky)?, None)
+        } else {
+            let keys = neighbours::row_keys(&ids, &emb, dim);
+            let (nb, update) = neighbours::search_or_update(&emb, dim, ns, &keys, neighbours::load_previous(&kept_nb))?;
+            if update.is_none_or(|u| u.added + u.removed > 0) {
+                neighbours::save_previous(&kept_nb, ns, &keys, &nb)
+                    .with_context(|| format!("cannot keep the neighbours in the cache folder: {}", kept_nb.display()))?;
+            }
+            (nb, update)
+        };
         stage.finish();
+        let how = match update {
+            Some(u) => format!(
+                "updated from the last build's {} ({} added, {} removed, {} rows searched)",
+                nb.info.method, u.added, u.removed, u.searched
+            ),
+            None => format!("by {}", nb.info.method),
+        };
         ui.info(format!(
-            "neighbours: {} per item by {} (recall@k {:.3}) on {} ({}) in {:.1} s",
-            nb.k, nb.info.method, nb.info.recall, nb.info.device, nb.info.device_note, nb.info.seconds
+            "neighbours: {} per item {how} (recall@k {:.3}) on {} ({}) in {:.1} s",
+            nb.k, nb.info.recall, nb.info.device, nb.info.device_note, nb.info.seconds
         ));
         report.stages.push(StageTime { name: "neighbours".into(), seconds: t_nb.elapsed().as_secs_f64(), items: published.len() as u64 });
-        let ids: Vec<&str> = items.iter().map(|i| i.id.as_str()).collect();
 
         let t_l = Instant::now();
         let stage = ui.stage("layout", published.len() as u64);

@@ -65,23 +65,36 @@ fn a_fresh_map_separates_clusters_and_depends_on_the_seed_only() {
     assert_eq!(again, xy);
 }
 
-#[test]
-fn adding_one_percent_moves_existing_items_by_under_two_percent_of_the_map() {
-    let (n, c, extra) = (3000, 12, 30);
+/// A map of `n` items, then the map after `extra` more are added: (before, after, info).
+fn before_and_after(n: usize, c: usize, extra: usize) -> (Vec<f32>, Vec<f32>, simsite::layout::LayoutInfo, Vec<usize>) {
     let all = clustered(n + extra, D, c, 5);
-    let lab = labels(n + extra, c);
     let s = LayoutSettings::default();
     let names = ids(n + extra);
     let refs: Vec<&str> = names.iter().map(|s| s.as_str()).collect();
-
     let nb = search(&all[..n * D], D, &NeighbourSettings::default()).unwrap();
     let (before, _, key) = layout(&all[..n * D], D, &refs[..n], &nb, &s, None).unwrap();
-
     let nb = search(&all, D, &NeighbourSettings::default()).unwrap();
     let prev = Previous { key, ids: names[..n].to_vec(), coords: before.clone() };
     let (after, info, _) = layout(&all, D, &refs, &nb, &s, Some(prev)).unwrap();
-    assert_eq!((info.mode.as_str(), info.kept, info.added), ("refined", n, extra));
+    (before, after, info, labels(n + extra, c))
+}
 
+#[test]
+fn adding_one_percent_keeps_every_existing_item_in_place() {
+    let (n, extra) = (3000, 30);
+    let (before, after, info, lab) = before_and_after(n, 12, extra);
+    assert_eq!((info.mode.as_str(), info.kept, info.added), ("placed", n, extra));
+    assert_eq!(&after[..2 * n], &before[..], "an existing item moved");
+    // The new items land among their own kind.
+    let acc = map_knn_accuracy(&after, &lab, n..n + extra);
+    assert!(acc > 0.9, "new items' 2-D kNN accuracy {acc}");
+}
+
+#[test]
+fn adding_ten_percent_moves_existing_items_by_under_two_percent_of_the_map() {
+    let (n, extra) = (3000, 300);
+    let (before, after, info, lab) = before_and_after(n, 12, extra);
+    assert_eq!((info.mode.as_str(), info.kept, info.added), ("refined", n, extra));
     let extent = (0..2)
         .map(|a| {
             let v = before.iter().skip(a).step_by(2);
@@ -93,7 +106,6 @@ fn adding_one_percent_moves_existing_items_by_under_two_percent_of_the_map() {
         .sum::<f32>()
         / n as f32;
     assert!(mean_move / extent < 0.02, "existing items moved {:.2}% of the map on average", 100.0 * mean_move / extent);
-    // The new items land among their own kind.
     let acc = map_knn_accuracy(&after, &lab, n..n + extra);
     assert!(acc > 0.9, "new items' 2-D kNN accuracy {acc}");
 }

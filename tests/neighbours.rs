@@ -7,7 +7,7 @@ use std::path::Path;
 
 use common::*;
 use serde_json::Value;
-use simsite::neighbours::{recall_at_k, search, NeighbourSettings, NONE};
+use simsite::neighbours::{load_previous, recall_at_k, row_keys, save_previous, search, search_or_update, NeighbourSettings, Update, NONE};
 
 /// Brute force in f64: each row's k best others as (index, score), (score desc, index asc).
 fn brute(v: &[f32], d: usize, k: usize) -> Vec<Vec<(u32, f64)>> {
@@ -83,6 +83,80 @@ fn the_ivf_path_reaches_its_recall_target_on_queries_it_did_not_tune_on() {
     let recall = recall_at_k(&pick(&exact.ids), &pick(&nb.ids), k);
     assert!(recall >= 0.93, "recall on held-out rows {recall}");
     assert!(!nb.ids.contains(&NONE));
+}
+
+/// Rows `rows` of `v` (n × d) as their own set of embeddings, with ids `e<row>`.
+fn subset(v: &[f32], d: usize, rows: &[usize]) -> (Vec<f32>, Vec<String>) {
+    (rows.iter().flat_map(|&i| v[i * d..(i + 1) * d].iter().copied()).collect(), rows.iter().map(|i| format!("e{i:05}")).collect())
+}
+
+/// The same neighbours as sets per row, with scores equal up to float rounding (an update
+/// computes a score in another BLAS block than a full search does).
+fn assert_same_neighbours(a: &simsite::neighbours::Neighbours, b: &simsite::neighbours::Neighbours, n: usize) {
+    assert_eq!(a.k, b.k);
+    for i in 0..n {
+        let r = i * a.k..(i + 1) * a.k;
+        let (mut x, mut y) = (a.ids[r.clone()].to_vec(), b.ids[r.clone()].to_vec());
+        x.sort();
+        y.sort();
+        assert_eq!(x, y, "row {i}");
+        for (s, t) in a.scores[r.clone()].iter().zip(&b.scores[r]) {
+            assert!((s - t).abs() < 1e-5, "row {i}: {s} vs {t}");
+        }
+    }
+}
+
+#[test]
+fn adding_and_removing_a_few_items_updates_the_neighbours_as_a_full_search_would() {
+    let (n, d) = (2000, 32);
+    let s = NeighbourSettings { k: 20, ..Default::default() };
+    let v = clustered(n, d, 10, 9);
+    let dir = tempfile::tempdir().unwrap();
+    let kept = dir.path().join("neighbours.bin");
+
+    // Last build: rows 0..1900 without 500..540.
+    let before: Vec<usize> = (0..1900).filter(|i| !(500..540).contains(i)).collect();
+    let (e0, ids0) = subset(&v, d, &before);
+    let refs0: Vec<&str> = ids0.iter().map(|s| s.as_str()).collect();
+    let (nb0, up) = search_or_update(&e0, d, &s, &row_keys(&refs0, &e0, d), None).unwrap();
+    assert_eq!(up, None);
+    save_previous(&kept, &s, &row_keys(&refs0, &e0, d), &nb0).unwrap();
+
+    // This build: 40 rows come back in the middle, 60 are new at the end, 30 went away.
+    let after: Vec<usize> = (0..2000).filter(|i| !(100..130).contains(i)).collect();
+    let (e1, ids1) = subset(&v, d, &after);
+    let refs1: Vec<&str> = ids1.iter().map(|s| s.as_str()).collect();
+    let keys1 = row_keys(&refs1, &e1, d);
+    let (nb1, up) = search_or_update(&e1, d, &s, &keys1, load_previous(&kept)).unwrap();
+    let up = up.expect("a 6% change is an update");
+    assert_eq!((up.added, up.removed), (140, 30));
+    assert!(up.searched >= 140 && up.searched < 1000, "{up:?}");
+    assert_eq!(nb1.info.method, "exact");
+    assert_same_neighbours(&nb1, &search(&e1, d, &s).unwrap(), after.len());
+
+    // Nothing changed: the kept neighbours, as they were.
+    save_previous(&kept, &s, &keys1, &nb1).unwrap();
+    let (nb2, up) = search_or_update(&e1, d, &s, &keys1, load_previous(&kept)).unwrap();
+    assert_eq!(up, Some(Update { added: 0, removed: 0, searched: 0 }));
+    assert_eq!((nb2.ids, nb2.scores.iter().map(|s| s.to_bits()).collect::<Vec<_>>()), (nb1.ids.clone(), nb1.scores.iter().map(|s| s.to_bits()).collect()));
+
+    // Another k, or more than 10% changed: a full search.
+    let s30 = NeighbourSettings { k: 30, ..Default::default() };
+    assert_eq!(search_or_update(&e1, d, &s30, &keys1, load_previous(&kept)).unwrap().1, None);
+    let (e3, ids3) = subset(&v, d, &(0..1600).collect::<Vec<_>>());
+    let refs3: Vec<&str> = ids3.iter().map(|s| s.as_str()).collect();
+    assert_eq!(search_or_update(&e3, d, &s, &row_keys(&refs3, &e3, d), load_previous(&kept)).unwrap().1, None);
+
+    // A changed embedding under the same id is a new row.
+    let mut e4 = e1.clone();
+    e4[..d].copy_from_slice(&v[1999 * d..2000 * d]);
+    let (_, up) = search_or_update(&e4, d, &s, &row_keys(&refs1, &e4, d), load_previous(&kept)).unwrap();
+    assert_eq!(up.map(|u| (u.added, u.removed)), Some((1, 1)));
+
+    // A damaged file is no file.
+    let bytes = std::fs::read(&kept).unwrap();
+    std::fs::write(&kept, &bytes[..bytes.len() - 3]).unwrap();
+    assert!(load_previous(&kept).is_none());
 }
 
 fn site(root: &Path, n: usize, extra: &str) {
