@@ -250,22 +250,28 @@ fn settings_key(s: &NeighbourSettings) -> String {
     )
 }
 
+/// Neighbours kept per row beyond k (in the cache only), so that a row that loses up to this
+/// many neighbours to removed items still has its k best without a new search.
+pub const RESERVE: usize = 10;
+
 /// Neighbours of every row, updated from `prev` when only a few rows were added or removed
-/// since (see `update`), else searched afresh. `keys` are `row_keys` of the rows.
-pub fn search_or_update(emb: &[f32], d: usize, s: &NeighbourSettings, keys: &[RowKey], prev: Option<Previous>) -> Result<(Neighbours, Option<Update>)> {
+/// since (see `update`), else searched afresh. `keys` are `row_keys` of the rows. Returns
+/// the k neighbours to publish and the wider rows (k + `RESERVE`) to keep for the next build.
+pub fn search_or_update(emb: &[f32], d: usize, s: &NeighbourSettings, keys: &[RowKey], prev: Option<Previous>) -> Result<(Neighbours, Neighbours, Option<Update>)> {
     let t = Instant::now();
     let n = keys.len();
-    if let Some(p) = prev.filter(|p| p.settings == settings_key(s) && p.nb.k == s.k.min(n.saturating_sub(1)) && p.nb.k > 0) {
+    let k = s.k.min(n.saturating_sub(1));
+    if let Some(p) = prev.filter(|p| p.settings == settings_key(s) && p.nb.k >= k && k > 0) {
         let (chosen, note) = gpu::choose(s.device)?;
         let done = match chosen {
-            None => update(&OnCpu, emb, d, keys, &p, s.exact_max_flops)?.map(|r| (r, "cpu".to_string())),
+            None => update(&OnCpu, emb, d, keys, &p, k, s.exact_max_flops)?.map(|r| (r, "cpu".to_string())),
             #[allow(unused_variables)]
             Some(dev) => {
                 #[cfg(feature = "gpu")]
                 {
                     let res = faiss::StandardGpuResources::new().context("FAISS: cannot set up the GPU")?;
                     let place = gpu::OnGpu { res, device: dev };
-                    update(&place, emb, d, keys, &p, s.gpu_exact_max_flops)?.map(|r| (r, format!("cuda:{dev}")))
+                    update(&place, emb, d, keys, &p, k, s.gpu_exact_max_flops)?.map(|r| (r, format!("cuda:{dev}")))
                 }
                 #[cfg(not(feature = "gpu"))]
                 unreachable!("gpu::choose never picks a GPU without the gpu feature")
@@ -273,20 +279,40 @@ pub fn search_or_update(emb: &[f32], d: usize, s: &NeighbourSettings, keys: &[Ro
         };
         if let Some(((ids, scores, up), device)) = done {
             let info = SearchInfo { device, device_note: note, seconds: t.elapsed().as_secs_f64(), ..p.nb.info };
-            return Ok((Neighbours { k: p.nb.k, ids, scores, info }, Some(up)));
+            let wide = Neighbours { k: p.nb.k, ids, scores, info };
+            return Ok((wide.first(k), wide, Some(up)));
         }
     }
-    Ok((search(emb, d, s)?, None))
+    let wide = search(emb, d, &NeighbourSettings { k: s.k + RESERVE, ..s.clone() })?;
+    Ok((wide.first(k), wide, None))
 }
 
-/// The previous rows, renumbered, with the rows of added items searched among all items and
-/// the added items merged into every other row. A row that lost a neighbour (its item was
-/// removed) is searched afresh. Searches are exact, so exact rows stay exact and approximate
-/// (IVF) rows keep their quality. `None` (search afresh) when too much changed: more than
-/// `INCREMENTAL_MAX_CHANGE`, or more exact work than `max_flops` allows.
-fn update<P: Place>(p: &P, emb: &[f32], d: usize, keys: &[RowKey], prev: &Previous, max_flops: f64) -> Result<Option<(Vec<u32>, Vec<f32>, Update)>> {
+impl Neighbours {
+    /// The first `k` neighbours of each row (k at most the rows' width).
+    pub fn first(&self, k: usize) -> Neighbours {
+        let k = k.min(self.k);
+        let n = if self.k == 0 { 0 } else { self.ids.len() / self.k };
+        let mut ids = Vec::with_capacity(n * k);
+        let mut scores = Vec::with_capacity(n * k);
+        for i in 0..n {
+            ids.extend_from_slice(&self.ids[i * self.k..i * self.k + k]);
+            scores.extend_from_slice(&self.scores[i * self.k..i * self.k + k]);
+        }
+        Neighbours { k, ids, scores, info: SearchInfo { k, ..self.info.clone() } }
+    }
+}
+
+/// The previous rows (of width w ≥ k), renumbered, without removed items, with the rows of
+/// added items searched among all items and the added items merged into every other row.
+/// A row left with fewer than k neighbours is searched afresh. A kept row holds the true
+/// best m of the items that remain (m: what it had left), so after merging, its first m are
+/// the true best among all: m never grows between searches, and searches are exact, so
+/// exact rows stay exact and approximate (IVF) rows keep their quality. `None` (search
+/// afresh) when too much changed: more than `INCREMENTAL_MAX_CHANGE`, or more exact work
+/// than `max_flops` allows.
+fn update<P: Place>(p: &P, emb: &[f32], d: usize, keys: &[RowKey], prev: &Previous, k: usize, max_flops: f64) -> Result<Option<(Vec<u32>, Vec<f32>, Update)>> {
     let n = keys.len();
-    let k = prev.nb.k;
+    let w = prev.nb.k;
     let index_of: std::collections::HashMap<&RowKey, u32> = keys.iter().zip(0..).collect();
     let new_of_old: Vec<u32> = prev.keys.iter().map(|key| index_of.get(key).copied().unwrap_or(NONE)).collect();
     let mut old_of_new = vec![NONE; n];
@@ -300,55 +326,61 @@ fn update<P: Place>(p: &P, emb: &[f32], d: usize, keys: &[RowKey], prev: &Previo
     if (added.len() + removed) as f64 > INCREMENTAL_MAX_CHANGE * n as f64 {
         return Ok(None);
     }
-    // Kept rows, renumbered; a row that lost a neighbour is searched again.
-    let mut ids = vec![NONE; n * k];
-    let mut scores = vec![f32::NAN; n * k];
+    // Kept rows, renumbered, without the removed; `len[i]`: how many are left.
+    let mut ids = vec![NONE; n * w];
+    let mut scores = vec![f32::NAN; n * w];
+    let mut len = vec![0usize; n];
     let mut search_again: Vec<usize> = added.clone();
     for i in 0..n {
         let o = old_of_new[i];
         if o == NONE {
             continue;
         }
-        let r = o as usize * k..(o as usize + 1) * k;
-        let row = &prev.nb.ids[r.clone()];
-        if row.iter().any(|&j| j == NONE || new_of_old[j as usize] == NONE) {
-            search_again.push(i);
-            continue;
+        let r = o as usize * w..(o as usize + 1) * w;
+        let mut m = 0;
+        for (&j, &sc) in prev.nb.ids[r.clone()].iter().zip(&prev.nb.scores[r]) {
+            if j != NONE && new_of_old[j as usize] != NONE {
+                ids[i * w + m] = new_of_old[j as usize];
+                scores[i * w + m] = sc;
+                m += 1;
+            }
         }
-        for (c, (&j, &sc)) in row.iter().zip(&prev.nb.scores[r]).enumerate() {
-            ids[i * k + c] = new_of_old[j as usize];
-            scores[i * k + c] = sc;
+        len[i] = m;
+        if m < k {
+            search_again.push(i);
         }
     }
     search_again.sort_unstable();
-    let flops = (search_again.len() + n) as f64 * added.len().max(1) as f64 * d as f64 + search_again.len() as f64 * n as f64 * d as f64;
+    let flops = (n * added.len().max(1) + search_again.len() * n) as f64 * d as f64;
     if flops > max_flops {
         return Ok(None);
     }
     let again: std::collections::HashSet<usize> = search_again.iter().copied().collect();
     // Rows searched afresh, among all items.
     if !search_again.is_empty() {
+        let wa = w.min(n - 1);
         let queries = rows_of(emb, d, &search_again);
-        let (got, got_scores) = search_rows(&mut flat(p, emb, d)?, &queries, &|q| search_again[q] as u64, k, None)?;
+        let (got, got_scores) = search_rows(&mut flat(p, emb, d)?, &queries, &|q| search_again[q] as u64, wa, None)?;
         for (q, &i) in search_again.iter().enumerate() {
-            ids[i * k..(i + 1) * k].copy_from_slice(&got[q * k..(q + 1) * k]);
-            scores[i * k..(i + 1) * k].copy_from_slice(&got_scores[q * k..(q + 1) * k]);
+            ids[i * w..i * w + wa].copy_from_slice(&got[q * wa..(q + 1) * wa]);
+            scores[i * w..i * w + wa].copy_from_slice(&got_scores[q * wa..(q + 1) * wa]);
         }
     }
     // The added items merged into the other rows: each kept row's best among the added,
-    // then the k best of both lists, ordered as a search orders them.
+    // then the best of both lists, ordered as a search orders them, as many as it had.
     if !added.is_empty() {
         let kept: Vec<usize> = (0..n).filter(|i| !again.contains(i)).collect();
-        let ka = k.min(added.len());
+        let ka = w.min(added.len());
         let mut index = flat(p, &rows_of(emb, d, &added), d)?;
         let (got, got_scores) = search_rows(&mut index, &rows_of(emb, d, &kept), &|_| u64::MAX, ka, None)?;
         for (q, &i) in kept.iter().enumerate() {
-            let mut row: Vec<(u32, f32)> = ids[i * k..(i + 1) * k].iter().copied().zip(scores[i * k..(i + 1) * k].iter().copied()).collect();
+            let m = len[i];
+            let mut row: Vec<(u32, f32)> = ids[i * w..i * w + m].iter().copied().zip(scores[i * w..i * w + m].iter().copied()).collect();
             row.extend(got[q * ka..(q + 1) * ka].iter().zip(&got_scores[q * ka..(q + 1) * ka]).filter(|(&j, _)| j != NONE).map(|(&j, &sc)| (added[j as usize] as u32, sc)));
             row.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-            for (c, (j, sc)) in row.into_iter().take(k).enumerate() {
-                ids[i * k + c] = j;
-                scores[i * k + c] = sc;
+            for (c, (j, sc)) in row.into_iter().take(m).enumerate() {
+                ids[i * w + c] = j;
+                scores[i * w + c] = sc;
             }
         }
     }

@@ -325,9 +325,9 @@ pub fn build(settings: &Settings, ui: &Ui) -> Result<BuildOutcome> {
             (neighbours::search_on_sky(&emb, dim, ns, &sky)?, None)
         } else {
             let keys = neighbours::row_keys(&ids, &emb, dim);
-            let (nb, update) = neighbours::search_or_update(&emb, dim, ns, &keys, neighbours::load_previous(&kept_nb))?;
+            let (nb, wide, update) = neighbours::search_or_update(&emb, dim, ns, &keys, neighbours::load_previous(&kept_nb))?;
             if update.is_none_or(|u| u.added + u.removed > 0) {
-                neighbours::save_previous(&kept_nb, ns, &keys, &nb)
+                neighbours::save_previous(&kept_nb, ns, &keys, &wide)
                     .with_context(|| format!("cannot keep the neighbours in the cache folder: {}", kept_nb.display()))?;
             }
             (nb, update)

@@ -118,39 +118,42 @@ fn adding_and_removing_a_few_items_updates_the_neighbours_as_a_full_search_would
     let before: Vec<usize> = (0..1900).filter(|i| !(500..540).contains(i)).collect();
     let (e0, ids0) = subset(&v, d, &before);
     let refs0: Vec<&str> = ids0.iter().map(|s| s.as_str()).collect();
-    let (nb0, up) = search_or_update(&e0, d, &s, &row_keys(&refs0, &e0, d), None).unwrap();
+    let (nb0, wide0, up) = search_or_update(&e0, d, &s, &row_keys(&refs0, &e0, d), None).unwrap();
     assert_eq!(up, None);
-    save_previous(&kept, &s, &row_keys(&refs0, &e0, d), &nb0).unwrap();
+    assert_eq!((nb0.k, wide0.k), (20, 30));
+    save_previous(&kept, &s, &row_keys(&refs0, &e0, d), &wide0).unwrap();
 
     // This build: 40 rows come back in the middle, 60 are new at the end, 30 went away.
     let after: Vec<usize> = (0..2000).filter(|i| !(100..130).contains(i)).collect();
     let (e1, ids1) = subset(&v, d, &after);
     let refs1: Vec<&str> = ids1.iter().map(|s| s.as_str()).collect();
     let keys1 = row_keys(&refs1, &e1, d);
-    let (nb1, up) = search_or_update(&e1, d, &s, &keys1, load_previous(&kept)).unwrap();
+    let (nb1, wide1, up) = search_or_update(&e1, d, &s, &keys1, load_previous(&kept)).unwrap();
     let up = up.expect("a 6% change is an update");
     assert_eq!((up.added, up.removed), (140, 30));
-    assert!(up.searched >= 140 && up.searched < 1000, "{up:?}");
+    // Rows that lost a neighbour or two keep their reserve: only the added ones and a few
+    // that lost more than 10 are searched again.
+    assert!(up.searched >= 140 && up.searched < 300, "{up:?}");
     assert_eq!(nb1.info.method, "exact");
     assert_same_neighbours(&nb1, &search(&e1, d, &s).unwrap(), after.len());
 
     // Nothing changed: the kept neighbours, as they were.
-    save_previous(&kept, &s, &keys1, &nb1).unwrap();
-    let (nb2, up) = search_or_update(&e1, d, &s, &keys1, load_previous(&kept)).unwrap();
+    save_previous(&kept, &s, &keys1, &wide1).unwrap();
+    let (nb2, _, up) = search_or_update(&e1, d, &s, &keys1, load_previous(&kept)).unwrap();
     assert_eq!(up, Some(Update { added: 0, removed: 0, searched: 0 }));
     assert_eq!((nb2.ids, nb2.scores.iter().map(|s| s.to_bits()).collect::<Vec<_>>()), (nb1.ids.clone(), nb1.scores.iter().map(|s| s.to_bits()).collect()));
 
     // Another k, or more than 10% changed: a full search.
     let s30 = NeighbourSettings { k: 30, ..Default::default() };
-    assert_eq!(search_or_update(&e1, d, &s30, &keys1, load_previous(&kept)).unwrap().1, None);
+    assert_eq!(search_or_update(&e1, d, &s30, &keys1, load_previous(&kept)).unwrap().2, None);
     let (e3, ids3) = subset(&v, d, &(0..1600).collect::<Vec<_>>());
     let refs3: Vec<&str> = ids3.iter().map(|s| s.as_str()).collect();
-    assert_eq!(search_or_update(&e3, d, &s, &row_keys(&refs3, &e3, d), load_previous(&kept)).unwrap().1, None);
+    assert_eq!(search_or_update(&e3, d, &s, &row_keys(&refs3, &e3, d), load_previous(&kept)).unwrap().2, None);
 
     // A changed embedding under the same id is a new row.
     let mut e4 = e1.clone();
     e4[..d].copy_from_slice(&v[1999 * d..2000 * d]);
-    let (_, up) = search_or_update(&e4, d, &s, &row_keys(&refs1, &e4, d), load_previous(&kept)).unwrap();
+    let (_, _, up) = search_or_update(&e4, d, &s, &row_keys(&refs1, &e4, d), load_previous(&kept)).unwrap();
     assert_eq!(up.map(|u| (u.added, u.removed)), Some((1, 1)));
 
     // A damaged file is no file.
