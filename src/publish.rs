@@ -3,14 +3,18 @@
 //! old site served, whole.
 //!
 //! `OUT` (say `site`) is a symbolic link to `.site.releases/<release>/` in the same folder.
-//! A release is written into `.site.releases/.staging-<pid>/`; a file whose bytes equal the
-//! served release's is hard-linked from it instead of written, so its mtime stays and
-//! rsync/CDN sync (`rsync -a site/ dest/`) moves only what changed. On success a new link
+//! A release is prepared in `.site.releases/.staging-<pid>/`: the release before the served
+//! one (or a killed build's staging folder) is renamed there and brought up to date in
+//! place, so a rebuild touches only what differs from it instead of re-creating (and
+//! deleting) hundreds of thousands of files. Every file is replaced by a rename, never
+//! rewritten in place, since a file may be the same inode as the served release's. A file
+//! whose bytes equal the served release's is that very inode (a hard link), so its mtime
+//! stays and rsync/CDN sync (`rsync -a site/ dest/`) moves only what changed; files the new
+//! release does not have are deleted from it before the switch. On success a new link
 //! `site.new-<pid>` is renamed over `site` (atomic) and the list of changed paths is written
-//! to the cache. Releases older than the served one are deleted in the background while the
-//! build works, so the served release and the new one remain (a web server may still be
-//! serving a request from the older of the two). `.site.lock` keeps a second build on the
-//! same output out.
+//! to the cache. Two releases remain: the served one and the one before (a web server may
+//! still be serving a request from it); any others are deleted in the background while the
+//! build works. `.site.lock` keeps a second build on the same output out.
 
 use std::collections::{BTreeSet, HashSet};
 use std::fs::File;
@@ -27,8 +31,10 @@ pub struct Release {
     /// The served release, if any.
     prev: Option<PathBuf>,
     state: Mutex<State>,
-    /// Deleting the releases older than the served one, alongside the build.
+    /// Deleting releases neither served nor recycled, alongside the build.
     pruning: Option<std::thread::JoinHandle<()>>,
+    /// Temporary names in the staging folder.
+    counter: std::sync::atomic::AtomicU64,
     _lock: File,
 }
 
@@ -91,32 +97,37 @@ impl Release {
         let releases = parent.join(format!(".{name}.releases"));
         std::fs::create_dir_all(&releases).with_context(|| format!("cannot create {}", releases.display()))?;
         let prev = Self::served(out, &releases)?;
-        // Staging folders of builds that were killed: nobody else can be writing them now.
-        for entry in std::fs::read_dir(&releases)? {
-            let entry = entry?;
-            if entry.file_name().to_string_lossy().starts_with(".staging-") {
-                std::fs::remove_dir_all(entry.path()).ok();
-            }
-        }
         for entry in std::fs::read_dir(&parent)? {
             let entry = entry?;
             if entry.file_name().to_string_lossy().starts_with(&format!("{name}.new-")) {
                 std::fs::remove_file(entry.path()).ok();
             }
         }
-        let staging = releases.join(format!(".staging-{}", std::process::id()));
-        std::fs::create_dir_all(&staging).with_context(|| {
-            format!("cannot create {}\n  fix: check free space and permissions in {}", staging.display(), parent.display())
-        })?;
-        // Only the served release is needed from here on (deleting 300,000 files of an old
-        // one takes ~12 s; done alongside rendering, not after it).
+        // Everything in the releases folder but the served release is ours now (the lock is
+        // held): a killed build's staging folder, older releases. The most recent of them is
+        // recycled as this build's staging folder; the rest go in the background.
         // Compared by name: `prev` may be spelt `./.site.releases/…` or `.site.releases/…`.
         let served = prev.as_ref().and_then(|p| p.file_name()).map(|n| n.to_os_string());
-        let old: Vec<PathBuf> = std::fs::read_dir(&releases)?
+        let mut spare: Vec<(bool, String, PathBuf)> = std::fs::read_dir(&releases)?
             .filter_map(|e| e.ok())
-            .filter(|e| e.file_name().to_string_lossy().starts_with('r') && Some(e.file_name()) != served)
-            .map(|e| e.path())
+            .filter(|e| Some(e.file_name()) != served && e.file_type().is_ok_and(|t| t.is_dir()))
+            .map(|e| {
+                let n = e.file_name().to_string_lossy().into_owned();
+                (n.starts_with(".staging-"), n, e.path())
+            })
+            .filter(|(staging, n, _)| *staging || n.starts_with('r'))
             .collect();
+        // A killed build's staging folder first (it is the most up to date), then the newest
+        // release (names start with the UTC time).
+        spare.sort();
+        let staging = releases.join(format!(".staging-{}", std::process::id()));
+        let recycled = spare.pop().is_some_and(|(_, _, dir)| std::fs::rename(&dir, &staging).is_ok());
+        if !recycled {
+            std::fs::create_dir_all(&staging).with_context(|| {
+                format!("cannot create {}\n  fix: check free space and permissions in {}", staging.display(), parent.display())
+            })?;
+        }
+        let old: Vec<PathBuf> = spare.into_iter().map(|(_, _, dir)| dir).collect();
         let pruning = (!old.is_empty()).then(|| {
             std::thread::spawn(move || {
                 for dir in old {
@@ -124,7 +135,16 @@ impl Release {
                 }
             })
         });
-        Ok(Release { out: out.to_path_buf(), releases, staging, prev, state: Mutex::new(State::default()), pruning, _lock: lock })
+        Ok(Release {
+            out: out.to_path_buf(),
+            releases,
+            staging,
+            prev,
+            state: Mutex::new(State::default()),
+            pruning,
+            counter: Default::default(),
+            _lock: lock,
+        })
     }
 
     /// The release `out` serves now. A plain folder from an earlier simsite becomes the first
@@ -176,10 +196,47 @@ impl Release {
         let dir = path.parent().unwrap().to_path_buf();
         let known = self.state.lock().unwrap().dirs.contains(&dir);
         if !known {
-            std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+            if std::fs::create_dir_all(&dir).is_err() {
+                // The recycled release may have a file where this one has a folder.
+                let mut at = self.staging.clone();
+                for c in Path::new(rel).parent().into_iter().flat_map(|p| p.components()) {
+                    at.push(c);
+                    if std::fs::symlink_metadata(&at).is_ok_and(|m| !m.is_dir()) {
+                        std::fs::remove_file(&at).ok();
+                    }
+                }
+                std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+            }
             self.state.lock().unwrap().dirs.insert(dir);
         }
         Ok(path)
+    }
+
+    /// Puts a file at `path` in the staging folder by making it under a temporary name
+    /// (`make`) and renaming it over whatever is there: never writing into an existing
+    /// file, which may be the served release's inode.
+    fn install(&self, path: &Path, make: impl Fn(&Path) -> std::io::Result<()>) -> Result<()> {
+        let n = self.counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = path.with_file_name(format!(".simsite-tmp-{n}"));
+        let fix = || format!("cannot write {}\n  fix: check free space in {}", path.display(), self.releases.display());
+        make(&tmp).with_context(fix)?;
+        if std::fs::rename(&tmp, path).is_err() {
+            // A folder where this release has a file.
+            std::fs::remove_dir_all(path).ok();
+            if let Err(e) = std::fs::rename(&tmp, path) {
+                std::fs::remove_file(&tmp).ok();
+                return Err(e).with_context(fix);
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes `path` the inode `prev` (a served release's file), unless it already is.
+    fn link_prev(&self, path: &Path, prev: &Path) -> Result<()> {
+        if !same_inode(path, prev) {
+            self.install(path, |tmp| std::fs::hard_link(prev, tmp))?;
+        }
+        Ok(())
     }
 
     fn record(&self, rel: &str, changed: bool) -> Result<()> {
@@ -197,11 +254,14 @@ impl Release {
     pub fn put(&self, rel: &str, bytes: &[u8]) -> Result<()> {
         let path = self.target(rel)?;
         if let Some(prev) = self.prev.as_ref().map(|p| p.join(rel)) {
-            if same_bytes(&prev, bytes) && std::fs::hard_link(&prev, &path).is_ok() {
+            if same_bytes(&prev, bytes) {
+                self.link_prev(&path, &prev)?;
                 return self.record(rel, false);
             }
         }
-        std::fs::write(&path, bytes).with_context(|| format!("cannot write {}\n  fix: check free space in {}", path.display(), self.releases.display()))?;
+        if !same_bytes(&path, bytes) {
+            self.install(&path, |tmp| std::fs::write(tmp, bytes))?;
+        }
         self.record(rel, true)
     }
 
@@ -210,12 +270,13 @@ impl Release {
     pub fn put_file(&self, rel: &str, src: &Path) -> Result<()> {
         let path = self.target(rel)?;
         if let Some(prev) = self.prev.as_ref().map(|p| p.join(rel)) {
-            if same_file(&prev, src) && std::fs::hard_link(&prev, &path).is_ok() {
+            if same_file(&prev, src) {
+                self.link_prev(&path, &prev)?;
                 return self.record(rel, false);
             }
         }
-        if std::fs::hard_link(src, &path).is_err() {
-            std::fs::copy(src, &path).with_context(|| format!("cannot copy {} to {}", src.display(), path.display()))?;
+        if !same_inode(&path, src) {
+            self.install(&path, |tmp| std::fs::hard_link(src, tmp).or_else(|_| std::fs::copy(src, tmp).map(|_| ())))?;
         }
         self.record(rel, true)
     }
@@ -232,7 +293,7 @@ impl Release {
             let rel = entry.path().strip_prefix(&prev).unwrap().to_string_lossy().into_owned();
             if keep(&rel) && !self.state.lock().unwrap().put.contains(&rel) {
                 let path = self.target(&rel)?;
-                std::fs::hard_link(entry.path(), &path).with_context(|| format!("cannot link {}", path.display()))?;
+                self.link_prev(&path, entry.path())?;
                 self.record(&rel, false)?;
             }
         }
@@ -261,6 +322,26 @@ impl Release {
             }
         }
         removed.sort();
+        // What the recycled release had and this one does not (a killed build's temporary
+        // files among them).
+        let mut emptied = BTreeSet::new();
+        for entry in walkdir::WalkDir::new(&self.staging).min_depth(1) {
+            let entry = entry?;
+            if !entry.file_type().is_dir() {
+                let rel = entry.path().strip_prefix(&self.staging).unwrap().to_string_lossy().into_owned();
+                if !state.put.contains(&rel) {
+                    std::fs::remove_file(entry.path()).with_context(|| format!("cannot remove {}", entry.path().display()))?;
+                    emptied.insert(entry.path().parent().unwrap().to_path_buf());
+                }
+            }
+        }
+        // Deepest first; a folder that still has something in it stays.
+        for dir in emptied.iter().rev() {
+            let mut d = dir.as_path();
+            while d != self.staging && std::fs::remove_dir(d).is_ok() {
+                d = d.parent().unwrap();
+            }
+        }
         sync_filesystem(&self.staging);
         let (parent, name) = names(&self.out)?;
         let id = format!("r{}-{}", chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ"), std::process::id());
@@ -286,13 +367,6 @@ impl Release {
     }
 }
 
-impl Drop for Release {
-    fn drop(&mut self) {
-        // A build that failed leaves nothing behind (a committed one has renamed it away).
-        std::fs::remove_dir_all(&self.staging).ok();
-    }
-}
-
 fn same_bytes(path: &Path, bytes: &[u8]) -> bool {
     match std::fs::metadata(path) {
         Ok(m) if m.is_file() && m.len() == bytes.len() as u64 => std::fs::read(path).map(|b| b == bytes).unwrap_or(false),
@@ -300,13 +374,18 @@ fn same_bytes(path: &Path, bytes: &[u8]) -> bool {
     }
 }
 
-fn same_file(a: &Path, b: &Path) -> bool {
+fn same_inode(a: &Path, b: &Path) -> bool {
     use std::os::unix::fs::MetadataExt;
-    let (Ok(ma), Ok(mb)) = (std::fs::metadata(a), std::fs::metadata(b)) else { return false };
-    if ma.dev() == mb.dev() && ma.ino() == mb.ino() {
+    let (Ok(ma), Ok(mb)) = (std::fs::symlink_metadata(a), std::fs::symlink_metadata(b)) else { return false };
+    ma.is_file() && ma.dev() == mb.dev() && ma.ino() == mb.ino()
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    if same_inode(a, b) {
         return true;
     }
-    ma.len() == mb.len() && std::fs::read(a).ok().zip(std::fs::read(b).ok()).is_some_and(|(x, y)| x == y)
+    let (Ok(ma), Ok(mb)) = (std::fs::metadata(a), std::fs::metadata(b)) else { return false };
+    ma.is_file() && ma.len() == mb.len() && std::fs::read(a).ok().zip(std::fs::read(b).ok()).is_some_and(|(x, y)| x == y)
 }
 
 /// Flushes the filesystem holding `path` (syncfs), so a power cut after the switch cannot

@@ -156,6 +156,68 @@ fn rebuilds_keep_unchanged_files_and_list_what_changed() {
     assert_eq!(releases.len(), 2, "{releases:?}");
 }
 
+/// The served site's files and bytes, the manifest's times aside.
+fn contents(out: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut c: BTreeMap<String, Vec<u8>> = snapshot(out).into_iter().map(|(p, (b, _, _))| (p, b)).collect();
+    let mut m: Value = serde_json::from_slice(&c["api/manifest.json"]).unwrap();
+    m["built_at"] = Value::Null;
+    m["checked_at"] = Value::Null;
+    c.insert("api/manifest.json".into(), serde_json::to_vec(&m).unwrap());
+    c
+}
+
+#[test]
+fn a_recycled_release_however_damaged_becomes_exactly_the_new_site() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("a");
+    blob_archive(&root, 40, 0);
+    config(&root, "");
+    assert_eq!(run(&root, &["build"]).0, 0);
+    let first_release = std::fs::read_link(root.join("out")).unwrap();
+    blob_archive(&root, 10, 40);
+    assert_eq!(run(&root, &["build"]).0, 0);
+    // The third build recycles the first release. Change the archive, then copy the whole
+    // folder: one copy keeps the old release (damaged), the other loses it.
+    for i in [3, 17, 28] {
+        std::fs::remove_file(root.join(format!("archive/img{i:03}.fits"))).unwrap();
+    }
+    blob_archive(&root, 3, 50);
+    let plain = tmp.path().join("b");
+    assert!(std::process::Command::new("cp").arg("-a").arg(&root).arg(&plain).status().unwrap().success());
+    std::fs::remove_dir_all(plain.join(&first_release)).unwrap();
+
+    // Damage the old release as a killed build or a careless hand might (never in place: its
+    // unchanged files are the served release's inodes).
+    let old = root.join(&first_release);
+    let ids: Vec<String> = serde_json::from_slice(&std::fs::read(old.join("api/ids.json")).unwrap()).unwrap();
+    let page = old.join(format!("items/{}/index.html", ids[5]));
+    std::fs::remove_file(&page).unwrap();
+    std::fs::write(&page, "garbage").unwrap();
+    std::fs::write(old.join("stray.html"), "left over").unwrap();
+    std::fs::write(old.join("items/.simsite-tmp-7"), "half written").unwrap();
+    std::fs::remove_file(old.join("api/ids.json")).unwrap();
+    std::fs::create_dir_all(old.join("api/ids.json/in-the-way")).unwrap();
+    std::fs::remove_dir_all(old.join(format!("items/{}", ids[9]))).unwrap();
+    std::fs::write(old.join(format!("items/{}", ids[9])), "a file where a folder belongs").unwrap();
+    let served_before = snapshot(&root.join("out"));
+    let served_link = std::fs::read_link(root.join("out")).unwrap();
+
+    let (code, _, err) = run(&root, &["build"]);
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = run(&plain, &["build"]);
+    assert_eq!(code, 0, "{err}");
+    let (got, want) = (contents(&root.join("out")), contents(&plain.join("out")));
+    assert_eq!(got.keys().collect::<Vec<_>>(), want.keys().collect::<Vec<_>>());
+    for (p, bytes) in &want {
+        assert!(&got[p] == bytes, "{p} differs from a build without the old release");
+    }
+    // The release that was served stayed whole, and the same inodes, while the other was
+    // recycled.
+    assert_eq!(snapshot(&root.join(&served_link)), served_before);
+    let releases: Vec<_> = std::fs::read_dir(root.join(".out.releases")).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(releases.len(), 2, "{releases:?}");
+}
+
 #[test]
 fn a_killed_rebuild_leaves_the_old_site_whole_and_the_next_run_completes() {
     let tmp = tempfile::tempdir().unwrap();
