@@ -111,8 +111,10 @@ struct Stage {
     items: u64,
 }
 
-/// One simsite build: its stages (from the build report), wall time, memory and output.
-fn simsite_build(work: &Path, label: &str) -> Result<(Ran, Report)> {
+/// One simsite build in `run` (the run's folder, holding bench.toml, the site and the
+/// cache): its stages (from the build report), wall time, memory and output.
+fn simsite_build(run_dir: &Path, label: &str) -> Result<(Ran, Report)> {
+    let work = run_dir;
     let ran = run(
         Command::new(env!("CARGO_BIN_EXE_simsite")).args(["build", "--quiet", "--config"]).arg(work.join("bench.toml")),
         &work.join(format!("{label}.log")),
@@ -165,19 +167,21 @@ fn main() -> Result<()> {
         std::thread::available_parallelism().map(|p| p.get()).unwrap_or(1)
     );
 
-    // simsite, cold: no site, no cache.
-    for p in ["site", ".site.releases", ".site.lock", "cache"] {
-        let path = work.join(p);
-        let _ = std::fs::remove_dir_all(&path).or_else(|_| std::fs::remove_file(&path));
-    }
+    // simsite, cold: a new folder for this run's site, cache and the peer's output. Earlier
+    // runs' folders are deleted only at the end: creating files just after deleting many
+    // is slow on ext4 (it avoids reusing recently freed inodes), which is not what a cold
+    // build costs.
+    let run_dir = work.join(format!("run-{}", chrono::Utc::now().format("%Y%m%dT%H%M%S")));
+    std::fs::create_dir_all(&run_dir)?;
     std::fs::write(
-        work.join("bench.toml"),
+        run_dir.join("bench.toml"),
         format!(
-            "[site]\ntitle = \"simsite benchmark\"\n[archive]\nroot = \"archive\"\n[output]\ndir = \"site\"\ncache = \"cache\"\n[encoder]\nmodel = {:?}\n",
+            "[site]\ntitle = \"simsite benchmark\"\n[archive]\nroot = {:?}\n[output]\ndir = \"site\"\ncache = \"cache\"\n[encoder]\nmodel = {:?}\n",
+            archive.display().to_string(),
             model.display().to_string()
         ),
     )?;
-    let (cold, cold_report) = simsite_build(&work, "cold")?;
+    let (cold, cold_report) = simsite_build(&run_dir, "cold")?;
 
     // +1%: new images (another seed) in their own folder, then a rebuild.
     let extra = (n as usize / 100).max(1);
@@ -185,13 +189,13 @@ fn main() -> Result<()> {
     let _ = std::fs::remove_dir_all(&tmp);
     generate(&tmp, &work.join("added.labels.csv"), &SynthOptions { n: extra, seed: 1_000_003, ..Default::default() })?;
     std::fs::rename(&tmp, &added)?;
-    let (inc, _) = simsite_build(&work, "plus-1pct")?;
+    let (inc, _) = simsite_build(&run_dir, "plus-1pct")?;
 
     // Raw ONNX Runtime throughput of the same model and library, as the build loads it, on
     // pre-decoded tensors of (up to) 4,000 of the archive's images.
     let es = EncoderSettings { model: model.clone(), ..Default::default() };
     let mut enc = Encoder::load(&es)?;
-    let settings = common::settings(&archive, &work.join("raw"), &es, &enc)?;
+    let settings = common::settings(&archive, &run_dir.join("raw"), &es, &enc)?;
     let (tensors, decoded) = common::decode_tensors(&archive, &settings, &enc, 4000)?;
     let raw = common::raw_rate(&mut enc, &tensors, decoded)?;
     drop((enc, tensors));
@@ -211,9 +215,8 @@ raw ONNX Runtime (simsite's encoder on {decoded} pre-decoded images): {raw:.0} i
     };
     let mut python = None;
     if want_python {
-        let out = work.join("python");
-        let _ = std::fs::remove_dir_all(&out);
-        let ran = run(Command::new(&venv).arg(&a.peer).arg(&archive).arg(&model).arg(&out), &work.join("python.log"))?;
+        let out = run_dir.join("python");
+        let ran = run(Command::new(&venv).arg(&a.peer).arg(&archive).arg(&model).arg(&out), &run_dir.join("python.log"))?;
         let t: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&std::fs::read(out.join("timings.json"))?)?;
         let (files, bytes) = tree_size(&out.join("items"));
         println!("\nPython stack ({}), cold:", a.peer.display());
@@ -237,6 +240,13 @@ raw ONNX Runtime (simsite's encoder on {decoded} pre-decoded images): {raw:.0} i
         python = Some((ran, t));
     } else {
         println!("\nPython stack skipped (--python {}; venv {} or peer {} missing?)", a.python, venv.display(), a.peer.display());
+    }
+
+    // Earlier runs' folders (this one stays, for a look at what was built).
+    for e in std::fs::read_dir(&work)?.filter_map(|e| e.ok()) {
+        if e.file_name().to_string_lossy().starts_with("run-") && e.path() != run_dir {
+            std::fs::remove_dir_all(e.path()).ok();
+        }
     }
 
     // The targets, as ratios from this one run.

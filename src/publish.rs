@@ -35,6 +35,9 @@ pub struct Release {
     pruning: Option<std::thread::JoinHandle<()>>,
     /// Temporary names in the staging folder.
     counter: std::sync::atomic::AtomicU64,
+    /// The staging folder is an older release being brought up to date (else it started
+    /// empty, and a path in it is known to be free).
+    recycled: bool,
     _lock: File,
 }
 
@@ -143,6 +146,7 @@ impl Release {
             state: Mutex::new(State::default()),
             pruning,
             counter: Default::default(),
+            recycled,
             _lock: lock,
         })
     }
@@ -231,10 +235,20 @@ impl Release {
         Ok(())
     }
 
+    /// Puts a file at `path` with `make` (writing or linking): directly into an empty
+    /// staging folder, through `install` into a recycled one. System calls are what a
+    /// rebuild costs, so each one saved counts.
+    fn place(&self, path: &Path, make: impl Fn(&Path) -> std::io::Result<()>) -> Result<()> {
+        if self.recycled {
+            return self.install(path, make);
+        }
+        make(path).with_context(|| format!("cannot write {}\n  fix: check free space in {}", path.display(), self.releases.display()))
+    }
+
     /// Makes `path` the inode `prev` (a served release's file), unless it already is.
     fn link_prev(&self, path: &Path, prev: &Path) -> Result<()> {
-        if !same_inode(path, prev) {
-            self.install(path, |tmp| std::fs::hard_link(prev, tmp))?;
+        if !(self.recycled && same_inode(path, prev)) {
+            self.place(path, |p| std::fs::hard_link(prev, p))?;
         }
         Ok(())
     }
@@ -259,9 +273,8 @@ impl Release {
                 return self.record(rel, false);
             }
         }
-        if !same_bytes(&path, bytes) {
-            self.install(&path, |tmp| std::fs::write(tmp, bytes))?;
-        }
+        // Changed since the served release: written whatever the recycled file holds.
+        self.place(&path, |p| std::fs::write(p, bytes))?;
         self.record(rel, true)
     }
 
@@ -275,8 +288,8 @@ impl Release {
                 return self.record(rel, false);
             }
         }
-        if !same_inode(&path, src) {
-            self.install(&path, |tmp| std::fs::hard_link(src, tmp).or_else(|_| std::fs::copy(src, tmp).map(|_| ())))?;
+        if !(self.recycled && same_inode(&path, src)) {
+            self.place(&path, |p| std::fs::hard_link(src, p).or_else(|_| std::fs::copy(src, p).map(|_| ())))?;
         }
         self.record(rel, true)
     }
@@ -325,7 +338,7 @@ impl Release {
         // What the recycled release had and this one does not (a killed build's temporary
         // files among them).
         let mut emptied = BTreeSet::new();
-        for entry in walkdir::WalkDir::new(&self.staging).min_depth(1) {
+        for entry in walkdir::WalkDir::new(&self.staging).min_depth(1).into_iter().filter(|_| self.recycled) {
             let entry = entry?;
             if !entry.file_type().is_dir() {
                 let rel = entry.path().strip_prefix(&self.staging).unwrap().to_string_lossy().into_owned();
