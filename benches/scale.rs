@@ -5,6 +5,9 @@
 //! cargo bench --bench scale -- --synthetic 1000000 [--dim 128] [--clusters 200]
 //!
 //! With --out DIR the map is written as DIR/layout.f32 (for benches/layout_python.py).
+//! With --render DIR the api/ files and the whole site (pages, map, galleries) are then
+//! published into DIR/site, each item named `syn/<i>` and given one of 1,000 distinct
+//! thumbnails (so every map tile builds a real atlas), and the publish is timed too.
 //! Built with `--features gpu`, `--device cuda` searches on the GPU (FAISS GPU) and
 //! `--exact-max-items` moves the exact/IVF threshold; `--neighbours-only` stops there.
 
@@ -40,6 +43,9 @@ struct Args {
     /// Time the neighbour search only.
     #[arg(long)]
     neighbours_only: bool,
+    /// Publish the api/ files and the site into DIR/site (cache in DIR/cache).
+    #[arg(long)]
+    render: Option<PathBuf>,
     /// cargo bench passes this; ignored.
     #[arg(long, hide = true)]
     bench: bool,
@@ -57,7 +63,7 @@ fn peak_mb() -> f64 {
 fn step<T>(name: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
     let t = Instant::now();
     let r = f()?;
-    println!("{name:<24} {:>8.2} s   peak RSS {:>8.0} MB", t.elapsed().as_secs_f64(), peak_mb());
+    println!("{name:<32} {:>8.2} s   peak RSS {:>8.0} MB", t.elapsed().as_secs_f64(), peak_mb());
     Ok(r)
 }
 
@@ -98,9 +104,15 @@ fn main() -> Result<()> {
     let start = step("layout: PCA start", || layout::pca_start(&emb, d, s.seed))?;
     let xy = step("layout: SGD", || layout::optimise(&g, layout::Start::Fresh(start), &s))?;
     let st = structure::StructureSettings::default();
-    let (clusters, _) = step("clusters (HDBSCAN)", || Ok(structure::clusters(&xy, &emb, d, &nb, st.cluster_size(n))))?;
-    step("outliers (isolation forest)", || Ok(st.outliers(&emb, d, &nb)))?;
+    let clusters_of = step("clusters (HDBSCAN)", || Ok(structure::clusters(&xy, &emb, d, &nb, st.cluster_size(n))))?;
+    let clusters = &clusters_of.0;
+    let (score, rank) = step("outliers (isolation forest)", || Ok(st.outliers(&emb, d, &nb)))?;
     let dups = step("duplicates", || Ok(structure::duplicates(&nb, n, st.duplicate_threshold)))?;
+    if let Some(dir) = &a.render {
+        let (clusters, cluster_of) = &clusters_of;
+        let s = simsite::api::Structure { clusters, cluster_of, outlier_score: &score, outlier_rank: &rank, duplicates: &dups };
+        render(dir, n, &nb, &xy, &s)?;
+    }
     println!(
         "total {:.1} s (after reading); {} clusters, {} near-duplicate pairs; peak RSS {:.0} MB",
         total.elapsed().as_secs_f64(),
@@ -112,5 +124,61 @@ fn main() -> Result<()> {
         std::fs::create_dir_all(out)?;
         std::fs::write(out.join("layout.f32"), layout::f32_bytes(&xy))?;
     }
+    Ok(())
+}
+
+/// The api/ files and the site of `n` synthetic items, published into `dir/site`.
+fn render(dir: &std::path::Path, n: usize, nb: &neighbours::Neighbours, xy: &[f32], st: &simsite::api::Structure) -> Result<()> {
+    use simsite::catalogue::Item;
+    use simsite::scan::{Format, ScanEntry};
+    let cache = dir.join("cache");
+    let thumbs_dir = cache.join("bench-thumbs");
+    std::fs::create_dir_all(&thumbs_dir)?;
+    // 1,000 distinct thumbnails (blobs at different places), shared round robin.
+    let thumbs: Vec<PathBuf> = (0..1000)
+        .map(|t| -> Result<PathBuf> {
+            let p = thumbs_dir.join(format!("{t}.jpg"));
+            if !p.exists() {
+                let (cx, cy) = ((t % 32) as f32 * 4.0, (t / 32) as f32 * 4.0);
+                let px: Vec<u8> = (0..128 * 128)
+                    .map(|k| {
+                        let (x, y) = ((k % 128) as f32 - cx, (k / 128) as f32 - cy);
+                        (255.0 * (-(x * x + y * y) / 200.0).exp()) as u8
+                    })
+                    .collect();
+                let mut out = Vec::new();
+                jpeg_encoder::Encoder::new(&mut out, 85).encode(&px, 128, 128, jpeg_encoder::ColorType::Luma)?;
+                std::fs::write(&p, out)?;
+            }
+            Ok(p)
+        })
+        .collect::<Result<_>>()?;
+    let items: Vec<Item> = (0..n)
+        .map(|i| {
+            let rel = format!("syn/{i:07}.fits");
+            Item {
+                id: format!("syn~{i:07}.fits"),
+                entry: ScanEntry { rel: PathBuf::from(&rel), rel_str: rel.clone(), abs: dir.join(&rel), format: Format::Fits, stem: format!("{i:07}"), size: 0 },
+                title: format!("synthetic {i}"),
+                url: None,
+                ra: None,
+                dec: None,
+                meta: Vec::new(),
+            }
+        })
+        .collect();
+    let refs: Vec<&Item> = items.iter().collect();
+    let thumb_refs: Vec<&std::path::Path> = (0..n).map(|i| thumbs[i % thumbs.len()].as_path()).collect();
+    let previews: Vec<Option<&std::path::Path>> = vec![None; n];
+    let overrides = simsite::config::Overrides { archive: Some(dir.join("syn")), out: Some(dir.join("site")), cache: Some(cache.clone()) };
+    let settings = simsite::config::resolve(simsite::config::RawConfig::default(), None, dir, &overrides)?;
+    let release = step("publish: begin", || simsite::publish::Release::begin(&dir.join("site")))?;
+    step("api files", || simsite::api::publish(&release, &refs, nb, xy, st))?;
+    let ui = simsite::ui::Ui::new(true);
+    let model = simsite::site::Model { nb, xy, st, show: 12 };
+    let input = simsite::site::Input { items: &refs, thumbs: &thumb_refs, previews: &previews, model: Some(model), eval: false };
+    let r = step("render (pages, map, galleries)", || simsite::site::render(&release, &settings, &input, &ui))?;
+    let c = step("publish: commit", || release.commit(&cache))?;
+    println!("  {} pages, {} files in the release", r.pages, c.files);
     Ok(())
 }

@@ -60,11 +60,14 @@ pub enum CatalogueError {
     DuplicateKey { path: PathBuf, key: String, line: u64, first: u64 },
 }
 
-/// Why one input file was skipped. The build goes on without it.
+/// Why one input file was skipped. The build goes on without it, except after a
+/// `CacheWrite`, which is the machine's problem, not the file's (see `is_fatal`).
 #[derive(Debug, Error)]
 pub enum FileError {
     #[error("cannot read file: {0}")]
     Io(#[from] std::io::Error),
+    #[error("cannot write {} into the cache: {source}\n  fix: free space in the cache folder or point [output] cache / --cache elsewhere; the site was left as it was", path.display())]
+    CacheWrite { path: PathBuf, source: std::io::Error },
     #[error("empty file")]
     Empty,
     #[error("file is {size} bytes, over the {limit}-byte limit (raise [archive] max-file-mb)")]

@@ -88,10 +88,10 @@ fn ingest_one(item: &Item, s: &IngestSettings) -> Result<Ingested, FileError> {
         thumbs::encode_jpeg(t, s.thumbs.quality).map_err(|e| FileError::Decode { format: "thumbnail", message: e.to_string() })
     };
     if thumb_made {
-        fsutil::atomic_write(&thumb, &jpeg(&prepared.thumb)?)?;
+        fsutil::atomic_write(&thumb, &jpeg(&prepared.thumb)?).map_err(|e| FileError::CacheWrite { path: thumb.clone(), source: e })?;
     }
     if let Some(p) = preview.as_ref().filter(|_| !s.validate_only && !preview_cached) {
-        fsutil::atomic_write(p, &jpeg(&preprocess::picture(&prepared.bands, &raster, s.thumbs.preview))?)?;
+        fsutil::atomic_write(p, &jpeg(&preprocess::picture(&prepared.bands, &raster, s.thumbs.preview))?).map_err(|e| FileError::CacheWrite { path: p.clone(), source: e })?;
     }
     drop(raster);
     let tensor = (s.needs_tensor)(&digest).then_some(prepared.tensor);

@@ -231,6 +231,12 @@ pub(crate) fn run_ingest(
                 }
                 done[i] = Some(r);
             }
+            Err(e @ crate::error::FileError::CacheWrite { .. }) => {
+                // A full disk, not a bad file: skipping every image from here on would
+                // publish a site missing them.
+                failure = Some(anyhow::Error::new(e));
+                return std::ops::ControlFlow::Break(());
+            }
             Err(e) => {
                 let reason = e.to_string();
                 ui.skipped(&items[i].entry.rel_str, &reason);
