@@ -198,21 +198,26 @@ impl Release {
         debug_assert!(!rel.starts_with('/') && !rel.split('/').any(|c| c == ".." || c.is_empty()), "{rel}");
         let path = self.staging.join(rel);
         let dir = path.parent().unwrap().to_path_buf();
-        let known = self.state.lock().unwrap().dirs.contains(&dir);
-        if !known {
-            if std::fs::create_dir_all(&dir).is_err() {
-                // The recycled release may have a file where this one has a folder.
-                let mut at = self.staging.clone();
-                for c in Path::new(rel).parent().into_iter().flat_map(|p| p.components()) {
-                    at.push(c);
-                    if std::fs::symlink_metadata(&at).is_ok_and(|m| !m.is_dir()) {
-                        std::fs::remove_file(&at).ok();
-                    }
-                }
-                std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-            }
-            self.state.lock().unwrap().dirs.insert(dir);
+        if self.state.lock().unwrap().dirs.contains(&dir) {
+            return Ok(path);
         }
+        let mut at = self.staging.clone();
+        let mut made = Vec::new();
+        for c in Path::new(rel).parent().into_iter().flat_map(|p| p.components()) {
+            at.push(c);
+            made.push(at.clone());
+            if !self.recycled || self.state.lock().unwrap().dirs.contains(&at) {
+                continue;
+            }
+            // A recycled release is not trusted to hold a folder where this one has one: a
+            // symbolic link there (an old site's `thumbs -> /elsewhere`) would lead writes
+            // out of the site, and a file would stop them. Either goes.
+            if std::fs::symlink_metadata(&at).is_ok_and(|m| !m.is_dir()) {
+                std::fs::remove_file(&at).ok();
+            }
+        }
+        std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        self.state.lock().unwrap().dirs.extend(made);
         Ok(path)
     }
 

@@ -199,6 +199,14 @@ fn a_recycled_release_however_damaged_becomes_exactly_the_new_site() {
     std::fs::create_dir_all(old.join("api/ids.json/in-the-way")).unwrap();
     std::fs::remove_dir_all(old.join(format!("items/{}", ids[9]))).unwrap();
     std::fs::write(old.join(format!("items/{}", ids[9])), "a file where a folder belongs").unwrap();
+    // Folders replaced by links to the outside (as an old site might have `thumbs ->
+    // /big/disk`): nothing may be written through them.
+    let outside = tmp.path().join("outside");
+    std::fs::create_dir_all(outside.join("items")).unwrap();
+    std::fs::remove_dir_all(old.join("thumbs")).unwrap();
+    std::os::unix::fs::symlink(&outside, old.join("thumbs")).unwrap();
+    std::fs::remove_dir_all(old.join(format!("items/{}", ids[11]))).unwrap();
+    std::os::unix::fs::symlink(outside.join("items"), old.join(format!("items/{}", ids[11]))).unwrap();
     let served_before = snapshot(&root.join("out"));
     let served_link = std::fs::read_link(root.join("out")).unwrap();
 
@@ -211,6 +219,8 @@ fn a_recycled_release_however_damaged_becomes_exactly_the_new_site() {
     for (p, bytes) in &want {
         assert!(&got[p] == bytes, "{p} differs from a build without the old release");
     }
+    let escaped: Vec<_> = walkdir::WalkDir::new(&outside).min_depth(1).into_iter().map(|e| e.unwrap().path().to_path_buf()).collect();
+    assert_eq!(escaped, [outside.join("items")], "written through a link out of the site");
     // The release that was served stayed whole, and the same inodes, while the other was
     // recycled.
     assert_eq!(snapshot(&root.join(&served_link)), served_before);
