@@ -110,6 +110,11 @@ static RUNTIME: OnceLock<Result<(PathBuf, ort::environment::Environment), String
 fn load_runtime(configured: Option<&Path>) -> Result<(PathBuf, ort::environment::Environment), EncoderError> {
     RUNTIME
         .get_or_init(|| {
+            // A library named in the config is meant: a typo there must not quietly load
+            // another one.
+            if let Some(p) = configured.filter(|p| !p.is_file()) {
+                return Err(format!("`onnxruntime` under [encoder] names {}, which is not a file", p.display()));
+            }
             let candidates = library_candidates(configured);
             let Some(found) = candidates.iter().find(|p| p.is_file()) else {
                 return Err(format!(

@@ -11,10 +11,24 @@ fn main() -> ExitCode {
     match run(cli.command, &ui) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", message(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes, each cause once: many messages already quote their cause
+/// (`cannot read the model …: No such file or directory`), which `{:#}` would repeat.
+fn message(e: &anyhow::Error) -> String {
+    let mut msg = e.to_string();
+    for cause in e.chain().skip(1) {
+        let c = cause.to_string();
+        if !msg.contains(&c) {
+            msg.push_str(": ");
+            msg.push_str(&c);
+        }
+    }
+    msg
 }
 
 /// The settings of a built site, for commands that read the site and not the archive
