@@ -352,6 +352,40 @@ fn tags(html: &str) -> Vec<(String, Vec<(String, String)>)> {
 }
 
 #[test]
+fn hostile_catalogue_ids_cannot_leave_the_output_folder() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("r");
+    blob_archive(&root, 6, 0);
+    let long = "x".repeat(400);
+    std::fs::write(
+        root.join("cat.csv"),
+        format!("path,id\nimg000.fits,../../escaped\nimg001.fits,/tmp/absolute\nimg002.fits,\"a\0b\"\nimg003.fits,{long}\nimg004.fits,..\nimg005.fits,\"../../\"\n"),
+    )
+    .unwrap();
+    config(&root, "[catalogue]\npath = \"cat.csv\"\nid-column = \"id\"\n");
+    let (code, _, err) = run(&root, &["build"]);
+    assert_eq!(code, 0, "{err}");
+    // Nothing but the output, the cache and what the test made is beside the archive, and
+    // nothing at all outside the test's folder.
+    let mut beside: Vec<String> = std::fs::read_dir(&root).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    beside.sort();
+    assert_eq!(beside, [".out.lock", ".out.releases", "archive", "cache", "cat.csv", "out", "site-config.toml"]);
+    assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 1);
+    assert!(!Path::new("/tmp/absolute").exists());
+    let out = root.join("out");
+    let ids: Vec<String> = serde_json::from_slice(&std::fs::read(out.join("api/ids.json")).unwrap()).unwrap();
+    assert_eq!(ids.len(), 6, "{ids:?}");
+    // The catalogue's ids were used, made safe.
+    assert!(ids.contains(&"escaped".to_string()) && ids.contains(&"tmp~absolute".to_string()), "{ids:?}");
+    for id in &ids {
+        assert!(!id.is_empty() && id != "." && id != ".." && !id.starts_with('.') && id.len() <= 120, "{id}");
+        assert!(id.chars().all(|c| c.is_ascii_alphanumeric() || "._~-".contains(c)), "{id}");
+        assert!(out.join(format!("items/{id}/index.html")).is_file(), "{id}");
+        assert!(out.join(format!("api/items/{id}.json")).is_file(), "{id}");
+    }
+}
+
+#[test]
 fn hostile_names_and_catalogue_fields_cannot_inject_markup() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
