@@ -372,12 +372,24 @@ pub fn build(settings: &Settings, ui: &Ui) -> Result<BuildOutcome> {
         let t_s = Instant::now();
         let n = items.len();
         let ss = &settings.structure;
-        let (clusters, cluster_of) = structure::clusters(&coords, &emb, dim, &nb, ss.cluster_size(n));
+        let kept_clusters = settings.cache.join("clusters.json");
+        let min_size = ss.cluster_size(n);
+        // A map whose items kept their places keeps its clusters too.
+        let kept = matches!(linfo.mode.as_str(), "placed" | "reused")
+            .then(|| std::fs::read(&kept_clusters).ok().and_then(|b| serde_json::from_slice::<structure::KeptClusters>(&b).ok()))
+            .flatten()
+            .and_then(|k| structure::clusters_kept(&k, &ids, &emb, dim, &nb, min_size));
+        let clusters_were_kept = kept.is_some();
+        let (clusters, cluster_of) = kept.unwrap_or_else(|| structure::clusters(&coords, &emb, dim, &nb, min_size));
+        let record = structure::KeptClusters { min_size, ids: ids.iter().map(|s| s.to_string()).collect(), cluster: cluster_of.clone() };
+        fsutil::atomic_write(&kept_clusters, &serde_json::to_vec(&record)?)
+            .with_context(|| format!("cannot keep the clusters in the cache folder: {}", kept_clusters.display()))?;
         let (outlier_score, outlier_rank) = ss.outliers(&emb, dim, &nb);
         let duplicates = structure::duplicates(&nb, n, ss.duplicate_threshold);
         ui.info(format!(
-            "structure: {} clusters, {} near-duplicate pairs (cosine >= {}) in {:.1} s",
+            "structure: {} clusters ({}), {} near-duplicate pairs (cosine >= {}) in {:.1} s",
             clusters.len(),
+            if clusters_were_kept { "kept from the last build, new items joined by their neighbours" } else { "HDBSCAN on the map" },
             duplicates.len(),
             ss.duplicate_threshold,
             t_s.elapsed().as_secs_f64()

@@ -156,13 +156,62 @@ pub fn clusters(xy: &[f32], emb: &[f32], d: usize, nb: &Neighbours, min_size: us
         }
         of[i] = votes.iter().max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0))).map(|(c, _)| *c);
     }
-    let mut members: Vec<Vec<u32>> = vec![Vec::new(); groups.len()];
+    (with_representatives(&of, groups.len(), emb, d), of)
+}
+
+/// The clusters of a map whose items mostly kept their places (`layout`'s "placed" mode):
+/// every item the last build clustered keeps its cluster and number (so cluster pages keep
+/// their addresses from night to night), and a new item joins the cluster most common
+/// among its first neighbours, as noise does. `None` (cluster afresh) when the last
+/// clustering is missing, was made with another minimum size, or a cluster would be left
+/// with under half that size.
+pub fn clusters_kept(prev: &KeptClusters, ids: &[&str], emb: &[f32], d: usize, nb: &Neighbours, min_size: usize) -> Option<(Vec<Cluster>, Vec<Option<u32>>)> {
+    if prev.min_size != min_size || prev.ids.len() != prev.cluster.len() {
+        return None;
+    }
+    let count = prev.cluster.iter().flatten().map(|&c| c as usize + 1).max().unwrap_or(0);
+    let old: std::collections::HashMap<&str, Option<u32>> = prev.ids.iter().map(|s| s.as_str()).zip(prev.cluster.iter().copied()).collect();
+    let known: Vec<Option<Option<u32>>> = ids.iter().map(|id| old.get(id).copied()).collect();
+    let mut of: Vec<Option<u32>> = known.iter().map(|k| k.flatten()).collect();
+    for i in 0..ids.len() {
+        if known[i].is_some() || nb.k == 0 {
+            continue;
+        }
+        let mut votes: std::collections::BTreeMap<u32, usize> = Default::default();
+        for (j, _) in nb.row(i).take(15) {
+            if let Some(c) = known[j as usize].flatten() {
+                *votes.entry(c).or_default() += 1;
+            }
+        }
+        of[i] = votes.iter().max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0))).map(|(c, _)| *c);
+    }
+    let mut sizes = vec![0usize; count];
+    for c in of.iter().flatten() {
+        sizes[*c as usize] += 1;
+    }
+    if sizes.iter().any(|&s| s * 2 < min_size) {
+        return None;
+    }
+    Some((with_representatives(&of, count, emb, d), of))
+}
+
+/// A clustering kept in the cache for the next build: each id's cluster.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+pub struct KeptClusters {
+    pub min_size: usize,
+    pub ids: Vec<String>,
+    pub cluster: Vec<Option<u32>>,
+}
+
+/// Each cluster's members and representative (the member closest to their mean embedding).
+fn with_representatives(of: &[Option<u32>], count: usize, emb: &[f32], d: usize) -> Vec<Cluster> {
+    let mut members: Vec<Vec<u32>> = vec![Vec::new(); count];
     for (i, c) in of.iter().enumerate() {
         if let Some(c) = c {
             members[*c as usize].push(i as u32);
         }
     }
-    let out = members
+    members
         .into_par_iter()
         .map(|m| {
             let mut mean = vec![0f64; d];
@@ -181,8 +230,7 @@ pub fn clusters(xy: &[f32], emb: &[f32], d: usize, nb: &Neighbours, min_size: us
                 .unwrap_or(0);
             Cluster { members: m, representative: best }
         })
-        .collect();
-    (out, of)
+        .collect()
 }
 
 /// Isolation Forest (Liu, Ting & Zhou 2008) on the embeddings: `trees` trees, each grown on

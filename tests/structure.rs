@@ -5,7 +5,7 @@ mod common;
 use common::*;
 use simsite::layout::{layout, LayoutSettings};
 use simsite::neighbours::{search, NeighbourSettings};
-use simsite::structure::{clusters, duplicates, outliers, OutlierMethod, StructureSettings};
+use simsite::structure::{clusters, clusters_kept, duplicates, outliers, KeptClusters, OutlierMethod, StructureSettings};
 
 const D: usize = 32;
 
@@ -64,4 +64,38 @@ fn known_clusters_outliers_and_duplicates_are_found() {
     }
     assert!(pairs.windows(2).all(|w| w[0].score >= w[1].score));
     assert!(pairs.iter().all(|p| p.a < p.b && p.score >= s.duplicate_threshold));
+}
+
+#[test]
+fn a_placed_map_keeps_its_clusters_and_numbers_and_new_items_join_their_kind() {
+    let (n, extra, c) = (1800, 18, 6);
+    let all = clustered(n + extra, D, c, 33);
+    let names: Vec<String> = (0..n + extra).map(|i| format!("i{i}")).collect();
+    let refs: Vec<&str> = names.iter().map(|s| s.as_str()).collect();
+    let min = StructureSettings::default().cluster_size(n);
+    let nb = search(&all[..n * D], D, &NeighbourSettings::default()).unwrap();
+    let (xy, _, _) = layout(&all[..n * D], D, &refs[..n], &nb, &LayoutSettings::default(), None).unwrap();
+    let (before, of_before) = clusters(&xy, &all[..n * D], D, &nb, min);
+    let kept = KeptClusters { min_size: min, ids: names[..n].to_vec(), cluster: of_before.clone() };
+
+    let nb = search(&all, D, &NeighbourSettings::default()).unwrap();
+    let (after, of) = clusters_kept(&kept, &refs, &all, D, &nb, min).expect("kept");
+    assert_eq!(after.len(), before.len());
+    assert_eq!(&of[..n], &of_before[..], "an existing item changed cluster");
+    // Each new item joins the cluster holding most of its own kind (item i is of kind i % c).
+    for i in n..n + extra {
+        let k = of[i].expect("a cluster") as usize;
+        let same_kind = after[k].members.iter().filter(|&&m| m as usize % c == i % c).count();
+        assert!(same_kind * 2 > after[k].members.len(), "item {i} joined cluster {k} of another kind");
+        assert!(after[k].members.contains(&(i as u32)));
+    }
+    // Another minimum size, or a cluster emptied by removals: cluster afresh.
+    assert!(clusters_kept(&KeptClusters { min_size: min + 1, ..kept.clone() }, &refs, &all, D, &nb, min).is_none());
+    let k0: Vec<usize> = (0..n).filter(|&i| of_before[i] == Some(0)).collect();
+    let gone: std::collections::HashSet<usize> = k0.into_iter().collect();
+    let rest: Vec<usize> = (0..n).filter(|i| !gone.contains(i)).collect();
+    let emb: Vec<f32> = rest.iter().flat_map(|&i| all[i * D..(i + 1) * D].iter().copied()).collect();
+    let rest_refs: Vec<&str> = rest.iter().map(|&i| refs[i]).collect();
+    let nb = search(&emb, D, &NeighbourSettings::default()).unwrap();
+    assert!(clusters_kept(&kept, &rest_refs, &emb, D, &nb, min).is_none());
 }
