@@ -378,10 +378,10 @@ pub fn build(settings: &Settings, ui: &Ui) -> Result<BuildOutcome> {
         let kept = matches!(linfo.mode.as_str(), "placed" | "reused")
             .then(|| std::fs::read(&kept_clusters).ok().and_then(|b| serde_json::from_slice::<structure::KeptClusters>(&b).ok()))
             .flatten()
-            .and_then(|k| structure::clusters_kept(&k, &ids, &emb, dim, &nb, min_size));
+            .and_then(|k| structure::clusters_kept(&k, &ids, &emb, dim, &nb, ss.min_cluster_size, min_size));
         let clusters_were_kept = kept.is_some();
         let (clusters, cluster_of) = kept.unwrap_or_else(|| structure::clusters(&coords, &emb, dim, &nb, min_size));
-        let record = structure::KeptClusters { min_size, ids: ids.iter().map(|s| s.to_string()).collect(), cluster: cluster_of.clone() };
+        let record = structure::KeptClusters { setting: ss.min_cluster_size, ids: ids.iter().map(|s| s.to_string()).collect(), cluster: cluster_of.clone() };
         fsutil::atomic_write(&kept_clusters, &serde_json::to_vec(&record)?)
             .with_context(|| format!("cannot keep the clusters in the cache folder: {}", kept_clusters.display()))?;
         let (outlier_score, outlier_rank) = ss.outliers(&emb, dim, &nb);

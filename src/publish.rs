@@ -278,8 +278,18 @@ impl Release {
                 return self.record(rel, false);
             }
         }
-        // Changed since the served release: written whatever the recycled file holds.
-        self.place(&path, |p| std::fs::write(p, bytes))?;
+        // Changed since the served release: written whatever the recycled file holds. A
+        // recycled file that is nobody else's (one link: not the served release's, not the
+        // cache's) is overwritten where it is. Replacing it instead would free an inode and
+        // take another for every changed file of every build, and ext4 avoids reusing
+        // recently freed inodes by scanning past them: after a few builds that made creating
+        // files ten times slower (62 s instead of 4 s for 100,000 item JSONs).
+        use std::os::unix::fs::MetadataExt;
+        if self.recycled && std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_file() && m.nlink() == 1) {
+            std::fs::write(&path, bytes).with_context(|| format!("cannot write {}\n  fix: check free space in {}", path.display(), self.releases.display()))?;
+        } else {
+            self.place(&path, |p| std::fs::write(p, bytes))?;
+        }
         self.record(rel, true)
     }
 

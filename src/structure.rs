@@ -163,10 +163,10 @@ pub fn clusters(xy: &[f32], emb: &[f32], d: usize, nb: &Neighbours, min_size: us
 /// every item the last build clustered keeps its cluster and number (so cluster pages keep
 /// their addresses from night to night), and a new item joins the cluster most common
 /// among its first neighbours, as noise does. `None` (cluster afresh) when the last
-/// clustering is missing, was made with another minimum size, or a cluster would be left
-/// with under half that size.
-pub fn clusters_kept(prev: &KeptClusters, ids: &[&str], emb: &[f32], d: usize, nb: &Neighbours, min_size: usize) -> Option<(Vec<Cluster>, Vec<Option<u32>>)> {
-    if prev.min_size != min_size || prev.ids.len() != prev.cluster.len() {
+/// clustering was made with another `min-cluster-size` setting (`setting`; 0 is automatic),
+/// or a cluster would be left with under half of `min_size`, the size now required.
+pub fn clusters_kept(prev: &KeptClusters, ids: &[&str], emb: &[f32], d: usize, nb: &Neighbours, setting: usize, min_size: usize) -> Option<(Vec<Cluster>, Vec<Option<u32>>)> {
+    if prev.setting != setting || prev.ids.len() != prev.cluster.len() {
         return None;
     }
     let count = prev.cluster.iter().flatten().map(|&c| c as usize + 1).max().unwrap_or(0);
@@ -198,7 +198,8 @@ pub fn clusters_kept(prev: &KeptClusters, ids: &[&str], emb: &[f32], d: usize, n
 /// A clustering kept in the cache for the next build: each id's cluster.
 #[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
 pub struct KeptClusters {
-    pub min_size: usize,
+    /// `[structure] min-cluster-size` as configured (0: automatic).
+    pub setting: usize,
     pub ids: Vec<String>,
     pub cluster: Vec<Option<u32>>,
 }

@@ -76,10 +76,11 @@ fn a_placed_map_keeps_its_clusters_and_numbers_and_new_items_join_their_kind() {
     let nb = search(&all[..n * D], D, &NeighbourSettings::default()).unwrap();
     let (xy, _, _) = layout(&all[..n * D], D, &refs[..n], &nb, &LayoutSettings::default(), None).unwrap();
     let (before, of_before) = clusters(&xy, &all[..n * D], D, &nb, min);
-    let kept = KeptClusters { min_size: min, ids: names[..n].to_vec(), cluster: of_before.clone() };
+    let kept = KeptClusters { setting: 0, ids: names[..n].to_vec(), cluster: of_before.clone() };
 
     let nb = search(&all, D, &NeighbourSettings::default()).unwrap();
-    let (after, of) = clusters_kept(&kept, &refs, &all, D, &nb, min).expect("kept");
+    // The automatic minimum size grows with the archive; that alone does not recluster.
+    let (after, of) = clusters_kept(&kept, &refs, &all, D, &nb, 0, StructureSettings::default().cluster_size(n + extra)).expect("kept");
     assert_eq!(after.len(), before.len());
     assert_eq!(&of[..n], &of_before[..], "an existing item changed cluster");
     // Each new item joins the cluster holding most of its own kind (item i is of kind i % c).
@@ -90,12 +91,12 @@ fn a_placed_map_keeps_its_clusters_and_numbers_and_new_items_join_their_kind() {
         assert!(after[k].members.contains(&(i as u32)));
     }
     // Another minimum size, or a cluster emptied by removals: cluster afresh.
-    assert!(clusters_kept(&KeptClusters { min_size: min + 1, ..kept.clone() }, &refs, &all, D, &nb, min).is_none());
+    assert!(clusters_kept(&KeptClusters { setting: 25, ..kept.clone() }, &refs, &all, D, &nb, 0, min).is_none());
     let k0: Vec<usize> = (0..n).filter(|&i| of_before[i] == Some(0)).collect();
     let gone: std::collections::HashSet<usize> = k0.into_iter().collect();
     let rest: Vec<usize> = (0..n).filter(|i| !gone.contains(i)).collect();
     let emb: Vec<f32> = rest.iter().flat_map(|&i| all[i * D..(i + 1) * D].iter().copied()).collect();
     let rest_refs: Vec<&str> = rest.iter().map(|&i| refs[i]).collect();
     let nb = search(&emb, D, &NeighbourSettings::default()).unwrap();
-    assert!(clusters_kept(&kept, &rest_refs, &emb, D, &nb, min).is_none());
+    assert!(clusters_kept(&kept, &rest_refs, &emb, D, &nb, 0, min).is_none());
 }
