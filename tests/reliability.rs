@@ -19,10 +19,6 @@ fn config(root: &Path) {
     .unwrap();
 }
 
-fn read(p: &Path) -> String {
-    std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
-}
-
 #[test]
 fn a_full_disk_leaves_the_old_site_whole_with_a_clear_error() {
     let tmp = tempfile::tempdir().unwrap();

@@ -43,10 +43,6 @@ fn lines(p: &Path) -> Vec<String> {
     std::fs::read_to_string(p).unwrap().lines().map(str::to_string).collect()
 }
 
-fn read(p: &Path) -> String {
-    std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
-}
-
 #[test]
 fn a_build_makes_pages_for_every_item_the_map_files_and_galleries() {
     let tmp = tempfile::tempdir().unwrap();

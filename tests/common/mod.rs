@@ -286,3 +286,8 @@ pub fn blob_archive(root: &Path, n: usize, from: usize) {
         write(&root.join(format!("archive/img{i:03}.fits")), &fits_bytes(&[Hdu::image(&[16, 16], Data::F32(v))]));
     }
 }
+
+/// A text file's contents, or a panic naming it.
+pub fn read(p: &Path) -> String {
+    std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
