@@ -230,7 +230,12 @@ impl Release {
             Ok(_) => std::fs::remove_file(path).ok(),
             Err(_) => None,
         };
-        make(path).with_context(|| format!("cannot write {}\n  fix: check free space in {}", path.display(), self.releases.display()))
+        make(path).with_context(|| self.cannot_write(path))
+    }
+
+    /// The error of a write into the staging folder that failed.
+    fn cannot_write(&self, path: &Path) -> String {
+        format!("cannot write {}\n  fix: check free space in {}", path.display(), self.releases.display())
     }
 
     /// Puts a file at `path` with `make` (writing or linking): directly into an empty
@@ -240,7 +245,7 @@ impl Release {
         if self.recycled {
             return self.install(path, make);
         }
-        make(path).with_context(|| format!("cannot write {}\n  fix: check free space in {}", path.display(), self.releases.display()))
+        make(path).with_context(|| self.cannot_write(path))
     }
 
     /// Makes `path` the inode `prev` (a served release's file), unless it already is.
@@ -279,7 +284,7 @@ impl Release {
         // files ten times slower (62 s instead of 4 s for 100,000 item JSONs).
         use std::os::unix::fs::MetadataExt;
         if self.recycled && std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_file() && m.nlink() == 1) {
-            overwrite(&path, bytes).with_context(|| format!("cannot write {}\n  fix: check free space in {}", path.display(), self.releases.display()))?;
+            overwrite(&path, bytes).with_context(|| self.cannot_write(&path))?;
         } else {
             self.place(&path, |p| std::fs::write(p, bytes))?;
         }
