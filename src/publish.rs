@@ -331,6 +331,30 @@ impl Release {
         !self.state.lock().unwrap().changed.is_empty()
     }
 
+    /// Deletes what the recycled release had and this one does not (a killed build's
+    /// temporary files among them), and the folders that leaves empty.
+    fn remove_stale(&self, put: &HashSet<String>) -> Result<()> {
+        let mut emptied = BTreeSet::new();
+        for entry in walkdir::WalkDir::new(&self.staging).min_depth(1) {
+            let entry = entry?;
+            if !entry.file_type().is_dir() {
+                let rel = entry.path().strip_prefix(&self.staging).unwrap().to_string_lossy().into_owned();
+                if !put.contains(&rel) {
+                    std::fs::remove_file(entry.path()).with_context(|| format!("cannot remove {}", entry.path().display()))?;
+                    emptied.insert(entry.path().parent().unwrap().to_path_buf());
+                }
+            }
+        }
+        // Deepest first; a folder that still has something in it stays.
+        for dir in emptied.iter().rev() {
+            let mut d = dir.as_path();
+            while d != self.staging && std::fs::remove_dir(d).is_ok() {
+                d = d.parent().unwrap();
+            }
+        }
+        Ok(())
+    }
+
     /// Switches `out` to the new release (one rename), writes the changed-path lists into
     /// `report_dir`, and prunes old releases.
     pub fn commit(mut self, report_dir: &Path) -> Result<Changes> {
@@ -348,25 +372,8 @@ impl Release {
             }
         }
         removed.sort();
-        // What the recycled release had and this one does not (a killed build's temporary
-        // files among them).
-        let mut emptied = BTreeSet::new();
-        for entry in walkdir::WalkDir::new(&self.staging).min_depth(1).into_iter().filter(|_| self.recycled) {
-            let entry = entry?;
-            if !entry.file_type().is_dir() {
-                let rel = entry.path().strip_prefix(&self.staging).unwrap().to_string_lossy().into_owned();
-                if !state.put.contains(&rel) {
-                    std::fs::remove_file(entry.path()).with_context(|| format!("cannot remove {}", entry.path().display()))?;
-                    emptied.insert(entry.path().parent().unwrap().to_path_buf());
-                }
-            }
-        }
-        // Deepest first; a folder that still has something in it stays.
-        for dir in emptied.iter().rev() {
-            let mut d = dir.as_path();
-            while d != self.staging && std::fs::remove_dir(d).is_ok() {
-                d = d.parent().unwrap();
-            }
+        if self.recycled {
+            self.remove_stale(&state.put)?;
         }
         sync_filesystem(&self.staging);
         let (parent, name) = names(&self.out)?;

@@ -148,13 +148,7 @@ pub fn clusters(xy: &[f32], emb: &[f32], d: usize, nb: &Neighbours, min_size: us
         if core[i].is_some() || nb.k == 0 {
             continue;
         }
-        let mut votes: std::collections::BTreeMap<u32, usize> = Default::default();
-        for (j, _) in nb.row(i).take(15) {
-            if let Some(c) = core[j as usize] {
-                *votes.entry(c).or_default() += 1;
-            }
-        }
-        of[i] = votes.iter().max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0))).map(|(c, _)| *c);
+        of[i] = neighbours_cluster(nb, i, |j| core[j]);
     }
     (with_representatives(&of, groups.len(), emb, d), of)
 }
@@ -177,13 +171,7 @@ pub fn clusters_kept(prev: &KeptClusters, ids: &[&str], emb: &[f32], d: usize, n
         if known[i].is_some() || nb.k == 0 {
             continue;
         }
-        let mut votes: std::collections::BTreeMap<u32, usize> = Default::default();
-        for (j, _) in nb.row(i).take(15) {
-            if let Some(c) = known[j as usize].flatten() {
-                *votes.entry(c).or_default() += 1;
-            }
-        }
-        of[i] = votes.iter().max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0))).map(|(c, _)| *c);
+        of[i] = neighbours_cluster(nb, i, |j| known[j].flatten());
     }
     let mut sizes = vec![0usize; count];
     for c in of.iter().flatten() {
@@ -193,6 +181,18 @@ pub fn clusters_kept(prev: &KeptClusters, ids: &[&str], emb: &[f32], d: usize, n
         return None;
     }
     Some((with_representatives(&of, count, emb, d), of))
+}
+
+/// The cluster most common among item `i`'s first 15 neighbours (`cluster_of(j)`; ties:
+/// the lower number), if any of them has one.
+fn neighbours_cluster(nb: &Neighbours, i: usize, cluster_of: impl Fn(usize) -> Option<u32>) -> Option<u32> {
+    let mut votes: std::collections::BTreeMap<u32, usize> = Default::default();
+    for (j, _) in nb.row(i).take(15) {
+        if let Some(c) = cluster_of(j as usize) {
+            *votes.entry(c).or_default() += 1;
+        }
+    }
+    votes.iter().max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0))).map(|(c, _)| *c)
 }
 
 /// A clustering kept in the cache for the next build: each id's cluster.
