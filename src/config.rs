@@ -147,11 +147,18 @@ pub struct RawArchive {
     pub follow_symlinks: bool,
     pub max_pixels: u64,
     pub max_file_mb: u64,
+    pub decode_memory_mb: u64,
 }
 
 impl Default for RawArchive {
     fn default() -> Self {
-        RawArchive { root: None, follow_symlinks: false, max_pixels: 100_000_000, max_file_mb: 2048 }
+        RawArchive {
+            root: None,
+            follow_symlinks: false,
+            max_pixels: 100_000_000,
+            max_file_mb: 2048,
+            decode_memory_mb: crate::decode::budget::DEFAULT_BYTES >> 20,
+        }
     }
 }
 
@@ -417,6 +424,8 @@ pub struct Settings {
     pub site: SiteSettings,
     pub archive: PathBuf,
     pub follow_symlinks: bool,
+    /// All images being decoded at once stay within this (see `decode::budget`).
+    pub decode_memory_bytes: u64,
     pub catalogue: Option<CatalogueSettings>,
     pub out: PathBuf,
     pub cache: PathBuf,
@@ -662,6 +671,9 @@ pub fn resolve(
     if raw.archive.max_file_mb == 0 {
         return Err(invalid(&path, "archive.max-file-mb", "must be at least 1"));
     }
+    if raw.archive.decode_memory_mb == 0 {
+        return Err(invalid(&path, "archive.decode-memory-mb", "must be at least 1"));
+    }
     if !(16..=1024).contains(&raw.thumbnails.size) {
         return Err(invalid(
             &path,
@@ -819,6 +831,7 @@ pub fn resolve(
         site,
         archive,
         follow_symlinks: raw.archive.follow_symlinks,
+        decode_memory_bytes: raw.archive.decode_memory_mb.saturating_mul(1 << 20),
         catalogue,
         out,
         cache,

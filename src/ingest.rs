@@ -50,6 +50,7 @@ impl<'a> IngestSettings<'a> {
         needs_tensor: &'a (dyn Fn(&blake3::Hash) -> bool + Sync),
         validate_only: bool,
     ) -> IngestSettings<'a> {
+        crate::decode::budget::set_limit(settings.decode_memory_bytes);
         IngestSettings {
             preprocess: &settings.preprocess,
             thumbs: &settings.thumbs,

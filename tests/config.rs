@@ -27,7 +27,7 @@ fn unknown_key_names_the_file_line_key_valid_keys_and_fix() {
     assert_eq!(
         build_err(d.path()),
         format!(
-            "error: invalid config {}:\nTOML parse error at line 3, column 1\n  |\n3 | follow-links = true\n  | ^^^^^^^^^^^^\nunknown field `follow-links`, expected one of `root`, `follow-symlinks`, `max-pixels`, `max-file-mb`\n  fix: correct or remove that key (`simsite init` writes a config listing every key)\n",
+            "error: invalid config {}:\nTOML parse error at line 3, column 1\n  |\n3 | follow-links = true\n  | ^^^^^^^^^^^^\nunknown field `follow-links`, expected one of `root`, `follow-symlinks`, `max-pixels`, `max-file-mb`, `decode-memory-mb`\n  fix: correct or remove that key (`simsite init` writes a config listing every key)\n",
             cfg.display()
         )
     );

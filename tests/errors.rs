@@ -52,7 +52,7 @@ fn each_mistake_names_the_problem_and_the_fix() {
         (
             "unknown config key",
             vec!["--config", "unknown-key.toml"],
-            "error: invalid config ROOT/unknown-key.toml:\nTOML parse error at line 3, column 1\n  |\n3 | bogus = 1\n  | ^^^^^\nunknown field `bogus`, expected one of `root`, `follow-symlinks`, `max-pixels`, `max-file-mb`\n  fix: correct or remove that key (`simsite init` writes a config listing every key)".into(),
+            "error: invalid config ROOT/unknown-key.toml:\nTOML parse error at line 3, column 1\n  |\n3 | bogus = 1\n  | ^^^^^\nunknown field `bogus`, expected one of `root`, `follow-symlinks`, `max-pixels`, `max-file-mb`, `decode-memory-mb`\n  fix: correct or remove that key (`simsite init` writes a config listing every key)".into(),
         ),
         (
             "a value out of range",
@@ -98,4 +98,41 @@ fn each_mistake_names_the_problem_and_the_fix() {
     for out in ["out", "archive/site", "site"] {
         assert!(!root.join(out).exists(), "{out} was created");
     }
+}
+
+#[test]
+fn an_unwritable_output_or_cache_stops_before_any_work_naming_the_folder_and_the_fix() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    blob_archive(root, 3, 0);
+    std::fs::create_dir(root.join("ro")).unwrap();
+    // A read-only file system, mounted in a user and mount namespace of the test's own (as
+    // root, permission bits would not stop a write; a read-only mount stops everyone).
+    let script = format!(
+        r#"mount -t tmpfs -o size=4m tmpfs ro && mkdir ro/site && mount -o remount,ro ro || exit 90
+{bin} --quiet build --archive archive --out ro/site --cache cache 2> out-in-ro.txt; echo $? >> codes
+{bin} --quiet build --archive archive --out ro/new/site --cache cache 2> out-under-ro.txt; echo $? >> codes
+{bin} --quiet build --archive archive --out site --cache ro/cache 2> cache-in-ro.txt; echo $? >> codes
+"#,
+        bin = bin().display()
+    );
+    std::fs::write(root.join("run.sh"), script).unwrap();
+    let status = std::process::Command::new("unshare").args(["-rm", "bash", "run.sh"]).current_dir(root).status().expect("unshare (util-linux)");
+    assert_ne!(status.code(), Some(90), "the test could not mount a read-only tmpfs: it needs `unshare -rm` (user namespaces)");
+    assert_eq!(read(&root.join("codes")), "1\n1\n1\n");
+    let got = |name: &str| read(&root.join(name)).replace(&root.display().to_string(), "ROOT").trim_end().to_string();
+    assert_eq!(
+        got("out-in-ro.txt"),
+        "error: cannot open the lock file ROOT/ro/.site.lock: Read-only file system (os error 30)\n  fix: check that ROOT/ro is writable"
+    );
+    assert_eq!(
+        got("out-under-ro.txt"),
+        "error: cannot create ROOT/ro/new: Read-only file system (os error 30)\n  fix: check --out / [output] dir and its permissions"
+    );
+    assert_eq!(
+        got("cache-in-ro.txt"),
+        "error: cannot write into the cache folder ROOT/ro/cache: Read-only file system (os error 30)\n  fix: make the cache folder writable (owner, permissions, a read-only mount), or point [output] cache / --cache elsewhere"
+    );
+    // Nothing was decoded into a cache, and no site appeared anywhere.
+    assert!(!root.join("cache").exists() && !root.join("site").exists());
 }

@@ -72,3 +72,56 @@ exit 0
     let ids: Vec<String> = serde_json::from_str(&read(&root.join("ids3.json"))).unwrap();
     assert_eq!(ids.len(), 170);
 }
+
+/// Runs a build and returns its exit code and peak resident memory (bytes), from `wait4`.
+fn build_peak_rss(root: &Path, threads: usize) -> (i32, u64) {
+    let child = std::process::Command::new(bin())
+        .args(["build", "--quiet"])
+        .current_dir(root)
+        .env("RAYON_NUM_THREADS", threads.to_string())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut status = 0;
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waits for our own child once; std's Child is not waited on afterwards.
+    let pid = unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut usage) };
+    assert_eq!(pid, child.id() as libc::pid_t);
+    (libc::WEXITSTATUS(status), usage.ru_maxrss as u64 * 1024)
+}
+
+#[test]
+fn huge_valid_images_are_decoded_within_the_memory_budget() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    // Six valid 4000 × 4000 images (16 MP each, about 0.7 GB of decoding budget each), and
+    // six decoding threads: unbounded, they would all be decoded at once.
+    for i in 0..6u32 {
+        png_grey8(&root.join(format!("archive/huge-{i}.png")), 4000, 4000, move |x, y| ((x / (7 + i) + y / 5) % 251) as u8);
+    }
+    blob_archive(root, 10, 0);
+    let write_config = |mb: u64| {
+        std::fs::write(
+            root.join("site-config.toml"),
+            format!(
+                "[archive]\nroot = \"archive\"\ndecode-memory-mb = {mb}\n[output]\ndir = \"out\"\ncache = \"cache-{mb}\"\n[encoder]\nmodel = \"{}\"\n[neighbours]\nk = 5\nshow = 5\n",
+                fixture("tiny-meta.onnx").display()
+            ),
+        )
+        .unwrap()
+    };
+    write_config(800);
+    let (code, bounded) = build_peak_rss(root, 6);
+    assert_eq!(code, 0);
+    let report: serde_json::Value = serde_json::from_str(&read(&root.join("cache-800/last-build.json"))).unwrap();
+    assert_eq!((report["items"].as_u64(), report["skipped"].as_u64()), (Some(16), Some(0)), "{report}");
+    write_config(100_000);
+    let (code, unbounded) = build_peak_rss(root, 6);
+    assert_eq!(code, 0);
+    let mb = |b: u64| b >> 20;
+    eprintln!("peak RSS: {} MB within an 800 MB budget, {} MB without one", mb(bounded), mb(unbounded));
+    // One image at a time: its buffers (about 0.25 GB) plus the process's own (well under
+    // 0.3 GB); without the budget, six at once.
+    assert!(bounded < 800 << 20, "{} MB with an 800 MB budget", mb(bounded));
+    assert!(unbounded > bounded * 2, "without a budget {} MB, with one {} MB: the budget bounds nothing", mb(unbounded), mb(bounded));
+}

@@ -12,7 +12,7 @@ use std::io::Read;
 
 use fitsio_sys as sys;
 
-use super::{check_pixels, Raster};
+use super::{admit, Raster};
 use crate::config::{CubeMode, FitsSettings, HduChoice};
 use crate::error::FileError;
 
@@ -263,7 +263,8 @@ pub(super) fn decode(
         return Err(FileError::NoImage(format!("{hdu_label} has axes {axes:?}, not a 2-D image")));
     }
     let (w, h) = (axes[0] as u64, axes[1] as u64);
-    check_pixels(w, h, max_pixels)?;
+    // The inflated or padded copy counts too; the caller's bytes are held meanwhile.
+    let reservation = admit(w, h, max_pixels, bytes.len() + if std::ptr::eq(data, bytes) { 0 } else { data.len() })?;
     // CFITSIO's memory driver does not bounds-check reads past the buffer's end: a file
     // shorter than its header says would be read into foreign memory. Check it here.
     let end = f.data_end()?;
@@ -313,5 +314,5 @@ pub(super) fn decode(
         let (top, bottom) = acc.split_at_mut((h - 1 - y) * w);
         top[y * w..(y + 1) * w].swap_with_slice(&mut bottom[..w]);
     }
-    Ok(Raster { width: w, height: h, channels: 1, data: acc, display_ready: false })
+    Ok(Raster { width: w, height: h, channels: 1, data: acc, display_ready: false, reservation })
 }

@@ -6,6 +6,7 @@
 //! squeezed to 8 bits). Image sizes are checked against the pixel limit from the header,
 //! before any pixel buffer is allocated.
 
+pub mod budget;
 mod fits;
 mod raster;
 
@@ -23,6 +24,8 @@ pub struct Raster {
     pub data: Vec<f32>,
     /// True for 8-bit sources, which are already display-stretched (JPEG, 8-bit PNG/TIFF).
     pub display_ready: bool,
+    /// This image's share of the decode memory budget, held until the raster is dropped.
+    pub reservation: budget::Reservation,
 }
 
 impl Raster {
@@ -32,8 +35,15 @@ impl Raster {
     }
 }
 
-/// Refuses an image whose header claims more pixels than allowed, before allocating.
-pub(crate) fn check_pixels(width: u64, height: u64, limit: u64) -> Result<(), FileError> {
+/// Refuses an image whose header claims more pixels than allowed, before allocating; else
+/// reserves its decoding memory (see [`budget`]), waiting while other decodes hold it.
+pub(crate) fn admit(width: u64, height: u64, limit: u64, file_bytes: usize) -> Result<budget::Reservation, FileError> {
+    check_pixels(width, height, limit)?;
+    let peak = (width * height).saturating_mul(budget::PEAK_BYTES_PER_PIXEL).saturating_add(file_bytes as u64);
+    Ok(budget::reserve(peak))
+}
+
+fn check_pixels(width: u64, height: u64, limit: u64) -> Result<(), FileError> {
     let pixels = width.saturating_mul(height);
     if width == 0 || height == 0 {
         return Err(FileError::NoImage(format!("image is {width}x{height}")));

@@ -3,7 +3,7 @@
 
 use std::io::Cursor;
 
-use super::{check_pixels, Raster};
+use super::{admit, Raster};
 use crate::error::FileError;
 use crate::scan::Format;
 
@@ -29,7 +29,7 @@ pub(super) fn decode_image(bytes: &[u8], format: Format, max_pixels: u64) -> Res
         other => FileError::Decode { format: name, message: other.to_string() },
     };
     let (w, h) = image::ImageReader::with_format(Cursor::new(bytes), fmt).into_dimensions().map_err(err)?;
-    check_pixels(w as u64, h as u64, max_pixels)?;
+    let reservation = admit(w as u64, h as u64, max_pixels, bytes.len())?;
     let mut reader = image::ImageReader::with_format(Cursor::new(bytes), fmt);
     let mut limits = image::Limits::default();
     // The largest buffer the decoder may need: 4 channels of 32-bit samples, plus slack.
@@ -54,7 +54,7 @@ pub(super) fn decode_image(bytes: &[u8], format: Format, max_pixels: u64) -> Res
             (3, planar_from_interleaved(b.as_raw(), 3, 3, |v| v), false)
         }
     };
-    Ok(Raster { width: w, height: h, channels, data, display_ready })
+    Ok(Raster { width: w, height: h, channels, data, display_ready, reservation })
 }
 
 pub(super) fn decode_tiff(bytes: &[u8], max_pixels: u64) -> Result<Raster, FileError> {
@@ -63,7 +63,7 @@ pub(super) fn decode_tiff(bytes: &[u8], max_pixels: u64) -> Result<Raster, FileE
     let err = |e: tiff::TiffError| FileError::Decode { format: "TIFF", message: e.to_string() };
     let mut dec = Decoder::new(Cursor::new(bytes)).map_err(err)?;
     let (w, h) = dec.dimensions().map_err(err)?;
-    check_pixels(w as u64, h as u64, max_pixels)?;
+    let reservation = admit(w as u64, h as u64, max_pixels, bytes.len())?;
     let color = dec.colortype().map_err(err)?;
     let (samples, keep) = match color {
         C::Gray(_) => (1, 1),
@@ -92,5 +92,5 @@ pub(super) fn decode_tiff(bytes: &[u8], max_pixels: u64) -> Result<Raster, FileE
         R::F64(v) if v.len() >= expected => (planar_from_interleaved(&v[..expected], samples, keep, |x| x as f32), false),
         _ => return Err(FileError::Decode { format: "TIFF", message: "fewer samples than the header declares".into() }),
     };
-    Ok(Raster { width: w as usize, height: h as usize, channels: keep, data, display_ready })
+    Ok(Raster { width: w as usize, height: h as usize, channels: keep, data, display_ready, reservation })
 }
