@@ -66,7 +66,7 @@ pub enum CatalogueError {
 pub enum FileError {
     #[error("cannot read file: {0}")]
     Io(#[from] std::io::Error),
-    #[error("cannot write {} into the cache: {source}\n  fix: free space in the cache folder or point [output] cache / --cache elsewhere; the site was left as it was", path.display())]
+    #[error("cannot write {} into the cache: {source}\n  fix: {}, or point [output] cache / --cache elsewhere; the site was left as it was", path.display(), cache_fix(source))]
     CacheWrite { path: PathBuf, source: std::io::Error },
     #[error("empty file")]
     Empty,
@@ -84,6 +84,15 @@ pub enum FileError {
     AllBlank,
     #[error("unsupported: {0}")]
     Unsupported(String),
+}
+
+/// What to do about a failed write: free space when the disk is full, else permissions.
+pub fn cache_fix(e: &std::io::Error) -> &'static str {
+    use std::io::ErrorKind as K;
+    match e.kind() {
+        K::StorageFull | K::QuotaExceeded | K::FileTooLarge => "free space in the cache folder",
+        _ => "make the cache folder writable (owner, permissions, a read-only mount)",
+    }
 }
 
 #[derive(Debug, Error)]

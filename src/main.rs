@@ -20,15 +20,20 @@ fn main() -> ExitCode {
 /// The error and its causes, each cause once: many messages already quote their cause
 /// (`cannot read the model …: No such file or directory`), which `{:#}` would repeat.
 fn message(e: &anyhow::Error) -> String {
-    let mut msg = e.to_string();
+    // Causes go after the problem and before its `fix:` line.
+    let top = e.to_string();
+    let (mut msg, fix) = match top.find("\n  fix:") {
+        Some(at) => (top[..at].to_string(), top[at..].to_string()),
+        None => (top.clone(), String::new()),
+    };
     for cause in e.chain().skip(1) {
         let c = cause.to_string();
-        if !msg.contains(&c) {
+        if !top.contains(&c) && !msg.contains(&c) {
             msg.push_str(": ");
             msg.push_str(&c);
         }
     }
-    msg
+    msg + &fix
 }
 
 /// The settings of a built site, for commands that read the site and not the archive

@@ -61,6 +61,18 @@ impl Shard {
     }
 }
 
+/// Stops at once, before any decoding, when the cache folder cannot be written.
+fn cache_writable(settings: &Settings) -> Result<()> {
+    let dir = &settings.cache;
+    crate::fsutil::check_writable(dir).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot write into the cache folder {}: {e}\n  fix: {}, or point [output] cache / --cache elsewhere",
+            dir.display(),
+            crate::error::cache_fix(&e)
+        )
+    })
+}
+
 /// Results held in memory between decoding and the consumer.
 const QUEUE: usize = 256;
 
@@ -263,6 +275,7 @@ pub(crate) fn run_ingest(
 pub fn build(settings: &Settings, ui: &Ui) -> Result<BuildOutcome> {
     // First: a second build on the same output stops here, touching nothing.
     let release = Release::begin(&settings.out)?;
+    cache_writable(settings)?;
     let mut settings = settings.clone();
     let mut encoder = load_encoder(&mut settings, ui)?;
     let Gathered { items, mut report } = gather(&settings, ui)?;
@@ -483,6 +496,7 @@ pub struct EmbedOutcome {
 
 /// Embeds one shard of the archive into the cache (thumbnails too), for a following build.
 pub fn embed_shard(settings: &Settings, shard: Shard, ui: &Ui) -> Result<EmbedOutcome> {
+    cache_writable(settings)?;
     let mut settings = settings.clone();
     let Some(mut encoder) = load_encoder(&mut settings, ui)? else {
         anyhow::bail!("`simsite embed` needs a model\n  fix: set `model` under [encoder]");
