@@ -89,7 +89,13 @@ impl Catalogue {
     pub fn load(cfg: &CatalogueSettings) -> Result<Catalogue, CatalogueError> {
         let path = cfg.path.as_path();
         let file = std::fs::File::open(path).map_err(|e| CatalogueError::Io { path: path.to_path_buf(), source: e })?;
-        let mut reader = csv::ReaderBuilder::new().flexible(false).from_reader(std::io::BufReader::new(file));
+        Self::from_reader(std::io::BufReader::new(file), cfg)
+    }
+
+    /// Parses a catalogue from any reader; `cfg.path` only names it in messages.
+    pub fn from_reader(input: impl std::io::Read, cfg: &CatalogueSettings) -> Result<Catalogue, CatalogueError> {
+        let path = cfg.path.as_path();
+        let mut reader = csv::ReaderBuilder::new().flexible(false).from_reader(input);
         let csv_err = |e: csv::Error| CatalogueError::Csv {
             path: path.to_path_buf(),
             message: match e.kind() {

@@ -39,7 +39,7 @@ fn mixed_archive(root: &Path) -> (Vec<&'static str>, Vec<(&'static str, &'static
     rgb8(&root.join("jpeg/galaxy.jpg"), 32, 32, |x, y| [(x * 8) as u8, (y * 8) as u8, 40]);
     let tv: Vec<f32> = blob(12, 12, 6.0, 6.0).iter().map(|v| v - 500.0).collect();
     tiff_f32(&root.join("tiff/float.tif"), 12, 12, &tv);
-    png_grey8(&root.join("names/with space & <b>quote'.png"), 8, 8, |x, _| (x * 30) as u8);
+    png_grey8(&root.join("names/with space & <b>\"quote\"'.png"), 8, 8, |x, _| (x * 30) as u8);
     png_grey8(&root.join("folder.fits/inside.png"), 8, 8, |x, y| (x + y) as u8);
 
     // Bad files.
@@ -70,7 +70,7 @@ fn mixed_archive(root: &Path) -> (Vec<&'static str>, Vec<(&'static str, &'static
         "fits/scaled-int16.fits",
         "folder.fits/inside.png",
         "jpeg/galaxy.jpg",
-        "names/with space & <b>quote'.png",
+        "names/with space & <b>\"quote\"'.png",
         "png/colour.png",
         "png/grey16.png",
         "png/grey8.png",
