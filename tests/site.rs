@@ -264,6 +264,11 @@ fn a_killed_rebuild_leaves_the_old_site_whole_and_the_next_run_completes() {
     assert_eq!(code, 0, "{err}");
     let ids: Vec<String> = serde_json::from_slice(&std::fs::read(out.join("api/ids.json")).unwrap()).unwrap();
     assert_eq!(ids.len(), 160);
+    // It reused the cache: the 120 old images were neither embedded nor thumbnailed again
+    // (and whatever the killed runs finished of the 40 new ones was kept too).
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(root.join("cache/last-build.json")).unwrap()).unwrap();
+    assert!(report["embedded"].as_u64().unwrap() <= 40, "{report}");
+    assert!(report["thumbnails_reused"].as_u64().unwrap() >= 120, "{report}");
     // No staging folder of a killed build is left behind.
     let leftovers: Vec<PathBuf> =
         std::fs::read_dir(root.join(".out.releases")).unwrap().map(|e| e.unwrap().path()).filter(|p| p.to_string_lossy().contains("staging")).collect();
