@@ -257,12 +257,14 @@ pub fn stretch_bands(r: &Raster, s: &PreprocessSettings) -> Result<Vec<Vec<f32>>
     let mut bands: Vec<Vec<f32>> = (0..r.channels).map(|c| r.plane(c).to_vec()).collect();
     let Clip { stretch, lo, hi, fill, .. } = clip_limits(r, s)?;
     let lut = Lut::of(stretch);
-    let range = hi - lo;
+    // In f64: near f32's limits `hi - lo` overflows to infinity, and then `(x - lo) / range`
+    // would be inf / inf = NaN (found by fuzzing: a cube summed to ±2.6e38).
+    let (lo, range) = (lo as f64, hi as f64 - lo as f64);
     let scale = if range > 0.0 { 1.0 / range } else { 0.0 };
     for band in &mut bands {
         for v in band.iter_mut() {
             let x = if v.is_finite() { *v } else { fill };
-            *v = lut.get(((x - lo) * scale).clamp(0.0, 1.0));
+            *v = lut.get((((x as f64 - lo) * scale) as f32).clamp(0.0, 1.0));
         }
     }
     Ok(bands)

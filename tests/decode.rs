@@ -5,7 +5,7 @@ mod common;
 use std::path::Path;
 
 use common::*;
-use simsite::config::{self, CubeMode, HduChoice, Overrides, PreprocessSettings, RawConfig};
+use simsite::config::{self, CubeMode, HduChoice, Overrides, PreprocessSettings, RawConfig, Stretch};
 use simsite::decode::{decode, Raster};
 use simsite::error::FileError;
 use simsite::scan::classify;
@@ -298,4 +298,22 @@ fn broken_raster_files_are_refused_with_a_reason() {
     assert!(dec(&p, &s).unwrap_err().to_string().starts_with("not a valid JPEG file"));
     let p = write(&d.path().join("empty.png"), b"");
     assert_eq!(dec(&p, &s).unwrap_err().to_string(), "empty file");
+}
+
+/// Found by fuzzing (`fuzz/`, target `fits`): values near f32's limits made the clip range
+/// overflow to infinity and the stretched pixels NaN, which the encoder would have turned
+/// into a NaN embedding.
+#[test]
+fn values_near_the_float_limits_stretch_to_finite_pixels() {
+    let d = tempfile::tempdir().unwrap();
+    let data: Vec<f32> = (0..120).map(|i| if i % 2 == 0 { 2.6e38 } else { -2.6e38 } * (i as f32 / 120.0)).collect();
+    let p = fits(d.path(), "extreme.fits", &[Hdu::image(&[10, 12], Data::F32(data))]);
+    for stretch in [Stretch::Linear, Stretch::Asinh, Stretch::Log, Stretch::Sqrt, Stretch::Zscale] {
+        let mut s = settings();
+        s.stretch = stretch;
+        let r = dec(&p, &s).unwrap();
+        let prepared = simsite::preprocess::prepare(&r, &s, 64).unwrap();
+        assert!(prepared.tensor.iter().all(|v| (0.0..=1.0).contains(v)), "{stretch:?}: a tensor value outside [0, 1]");
+        assert!(prepared.tensor.iter().any(|&v| v > 0.0), "{stretch:?}: all black");
+    }
 }
