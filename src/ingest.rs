@@ -13,6 +13,7 @@ use rayon::prelude::*;
 use crate::catalogue::Item;
 use crate::config::{PreprocessSettings, ThumbSettings};
 use crate::decode;
+use crate::digests::{Memo, Stamp};
 use crate::error::FileError;
 use crate::fsutil;
 use crate::preprocess;
@@ -31,6 +32,11 @@ pub struct Ingested {
     pub thumb_made: bool,
     /// The encoder input, when the file had to be decoded.
     pub tensor: Option<Vec<f32>>,
+    /// Whether the file was read (false: its digest was remembered and nothing else was
+    /// needed from it).
+    pub read: bool,
+    /// The file's stamp, when its digest may be remembered for the next build.
+    pub stamp: Option<Stamp>,
 }
 
 pub struct IngestSettings<'a> {
@@ -42,6 +48,8 @@ pub struct IngestSettings<'a> {
     /// Whether the encoder input is needed for a file with this content digest (false
     /// when its embedding is cached, or there is no encoder).
     pub needs_tensor: &'a (dyn Fn(&blake3::Hash) -> bool + Sync),
+    /// Digests remembered from the previous build (see `digests`).
+    pub memo: Option<&'a Memo>,
 }
 
 impl<'a> IngestSettings<'a> {
@@ -57,29 +65,43 @@ impl<'a> IngestSettings<'a> {
             cache: &settings.cache,
             validate_only,
             needs_tensor,
+            memo: None,
         }
     }
 }
 
 fn ingest_one(item: &Item, s: &IngestSettings) -> Result<Ingested, FileError> {
-    let size = std::fs::metadata(&item.entry.abs)?.len();
+    let meta = std::fs::metadata(&item.entry.abs)?;
+    let size = meta.len();
     let limit = s.preprocess.max_file_bytes;
     if size > limit {
         return Err(FileError::FileTooLarge { size, limit });
     }
+    let stamp = Stamp::of(&meta);
+    let keep = s.memo.filter(|m| m.settled(&stamp)).map(|_| stamp);
+    let cached = |digest: &blake3::Hash| {
+        let thumb = thumbs::cache_path(s.cache, &thumbs::cache_key(digest, s.preprocess, s.thumbs));
+        // The preview is cached like the thumbnail, under the key of its own size.
+        let preview = (s.thumbs.preview > 0).then(|| {
+            let ps = crate::config::ThumbSettings { size: s.thumbs.preview, ..*s.thumbs };
+            thumbs::cache_path(s.cache, &thumbs::cache_key(digest, s.preprocess, &ps))
+        });
+        let (thumb_cached, preview_cached) = (thumb.is_file(), preview.as_ref().is_none_or(|p| p.is_file()));
+        (thumb, preview, thumb_cached, preview_cached)
+    };
+    // An unchanged file whose outputs are all cached is not even read.
+    if let Some(digest) = s.memo.and_then(|m| m.get(&item.entry.rel_str, &stamp)) {
+        if !s.validate_only && !(s.needs_tensor)(&digest) {
+            if let (thumb, preview, true, true) = cached(&digest) {
+                return Ok(Ingested { digest, thumb, preview, thumb_made: false, tensor: None, read: false, stamp: keep });
+            }
+        }
+    }
     let bytes = std::fs::read(&item.entry.abs)?;
     let digest = blake3::hash(&bytes);
-    let key = thumbs::cache_key(&digest, s.preprocess, s.thumbs);
-    let thumb = thumbs::cache_path(s.cache, &key);
-    let thumb_cached = thumb.is_file();
-    // The preview is cached like the thumbnail, under the key of its own size.
-    let preview = (s.thumbs.preview > 0).then(|| {
-        let ps = crate::config::ThumbSettings { size: s.thumbs.preview, ..*s.thumbs };
-        thumbs::cache_path(s.cache, &thumbs::cache_key(&digest, s.preprocess, &ps))
-    });
-    let preview_cached = preview.as_ref().is_none_or(|p| p.is_file());
+    let (thumb, preview, thumb_cached, preview_cached) = cached(&digest);
     if !s.validate_only && !(s.needs_tensor)(&digest) && thumb_cached && preview_cached {
-        return Ok(Ingested { digest, thumb, preview, thumb_made: false, tensor: None });
+        return Ok(Ingested { digest, thumb, preview, thumb_made: false, tensor: None, read: true, stamp: keep });
     }
     let raster = decode::decode(&bytes, item.entry.format, s.preprocess)?;
     drop(bytes);
@@ -96,7 +118,7 @@ fn ingest_one(item: &Item, s: &IngestSettings) -> Result<Ingested, FileError> {
     }
     drop(raster);
     let tensor = (s.needs_tensor)(&digest).then_some(prepared.tensor);
-    Ok(Ingested { digest, thumb, preview, thumb_made, tensor })
+    Ok(Ingested { digest, thumb, preview, thumb_made, tensor, read: true, stamp: keep })
 }
 
 /// Runs the stage over `items`, calling `consume(index, result)` on the calling thread as

@@ -9,6 +9,7 @@ pub mod catalogue;
 pub mod cli;
 pub mod config;
 pub mod decode;
+pub mod digests;
 pub mod encoder;
 pub mod error;
 pub mod eval;

@@ -216,7 +216,8 @@ pub(crate) fn run_ingest(
     let needs_embedding = |d: &blake3::Hash| has_encoder && !cached.contains(d.as_bytes());
     let tapped = tap.is_some();
     let needs = |d: &blake3::Hash| tapped || needs_embedding(d);
-    let s = IngestSettings::new(settings, &needs, false);
+    let memo = crate::digests::Memo::load(&settings.cache);
+    let s = IngestSettings { memo: Some(&memo), ..IngestSettings::new(settings, &needs, false) };
     let stage = ui.stage(if has_encoder { "embed" } else { "decode" }, items.len() as u64);
     let mut embedder = match (encoder, cache) {
         (Some(e), Some(c)) => Some(Embedder { encoder: e, cache: c, pixels: Vec::new(), keys: Vec::new(), embedded: 0, busy: Duration::ZERO }),
@@ -314,6 +315,12 @@ pub fn build(settings: &Settings, ui: &Ui) -> Result<BuildOutcome> {
         );
     }
 
+    // Remembered for the next build; a memo that cannot be written only costs reading.
+    let remembered = published.iter().filter_map(|(it, r)| r.stamp.map(|st| (it.entry.rel_str.as_str(), st, r.digest)));
+    if let Err(e) = crate::digests::save(&settings.cache, remembered) {
+        ui.warn(format!("cannot remember file digests in {}: {e}; the next build reads every file", settings.cache.display()));
+    }
+    report.files_read = published.iter().filter(|(_, r)| r.read).count() + report.skipped;
     for (_, done) in &published {
         if done.thumb_made {
             report.thumbnails_made += 1;

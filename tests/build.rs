@@ -180,6 +180,41 @@ fn rebuild_reuses_cached_thumbnails_and_rewrites_nothing() {
 }
 
 #[test]
+fn unchanged_files_are_not_read_again_and_any_change_is_seen() {
+    let s = Site::new();
+    for i in 0..6u32 {
+        png_grey8(&s.archive.join(format!("f{i}.png")), 16, 16, move |x, y| (x * (i + 1) + y) as u8);
+    }
+    // Files younger than the settling time are read again by the next build (see
+    // `digests`); let these settle first.
+    std::thread::sleep(simsite::digests::SETTLE + std::time::Duration::from_millis(200));
+    assert_eq!(s.build(&[]).0, 0);
+    assert_eq!(s.report()["files_read"], 6);
+    assert_eq!(s.build(&[]).0, 0);
+    let r = s.report();
+    assert_eq!((r["files_read"].as_u64(), r["thumbnails_reused"].as_u64()), (Some(0), Some(6)), "{r}");
+
+    // New content with the modification time put back, as a careless copy tool might:
+    // the status-change time still tells, and the file is read and its thumbnail remade.
+    let thumb = s.root.join("out/thumbs/f2.png.jpg");
+    let before = std::fs::read(&thumb).unwrap();
+    let path = s.archive.join("f2.png");
+    let mtime = std::fs::metadata(&path).unwrap().modified().unwrap();
+    png_grey8(&path, 16, 16, |x, y| (x * y) as u8);
+    std::fs::File::options().write(true).open(&path).unwrap().set_modified(mtime).unwrap();
+    assert_eq!(std::fs::metadata(&path).unwrap().modified().unwrap(), mtime);
+    assert_eq!(s.build(&[]).0, 0);
+    let r = s.report();
+    assert_eq!((r["files_read"].as_u64(), r["thumbnails_made"].as_u64()), (Some(1), Some(1)), "{r}");
+    assert_ne!(std::fs::read(&thumb).unwrap(), before, "the changed image kept its old thumbnail");
+
+    // A damaged memo is ignored: every file is read, nothing else changes.
+    std::fs::write(s.root.join("cache/file-digests.bin"), b"garbage").unwrap();
+    assert_eq!(s.build(&[]).0, 0);
+    assert_eq!(s.report()["files_read"], 6);
+}
+
+#[test]
 fn identical_inputs_give_identical_thumbnails() {
     let a = Site::new();
     mixed_archive(&a.archive);
