@@ -368,3 +368,40 @@ fn the_bundled_sample_archive_builds_completely() {
     assert_eq!(r["items"], r["scanned"]);
     assert!(r["items"].as_u64().unwrap() >= 200);
 }
+
+#[test]
+fn tile_compressed_fits_are_decoded_in_a_child_process_so_a_crash_costs_one_file() {
+    let s = Site::new();
+    std::fs::copy(fixture("rice-valid.fits.fz"), s.archive.join("valid.fits.fz")).unwrap();
+    std::fs::copy(fixture("rice-crashes-cfitsio-4.2.fits.fz"), s.archive.join("fuzzed.fits.fz")).unwrap();
+    write(&s.archive.join("plain.fits"), &fits_bytes(&[Hdu::image(&[16, 16], Data::F32(blob(16, 16, 8.0, 8.0)))]));
+    let (code, _, err) = s.build(&[]);
+    assert_eq!(code, 0, "{err}");
+    let r = s.report();
+    assert_eq!(r["items"], 2, "{r}");
+    let skipped = r["skipped_files"].as_array().unwrap();
+    assert_eq!(skipped.len(), 1, "{r}");
+    assert_eq!(skipped[0]["path"], "fuzzed.fits.fz");
+    assert!(s.thumbs().contains(&"valid.fits.fz.jpg".to_string()), "{:?}", s.thumbs());
+
+    // A child that crashes (forced here: whether CFITSIO's stray read faults depends on the
+    // memory around its buffer) costs its file only, with the reason.
+    std::fs::remove_dir_all(s.root.join("cache")).unwrap();
+    let out = std::process::Command::new(bin())
+        .args(["build", "--archive", "archive", "--out", "out", "--cache", "cache"])
+        .current_dir(&s.root)
+        .env("SIMSITE_TEST_FITS_CHILD_CRASH", "1")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let r = s.report();
+    assert_eq!(r["items"], 1, "{r}");
+    let reasons: Vec<&str> = r["skipped_files"].as_array().unwrap().iter().map(|p| p["reason"].as_str().unwrap()).collect();
+    assert_eq!(
+        reasons,
+        vec![
+            "not a valid tile-compressed FITS file: CFITSIO crashed on this file (signal 6); it was decoded in a separate process, so only this file is skipped";
+            2
+        ]
+    );
+}

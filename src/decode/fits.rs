@@ -206,6 +206,17 @@ pub(super) fn decode(
     if data.len() < 2880 {
         return Err(FileError::Decode { format: "FITS", message: format!("truncated: {} bytes, shorter than one 2880-byte FITS block", data.len()) });
     }
+    if is_tile_compressed(data) {
+        if let Some(exe) = ISOLATE_WITH.get() {
+            return isolated(exe, data, settings, max_pixels, bytes.len());
+        }
+    }
+    read_with_cfitsio(bytes, data, settings, max_pixels)
+}
+
+/// CFITSIO's own part: open from memory, find the HDU, read and collapse the pixels.
+/// `bytes` is the file as read (for the memory reservation), `data` the FITS stream.
+fn read_with_cfitsio(bytes: &[u8], data: &[u8], settings: &FitsSettings, max_pixels: u64) -> Result<Raster, FileError> {
     let file_len = data.len() as u64;
     // CFITSIO reads whole 2880-byte blocks; some writers omit the final padding, so pad a
     // copy rather than let it read past the end of the buffer.
@@ -264,7 +275,7 @@ pub(super) fn decode(
     }
     let (w, h) = (axes[0] as u64, axes[1] as u64);
     // The inflated or padded copy counts too; the caller's bytes are held meanwhile.
-    let reservation = admit(w, h, max_pixels, bytes.len() + if std::ptr::eq(data, bytes) { 0 } else { data.len() })?;
+    let reservation = admit(w, h, max_pixels, bytes.len() + if std::ptr::eq(data.as_ptr(), bytes.as_ptr()) { 0 } else { data.len() })?;
     // CFITSIO's memory driver does not bounds-check reads past the buffer's end: a file
     // shorter than its header says would be read into foreign memory. Check it here.
     let end = f.data_end()?;
@@ -315,4 +326,155 @@ pub(super) fn decode(
         top[y * w..(y + 1) * w].swap_with_slice(&mut bottom[..w]);
     }
     Ok(Raster { width: w, height: h, channels: 1, data: acc, display_ready: false, reservation })
+}
+
+// Tile-compressed images run CFITSIO's decompressors (Rice, HCOMPRESS, PLIO, gzip), whose
+// C code reads past its buffers on crafted tiles (the `fits` fuzz target found a Rice tile
+// that crashes CFITSIO 4.2). No check before CFITSIO can vouch for a decompressor, so the
+// `simsite` binary decodes these files in a child process of its own: a crash, a hang or
+// an allocation gone wild there skips that one file with its reason, and the build goes on.
+
+static ISOLATE_WITH: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+
+/// The first argument that makes the `simsite` binary a FITS decoding child.
+pub const CHILD_ARG: &str = "__decode-tile-compressed-fits";
+
+/// A child that has not answered in this long is killed and its file skipped.
+const CHILD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// Decode tile-compressed FITS in child processes running `exe` (the `simsite` binary,
+/// which must call [`child_main`] when started with [`CHILD_ARG`]). Without this call (a
+/// library user, the tests of the decoder itself) they are decoded in this process.
+pub fn isolate_compressed_with(exe: std::path::PathBuf) {
+    ISOLATE_WITH.set(exe).ok();
+}
+
+/// Whether any header card says `ZIMAGE = T` (cards are 80-byte aligned; the data of other
+/// HDUs is scanned too, and a chance match only means a file is decoded in a child).
+pub fn is_tile_compressed(data: &[u8]) -> bool {
+    data.chunks_exact(80).any(|card| card.starts_with(b"ZIMAGE  =") && card[10..].trim_ascii_start().starts_with(b"T"))
+}
+
+fn encode_settings(s: &FitsSettings, max_pixels: u64) -> Vec<String> {
+    let hdu = match &s.hdu {
+        HduChoice::Auto => "auto".to_string(),
+        HduChoice::Index(i) => format!("index:{i}"),
+        HduChoice::Name(n) => format!("name:{n}"),
+    };
+    let cube = match s.cube {
+        CubeMode::Peak => "peak".to_string(),
+        CubeMode::Sum => "sum".to_string(),
+        CubeMode::Plane(p) => format!("plane:{p}"),
+    };
+    vec![hdu, cube, max_pixels.to_string()]
+}
+
+fn decode_settings(args: &[String]) -> Option<(FitsSettings, u64)> {
+    let [hdu, cube, max_pixels] = args else { return None };
+    let hdu = match hdu.split_once(':') {
+        None if hdu == "auto" => HduChoice::Auto,
+        Some(("index", i)) => HduChoice::Index(i.parse().ok()?),
+        Some(("name", n)) => HduChoice::Name(n.to_string()),
+        _ => return None,
+    };
+    let cube = match cube.split_once(':') {
+        None if cube == "peak" => CubeMode::Peak,
+        None if cube == "sum" => CubeMode::Sum,
+        Some(("plane", p)) => CubeMode::Plane(p.parse().ok()?),
+        _ => return None,
+    };
+    Some((FitsSettings { hdu, cube }, max_pixels.parse().ok()?))
+}
+
+/// The child's side: the FITS stream on stdin; on stdout `OK` + width and height (u64 LE)
+/// + the pixels (f32 LE), or `ER` + the reason. Returns the process's exit code.
+pub fn child_main(args: &[String]) -> i32 {
+    use std::io::Write;
+    let Some((settings, max_pixels)) = decode_settings(args) else { return 2 };
+    let mut data = Vec::new();
+    if std::io::stdin().lock().read_to_end(&mut data).is_err() {
+        return 3;
+    }
+    // Fault injection for the test of the isolation itself: a crash on demand, since the
+    // inputs that crash CFITSIO depend on the memory layout around its buffers.
+    if std::env::var_os("SIMSITE_TEST_FITS_CHILD_CRASH").is_some() {
+        std::process::abort();
+    }
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, std::io::stdout().lock());
+    let written = match read_with_cfitsio(&data, &data, &settings, max_pixels) {
+        Ok(r) => (|| {
+            out.write_all(b"OK")?;
+            out.write_all(&(r.width as u64).to_le_bytes())?;
+            out.write_all(&(r.height as u64).to_le_bytes())?;
+            for chunk in r.data.chunks(1 << 16) {
+                let bytes: Vec<u8> = chunk.iter().flat_map(|v| v.to_le_bytes()).collect();
+                out.write_all(&bytes)?;
+            }
+            out.flush()
+        })(),
+        Err(e) => out.write_all(b"ER").and_then(|_| out.write_all(e.to_string().as_bytes())).and_then(|_| out.flush()),
+    };
+    if written.is_ok() { 0 } else { 4 }
+}
+
+fn isolated(exe: &std::path::Path, data: &[u8], settings: &FitsSettings, max_pixels: u64, file_bytes: usize) -> Result<Raster, FileError> {
+    use std::process::{Command, Stdio};
+    let crashed = |what: String| FileError::Decode {
+        format: "tile-compressed FITS",
+        message: format!("{what}; it was decoded in a separate process, so only this file is skipped"),
+    };
+    let mut child = Command::new(exe)
+        .arg(CHILD_ARG)
+        .args(encode_settings(settings, max_pixels))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| crashed(format!("cannot start the decoding process {}: {e}", exe.display())))?;
+    let pid = child.id() as libc::pid_t;
+    // The watchdog kills a child that hangs; it is told when the child has answered.
+    let (done, wait_done) = std::sync::mpsc::channel::<()>();
+    let watchdog = std::thread::spawn(move || {
+        if wait_done.recv_timeout(CHILD_TIMEOUT) == Err(std::sync::mpsc::RecvTimeoutError::Timeout) {
+            // SAFETY: signals our own child, which is not reaped before this thread is joined.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    });
+    let mut stdin = child.stdin.take().expect("piped");
+    let mut stdout = child.stdout.take().expect("piped");
+    // The child reads all of its input before it writes, so writing first cannot deadlock.
+    let sent = std::io::Write::write_all(&mut stdin, data);
+    drop(stdin);
+    let answer = (|| -> Result<Raster, FileError> {
+        let mut tag = [0u8; 2];
+        stdout.read_exact(&mut tag).map_err(|_| FileError::Empty)?;
+        if &tag == b"ER" {
+            let mut msg = String::new();
+            stdout.read_to_string(&mut msg).ok();
+            return Err(FileError::Fits(msg.trim_start_matches("FITS: ").to_string()));
+        }
+        let mut dims = [0u8; 16];
+        stdout.read_exact(&mut dims).map_err(|_| FileError::Empty)?;
+        let w = u64::from_le_bytes(dims[..8].try_into().expect("8"));
+        let h = u64::from_le_bytes(dims[8..].try_into().expect("8"));
+        let reservation = admit(w, h, max_pixels, file_bytes)?;
+        let mut raw = vec![0u8; (w * h * 4) as usize];
+        stdout.read_exact(&mut raw).map_err(|_| FileError::Empty)?;
+        let data = raw.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+        Ok(Raster { width: w as usize, height: h as usize, channels: 1, data, display_ready: false, reservation })
+    })();
+    let status = child.wait();
+    done.send(()).ok();
+    watchdog.join().ok();
+    let status = status.map_err(|e| crashed(format!("lost the decoding process: {e}")))?;
+    use std::os::unix::process::ExitStatusExt;
+    match (answer, status.signal()) {
+        (Ok(r), None) if status.success() && sent.is_ok() => Ok(r),
+        (Err(FileError::Empty), _) | (Ok(_), _) => Err(crashed(match status.signal() {
+            Some(libc::SIGKILL) => format!("CFITSIO did not finish within {} s or ran out of memory", CHILD_TIMEOUT.as_secs()),
+            Some(sig) => format!("CFITSIO crashed on this file (signal {sig})"),
+            None => format!("the decoding process failed ({status})"),
+        })),
+        (Err(e), _) => Err(e),
+    }
 }

@@ -8,6 +8,7 @@
 
 pub mod budget;
 mod fits;
+pub use fits::{child_main as fits_child_main, is_tile_compressed, isolate_compressed_with, CHILD_ARG as FITS_CHILD_ARG};
 mod raster;
 
 use crate::config::PreprocessSettings;
