@@ -402,7 +402,7 @@ pub fn build(settings: &Settings, ui: &Ui) -> Result<BuildOutcome> {
         let clusters_were_kept = kept.is_some();
         let (clusters, cluster_of) = kept.unwrap_or_else(|| structure::clusters(&coords, &emb, dim, &nb, min_size));
         let record = structure::KeptClusters { setting: ss.min_cluster_size, ids: ids.iter().map(|s| s.to_string()).collect(), cluster: cluster_of.clone() };
-        fsutil::atomic_write(&kept_clusters, &serde_json::to_vec(&record)?)
+        fsutil::write_if_changed(&kept_clusters, &serde_json::to_vec(&record)?)
             .with_context(|| format!("cannot keep the clusters in the cache folder: {}", kept_clusters.display()))?;
         let (outlier_score, outlier_rank) = ss.outliers(&emb, dim, &nb);
         let duplicates = structure::duplicates(&nb, n, ss.duplicate_threshold);
