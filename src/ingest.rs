@@ -89,18 +89,18 @@ fn ingest_one(item: &Item, s: &IngestSettings) -> Result<Ingested, FileError> {
         let (thumb_cached, preview_cached) = (thumb.is_file(), preview.as_ref().is_none_or(|p| p.is_file()));
         (thumb, preview, thumb_cached, preview_cached)
     };
+    // Whether the file's content is needed beyond the outputs the cache may hold.
+    let decode_anyway = |digest: &blake3::Hash| s.validate_only || (s.needs_tensor)(digest);
     // An unchanged file whose outputs are all cached is not even read.
-    if let Some(digest) = s.memo.and_then(|m| m.get(&item.entry.rel_str, &stamp)) {
-        if !s.validate_only && !(s.needs_tensor)(&digest) {
-            if let (thumb, preview, true, true) = cached(&digest) {
-                return Ok(Ingested { digest, thumb, preview, thumb_made: false, tensor: None, read: false, stamp: keep });
-            }
+    if let Some(digest) = s.memo.and_then(|m| m.get(&item.entry.rel_str, &stamp)).filter(|d| !decode_anyway(d)) {
+        if let (thumb, preview, true, true) = cached(&digest) {
+            return Ok(Ingested { digest, thumb, preview, thumb_made: false, tensor: None, read: false, stamp: keep });
         }
     }
     let bytes = std::fs::read(&item.entry.abs)?;
     let digest = blake3::hash(&bytes);
     let (thumb, preview, thumb_cached, preview_cached) = cached(&digest);
-    if !s.validate_only && !(s.needs_tensor)(&digest) && thumb_cached && preview_cached {
+    if !decode_anyway(&digest) && thumb_cached && preview_cached {
         return Ok(Ingested { digest, thumb, preview, thumb_made: false, tensor: None, read: true, stamp: keep });
     }
     let raster = decode::decode(&bytes, item.entry.format, s.preprocess)?;
