@@ -4,7 +4,7 @@ CARGO_TARGET_DIR ?= $(HOME)/.cache/simsite/target
 export CARGO_TARGET_DIR
 SIMSITE := $(CARGO_TARGET_DIR)/release/simsite
 
-.PHONY: demo test setup build
+.PHONY: demo test setup build fuzz
 
 demo: build
 	$(SIMSITE) build --config site-config.toml
@@ -18,3 +18,7 @@ build: setup
 
 setup:
 	@bash scripts/setup.sh
+
+# Not part of `test`: every fuzz target for 10 minutes (fuzz/run.sh; needs nightly).
+fuzz: setup
+	bash fuzz/run.sh 600

@@ -9,6 +9,7 @@ seconds=${1:-600}
 shift || true
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=(fits raster config catalogue)
+cargo +nightly --version >/dev/null 2>&1 || { echo "fuzz: needs a nightly toolchain: rustup toolchain install nightly" >&2; exit 1; }
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 # The `fits` target hands tile-compressed images to a child `simsite`, as builds do.
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/simsite/target}
