@@ -8,10 +8,8 @@ use simsite::{config, pipeline, ui::Ui};
 fn main() -> ExitCode {
     // This binary is also the child process that decodes tile-compressed FITS, so a crash in
     // CFITSIO's decompressors costs one file, never the build (see decode/fits.rs).
-    let mut args = std::env::args_os();
-    if args.nth(1).is_some_and(|a| a == simsite::decode::FITS_CHILD_ARG) {
-        let rest: Vec<String> = args.map(|a| a.to_string_lossy().into_owned()).collect();
-        return ExitCode::from(simsite::decode::fits_child_main(&rest) as u8);
+    if std::env::args_os().nth(1).is_some_and(|a| a == simsite::decode::FITS_CHILD_ARG) {
+        return ExitCode::from(simsite::decode::fits_child_main() as u8);
     }
     if let Ok(exe) = std::env::current_exe() {
         simsite::decode::isolate_compressed_with(exe);

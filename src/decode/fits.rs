@@ -331,10 +331,16 @@ fn read_with_cfitsio(bytes: &[u8], data: &[u8], settings: &FitsSettings, max_pix
 // Tile-compressed images run CFITSIO's decompressors (Rice, HCOMPRESS, PLIO, gzip), whose
 // C code reads past its buffers on crafted tiles (the `fits` fuzz target found a Rice tile
 // that crashes CFITSIO 4.2). No check before CFITSIO can vouch for a decompressor, so the
-// `simsite` binary decodes these files in a child process of its own: a crash, a hang or
-// an allocation gone wild there skips that one file with its reason, and the build goes on.
+// `simsite` binary decodes these files in child processes of its own, kept running and
+// reused (one per decoding thread at most): a crash, a hang or an allocation gone wild in
+// one skips that one file with its reason, the child is replaced, and the build goes on.
+
+use std::io::Write;
+use std::process::{Child, ChildStdin, ChildStdout};
 
 static ISOLATE_WITH: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+/// Children waiting for their next file.
+static IDLE: std::sync::Mutex<Vec<Worker>> = std::sync::Mutex::new(Vec::new());
 
 /// The first argument that makes the `simsite` binary a FITS decoding child.
 pub const CHILD_ARG: &str = "__decode-tile-compressed-fits";
@@ -355,26 +361,31 @@ pub fn is_tile_compressed(data: &[u8]) -> bool {
     data.chunks_exact(80).any(|card| card.starts_with(b"ZIMAGE  =") && card[10..].trim_ascii_start().starts_with(b"T"))
 }
 
-fn encode_settings(s: &FitsSettings, max_pixels: u64) -> Vec<String> {
+/// A request is the settings as one line (`hdu cube max-pixels`), the data's length (u64
+/// LE) and the data; the answer `OK` + width and height (u64 LE) + the pixels (f32 LE),
+/// or `ER` + the reason's length (u32 LE) + the reason.
+fn encode_settings(s: &FitsSettings, max_pixels: u64) -> String {
     let hdu = match &s.hdu {
         HduChoice::Auto => "auto".to_string(),
         HduChoice::Index(i) => format!("index:{i}"),
-        HduChoice::Name(n) => format!("name:{n}"),
+        // EXTNAMEs are FITS strings: printable ASCII, but they may hold spaces.
+        HduChoice::Name(n) => format!("name:{}", n.replace(' ', "\u{1}")),
     };
     let cube = match s.cube {
         CubeMode::Peak => "peak".to_string(),
         CubeMode::Sum => "sum".to_string(),
         CubeMode::Plane(p) => format!("plane:{p}"),
     };
-    vec![hdu, cube, max_pixels.to_string()]
+    format!("{hdu} {cube} {max_pixels}\n")
 }
 
-fn decode_settings(args: &[String]) -> Option<(FitsSettings, u64)> {
-    let [hdu, cube, max_pixels] = args else { return None };
+fn decode_settings(line: &str) -> Option<(FitsSettings, u64)> {
+    let mut parts = line.trim_end().split(' ');
+    let (hdu, cube, max_pixels) = (parts.next()?, parts.next()?, parts.next()?);
     let hdu = match hdu.split_once(':') {
         None if hdu == "auto" => HduChoice::Auto,
         Some(("index", i)) => HduChoice::Index(i.parse().ok()?),
-        Some(("name", n)) => HduChoice::Name(n.to_string()),
+        Some(("name", n)) => HduChoice::Name(n.replace('\u{1}', " ")),
         _ => return None,
     };
     let cube = match cube.split_once(':') {
@@ -386,95 +397,156 @@ fn decode_settings(args: &[String]) -> Option<(FitsSettings, u64)> {
     Some((FitsSettings { hdu, cube }, max_pixels.parse().ok()?))
 }
 
-/// The child's side: the FITS stream on stdin; on stdout `OK` + width and height (u64 LE)
-/// + the pixels (f32 LE), or `ER` + the reason. Returns the process's exit code.
-pub fn child_main(args: &[String]) -> i32 {
-    use std::io::Write;
-    let Some((settings, max_pixels)) = decode_settings(args) else { return 2 };
-    let mut data = Vec::new();
-    if std::io::stdin().lock().read_to_end(&mut data).is_err() {
-        return 3;
-    }
-    // Fault injection for the test of the isolation itself: a crash on demand, since the
-    // inputs that crash CFITSIO depend on the memory layout around its buffers.
-    if std::env::var_os("SIMSITE_TEST_FITS_CHILD_CRASH").is_some() {
-        std::process::abort();
-    }
+/// The child's side: answers requests on stdin until it closes. Returns the exit code.
+pub fn child_main() -> i32 {
+    use std::io::BufRead;
+    let mut input = std::io::BufReader::with_capacity(1 << 20, std::io::stdin().lock());
     let mut out = std::io::BufWriter::with_capacity(1 << 20, std::io::stdout().lock());
-    let written = match read_with_cfitsio(&data, &data, &settings, max_pixels) {
-        Ok(r) => (|| {
-            out.write_all(b"OK")?;
-            out.write_all(&(r.width as u64).to_le_bytes())?;
-            out.write_all(&(r.height as u64).to_le_bytes())?;
-            for chunk in r.data.chunks(1 << 16) {
-                let bytes: Vec<u8> = chunk.iter().flat_map(|v| v.to_le_bytes()).collect();
-                out.write_all(&bytes)?;
+    loop {
+        let mut line = String::new();
+        match input.read_line(&mut line) {
+            Ok(0) => return 0,
+            Ok(_) => {}
+            Err(_) => return 3,
+        }
+        let Some((settings, max_pixels)) = decode_settings(&line) else { return 2 };
+        let mut len = [0u8; 8];
+        if input.read_exact(&mut len).is_err() {
+            return 3;
+        }
+        let len = u64::from_le_bytes(len);
+        let mut data = Vec::new();
+        if !matches!((&mut input).take(len).read_to_end(&mut data), Ok(n) if n as u64 == len) {
+            return 3;
+        }
+        // Fault injection for the test of the isolation itself: a crash on demand, since the
+        // inputs that crash CFITSIO depend on the memory layout around its buffers.
+        if std::env::var_os("SIMSITE_TEST_FITS_CHILD_CRASH").is_some() {
+            std::process::abort();
+        }
+        let written = match read_with_cfitsio(&data, &data, &settings, max_pixels) {
+            Ok(r) => (|| {
+                out.write_all(b"OK")?;
+                out.write_all(&(r.width as u64).to_le_bytes())?;
+                out.write_all(&(r.height as u64).to_le_bytes())?;
+                for chunk in r.data.chunks(1 << 16) {
+                    let bytes: Vec<u8> = chunk.iter().flat_map(|v| v.to_le_bytes()).collect();
+                    out.write_all(&bytes)?;
+                }
+                out.flush()
+            })(),
+            Err(e) => {
+                let msg = e.to_string();
+                out.write_all(b"ER")
+                    .and_then(|_| out.write_all(&(msg.len() as u32).to_le_bytes()))
+                    .and_then(|_| out.write_all(msg.as_bytes()))
+                    .and_then(|_| out.flush())
             }
-            out.flush()
-        })(),
-        Err(e) => out.write_all(b"ER").and_then(|_| out.write_all(e.to_string().as_bytes())).and_then(|_| out.flush()),
-    };
-    if written.is_ok() { 0 } else { 4 }
+        };
+        if written.is_err() {
+            return 4;
+        }
+    }
+}
+
+struct Worker {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: ChildStdout,
+}
+
+impl Worker {
+    fn start(exe: &std::path::Path) -> std::io::Result<Worker> {
+        use std::process::Stdio;
+        let mut child = std::process::Command::new(exe)
+            .arg(CHILD_ARG)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()?;
+        let (stdin, stdout) = (child.stdin.take().expect("piped"), child.stdout.take().expect("piped"));
+        Ok(Worker { child, stdin, stdout })
+    }
+
+    /// One file. `Err(None)`: the child is gone or wedged (the caller ends it).
+    fn decode(&mut self, data: &[u8], settings: &FitsSettings, max_pixels: u64, file_bytes: usize) -> Result<Raster, Option<FileError>> {
+        // The child reads a whole request before it answers, so writing first cannot deadlock.
+        let sent = self.stdin.write_all(encode_settings(settings, max_pixels).as_bytes())
+            .and_then(|_| self.stdin.write_all(&(data.len() as u64).to_le_bytes()))
+            .and_then(|_| self.stdin.write_all(data))
+            .and_then(|_| self.stdin.flush());
+        sent.map_err(|_| None)?;
+        let mut tag = [0u8; 2];
+        self.stdout.read_exact(&mut tag).map_err(|_| None)?;
+        if &tag == b"ER" {
+            let mut len = [0u8; 4];
+            self.stdout.read_exact(&mut len).map_err(|_| None)?;
+            let mut msg = vec![0u8; u32::from_le_bytes(len) as usize];
+            self.stdout.read_exact(&mut msg).map_err(|_| None)?;
+            let msg = String::from_utf8_lossy(&msg);
+            return Err(Some(FileError::Fits(msg.trim_start_matches("FITS: ").to_string())));
+        }
+        let mut dims = [0u8; 16];
+        self.stdout.read_exact(&mut dims).map_err(|_| None)?;
+        let w = u64::from_le_bytes(dims[..8].try_into().expect("8"));
+        let h = u64::from_le_bytes(dims[8..].try_into().expect("8"));
+        // The child checked the size against the same limit; a child that says otherwise is
+        // not to be believed (`admit` checks again).
+        let reservation = admit(w, h, max_pixels, file_bytes).map_err(|_| None)?;
+        let mut raw = vec![0u8; (w * h * 4) as usize];
+        self.stdout.read_exact(&mut raw).map_err(|_| None)?;
+        let data = raw.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+        Ok(Raster { width: w as usize, height: h as usize, channels: 1, data, display_ready: false, reservation })
+    }
 }
 
 fn isolated(exe: &std::path::Path, data: &[u8], settings: &FitsSettings, max_pixels: u64, file_bytes: usize) -> Result<Raster, FileError> {
-    use std::process::{Command, Stdio};
-    let crashed = |what: String| FileError::Decode {
+    let failed = |what: String| FileError::Decode {
         format: "tile-compressed FITS",
         message: format!("{what}; it was decoded in a separate process, so only this file is skipped"),
     };
-    let mut child = Command::new(exe)
-        .arg(CHILD_ARG)
-        .args(encode_settings(settings, max_pixels))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| crashed(format!("cannot start the decoding process {}: {e}", exe.display())))?;
-    let pid = child.id() as libc::pid_t;
+    let idle = IDLE.lock().unwrap_or_else(|e| e.into_inner()).pop();
+    let mut worker = match idle {
+        Some(w) => w,
+        None => Worker::start(exe).map_err(|e| failed(format!("cannot start the decoding process {}: {e}", exe.display())))?,
+    };
+    let pid = worker.child.id() as libc::pid_t;
     // The watchdog kills a child that hangs; it is told when the child has answered.
     let (done, wait_done) = std::sync::mpsc::channel::<()>();
     let watchdog = std::thread::spawn(move || {
-        if wait_done.recv_timeout(CHILD_TIMEOUT) == Err(std::sync::mpsc::RecvTimeoutError::Timeout) {
+        let timed_out = wait_done.recv_timeout(CHILD_TIMEOUT) == Err(std::sync::mpsc::RecvTimeoutError::Timeout);
+        if timed_out {
             // SAFETY: signals our own child, which is not reaped before this thread is joined.
             unsafe { libc::kill(pid, libc::SIGKILL) };
         }
+        timed_out
     });
-    let mut stdin = child.stdin.take().expect("piped");
-    let mut stdout = child.stdout.take().expect("piped");
-    // The child reads all of its input before it writes, so writing first cannot deadlock.
-    let sent = std::io::Write::write_all(&mut stdin, data);
-    drop(stdin);
-    let answer = (|| -> Result<Raster, FileError> {
-        let mut tag = [0u8; 2];
-        stdout.read_exact(&mut tag).map_err(|_| FileError::Empty)?;
-        if &tag == b"ER" {
-            let mut msg = String::new();
-            stdout.read_to_string(&mut msg).ok();
-            return Err(FileError::Fits(msg.trim_start_matches("FITS: ").to_string()));
-        }
-        let mut dims = [0u8; 16];
-        stdout.read_exact(&mut dims).map_err(|_| FileError::Empty)?;
-        let w = u64::from_le_bytes(dims[..8].try_into().expect("8"));
-        let h = u64::from_le_bytes(dims[8..].try_into().expect("8"));
-        let reservation = admit(w, h, max_pixels, file_bytes)?;
-        let mut raw = vec![0u8; (w * h * 4) as usize];
-        stdout.read_exact(&mut raw).map_err(|_| FileError::Empty)?;
-        let data = raw.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
-        Ok(Raster { width: w as usize, height: h as usize, channels: 1, data, display_ready: false, reservation })
-    })();
-    let status = child.wait();
+    let answer = worker.decode(data, settings, max_pixels, file_bytes);
     done.send(()).ok();
-    watchdog.join().ok();
-    let status = status.map_err(|e| crashed(format!("lost the decoding process: {e}")))?;
-    use std::os::unix::process::ExitStatusExt;
-    match (answer, status.signal()) {
-        (Ok(r), None) if status.success() && sent.is_ok() => Ok(r),
-        (Err(FileError::Empty), _) | (Ok(_), _) => Err(crashed(match status.signal() {
-            Some(libc::SIGKILL) => format!("CFITSIO did not finish within {} s or ran out of memory", CHILD_TIMEOUT.as_secs()),
-            Some(sig) => format!("CFITSIO crashed on this file (signal {sig})"),
-            None => format!("the decoding process failed ({status})"),
-        })),
-        (Err(e), _) => Err(e),
+    let timed_out = watchdog.join().unwrap_or(false);
+    match answer {
+        Ok(r) if !timed_out => {
+            IDLE.lock().unwrap_or_else(|e| e.into_inner()).push(worker);
+            Ok(r)
+        }
+        Err(Some(e)) if !timed_out => {
+            IDLE.lock().unwrap_or_else(|e| e.into_inner()).push(worker);
+            Err(e)
+        }
+        _ => {
+            // Gone, wedged or timed out: end it and say why.
+            worker.child.kill().ok();
+            drop(worker.stdin);
+            let status = worker.child.wait();
+            use std::os::unix::process::ExitStatusExt;
+            Err(failed(match status.as_ref().ok().and_then(|s| s.signal()) {
+                Some(libc::SIGKILL) => format!("CFITSIO did not finish within {} s or ran out of memory", CHILD_TIMEOUT.as_secs()),
+                Some(sig) => format!("CFITSIO crashed on this file (signal {sig})"),
+                None => match status {
+                    Ok(s) => format!("the decoding process failed ({s})"),
+                    Err(e) => format!("lost the decoding process: {e}"),
+                },
+            }))
+        }
     }
 }
