@@ -8,7 +8,8 @@
 //! BSCALE/BZERO are applied and BLANK integer pixels become NaN.
 
 use std::ffi::{c_char, c_int, c_void, CString};
-use std::io::Read;
+use std::io::{Read, Write};
+use std::process::{Child, ChildStdin, ChildStdout};
 
 use fitsio_sys as sys;
 
@@ -334,9 +335,6 @@ fn read_with_cfitsio(bytes: &[u8], data: &[u8], settings: &FitsSettings, max_pix
 // `simsite` binary decodes these files in child processes of its own, kept running and
 // reused (one per decoding thread at most): a crash, a hang or an allocation gone wild in
 // one skips that one file with its reason, the child is replaced, and the build goes on.
-
-use std::io::Write;
-use std::process::{Child, ChildStdin, ChildStdout};
 
 static ISOLATE_WITH: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
 /// Children waiting for their next file.
