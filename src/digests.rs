@@ -108,21 +108,19 @@ fn parse(b: &[u8]) -> Option<HashMap<String, (Stamp, [u8; 32])>> {
 /// Writes the memo for this build's files (only these: files gone from the archive are
 /// forgotten). `entries` are (relative path, stamp, digest) of settled files.
 pub fn save<'a>(cache: &Path, entries: impl Iterator<Item = (&'a str, Stamp, blake3::Hash)>) -> std::io::Result<()> {
-    let mut body = Vec::new();
+    let mut out = MAGIC.to_vec();
+    out.extend_from_slice(&0u64.to_le_bytes()); // the count, filled in below
     let mut count = 0u64;
     for (rel, s, d) in entries {
-        body.extend_from_slice(&(rel.len() as u32).to_le_bytes());
-        body.extend_from_slice(rel.as_bytes());
+        out.extend_from_slice(&(rel.len() as u32).to_le_bytes());
+        out.extend_from_slice(rel.as_bytes());
         for v in [s.dev, s.ino, s.size, s.mtime_ns as u64, s.ctime_ns as u64] {
-            body.extend_from_slice(&v.to_le_bytes());
+            out.extend_from_slice(&v.to_le_bytes());
         }
-        body.extend_from_slice(d.as_bytes());
+        out.extend_from_slice(d.as_bytes());
         count += 1;
     }
-    let mut out = Vec::with_capacity(MAGIC.len() + 8 + body.len());
-    out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&count.to_le_bytes());
-    out.extend_from_slice(&body);
+    out[MAGIC.len()..MAGIC.len() + 8].copy_from_slice(&count.to_le_bytes());
     crate::fsutil::write_if_changed(&cache.join(FILE), &out).map(|_| ())
 }
 

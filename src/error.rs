@@ -61,7 +61,7 @@ pub enum CatalogueError {
 }
 
 /// Why one input file was skipped. The build goes on without it, except after a
-/// `CacheWrite`, which is the machine's problem, not the file's (see `is_fatal`).
+/// `CacheWrite`, which is the machine's problem, not the file's (`run_ingest` stops on it).
 #[derive(Debug, Error)]
 pub enum FileError {
     #[error("cannot read file: {0}")]

@@ -40,8 +40,9 @@ pub struct BuildReport {
     pub model: Option<ModelInfo>,
     pub thumbnails_made: usize,
     pub thumbnails_reused: usize,
-    /// Archive files read (and hashed) by this build; the others were unchanged since the
-    /// last build (same inode, size and times) and nothing else was needed from them.
+    /// Archive files this build read or tried to (every skipped file counts); the others
+    /// were unchanged since the last build (same inode, size and times) and nothing else
+    /// was needed from them.
     pub files_read: usize,
     /// The release now served, and how many of its files are new or changed, and removed
     /// (the paths are in the cache's changed-paths.txt and removed-paths.txt).

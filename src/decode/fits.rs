@@ -532,18 +532,21 @@ fn isolated(exe: &std::path::Path, data: &[u8], settings: &FitsSettings, max_pix
             Err(e)
         }
         _ => {
-            // Gone, wedged or timed out: end it and say why.
-            worker.child.kill().ok();
-            drop(worker.stdin);
-            let status = worker.child.wait();
+            // Gone, timed out (the watchdog killed it) or answering nonsense: closing both
+            // pipes ends a live child (EOF on its input, EPIPE on its output), so the wait
+            // is short and the status says what happened to it, not what we did.
+            let Worker { mut child, stdin, stdout } = worker;
+            drop((stdin, stdout));
+            let status = child.wait();
             use std::os::unix::process::ExitStatusExt;
-            Err(failed(match status.as_ref().ok().and_then(|s| s.signal()) {
-                Some(libc::SIGKILL) => format!("CFITSIO did not finish within {} s or ran out of memory", CHILD_TIMEOUT.as_secs()),
-                Some(sig) => format!("CFITSIO crashed on this file (signal {sig})"),
-                None => match status {
-                    Ok(s) => format!("the decoding process failed ({s})"),
-                    Err(e) => format!("lost the decoding process: {e}"),
+            Err(failed(match (timed_out, status) {
+                (true, _) => format!("CFITSIO did not finish within {} s", CHILD_TIMEOUT.as_secs()),
+                (false, Ok(s)) => match s.signal() {
+                    Some(libc::SIGKILL) => "the decoding process was killed (signal 9; out of memory?)".to_string(),
+                    Some(sig) => format!("CFITSIO crashed on this file (signal {sig})"),
+                    None => format!("the decoding process gave no usable answer ({s})"),
                 },
+                (false, Err(e)) => format!("lost the decoding process: {e}"),
             }))
         }
     }
