@@ -42,6 +42,23 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     result
 }
 
+/// Makes `dst` another name of the file `src` (a hard link), making `dst`'s folder when it
+/// is missing. For content-addressed files: an existing `dst` already holds the same bytes.
+/// A link is whole or absent, so a killed build never leaves half of one.
+pub fn link_content(src: &Path, dst: &Path) -> std::io::Result<()> {
+    let link = || match std::fs::hard_link(src, dst) {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        other => other,
+    };
+    match link() {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && src.exists() => {
+            std::fs::create_dir_all(dst.parent().unwrap_or(Path::new(".")))?;
+            link()
+        }
+        other => other,
+    }
+}
+
 /// Makes `dir` if needed and proves a file can be written in it (and removed), so a build
 /// learns of a read-only or foreign-owned folder before hours of work, not after.
 pub fn check_writable(dir: &Path) -> std::io::Result<()> {

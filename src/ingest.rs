@@ -114,7 +114,15 @@ fn ingest_one(item: &Item, s: &IngestSettings) -> Result<Ingested, FileError> {
         fsutil::atomic_write(&thumb, &jpeg(&prepared.thumb)?).map_err(|e| FileError::CacheWrite { path: thumb.clone(), source: e })?;
     }
     if let Some(p) = preview.as_ref().filter(|_| !s.validate_only && !preview_cached) {
-        fsutil::atomic_write(p, &jpeg(&preprocess::picture(&prepared.bands, &raster, s.thumbs.preview))?).map_err(|e| FileError::CacheWrite { path: p.clone(), source: e })?;
+        let write = |bytes: &[u8]| fsutil::atomic_write(p, bytes).map_err(|e| FileError::CacheWrite { path: p.clone(), source: e });
+        // An image no larger than the thumbnail has a preview equal to it, byte for byte:
+        // the cache then holds it once, under both names (no second encoding or file).
+        let longer = raster.width.max(raster.height) as u32;
+        if longer <= s.thumbs.size.min(s.thumbs.preview) || s.thumbs.size == s.thumbs.preview {
+            fsutil::link_content(&thumb, p).map_err(|e| FileError::CacheWrite { path: p.clone(), source: e })?;
+        } else {
+            write(&jpeg(&preprocess::picture(&prepared.bands, &raster, s.thumbs.preview))?)?;
+        }
     }
     drop(raster);
     let tensor = (s.needs_tensor)(&digest).then_some(prepared.tensor);

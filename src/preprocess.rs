@@ -128,6 +128,94 @@ pub fn select_percentile(data: &mut [f32], p: f64) -> f32 {
     }
 }
 
+/// Several percentiles of one unsorted sample at once (it is reordered), each equal to
+/// [`percentile`] of the sorted data. The ranks they need are found by selections over
+/// ever narrower parts, since a selected rank splits the sample into smaller and larger
+/// values, instead of a pass over the whole sample for each.
+pub fn select_percentiles<const K: usize>(data: &mut [f32], ps: [f64; K]) -> [f32; K] {
+    let n = data.len();
+    let mut ranks = Vec::with_capacity(2 * K);
+    for &p in &ps {
+        let (i, _) = rank_of(p, n);
+        ranks.push(i);
+        ranks.push((i + 1).min(n - 1));
+    }
+    ranks.sort_unstable();
+    ranks.dedup();
+    let mut values = vec![0f32; ranks.len()];
+    select_ranks(data, 0, &ranks, &mut values);
+    interpolate(ps, n, |r| values[ranks.binary_search(&r).expect("every rank needed was selected")])
+}
+
+/// The position of percentile `p` among `n` sorted values: its rank and the fraction of
+/// the way to the next (numpy's linear rule).
+fn rank_of(p: f64, n: usize) -> (usize, f32) {
+    let pos = p / 100.0 * (n - 1) as f64;
+    let i = pos.floor() as usize;
+    (i, (pos - i as f64) as f32)
+}
+
+fn interpolate<const K: usize>(ps: [f64; K], n: usize, value_at: impl Fn(usize) -> f32) -> [f32; K] {
+    ps.map(|p| {
+        let (i, frac) = rank_of(p, n);
+        let lo = value_at(i);
+        if frac > 0.0 && i + 1 < n {
+            lo + (value_at(i + 1) - lo) * frac
+        } else {
+            lo
+        }
+    })
+}
+
+fn select_ranks(data: &mut [f32], offset: usize, ranks: &[usize], out: &mut [f32]) {
+    if ranks.is_empty() {
+        return;
+    }
+    let m = ranks.len() / 2;
+    let r = ranks[m] - offset;
+    let (left, v, right) = data.select_nth_unstable_by(r, f32::total_cmp);
+    out[m] = *v;
+    select_ranks(left, offset, &ranks[..m], &mut out[..m]);
+    select_ranks(right, offset + r + 1, &ranks[m + 1..], &mut out[m + 1..]);
+}
+
+/// For an 8-bit source (every value an integer in 0..=255): the counts of each value in
+/// the same sample [`finite_sample`] takes, and its size; `None` if a value is not such an
+/// integer. Percentiles then come from the counts, exactly, without sorting.
+fn byte_histogram(bands: &[&[f32]], cap: usize) -> Option<([u32; 256], usize)> {
+    let n: usize = bands.iter().map(|b| b.len()).sum();
+    let stride = n.div_ceil(cap).max(1);
+    let mut counts = [0u32; 256];
+    let mut taken = 0usize;
+    let mut i = 0usize;
+    for b in bands {
+        for &v in b.iter() {
+            let k = v as u8;
+            if k as f32 != v {
+                return None;
+            }
+            if stride == 1 || i.is_multiple_of(stride) {
+                counts[k as usize] += 1;
+                taken += 1;
+            }
+            i += 1;
+        }
+    }
+    Some((counts, taken))
+}
+
+/// The value of rank `r` (0-based) in the sorted sample that `counts` describes.
+fn rank_in_histogram(counts: &[u32; 256], r: usize) -> f32 {
+    let mut seen = 0usize;
+    for (k, &c) in counts.iter().enumerate() {
+        seen += c as usize;
+        if seen > r {
+            return k as f32;
+        }
+    }
+    255.0
+}
+
 /// IRAF zscale limits, following astropy's `ZScaleInterval` with its defaults.
 pub fn zscale(values: &[f32]) -> (f32, f32) {
     const N_SAMPLES: usize = 1000;
@@ -202,9 +290,9 @@ pub fn zscale(values: &[f32]) -> (f32, f32) {
 }
 
 /// Resizes one band to `w × h` with Pillow-compatible bilinear convolution.
-fn resize_plane(src: &[f32], sw: usize, sh: usize, w: u32, h: u32) -> Vec<f32> {
+fn resize_plane(src: &[f32], sw: usize, sh: usize, w: u32, h: u32) -> std::borrow::Cow<'_, [f32]> {
     if sw as u32 == w && sh as u32 == h {
-        return src.to_vec();
+        return std::borrow::Cow::Borrowed(src);
     }
     let bytes: Vec<u8> = src.iter().flat_map(|v| v.to_ne_bytes()).collect();
     let src_img = fr::images::Image::from_vec_u8(sw as u32, sh as u32, bytes, fr::PixelType::F32)
@@ -212,7 +300,7 @@ fn resize_plane(src: &[f32], sw: usize, sh: usize, w: u32, h: u32) -> Vec<f32> {
     let mut dst = fr::images::Image::new(w, h, fr::PixelType::F32);
     let opts = fr::ResizeOptions::new().resize_alg(fr::ResizeAlg::Convolution(fr::FilterType::Bilinear));
     fr::Resizer::new().resize(&src_img, &mut dst, &opts).expect("same pixel type, non-zero sizes");
-    dst.buffer().chunks_exact(4).map(|c| f32::from_ne_bytes([c[0], c[1], c[2], c[3]])).collect()
+    std::borrow::Cow::Owned(dst.buffer().chunks_exact(4).map(|c| f32::from_ne_bytes([c[0], c[1], c[2], c[3]])).collect())
 }
 
 /// Output size that fits `w × h` inside `box_size` keeping the aspect ratio.
@@ -238,45 +326,57 @@ pub struct Clip {
 pub fn clip_limits(r: &Raster, s: &PreprocessSettings) -> Result<Clip, FileError> {
     let stretch = if r.display_ready { s.stretch_8bit } else { s.stretch };
     let bands: Vec<&[f32]> = (0..r.channels).map(|c| r.plane(c)).collect();
+    // 8-bit sources: the same order statistics from a histogram (zscale needs the sample).
+    if r.display_ready && stretch != Stretch::Zscale {
+        if let Some((counts, n)) = byte_histogram(&bands, SAMPLE_CAP).filter(|(_, n)| *n > 0) {
+            let [lo, hi, fill] = interpolate([s.clip_low, s.clip_high, 50.0], n, |k| rank_in_histogram(&counts, k));
+            return Ok(Clip { stretch, lo, hi, fill, finite: r.data.len() });
+        }
+    }
     let (mut sample, finite) = finite_sample(&bands, SAMPLE_CAP);
     if sample.is_empty() {
         return Err(FileError::AllBlank);
     }
-    let (lo, hi) = if stretch == Stretch::Zscale {
-        zscale(&sample)
+    let (lo, hi, fill) = if stretch == Stretch::Zscale {
+        let (lo, hi) = zscale(&sample);
+        (lo, hi, select_percentile(&mut sample, 50.0))
     } else {
-        (select_percentile(&mut sample, s.clip_low), select_percentile(&mut sample, s.clip_high))
+        let [lo, hi, fill] = select_percentiles(&mut sample, [s.clip_low, s.clip_high, 50.0]);
+        (lo, hi, fill)
     };
-    let fill = select_percentile(&mut sample, 50.0);
     Ok(Clip { stretch, lo, hi, fill, finite })
 }
 
 /// Clip limits, fill value and stretched bands (values in [0, 1], no NaN). Colour stays
 /// colour here (thumbnails show it); grey mode averages the stretched bands afterwards.
 pub fn stretch_bands(r: &Raster, s: &PreprocessSettings) -> Result<Vec<Vec<f32>>, FileError> {
-    let mut bands: Vec<Vec<f32>> = (0..r.channels).map(|c| r.plane(c).to_vec()).collect();
     let Clip { stretch, lo, hi, fill, .. } = clip_limits(r, s)?;
     let lut = Lut::of(stretch);
     // In f64: near f32's limits `hi - lo` overflows to infinity, and then `(x - lo) / range`
     // would be inf / inf = NaN (found by fuzzing: a cube summed to ±2.6e38).
     let (lo, range) = (lo as f64, hi as f64 - lo as f64);
     let scale = if range > 0.0 { 1.0 / range } else { 0.0 };
-    for band in &mut bands {
-        for v in band.iter_mut() {
-            let x = if v.is_finite() { *v } else { fill };
-            *v = lut.get((((x as f64 - lo) * scale) as f32).clamp(0.0, 1.0));
-        }
-    }
-    Ok(bands)
+    let stretch_one = |v: f32| {
+        let x = if v.is_finite() { v } else { fill };
+        lut.get((((x as f64 - lo) * scale) as f32).clamp(0.0, 1.0))
+    };
+    // An 8-bit source has at most 256 values: each is stretched once, by the same rule.
+    let table: Option<Vec<f32>> = (r.display_ready && r.data.len() > 256).then(|| (0..256).map(|k| stretch_one(k as f32)).collect());
+    Ok((0..r.channels)
+        .map(|c| match &table {
+            Some(t) => r.plane(c).iter().map(|&v| if v as u8 as f32 == v { t[v as u8 as usize] } else { stretch_one(v) }).collect(),
+            None => r.plane(c).iter().map(|&v| stretch_one(v)).collect(),
+        })
+        .collect())
 }
 
 /// The bands the encoder sees: colour averaged to one band in grey mode.
-fn encoder_bands(bands: &[Vec<f32>], channels: Channels) -> Vec<Vec<f32>> {
+fn encoder_bands(bands: &[Vec<f32>], channels: Channels) -> Vec<std::borrow::Cow<'_, [f32]>> {
     if bands.len() == 3 && channels == Channels::Grey {
         let n = bands[0].len();
-        vec![(0..n).map(|i| (bands[0][i] + bands[1][i] + bands[2][i]) / 3.0).collect()]
+        vec![std::borrow::Cow::Owned((0..n).map(|i| (bands[0][i] + bands[1][i] + bands[2][i]) / 3.0).collect())]
     } else {
-        bands.to_vec()
+        bands.iter().map(|b| std::borrow::Cow::Borrowed(b.as_slice())).collect()
     }
 }
 
@@ -286,8 +386,8 @@ pub fn prepare(r: &Raster, s: &PreprocessSettings, thumb_size: u32) -> Result<Pr
     let (fw, fh) = fit_size(r.width, r.height, s.size);
     let (ox, oy) = ((size - fw as usize) / 2, (size - fh as usize) / 2);
     let mut tensor = vec![0f32; s.model_channels as usize * size * size];
-    let resized: Vec<Vec<f32>> =
-        encoder_bands(&bands, s.channels).iter().map(|b| resize_plane(b, r.width, r.height, fw, fh)).collect();
+    let grey = encoder_bands(&bands, s.channels);
+    let resized: Vec<std::borrow::Cow<'_, [f32]>> = grey.iter().map(|b| resize_plane(b, r.width, r.height, fw, fh)).collect();
     for c in 0..s.model_channels as usize {
         let src = &resized[c.min(resized.len() - 1)];
         let dst = &mut tensor[c * size * size..(c + 1) * size * size];
@@ -307,7 +407,7 @@ pub fn prepare(r: &Raster, s: &PreprocessSettings, thumb_size: u32) -> Result<Pr
 /// larger than the image itself (browsers upscale for free, JPEG encoding does not).
 pub fn picture(bands: &[Vec<f32>], r: &Raster, size: u32) -> Thumb {
     let (tw, th) = fit_size(r.width, r.height, size.min(r.width.max(r.height) as u32).max(1));
-    let tb: Vec<Vec<f32>> = bands.iter().map(|b| resize_plane(b, r.width, r.height, tw, th)).collect();
+    let tb: Vec<std::borrow::Cow<'_, [f32]>> = bands.iter().map(|b| resize_plane(b, r.width, r.height, tw, th)).collect();
     let ch = tb.len();
     let mut pixels = vec![0u8; tw as usize * th as usize * ch];
     for (c, band) in tb.iter().enumerate() {
@@ -342,6 +442,49 @@ mod tests {
             let mut d = data.clone();
             assert_eq!(select_percentile(&mut d, p), percentile(&sorted, p), "p = {p}");
         }
+    }
+
+    #[test]
+    fn percentiles_at_once_equal_the_sorted_ones() {
+        for n in [1usize, 2, 3, 10, 1001, 4096] {
+            // Many repeated values, as in real images.
+            let data: Vec<f32> = (0..n).map(|i| ((i * 7919) % 211) as f32 * 0.5 - 20.0).collect();
+            let mut sorted = data.clone();
+            sorted.sort_by(f32::total_cmp);
+            for ps in [[1.0, 99.7, 50.0], [0.0, 100.0, 50.0], [50.0, 50.0, 12.5], [99.9, 0.1, 33.3]] {
+                let mut d = data.clone();
+                let want = ps.map(|p| percentile(&sorted, p));
+                assert_eq!(select_percentiles(&mut d, ps), want, "n = {n}, ps = {ps:?}");
+            }
+        }
+    }
+
+    fn raster(width: usize, height: usize, channels: usize, data: Vec<f32>, display_ready: bool) -> Raster {
+        Raster { width, height, channels, data, display_ready, reservation: Default::default() }
+    }
+
+    /// 8-bit images take their percentiles from a histogram and their stretch from a
+    /// 256-entry table: the result must be the general path's, bit for bit.
+    #[test]
+    fn eight_bit_shortcuts_give_the_general_result() {
+        let o = crate::config::Overrides { archive: Some("/tmp/a".into()), out: Some("/tmp/o".into()), cache: Some("/tmp/c".into()) };
+        let mut s = crate::config::resolve(crate::config::RawConfig::default(), None, std::path::Path::new("/tmp"), &o).unwrap().preprocess;
+        for (w, h, ch) in [(64, 64, 1), (37, 21, 3), (700, 400, 1)] {
+            let data: Vec<f32> = (0..w * h * ch).map(|i| ((i * 31 + i / 7) % 256) as f32).collect();
+            for stretch in [Stretch::Asinh, Stretch::Linear, Stretch::Log] {
+                s.stretch = stretch;
+                s.stretch_8bit = stretch;
+                let (fast, general) = (raster(w, h, ch, data.clone(), true), raster(w, h, ch, data.clone(), false));
+                assert_eq!(clip_limits(&fast, &s).unwrap(), clip_limits(&general, &s).unwrap(), "{w}x{h}x{ch} {stretch:?}");
+                assert_eq!(stretch_bands(&fast, &s).unwrap(), stretch_bands(&general, &s).unwrap(), "{w}x{h}x{ch} {stretch:?}");
+            }
+        }
+        // A value that is not a byte (never made by a decoder, but possible) falls back.
+        let mut odd: Vec<f32> = (0..4096).map(|i| (i % 256) as f32).collect();
+        odd[5] = 3.5;
+        let (fast, general) = (raster(64, 64, 1, odd.clone(), true), raster(64, 64, 1, odd, false));
+        assert_eq!(clip_limits(&fast, &s).unwrap(), clip_limits(&general, &s).unwrap());
+        assert_eq!(stretch_bands(&fast, &s).unwrap(), stretch_bands(&general, &s).unwrap());
     }
 
     #[test]

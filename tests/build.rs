@@ -215,6 +215,32 @@ fn unchanged_files_are_not_read_again_and_any_change_is_seen() {
 }
 
 #[test]
+fn a_preview_no_larger_than_the_thumbnail_is_the_thumbnail_stored_once() {
+    use std::os::unix::fs::MetadataExt;
+    let s = Site::new();
+    png_grey8(&s.archive.join("small.png"), 40, 30, |x, y| (x * 5 + y) as u8);
+    png_grey8(&s.archive.join("large.png"), 300, 200, |x, y| ((x * y) % 251) as u8);
+    // Let the files settle, so the second build may trust their remembered digests.
+    std::thread::sleep(simsite::digests::SETTLE + std::time::Duration::from_millis(200));
+    assert_eq!(s.build(&[]).0, 0);
+    let out = s.root.join("out");
+    let pictures = |id: &str| (out.join(format!("thumbs/{id}.jpg")), out.join(format!("previews/{id}.jpg")));
+    let ino = |p: &Path| std::fs::metadata(p).unwrap().ino();
+    let (t, p) = pictures("small.png");
+    assert_eq!(std::fs::read(&t).unwrap(), std::fs::read(&p).unwrap());
+    assert_eq!(ino(&t), ino(&p), "the small image's preview is a second copy of its thumbnail");
+    let (t, p) = pictures("large.png");
+    assert_ne!(std::fs::read(&t).unwrap(), std::fs::read(&p).unwrap());
+    let size = |p: &Path| image::image_dimensions(p).unwrap();
+    assert_eq!((size(&t), size(&p)), ((128, 85), (300, 200)));
+
+    // Both are found in the cache next time: nothing is decoded again.
+    assert_eq!(s.build(&[]).0, 0);
+    let r = s.report();
+    assert_eq!((r["thumbnails_made"].as_u64(), r["files_read"].as_u64()), (Some(0), Some(0)), "{r}");
+}
+
+#[test]
 fn identical_inputs_give_identical_thumbnails() {
     let a = Site::new();
     mixed_archive(&a.archive);
