@@ -78,7 +78,26 @@ pub struct Encoder {
     pub device: &'static str,
     /// Why `auto` chose what it chose (for the log).
     pub device_note: String,
+    /// ONNX Runtime threads of this session.
+    pub threads: usize,
+    /// What it was loaded from, for [`Encoder::cpu_workers`].
+    settings: EncoderSettings,
     scratch: Vec<f32>,
+}
+
+/// How to load one more copy of an encoder already loaded (see [`Encoder::cpu_workers`]):
+/// it can be sent to the thread that will run it, which then loads it there.
+#[derive(Debug, Clone)]
+pub struct Replica {
+    settings: EncoderSettings,
+    dim: usize,
+}
+
+impl Replica {
+    /// Loads the copy (without the probe batch: the model was checked when first loaded).
+    pub fn load(&self) -> Result<Encoder, EncoderError> {
+        Encoder::load_with(&self.settings, Some(self.dim))
+    }
 }
 
 /// Where `libonnxruntime.so` is looked for, in order: the config, `ORT_DYLIB_PATH`, the
@@ -155,6 +174,12 @@ fn per_channel(v: Vec<f32>, channels: u32, what: &str, model: &Path) -> Result<V
 
 impl Encoder {
     pub fn load(s: &EncoderSettings) -> Result<Encoder, EncoderError> {
+        Encoder::load_with(s, None)
+    }
+
+    /// `known`: the output size of this model, already found by loading it once (then no
+    /// probe batch is run).
+    fn load_with(s: &EncoderSettings, known: Option<usize>) -> Result<Encoder, EncoderError> {
         let (library, env) = load_runtime(s.library.as_deref())?;
         let bytes = std::fs::read(&s.model).map_err(|e| EncoderError::ModelIo { model: s.model.clone(), source: e })?;
         let digest = blake3::hash(&bytes);
@@ -311,8 +336,14 @@ impl Encoder {
             digest,
             device,
             device_note,
+            threads,
+            settings: s.clone(),
             scratch: Vec::new(),
         };
+        if let Some(dim) = known {
+            enc.spec.dim = dim;
+            return Ok(enc);
+        }
         // One real batch now: a model that cannot run, or whose output is not
         // [batch, dim], fails here rather than after an hour of decoding.
         let n = enc.spec.channels as usize * (size as usize).pow(2);
@@ -323,6 +354,20 @@ impl Encoder {
             return Err(mismatch(format!("output `{}` is empty", enc.spec.output)));
         }
         Ok(enc)
+    }
+
+    /// On CPU with more than one thread: how to load single-threaded copies of this
+    /// encoder, one per thread, to run batches side by side. One session splitting each
+    /// operator over its threads makes them wait for each other at every operator; while
+    /// decoding shares the cores, one of them is often descheduled and the others spin.
+    /// Separate single-threaded sessions never wait for each other. `None` on CUDA or with
+    /// one thread.
+    pub fn cpu_workers(&self) -> Option<Vec<Replica>> {
+        if self.device != "CPU" || self.threads < 2 {
+            return None;
+        }
+        let settings = EncoderSettings { threads: Some(1), device: Some(Device::Cpu), ..self.settings.clone() };
+        Some((0..self.threads).map(|_| Replica { settings: settings.clone(), dim: self.spec.dim }).collect())
     }
 
     /// Floats per image in the input tensor.

@@ -149,41 +149,136 @@ pub(crate) fn open_cache(settings: &Settings, enc: &Encoder, ui: &Ui) -> Result<
     Ok(c)
 }
 
-/// Embeds what arrives from decoding in full batches and stores it in the cache.
-struct Embedder<'a> {
+/// A batch for an inference worker, and what comes back.
+type Job = (Vec<f32>, Vec<Digest>);
+type Done = Result<(Vec<Digest>, Vec<f32>, Duration), crate::error::EncoderError>;
+
+/// Embeds what arrives from decoding in full batches and stores it in the cache. On CPU,
+/// full batches go to single-threaded copies of the encoder running side by side (see
+/// [`Encoder::cpu_workers`]), made at the first full batch; the last, partial batch runs
+/// on the encoder itself.
+struct Embedder<'a, 'scope, 'env> {
     encoder: &'a mut Encoder,
     cache: &'a mut EmbeddingCache,
     pixels: Vec<f32>,
     keys: Vec<Digest>,
     embedded: usize,
     busy: Duration,
+    scope: &'scope std::thread::Scope<'scope, 'env>,
+    /// Workers' job queue and results; `Some(None)` once workers were found not to apply.
+    workers: Option<Option<(crossbeam_channel::Sender<Job>, crossbeam_channel::Receiver<Done>, usize)>>,
 }
 
-impl Embedder<'_> {
+impl<'scope, 'env> Embedder<'_, 'scope, 'env> {
     fn push(&mut self, digest: Digest, tensor: &[f32]) -> Result<()> {
         self.pixels.extend_from_slice(tensor);
         self.keys.push(digest);
         if self.keys.len() >= self.encoder.spec.batch {
-            self.run()?;
+            self.submit()?;
+        }
+        self.collect(false)
+    }
+
+    /// Hands the full batch to a worker, or runs it here when there are none.
+    fn submit(&mut self) -> Result<()> {
+        if self.workers.is_none() {
+            self.workers = Some(self.start_workers()?);
+        }
+        match self.workers.as_ref().and_then(|w| w.as_ref()) {
+            Some((jobs, _, _)) => {
+                let job = (std::mem::take(&mut self.pixels), std::mem::take(&mut self.keys));
+                if jobs.send(job).is_err() {
+                    // Every worker has ended, so one failed (to load its copy): its error.
+                    self.collect(true)?;
+                    anyhow::bail!("internal error: the inference workers stopped");
+                }
+                Ok(())
+            }
+            None => self.run_here(),
+        }
+    }
+
+    /// Starts the workers; each loads its own copy of the encoder in its own thread, so
+    /// decoding goes on meanwhile.
+    fn start_workers(&self) -> Result<Option<(crossbeam_channel::Sender<Job>, crossbeam_channel::Receiver<Done>, usize)>> {
+        let Some(replicas) = self.encoder.cpu_workers() else { return Ok(None) };
+        let n = replicas.len();
+        let (job_tx, job_rx) = crossbeam_channel::bounded::<Job>(n);
+        let (done_tx, done_rx) = crossbeam_channel::unbounded::<Done>();
+        for replica in replicas {
+            let (job_rx, done_tx) = (job_rx.clone(), done_tx.clone());
+            self.scope.spawn(move || {
+                let mut enc = match replica.load() {
+                    Ok(e) => e,
+                    Err(e) => {
+                        let _ = done_tx.send(Err(e));
+                        return;
+                    }
+                };
+                for (pixels, keys) in job_rx.iter() {
+                    let t = Instant::now();
+                    let out = enc.embed(&pixels, keys.len()).map(|e| (keys, e, t.elapsed()));
+                    if done_tx.send(out).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        Ok(Some((job_tx, done_rx, n)))
+    }
+
+    /// Stores what the workers have finished; with `wait`, ends them and waits for all of it.
+    fn collect(&mut self, wait: bool) -> Result<()> {
+        let (results, n): (Vec<Done>, u32) = match self.workers.take() {
+            Some(Some((jobs, done, n))) if wait => {
+                drop(jobs);
+                self.workers = Some(None);
+                (done.iter().collect(), n as u32)
+            }
+            Some(Some(w)) => {
+                let r = (w.1.try_iter().collect(), w.2 as u32);
+                self.workers = Some(Some(w));
+                r
+            }
+            other => {
+                self.workers = other;
+                return Ok(());
+            }
+        };
+        for r in results {
+            let (keys, out, took) = r?;
+            self.store(&keys, &out)?;
+            self.busy += took / n;
         }
         Ok(())
     }
 
-    fn run(&mut self) -> Result<()> {
+    fn run_here(&mut self) -> Result<()> {
         if self.keys.is_empty() {
             return Ok(());
         }
         let t = Instant::now();
         let out = self.encoder.embed(&self.pixels, self.keys.len())?;
         self.busy += t.elapsed();
+        let keys = std::mem::take(&mut self.keys);
+        self.store(&keys, &out)?;
+        self.pixels.clear();
+        Ok(())
+    }
+
+    fn store(&mut self, keys: &[Digest], out: &[f32]) -> Result<()> {
         let dim = self.encoder.spec.dim;
-        for (k, e) in self.keys.iter().zip(out.chunks_exact(dim)) {
+        for (k, e) in keys.iter().zip(out.chunks_exact(dim)) {
             self.cache.insert(*k, e).context("cannot write to the embedding cache")?;
         }
-        self.embedded += self.keys.len();
-        self.pixels.clear();
-        self.keys.clear();
+        self.embedded += keys.len();
         Ok(())
+    }
+
+    /// Runs the last batch and stores everything.
+    fn finish(&mut self) -> Result<()> {
+        self.run_here()?;
+        self.collect(true)
     }
 }
 
@@ -219,56 +314,68 @@ pub(crate) fn run_ingest(
     let memo = crate::digests::Memo::load(&settings.cache);
     let s = IngestSettings { memo: Some(&memo), ..IngestSettings::new(settings, &needs, false) };
     let stage = ui.stage(if has_encoder { "embed" } else { "decode" }, items.len() as u64);
-    let mut embedder = match (encoder, cache) {
-        (Some(e), Some(c)) => Some(Embedder { encoder: e, cache: c, pixels: Vec::new(), keys: Vec::new(), embedded: 0, busy: Duration::ZERO }),
-        _ => None,
-    };
     let mut done: Vec<Option<Ingested>> = (0..items.len()).map(|_| None).collect();
     let mut skipped = Vec::new();
-    let mut failure: Option<anyhow::Error> = None;
-    ingest::run(items, &s, QUEUE, |i, result| {
-        stage.inc(1);
-        match result {
-            Ok(mut r) => {
-                if let Some(t) = r.tensor.take() {
-                    if let Some(tap) = tap.as_mut() {
-                        tap(i, &t);
-                    }
-                    if let Some(e) = embedder.as_mut().filter(|_| needs_embedding(&r.digest)) {
-                        if let Err(err) = e.push(*r.digest.as_bytes(), &t) {
-                            // The model failed: decoding the rest of the archive would be wasted.
-                            failure = Some(err);
-                            return std::ops::ControlFlow::Break(());
+    // Inference workers, when there are any, live in this scope.
+    let (embedded, infer) = std::thread::scope(|scope| -> Result<(usize, f64)> {
+        let mut failure: Option<anyhow::Error> = None;
+        let mut embedder = match (encoder, cache) {
+            (Some(encoder), Some(cache)) => Some(Embedder {
+                encoder,
+                cache,
+                pixels: Vec::new(),
+                keys: Vec::new(),
+                embedded: 0,
+                busy: Duration::ZERO,
+                scope,
+                workers: None,
+            }),
+            _ => None,
+        };
+        ingest::run(items, &s, QUEUE, |i, result| {
+            stage.inc(1);
+            match result {
+                Ok(mut r) => {
+                    if let Some(t) = r.tensor.take() {
+                        if let Some(tap) = tap.as_mut() {
+                            tap(i, &t);
+                        }
+                        if let Some(e) = embedder.as_mut().filter(|_| needs_embedding(&r.digest)) {
+                            if let Err(err) = e.push(*r.digest.as_bytes(), &t) {
+                                // The model failed: decoding the rest of the archive would be wasted.
+                                failure = Some(err);
+                                return std::ops::ControlFlow::Break(());
+                            }
                         }
                     }
+                    done[i] = Some(r);
                 }
-                done[i] = Some(r);
+                Err(e @ crate::error::FileError::CacheWrite { .. }) => {
+                    // A full disk, not a bad file: skipping every image from here on would
+                    // publish a site missing them.
+                    failure = Some(anyhow::Error::new(e));
+                    return std::ops::ControlFlow::Break(());
+                }
+                Err(e) => {
+                    let reason = e.to_string();
+                    ui.skipped(&items[i].entry.rel_str, &reason);
+                    skipped.push(Problem { path: items[i].entry.rel_str.clone(), reason });
+                }
             }
-            Err(e @ crate::error::FileError::CacheWrite { .. }) => {
-                // A full disk, not a bad file: skipping every image from here on would
-                // publish a site missing them.
-                failure = Some(anyhow::Error::new(e));
-                return std::ops::ControlFlow::Break(());
-            }
-            Err(e) => {
-                let reason = e.to_string();
-                ui.skipped(&items[i].entry.rel_str, &reason);
-                skipped.push(Problem { path: items[i].entry.rel_str.clone(), reason });
-            }
+            std::ops::ControlFlow::Continue(())
+        });
+        if let Some(e) = failure {
+            return Err(e);
         }
-        std::ops::ControlFlow::Continue(())
-    });
-    if let Some(e) = failure {
-        return Err(e);
-    }
-    let (embedded, infer) = match embedder.as_mut() {
-        Some(e) => {
-            e.run()?;
-            e.cache.flush().context("cannot write to the embedding cache")?;
-            (e.embedded, e.busy.as_secs_f64())
-        }
-        None => (0, 0.0),
-    };
+        Ok(match embedder.as_mut() {
+            Some(e) => {
+                e.finish()?;
+                e.cache.flush().context("cannot write to the embedding cache")?;
+                (e.embedded, e.busy.as_secs_f64())
+            }
+            None => (0, 0.0),
+        })
+    })?;
     let t = stage.finish();
     Ok(Ingest { done, skipped, embedded, infer_seconds: infer, seconds: t.as_secs_f64() })
 }

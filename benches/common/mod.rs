@@ -36,10 +36,67 @@ pub fn decode_tensors(archive: &Path, settings: &Settings, enc: &Encoder, limit:
     Ok((tensors, n))
 }
 
-/// Images per second of `Encoder::embed` alone over `n` pre-decoded images.
-pub fn raw_rate(enc: &mut Encoder, tensors: &[f32], n: usize) -> Result<f64> {
+/// Raw throughput of one configuration, in images per second.
+pub struct Raw {
+    /// One session using all its threads on each batch.
+    pub one_session: f64,
+    /// One single-threaded session per thread, batches side by side (what the build runs
+    /// on CPU: `Encoder::cpu_workers`); `None` on CUDA or with one thread.
+    pub side_by_side: Option<f64>,
+}
+
+impl Raw {
+    /// The better of the two: the yardstick for the embed stage.
+    pub fn best(&self) -> f64 {
+        self.one_session.max(self.side_by_side.unwrap_or(0.0))
+    }
+}
+
+impl std::fmt::Display for Raw {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:.0} img/s (one session {:.0}", self.best(), self.one_session)?;
+        if let Some(s) = self.side_by_side {
+            write!(f, ", single-threaded sessions side by side {s:.0}")?;
+        }
+        write!(f, ")")
+    }
+}
+
+/// Images per second of `Encoder::embed` alone over `n` pre-decoded images (in the
+/// build's batch size), both ways ONNX Runtime can use the threads.
+pub fn raw_rate(enc: &mut Encoder, tensors: &[f32], n: usize) -> Result<Raw> {
     let t = Instant::now();
     let out = enc.embed(tensors, n)?;
     assert_eq!(out.len(), n * enc.spec.dim);
-    Ok(n as f64 / t.elapsed().as_secs_f64())
+    let one_session = n as f64 / t.elapsed().as_secs_f64();
+    let side_by_side = match enc.cpu_workers() {
+        Some(replicas) => {
+            let mut workers = replicas.iter().map(|r| r.load()).collect::<Result<Vec<_>, _>>()?;
+            let (per, batch, k) = (enc.image_len(), enc.spec.batch, workers.len());
+            let batches: Vec<&[f32]> = tensors[..n * per].chunks(batch * per).collect();
+            let t = Instant::now();
+            std::thread::scope(|s| -> Result<()> {
+                let handles: Vec<_> = workers
+                    .iter_mut()
+                    .enumerate()
+                    .map(|(w, e)| {
+                        let mine: Vec<&[f32]> = batches.iter().skip(w).step_by(k).copied().collect();
+                        s.spawn(move || -> Result<()> {
+                            for b in mine {
+                                e.embed(b, b.len() / per)?;
+                            }
+                            Ok(())
+                        })
+                    })
+                    .collect();
+                for h in handles {
+                    h.join().expect("an inference thread panicked")?;
+                }
+                Ok(())
+            })?;
+            Some(n as f64 / t.elapsed().as_secs_f64())
+        }
+        None => None,
+    };
+    Ok(Raw { one_session, side_by_side })
 }
