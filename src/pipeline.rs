@@ -155,8 +155,7 @@ type Done = Result<(Vec<Digest>, Vec<f32>, Duration), crate::error::EncoderError
 
 /// Embeds what arrives from decoding in full batches and stores it in the cache. On CPU,
 /// full batches go to single-threaded copies of the encoder running side by side (see
-/// [`Encoder::cpu_workers`]), made at the first full batch; the last, partial batch runs
-/// on the encoder itself.
+/// [`Encoder::cpu_workers`]), started with the first batch.
 struct Embedder<'a, 'scope, 'env> {
     encoder: &'a mut Encoder,
     cache: &'a mut EmbeddingCache,
@@ -275,9 +274,12 @@ impl<'scope, 'env> Embedder<'_, 'scope, 'env> {
         Ok(())
     }
 
-    /// Runs the last batch and stores everything.
+    /// Runs the last, partial batch (on a worker like the others, so every embedding of a
+    /// build comes from the same kind of session) and stores everything.
     fn finish(&mut self) -> Result<()> {
-        self.run_here()?;
+        if !self.keys.is_empty() {
+            self.submit()?;
+        }
         self.collect(true)
     }
 }
