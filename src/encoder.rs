@@ -80,10 +80,15 @@ pub struct Encoder {
     pub device_note: String,
     /// ONNX Runtime threads of this session.
     pub threads: usize,
+    /// Size of the model file.
+    model_bytes: u64,
     /// What it was loaded from, for [`Encoder::cpu_workers`].
     settings: EncoderSettings,
     scratch: Vec<f32>,
 }
+
+/// The most model bytes that single-threaded copies of an encoder may hold together.
+pub const REPLICA_MODEL_BYTES: u64 = 1 << 30;
 
 /// How to load one more copy of an encoder already loaded (see [`Encoder::cpu_workers`]):
 /// it can be sent to the thread that will run it, which then loads it there.
@@ -337,6 +342,7 @@ impl Encoder {
             device,
             device_note,
             threads,
+            model_bytes: bytes.len() as u64,
             settings: s.clone(),
             scratch: Vec::new(),
         };
@@ -360,10 +366,11 @@ impl Encoder {
     /// encoder, one per thread, to run batches side by side. One session splitting each
     /// operator over its threads makes them wait for each other at every operator; while
     /// decoding shares the cores, one of them is often descheduled and the others spin.
-    /// Separate single-threaded sessions never wait for each other. `None` on CUDA or with
-    /// one thread.
+    /// Separate single-threaded sessions never wait for each other. `None` on CUDA, with
+    /// one thread, or when the copies would hold more than [`REPLICA_MODEL_BYTES`] of
+    /// model between them (a large model on many cores stays one session).
     pub fn cpu_workers(&self) -> Option<Vec<Replica>> {
-        if self.device != "CPU" || self.threads < 2 {
+        if self.device != "CPU" || self.threads < 2 || self.model_bytes.saturating_mul(self.threads as u64) > REPLICA_MODEL_BYTES {
             return None;
         }
         let settings = EncoderSettings { threads: Some(1), device: Some(Device::Cpu), ..self.settings.clone() };

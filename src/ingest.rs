@@ -116,10 +116,13 @@ fn ingest_one(item: &Item, s: &IngestSettings) -> Result<Ingested, FileError> {
     if let Some(p) = preview.as_ref().filter(|_| !s.validate_only && !preview_cached) {
         let write = |bytes: &[u8]| fsutil::atomic_write(p, bytes).map_err(|e| FileError::CacheWrite { path: p.clone(), source: e });
         // An image no larger than the thumbnail has a preview equal to it, byte for byte:
-        // the cache then holds it once, under both names (no second encoding or file).
+        // the cache then holds it once, under both names (no second encoding or file),
+        // or, where the file system has no hard links, as a copy.
         let longer = raster.width.max(raster.height) as u32;
         if longer <= s.thumbs.size.min(s.thumbs.preview) || s.thumbs.size == s.thumbs.preview {
-            fsutil::link_content(&thumb, p).map_err(|e| FileError::CacheWrite { path: p.clone(), source: e })?;
+            if fsutil::link_content(&thumb, p).is_err() {
+                write(&jpeg(&prepared.thumb)?)?;
+            }
         } else {
             write(&jpeg(&preprocess::picture(&prepared.bands, &raster, s.thumbs.preview))?)?;
         }
