@@ -96,12 +96,16 @@ pub const REPLICA_MODEL_BYTES: u64 = 1 << 30;
 pub struct Replica {
     settings: EncoderSettings,
     dim: usize,
+    /// The model's digest when first loaded: a copy must be that same model.
+    digest: blake3::Hash,
 }
 
 impl Replica {
     /// Loads the copy (without the probe batch: the model was checked when first loaded).
+    /// A model file replaced since then is an error, not embeddings from another model
+    /// under the first one's cache key.
     pub fn load(&self) -> Result<Encoder, EncoderError> {
-        Encoder::load_with(&self.settings, Some(self.dim))
+        Encoder::load_with(&self.settings, Some((self.dim, self.digest)))
     }
 }
 
@@ -182,12 +186,18 @@ impl Encoder {
         Encoder::load_with(s, None)
     }
 
-    /// `known`: the output size of this model, already found by loading it once (then no
-    /// probe batch is run).
-    fn load_with(s: &EncoderSettings, known: Option<usize>) -> Result<Encoder, EncoderError> {
+    /// `known`: the output size and digest of this model, from loading it once (then no
+    /// probe batch is run, and other bytes in the file are an error).
+    fn load_with(s: &EncoderSettings, known: Option<(usize, blake3::Hash)>) -> Result<Encoder, EncoderError> {
         let (library, env) = load_runtime(s.library.as_deref())?;
         let bytes = std::fs::read(&s.model).map_err(|e| EncoderError::ModelIo { model: s.model.clone(), source: e })?;
         let digest = blake3::hash(&bytes);
+        if known.is_some_and(|(_, first)| first != digest) {
+            return Err(EncoderError::Model {
+                model: s.model.clone(),
+                message: "the model file changed while the build ran; run the build again".into(),
+            });
+        }
         let mismatch = |message: String| EncoderError::Mismatch { model: s.model.clone(), message };
         let ort_err = |e: ort::Error| EncoderError::Model { model: s.model.clone(), message: e.to_string() };
 
@@ -346,7 +356,7 @@ impl Encoder {
             settings: s.clone(),
             scratch: Vec::new(),
         };
-        if let Some(dim) = known {
+        if let Some((dim, _)) = known {
             enc.spec.dim = dim;
             return Ok(enc);
         }
@@ -374,7 +384,7 @@ impl Encoder {
             return None;
         }
         let settings = EncoderSettings { threads: Some(1), device: Some(Device::Cpu), ..self.settings.clone() };
-        Some((0..self.threads).map(|_| Replica { settings: settings.clone(), dim: self.spec.dim }).collect())
+        Some((0..self.threads).map(|_| Replica { settings: settings.clone(), dim: self.spec.dim, digest: self.digest }).collect())
     }
 
     /// Floats per image in the input tensor.

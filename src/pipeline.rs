@@ -153,6 +153,15 @@ pub(crate) fn open_cache(settings: &Settings, enc: &Encoder, ui: &Ui) -> Result<
 type Job = (Vec<f32>, Vec<Digest>);
 type Done = Result<(Vec<Digest>, Vec<f32>, Duration), crate::error::EncoderError>;
 
+/// The inference workers of an [`Embedder`].
+enum Workers {
+    /// Not started yet: they start with the first batch.
+    Unstarted,
+    /// None (CUDA, one thread, a large model), or ended: batches run on the encoder itself.
+    Absent,
+    Running { jobs: crossbeam_channel::Sender<Job>, done: crossbeam_channel::Receiver<Done>, count: u32 },
+}
+
 /// Embeds what arrives from decoding in full batches and stores it in the cache. On CPU,
 /// full batches go to single-threaded copies of the encoder running side by side (see
 /// [`Encoder::cpu_workers`]), started with the first batch.
@@ -164,8 +173,7 @@ struct Embedder<'a, 'scope, 'env> {
     embedded: usize,
     busy: Duration,
     scope: &'scope std::thread::Scope<'scope, 'env>,
-    /// Workers' job queue and results; `Some(None)` once workers were found not to apply.
-    workers: Option<Option<(crossbeam_channel::Sender<Job>, crossbeam_channel::Receiver<Done>, usize)>>,
+    workers: Workers,
 }
 
 impl<'scope, 'env> Embedder<'_, 'scope, 'env> {
@@ -180,11 +188,11 @@ impl<'scope, 'env> Embedder<'_, 'scope, 'env> {
 
     /// Hands the full batch to a worker, or runs it here when there are none.
     fn submit(&mut self) -> Result<()> {
-        if self.workers.is_none() {
-            self.workers = Some(self.start_workers()?);
+        if let Workers::Unstarted = self.workers {
+            self.workers = self.start_workers()?;
         }
-        match self.workers.as_ref().and_then(|w| w.as_ref()) {
-            Some((jobs, _, _)) => {
+        match &self.workers {
+            Workers::Running { jobs, .. } => {
                 let job = (std::mem::take(&mut self.pixels), std::mem::take(&mut self.keys));
                 if jobs.send(job).is_err() {
                     // Every worker has ended, so one failed (to load its copy): its error.
@@ -193,14 +201,14 @@ impl<'scope, 'env> Embedder<'_, 'scope, 'env> {
                 }
                 Ok(())
             }
-            None => self.run_here(),
+            _ => self.run_here(),
         }
     }
 
     /// Starts the workers; each loads its own copy of the encoder in its own thread, so
     /// decoding goes on meanwhile.
-    fn start_workers(&self) -> Result<Option<(crossbeam_channel::Sender<Job>, crossbeam_channel::Receiver<Done>, usize)>> {
-        let Some(replicas) = self.encoder.cpu_workers() else { return Ok(None) };
+    fn start_workers(&self) -> Result<Workers> {
+        let Some(replicas) = self.encoder.cpu_workers() else { return Ok(Workers::Absent) };
         let n = replicas.len();
         let (job_tx, job_rx) = crossbeam_channel::bounded::<Job>(n);
         let (done_tx, done_rx) = crossbeam_channel::unbounded::<Done>();
@@ -223,21 +231,21 @@ impl<'scope, 'env> Embedder<'_, 'scope, 'env> {
                 }
             });
         }
-        Ok(Some((job_tx, done_rx, n)))
+        Ok(Workers::Running { jobs: job_tx, done: done_rx, count: n as u32 })
     }
 
     /// Stores what the workers have finished; with `wait`, ends them and waits for all of it.
     fn collect(&mut self, wait: bool) -> Result<()> {
-        let (results, n): (Vec<Done>, u32) = match self.workers.take() {
-            Some(Some((jobs, done, n))) if wait => {
+        let (results, n): (Vec<Done>, u32) = match std::mem::replace(&mut self.workers, Workers::Absent) {
+            Workers::Running { jobs, done, count } if wait => {
+                // Without their queue the workers end once it is empty.
                 drop(jobs);
-                self.workers = Some(None);
-                (done.iter().collect(), n as u32)
+                (done.iter().collect(), count)
             }
-            Some(Some(w)) => {
-                let r = (w.1.try_iter().collect(), w.2 as u32);
-                self.workers = Some(Some(w));
-                r
+            Workers::Running { jobs, done, count } => {
+                let r = done.try_iter().collect();
+                self.workers = Workers::Running { jobs, done, count };
+                (r, count)
             }
             other => {
                 self.workers = other;
@@ -330,7 +338,7 @@ pub(crate) fn run_ingest(
                 embedded: 0,
                 busy: Duration::ZERO,
                 scope,
-                workers: None,
+                workers: Workers::Unstarted,
             }),
             _ => None,
         };

@@ -118,14 +118,7 @@ pub fn percentile(sorted: &[f32], p: f64) -> f32 {
 /// The same value as [`percentile`] of the sorted data, found by selection (O(n)) in an
 /// unsorted sample, which it reorders.
 pub fn select_percentile(data: &mut [f32], p: f64) -> f32 {
-    let pos = p / 100.0 * (data.len() - 1) as f64;
-    let i = pos.floor() as usize;
-    let frac = (pos - i as f64) as f32;
-    let (_, &mut lo, rest) = data.select_nth_unstable_by(i, f32::total_cmp);
-    match rest.iter().copied().min_by(f32::total_cmp) {
-        Some(next) if frac > 0.0 => lo + (next - lo) * frac,
-        _ => lo,
-    }
+    select_percentiles(data, [p])[0]
 }
 
 /// Several percentiles of one unsorted sample at once (it is reordered), each equal to
