@@ -49,9 +49,9 @@ fn the_default_model_carries_its_input_contract_in_its_metadata() {
     let (code, _, err) = run(tmp.path(), &["build"]);
     assert_eq!(code, 0, "{err}");
     // Size, channels and output come from the model's simsite.* properties, not the config.
-    assert!(err.contains("encoder: simsite-astro-simclr-v2 (1x64x64 → 128)"), "{err}");
+    assert!(err.contains("encoder: simsite-astro-simclr-v3 (1x64x64 → 128)"), "{err}");
     let report: Value = serde_json::from_slice(&std::fs::read(tmp.path().join("cache/last-build.json")).unwrap()).unwrap();
-    assert_eq!(report["model"]["name"], "simsite-astro-simclr-v2");
+    assert_eq!(report["model"]["name"], "simsite-astro-simclr-v3");
     assert_eq!(report["model"]["dim"], 128);
     assert_eq!(report["embedded"], 8);
 }

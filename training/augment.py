@@ -9,6 +9,7 @@ median, x = clip((v - lo) / (hi - lo), 0, 1), then linear/log/asinh/sqrt)."""
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -20,6 +21,25 @@ STRETCH_NAMES = ("linear", "log", "asinh", "sqrt")
 # Probabilities of each stretch for linear (FITS, 16-bit) and 8-bit (display-ready) sources.
 P_LINEAR_SOURCE = torch.tensor([0.25, 0.2, 0.35, 0.2])
 P_8BIT_SOURCE = torch.tensor([0.6, 0.1, 0.15, 0.15])
+
+
+@dataclass(frozen=True)
+class Strength:
+    """How hard each view is pushed. `FULL` is the recipe of v1/v2; `GENTLE` keeps every kind
+    of change but draws it less often or less far, so that what tells one object from
+    another of its class (its size, its PSF, its signal-to-noise) survives in both views."""
+    scale: tuple = (0.8, 1.25)
+    shear: float = 0.15
+    blur_p: float = 0.4
+    blur_sigma: tuple = (0.4, 1.5)
+    noise_p: float = 0.6
+    noise_max: float = 1.5
+    mask_p: float = 0.15
+
+
+FULL = Strength()
+GENTLE = Strength(scale=(0.9, 1.11), shear=0.07, blur_p=0.2, blur_sigma=(0.3, 1.0), noise_p=0.3, noise_max=1.0, mask_p=0.1)
+STRENGTHS = {"full": FULL, "gentle": GENTLE}
 
 
 def _u(g, n, lo, hi, device=None):
@@ -72,7 +92,7 @@ def gaussian_kernels(sigma: torch.Tensor, radius: int = 3) -> torch.Tensor:
 
 
 def views(x: torch.Tensor, ready: torch.Tensor, g: torch.Generator, strength: float = 1.0,
-          noise_gen: torch.Generator | None = None) -> torch.Tensor:
+          noise_gen: torch.Generator | None = None, aug: Strength = FULL) -> torch.Tensor:
     """x: (B, H, W) linear pixels with NaN where masked; ready: (B,) bool (8-bit source).
     g is a CPU generator for the per-view parameters; the per-pixel noise comes from
     noise_gen, a generator on x's device (g itself when x is on the CPU).
@@ -92,8 +112,8 @@ def views(x: torch.Tensor, ready: torch.Tensor, g: torch.Generator, strength: fl
     # One affine resampling: rotation (any angle), flip, shear, scale, offset.
     theta = _u(g, b, 0, 2 * math.pi, dev)
     flip = torch.where(torch.rand(b, generator=g) < 0.5, -1.0, 1.0).to(dev)
-    scale = torch.exp(_u(g, b, math.log(0.8), math.log(1.25), dev) * strength)
-    shear = _u(g, b, -0.15, 0.15, dev) * strength
+    scale = torch.exp(_u(g, b, math.log(aug.scale[0]), math.log(aug.scale[1]), dev) * strength)
+    shear = _u(g, b, -aug.shear, aug.shear, dev) * strength
     c, s = torch.cos(theta), torch.sin(theta)
     rot = torch.stack([torch.stack([c, -s], 1), torch.stack([s, c], 1)], 1)
     sh = torch.zeros(b, 2, 2, device=dev)
@@ -106,17 +126,17 @@ def views(x: torch.Tensor, ready: torch.Tensor, g: torch.Generator, strength: fl
     both = F.grid_sample(torch.stack([xf, mask.float()], 1), grid, mode="bilinear", padding_mode="reflection", align_corners=False)
     v, mask = both[:, 0], both[:, 1] > 0.5
 
-    # PSF-like blur on 40% of the views.
-    sigma = torch.where(torch.rand(b, generator=g) < 0.4, _u(g, b, 0.4, 1.5), torch.full((b,), 0.05)).to(dev)
+    # PSF-like blur on 40% of the views (FULL).
+    sigma = torch.where(torch.rand(b, generator=g) < aug.blur_p, _u(g, b, *aug.blur_sigma), torch.full((b,), 0.05)).to(dev)
     k = gaussian_kernels(sigma)
     v = F.conv2d(F.pad(v[None], (3, 3, 3, 3), mode="reflect"), k, groups=b)[0]
 
-    # Extra noise on 60% of the views, up to 1.5x the image's own background noise.
-    amp = torch.where(torch.rand(b, generator=g) < 0.6, _u(g, b, 0.0, 1.5), torch.zeros(b)).to(dev) * sigma_bg
+    # Extra noise on 60% of the views, up to 1.5x the image's own background noise (FULL).
+    amp = torch.where(torch.rand(b, generator=g) < aug.noise_p, _u(g, b, 0.0, aug.noise_max), torch.zeros(b)).to(dev) * sigma_bg
     v = v + torch.randn(b, h, w, generator=noise_gen, device=dev) * amp[:, None, None]
 
-    # Masked regions on 15% of the views: a rectangle or a few rows/columns.
-    for i in torch.nonzero(torch.rand(b, generator=g) < 0.15)[:, 0].tolist():
+    # Masked regions on 15% of the views (FULL): a rectangle or a few rows/columns.
+    for i in torch.nonzero(torch.rand(b, generator=g) < aug.mask_p)[:, 0].tolist():
         if torch.rand(1, generator=g).item() < 0.5:
             rh, rw = (int(t) for t in torch.randint(4, 24, (2,), generator=g))
             y0, x0 = int(torch.randint(0, h - rh, (1,), generator=g)), int(torch.randint(0, w - rw, (1,), generator=g))

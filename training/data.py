@@ -77,10 +77,29 @@ def _decode(f: str):
         return None, False, str(e)
 
 
+def partners(synth_root: str, files: list[str], kept: list[int]) -> np.ndarray:
+    """For each row (kept[row]: its index in files, -1 for a crop), the row of its other observation (a synthetic twin and its
+    original name each other, from synth's labels CSV beside the archive), else -1."""
+    import csv
+    row = {files[k]: r for r, k in enumerate(kept) if k >= 0}  # crops (-1) have no partner
+    out = np.full(len(kept), -1, np.int64)
+    labels = synth_root.rstrip("/") + ".labels.csv"
+    if not os.path.exists(labels):
+        return out
+    with open(labels, newline="") as f:
+        for rec in csv.DictReader(f):
+            if rec.get("twin_of"):
+                a, b = row.get(os.path.join(synth_root, rec["path"])), row.get(os.path.join(synth_root, rec["twin_of"]))
+                if a is not None and b is not None:
+                    out[a], out[b] = b, a
+    return out
+
+
 def build(synth_root: str, real_roots: list[str], exclude: list[str], crops_per_frame: int, seed: int, workers: int = 1):
     """Returns (pixels (N, 64, 64) float32 linear with NaN, display_ready (N,) bool,
-    source (N,) str, digest of the file list). Files are decoded by `workers` processes; the
-    result does not depend on their number."""
+    source (N,) str, digest of the file list, the files, partner (N,): the row of the same
+    scene's other observation or -1). Files are decoded by `workers` processes; the result
+    does not depend on their number."""
     rng = np.random.default_rng(seed)
     files = list_files([synth_root], []) + list_files(real_roots, exclude)
     h = hashlib.sha256()
@@ -93,12 +112,13 @@ def build(synth_root: str, real_roots: list[str], exclude: list[str], crops_per_
             decoded = pool.map(_decode, files, chunksize=64)
     else:
         decoded = map(_decode, files)
-    pix, ready, source = [], [], []
+    pix, ready, source, kept = [], [], [], []
     for i, (f, (a, display_ready, err)) in enumerate(zip(files, decoded)):
         if a is None:
             print(f"skip {f}: {err}", file=sys.stderr)
             continue
         real = not f.startswith(synth_root)
+        kept.append(i)
         pix.append(fit_linear(a))
         ready.append(display_ready)
         source.append("real" if real else "synth")
@@ -107,6 +127,8 @@ def build(synth_root: str, real_roots: list[str], exclude: list[str], crops_per_
                 pix.append(c)
                 ready.append(display_ready)
                 source.append("real-crop")
+                kept.append(-1)
         if i % 2000 == 0:
             print(f"data: {i}/{len(files)} files", flush=True)
-    return np.stack(pix), np.array(ready), np.array(source), h.hexdigest(), files
+    partner = partners(synth_root, files, kept)
+    return np.stack(pix), np.array(ready), np.array(source), h.hexdigest(), files, partner

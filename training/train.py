@@ -26,7 +26,7 @@ import data  # noqa: E402
 import simsite_prep as prep  # noqa: E402
 from model import Encoder, Projector  # noqa: E402
 
-RECIPE = "simclr-astro-1"
+RECIPE = "simclr-astro-2"
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -57,19 +57,22 @@ def synth(args, out, n, seed, twins):
 
 
 def load_train(args):
+    """Pixels, display-ready flags, partner rows (-1: none) and the digest of the file list."""
     cache = os.path.join(args.work, "train-data.npz")
     if os.path.exists(cache):
         z = np.load(cache)
-        return z["pixels"], z["ready"], str(z["digest"])
+        partner = z["partner"] if "partner" in z else np.full(len(z["pixels"]), -1)
+        return z["pixels"], z["ready"], partner, str(z["digest"])
     synth_dir = os.path.join(args.work, "synth-train")
-    synth(args, synth_dir, args.synth, args.seed, 0.0)
+    synth(args, synth_dir, args.synth, args.seed, args.reobserved)
     real = [os.path.join(ROOT, "sample-archive")]
-    px, ready, source, digest, files = data.build(synth_dir, real, ["hst-deep-field"], args.crops, args.seed, args.workers)
+    px, ready, source, digest, files, partner = data.build(synth_dir, real, ["hst-deep-field"], args.crops, args.seed, args.workers)
     with open(os.path.join(args.work, "train-files.txt"), "w") as f:
         f.write("\n".join(os.path.relpath(p, args.work) if p.startswith(args.work) else os.path.relpath(p, ROOT) for p in files) + "\n")
-    np.savez(cache, pixels=px, ready=ready, source=source, digest=digest)
-    print(f"data: {len(px)} training images ({(source == 'synth').sum()} synthetic, {(source != 'synth').sum()} real), digest {digest[:16]}", flush=True)
-    return px, ready, digest
+    np.savez(cache, pixels=px, ready=ready, source=source, digest=digest, partner=partner)
+    print(f"data: {len(px)} training images ({(source == 'synth').sum()} synthetic, {(source != 'synth').sum()} real, "
+          f"{(partner >= 0).sum() // 2} scenes observed twice), digest {digest[:16]}", flush=True)
+    return px, ready, partner, digest
 
 
 def load_monitor(args):
@@ -93,27 +96,38 @@ def load_monitor(args):
 
 
 @torch.no_grad()
-def embed(model, x):
+def embed(model, x, head=None):
+    """Normalised embeddings of x: the encoder's output, or head(encoder output) if given."""
     model.eval()
+    if head is not None:
+        head.eval()
     dev = next(model.parameters()).device
     out = []
     for i in range(0, len(x), 512):
         t = (torch.from_numpy(x[i:i + 512]).to(dev) - augment.MEAN) / augment.STD
-        out.append(F.normalize(model(t[:, None]), dim=1).cpu())
+        h = model(t[:, None])
+        out.append(F.normalize(h if head is None else head(h), dim=1).cpu())
     model.train()
+    if head is not None:
+        head.train()
     return torch.cat(out)
 
 
-@torch.no_grad()
-def monitor(model, mon, k=10):
-    x, labels, twin, xdf = mon
-    e = embed(model, x)
+def synth_figures(e, labels, twin, k=10):
     sim = e @ e.t()
     sim.fill_diagonal_(-2)
     nn = sim.topk(k, dim=1).indices.numpy()
     prec = float((labels[nn] == labels[:, None]).mean())
     has = twin >= 0
     rec = float(np.mean([twin[i] in nn[i] for i in np.nonzero(has)[0]]))
+    return round(prec, 4), round(rec, 4)
+
+
+@torch.no_grad()
+def monitor(model, mon, k=10, head=None):
+    """Held-out figures of the encoder's embedding, and (with head) of the projection's."""
+    x, labels, twin, xdf = mon
+    prec, rec = synth_figures(embed(model, x), labels, twin, k)
     # XDF: each cutout against all cutouts plus one copy turned by 90 degrees or flipped.
     ops = [lambda a: np.rot90(a, 1), lambda a: np.rot90(a, 2), lambda a: np.rot90(a, 3), lambda a: a[:, ::-1], lambda a: a[::-1]]
     copies = np.stack([ops[i % 5](a).copy() for i, a in enumerate(xdf)])
@@ -122,7 +136,10 @@ def monitor(model, mon, k=10):
     s = ex[n:] @ ex.t()
     s[torch.arange(n), torch.arange(n, 2 * n)] = -2  # a copy is not its own neighbour
     top1 = float((s.argmax(1) == torch.arange(n)).float().mean())
-    return {"precision_at_10": round(prec, 4), "twin_recall_at_10": round(rec, 4), "xdf_top1_d4": round(top1, 4)}
+    out = {"precision_at_10": prec, "twin_recall_at_10": rec, "xdf_top1_d4": round(top1, 4)}
+    if head is not None:
+        out["proj_precision_at_10"], out["proj_twin_recall_at_10"] = synth_figures(embed(model, x, head), labels, twin, k)
+    return out
 
 
 def main():
@@ -145,13 +162,22 @@ def main():
     ap.add_argument("--widths", default="32,64,128", help="encoder residual stage widths")
     ap.add_argument("--workers", type=int, default=1, help="processes decoding the training files")
     ap.add_argument("--synth-bin", default=None, help="a built synth example instead of cargo run")
+    ap.add_argument("--reobserved", type=float, default=0.0,
+                    help="fraction of synthetic training scenes observed a second time (synth's twins: turned, "
+                         "fresh noise, often another format); only when the training data is first made")
+    ap.add_argument("--reobserved-positive", type=float, default=0.0,
+                    help="probability that a pair's second view starts from the scene's other observation")
+    ap.add_argument("--prepare-only", action="store_true", help="make the training and monitor data in WORK, then stop")
+    ap.add_argument("--aug", default="full", choices=sorted(augment.STRENGTHS), help="how hard the views are pushed")
     args = ap.parse_args()
     os.makedirs(args.work, exist_ok=True)
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
 
-    px, ready, digest = load_train(args)
+    px, ready, partner, digest = load_train(args)
     mon = load_monitor(args)
+    if args.prepare_only:
+        return
     dev = torch.device(args.device)
     torch.backends.cudnn.benchmark = dev.type == "cuda"
     model, proj = Encoder(**arch(vars(args))).to(dev), Projector().to(dev)
@@ -174,6 +200,11 @@ def main():
     log = open(os.path.join(args.work, "log.jsonl"), "a")
     warmup = min(200, args.steps // 10)
     xs, rs = torch.from_numpy(px).to(dev), torch.from_numpy(ready).to(dev)
+    # A scene observed twice is drawn once (through its first row), so that its two
+    # observations never meet in one batch as each other's negatives.
+    partner_t = torch.from_numpy(partner).long()
+    scenes = torch.nonzero((partner_t < 0) | (partner_t > torch.arange(len(partner_t))))[:, 0]
+    aug = augment.STRENGTHS[args.aug]
     started = step
     t0, seen = time.time(), 0
     model.train()
@@ -182,9 +213,19 @@ def main():
         lr = args.lr * min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * step / args.steps))
         for group in opt.param_groups:
             group["lr"] = lr
-        idx = torch.randint(0, len(xs), (args.batch,), generator=g).to(dev)
-        xb, rb = xs[idx], rs[idx]
-        v1, v2 = augment.views(xb, rb, g, noise_gen=gd), augment.views(xb, rb, g, noise_gen=gd)
+        if args.reobserved_positive > 0:
+            idx = scenes[torch.randint(0, len(scenes), (args.batch,), generator=g)]
+            other = partner_t[idx]
+            use = (other >= 0) & (torch.rand(args.batch, generator=g) < args.reobserved_positive)
+            idx2 = torch.where(use, other, idx)
+            # Either observation may be the first view.
+            swap = use & (torch.rand(args.batch, generator=g) < 0.5)
+            idx, idx2 = torch.where(swap, idx2, idx).to(dev), torch.where(swap, idx, idx2).to(dev)
+        else:
+            idx = torch.randint(0, len(xs), (args.batch,), generator=g).to(dev)
+            idx2 = idx
+        v1 = augment.views(xs[idx], rs[idx], g, noise_gen=gd, aug=aug)
+        v2 = augment.views(xs[idx2], rs[idx2], g, noise_gen=gd, aug=aug)
         loss = nt_xent(proj(model(v1)), proj(model(v2)), args.tau)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -192,12 +233,14 @@ def main():
         step += 1
         seen += args.batch
         if args.minutes and step == started + 50:
-            rate = 50 / (time.time() - t0)
-            args.steps = step + int(0.9 * rate * (args.minutes * 60 - (time.time() - t0)))
+            t50 = time.time()  # the first steps include cuDNN's autotuning: time the next 50
+        if args.minutes and step == started + 100:
+            rate = 50 / (time.time() - t50)
+            args.steps = step + int(0.93 * rate * (args.minutes * 60 - (time.time() - t0)))
             print(f"--minutes {args.minutes}: {rate:.1f} steps/s, training to step {args.steps}", flush=True)
         rec = {"step": step, "loss": round(loss.item(), 4), "lr": round(lr, 6), "images_per_s": round(seen / (time.time() - t0), 1)}
         if step % args.monitor_every == 0 or step == args.steps:
-            rec.update(monitor(model, mon))
+            rec.update(monitor(model, mon, head=proj))
         if step % 10 == 0 or "precision_at_10" in rec:
             print(json.dumps(rec), flush=True)
             log.write(json.dumps(rec) + "\n")
