@@ -53,7 +53,7 @@ impl StructureSettings {
 
 impl Default for StructureSettings {
     fn default() -> Self {
-        StructureSettings { outlier_method: OutlierMethod::IsolationForest, outlier_k: 10, duplicate_threshold: 0.995, min_cluster_size: 0 }
+        StructureSettings { outlier_method: OutlierMethod::IsolationForest, outlier_k: 10, duplicate_threshold: 0.997, min_cluster_size: 0 }
     }
 }
 
