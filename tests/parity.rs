@@ -1,7 +1,8 @@
 //! The training recipe's Python preprocessing (training/simsite_prep.py) and the builder's
 //! give the same encoder input for the same file: `simsite inspect --tensor` against
 //! `python3 training/simsite_prep.py --npy`, on real files of every kind in the sample
-//! archive and with every stretch.
+//! archive and with every stretch. Also the training data's pairing of each synthetic twin
+//! with its original (training/data.py), which v3's re-observed positives rely on.
 //!
 //! Python with numpy, Pillow and astropy comes from `scripts/setup.sh` (a venv under
 //! ~/.cache/simsite); `SIMSITE_PYTHON` overrides it.
@@ -118,4 +119,60 @@ fn jpeg_gives_the_same_tensor_up_to_decoder_rounding() {
             assert!(d.max < 0.05, "{f} {stretch}: max difference {}", d.max);
         }
     }
+}
+
+/// The training recipe's re-observed positives (training/data.py): every synthetic twin and
+/// its original name each other as partners, nothing else has one (artefacts, real frames
+/// and their crops), and a file's partner is read from synth's own labels CSV.
+#[test]
+fn training_data_pairs_each_twin_with_its_original_and_nothing_else() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("synth");
+    let labels = tmp.path().join("synth.labels.csv");
+    let opts = simsite::synth::SynthOptions { n: 40, seed: 5, twins: 1.0, ..Default::default() };
+    let summary = simsite::synth::generate(&dir, &labels, &opts).unwrap();
+    assert!(summary.twins >= 30, "{summary:?}");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let real = root.join("sample-archive/eso-midas");
+    let script = r#"
+import sys, os, json
+sys.path.insert(0, "training")
+import data
+synth, real = sys.argv[1], sys.argv[2]
+px, ready, source, digest, files, partner = data.build(synth, [real], [], 2, 7, 1)
+rows = [os.path.relpath(f, synth) for f in files if f.startswith(synth)] + [None] * (len(px) - sum(f.startswith(synth) for f in files))
+print(json.dumps({"rows": len(px), "synthetic": int((source == "synth").sum()),
+                  "pairs": [[rows[i], rows[int(p)]] for i, p in enumerate(partner) if p >= 0],
+                  "real_with_partner": int(((source != "synth") & (partner >= 0)).sum())}))
+"#;
+    let out = Command::new(python())
+        .arg("-c")
+        .arg(script)
+        .arg(&dir)
+        .arg(&real)
+        .current_dir(root)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}\n  fix: run scripts/setup.sh", python().display()));
+    assert!(out.status.success(), "training/data.py: {}", String::from_utf8_lossy(&out.stderr));
+    let j: serde_json::Value = serde_json::from_slice(out.stdout.rsplit(|&b| b == b'\n').find(|l| !l.is_empty()).unwrap()).unwrap();
+    assert_eq!(j["synthetic"], summary.images + summary.twins, "{j}");
+    assert!(j["rows"].as_u64().unwrap() > j["synthetic"].as_u64().unwrap(), "real frames and crops are in too: {j}");
+    assert_eq!(j["real_with_partner"], 0, "{j}");
+
+    let mut want = std::collections::BTreeSet::new();
+    for line in std::fs::read_to_string(&labels).unwrap().lines().skip(1) {
+        let f: Vec<&str> = line.split(',').collect();
+        if !f[2].is_empty() {
+            want.insert((f[0].to_string(), f[2].to_string()));
+            want.insert((f[2].to_string(), f[0].to_string()));
+        }
+    }
+    let got: std::collections::BTreeSet<(String, String)> = j["pairs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p[0].as_str().unwrap().to_string(), p[1].as_str().unwrap().to_string()))
+        .collect();
+    assert_eq!(got.len(), 2 * summary.twins, "{j}");
+    assert_eq!(got, want);
 }
