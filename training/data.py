@@ -78,8 +78,9 @@ def _decode(f: str):
 
 
 def partners(synth_root: str, files: list[str], kept: list[int]) -> np.ndarray:
-    """For each row (kept[row]: its index in files, -1 for a crop), the row of its other observation (a synthetic twin and its
-    original name each other, from synth's labels CSV beside the archive), else -1."""
+    """For each row (kept[row]: its index in files, -1 for a crop), the row of the same
+    scene's other observation, else -1: a synthetic twin and its original name each other,
+    as synth's labels CSV beside the archive says."""
     import csv
     row = {files[k]: r for r, k in enumerate(kept) if k >= 0}  # crops (-1) have no partner
     out = np.full(len(kept), -1, np.int64)

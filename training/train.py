@@ -213,17 +213,17 @@ def main():
         lr = args.lr * min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * step / args.steps))
         for group in opt.param_groups:
             group["lr"] = lr
+        # Without twins in the data, scenes is every row and this is v1/v2's draw.
+        idx = scenes[torch.randint(0, len(scenes), (args.batch,), generator=g)]
+        idx2 = idx
         if args.reobserved_positive > 0:
-            idx = scenes[torch.randint(0, len(scenes), (args.batch,), generator=g)]
             other = partner_t[idx]
             use = (other >= 0) & (torch.rand(args.batch, generator=g) < args.reobserved_positive)
             idx2 = torch.where(use, other, idx)
             # Either observation may be the first view.
             swap = use & (torch.rand(args.batch, generator=g) < 0.5)
-            idx, idx2 = torch.where(swap, idx2, idx).to(dev), torch.where(swap, idx, idx2).to(dev)
-        else:
-            idx = torch.randint(0, len(xs), (args.batch,), generator=g).to(dev)
-            idx2 = idx
+            idx, idx2 = torch.where(swap, idx2, idx), torch.where(swap, idx, idx2)
+        idx, idx2 = idx.to(dev), idx2.to(dev)
         v1 = augment.views(xs[idx], rs[idx], g, noise_gen=gd, aug=aug)
         v2 = augment.views(xs[idx2], rs[idx2], g, noise_gen=gd, aug=aug)
         loss = nt_xent(proj(model(v1)), proj(model(v2)), args.tau)
