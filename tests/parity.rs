@@ -140,7 +140,7 @@ sys.path.insert(0, "training")
 import data
 synth, real = sys.argv[1], sys.argv[2]
 px, ready, source, digest, files, partner = data.build(synth, [real], [], 2, 7, 1)
-rows = [os.path.relpath(f, synth) for f in files if f.startswith(synth)] + [None] * (len(px) - sum(f.startswith(synth) for f in files))
+rows = [os.path.relpath(f, synth) for f in files]  # synthetic files are the first rows, none skipped
 print(json.dumps({"rows": len(px), "synthetic": int((source == "synth").sum()),
                   "pairs": [[rows[i], rows[int(p)]] for i, p in enumerate(partner) if p >= 0],
                   "real_with_partner": int(((source != "synth") & (partner >= 0)).sum())}))

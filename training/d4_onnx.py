@@ -21,20 +21,18 @@ inits = [numpy_helper.from_array(np.array(v, np.int64), k) for k, v in
 def flip(x, ax, out):
     return helper.make_node("Slice", [x, "d4_neg1", "d4_min", ax, "d4_neg1"], [out])
 pre = [
-    helper.make_node("Transpose", ["pixels"], ["t"], perm=[0, 1, 3, 2]),
-    flip("pixels", "d4_ax3", "x_f3"), flip("pixels", "d4_ax2", "x_f2"), flip("x_f2", "d4_ax3", "x_f23"),
+    helper.make_node("Transpose", [old_in], ["t"], perm=[0, 1, 3, 2]),
+    flip(old_in, "d4_ax3", "x_f3"), flip(old_in, "d4_ax2", "x_f2"), flip("x_f2", "d4_ax3", "x_f23"),
     flip("t", "d4_ax3", "t_f3"), flip("t", "d4_ax2", "t_f2"), flip("t_f2", "d4_ax3", "t_f23"),
-    helper.make_node("Concat", ["pixels", "x_f3", "x_f2", "x_f23", "t", "t_f3", "t_f2", "t_f23"], ["d4_views"], axis=0),
+    helper.make_node("Concat", [old_in, "x_f3", "x_f2", "x_f23", "t", "t_f3", "t_f2", "t_f23"], ["d4_views"], axis=0),
 ]
 post = [
     helper.make_node("Reshape", ["d4_y", "d4_shape"], ["d4_r"]),
-    helper.make_node("ReduceMean", ["d4_r"], ["embedding"], axes=[0], keepdims=0),
+    helper.make_node("ReduceMean", ["d4_r"], [old_out], axes=[0], keepdims=0),
 ]
 nodes = pre + list(g.node) + post
 g.ClearField("node"); g.node.extend(nodes)
-g.initializer.extend(inits)
-g.input[0].name = "pixels"
-g.output[0].name = "embedding"
+g.initializer.extend(inits)  # the graph keeps its input and output names
 for p in m.metadata_props:
     if p.key == "simsite.name":
         p.value = name
@@ -45,7 +43,7 @@ plain = ort.InferenceSession(src, providers=["CPUExecutionProvider"])
 d4 = ort.InferenceSession(dst, providers=["CPUExecutionProvider"])
 xt = x.transpose(0, 1, 3, 2)
 views = [x, x[..., ::-1], x[:, :, ::-1], x[:, :, ::-1, ::-1], xt, xt[..., ::-1], xt[:, :, ::-1], xt[:, :, ::-1, ::-1]]
-want = np.mean([plain.run(None, {"pixels": np.ascontiguousarray(v)})[0] for v in views], axis=0)
-got = d4.run(None, {"pixels": x})[0]
+want = np.mean([plain.run(None, {old_in: np.ascontiguousarray(v)})[0] for v in views], axis=0)
+got = d4.run(None, {old_in: x})[0]
 print("max diff", float(np.abs(want - got).max()), got.shape)
 assert np.abs(want - got).max() < 1e-4

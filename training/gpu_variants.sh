@@ -41,7 +41,7 @@ for v in "$@"; do
   tail -n 3 "$W/$name.out"
   grep precision "$W/$name/log.jsonl" | tail -n 1 | sed "s/^/$name: /"
   if python3 training/export.py --work "$W/$name" --out "$W/$name/model.onnx" > "$W/$name/export.txt" 2>&1; then
-    cat "$W/$name/export.txt" | head -n 2
+    head -n 2 "$W/$name/export.txt"
   else
     cat "$W/$name/export.txt"; status=1
   fi
