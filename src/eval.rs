@@ -659,7 +659,7 @@ pub fn run(settings: &Settings, opts: &EvalOptions, ui: &Ui) -> Result<EvalOutco
         release.put("api/eval.json", &json)?;
         release.put("eval/index.html", Page(&report).to_string().as_bytes())?;
         // Everything else stays as the last build left it.
-        release.carry(|p| !crate::pipeline::is_eval_path(p))?;
+        release.carry(|p| !crate::pipeline::is_eval_path(p));
         release.commit(&settings.cache).context("cannot publish the evaluation page\n  fix: check --out / [output] dir and its permissions, or pass --no-page")?;
         outputs.extend([settings.out.join("api/eval.json"), settings.out.join("eval/index.html")]);
     }

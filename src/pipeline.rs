@@ -575,6 +575,7 @@ pub fn build(settings: &Settings, ui: &Ui) -> Result<BuildOutcome> {
     report.files = changes.files;
     report.changed = changes.changed.len();
     report.removed = changes.removed.len();
+    report.served_files_read = changes.served_read;
     report.stages.push(StageTime { name: "publish".into(), seconds: t.elapsed().as_secs_f64(), items: changes.files as u64 });
     if let Some(e) = &encoder {
         report.model = Some(crate::report::ModelInfo {
@@ -593,7 +594,8 @@ fn render_site(release: &Release, settings: &Settings, input: &site::Input, repo
     let t = Instant::now();
     report.pages = site::render(release, settings, input, ui)?.pages;
     report.stages.push(StageTime { name: "render".into(), seconds: t.elapsed().as_secs_f64(), items: input.items.len() as u64 });
-    release.carry(is_eval_path)
+    release.carry(is_eval_path);
+    Ok(())
 }
 
 /// Files `simsite eval` publishes, which a build keeps as they are.

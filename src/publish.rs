@@ -18,12 +18,15 @@
 //! build works. `.site.lock` keeps a second build on the same output out.
 
 use std::collections::{BTreeSet, HashSet};
-use std::fs::File;
+use std::fs::{File, Metadata};
+use std::os::unix::fs::MetadataExt;
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use anyhow::{bail, Context, Result};
+
+mod index;
 
 pub struct Release {
     out: PathBuf,
@@ -31,6 +34,8 @@ pub struct Release {
     staging: PathBuf,
     /// The served release, if any.
     prev: Option<PathBuf>,
+    /// What the served release's index says of its files (empty without one).
+    prev_index: index::Index,
     state: Mutex<State>,
     /// Deleting releases neither served nor recycled, alongside the build.
     pruning: Option<std::thread::JoinHandle<()>>,
@@ -47,6 +52,12 @@ struct State {
     /// Paths new or different from the served release.
     changed: BTreeSet<String>,
     dirs: HashSet<PathBuf>,
+    /// This release's index, for the files put from bytes.
+    index: Vec<(u64, index::Entry)>,
+    /// Which of the served release's files the new one keeps when it does not make them.
+    carry: Option<fn(&str) -> bool>,
+    /// Served files read to compare them (those the index could not vouch for).
+    served_read: usize,
 }
 
 /// What a publish changed, relative to the previously served release.
@@ -56,6 +67,8 @@ pub struct Changes {
     pub changed: Vec<String>,
     pub removed: Vec<String>,
     pub release: String,
+    /// Files of the served release read back to compare them with the new bytes.
+    pub served_read: usize,
 }
 
 fn names(out: &Path) -> Result<(PathBuf, String)> {
@@ -129,6 +142,16 @@ impl Release {
                 format!("cannot create {}\n  fix: check free space and permissions in {}", staging.display(), parent.display())
             })?;
         }
+        // Indexes of releases other than the served one describe folders that are going or
+        // being rewritten (the staging folder among them).
+        let served_index = prev.as_deref().map(index::path_of).and_then(|p| p.file_name().map(|n| n.to_os_string()));
+        for entry in std::fs::read_dir(&releases)?.flatten() {
+            let n = entry.file_name();
+            if n.to_string_lossy().ends_with(".index") && Some(&n) != served_index.as_ref() {
+                std::fs::remove_file(entry.path()).ok();
+            }
+        }
+        let prev_index = prev.as_deref().map(|p| index::Index::load(&index::path_of(p))).unwrap_or_default();
         let old: Vec<PathBuf> = spare.into_iter().map(|(_, _, dir)| dir).collect();
         let pruning = (!old.is_empty()).then(|| {
             std::thread::spawn(move || {
@@ -142,6 +165,7 @@ impl Release {
             releases,
             staging,
             prev,
+            prev_index,
             state: Mutex::new(State::default()),
             pruning,
             recycled,
@@ -201,6 +225,9 @@ impl Release {
         }
         let mut at = self.staging.clone();
         let mut made = Vec::new();
+        // Whether every folder on the way is already there (in a recycled release), so that
+        // nothing needs making: an item's own folder, one per page, usually is.
+        let mut all_there = self.recycled;
         for c in Path::new(rel).parent().into_iter().flat_map(|p| p.components()) {
             at.push(c);
             made.push(at.clone());
@@ -210,11 +237,18 @@ impl Release {
             // A recycled release is not trusted to hold a folder where this one has one: a
             // symbolic link there (an old site's `thumbs -> /elsewhere`) would lead writes
             // out of the site, and a file would stop them. Either goes.
-            if std::fs::symlink_metadata(&at).is_ok_and(|m| !m.is_dir()) {
-                std::fs::remove_file(&at).ok();
+            match std::fs::symlink_metadata(&at) {
+                Ok(m) if m.is_dir() => {}
+                Ok(_) => {
+                    std::fs::remove_file(&at).ok();
+                    all_there = false;
+                }
+                Err(_) => all_there = false,
             }
         }
-        std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        if !all_there {
+            std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        }
         self.state.lock().unwrap().dirs.extend(made);
         Ok(path)
     }
@@ -248,15 +282,17 @@ impl Release {
         make(path).with_context(|| self.cannot_write(path))
     }
 
-    /// Makes `path` the inode `prev` (a served release's file), unless it already is.
-    fn link_prev(&self, path: &Path, prev: &Path) -> Result<()> {
-        if !(self.recycled && same_inode(path, prev)) {
-            self.place(path, |p| std::fs::hard_link(prev, p))?;
+    /// Makes `path` the inode of `prev` (a served release's file, `pm` its metadata), unless
+    /// it already is. Returns whether it made a new link (which moves the inode's change time).
+    fn link_prev(&self, path: &Path, prev: &Path, pm: &Metadata) -> Result<bool> {
+        if self.recycled && std::fs::symlink_metadata(path).is_ok_and(|m| m.is_file() && same_inode(&m, pm)) {
+            return Ok(false);
         }
-        Ok(())
+        self.place(path, |p| std::fs::hard_link(prev, p))?;
+        Ok(true)
     }
 
-    fn record(&self, rel: &str, changed: bool) -> Result<()> {
+    fn record(&self, rel: &str, changed: bool, entry: Option<index::Entry>) -> Result<()> {
         let mut st = self.state.lock().unwrap();
         if !st.put.insert(rel.to_string()) {
             bail!("internal error: {rel} published twice");
@@ -264,16 +300,39 @@ impl Release {
         if changed {
             st.changed.insert(rel.to_string());
         }
+        if let Some(e) = entry {
+            st.index.push((index::key(rel), e));
+        }
         Ok(())
+    }
+
+    /// Whether the served file `prev` (metadata `pm`) holds `bytes` (digest `digest`): by
+    /// the served release's index when its stamp still matches, else by reading it.
+    fn served_holds(&self, rel: &str, prev: &Path, pm: &Metadata, bytes: &[u8], digest: &index::Digest) -> bool {
+        if !pm.is_file() || pm.len() != bytes.len() as u64 {
+            return false;
+        }
+        if let Some(e) = self.prev_index.get(rel).filter(|e| e.stamp == index::stamp(pm)) {
+            return e.digest == *digest;
+        }
+        self.state.lock().unwrap().served_read += 1;
+        std::fs::read(prev).is_ok_and(|b| b == bytes)
     }
 
     /// Puts `bytes` at `rel` (a relative path with `/`). Thread-safe.
     pub fn put(&self, rel: &str, bytes: &[u8]) -> Result<()> {
         let path = self.target(rel)?;
+        let digest = index::digest(bytes);
         if let Some(prev) = self.prev.as_ref().map(|p| p.join(rel)) {
-            if same_bytes(&prev, bytes) {
-                self.link_prev(&path, &prev)?;
-                return self.record(rel, false);
+            if let Ok(pm) = std::fs::symlink_metadata(&prev) {
+                if self.served_holds(rel, &prev, &pm, bytes, &digest) {
+                    let stamp = if self.link_prev(&path, &prev, &pm)? {
+                        std::fs::symlink_metadata(&path).map(|m| index::stamp(&m)).ok()
+                    } else {
+                        Some(index::stamp(&pm))
+                    };
+                    return self.record(rel, false, stamp.map(|stamp| index::Entry { stamp, digest }));
+                }
             }
         }
         // Changed since the served release: written whatever the recycled file holds. A
@@ -282,48 +341,41 @@ impl Release {
         // take another for every changed file of every build, and ext4 avoids reusing
         // recently freed inodes by scanning past them: after a few builds that made creating
         // files ten times slower (62 s instead of 4 s for 100,000 item JSONs).
-        use std::os::unix::fs::MetadataExt;
+        let written = std::sync::Mutex::new(None);
         if self.recycled && std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_file() && m.nlink() == 1) {
-            overwrite(&path, bytes).with_context(|| self.cannot_write(&path))?;
+            *written.lock().unwrap() = Some(overwrite(&path, bytes).with_context(|| self.cannot_write(&path))?);
         } else {
-            self.place(&path, |p| std::fs::write(p, bytes))?;
+            self.place(&path, |p| write_new(p, bytes).map(|m| *written.lock().unwrap() = Some(m)))?;
         }
-        self.record(rel, true)
+        let stamp = written.into_inner().unwrap().map(|m| index::stamp(&m));
+        self.record(rel, true, stamp.map(|stamp| index::Entry { stamp, digest }))
     }
 
     /// Puts a copy of the file `src` at `rel` (hard-linked where it can be: `src` must never
     /// be modified in place, as the cache's content-addressed files are not).
     pub fn put_file(&self, rel: &str, src: &Path) -> Result<()> {
         let path = self.target(rel)?;
+        let sm = std::fs::metadata(src).with_context(|| format!("cannot read {}", src.display()))?;
         if let Some(prev) = self.prev.as_ref().map(|p| p.join(rel)) {
-            if same_file(&prev, src) {
-                self.link_prev(&path, &prev)?;
-                return self.record(rel, false);
+            if let Ok(pm) = std::fs::symlink_metadata(&prev) {
+                if pm.is_file() && same_file(&prev, &pm, src, &sm) {
+                    self.link_prev(&path, &prev, &pm)?;
+                    return self.record(rel, false, None);
+                }
             }
         }
-        if !(self.recycled && same_inode(&path, src)) {
+        if !(self.recycled && std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_file() && same_inode(&m, &sm))) {
             self.place(&path, |p| std::fs::hard_link(src, p).or_else(|_| std::fs::copy(src, p).map(|_| ())))?;
         }
-        self.record(rel, true)
+        self.record(rel, true, None)
     }
 
-    /// Carries over, unchanged, the served release's files that this build does not make and
-    /// `keep` selects (another command's pages, such as `eval/`).
-    pub fn carry(&self, keep: impl Fn(&str) -> bool) -> Result<()> {
-        let Some(prev) = self.prev.clone() else { return Ok(()) };
-        for entry in walkdir::WalkDir::new(&prev).min_depth(1) {
-            let entry = entry?;
-            if !entry.file_type().is_file() {
-                continue;
-            }
-            let rel = entry.path().strip_prefix(&prev).unwrap().to_string_lossy().into_owned();
-            if keep(&rel) && !self.state.lock().unwrap().put.contains(&rel) {
-                let path = self.target(&rel)?;
-                self.link_prev(&path, entry.path())?;
-                self.record(&rel, false)?;
-            }
-        }
-        Ok(())
+    /// Keeps, unchanged, the served release's files that this build does not make and
+    /// `keep` selects (another command's pages, such as `eval/`). They are carried over when
+    /// the release is committed, in the same pass over the served release that lists what
+    /// the new one no longer has.
+    pub fn carry(&self, keep: fn(&str) -> bool) {
+        self.state.lock().unwrap().carry = Some(keep);
     }
 
     /// Whether anything put so far differs from the served release.
@@ -355,30 +407,48 @@ impl Release {
         Ok(())
     }
 
-    /// Switches `out` to the new release (one rename), writes the changed-path lists into
-    /// `report_dir`, and prunes old releases.
-    pub fn commit(mut self, report_dir: &Path) -> Result<Changes> {
-        let state = std::mem::take(&mut *self.state.lock().unwrap());
+    /// One pass over the served release: the files the new one keeps (`carry`) are linked
+    /// in, and the rest it does not have are returned, sorted (removed by this release).
+    fn carry_and_list_removed(&self) -> Result<Vec<String>> {
+        let Some(prev) = self.prev.clone() else { return Ok(Vec::new()) };
+        let keep = self.state.lock().unwrap().carry;
         let mut removed = Vec::new();
-        if let Some(prev) = &self.prev {
-            for entry in walkdir::WalkDir::new(prev).min_depth(1) {
-                let entry = entry?;
-                if entry.file_type().is_file() {
-                    let rel = entry.path().strip_prefix(prev).unwrap().to_string_lossy().into_owned();
-                    if !state.put.contains(&rel) {
-                        removed.push(rel);
-                    }
-                }
+        for entry in walkdir::WalkDir::new(&prev).min_depth(1) {
+            let entry = entry?;
+            if !entry.file_type().is_file() {
+                continue;
+            }
+            let rel = entry.path().strip_prefix(&prev).unwrap().to_string_lossy().into_owned();
+            if self.state.lock().unwrap().put.contains(&rel) {
+                continue;
+            }
+            if keep.is_some_and(|k| k(&rel)) {
+                let path = self.target(&rel)?;
+                let pm = std::fs::symlink_metadata(entry.path()).with_context(|| format!("cannot read {}", entry.path().display()))?;
+                self.link_prev(&path, entry.path(), &pm)?;
+                self.record(&rel, false, None)?;
+            } else {
+                removed.push(rel);
             }
         }
         removed.sort();
+        Ok(removed)
+    }
+
+    /// Switches `out` to the new release (one rename), writes the changed-path lists into
+    /// `report_dir`, and prunes old releases.
+    pub fn commit(mut self, report_dir: &Path) -> Result<Changes> {
+        let removed = self.carry_and_list_removed()?;
+        let state = std::mem::take(&mut *self.state.lock().unwrap());
         if self.recycled {
             self.remove_stale(&state.put)?;
         }
-        sync_filesystem(&self.staging);
         let (parent, name) = names(&self.out)?;
         let id = format!("r{}-{}", chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ"), std::process::id());
         let release = self.releases.join(&id);
+        // Only saves reads next time: a build goes on without it.
+        crate::fsutil::atomic_write(&index::path_of(&release), &index::encode(state.index)).ok();
+        sync_filesystem(&self.staging);
         std::fs::rename(&self.staging, &release).with_context(|| format!("cannot rename {} to {}", self.staging.display(), release.display()))?;
         let link = parent.join(format!("{name}.new-{}", std::process::id()));
         std::fs::remove_file(&link).ok();
@@ -387,7 +457,13 @@ impl Release {
         std::fs::rename(&link, &self.out).with_context(|| format!("cannot switch {} to the new release", self.out.display()))?;
         sync_filesystem(&parent);
 
-        let changes = Changes { files: state.put.len(), changed: state.changed.into_iter().collect(), removed, release: id.clone() };
+        let changes = Changes {
+            files: state.put.len(),
+            changed: state.changed.into_iter().collect(),
+            removed,
+            release: id.clone(),
+            served_read: state.served_read,
+        };
         let list = |v: &[String]| v.iter().map(|p| format!("{p}\n")).collect::<String>();
         crate::fsutil::atomic_write(&report_dir.join("changed-paths.txt"), list(&changes.changed).as_bytes())
             .with_context(|| format!("cannot write the changed-path list into {}", report_dir.display()))?;
@@ -400,35 +476,33 @@ impl Release {
     }
 }
 
-fn same_bytes(path: &Path, bytes: &[u8]) -> bool {
-    match std::fs::metadata(path) {
-        Ok(m) if m.is_file() && m.len() == bytes.len() as u64 => std::fs::read(path).map(|b| b == bytes).unwrap_or(false),
-        _ => false,
-    }
-}
-
 /// Writes `bytes` over the file at `path` from its start, then cuts it to their length:
 /// never truncating it to zero first, which ext4 (auto_da_alloc) answers by flushing the
-/// file at close, a disk write per file.
-fn overwrite(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+/// file at close, a disk write per file. Returns the file's metadata once written.
+fn overwrite(path: &Path, bytes: &[u8]) -> std::io::Result<Metadata> {
     use std::io::Write;
     let mut f = File::options().write(true).open(path)?;
     f.write_all(bytes)?;
-    f.set_len(bytes.len() as u64)
+    f.set_len(bytes.len() as u64)?;
+    f.metadata()
 }
 
-fn same_inode(a: &Path, b: &Path) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    let (Ok(ma), Ok(mb)) = (std::fs::symlink_metadata(a), std::fs::symlink_metadata(b)) else { return false };
-    ma.is_file() && ma.dev() == mb.dev() && ma.ino() == mb.ino()
+/// Makes a new file at `path` holding `bytes`; returns its metadata once written.
+fn write_new(path: &Path, bytes: &[u8]) -> std::io::Result<Metadata> {
+    use std::io::Write;
+    let mut f = File::create(path)?;
+    f.write_all(bytes)?;
+    f.metadata()
 }
 
-fn same_file(a: &Path, b: &Path) -> bool {
-    if same_inode(a, b) {
-        return true;
-    }
-    let (Ok(ma), Ok(mb)) = (std::fs::metadata(a), std::fs::metadata(b)) else { return false };
-    ma.is_file() && ma.len() == mb.len() && std::fs::read(a).ok().zip(std::fs::read(b).ok()).is_some_and(|(x, y)| x == y)
+fn same_inode(a: &Metadata, b: &Metadata) -> bool {
+    a.dev() == b.dev() && a.ino() == b.ino()
+}
+
+/// Whether the served file `prev` (metadata `pm`) and `src` (metadata `sm`) hold the same bytes.
+fn same_file(prev: &Path, pm: &Metadata, src: &Path, sm: &Metadata) -> bool {
+    same_inode(pm, sm)
+        || (sm.is_file() && pm.len() == sm.len() && std::fs::read(prev).ok().zip(std::fs::read(src).ok()).is_some_and(|(x, y)| x == y))
 }
 
 /// Flushes the filesystem holding `path` (syncfs), so a power cut after the switch cannot

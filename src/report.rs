@@ -50,6 +50,9 @@ pub struct BuildReport {
     pub files: usize,
     pub changed: usize,
     pub removed: usize,
+    /// Files of the previously served release read back to compare them with the new
+    /// bytes: those its index could not vouch for (edited since, or no index).
+    pub served_files_read: usize,
     pub pages: usize,
     pub stages: Vec<StageTime>,
 }

@@ -155,6 +155,13 @@ fn eval_reports_both_methods_and_writes_json_and_an_escaped_page() {
     let (code, _, err) = run(&s.root, &["eval", "--labels", "labels.csv", "--no-page", "--out", "other"]);
     assert_eq!(code, 0, "{err}");
     assert!(!s.root.join("other").exists());
+
+    // The evaluation's release kept the built site, and a rebuild keeps the evaluation.
+    assert!(s.root.join("out/index.html").is_file() && s.root.join("out/api/manifest.json").is_file());
+    let (code, _, err) = run(&s.root, &["build", "--quiet"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(std::fs::read(&api).unwrap(), std::fs::read(s.root.join("report/eval.json")).unwrap());
+    assert!(s.root.join("out/eval/index.html").is_file() && s.root.join("out/index.html").is_file());
 }
 
 #[test]

@@ -147,9 +147,51 @@ fn rebuilds_keep_unchanged_files_and_list_what_changed() {
     for p in third.keys().filter(|p| !changed.contains(p)) {
         assert_eq!(third[p].1, second[p].1, "{p}");
     }
-    // Two releases are kept: the served one and the one before.
-    let releases: Vec<_> = std::fs::read_dir(root.join(".out.releases")).unwrap().map(|e| e.unwrap().file_name()).collect();
-    assert_eq!(releases.len(), 2, "{releases:?}");
+    // Two releases are kept: the served one and the one before; only the served one has
+    // an index.
+    assert_releases(root);
+
+    // The rebuilds compared their bytes with the served files through the served release's
+    // index, reading none back...
+    std::thread::sleep(Duration::from_millis(1100));
+    assert_eq!(run(root, &["build"]).0, 0);
+    assert_eq!(report(root)["served_files_read"], 0, "a no-op rebuild reads no served file back");
+    // ... but a served file edited by hand, to the same length, is read, found different,
+    // and published again as the build makes it.
+    let id = ids.iter().find(|i| !i.contains("img004")).unwrap();
+    let json = format!("api/items/{id}.json");
+    let served = out.join(&json).canonicalize().unwrap();
+    let good = std::fs::read(&served).unwrap();
+    let mut bad = good.clone();
+    let at = bad.iter().position(|&b| b == b'{').unwrap();
+    bad[at] = b'[';
+    std::fs::write(&served, &bad).unwrap();
+    assert_eq!(run(root, &["build"]).0, 0);
+    assert_eq!(report(root)["served_files_read"], 1);
+    assert_eq!(std::fs::read(out.join(&json)).unwrap(), good);
+    assert!(lines(&root.join("cache/changed-paths.txt")).contains(&json));
+    assert_releases(root);
+}
+
+fn report(root: &Path) -> Value {
+    serde_json::from_slice(&std::fs::read(root.join("cache/last-build.json")).unwrap()).unwrap()
+}
+
+/// Two release folders (the served one and the one before), and beside them only their
+/// indexes, the served one's among them.
+fn assert_releases(root: &Path) {
+    let names: Vec<(String, bool)> = std::fs::read_dir(root.join(".out.releases"))
+        .unwrap()
+        .map(|e| e.unwrap())
+        .map(|e| (e.file_name().to_string_lossy().into_owned(), e.file_type().unwrap().is_dir()))
+        .collect();
+    let served = std::fs::read_link(root.join("out")).unwrap().file_name().unwrap().to_string_lossy().into_owned();
+    let dirs: Vec<&String> = names.iter().filter(|(_, d)| *d).map(|(n, _)| n).collect();
+    assert_eq!(dirs.len(), 2, "{names:?}");
+    for (n, _) in names.iter().filter(|(_, d)| !*d) {
+        assert!(n.strip_suffix(".index").is_some_and(|r| dirs.iter().any(|d| *d == r)), "{n} in {names:?}");
+    }
+    assert!(names.contains(&(format!("{served}.index"), false)), "{names:?}");
 }
 
 /// The served site's files and bytes, the manifest's times aside.
@@ -220,8 +262,7 @@ fn a_recycled_release_however_damaged_becomes_exactly_the_new_site() {
     // The release that was served stayed whole, and the same inodes, while the other was
     // recycled.
     assert_eq!(snapshot(&root.join(&served_link)), served_before);
-    let releases: Vec<_> = std::fs::read_dir(root.join(".out.releases")).unwrap().map(|e| e.unwrap().file_name()).collect();
-    assert_eq!(releases.len(), 2, "{releases:?}");
+    assert_releases(&root);
 }
 
 #[test]
