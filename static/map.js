@@ -47,6 +47,8 @@ const simsiteMap = {
   screenOf,
   /** Promise of the id of the item at a map index. */
   idAt: async (i) => (await itemAt(i)).id,
+  /** For benchmarks: times frames drawn synchronously (see timeFrames below). */
+  timeFrames: (options) => timeFrames(options),
   errors: [],
 };
 window.simsiteMap = simsiteMap;
@@ -218,6 +220,43 @@ function draw() {
   tiles.endFrame();
   simsiteMap.pointsDrawn = points.drawn;
   simsiteMap.tilesDrawn = frame.quads.length;
+}
+
+/**
+ * For benchmarks (benches/map-gpu/): views the map at `zoom` times the whole-map scale,
+ * centred on map index `at` (or on the whole map), lets thumbnail atlases load for
+ * `settleMs`, then draws `frames` frames one after another, each read back (one pixel) so
+ * that its time includes the GPU's work and not the display's refresh. Resolves to
+ * { zoom, frames, points, tiles, mean_ms, median_ms, max_ms }.
+ */
+async function timeFrames({ zoom = 1, at = -1, frames = 20, settleMs = 0 } = {}) {
+  if (!map) throw new Error('the map has not loaded');
+  fitView();
+  view.s = Math.min(view.max, Math.max(view.min, view.fit * zoom));
+  if (at >= 0) [view.cx, view.cy] = layoutOf(at);
+  draw();
+  if (settleMs > 0) {
+    await new Promise((resolve) => setTimeout(resolve, settleMs));
+    draw();
+  }
+  const gl = map.renderer.gl;
+  const pixel = new Uint8Array(4);
+  const times = [];
+  for (let f = 0; f < frames; f++) {
+    const t0 = performance.now();
+    draw();
+    gl.readPixels(0, 0, 1, 1, gl.RGBA, gl.UNSIGNED_BYTE, pixel);
+    times.push(performance.now() - t0);
+  }
+  return {
+    zoom,
+    frames,
+    points: simsiteMap.pointsDrawn,
+    tiles: simsiteMap.tilesDrawn,
+    mean_ms: times.reduce((a, b) => a + b, 0) / frames,
+    median_ms: [...times].sort((a, b) => a - b)[frames >> 1],
+    max_ms: Math.max(...times),
+  };
 }
 
 // ---- items: hit test, tooltip, opening ------------------------------------------------

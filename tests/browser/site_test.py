@@ -6,7 +6,8 @@
 The URL is the site root, served over HTTP. Checks, stopping at the first failure (exit 1):
   map     window.simsiteMap.ready resolves; pointsDrawn == map.json "items"; the canvas has
           non-background pixels; simsiteMap.errors is empty; no SEVERE console messages;
-          a drag pans by its length (and opens nothing), the wheel zooms in
+          a drag pans by its length (and opens nothing), the wheel zooms in; timeFrames (the
+          benchmark hook) draws and times frames of every point
   hash    index.html#id=<id of map index 0> centres the map on that item and, once zoomed in,
           draws tiles as thumbnails
   click   a real click at screenOf(0) opens items/<id>/
@@ -139,6 +140,14 @@ class Run:
         self.ok(f"map: {px['other']} of {px['width'] * px['height']} canvas pixels are not background")
         self.console_clean("map")
         self.screenshot("map.png")
+
+        # The benchmark hook (benches/map-gpu/) draws and times frames of the whole map.
+        timed = self.driver.execute_async_script(
+            "const done = arguments[arguments.length - 1];"
+            "simsiteMap.timeFrames({zoom: 1, frames: 3}).then(done, (e) => done({error: String(e)}));")
+        self.check(timed.get("frames") == 3 and timed.get("points") == items and 0 < timed["median_ms"] <= timed["max_ms"],
+                   f"timeFrames gave {timed}")
+        self.ok(f"map: timeFrames drew 3 frames of {items} points, median {timed['median_ms']:.1f} ms")
 
         # Drag pans by exactly the drag (and is no click); the wheel zooms in.
         canvas = self.driver.find_element(By.ID, "map")
