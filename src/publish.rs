@@ -26,7 +26,7 @@ use std::sync::Mutex;
 
 use anyhow::{bail, Context, Result};
 
-mod index;
+pub mod index;
 
 pub struct Release {
     out: PathBuf,
@@ -58,6 +58,8 @@ struct State {
     carry: Option<fn(&str) -> bool>,
     /// Served files read to compare them (those the index could not vouch for).
     served_read: usize,
+    /// Files `put_rendered` kept from the served release without rendering them.
+    kept_unrendered: usize,
 }
 
 /// What a publish changed, relative to the previously served release.
@@ -69,6 +71,8 @@ pub struct Changes {
     pub release: String,
     /// Files of the served release read back to compare them with the new bytes.
     pub served_read: usize,
+    /// Pages kept from the served release without rendering them (same inputs).
+    pub kept_unrendered: usize,
 }
 
 fn names(out: &Path) -> Result<(PathBuf, String)> {
@@ -321,17 +325,46 @@ impl Release {
 
     /// Puts `bytes` at `rel` (a relative path with `/`). Thread-safe.
     pub fn put(&self, rel: &str, bytes: &[u8]) -> Result<()> {
+        self.put_made_from(rel, bytes, index::NO_INPUT)
+    }
+
+    /// Puts at `rel` the bytes that `render` makes from inputs whose digest is `input`
+    /// (everything the bytes depend on: the data, the templates, the program). When the
+    /// served release's file was made from the same inputs and is untouched since (its
+    /// index says so), it is kept without rendering at all.
+    pub fn put_rendered(&self, rel: &str, input: index::Digest, render: impl FnOnce() -> Result<Vec<u8>>) -> Result<()> {
+        let known = self.prev_index.get(rel).filter(|e| input != index::NO_INPUT && e.input == input);
+        if let (Some(e), Some(prev)) = (known, self.prev.as_ref().map(|p| p.join(rel))) {
+            if let Ok(pm) = std::fs::symlink_metadata(&prev) {
+                if pm.is_file() && e.stamp == index::stamp(&pm) {
+                    let path = self.target(rel)?;
+                    let stamp = self.keep_prev(&path, &prev, &pm)?;
+                    self.state.lock().unwrap().kept_unrendered += 1;
+                    return self.record(rel, false, stamp.map(|stamp| index::Entry { stamp, ..e }));
+                }
+            }
+        }
+        self.put_made_from(rel, &render()?, input)
+    }
+
+    /// Links the served file `prev` (metadata `pm`) in at `path`; returns the stamp the
+    /// file has afterwards (a new link moves its change time).
+    fn keep_prev(&self, path: &Path, prev: &Path, pm: &Metadata) -> Result<Option<u64>> {
+        Ok(if self.link_prev(path, prev, pm)? {
+            std::fs::symlink_metadata(path).map(|m| index::stamp(&m)).ok()
+        } else {
+            Some(index::stamp(pm))
+        })
+    }
+
+    fn put_made_from(&self, rel: &str, bytes: &[u8], input: index::Digest) -> Result<()> {
         let path = self.target(rel)?;
         let digest = index::digest(bytes);
         if let Some(prev) = self.prev.as_ref().map(|p| p.join(rel)) {
             if let Ok(pm) = std::fs::symlink_metadata(&prev) {
                 if self.served_holds(rel, &prev, &pm, bytes, &digest) {
-                    let stamp = if self.link_prev(&path, &prev, &pm)? {
-                        std::fs::symlink_metadata(&path).map(|m| index::stamp(&m)).ok()
-                    } else {
-                        Some(index::stamp(&pm))
-                    };
-                    return self.record(rel, false, stamp.map(|stamp| index::Entry { stamp, digest }));
+                    let stamp = self.keep_prev(&path, &prev, &pm)?;
+                    return self.record(rel, false, stamp.map(|stamp| index::Entry { stamp, digest, input }));
                 }
             }
         }
@@ -348,7 +381,7 @@ impl Release {
             self.place(&path, |p| write_new(p, bytes).map(|m| *written.lock().unwrap() = Some(m)))?;
         }
         let stamp = written.into_inner().unwrap().map(|m| index::stamp(&m));
-        self.record(rel, true, stamp.map(|stamp| index::Entry { stamp, digest }))
+        self.record(rel, true, stamp.map(|stamp| index::Entry { stamp, digest, input }))
     }
 
     /// Puts a copy of the file `src` at `rel` (hard-linked where it can be: `src` must never
@@ -463,6 +496,7 @@ impl Release {
             removed,
             release: id.clone(),
             served_read: state.served_read,
+            kept_unrendered: state.kept_unrendered,
         };
         let list = |v: &[String]| v.iter().map(|p| format!("{p}\n")).collect::<String>();
         crate::fsutil::atomic_write(&report_dir.join("changed-paths.txt"), list(&changes.changed).as_bytes())

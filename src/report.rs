@@ -54,6 +54,9 @@ pub struct BuildReport {
     /// bytes: those its index could not vouch for (edited since, or no index).
     pub served_files_read: usize,
     pub pages: usize,
+    /// Item pages kept from the previously served release without rendering them: made
+    /// from the same data, templates and program.
+    pub pages_kept_unrendered: usize,
     pub stages: Vec<StageTime>,
 }
 

@@ -97,7 +97,9 @@ struct SiteCtx<'a> {
     eval: bool,
 }
 
-fn load_templates(own: Option<&Path>) -> Result<tera::Tera> {
+/// The templates, parsed, and the start of every page's input digest: the templates'
+/// text, this program (a new binary may render the same data differently) and the format.
+fn load_templates(own: Option<&Path>) -> Result<(tera::Tera, blake3::Hasher)> {
     let mut tera = tera::Tera::default();
     let mut all: Vec<(String, String)> = BUILTIN_TEMPLATES.iter().map(|(n, t)| (n.to_string(), t.to_string())).collect();
     if let Some(dir) = own {
@@ -117,11 +119,39 @@ fn load_templates(own: Option<&Path>) -> Result<tera::Tera> {
     cfg.keep_html_and_head_opening_tags = true;
     let all: Vec<(String, String)> =
         all.into_iter().map(|(n, t)| (n, String::from_utf8_lossy(&minify_html::minify(t.as_bytes(), &cfg)).into_owned())).collect();
+    let mut salt = blake3::Hasher::new();
+    salt.update(b"simsite-page-input-v1\0");
+    salt.update(&program_stamp());
+    for (name, text) in &all {
+        for part in [name.as_bytes(), text.as_bytes()] {
+            salt.update(&(part.len() as u64).to_le_bytes());
+            salt.update(part);
+        }
+    }
     tera.add_raw_templates(all).map_err(|e| {
         let msg = chain(&e);
         anyhow::anyhow!("a page template does not parse: {msg}\n  fix: correct the file of that name in {}", own.map(|d| d.display().to_string()).unwrap_or("templates/".into()))
     })?;
-    Ok(tera)
+    Ok((tera, salt))
+}
+
+/// Which program this is: its file's identity and times. Unknown, it is this run alone,
+/// so no page is taken as already rendered.
+fn program_stamp() -> Vec<u8> {
+    use std::os::unix::fs::MetadataExt;
+    match std::env::current_exe().and_then(std::fs::metadata) {
+        Ok(m) => [m.dev(), m.ino(), m.size(), m.mtime() as u64, m.mtime_nsec() as u64].iter().flat_map(|v| v.to_le_bytes()).collect(),
+        Err(_) => format!("{:?} {}", std::time::SystemTime::now(), std::process::id()).into_bytes(),
+    }
+}
+
+/// The digest of everything a page's bytes are made from: `salt` (templates, program)
+/// and its context. Tera without its `builtins` feature has no clock or randomness, so
+/// the same digest renders the same bytes.
+fn page_input(salt: &blake3::Hasher, ctx: &impl Serialize) -> Result<crate::publish::index::Digest> {
+    let mut h = salt.clone();
+    h.update(&serde_json::to_vec(ctx)?);
+    Ok(h.finalize().as_bytes()[..16].try_into().unwrap())
 }
 
 /// A tera error with its causes (the line and the reason are in the causes).
@@ -243,7 +273,7 @@ struct PlainPage<'a> {
 
 /// Renders everything but `api/` into the release.
 pub fn render(release: &Release, settings: &Settings, input: &Input, ui: &crate::ui::Ui) -> Result<Rendered> {
-    let tera = load_templates(settings.site.templates.as_deref())?;
+    let (tera, salt) = load_templates(settings.site.templates.as_deref())?;
     let site = SiteCtx { title: &settings.title, items: input.items.len(), eval: input.eval };
     let mut out = Rendered::default();
 
@@ -269,8 +299,9 @@ pub fn render(release: &Release, settings: &Settings, input: &Input, ui: &crate:
     let stage = ui.stage("pages", input.items.len() as u64);
     (0..input.items.len()).into_par_iter().try_for_each(|i| -> Result<()> {
         let page = item_page(&site, input, i, overview.as_ref());
-        let html = render_page(&tera, "item.html", &page)?;
-        release.put(&format!("items/{}/index.html", input.items[i].id), &html)?;
+        // A page whose inputs are those of the served one is kept without rendering it.
+        let rel = format!("items/{}/index.html", input.items[i].id);
+        release.put_rendered(&rel, page_input(&salt, &page)?, || render_page(&tera, "item.html", &page))?;
         stage.inc(1);
         Ok(())
     })?;

@@ -156,6 +156,8 @@ fn rebuilds_keep_unchanged_files_and_list_what_changed() {
     std::thread::sleep(Duration::from_millis(1100));
     assert_eq!(run(root, &["build"]).0, 0);
     assert_eq!(report(root)["served_files_read"], 0, "a no-op rebuild reads no served file back");
+    // ... and kept every item page without rendering it: nothing it is made of changed.
+    assert_eq!(report(root)["pages_kept_unrendered"], 30);
     // ... but a served file edited by hand, to the same length, is read, found different,
     // and published again as the build makes it.
     let id = ids.iter().find(|i| !i.contains("img004")).unwrap();
@@ -171,6 +173,26 @@ fn rebuilds_keep_unchanged_files_and_list_what_changed() {
     assert_eq!(std::fs::read(out.join(&json)).unwrap(), good);
     assert!(lines(&root.join("cache/changed-paths.txt")).contains(&json));
     assert_releases(root);
+
+    // A page edited by hand is rendered again, as are all pages once the site's own template
+    // changes what they are made of.
+    let page = format!("items/{id}/index.html");
+    let served = out.join(&page).canonicalize().unwrap();
+    let good = std::fs::read(&served).unwrap();
+    std::fs::write(&served, b"defaced").unwrap();
+    assert_eq!(run(root, &["build"]).0, 0);
+    assert_eq!(report(root)["pages_kept_unrendered"], 29);
+    assert!(std::fs::read(out.join(&page)).unwrap() == good, "{page} was not rendered again");
+    std::fs::create_dir_all(root.join("templates")).unwrap();
+    let template = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("templates/item.html")).unwrap();
+    let restyled = template.replace("{% block content %}", "{% block content %}<p id=restyled>restyled</p>");
+    assert_ne!(restyled, template);
+    std::fs::write(root.join("templates/item.html"), restyled).unwrap();
+    assert_eq!(run(root, &["build"]).0, 0);
+    assert_eq!(report(root)["pages_kept_unrendered"], 0);
+    for id in ids.iter().filter(|i| !i.contains("img004")) {
+        assert!(read(&out.join(format!("items/{id}/index.html"))).contains("restyled"), "{id}");
+    }
 }
 
 fn report(root: &Path) -> Value {

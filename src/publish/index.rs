@@ -11,9 +11,9 @@ use std::fs::Metadata;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-const MAGIC: &[u8; 16] = b"simsite-index-v1";
-/// key, stamp, digest.
-const ENTRY: usize = 8 + 8 + 16;
+const MAGIC: &[u8; 16] = b"simsite-index-v2";
+/// key, stamp, digest, input.
+const ENTRY: usize = 8 + 8 + 16 + 16;
 
 pub type Digest = [u8; 16];
 
@@ -22,7 +22,12 @@ pub type Digest = [u8; 16];
 pub struct Entry {
     pub stamp: u64,
     pub digest: Digest,
+    /// For a rendered page, a digest of everything its bytes were made from (see
+    /// `Release::put_rendered`); `NO_INPUT` otherwise.
+    pub input: Digest,
 }
+
+pub const NO_INPUT: Digest = [0; 16];
 
 /// The digest of a file's bytes.
 pub fn digest(bytes: &[u8]) -> Digest {
@@ -73,7 +78,7 @@ impl Index {
             .map(|c| {
                 let key = u64::from_le_bytes(c[..8].try_into().unwrap());
                 let stamp = u64::from_le_bytes(c[8..16].try_into().unwrap());
-                (key, Entry { stamp, digest: c[16..].try_into().unwrap() })
+                (key, Entry { stamp, digest: c[16..32].try_into().unwrap(), input: c[32..].try_into().unwrap() })
             })
             .collect();
         if !entries.windows(2).all(|w| w[0].0 < w[1].0) {
@@ -105,6 +110,7 @@ pub fn encode(mut entries: Vec<(u64, Entry)>) -> Vec<u8> {
             out.extend_from_slice(&k.to_le_bytes());
             out.extend_from_slice(&e.stamp.to_le_bytes());
             out.extend_from_slice(&e.digest);
+            out.extend_from_slice(&e.input);
         }
         i = j;
     }
@@ -118,7 +124,7 @@ mod tests {
     #[test]
     fn an_index_reads_back_what_was_written_and_nonsense_reads_as_empty() {
         let tmp = tempfile::tempdir().unwrap();
-        let e = |s: u64, b: &[u8]| Entry { stamp: s, digest: digest(b) };
+        let e = |s: u64, b: &[u8]| Entry { stamp: s, digest: digest(b), input: digest(&[b, b"-in"].concat()) };
         let entries = vec![(key("b.html"), e(2, b"two")), (key("a.json"), e(1, b"one")), (7, e(3, b"x")), (7, e(4, b"y"))];
         let p = tmp.path().join("r1.index");
         std::fs::write(&p, encode(entries)).unwrap();
@@ -127,7 +133,7 @@ mod tests {
         assert_eq!(ix.get("b.html"), Some(e(2, b"two")));
         assert_eq!(ix.get("c.html"), None);
         assert_eq!(ix.entries.len(), 2, "a key given twice is dropped");
-        for bad in [&b"simsite-index-v1 short"[..], b"not an index at all, but long enough to look like one", b""] {
+        for bad in [&b"simsite-index-v2 short"[..], b"not an index at all, but long enough to look like one", b""] {
             std::fs::write(&p, bad).unwrap();
             assert!(Index::load(&p).entries.is_empty());
         }
