@@ -41,6 +41,9 @@ pub struct Release {
     state: Mutex<State>,
     /// Deleting releases neither served nor recycled, alongside the build.
     pruning: Option<std::thread::JoinHandle<()>>,
+    /// Flushing the release's files to disk while the build is still writing them, started
+    /// by the first file put.
+    flusher: std::sync::OnceLock<Flusher>,
     /// The staging folder is an older release being brought up to date (else it started
     /// empty, and a path in it is known to be free).
     recycled: bool,
@@ -174,6 +177,7 @@ impl Release {
             prev_index,
             state: Mutex::new(State::default()),
             pruning,
+            flusher: std::sync::OnceLock::new(),
             recycled,
             _lock: lock,
         })
@@ -224,6 +228,7 @@ impl Release {
 
     fn target(&self, rel: &str) -> Result<PathBuf> {
         debug_assert!(!rel.starts_with('/') && !rel.split('/').any(|c| c == ".." || c.is_empty()), "{rel}");
+        self.flusher.get_or_init(|| Flusher::start(self.staging.clone()));
         let path = self.staging.join(rel);
         let dir = path.parent().unwrap().to_path_buf();
         if self.state.lock().unwrap().dirs.contains(&dir) {
@@ -483,6 +488,9 @@ impl Release {
         let release = self.releases.join(&id);
         // Only saves reads next time: a build goes on without it.
         crate::fsutil::atomic_write(&index::path_of(&release), &index::encode(state.index)).ok();
+        if let Some(f) = self.flusher.take() {
+            f.stop();
+        }
         sync_filesystem(&self.staging);
         std::fs::rename(&self.staging, &release).with_context(|| format!("cannot rename {} to {}", self.staging.display(), release.display()))?;
         let link = parent.join(format!("{name}.new-{}", std::process::id()));
@@ -539,6 +547,34 @@ fn same_inode(a: &Metadata, b: &Metadata) -> bool {
 fn same_file(prev: &Path, pm: &Metadata, src: &Path, sm: &Metadata) -> bool {
     same_inode(pm, sm)
         || (sm.is_file() && pm.len() == sm.len() && std::fs::read(prev).ok().zip(std::fs::read(src).ok()).is_some_and(|(x, y)| x == y))
+}
+
+/// Calls `syncfs` once a second while a build writes its release. The files are on disk
+/// before the switch either way (`commit` flushes them all); this spreads the writing over
+/// the build instead of leaving all of it to the end: a +1 % rebuild of 111,000 items
+/// rewrites ~1 GB of pages and JSON, and its publish stage took 3.8-4.2 s instead of
+/// 6.8-8.5 s (BENCHMARKS.md).
+struct Flusher {
+    stop: std::sync::mpsc::Sender<()>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Flusher {
+    fn start(dir: PathBuf) -> Flusher {
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            // Ends when `stop` is sent or dropped (a build that fails drops its Release).
+            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(std::time::Duration::from_secs(1)) {
+                sync_filesystem(&dir);
+            }
+        });
+        Flusher { stop, thread }
+    }
+
+    fn stop(self) {
+        drop(self.stop);
+        self.thread.join().ok();
+    }
 }
 
 /// Flushes the filesystem holding `path` (syncfs), so a power cut after the switch cannot
