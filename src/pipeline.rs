@@ -593,7 +593,9 @@ pub fn build(settings: &Settings, ui: &Ui) -> Result<BuildOutcome> {
 /// Renders the HTML site into the release, keeps `simsite eval`'s pages, and times it.
 fn render_site(release: &Release, settings: &Settings, input: &site::Input, report: &mut BuildReport, ui: &Ui) -> Result<()> {
     let t = Instant::now();
-    report.pages = site::render(release, settings, input, ui)?.pages;
+    let rendered = site::render(release, settings, input, ui)?;
+    report.pages = rendered.pages;
+    report.render_parts = rendered.parts;
     report.stages.push(StageTime { name: "render".into(), seconds: t.elapsed().as_secs_f64(), items: input.items.len() as u64 });
     release.carry(is_eval_path);
     Ok(())

@@ -58,6 +58,9 @@ pub struct BuildReport {
     /// from the same data, templates and program.
     pub pages_kept_unrendered: usize,
     pub stages: Vec<StageTime>,
+    /// Where the render stage's time went: thumbnails and previews, the map's files,
+    /// item pages, galleries and the rest (seconds).
+    pub render_parts: Vec<(String, f64)>,
 }
 
 #[derive(Debug, Clone, Serialize)]

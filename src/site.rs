@@ -88,13 +88,30 @@ pub struct Rendered {
     pub pages: usize,
     pub tiles: usize,
     pub atlases_made: usize,
+    /// Seconds spent on each part, in order.
+    pub parts: Vec<(String, f64)>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, Clone, Copy)]
 struct SiteCtx<'a> {
     title: &'a str,
-    items: usize,
+    /// The number of items: absent on item pages, whose bytes must not change when the
+    /// archive grows (item.js shows the count from `api/manifest.json`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    items: Option<usize>,
     eval: bool,
+}
+
+/// The outlier band an item page shows without script: the smallest of these shares of
+/// the archive, strangest first, that holds its rank. Unlike the rank itself (which
+/// shifts whenever a stranger image arrives, and which item.js shows from the item's
+/// JSON), the band of an item stays put as the archive grows alike, so the page's bytes do.
+const OUTLIER_BANDS: [(u64, &str); 6] = [(1, "0.1 %"), (10, "1 %"), (50, "5 %"), (100, "10 %"), (250, "25 %"), (500, "50 %")];
+
+/// "the strangest 5 %", or `None` past the strangest half.
+fn outlier_band(rank: u32, n: usize) -> Option<&'static str> {
+    // rank / n ≤ per_mille / 1000, in integers.
+    OUTLIER_BANDS.iter().find(|(per_mille, _)| rank as u64 * 1000 <= per_mille * n as u64).map(|(_, band)| *band)
 }
 
 /// The templates, parsed, and the start of every page's input digest: the templates'
@@ -204,9 +221,11 @@ struct ItemCtx<'a> {
     meta: &'a [(String, String)],
     /// `previews` when the item has a preview, else `thumbs`.
     picture: &'static str,
-    outlier_rank: Option<u32>,
+    /// Whether there is an outlier rank (item.js shows it from `api/items/<id>.json`).
+    outliers: bool,
+    /// The strangest share of the archive it is in (`OUTLIER_BANDS`), if in the first half.
+    outlier_band: Option<&'static str>,
     cluster_id: Option<u32>,
-    cluster_size: usize,
     /// Where it sits on the overview, in percent from the left and the top.
     map: Option<(String, String)>,
 }
@@ -274,8 +293,14 @@ struct PlainPage<'a> {
 /// Renders everything but `api/` into the release.
 pub fn render(release: &Release, settings: &Settings, input: &Input, ui: &crate::ui::Ui) -> Result<Rendered> {
     let (tera, salt) = load_templates(settings.site.templates.as_deref())?;
-    let site = SiteCtx { title: &settings.title, items: input.items.len(), eval: input.eval };
+    let site = SiteCtx { title: &settings.title, items: Some(input.items.len()), eval: input.eval };
+    let item_site = SiteCtx { items: None, ..site };
     let mut out = Rendered::default();
+    let mut clock = std::time::Instant::now();
+    let mut lap = |out: &mut Rendered, part: &str| {
+        out.parts.push((part.to_string(), clock.elapsed().as_secs_f64()));
+        clock = std::time::Instant::now();
+    };
 
     put_static(release, settings.site.statics.as_deref())?;
     (0..input.items.len()).into_par_iter().try_for_each(|i| -> Result<()> {
@@ -286,6 +311,7 @@ pub fn render(release: &Release, settings: &Settings, input: &Input, ui: &crate:
             None => Ok(()),
         }
     })?;
+    lap(&mut out, "thumbnails");
 
     let overview = match &input.model {
         Some(m) => {
@@ -295,10 +321,11 @@ pub fn render(release: &Release, settings: &Settings, input: &Input, ui: &crate:
         }
         None => None,
     };
+    lap(&mut out, "map");
 
     let stage = ui.stage("pages", input.items.len() as u64);
     (0..input.items.len()).into_par_iter().try_for_each(|i| -> Result<()> {
-        let page = item_page(&site, input, i, overview.as_ref());
+        let page = item_page(&item_site, input, i, overview.as_ref());
         // A page whose inputs are those of the served one is kept without rendering it.
         let rel = format!("items/{}/index.html", input.items[i].id);
         release.put_rendered(&rel, page_input(&salt, &page)?, || render_page(&tera, "item.html", &page))?;
@@ -307,6 +334,7 @@ pub fn render(release: &Release, settings: &Settings, input: &Input, ui: &crate:
     })?;
     stage.finish();
     out.pages = input.items.len();
+    lap(&mut out, "pages");
 
     let plain = PlainPage { site: &site, root: "" };
     if input.model.is_some() {
@@ -321,11 +349,13 @@ pub fn render(release: &Release, settings: &Settings, input: &Input, ui: &crate:
         release.put("index.html", &render_page(&tera, "gallery.html", &page)?)?;
     }
     galleries(release, &tera, &site, input)?;
+    lap(&mut out, "galleries");
     let root404 = settings.site.base_url.split_once("://").and_then(|(_, rest)| rest.find('/').map(|i| rest[i..].to_string())).unwrap_or("/".into());
     release.put("404.html", &render_page(&tera, "404.html", &PlainPage { site: &site, root: &root404 })?)?;
     if !settings.site.base_url.is_empty() {
         sitemap(release, &settings.site.base_url, input)?;
     }
+    lap(&mut out, "rest");
     Ok(out)
 }
 
@@ -366,12 +396,11 @@ fn item_page<'a>(site: &'a SiteCtx<'a>, input: &'a Input<'a>, i: usize, overview
     let it = input.items[i];
     let card = |j: u32, s: f32| NeighbourCard { id: &input.items[j as usize].id, title: &input.items[j as usize].title, score: format!("{s:.3}") };
     let (mut neighbours, mut inside, mut outside) = (Vec::new(), Vec::new(), Vec::new());
-    let (mut cluster_id, mut cluster_size, mut outlier_rank, mut map) = (None, 0, None, None);
+    let (mut cluster_id, mut outlier_band, mut map) = (None, None, None);
     if let Some(m) = &input.model {
         let mine = m.st.cluster_of[i];
         cluster_id = mine;
-        cluster_size = mine.map(|c| m.st.clusters[c as usize].members.len()).unwrap_or(0);
-        outlier_rank = Some(m.st.outlier_rank[i]);
+        outlier_band = self::outlier_band(m.st.outlier_rank[i], input.items.len());
         let show = m.nb.k.min(m.show);
         for (j, s) in m.nb.row(i).filter(|(j, _)| *j != NONE) {
             if neighbours.len() < show {
@@ -398,9 +427,9 @@ fn item_page<'a>(site: &'a SiteCtx<'a>, input: &'a Input<'a>, i: usize, overview
             url: safe_url(it.url.as_deref()),
             meta: &it.meta,
             picture: if input.previews[i].is_some() { "previews" } else { "thumbs" },
-            outlier_rank,
+            outliers: input.model.is_some(),
+            outlier_band,
             cluster_id,
-            cluster_size,
             map,
         },
         neighbours,
@@ -830,4 +859,23 @@ fn overview_png(xy: &[f32], b: [f32; 4]) -> Result<Vec<u8>> {
         .write_to(&mut out, image::ImageFormat::Png)
         .context("cannot encode the map overview")?;
     Ok(out.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::outlier_band;
+
+    #[test]
+    fn outlier_bands_hold_their_ranks() {
+        assert_eq!(outlier_band(1, 1000), Some("0.1 %"));
+        assert_eq!(outlier_band(2, 1000), Some("1 %"));
+        assert_eq!(outlier_band(10, 1000), Some("1 %"));
+        assert_eq!(outlier_band(11, 1000), Some("5 %"));
+        assert_eq!(outlier_band(500, 1000), Some("50 %"));
+        assert_eq!(outlier_band(501, 1000), None);
+        // Rank 1 of a small archive is in its strangest half, not its strangest 0.1 %.
+        assert_eq!(outlier_band(1, 30), Some("5 %"));
+        // Growing alike (rank and count by 1 %) keeps the band.
+        assert_eq!(outlier_band(1111, 111_100), outlier_band(1122, 112_211));
+    }
 }

@@ -1,5 +1,8 @@
 // Keyboard navigation on an item page: j / → and k / ← move a highlight through the
 // neighbours (#neighbours li a), Enter opens the highlighted one, m shows this item on the map.
+// Also fills in what changes whenever the archive grows, so that the page's own bytes do not:
+// the outlier rank ("rank R of N", from api/items/<id>.json and api/manifest.json) and the
+// size of the item's cluster (api/clusters.json).
 
 const entries = [...document.querySelectorAll('#neighbours > li')]
   .map((li) => ({ li, link: li.querySelector('a[href]') }))
@@ -42,3 +45,31 @@ document.addEventListener('keydown', (e) => {
   }
   e.preventDefault();
 });
+
+const api = new URL('../api/', import.meta.url);
+
+async function json(rel) {
+  const r = await fetch(new URL(rel, api));
+  if (!r.ok) throw new Error(`${rel}: HTTP ${r.status}`);
+  return r.json();
+}
+
+async function fillIn() {
+  const id = document.body.dataset.id;
+  const rank = document.querySelector('#strangeness .rank');
+  const size = document.querySelector('#cluster .size');
+  if (!id || (!rank && !size)) return;
+  const fmt = (v) => Number(v).toLocaleString('en');
+  if (rank) {
+    const [item, manifest] = await Promise.all([json(`items/${encodeURIComponent(id)}.json`), json('manifest.json')]);
+    if (Number.isInteger(item.outlier_rank)) rank.textContent = `rank ${fmt(item.outlier_rank)} of ${fmt(manifest.items)}, `;
+  }
+  if (size) {
+    const c = Number(document.querySelector('#cluster').dataset.cluster);
+    const summary = (await json('clusters.json')).find((k) => k.cluster === c);
+    if (summary) size.textContent = ` (${fmt(summary.size)} images)`;
+  }
+}
+
+// Without these the page still says which band of strangeness and which cluster it is in.
+fillIn().catch((e) => console.warn('item page: could not fill in the rank or cluster size:', e.message));

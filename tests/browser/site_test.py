@@ -11,8 +11,10 @@ The URL is the site root, served over HTTP. Checks, stopping at the first failur
   hash    index.html#id=<id of map index 0> centres the map on that item and, once zoomed in,
           draws tiles as thumbnails
   click   a real click at screenOf(0) opens items/<id>/
-  item    #neighbours has at least one li, each linking to another item page; key j
-          highlights the first neighbour and m goes back to index.html#id=<id>
+  item    #neighbours has at least one li, each linking to another item page; the page shows
+          "rank R of N" with R and N from api/items/<id>.json and api/manifest.json, and its
+          cluster's size from api/clusters.json; key j highlights the first neighbour and m
+          goes back to index.html#id=<id>
 Screenshots map.png, map-item.png and item.png go to $SCREENSHOT_DIR when it is set.
 CHROMIUM and CHROMEDRIVER override the browser and driver paths.
 """
@@ -211,6 +213,7 @@ class Run:
             m = ITEM_URL.search(href or "")
             self.check(m and m.group(1) != item_id, f"neighbour link {href!r} is not another item page")
         self.ok(f"item: {len(links)} neighbours, each linking to another item page")
+        self.test_filled_in(item_id)
         self.console_clean("item")
         self.screenshot("item.png")
 
@@ -224,6 +227,32 @@ class Run:
         except TimeoutException:
             raise Failure(f"key m led to {self.driver.current_url}, not .../{want}")
         self.ok("item: key j highlights a neighbour, key m opens the map at this item")
+
+    def test_filled_in(self, item_id):
+        """item.js writes the rank and the cluster size, which the page's bytes leave out."""
+        def api(rel):
+            with urllib.request.urlopen(self.base + "api/" + rel) as r:
+                return json.load(r)
+        item, manifest = api(f"items/{item_id}.json"), api("manifest.json")
+        want = f"rank {item['outlier_rank']:,} of {manifest['items']:,}, "
+        try:
+            WebDriverWait(self.driver, 10).until(
+                lambda d: d.execute_script("return document.querySelector('#strangeness .rank')?.textContent") == want)
+        except TimeoutException:
+            got = self.js("return document.querySelector('#strangeness')?.textContent ?? null")
+            raise Failure(f"the item page's strangeness reads {got!r}, expected it to start {want!r}")
+        detail = want.strip(", ")
+        if item.get("cluster") is not None:
+            size = next(k["size"] for k in api("clusters.json") if k["cluster"] == item["cluster"])
+            want_size = f" ({size:,} images)"
+            try:
+                WebDriverWait(self.driver, 10).until(
+                    lambda d: d.execute_script("return document.querySelector('#cluster .size')?.textContent") == want_size)
+            except TimeoutException:
+                got = self.js("return document.querySelector('#cluster')?.textContent ?? null")
+                raise Failure(f"the item page's cluster reads {got!r}, expected it to end {want_size!r}")
+            detail += f", cluster {item['cluster']}{want_size}"
+        self.ok(f"item: filled in {detail}")
 
     def run(self):
         with urllib.request.urlopen(self.base + "map/map.json") as r:
