@@ -175,7 +175,7 @@ fn render(dir: &std::path::Path, n: usize, nb: &neighbours::Neighbours, xy: &[f3
     let release = step("publish: begin", || simsite::publish::Release::begin(&dir.join("site")))?;
     step("api files", || simsite::api::publish(&release, &refs, nb, xy, st))?;
     let ui = simsite::ui::Ui::new(true);
-    let model = simsite::site::Model { nb, xy, st, show: 12 };
+    let model = simsite::site::Model { nb, xy, st, show: 12, places_kept: false };
     let input = simsite::site::Input { items: &refs, thumbs: &thumb_refs, previews: &previews, model: Some(model), eval: false };
     let r = step("render (pages, map, galleries)", || simsite::site::render(&release, &settings, &input, &ui))?;
     let c = step("publish: commit", || release.commit(&cache))?;

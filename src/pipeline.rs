@@ -549,7 +549,8 @@ pub fn build(settings: &Settings, ui: &Ui) -> Result<BuildOutcome> {
         c.remove_other_keys().context("cannot prune the embedding cache")?;
         report.stages.push(StageTime { name: "api".into(), seconds: t.elapsed().as_secs_f64(), items: n as u64 });
 
-        let model = site::Model { nb: &nb, xy: &coords, st: &st, show: settings.neighbours.show };
+        let places_kept = matches!(linfo.mode.as_str(), "placed" | "reused");
+        let model = site::Model { nb: &nb, xy: &coords, st: &st, show: settings.neighbours.show, places_kept };
         let input = site::Input { items: &items, thumbs: &thumbs, previews: &previews, model: Some(model), eval };
         render_site(&release, &settings, &input, &mut report, ui)?;
         let mref = api::ModelRef { name: &enc.spec.name, digest: &enc.digest.to_hex(), dim };

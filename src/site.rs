@@ -24,6 +24,8 @@ use crate::config::Settings;
 use crate::neighbours::{Neighbours, NONE};
 use crate::publish::Release;
 
+mod tiles;
+
 /// Items per map tile (one thumbnail atlas each).
 pub const TILE: usize = 256;
 /// Atlas cell, in pixels, and cells per atlas row.
@@ -80,6 +82,9 @@ pub struct Model<'a> {
     pub st: &'a Structure<'a>,
     /// Neighbours shown on an item's page.
     pub show: usize,
+    /// Whether the items of the last build kept their places on the map (so its tiles can
+    /// be kept and grown: see `tiles`).
+    pub places_kept: bool,
 }
 
 /// What rendering did, for the report.
@@ -615,8 +620,10 @@ struct MapJson {
     bounds: [f32; 4],
     thumb: u32,
     atlas_cols: u32,
-    /// [x0, y0, x1, y1, start, count] per tile.
-    tiles: Vec<(f32, f32, f32, f32, usize, usize)>,
+    /// [x0, y0, x1, y1, start, count, base] per tile: its items are map indices start..start
+    /// + count; the first `base` have their thumbnails in `map/tiles/<t>.jpg`, the others in
+    /// `map/tiles/<t>-new.jpg`, whose first row is the main atlas's row base / atlas_cols.
+    tiles: Vec<(f32, f32, f32, f32, usize, usize, usize)>,
     colour_by: Vec<ColourJson>,
     names_chunk: usize,
     names: Vec<String>,
@@ -636,8 +643,16 @@ fn map_files(release: &Release, settings: &Settings, input: &Input, m: &Model, o
     let n = input.items.len();
     let xy = m.xy;
     let b = crate::api::bounds(xy);
-    let mut order: Vec<u32> = (0..n as u32).collect();
-    let tiles = kd_tiles(xy, &mut order);
+    let ids: Vec<&str> = input.items.iter().map(|it| it.id.as_str()).collect();
+    let kept_tiles = settings.cache.join("map-tiles.bin");
+    let plan = tiles::plan(xy, &ids, if m.places_kept { tiles::load(&kept_tiles) } else { None });
+    crate::fsutil::atomic_write(&kept_tiles, &tiles::to_bytes(&plan, &ids)).with_context(|| format!("cannot write {}", kept_tiles.display()))?;
+    let mut order: Vec<u32> = Vec::with_capacity(n);
+    let mut tiles = Vec::with_capacity(plan.len());
+    for t in &plan {
+        tiles.push((t.bbox, order.len(), t.members.len(), t.base));
+        order.extend(&t.members);
+    }
     out.tiles = tiles.len();
 
     let q = |v: f32, lo: f32, hi: f32| -> u16 {
@@ -705,36 +720,48 @@ fn map_files(release: &Release, settings: &Settings, input: &Input, m: &Model, o
     let atlas_dir = settings.cache.join("atlases");
     std::fs::create_dir_all(&atlas_dir).with_context(|| format!("cannot create {}", atlas_dir.display()))?;
     let made = std::sync::atomic::AtomicUsize::new(0);
-    let keys: Vec<String> = tiles
+    let atlas_file = |key: &blake3::Hash| atlas_dir.join(format!("{}.jpg", key.to_hex()));
+    let keys: Vec<Vec<String>> = tiles
         .par_iter()
         .enumerate()
-        .map(|(t, &(_, start, count))| -> Result<String> {
+        .map(|(t, &(_, start, count, base))| -> Result<Vec<String>> {
             let members = &order[start..start + count];
             let names = NamesJson {
                 ids: members.iter().map(|&i| input.items[i as usize].id.as_str()).collect(),
                 titles: members.iter().map(|&i| input.items[i as usize].title.as_str()).collect(),
             };
             release.put(&format!("map/tiles/{t}.json"), &serde_json::to_vec(&names)?)?;
-            let mut h = blake3::Hasher::new();
-            h.update(b"simsite-atlas-v1");
-            h.update(&CELL.to_le_bytes());
-            for &i in members {
-                h.update(input.thumbs[i as usize].as_os_str().as_encoded_bytes());
-                h.update(b"\0");
+            // The main atlas: the first `base` members. The atlas of additions: the rest, from
+            // the start of the row the first of them is on (so that it lies over the main one
+            // at that row and the cells keep one numbering).
+            let first_added_row = base - base % ATLAS_COLS as usize;
+            let mut parts = vec![(format!("map/tiles/{t}.jpg"), &members[..base], b"simsite-atlas-v1".as_slice())];
+            if base < count {
+                parts.push((format!("map/tiles/{t}-new.jpg"), &members[first_added_row..], b"simsite-atlas-added-v1".as_slice()));
             }
-            let key = h.finalize().to_hex().to_string();
-            let cached = atlas_dir.join(format!("{key}.jpg"));
-            if !cached.is_file() {
-                let jpeg = atlas(members.iter().map(|&i| input.thumbs[i as usize]))?;
-                crate::fsutil::atomic_write(&cached, &jpeg).with_context(|| format!("cannot write {}", cached.display()))?;
-                made.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let mut used = Vec::new();
+            for (rel, cells, kind) in parts {
+                let mut h = blake3::Hasher::new();
+                h.update(kind);
+                h.update(&CELL.to_le_bytes());
+                for &i in cells {
+                    h.update(input.thumbs[i as usize].as_os_str().as_encoded_bytes());
+                    h.update(b"\0");
+                }
+                let cached = atlas_file(&h.finalize());
+                if !cached.is_file() {
+                    let jpeg = atlas(cells.iter().map(|&i| input.thumbs[i as usize]))?;
+                    crate::fsutil::atomic_write(&cached, &jpeg).with_context(|| format!("cannot write {}", cached.display()))?;
+                    made.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                release.put_file(&rel, &cached)?;
+                used.push(cached.file_name().unwrap().to_string_lossy().into_owned());
             }
-            release.put_file(&format!("map/tiles/{t}.jpg"), &cached)?;
-            Ok(format!("{key}.jpg"))
+            Ok(used)
         })
         .collect::<Result<_>>()?;
     out.atlases_made = made.into_inner();
-    let used: std::collections::HashSet<String> = keys.into_iter().collect();
+    let used: std::collections::HashSet<String> = keys.into_iter().flatten().collect();
     for entry in std::fs::read_dir(&atlas_dir)?.flatten() {
         if !used.contains(&*entry.file_name().to_string_lossy()) {
             std::fs::remove_file(entry.path()).ok();
@@ -753,12 +780,12 @@ fn map_files(release: &Release, settings: &Settings, input: &Input, m: &Model, o
     }
     release.put("map/overview.png", &overview_png(xy, b)?)?;
     let map = MapJson {
-        version: 1,
+        version: 2,
         items: n,
         bounds: b,
         thumb: CELL,
         atlas_cols: ATLAS_COLS,
-        tiles: tiles.iter().map(|(bb, s, c)| (bb[0], bb[1], bb[2], bb[3], *s, *c)).collect(),
+        tiles: tiles.iter().map(|(bb, s, c, base)| (bb[0], bb[1], bb[2], bb[3], *s, *c, *base)).collect(),
         colour_by,
         names_chunk: NAMES_CHUNK,
         names,

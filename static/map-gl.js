@@ -186,12 +186,17 @@ export class Renderer {
     this.numberColours = kind === 'number';
   }
 
-  /** Makes a texture from an atlas image; `thumb` is the cell size in pixels. */
-  createAtlas(image, cols, thumb) {
+  /**
+   * Makes a texture `height` pixels high from atlas images, each [{ image, y }] drawn with
+   * its top at row y, later ones over earlier ones; `thumb` is the cell size in pixels.
+   */
+  createAtlas(parts, cols, thumb, height) {
     const gl = this.gl;
     const texture = gl.createTexture();
+    const width = cols * thumb;
     gl.bindTexture(gl.TEXTURE_2D, texture);
-    gl.texImage2D(gl.TEXTURE_2D, 0, gl.RGBA, gl.RGBA, gl.UNSIGNED_BYTE, image);
+    gl.texImage2D(gl.TEXTURE_2D, 0, gl.RGBA, width, height, 0, gl.RGBA, gl.UNSIGNED_BYTE, null);
+    for (const { image, y } of parts) gl.texSubImage2D(gl.TEXTURE_2D, 0, 0, y, gl.RGBA, gl.UNSIGNED_BYTE, image);
     // A few mip levels keep minified thumbnails smooth; deeper ones would blend whole cells.
     gl.texParameteri(gl.TEXTURE_2D, gl.TEXTURE_MAX_LEVEL, 3);
     gl.generateMipmap(gl.TEXTURE_2D);
@@ -199,7 +204,7 @@ export class Renderer {
     gl.texParameteri(gl.TEXTURE_2D, gl.TEXTURE_MAG_FILTER, gl.LINEAR);
     gl.texParameteri(gl.TEXTURE_2D, gl.TEXTURE_WRAP_S, gl.CLAMP_TO_EDGE);
     gl.texParameteri(gl.TEXTURE_2D, gl.TEXTURE_WRAP_T, gl.CLAMP_TO_EDGE);
-    return { texture, cols, cell: [thumb / image.width, thumb / image.height] };
+    return { texture, cols, cell: [thumb / width, thumb / height] };
   }
 
   deleteAtlas(atlas) {

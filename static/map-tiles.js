@@ -28,13 +28,18 @@ export class Tiles {
     this.boxes = new Float64Array(n * 4);
     this.start = new Uint32Array(n);
     this.count = new Uint32Array(n);
+    // The first base[t] of a tile's items are in its atlas map/tiles/<t>.jpg, the rest in
+    // map/tiles/<t>-new.jpg (items a rebuild added), whose first row is the main atlas's row
+    // floor(base / cols): drawn over it, the two make one atlas of the tile.
+    this.base = new Uint32Array(n);
     // Typical distance between a tile's items (layout units), which sizes its thumbnails: the
     // geometric mean of its items' local spacing, so a dense core outweighs a few strays.
     this.spacing = new Float64Array(n);
-    tiles.forEach(([x0, y0, x1, y1, start, count], t) => {
+    tiles.forEach(([x0, y0, x1, y1, start, count, base = count], t) => {
       this.boxes.set([Math.min(x0, x1), Math.min(y0, y1), Math.max(x0, x1), Math.max(y0, y1)], t * 4);
       this.start[t] = start;
       this.count[t] = count;
+      this.base[t] = base;
       let logSum = 0;
       for (let i = start; i < start + count; i++) logSum += Math.log(localSpacing(i));
       this.spacing[t] = Math.exp(logSum / count);
@@ -248,9 +253,13 @@ export class Tiles {
 
   async load(t) {
     try {
-      const bitmap = await createImageBitmap(await fetchBlob(`map/tiles/${t}.jpg`));
-      this.textures.set(t, this.renderer.createAtlas(bitmap, this.cols, this.thumb));
-      bitmap.close();
+      const bitmap = (name) => fetchBlob(`map/tiles/${name}.jpg`).then((blob) => createImageBitmap(blob));
+      const added = this.base[t] < this.count[t];
+      const parts = [{ image: await bitmap(t), y: 0 }];
+      if (added) parts.push({ image: await bitmap(`${t}-new`), y: Math.floor(this.base[t] / this.cols) * this.thumb });
+      const height = Math.max(...parts.map((p) => p.y + p.image.height));
+      this.textures.set(t, this.renderer.createAtlas(parts, this.cols, this.thumb, height));
+      for (const p of parts) p.image.close();
       this.onLoad();
     } catch (e) {
       this.failed.add(t);

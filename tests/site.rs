@@ -551,3 +551,87 @@ fn serve_shows_the_site_on_loopback_with_ranges_and_a_404() {
     child.kill().ok();
     child.wait().ok();
 }
+
+/// The mean of each colour over a cell of an RGB image, or `None` when the cell is blank.
+fn cell_mean(img: &image::RgbImage, col: u32, row: u32, cell: u32) -> Option<[f32; 3]> {
+    let mut sum = [0f32; 3];
+    for y in row * cell..(row + 1) * cell {
+        for x in col * cell..(col + 1) * cell {
+            let p = img.get_pixel(x, y);
+            for c in 0..3 {
+                sum[c] += p[c] as f32;
+            }
+        }
+    }
+    let mean = sum.map(|v| v / (cell * cell) as f32);
+    (mean.iter().sum::<f32>() > 6.0).then_some(mean)
+}
+
+#[test]
+fn a_nightly_build_keeps_the_map_tiles_and_adds_an_atlas_of_the_new_items() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    blob_archive(root, 700, 0);
+    config(root, "");
+    assert_eq!(run(root, &["build"]).0, 0);
+    let out = root.join("out");
+    let first: Value = serde_json::from_slice(&std::fs::read(out.join("map/map.json")).unwrap()).unwrap();
+    let tiles = first["tiles"].as_array().unwrap().len();
+    assert!(tiles >= 3, "{tiles} tiles");
+    let before = snapshot(&out);
+
+    // Seven new images (1 %): the map places them, and the tiles stay.
+    blob_archive(root, 7, 700);
+    assert_eq!(run(root, &["build"]).0, 0);
+    let map: Value = serde_json::from_slice(&std::fs::read(out.join("map/map.json")).unwrap()).unwrap();
+    let (cols, cell) = (map["atlas_cols"].as_u64().unwrap() as u32, map["thumb"].as_u64().unwrap() as u32);
+    let now = map["tiles"].as_array().unwrap();
+    assert_eq!(now.len(), tiles);
+    let changed = lines(&root.join("cache/changed-paths.txt"));
+    let mut added = 0;
+    for (t, tile) in now.iter().enumerate() {
+        let (count, base) = (tile[5].as_u64().unwrap() as u32, tile[6].as_u64().unwrap() as u32);
+        let (old_count, old_base) = (first["tiles"][t][5].as_u64().unwrap() as u32, first["tiles"][t][6].as_u64().unwrap() as u32);
+        assert_eq!((base, old_base), (old_count, old_count), "tile {t}: its main atlas holds what it held");
+        let main = format!("map/tiles/{t}.jpg");
+        assert!(!changed.contains(&main), "{main} was rewritten");
+        let names: Value = serde_json::from_slice(&std::fs::read(out.join(format!("map/tiles/{t}.json"))).unwrap()).unwrap();
+        assert_eq!(names["ids"].as_array().unwrap().len() as u32, count);
+        let new = out.join(format!("map/tiles/{t}-new.jpg"));
+        if base == count {
+            assert!(!new.exists());
+            continue;
+        }
+        added += count - base;
+        for id in &names["ids"].as_array().unwrap()[base as usize..] {
+            assert!(id.as_str().unwrap().starts_with("img70"), "tile {t} added {id}");
+        }
+        // The atlas of additions starts at the row of the main atlas where the first new item
+        // goes: its cells before that one are the main atlas's, its cells from there on the
+        // new items' thumbnails, and nothing after the last.
+        let main = image::open(out.join(&main)).unwrap().to_rgb8();
+        let new = image::open(&new).unwrap().to_rgb8();
+        let row = base / cols;
+        assert_eq!(new.height(), (count.div_ceil(cols) - row) * cell);
+        for k in row * cols..(row * cols + new.height() / cell * cols) {
+            let (c, r) = (k % cols, k / cols - row);
+            let got = cell_mean(&new, c, r, cell);
+            if k < base {
+                let want = cell_mean(&main, c, row, cell).expect("a main cell");
+                let got = got.expect("the main atlas's cell, repeated");
+                assert!(got.iter().zip(want).all(|(a, b)| (a - b).abs() < 4.0), "tile {t} cell {k}: {got:?} vs {want:?}");
+            } else if k < count {
+                assert!(got.is_some(), "tile {t} cell {k}: a new item's thumbnail is blank");
+            } else {
+                assert!(got.is_none(), "tile {t} cell {k}: past the last item");
+            }
+        }
+    }
+    assert_eq!(added, 7, "every new item in a tile's additions");
+    // Main atlases are the very files they were.
+    let after = snapshot(&out);
+    for t in 0..tiles {
+        let p = format!("map/tiles/{t}.jpg");
+        assert_eq!((after[&p].1, after[&p].2), (before[&p].1, before[&p].2), "{p}");
+    }
+}
