@@ -8,7 +8,9 @@
 //! Prints, for each run, every stage's wall time and images/s, the process's peak RSS and the
 //! bytes of the output. The archive is generated once under --work (default
 //! /tmp/simsite-bench-<n>) and reused by later runs; the 1% added images are removed again at
-//! the start of each run so every run measures the same thing. The Python peer runs from the
+//! the start of each run so every run measures the same thing. Two +1% rebuilds follow the
+//! cold build: the first after it (which makes the site's second release tree), and the next
+//! night's (another 1%), which is what a nightly cron job costs from then on. The Python peer runs from the
 //! benchmark venv (benches/setup_python.sh) and is skipped with a note when it is missing.
 
 use std::collections::HashSet;
@@ -102,6 +104,10 @@ struct Report {
     changed: usize,
     files: usize,
     stages: Vec<Stage>,
+    #[serde(default)]
+    render_parts: Vec<(String, f64)>,
+    #[serde(default)]
+    pages_kept_unrendered: usize,
 }
 
 #[derive(serde::Deserialize)]
@@ -126,7 +132,13 @@ fn simsite_build(run_dir: &Path, label: &str) -> Result<(Ran, Report)> {
     for s in &report.stages {
         let rate = if s.seconds > 0.0 && s.items > 0 { format!("{:.0}", s.items as f64 / s.seconds) } else { "-".into() };
         println!("  {:<14} {:>9.2} {:>12}", s.name, s.seconds, rate);
+        if s.name == "render" {
+            for (part, secs) in &report.render_parts {
+                println!("    {part:<12} {secs:>9.2}");
+            }
+        }
     }
+    println!("  item pages kept without rendering: {}", report.pages_kept_unrendered);
     println!(
         "  {:<14} {:>9.2} {:>12.0}   peak RSS {:.0} MB, site {} files, {:.1} MB",
         "total (wall)",
@@ -145,6 +157,7 @@ fn main() -> Result<()> {
     let model = std::fs::canonicalize(&a.model).with_context(|| format!("model {}", a.model.display()))?;
     let archive = work.join("archive");
     let added = archive.join("added");
+    let added2 = archive.join("added-2");
     std::fs::create_dir_all(&work)?;
 
     // The archive, generated once (a marker says it is whole).
@@ -158,6 +171,7 @@ fn main() -> Result<()> {
         std::fs::write(&marker, b"")?;
     }
     let _ = std::fs::remove_dir_all(&added);
+    let _ = std::fs::remove_dir_all(&added2);
     let (n, archive_bytes) = tree_size(&archive);
     println!(
         "archive: {n} images, {:.1} MB, {}; model {}; {} cores",
@@ -190,6 +204,10 @@ fn main() -> Result<()> {
     generate(&tmp, &work.join("added.labels.csv"), &SynthOptions { n: extra, seed: 1_000_003, ..Default::default() })?;
     std::fs::rename(&tmp, &added)?;
     let (inc, _) = simsite_build(&run_dir, "plus-1pct")?;
+    // The next night: another 1%.
+    generate(&tmp, &work.join("added-2.labels.csv"), &SynthOptions { n: extra, seed: 1_000_033, ..Default::default() })?;
+    std::fs::rename(&tmp, &added2)?;
+    let (inc2, _) = simsite_build(&run_dir, "plus-1pct-next-night")?;
 
     // Raw ONNX Runtime throughput of the same model and library, as the build loads it, on
     // pre-decoded tensors of (up to) 4,000 of the archive's images.
@@ -205,6 +223,7 @@ raw ONNX Runtime (simsite's encoder on {decoded} pre-decoded images): {raw_both}
 
     // The Python stack on the same archive (with the 1% removed again) and model.
     std::fs::remove_dir_all(&added)?;
+    std::fs::remove_dir_all(&added2)?;
     let venv = a.venv_python.clone().unwrap_or_else(|| {
         PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/simsite/bench-venv/bin/python")
     });
@@ -253,7 +272,8 @@ raw ONNX Runtime (simsite's encoder on {decoded} pre-decoded images): {raw_both}
     // The targets, as ratios from this one run.
     println!("\nsummary ({n} images):");
     println!("  simsite cold build         {:>8.1} s", cold.seconds);
-    println!("  simsite +1% rebuild        {:>8.1} s   = {:.1}% of the cold build (target <= 10%)", inc.seconds, 100.0 * inc.seconds / cold.seconds);
+    println!("  simsite +1% rebuild        {:>8.1} s   = {:.1}% of the cold build (target <= 10%): the first after it", inc.seconds, 100.0 * inc.seconds / cold.seconds);
+    println!("  simsite +1% the next night {:>8.1} s   = {:.1}% of the cold build (target <= 10%)", inc2.seconds, 100.0 * inc2.seconds / cold.seconds);
     if let Some(embed) = cold_report.stages.iter().find(|s| s.name == "decode+embed") {
         let rate = embed.items as f64 / embed.seconds;
         println!("  embed stage {rate:>8.0} images/s = {:.2} of raw ONNX Runtime's {raw:.0} (target >= 0.90)", rate / raw);

@@ -41,6 +41,8 @@ pub struct Release {
     state: Mutex<State>,
     /// Deleting releases neither served nor recycled, alongside the build.
     pruning: Option<std::thread::JoinHandle<()>>,
+    /// Listing the files of the served and the recycled release, alongside the build.
+    listing: Option<std::thread::JoinHandle<Result<Listing>>>,
     /// Flushing the release's files to disk while the build is still writing them, started
     /// by the first file put.
     flusher: std::sync::OnceLock<Flusher>,
@@ -65,6 +67,34 @@ struct State {
     served_read: usize,
     /// Files `put_rendered` kept from the served release without rendering them.
     kept_unrendered: usize,
+}
+
+/// The files (relative paths) the served release and the recycled staging folder held
+/// when the build began. Listed by a thread while the build works, since walking a site of
+/// 100,000 items (as many folders) takes seconds: the served release is not written to,
+/// and a file of the staging folder the build does not put is not touched either, so it is
+/// listed whatever the build does meanwhile.
+#[derive(Default)]
+struct Listing {
+    prev: Vec<String>,
+    staging: Vec<String>,
+}
+
+fn list_files(dir: &Path, only_files: bool) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for entry in walkdir::WalkDir::new(dir).min_depth(1) {
+        let entry = match entry {
+            Ok(e) => e,
+            // A folder of the staging folder the build removed or replaced meanwhile.
+            Err(e) if e.io_error().is_some_and(|io| matches!(io.kind(), ErrorKind::NotFound | ErrorKind::NotADirectory)) => continue,
+            Err(e) => return Err(e).with_context(|| format!("cannot list {}", dir.display())),
+        };
+        let t = entry.file_type();
+        if (only_files && t.is_file()) || (!only_files && !t.is_dir()) {
+            out.push(entry.path().strip_prefix(dir).unwrap().to_string_lossy().into_owned());
+        }
+    }
+    Ok(out)
 }
 
 /// What a publish changed, relative to the previously served release.
@@ -169,8 +199,18 @@ impl Release {
                 }
             })
         });
+        let listing = {
+            let (prev, staging) = (prev.clone(), recycled.then(|| staging.clone()));
+            Some(std::thread::spawn(move || -> Result<Listing> {
+                Ok(Listing {
+                    prev: prev.map(|p| list_files(&p, true)).transpose()?.unwrap_or_default(),
+                    staging: staging.map(|s| list_files(&s, false)).transpose()?.unwrap_or_default(),
+                })
+            }))
+        };
         Ok(Release {
             out: out.to_path_buf(),
+            listing,
             releases,
             staging,
             prev,
@@ -423,19 +463,21 @@ impl Release {
         !self.state.lock().unwrap().changed.is_empty()
     }
 
-    /// Deletes what the recycled release had and this one does not (a killed build's
-    /// temporary files among them), and the folders that leaves empty.
-    fn remove_stale(&self, put: &HashSet<String>) -> Result<()> {
+    /// Deletes what the recycled release had and this one does not (`listed`: its files
+    /// when the build began, a killed build's temporary files among them), and the folders
+    /// that leaves empty.
+    fn remove_stale(&self, listed: &[String], put: &HashSet<String>) -> Result<()> {
         let mut emptied = BTreeSet::new();
-        for entry in walkdir::WalkDir::new(&self.staging).min_depth(1) {
-            let entry = entry?;
-            if !entry.file_type().is_dir() {
-                let rel = entry.path().strip_prefix(&self.staging).unwrap().to_string_lossy().into_owned();
-                if !put.contains(&rel) {
-                    std::fs::remove_file(entry.path()).with_context(|| format!("cannot remove {}", entry.path().display()))?;
-                    emptied.insert(entry.path().parent().unwrap().to_path_buf());
-                }
+        for rel in listed.iter().filter(|r| !put.contains(*r)) {
+            let path = self.staging.join(rel);
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                // Gone since, or now a folder the build made where the file (or a link) was.
+                Err(e) if e.kind() == ErrorKind::NotFound => {}
+                Err(_) if std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir()) => {}
+                Err(e) => return Err(e).with_context(|| format!("cannot remove {}", path.display())),
             }
+            emptied.insert(path.parent().unwrap().to_path_buf());
         }
         // Deepest first; a folder that still has something in it stays.
         for dir in emptied.iter().rev() {
@@ -447,25 +489,21 @@ impl Release {
         Ok(())
     }
 
-    /// One pass over the served release: the files the new one keeps (`carry`) are linked
-    /// in, and the rest it does not have are returned, sorted (removed by this release).
-    fn carry_and_list_removed(&self) -> Result<Vec<String>> {
+    /// The served release's files (`listed`) that the new one keeps (`carry`) are linked in,
+    /// and the rest it does not have are returned, sorted (removed by this release).
+    fn carry_and_list_removed(&self, listed: Vec<String>) -> Result<Vec<String>> {
         let Some(prev) = self.prev.clone() else { return Ok(Vec::new()) };
         let keep = self.state.lock().unwrap().carry;
         let mut removed = Vec::new();
-        for entry in walkdir::WalkDir::new(&prev).min_depth(1) {
-            let entry = entry?;
-            if !entry.file_type().is_file() {
-                continue;
-            }
-            let rel = entry.path().strip_prefix(&prev).unwrap().to_string_lossy().into_owned();
+        for rel in listed {
             if self.state.lock().unwrap().put.contains(&rel) {
                 continue;
             }
             if keep.is_some_and(|k| k(&rel)) {
                 let path = self.target(&rel)?;
-                let pm = std::fs::symlink_metadata(entry.path()).with_context(|| format!("cannot read {}", entry.path().display()))?;
-                self.link_prev(&path, entry.path(), &pm)?;
+                let from = prev.join(&rel);
+                let pm = std::fs::symlink_metadata(&from).with_context(|| format!("cannot read {}", from.display()))?;
+                self.link_prev(&path, &from, &pm)?;
                 self.record(&rel, false, None)?;
             } else {
                 removed.push(rel);
@@ -478,10 +516,14 @@ impl Release {
     /// Switches `out` to the new release (one rename), writes the changed-path lists into
     /// `report_dir`, and prunes old releases.
     pub fn commit(mut self, report_dir: &Path) -> Result<Changes> {
-        let removed = self.carry_and_list_removed()?;
+        let listing = match self.listing.take() {
+            Some(h) => h.join().map_err(|_| anyhow::anyhow!("listing the releases' files failed"))??,
+            None => Listing::default(),
+        };
+        let removed = self.carry_and_list_removed(listing.prev)?;
         let state = std::mem::take(&mut *self.state.lock().unwrap());
         if self.recycled {
-            self.remove_stale(&state.put)?;
+            self.remove_stale(&listing.staging, &state.put)?;
         }
         let (parent, name) = names(&self.out)?;
         let id = format!("r{}-{}", chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ"), std::process::id());
