@@ -422,8 +422,9 @@ impl Release {
         // recently freed inodes by scanning past them: after a few builds that made creating
         // files ten times slower (62 s instead of 4 s for 100,000 item JSONs).
         let written = std::cell::Cell::new(None);
-        if self.recycled && std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_file() && m.nlink() == 1) {
-            written.set(Some(overwrite(&path, bytes).with_context(|| self.cannot_write(&path))?));
+        let own = if self.recycled { std::fs::symlink_metadata(&path).ok().filter(|m| m.is_file() && m.nlink() == 1) } else { None };
+        if let Some(m) = own {
+            written.set(Some(overwrite(&path, bytes, m.len()).with_context(|| self.cannot_write(&path))?));
         } else {
             self.place(&path, |p| write_new(p, bytes).map(|m| written.set(Some(m))))?;
         }
@@ -565,11 +566,15 @@ impl Release {
 /// Writes `bytes` over the file at `path` from its start, then cuts it to their length:
 /// never truncating it to zero first, which ext4 (auto_da_alloc) answers by flushing the
 /// file at close, a disk write per file. Returns the file's metadata once written.
-fn overwrite(path: &Path, bytes: &[u8]) -> std::io::Result<Metadata> {
+/// `len` is the file's length before: a file the bytes cover is not cut (a truncate is
+/// one of the dearer calls on ext4, and half of the files do not shrink).
+fn overwrite(path: &Path, bytes: &[u8], len: u64) -> std::io::Result<Metadata> {
     use std::io::Write;
     let mut f = File::options().write(true).open(path)?;
     f.write_all(bytes)?;
-    f.set_len(bytes.len() as u64)?;
+    if len > bytes.len() as u64 {
+        f.set_len(bytes.len() as u64)?;
+    }
     f.metadata()
 }
 
