@@ -228,6 +228,15 @@ class Run:
             raise Failure(f"key m led to {self.driver.current_url}, not .../{want}")
         self.ok("item: key j highlights a neighbour, key m opens the map at this item")
 
+    def wait_for_text(self, selector, want, whole, what):
+        """Waits until the text of `selector` is `want`; else fails quoting `whole`'s text."""
+        try:
+            WebDriverWait(self.driver, 10).until(
+                lambda d: d.execute_script("return document.querySelector(arguments[0])?.textContent", selector) == want)
+        except TimeoutException:
+            got = self.js(f"return document.querySelector('{whole}')?.textContent ?? null")
+            raise Failure(f"the item page's {what} reads {got!r}; expected {want!r} in it")
+
     def test_filled_in(self, item_id):
         """item.js writes the rank and the cluster size, which the page's bytes leave out."""
         def api(rel):
@@ -235,22 +244,12 @@ class Run:
                 return json.load(r)
         item, manifest = api(f"items/{item_id}.json"), api("manifest.json")
         want = f"rank {item['outlier_rank']:,} of {manifest['items']:,}, "
-        try:
-            WebDriverWait(self.driver, 10).until(
-                lambda d: d.execute_script("return document.querySelector('#strangeness .rank')?.textContent") == want)
-        except TimeoutException:
-            got = self.js("return document.querySelector('#strangeness')?.textContent ?? null")
-            raise Failure(f"the item page's strangeness reads {got!r}, expected it to start {want!r}")
+        self.wait_for_text("#strangeness .rank", want, "#strangeness", "strangeness")
         detail = want.strip(", ")
         if item.get("cluster") is not None:
             size = next(k["size"] for k in api("clusters.json") if k["cluster"] == item["cluster"])
             want_size = f" ({size:,} images)"
-            try:
-                WebDriverWait(self.driver, 10).until(
-                    lambda d: d.execute_script("return document.querySelector('#cluster .size')?.textContent") == want_size)
-            except TimeoutException:
-                got = self.js("return document.querySelector('#cluster')?.textContent ?? null")
-                raise Failure(f"the item page's cluster reads {got!r}, expected it to end {want_size!r}")
+            self.wait_for_text("#cluster .size", want_size, "#cluster", "cluster")
             detail += f", cluster {item['cluster']}{want_size}"
         self.ok(f"item: filled in {detail}")
 
