@@ -521,10 +521,28 @@ pub fn build(settings: &Settings, ui: &Ui) -> Result<BuildOutcome> {
         let record = structure::KeptClusters { setting: ss.min_cluster_size, ids: ids.iter().map(|s| s.to_string()).collect(), cluster: cluster_of.clone() };
         fsutil::write_if_changed(&kept_clusters, &serde_json::to_vec(&record)?)
             .with_context(|| format!("cannot keep the clusters in the cache folder: {}", kept_clusters.display()))?;
-        let (outlier_score, outlier_rank) = ss.outliers(&emb, dim, &nb);
+        // The isolation forest is kept across nightly builds, so the items a build already
+        // had keep their outlier scores (and their pages their strangeness band).
+        let kept_forest = settings.cache.join("outlier-forest.bin");
+        let space = cache::cache_key(&enc.digest, &enc.spec.digest_text(), &settings.preprocess.digest());
+        let prev_forest = std::fs::read(&kept_forest).ok().and_then(|b| structure::KeptForest::from_bytes(&b));
+        let (outlier_score, outlier_rank, forest) = ss.outliers_kept(&emb, dim, &nb, &ids, &space, prev_forest);
+        let forest_note = match &forest {
+            Some((_, structure::ForestUse::Kept)) => ", outliers scored by the isolation forest kept from an earlier build",
+            Some((_, structure::ForestUse::Grown)) => ", outliers scored by a new isolation forest",
+            None => "",
+        };
+        match forest {
+            Some((f, structure::ForestUse::Grown)) => fsutil::atomic_write(&kept_forest, &f.to_bytes())
+                .with_context(|| format!("cannot keep the outlier forest in the cache folder: {}", kept_forest.display()))?,
+            Some((_, structure::ForestUse::Kept)) => {}
+            None => {
+                let _ = std::fs::remove_file(&kept_forest);
+            }
+        }
         let duplicates = structure::duplicates(&nb, n, ss.duplicate_threshold);
         ui.info(format!(
-            "structure: {} clusters ({}), {} near-duplicate pairs (cosine >= {}) in {:.1} s",
+            "structure: {} clusters ({}), {} near-duplicate pairs (cosine >= {}){forest_note} in {:.1} s",
             clusters.len(),
             if clusters_were_kept { "kept from the last build, new items joined by their neighbours" } else { "HDBSCAN on the map" },
             duplicates.len(),

@@ -35,7 +35,7 @@ impl StructureSettings {
         match self.outlier_method {
             OutlierMethod::Neighbours => outliers(nb, n, self.outlier_k),
             OutlierMethod::IsolationForest => {
-                let s = isolation_scores(emb, d, 200, 256, 0x51_75_17E);
+                let s = isolation_scores(emb, d, FOREST_TREES, FOREST_SAMPLE, FOREST_SEED);
                 let r = ranks(&s);
                 (s, r)
             }
@@ -241,85 +241,254 @@ fn with_representatives(of: &[Option<u32>], count: usize, emb: &[f32], d: usize)
 /// large archive) are isolated quickly in the small subsamples, where a neighbour distance
 /// sees only their similarity to each other. Seeded: the same inputs give the same scores.
 pub fn isolation_scores(emb: &[f32], d: usize, trees: usize, sample: usize, seed: u64) -> Vec<f32> {
-    let n = emb.len() / d.max(1);
-    if n < 2 {
-        return vec![0.0; n];
-    }
-    let psi = sample.min(n);
-    let depth_limit = (psi as f64).log2().ceil() as usize;
-    let c = |m: usize| -> f64 {
-        match m {
-            0 | 1 => 0.0,
-            2 => 1.0,
-            _ => 2.0 * ((m as f64 - 1.0).ln() + 0.577_215_664_9) - 2.0 * (m as f64 - 1.0) / m as f64,
-        }
-    };
-    // A tree: nodes (coordinate, threshold, left, right) or leaves (size).
-    enum Node {
-        Split { dim: usize, at: f32, left: usize, right: usize },
-        Leaf { size: usize },
-    }
-    let grow = |t: usize| -> Vec<Node> {
-        let mut rng = crate::rng::SplitMix::new(seed, t as u64, 0);
-        // Partial Fisher-Yates: a sample of psi distinct rows.
-        let mut pool: Vec<u32> = (0..n as u32).collect();
-        for i in 0..psi {
-            let j = i + rng.below(n - i);
-            pool.swap(i, j);
-        }
-        let mut nodes = Vec::new();
-        let mut stack = vec![(pool[..psi].to_vec(), 0usize, usize::MAX, false)];
-        while let Some((rows, level, parent, is_right)) = stack.pop() {
-            let me = nodes.len();
-            if let Some(Node::Split { left, right, .. }) = nodes.get_mut(parent) {
-                if is_right {
-                    *right = me;
-                } else {
-                    *left = me;
-                }
-            }
-            let dim = rng.below(d);
-            let (lo, hi) = rows.iter().fold((f32::MAX, f32::MIN), |(l, h), &r| {
-                let v = emb[r as usize * d + dim];
-                (l.min(v), h.max(v))
-            });
-            if level >= depth_limit || rows.len() <= 1 || hi <= lo {
-                nodes.push(Node::Leaf { size: rows.len() });
-                continue;
-            }
-            let at = lo + (hi - lo) * rng.unit();
-            let (l, r): (Vec<u32>, Vec<u32>) = rows.iter().partition(|&&x| emb[x as usize * d + dim] < at);
-            nodes.push(Node::Split { dim, at, left: 0, right: 0 });
-            stack.push((r, level + 1, me, true));
-            stack.push((l, level + 1, me, false));
-        }
-        nodes
-    };
-    let forest: Vec<Vec<Node>> = (0..trees).into_par_iter().map(grow).collect();
-    let norm = c(psi);
-    (0..n)
-        .into_par_iter()
-        .map(|i| {
-            let x = &emb[i * d..(i + 1) * d];
-            let total: f64 = forest
-                .iter()
-                .map(|tree| {
-                    let (mut at, mut h) = (0usize, 0f64);
-                    loop {
-                        match tree[at] {
-                            Node::Split { dim, at: t, left, right } => {
-                                at = if x[dim] < t { left } else { right };
-                                h += 1.0;
-                            }
-                            Node::Leaf { size } => break h + c(size),
-                        }
-                    }
-                })
-                .sum();
-            2f64.powf(-(total / trees as f64) / norm) as f32
-        })
-        .collect()
+    Forest::grow(emb, d, trees, sample, seed).scores(emb, d)
 }
+
+/// A node of an isolation tree: a split (`dim` < [`LEAF`]) sends `x[dim] < at` left, or a
+/// leaf (`dim` = [`LEAF`]) of `left` items.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Node {
+    dim: u32,
+    at: f32,
+    left: u32,
+    right: u32,
+}
+
+const LEAF: u32 = u32::MAX;
+
+/// A grown isolation forest: it scores any embedding of the same space, so a nightly build
+/// can score its new items with the forest of an earlier build (see [`KeptForest`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Forest {
+    psi: usize,
+    dim: usize,
+    trees: Vec<Vec<Node>>,
+}
+
+/// Average path length of an unsuccessful search in a binary search tree of `m` items.
+fn avg_path(m: usize) -> f64 {
+    match m {
+        0 | 1 => 0.0,
+        2 => 1.0,
+        _ => 2.0 * ((m as f64 - 1.0).ln() + 0.577_215_664_9) - 2.0 * (m as f64 - 1.0) / m as f64,
+    }
+}
+
+impl Forest {
+    /// Grows `trees` trees on samples of `sample` rows of `emb` (`d` columns).
+    pub fn grow(emb: &[f32], d: usize, trees: usize, sample: usize, seed: u64) -> Forest {
+        let n = emb.len() / d.max(1);
+        let psi = sample.min(n);
+        if n < 2 {
+            return Forest { psi, dim: d, trees: Vec::new() };
+        }
+        let depth_limit = (psi as f64).log2().ceil() as usize;
+        let grow = |t: usize| -> Vec<Node> {
+            let mut rng = crate::rng::SplitMix::new(seed, t as u64, 0);
+            // Partial Fisher-Yates: a sample of psi distinct rows.
+            let mut pool: Vec<u32> = (0..n as u32).collect();
+            for i in 0..psi {
+                let j = i + rng.below(n - i);
+                pool.swap(i, j);
+            }
+            let mut nodes: Vec<Node> = Vec::new();
+            let mut stack = vec![(pool[..psi].to_vec(), 0usize, usize::MAX, false)];
+            while let Some((rows, level, parent, is_right)) = stack.pop() {
+                let me = nodes.len() as u32;
+                if let Some(p) = nodes.get_mut(parent) {
+                    if is_right {
+                        p.right = me;
+                    } else {
+                        p.left = me;
+                    }
+                }
+                let dim = rng.below(d);
+                let (lo, hi) = rows.iter().fold((f32::MAX, f32::MIN), |(l, h), &r| {
+                    let v = emb[r as usize * d + dim];
+                    (l.min(v), h.max(v))
+                });
+                if level >= depth_limit || rows.len() <= 1 || hi <= lo {
+                    nodes.push(Node { dim: LEAF, at: 0.0, left: rows.len() as u32, right: 0 });
+                    continue;
+                }
+                let at = lo + (hi - lo) * rng.unit();
+                let (l, r): (Vec<u32>, Vec<u32>) = rows.iter().partition(|&&x| emb[x as usize * d + dim] < at);
+                nodes.push(Node { dim: dim as u32, at, left: 0, right: 0 });
+                stack.push((r, level + 1, me as usize, true));
+                stack.push((l, level + 1, me as usize, false));
+            }
+            nodes
+        };
+        Forest { psi, dim: d, trees: (0..trees).into_par_iter().map(grow).collect() }
+    }
+
+    /// The score of every row of `emb` (higher is stranger; 0 for a forest of fewer than 2
+    /// items).
+    pub fn scores(&self, emb: &[f32], d: usize) -> Vec<f32> {
+        let n = emb.len() / d.max(1);
+        if self.trees.is_empty() || d != self.dim {
+            return vec![0.0; n];
+        }
+        let norm = avg_path(self.psi);
+        (0..n)
+            .into_par_iter()
+            .map(|i| {
+                let x = &emb[i * d..(i + 1) * d];
+                let total: f64 = self
+                    .trees
+                    .iter()
+                    .map(|tree| {
+                        let (mut at, mut h) = (0usize, 0f64);
+                        loop {
+                            let node = tree[at];
+                            if node.dim == LEAF {
+                                break h + avg_path(node.left as usize);
+                            }
+                            at = if x[node.dim as usize] < node.at { node.left } else { node.right } as usize;
+                            h += 1.0;
+                        }
+                    })
+                    .sum();
+                2f64.powf(-(total / self.trees.len() as f64) / norm) as f32
+            })
+            .collect()
+    }
+}
+
+/// Up to this share of the items a kept forest was grown on may have been added or removed
+/// since; past it, the forest is grown again on the archive as it is.
+pub const FOREST_REGROW_CHANGE: f64 = 0.10;
+
+/// An isolation forest kept in the cache, so that a nightly build scores the items it
+/// already had exactly as before (their outlier scores, and so the outlier band on their
+/// pages, stay put; only ranks move as new items slot in).
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeptForest {
+    /// What the forest is valid for: the embedding space and the forest's settings.
+    pub key: String,
+    /// A 64-bit hash of each id it was grown among, sorted.
+    pub grown_on: Vec<u64>,
+    pub forest: Forest,
+}
+
+const FOREST_MAGIC: &[u8] = b"simsite-forest-v1\n";
+
+fn id_hash(id: &str) -> u64 {
+    u64::from_le_bytes(blake3::hash(id.as_bytes()).as_bytes()[..8].try_into().expect("8 bytes"))
+}
+
+impl KeptForest {
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let f = &self.forest;
+        let nodes: usize = f.trees.iter().map(|t| t.len()).sum();
+        let mut out = Vec::with_capacity(64 + self.key.len() + 8 * self.grown_on.len() + 16 * nodes + 4 * f.trees.len());
+        out.extend_from_slice(FOREST_MAGIC);
+        let u32s = |out: &mut Vec<u8>, v: &[u32]| v.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes()));
+        u32s(&mut out, &[self.key.len() as u32]);
+        out.extend_from_slice(self.key.as_bytes());
+        u32s(&mut out, &[f.psi as u32, f.dim as u32, self.grown_on.len() as u32, f.trees.len() as u32]);
+        for h in &self.grown_on {
+            out.extend_from_slice(&h.to_le_bytes());
+        }
+        for t in &f.trees {
+            u32s(&mut out, &[t.len() as u32]);
+            for n in t {
+                u32s(&mut out, &[n.dim, n.at.to_bits(), n.left, n.right]);
+            }
+        }
+        out
+    }
+
+    /// `None` for bytes that are not a whole, consistent forest.
+    pub fn from_bytes(b: &[u8]) -> Option<KeptForest> {
+        struct Reader<'a>(&'a [u8]);
+        impl<'a> Reader<'a> {
+            fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+                let (head, rest) = self.0.split_at_checked(n)?;
+                self.0 = rest;
+                Some(head)
+            }
+            fn u32(&mut self) -> Option<u32> {
+                Some(u32::from_le_bytes(self.take(4)?.try_into().ok()?))
+            }
+        }
+        let mut r = Reader(b.strip_prefix(FOREST_MAGIC)?);
+        let key_len = r.u32()? as usize;
+        let key = std::str::from_utf8(r.take(key_len)?).ok()?.to_string();
+        let (psi, dim, ids, count) = (r.u32()? as usize, r.u32()? as usize, r.u32()? as usize, r.u32()? as usize);
+        let grown_on: Vec<u64> = r.take(ids.checked_mul(8)?)?.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes"))).collect();
+        let mut trees = Vec::with_capacity(count.min(1 << 16));
+        for _ in 0..count {
+            let len = r.u32()? as usize;
+            let tree: Vec<Node> = r
+                .take(len.checked_mul(16)?)?
+                .chunks_exact(16)
+                .map(|c| {
+                    let w = |k: usize| u32::from_le_bytes(c[4 * k..4 * k + 4].try_into().expect("4 bytes"));
+                    Node { dim: w(0), at: f32::from_bits(w(1)), left: w(2), right: w(3) }
+                })
+                .collect();
+            // Every split names a coordinate and two later nodes of its own tree.
+            let later = |k: usize, c: u32| (c as usize) > k && (c as usize) < len;
+            let sound = tree.iter().enumerate().all(|(k, n)| n.dim == LEAF || ((n.dim as usize) < dim && later(k, n.left) && later(k, n.right)));
+            if len == 0 || !sound {
+                return None;
+            }
+            trees.push(tree);
+        }
+        if !r.0.is_empty() || !grown_on.windows(2).all(|w| w[0] <= w[1]) {
+            return None;
+        }
+        Some(KeptForest { key, grown_on, forest: Forest { psi, dim, trees } })
+    }
+}
+
+/// How the outlier scores of a build were made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ForestUse {
+    /// The kept forest scored every item.
+    Kept,
+    /// A forest was grown on this build's items.
+    Grown,
+}
+
+impl StructureSettings {
+    /// Outlier scores and ranks as [`StructureSettings::outliers`], keeping the isolation
+    /// forest of an earlier build (`prev`, for the embedding space `space`) while at most
+    /// [`FOREST_REGROW_CHANGE`] of the items it was grown among were added or removed since.
+    /// Returns the forest to keep for the next build (`None` for the neighbour method).
+    pub fn outliers_kept(&self, emb: &[f32], d: usize, nb: &Neighbours, ids: &[&str], space: &str, prev: Option<KeptForest>) -> (Vec<f32>, Vec<u32>, Option<(KeptForest, ForestUse)>) {
+        if self.outlier_method != OutlierMethod::IsolationForest {
+            let (s, r) = self.outliers(emb, d, nb);
+            return (s, r, None);
+        }
+        let key = format!("{space}|trees {FOREST_TREES}|sample {FOREST_SAMPLE}|seed {FOREST_SEED:x}");
+        let hashes: Vec<u64> = ids.iter().map(|id| id_hash(id)).collect();
+        let usable = prev.filter(|p| {
+            if p.key != key || p.forest.dim != d || p.forest.trees.is_empty() {
+                return false;
+            }
+            let present = hashes.iter().filter(|h| p.grown_on.binary_search(h).is_ok()).count();
+            let changed = (ids.len() - present) + p.grown_on.len().saturating_sub(present);
+            changed as f64 <= FOREST_REGROW_CHANGE * p.grown_on.len() as f64
+        });
+        let (kept, how) = match usable {
+            Some(p) => (p, ForestUse::Kept),
+            None => {
+                let mut grown_on = hashes;
+                grown_on.sort_unstable();
+                (KeptForest { key, grown_on, forest: Forest::grow(emb, d, FOREST_TREES, FOREST_SAMPLE, FOREST_SEED) }, ForestUse::Grown)
+            }
+        };
+        let s = kept.forest.scores(emb, d);
+        let r = ranks(&s);
+        (s, r, Some((kept, how)))
+    }
+}
+
+const FOREST_TREES: usize = 200;
+const FOREST_SAMPLE: usize = 256;
+const FOREST_SEED: u64 = 0x51_75_17E;
 
 /// Ranks (1 = strangest; ties by item order) of scores where higher is stranger.
 pub fn ranks(scores: &[f32]) -> Vec<u32> {

@@ -161,6 +161,13 @@ fn rebuilds_keep_unchanged_files_and_list_what_changed() {
         fourth.iter().filter(|(p, f)| p.starts_with("items/") && p.ends_with("/index.html") && third.get(*p).is_some_and(|t| t.0 == f.0)).count();
     assert!(unchanged_pages >= 10, "only {unchanged_pages} of 31 item pages unchanged");
     assert_eq!(report(root)["pages_kept_unrendered"], unchanged_pages);
+    // The isolation forest was kept: the items it scored before keep their outlier scores.
+    let score = |b: &[u8]| serde_json::from_slice::<Value>(b).unwrap()["outlier_score"].as_f64().unwrap();
+    let old_items: Vec<&String> = fourth.keys().filter(|p| p.starts_with("api/items/") && third.contains_key(*p)).collect();
+    assert_eq!(old_items.len(), 30);
+    for p in old_items {
+        assert_eq!(score(&fourth[p].0), score(&third[p].0), "{p}");
+    }
 
     // The rebuilds compared their bytes with the served files through the served release's
     // index, reading none back...

@@ -5,7 +5,7 @@ mod common;
 use common::*;
 use simsite::layout::{layout, LayoutSettings};
 use simsite::neighbours::{search, NeighbourSettings};
-use simsite::structure::{clusters, clusters_kept, duplicates, outliers, KeptClusters, OutlierMethod, StructureSettings};
+use simsite::structure::{clusters, clusters_kept, duplicates, outliers, ForestUse, KeptClusters, KeptForest, OutlierMethod, StructureSettings};
 
 const D: usize = 32;
 
@@ -99,4 +99,70 @@ fn a_placed_map_keeps_its_clusters_and_numbers_and_new_items_join_their_kind() {
     let rest_refs: Vec<&str> = rest.iter().map(|&i| refs[i]).collect();
     let nb = search(&emb, D, &NeighbourSettings::default()).unwrap();
     assert!(clusters_kept(&kept, &rest_refs, &emb, D, &nb, 0, min).is_none());
+}
+
+#[test]
+fn a_kept_isolation_forest_scores_the_items_it_had_as_before_until_the_archive_changed_a_tenth() {
+    let (n, c) = (2000, 5);
+    let mut all = clustered(n + 400, D, c, 41);
+    // 8 strangers among the later items.
+    let mut r = rng(7);
+    let mut odd: Vec<f32> = (0..8 * D).map(|_| r.normal()).collect();
+    normalise(&mut odd, D);
+    all[(n + 10) * D..(n + 18) * D].copy_from_slice(&odd);
+    let names: Vec<String> = (0..n + 400).map(|i| format!("i{i}")).collect();
+    let refs: Vec<&str> = names.iter().map(|s| s.as_str()).collect();
+    let s = StructureSettings::default();
+    let nb = |m: usize| search(&all[..m * D], D, &NeighbourSettings::default()).unwrap();
+
+    // The first build grows a forest; it scores as the plain method does.
+    let (score, rank, kept) = s.outliers_kept(&all[..n * D], D, &nb(n), &refs[..n], "space-a", None);
+    let (kept, how) = kept.expect("the isolation forest is kept");
+    assert_eq!(how, ForestUse::Grown);
+    assert_eq!((score.clone(), rank), s.outliers(&all[..n * D], D, &nb(n)));
+    let saved = kept.to_bytes();
+    let back = KeptForest::from_bytes(&saved).expect("a whole forest reads back");
+    assert_eq!(back, kept);
+
+    // 1 % more items, read back from bytes: the forest is kept, the old items score exactly
+    // as before, and the strangers among the new ones rank first.
+    let m = n + 20;
+    let (score2, rank2, kept2) = s.outliers_kept(&all[..m * D], D, &nb(m), &refs[..m], "space-a", Some(back.clone()));
+    assert_eq!(kept2.as_ref().map(|k| k.1), Some(ForestUse::Kept));
+    assert_eq!(&score2[..n], &score[..], "an old item's score moved");
+    assert!((n + 10..n + 18).all(|i| rank2[i] <= 8), "strangers' ranks: {:?}", &rank2[n + 10..n + 18]);
+    // Growing afresh on these items would have moved the old items' scores.
+    let (fresh, _) = s.outliers(&all[..m * D], D, &nb(m));
+    assert_ne!(&fresh[..n], &score[..]);
+
+    // Items removed count as changes too: 150 added and 60 removed (10.5 %) grow it again.
+    let later: Vec<usize> = (60..n + 150).collect();
+    let emb: Vec<f32> = later.iter().flat_map(|&i| all[i * D..(i + 1) * D].iter().copied()).collect();
+    let ids: Vec<&str> = later.iter().map(|&i| refs[i]).collect();
+    let nb3 = search(&emb, D, &NeighbourSettings::default()).unwrap();
+    let (_, _, k3) = s.outliers_kept(&emb, D, &nb3, &ids, "space-a", Some(back.clone()));
+    assert_eq!(k3.map(|k| k.1), Some(ForestUse::Grown));
+    // 150 added and 40 removed (9.5 %) keep it.
+    let emb4: Vec<f32> = all[40 * D..(n + 150) * D].to_vec();
+    let nb4 = search(&emb4, D, &NeighbourSettings::default()).unwrap();
+    let (s4, _, k4) = s.outliers_kept(&emb4, D, &nb4, &refs[40..n + 150], "space-a", Some(back.clone()));
+    assert_eq!(k4.map(|k| k.1), Some(ForestUse::Kept));
+    assert_eq!(&s4[..n - 40], &score[40..]);
+
+    // Another embedding space (model or preprocessing), or damaged bytes: grown afresh.
+    let (_, _, k5) = s.outliers_kept(&all[..m * D], D, &nb(m), &refs[..m], "space-b", Some(back.clone()));
+    assert_eq!(k5.map(|k| k.1), Some(ForestUse::Grown));
+    for cut in [0, 10, saved.len() / 2, saved.len() - 1] {
+        assert!(KeptForest::from_bytes(&saved[..cut]).is_none(), "cut at {cut}");
+    }
+    // The first tree's root (a split) with its left child pointing at itself.
+    let root_left = b"simsite-forest-v1\n".len() + 4 + kept.key.len() + 16 + 8 * n + 4 + 8;
+    let mut bad = saved.clone();
+    assert_ne!(&bad[root_left..root_left + 4], &0u32.to_le_bytes());
+    bad[root_left..root_left + 4].copy_from_slice(&0u32.to_le_bytes());
+    assert!(KeptForest::from_bytes(&bad).is_none());
+
+    // The neighbour method keeps no forest.
+    let plain = StructureSettings { outlier_method: OutlierMethod::Neighbours, ..s };
+    assert!(plain.outliers_kept(&all[..n * D], D, &nb(n), &refs[..n], "space-a", Some(back)).2.is_none());
 }
