@@ -207,8 +207,9 @@ pub fn search(emb: &[f32], d: usize, s: &NeighbourSettings) -> Result<Neighbours
 pub type RowKey = [u8; 32];
 
 pub fn row_keys(ids: &[&str], emb: &[f32], d: usize) -> Vec<RowKey> {
-    ids.iter()
-        .zip(emb.chunks_exact(d.max(1)))
+    use rayon::prelude::*;
+    ids.par_iter()
+        .zip(emb.par_chunks_exact(d.max(1)))
         .map(|(id, e)| {
             let mut h = blake3::Hasher::new();
             h.update(id.as_bytes());
@@ -356,16 +357,16 @@ fn update<P: Place>(p: &P, emb: &[f32], d: usize, keys: &[RowKey], prev: &Previo
         return Ok(None);
     }
     let again: std::collections::HashSet<usize> = search_again.iter().copied().collect();
-    // Rows searched afresh, among all items.
-    if !search_again.is_empty() {
-        let wa = w.min(n - 1);
-        let queries = rows_of(emb, d, &search_again);
-        let (got, got_scores) = search_rows(&mut flat(p, emb, d)?, &queries, &|q| search_again[q] as u64, wa, None)?;
-        for (q, &i) in search_again.iter().enumerate() {
-            ids[i * w..i * w + wa].copy_from_slice(&got[q * wa..(q + 1) * wa]);
-            scores[i * w..i * w + wa].copy_from_slice(&got_scores[q * wa..(q + 1) * wa]);
-        }
+    if p.on_cpu() && !added.is_empty() {
+        // One pass over every row's scores against the added items gives both the added
+        // rows and what the kept rows gain (see `merge_added`); FAISS then searches only
+        // the rows that lost neighbours.
+        let lost: Vec<usize> = search_again.iter().copied().filter(|&i| old_of_new[i] != NONE).collect();
+        search_full(p, emb, d, &lost, w, &mut ids, &mut scores)?;
+        merge_added(emb, d, &added, &again, w, &len, &mut ids, &mut scores);
+        return Ok(Some((ids, scores, Update { added: added.len(), removed, searched: search_again.len() })));
     }
+    search_full(p, emb, d, &search_again, w, &mut ids, &mut scores)?;
     // The added items merged into the other rows: each kept row's best among the added,
     // then the best of both lists, ordered as a search orders them, as many as it had.
     if !added.is_empty() {
@@ -386,6 +387,183 @@ fn update<P: Place>(p: &P, emb: &[f32], d: usize, keys: &[RowKey], prev: &Previo
     }
     Ok(Some((ids, scores, Update { added: added.len(), removed, searched: search_again.len() })))
 }
+
+/// Searches `rows` afresh among all items (`w` wide rows of `ids`/`scores`).
+fn search_full<P: Place>(p: &P, emb: &[f32], d: usize, rows: &[usize], w: usize, ids: &mut [u32], scores: &mut [f32]) -> Result<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let n = emb.len() / d;
+    let wa = w.min(n - 1);
+    let (got, got_scores) = search_rows(&mut flat(p, emb, d)?, &rows_of(emb, d, rows), &|q| rows[q] as u64, wa, None)?;
+    for (q, &i) in rows.iter().enumerate() {
+        ids[i * w..i * w + wa].copy_from_slice(&got[q * wa..(q + 1) * wa]);
+        scores[i * w..i * w + wa].copy_from_slice(&got_scores[q * wa..(q + 1) * wa]);
+    }
+    Ok(())
+}
+
+#[link(name = "blas")]
+extern "C" {
+    /// CBLAS single-precision matrix product, from the BLAS FAISS is linked with (OpenBLAS).
+    fn cblas_sgemm(
+        order: i32,
+        trans_a: i32,
+        trans_b: i32,
+        m: i32,
+        n: i32,
+        k: i32,
+        alpha: f32,
+        a: *const f32,
+        lda: i32,
+        b: *const f32,
+        ldb: i32,
+        beta: f32,
+        c: *mut f32,
+        ldc: i32,
+    );
+}
+
+/// `out` (rows × a, row-major) = `x` (rows × d) · `y`ᵀ (`y`: a × d).
+fn scores_against(x: &[f32], y: &[f32], d: usize, out: &mut [f32]) {
+    let (rows, a) = (x.len() / d, y.len() / d);
+    assert!(out.len() == rows * a && rows <= i32::MAX as usize && a <= i32::MAX as usize && d <= i32::MAX as usize);
+    const ROW_MAJOR: i32 = 101;
+    const NO_TRANS: i32 = 111;
+    const TRANS: i32 = 112;
+    // SAFETY: x is rows × d, y is a × d and out rows × a, all row-major with the leading
+    // dimensions given (checked above); sgemm only reads x and y and writes out.
+    unsafe {
+        cblas_sgemm(ROW_MAJOR, NO_TRANS, TRANS, rows as i32, a as i32, d as i32, 1.0, x.as_ptr(), d as i32, y.as_ptr(), d as i32, 0.0, out.as_mut_ptr(), a as i32);
+    }
+}
+
+/// The best `w` (score, index) pairs offered: higher score first, then lower index, as a
+/// search orders a row.
+struct Best {
+    w: usize,
+    items: Vec<(f32, u32)>,
+    /// Where the worst kept pair is, once `w` are kept.
+    worst: usize,
+}
+
+fn better(a: (f32, u32), b: (f32, u32)) -> bool {
+    a.0 > b.0 || (a.0 == b.0 && a.1 < b.1)
+}
+
+impl Best {
+    fn new(w: usize) -> Best {
+        Best { w, items: Vec::with_capacity(w), worst: 0 }
+    }
+
+    fn offer(&mut self, s: f32, j: u32) {
+        if self.items.len() < self.w {
+            self.items.push((s, j));
+            if self.items.len() == self.w {
+                self.find_worst();
+            }
+        } else if self.w > 0 && better((s, j), self.items[self.worst]) {
+            self.items[self.worst] = (s, j);
+            self.find_worst();
+        }
+    }
+
+    /// The lowest score worth offering (ties are decided by `offer`).
+    fn floor(&self) -> f32 {
+        if self.items.len() < self.w {
+            f32::NEG_INFINITY
+        } else if self.w == 0 {
+            f32::INFINITY
+        } else {
+            self.items[self.worst].0
+        }
+    }
+
+    fn find_worst(&mut self) {
+        let mut k = 0;
+        for (c, &p) in self.items.iter().enumerate() {
+            if better(self.items[k], p) {
+                k = c;
+            }
+        }
+        self.worst = k;
+    }
+}
+
+/// Merges the `added` items into every row on the CPU, from one pass over the scores of all
+/// rows against them (BLAS, a block of rows at a time):
+/// - each added item's row: its best `w` (at most n - 1) among all items, itself excluded;
+/// - each kept row (not in `again`) holding `len[i]` neighbours: the added items scoring
+///   at least its last one join it, and it keeps its best `len[i]`.
+///
+/// Rows come out ordered as a search orders them. The scores are those of FAISS's exact
+/// search up to float rounding, with half the arithmetic of searching both ways and no
+/// per-row heap over the added items.
+#[allow(clippy::too_many_arguments)]
+fn merge_added(emb: &[f32], d: usize, added: &[usize], again: &std::collections::HashSet<usize>, w: usize, len: &[usize], ids: &mut [u32], scores: &mut [f32]) {
+    use rayon::prelude::*;
+    let n = emb.len() / d;
+    let a = added.len();
+    let y = rows_of(emb, d, added);
+    let wa = w.min(n - 1);
+    let mut best: Vec<Best> = (0..a).map(|_| Best::new(wa)).collect();
+    // About 16 MB of scores per block.
+    let block = ((4 << 20) / a.max(1)).clamp(64, 16_384);
+    let mut buf = vec![0f32; block.min(n) * a];
+    for r0 in (0..n).step_by(block) {
+        let r1 = (r0 + block).min(n);
+        let s = &mut buf[..(r1 - r0) * a];
+        scores_against(&emb[r0 * d..r1 * d], &y, d, s);
+        let s: &[f32] = s;
+        // Kept rows: the added items at or above the row's last score join it.
+        ids[r0 * w..r1 * w].par_chunks_mut(w).zip(scores[r0 * w..r1 * w].par_chunks_mut(w)).enumerate().for_each(|(q, (row_ids, row_scores))| {
+            let i = r0 + q;
+            let m = len[i];
+            if m == 0 || again.contains(&i) {
+                return;
+            }
+            let floor = row_scores[m - 1];
+            let mut row: Vec<(f32, u32)> = Vec::new();
+            for (j, &sc) in s[q * a..(q + 1) * a].iter().enumerate() {
+                if sc >= floor {
+                    row.push((sc, added[j] as u32));
+                }
+            }
+            if row.is_empty() {
+                return;
+            }
+            row.extend(row_scores[..m].iter().copied().zip(row_ids[..m].iter().copied()));
+            row.sort_by(|x, y| y.0.total_cmp(&x.0).then(x.1.cmp(&y.1)));
+            for (c, (sc, j)) in row.into_iter().take(m).enumerate() {
+                row_ids[c] = j;
+                row_scores[c] = sc;
+            }
+        });
+        // Added rows: each one's best so far, by columns of the block.
+        let per = a.div_ceil(rayon::current_num_threads().max(1) * 4).max(1);
+        best.par_chunks_mut(per).enumerate().for_each(|(c, chunk)| {
+            let (j0, cols) = (c * per, chunk.len());
+            for q in 0..r1 - r0 {
+                let i = (r0 + q) as u32;
+                for (t, (b, &sc)) in chunk.iter_mut().zip(&s[q * a + j0..q * a + j0 + cols]).enumerate() {
+                    if sc >= b.floor() && added[j0 + t] as u32 != i {
+                        b.offer(sc, i);
+                    }
+                }
+            }
+        });
+    }
+    for (&i, b) in added.iter().zip(best) {
+        let mut row = b.items;
+        row.sort_by(|x, y| y.0.total_cmp(&x.0).then(x.1.cmp(&y.1)));
+        for c in 0..w {
+            let (sc, j) = row.get(c).copied().unwrap_or((f32::NAN, NONE));
+            ids[i * w + c] = j;
+            scores[i * w + c] = sc;
+        }
+    }
+}
+
 
 const PREVIOUS_MAGIC: &[u8] = b"simsite-neighbours-v1\n";
 
@@ -444,6 +622,10 @@ trait Place {
     where
         Self: 'a;
     fn place(&self, index: IndexImpl) -> Result<Self::Ix<'_>>;
+    /// Whether indexes stay on the CPU (where `update` merges added items itself).
+    fn on_cpu(&self) -> bool {
+        false
+    }
 }
 
 struct OnCpu;
@@ -452,6 +634,9 @@ impl Place for OnCpu {
     type Ix<'a> = IndexImpl;
     fn place(&self, index: IndexImpl) -> Result<IndexImpl> {
         Ok(index)
+    }
+    fn on_cpu(&self) -> bool {
+        true
     }
 }
 
