@@ -90,11 +90,12 @@ struct ItemJson<'a> {
 
 #[derive(Serialize)]
 struct NeighbourJson<'a> {
-    id: &'a str,
+    /// The id as JSON, escaped once per build rather than in each of ~50 rows naming it.
+    id: &'a serde_json::value::RawValue,
     score: f32,
 }
 
-fn item_json<'a>(item: &'a Item, nb: &Neighbours, xy: &[f32], st: &Structure, i: usize, items: &[&'a Item]) -> ItemJson<'a> {
+fn item_json<'a>(item: &'a Item, nb: &Neighbours, xy: &[f32], st: &Structure, i: usize, ids: &'a [Box<serde_json::value::RawValue>]) -> ItemJson<'a> {
     ItemJson {
         id: &item.id,
         path: &item.entry.rel_str,
@@ -106,7 +107,7 @@ fn item_json<'a>(item: &'a Item, nb: &Neighbours, xy: &[f32], st: &Structure, i:
         cluster: st.cluster_of[i],
         outlier_score: st.outlier_score[i],
         outlier_rank: st.outlier_rank[i],
-        neighbors: nb.row(i).map(|(j, score)| NeighbourJson { id: &items[j as usize].id, score }).collect(),
+        neighbors: nb.row(i).map(|(j, score)| NeighbourJson { id: &ids[j as usize], score }).collect(),
     }
 }
 
@@ -183,8 +184,9 @@ pub fn publish(release: &Release, items: &[&Item], nb: &Neighbours, xy: &[f32], 
     release.put("api/neighbors.bin", &nb.to_bin())?;
     release.put("api/layout.f32", &crate::layout::f32_bytes(xy))?;
     use rayon::prelude::*;
+    let json_ids = items.par_iter().map(|it| serde_json::value::to_raw_value(&it.id)).collect::<Result<Vec<_>, _>>()?;
     (0..items.len()).into_par_iter().try_for_each(|i| -> Result<()> {
-        let bytes = serde_json::to_vec(&item_json(items[i], nb, xy, st, i, items))?;
+        let bytes = serde_json::to_vec(&item_json(items[i], nb, xy, st, i, &json_ids))?;
         release.put(&format!("api/items/{}.json", items[i].id), &bytes)
     })?;
     publish_structure(release, items, st)

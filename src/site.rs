@@ -167,12 +167,40 @@ fn program_stamp() -> Vec<u8> {
     }
 }
 
+/// Each item's card key: the digest of what a card showing it is made of besides its score
+/// (id and title). An item page's input names its cards by these keys rather than
+/// serialising the same ids and titles again on every page that shows them.
+fn card_keys(items: &[&crate::catalogue::Item]) -> Vec<[u8; 16]> {
+    use rayon::prelude::*;
+    items
+        .par_iter()
+        .map(|it| {
+            let mut h = blake3::Hasher::new();
+            for part in [it.id.as_bytes(), it.title.as_bytes()] {
+                h.update(&(part.len() as u64).to_le_bytes());
+                h.update(part);
+            }
+            h.finalize().as_bytes()[..16].try_into().unwrap()
+        })
+        .collect()
+}
+
 /// The digest of everything a page's bytes are made from: `salt` (templates, program)
 /// and its context. Tera without its `builtins` feature has no clock or randomness, so
 /// the same digest renders the same bytes.
-fn page_input(salt: &blake3::Hasher, ctx: &impl Serialize) -> Result<crate::publish::index::Digest> {
+/// Cards are named by their keys (see `card_keys`).
+fn item_page_input(salt: &blake3::Hasher, page: &ItemPage, keys: &[[u8; 16]]) -> Result<crate::publish::index::Digest> {
     let mut h = salt.clone();
-    h.update(&serde_json::to_vec(ctx)?);
+    h.update(b"item page\0");
+    h.update(&serde_json::to_vec(&(page.site, page.root, page.body_id, &page.item))?);
+    for list in [&page.neighbours, &page.inside, &page.outside] {
+        h.update(&(list.len() as u64).to_le_bytes());
+        for c in list {
+            h.update(&keys[c.item as usize]);
+            h.update(&(c.score.len() as u64).to_le_bytes());
+            h.update(c.score.as_bytes());
+        }
+    }
     Ok(h.finalize().as_bytes()[..16].try_into().unwrap())
 }
 
@@ -212,6 +240,10 @@ struct Card<'a> {
 
 #[derive(Serialize)]
 struct NeighbourCard<'a> {
+    /// The item shown. A card's bytes are its item's id and title (its card key) and its
+    /// score: a field added here must be added to `item_page_input` too.
+    #[serde(skip)]
+    item: u32,
     id: &'a str,
     title: &'a str,
     score: String,
@@ -329,11 +361,12 @@ pub fn render(release: &Release, settings: &Settings, input: &Input, ui: &crate:
     lap(&mut out, "map");
 
     let stage = ui.stage("pages", input.items.len() as u64);
+    let keys = card_keys(input.items);
     (0..input.items.len()).into_par_iter().try_for_each(|i| -> Result<()> {
         let page = item_page(&item_site, input, i, overview.as_ref());
         // A page whose inputs are those of the served one is kept without rendering it.
         let rel = format!("items/{}/index.html", input.items[i].id);
-        release.put_rendered(&rel, page_input(&salt, &page)?, || render_page(&tera, "item.html", &page))?;
+        release.put_rendered(&rel, item_page_input(&salt, &page, &keys)?, || render_page(&tera, "item.html", &page))?;
         stage.inc(1);
         Ok(())
     })?;
@@ -399,7 +432,7 @@ fn read_own(p: &Path) -> Result<Vec<u8>> {
 /// An item's page context.
 fn item_page<'a>(site: &'a SiteCtx<'a>, input: &'a Input<'a>, i: usize, overview: Option<&Overview>) -> ItemPage<'a> {
     let it = input.items[i];
-    let card = |j: u32, s: f32| NeighbourCard { id: &input.items[j as usize].id, title: &input.items[j as usize].title, score: format!("{s:.3}") };
+    let card = |j: u32, s: f32| NeighbourCard { item: j, id: &input.items[j as usize].id, title: &input.items[j as usize].title, score: format!("{s:.3}") };
     let (mut neighbours, mut inside, mut outside) = (Vec::new(), Vec::new(), Vec::new());
     let (mut cluster_id, mut outlier_band, mut map) = (None, None, None);
     if let Some(m) = &input.model {
