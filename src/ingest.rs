@@ -30,6 +30,10 @@ pub struct Ingested {
     pub preview: Option<PathBuf>,
     /// Whether the thumbnail was made now (false: found in the cache).
     pub thumb_made: bool,
+    /// The metadata of the cached thumbnail and preview, when they were found in the cache
+    /// (publishing links them without asking again).
+    pub thumb_meta: Option<std::fs::Metadata>,
+    pub preview_meta: Option<std::fs::Metadata>,
     /// The encoder input, when the file had to be decoded.
     pub tensor: Option<Vec<f32>>,
     /// Whether the file was read (false: its digest was remembered and nothing else was
@@ -71,7 +75,10 @@ impl<'a> IngestSettings<'a> {
 }
 
 fn ingest_one(item: &Item, s: &IngestSettings) -> Result<Ingested, FileError> {
-    let meta = std::fs::metadata(&item.entry.abs)?;
+    let meta = match &item.entry.meta {
+        Some(m) => m.clone(),
+        None => std::fs::metadata(&item.entry.abs)?,
+    };
     let size = meta.len();
     let limit = s.preprocess.max_file_bytes;
     if size > limit {
@@ -86,22 +93,25 @@ fn ingest_one(item: &Item, s: &IngestSettings) -> Result<Ingested, FileError> {
             let ps = crate::config::ThumbSettings { size: s.thumbs.preview, ..*s.thumbs };
             thumbs::cache_path(s.cache, &thumbs::cache_key(digest, s.preprocess, &ps))
         });
-        let (thumb_cached, preview_cached) = (thumb.is_file(), preview.as_ref().is_none_or(|p| p.is_file()));
-        (thumb, preview, thumb_cached, preview_cached)
+        let file = |p: &PathBuf| std::fs::metadata(p).ok().filter(|m| m.is_file());
+        let (thumb_meta, preview_meta) = (file(&thumb), preview.as_ref().and_then(file));
+        let preview_cached = preview.is_none() || preview_meta.is_some();
+        (thumb, preview, thumb_meta, preview_meta, preview_cached)
     };
     // Whether the file's content is needed beyond the outputs the cache may hold.
     let decode_anyway = |digest: &blake3::Hash| s.validate_only || (s.needs_tensor)(digest);
     // An unchanged file whose outputs are all cached is not even read.
     if let Some(digest) = s.memo.and_then(|m| m.get(&item.entry.rel_str, &stamp)).filter(|d| !decode_anyway(d)) {
-        if let (thumb, preview, true, true) = cached(&digest) {
-            return Ok(Ingested { digest, thumb, preview, thumb_made: false, tensor: None, read: false, stamp: keep });
+        if let (thumb, preview, thumb_meta @ Some(_), preview_meta, true) = cached(&digest) {
+            return Ok(Ingested { digest, thumb, preview, thumb_made: false, thumb_meta, preview_meta, tensor: None, read: false, stamp: keep });
         }
     }
     let bytes = std::fs::read(&item.entry.abs)?;
     let digest = blake3::hash(&bytes);
-    let (thumb, preview, thumb_cached, preview_cached) = cached(&digest);
+    let (thumb, preview, thumb_meta, preview_meta, preview_cached) = cached(&digest);
+    let thumb_cached = thumb_meta.is_some();
     if !decode_anyway(&digest) && thumb_cached && preview_cached {
-        return Ok(Ingested { digest, thumb, preview, thumb_made: false, tensor: None, read: true, stamp: keep });
+        return Ok(Ingested { digest, thumb, preview, thumb_made: false, thumb_meta, preview_meta, tensor: None, read: true, stamp: keep });
     }
     let raster = decode::decode(&bytes, item.entry.format, s.preprocess)?;
     drop(bytes);
@@ -129,7 +139,7 @@ fn ingest_one(item: &Item, s: &IngestSettings) -> Result<Ingested, FileError> {
     }
     drop(raster);
     let tensor = (s.needs_tensor)(&digest).then_some(prepared.tensor);
-    Ok(Ingested { digest, thumb, preview, thumb_made, tensor, read: true, stamp: keep })
+    Ok(Ingested { digest, thumb, preview, thumb_made, thumb_meta, preview_meta, tensor, read: true, stamp: keep })
 }
 
 /// Runs the stage over `items`, calling `consume(index, result)` on the calling thread as

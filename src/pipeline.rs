@@ -448,6 +448,7 @@ pub fn build(settings: &Settings, ui: &Ui) -> Result<BuildOutcome> {
     let items: Vec<&Item> = published.iter().map(|(i, _)| *i).collect();
     let thumbs: Vec<&std::path::Path> = published.iter().map(|(_, r)| r.thumb.as_path()).collect();
     let previews: Vec<Option<&std::path::Path>> = published.iter().map(|(_, r)| r.preview.as_deref()).collect();
+    let known: Vec<_> = published.iter().map(|(_, r)| (r.thumb_meta.as_ref(), r.preview_meta.as_ref())).collect();
     let eval = release.previous("eval/index.html").is_some();
     if let (Some(enc), Some(c)) = (&encoder, &mut cache) {
         let dim = enc.spec.dim;
@@ -569,7 +570,7 @@ pub fn build(settings: &Settings, ui: &Ui) -> Result<BuildOutcome> {
 
         let places_kept = matches!(linfo.mode.as_str(), "placed" | "reused");
         let model = site::Model { nb: &nb, xy: &coords, st: &st, show: settings.neighbours.show, places_kept };
-        let input = site::Input { items: &items, thumbs: &thumbs, previews: &previews, model: Some(model), eval };
+        let input = site::Input { items: &items, thumbs: &thumbs, previews: &previews, known: &known, model: Some(model), eval };
         render_site(&release, &settings, &input, &mut report, ui)?;
         let mref = api::ModelRef { name: &enc.spec.name, digest: &enc.digest.to_hex(), dim };
         let facts = api::ManifestFacts {
@@ -584,7 +585,7 @@ pub fn build(settings: &Settings, ui: &Ui) -> Result<BuildOutcome> {
         };
         api::put_manifest(&release, &settings, &facts)?;
     } else {
-        let input = site::Input { items: &items, thumbs: &thumbs, previews: &previews, model: None, eval };
+        let input = site::Input { items: &items, thumbs: &thumbs, previews: &previews, known: &known, model: None, eval };
         render_site(&release, &settings, &input, &mut report, ui)?;
     }
 

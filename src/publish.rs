@@ -441,8 +441,16 @@ impl Release {
     /// Puts a copy of the file `src` at `rel` (hard-linked where it can be: `src` must never
     /// be modified in place, as the cache's content-addressed files are not).
     pub fn put_file(&self, rel: &str, src: &Path) -> Result<()> {
+        self.put_file_known(rel, src, None)
+    }
+
+    /// `put_file` where `src`'s metadata may be known already (`known`).
+    pub fn put_file_known(&self, rel: &str, src: &Path, known: Option<&Metadata>) -> Result<()> {
         let path = self.target(rel)?;
-        let sm = std::fs::metadata(src).with_context(|| format!("cannot read {}", src.display()))?;
+        let sm = match known {
+            Some(m) => m.clone(),
+            None => std::fs::metadata(src).with_context(|| format!("cannot read {}", src.display()))?,
+        };
         if let Some(prev) = self.prev.as_ref().map(|p| p.join(rel)) {
             if let Ok(pm) = std::fs::symlink_metadata(&prev) {
                 if pm.is_file() && same_file(&prev, &pm, src, &sm) {
@@ -567,6 +575,19 @@ impl Release {
         }
         Ok(changes)
     }
+}
+
+/// The threads that put a file per item (item JSONs, pages, linked thumbnails): twice as
+/// many as rayon's. Those loops wait in system calls (directory and inode locks, the disk)
+/// about as much as they compute, so with one thread per core a core idles whenever its
+/// thread waits. Measured on a 2-core VM, nightly builds of 126k-129k items: item pages
+/// 7.4-7.5 s with 4 threads against 9.1-9.7 s with 2.
+pub fn file_pool() -> &'static rayon::ThreadPool {
+    static POOL: std::sync::OnceLock<rayon::ThreadPool> = std::sync::OnceLock::new();
+    POOL.get_or_init(|| {
+        let threads = 2 * rayon::current_num_threads().max(1);
+        rayon::ThreadPoolBuilder::new().num_threads(threads).thread_name(|i| format!("simsite-files-{i}")).build().expect("a thread pool")
+    })
 }
 
 /// Writes `bytes` over the file at `path` from its start, then cuts it to their length:

@@ -64,6 +64,9 @@ pub struct ScanEntry {
     /// File name without directory and image extension(s), for catalogue joins by id.
     pub stem: String,
     pub size: u64,
+    /// The file's metadata as the scan found it, so ingesting it needs no second `stat`
+    /// (`None`: not known; the ingest stage asks).
+    pub meta: Option<std::fs::Metadata>,
 }
 
 #[derive(Debug, Default)]
@@ -132,14 +135,15 @@ pub fn scan(root: &Path, follow_symlinks: bool) -> Result<Scan, ArchiveError> {
             out.ignored += 1;
             continue;
         };
-        let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
+        let meta = entry.metadata().ok();
         out.entries.push(ScanEntry {
             rel_str: rel_string(&rel),
             stem: stem.to_string(),
             rel,
             abs: entry.path().to_path_buf(),
             format,
-            size,
+            size: meta.as_ref().map_or(0, |m| m.len()),
+            meta,
         });
     }
     // walkdir's per-folder sort is by OsStr; a final sort on the joined bytes makes the

@@ -70,6 +70,9 @@ pub struct Input<'a> {
     /// Each item's cached thumbnail, and preview if previews are made.
     pub thumbs: &'a [&'a Path],
     pub previews: &'a [Option<&'a Path>],
+    /// The metadata of each thumbnail and preview, where the ingest stage has it (spares
+    /// a `stat` of each when they are linked into the release); empty: not known.
+    pub known: &'a [(Option<&'a std::fs::Metadata>, Option<&'a std::fs::Metadata>)],
     /// Neighbours, map and structure: absent when no model is configured.
     pub model: Option<Model<'a>>,
     /// Whether `eval/` exists (a link in the navigation).
@@ -340,14 +343,16 @@ pub fn render(release: &Release, settings: &Settings, input: &Input, ui: &crate:
     };
 
     put_static(release, settings.site.statics.as_deref())?;
-    (0..input.items.len()).into_par_iter().try_for_each(|i| -> Result<()> {
+    let files = crate::publish::file_pool();
+    files.install(|| (0..input.items.len()).into_par_iter().try_for_each(|i| -> Result<()> {
         let id = &input.items[i].id;
-        release.put_file(&format!("thumbs/{id}.jpg"), input.thumbs[i])?;
+        let (tm, pm) = input.known.get(i).copied().unwrap_or((None, None));
+        release.put_file_known(&format!("thumbs/{id}.jpg"), input.thumbs[i], tm)?;
         match input.previews[i] {
-            Some(p) => release.put_file(&format!("previews/{id}.jpg"), p),
+            Some(p) => release.put_file_known(&format!("previews/{id}.jpg"), p, pm),
             None => Ok(()),
         }
-    })?;
+    }))?;
     lap(&mut out, "thumbnails");
 
     let overview = match &input.model {
@@ -362,14 +367,14 @@ pub fn render(release: &Release, settings: &Settings, input: &Input, ui: &crate:
 
     let stage = ui.stage("pages", input.items.len() as u64);
     let keys = card_keys(input.items);
-    (0..input.items.len()).into_par_iter().try_for_each(|i| -> Result<()> {
+    files.install(|| (0..input.items.len()).into_par_iter().try_for_each(|i| -> Result<()> {
         let page = item_page(&item_site, input, i, overview.as_ref());
         // A page whose inputs are those of the served one is kept without rendering it.
         let rel = format!("items/{}/index.html", input.items[i].id);
         release.put_rendered(&rel, item_page_input(&salt, &page, &keys)?, || render_page(&tera, "item.html", &page))?;
         stage.inc(1);
         Ok(())
-    })?;
+    }))?;
     stage.finish();
     out.pages = input.items.len();
     lap(&mut out, "pages");
