@@ -185,11 +185,9 @@ pub fn publish(release: &Release, items: &[&Item], nb: &Neighbours, xy: &[f32], 
     release.put("api/layout.f32", &crate::layout::f32_bytes(xy))?;
     use rayon::prelude::*;
     let json_ids = items.par_iter().map(|it| serde_json::value::to_raw_value(&it.id)).collect::<Result<Vec<_>, _>>()?;
-    crate::publish::file_pool().install(|| {
-        (0..items.len()).into_par_iter().try_for_each(|i| -> Result<()> {
-            let bytes = serde_json::to_vec(&item_json(items[i], nb, xy, st, i, &json_ids))?;
-            release.put(&format!("api/items/{}.json", items[i].id), &bytes)
-        })
+    (0..items.len()).into_par_iter().try_for_each(|i| -> Result<()> {
+        let bytes = serde_json::to_vec(&item_json(items[i], nb, xy, st, i, &json_ids))?;
+        release.put(&format!("api/items/{}.json", items[i].id), &bytes)
     })?;
     publish_structure(release, items, st)
 }

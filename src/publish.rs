@@ -577,19 +577,6 @@ impl Release {
     }
 }
 
-/// The threads that put a file per item (item JSONs, pages, linked thumbnails): twice as
-/// many as rayon's. Those loops wait in system calls (directory and inode locks, the disk)
-/// about as much as they compute, so with one thread per core a core idles whenever its
-/// thread waits. Measured on a 2-core VM, nightly builds of 126k-129k items: item pages
-/// 7.4-7.5 s with 4 threads against 9.1-9.7 s with 2.
-pub fn file_pool() -> &'static rayon::ThreadPool {
-    static POOL: std::sync::OnceLock<rayon::ThreadPool> = std::sync::OnceLock::new();
-    POOL.get_or_init(|| {
-        let threads = 2 * rayon::current_num_threads().max(1);
-        rayon::ThreadPoolBuilder::new().num_threads(threads).thread_name(|i| format!("simsite-files-{i}")).build().expect("a thread pool")
-    })
-}
-
 /// Writes `bytes` over the file at `path` from its start, then cuts it to their length:
 /// never truncating it to zero first, which ext4 (auto_da_alloc) answers by flushing the
 /// file at close, a disk write per file. Returns the file's metadata once written.

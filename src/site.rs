@@ -343,8 +343,7 @@ pub fn render(release: &Release, settings: &Settings, input: &Input, ui: &crate:
     };
 
     put_static(release, settings.site.statics.as_deref())?;
-    let files = crate::publish::file_pool();
-    files.install(|| (0..input.items.len()).into_par_iter().try_for_each(|i| -> Result<()> {
+    (0..input.items.len()).into_par_iter().try_for_each(|i| -> Result<()> {
         let id = &input.items[i].id;
         let (tm, pm) = input.known.get(i).copied().unwrap_or((None, None));
         release.put_file_known(&format!("thumbs/{id}.jpg"), input.thumbs[i], tm)?;
@@ -352,7 +351,7 @@ pub fn render(release: &Release, settings: &Settings, input: &Input, ui: &crate:
             Some(p) => release.put_file_known(&format!("previews/{id}.jpg"), p, pm),
             None => Ok(()),
         }
-    }))?;
+    })?;
     lap(&mut out, "thumbnails");
 
     let overview = match &input.model {
@@ -367,14 +366,14 @@ pub fn render(release: &Release, settings: &Settings, input: &Input, ui: &crate:
 
     let stage = ui.stage("pages", input.items.len() as u64);
     let keys = card_keys(input.items);
-    files.install(|| (0..input.items.len()).into_par_iter().try_for_each(|i| -> Result<()> {
+    (0..input.items.len()).into_par_iter().try_for_each(|i| -> Result<()> {
         let page = item_page(&item_site, input, i, overview.as_ref());
         // A page whose inputs are those of the served one is kept without rendering it.
         let rel = format!("items/{}/index.html", input.items[i].id);
         release.put_rendered(&rel, item_page_input(&salt, &page, &keys)?, || render_page(&tera, "item.html", &page))?;
         stage.inc(1);
         Ok(())
-    }))?;
+    })?;
     stage.finish();
     out.pages = input.items.len();
     lap(&mut out, "pages");
