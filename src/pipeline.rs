@@ -552,7 +552,6 @@ pub fn build(settings: &Settings, ui: &Ui) -> Result<BuildOutcome> {
         ));
         report.stages.push(StageTime { name: "structure".into(), seconds: t_s.elapsed().as_secs_f64(), items: n as u64 });
 
-        let t = Instant::now();
         let st = api::Structure {
             clusters: &clusters,
             cluster_of: &cluster_of,
@@ -560,18 +559,33 @@ pub fn build(settings: &Settings, ui: &Ui) -> Result<BuildOutcome> {
             outlier_rank: &outlier_rank,
             duplicates: &duplicates,
         };
-        api::publish(&release, &items, &nb, &coords, &st)?;
-        let paths: Vec<&str> = published.iter().map(|(i, _)| i.entry.rel_str.as_str()).collect();
-        release.put("api/embeddings.parquet", &cache::export_parquet(&ids, &paths, emb, dim)?)?;
-        let used: HashSet<Digest> = published.iter().map(|(_, r)| *r.digest.as_bytes()).collect();
-        report.cache_pruned = c.prune(&used).context("cannot prune the embedding cache")?;
-        c.remove_other_keys().context("cannot prune the embedding cache")?;
-        report.stages.push(StageTime { name: "api".into(), seconds: t.elapsed().as_secs_f64(), items: n as u64 });
-
         let places_kept = matches!(linfo.mode.as_str(), "placed" | "reused");
         let model = site::Model { nb: &nb, xy: &coords, st: &st, show: settings.neighbours.show, places_kept };
         let input = site::Input { items: &items, thumbs: &thumbs, previews: &previews, known: &known, model: Some(model), eval };
-        render_site(&release, &settings, &input, &mut report, ui)?;
+        // The api files and the site are independent, so they are made side by side: each
+        // keeps the cores busy while the other is in a serial part (the Parquet export, the
+        // structure files, the map, the galleries). Their stage times overlap.
+        let (api_done, rendered) = rayon::join(
+            || -> Result<(usize, f64)> {
+                let t = Instant::now();
+                api::publish(&release, &items, &nb, &coords, &st)?;
+                let paths: Vec<&str> = published.iter().map(|(i, _)| i.entry.rel_str.as_str()).collect();
+                release.put("api/embeddings.parquet", &cache::export_parquet(&ids, &paths, std::mem::take(&mut emb), dim)?)?;
+                let used: HashSet<Digest> = published.iter().map(|(_, r)| *r.digest.as_bytes()).collect();
+                let pruned = c.prune(&used).context("cannot prune the embedding cache")?;
+                c.remove_other_keys().context("cannot prune the embedding cache")?;
+                Ok((pruned, t.elapsed().as_secs_f64()))
+            },
+            || -> Result<(site::Rendered, f64)> {
+                let t = Instant::now();
+                Ok((site::render(&release, &settings, &input, ui)?, t.elapsed().as_secs_f64()))
+            },
+        );
+        let (pruned, api_seconds) = api_done?;
+        report.cache_pruned = pruned;
+        report.stages.push(StageTime { name: "api".into(), seconds: api_seconds, items: n as u64 });
+        let (rendered, render_seconds) = rendered?;
+        rendered_into(&release, &mut report, rendered, render_seconds, n);
         let mref = api::ModelRef { name: &enc.spec.name, digest: &enc.digest.to_hex(), dim };
         let facts = api::ManifestFacts {
             items: n,
@@ -614,11 +628,16 @@ pub fn build(settings: &Settings, ui: &Ui) -> Result<BuildOutcome> {
 fn render_site(release: &Release, settings: &Settings, input: &site::Input, report: &mut BuildReport, ui: &Ui) -> Result<()> {
     let t = Instant::now();
     let rendered = site::render(release, settings, input, ui)?;
+    rendered_into(release, report, rendered, t.elapsed().as_secs_f64(), input.items.len());
+    Ok(())
+}
+
+/// Records a rendered site (`seconds` of rendering, `items` items) in the report.
+fn rendered_into(release: &Release, report: &mut BuildReport, rendered: site::Rendered, seconds: f64, items: usize) {
     report.pages = rendered.pages;
     report.render_parts = rendered.parts;
-    report.stages.push(StageTime { name: "render".into(), seconds: t.elapsed().as_secs_f64(), items: input.items.len() as u64 });
+    report.stages.push(StageTime { name: "render".into(), seconds, items: items as u64 });
     release.carry(is_eval_path);
-    Ok(())
 }
 
 /// Files `simsite eval` publishes, which a build keeps as they are.
