@@ -447,8 +447,13 @@ struct Best {
     worst: usize,
 }
 
+/// A search's order of (score, index) pairs: higher score first, then lower index.
+fn row_order(x: &(f32, u32), y: &(f32, u32)) -> std::cmp::Ordering {
+    y.0.total_cmp(&x.0).then(x.1.cmp(&y.1))
+}
+
 fn better(a: (f32, u32), b: (f32, u32)) -> bool {
-    a.0 > b.0 || (a.0 == b.0 && a.1 < b.1)
+    row_order(&a, &b).is_lt()
 }
 
 impl Best {
@@ -533,7 +538,7 @@ fn merge_added(emb: &[f32], d: usize, added: &[usize], again: &std::collections:
                 return;
             }
             row.extend(row_scores[..m].iter().copied().zip(row_ids[..m].iter().copied()));
-            row.sort_by(|x, y| y.0.total_cmp(&x.0).then(x.1.cmp(&y.1)));
+            row.sort_by(row_order);
             for (c, (sc, j)) in row.into_iter().take(m).enumerate() {
                 row_ids[c] = j;
                 row_scores[c] = sc;
@@ -555,7 +560,7 @@ fn merge_added(emb: &[f32], d: usize, added: &[usize], again: &std::collections:
     }
     for (&i, b) in added.iter().zip(best) {
         let mut row = b.items;
-        row.sort_by(|x, y| y.0.total_cmp(&x.0).then(x.1.cmp(&y.1)));
+        row.sort_by(row_order);
         for c in 0..w {
             let (sc, j) = row.get(c).copied().unwrap_or((f32::NAN, NONE));
             ids[i * w + c] = j;

@@ -270,6 +270,8 @@ struct ItemCtx<'a> {
     map: Option<(String, String)>,
 }
 
+/// What an item page is rendered from. `item_page_input` digests every field (the cards
+/// by their keys): a field added here must be added there.
 #[derive(Serialize)]
 struct ItemPage<'a> {
     site: &'a SiteCtx<'a>,

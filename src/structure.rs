@@ -488,7 +488,7 @@ impl StructureSettings {
 
 const FOREST_TREES: usize = 200;
 const FOREST_SAMPLE: usize = 256;
-const FOREST_SEED: u64 = 0x51_75_17E;
+const FOREST_SEED: u64 = 0x0517_517E;
 
 /// Ranks (1 = strangest; ties by item order) of scores where higher is stranger.
 pub fn ranks(scores: &[f32]) -> Vec<u32> {
