@@ -376,13 +376,8 @@ fn update<P: Place>(p: &P, emb: &[f32], d: usize, keys: &[RowKey], prev: &Previo
         let (got, got_scores) = search_rows(&mut index, &rows_of(emb, d, &kept), &|_| u64::MAX, ka, None)?;
         for (q, &i) in kept.iter().enumerate() {
             let m = len[i];
-            let mut row: Vec<(u32, f32)> = ids[i * w..i * w + m].iter().copied().zip(scores[i * w..i * w + m].iter().copied()).collect();
-            row.extend(got[q * ka..(q + 1) * ka].iter().zip(&got_scores[q * ka..(q + 1) * ka]).filter(|(&j, _)| j != NONE).map(|(&j, &sc)| (added[j as usize] as u32, sc)));
-            row.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-            for (c, (j, sc)) in row.into_iter().take(m).enumerate() {
-                ids[i * w + c] = j;
-                scores[i * w + c] = sc;
-            }
+            let gained = got[q * ka..(q + 1) * ka].iter().zip(&got_scores[q * ka..(q + 1) * ka]).filter(|(&j, _)| j != NONE).map(|(&j, &sc)| (sc, added[j as usize] as u32));
+            merge_into_row(&mut ids[i * w..(i + 1) * w], &mut scores[i * w..(i + 1) * w], m, gained.collect());
         }
     }
     Ok(Some((ids, scores, Update { added: added.len(), removed, searched: search_again.len() })))
@@ -450,6 +445,17 @@ struct Best {
 /// A search's order of (score, index) pairs: higher score first, then lower index.
 fn row_order(x: &(f32, u32), y: &(f32, u32)) -> std::cmp::Ordering {
     y.0.total_cmp(&x.0).then(x.1.cmp(&y.1))
+}
+
+/// Merges `gained` (score, index) pairs into a row that holds `m` neighbours; it keeps its
+/// best `m`, in search order.
+fn merge_into_row(row_ids: &mut [u32], row_scores: &mut [f32], m: usize, mut gained: Vec<(f32, u32)>) {
+    gained.extend(row_scores[..m].iter().copied().zip(row_ids[..m].iter().copied()));
+    gained.sort_by(row_order);
+    for (c, (sc, j)) in gained.into_iter().take(m).enumerate() {
+        row_ids[c] = j;
+        row_scores[c] = sc;
+    }
 }
 
 fn better(a: (f32, u32), b: (f32, u32)) -> bool {
@@ -528,20 +534,14 @@ fn merge_added(emb: &[f32], d: usize, added: &[usize], again: &std::collections:
                 return;
             }
             let floor = row_scores[m - 1];
-            let mut row: Vec<(f32, u32)> = Vec::new();
+            let mut gained: Vec<(f32, u32)> = Vec::new();
             for (j, &sc) in s[q * a..(q + 1) * a].iter().enumerate() {
                 if sc >= floor {
-                    row.push((sc, added[j] as u32));
+                    gained.push((sc, added[j] as u32));
                 }
             }
-            if row.is_empty() {
-                return;
-            }
-            row.extend(row_scores[..m].iter().copied().zip(row_ids[..m].iter().copied()));
-            row.sort_by(row_order);
-            for (c, (sc, j)) in row.into_iter().take(m).enumerate() {
-                row_ids[c] = j;
-                row_scores[c] = sc;
+            if !gained.is_empty() {
+                merge_into_row(row_ids, row_scores, m, gained);
             }
         });
         // Added rows: each one's best so far, by columns of the block.
@@ -697,15 +697,15 @@ fn search_rows<I: Index + SearchWithParamsMut<f32, f32>>(
         for q in 0..m {
             let me = own(b + q);
             let r = q * (k + 1)..(q + 1) * (k + 1);
-            let mut row: Vec<(u32, f32)> = res.labels[r.clone()]
+            let mut row: Vec<(f32, u32)> = res.labels[r.clone()]
                 .iter()
                 .zip(&res.distances[r])
-                .filter_map(|(l, &s)| l.get().filter(|&j| j != me).map(|j| (j as u32, s)))
+                .filter_map(|(l, &s)| l.get().filter(|&j| j != me).map(|j| (s, j as u32)))
                 .collect();
-            row.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+            row.sort_by(row_order);
             row.truncate(k);
-            row.resize(k, (NONE, f32::NAN));
-            for (j, s) in row {
+            row.resize(k, (f32::NAN, NONE));
+            for (s, j) in row {
                 ids.push(j);
                 scores.push(s);
             }
