@@ -29,6 +29,7 @@ use std::sync::Mutex;
 use anyhow::{bail, Context, Result};
 
 pub mod index;
+pub mod manifest;
 
 pub struct Release {
     out: PathBuf,
@@ -77,11 +78,13 @@ struct State {
 #[derive(Default)]
 struct Listing {
     prev: Vec<String>,
-    staging: Vec<String>,
+    staging: manifest::Listed,
 }
 
-fn list_files(dir: &Path, only_files: bool) -> Result<Vec<String>> {
-    let mut out = Vec::new();
+/// Walks the folder `dir`: its files (with `only_files`, else everything but folders) and
+/// its folders, as paths relative to it.
+pub(crate) fn walk(dir: &Path, only_files: bool) -> Result<manifest::Listed> {
+    let mut out = manifest::Listed::default();
     for entry in walkdir::WalkDir::new(dir).min_depth(1) {
         let entry = match entry {
             Ok(e) => e,
@@ -90,11 +93,22 @@ fn list_files(dir: &Path, only_files: bool) -> Result<Vec<String>> {
             Err(e) => return Err(e).with_context(|| format!("cannot list {}", dir.display())),
         };
         let t = entry.file_type();
-        if (only_files && t.is_file()) || (!only_files && !t.is_dir()) {
-            out.push(entry.path().strip_prefix(dir).unwrap().to_string_lossy().into_owned());
+        let rel = || entry.path().strip_prefix(dir).unwrap().to_string_lossy().into_owned();
+        if t.is_dir() {
+            out.folders.push(rel());
+        } else if !only_files || t.is_file() {
+            out.files.push(rel());
         }
     }
     Ok(out)
+}
+
+/// The release at `dir` listed through its manifest when it has one, else walked.
+fn list_release(dir: &Path, manifest: Option<&Path>, only_files: bool) -> Result<manifest::Listed> {
+    match manifest.and_then(manifest::Manifest::load) {
+        Some(m) => m.list(dir, only_files),
+        None => walk(dir, only_files),
+    }
 }
 
 /// What a publish changed, relative to the previously served release.
@@ -175,18 +189,31 @@ impl Release {
         // release (names start with the UTC time).
         spare.sort();
         let staging = releases.join(format!(".staging-{}", std::process::id()));
-        let recycled = spare.pop().is_some_and(|(_, _, dir)| std::fs::rename(&dir, &staging).is_ok());
+        let picked = spare.pop();
+        let recycled = picked.as_ref().is_some_and(|(_, _, dir)| std::fs::rename(dir, &staging).is_ok());
+        // A release's manifest goes with it (a killed build's staging folder has none).
+        let staging_manifest = manifest::path_of(&staging);
+        let staging_manifest = picked
+            .filter(|(killed, _, _)| recycled && !killed)
+            .and_then(|(_, _, dir)| std::fs::rename(manifest::path_of(&dir), &staging_manifest).ok())
+            .map(|()| staging_manifest);
         if !recycled {
             std::fs::create_dir_all(&staging).with_context(|| {
                 format!("cannot create {}\n  fix: check free space and permissions in {}", staging.display(), parent.display())
             })?;
         }
-        // Indexes of releases other than the served one describe folders that are going or
-        // being rewritten (the staging folder among them).
-        let served_index = prev.as_deref().map(index::path_of).and_then(|p| p.file_name().map(|n| n.to_os_string()));
+        // Indexes and manifests of releases other than the served one describe folders that
+        // are going or being rewritten (the staging folder's manifest is read first).
+        let name_of = |p: PathBuf| p.file_name().map(|n| n.to_os_string());
+        let keep = [
+            prev.as_deref().map(index::path_of).and_then(name_of),
+            prev.as_deref().map(manifest::path_of).and_then(name_of),
+            staging_manifest.clone().and_then(name_of),
+        ];
         for entry in std::fs::read_dir(&releases)?.flatten() {
             let n = entry.file_name();
-            if n.to_string_lossy().ends_with(".index") && Some(&n) != served_index.as_ref() {
+            let s = n.to_string_lossy();
+            if (s.ends_with(".index") || s.ends_with(".files")) && !keep.contains(&Some(n.clone())) {
                 std::fs::remove_file(entry.path()).ok();
             }
         }
@@ -202,10 +229,14 @@ impl Release {
         let listing = {
             let (prev, staging) = (prev.clone(), recycled.then(|| staging.clone()));
             Some(std::thread::spawn(move || -> Result<Listing> {
-                Ok(Listing {
-                    prev: prev.map(|p| list_files(&p, true)).transpose()?.unwrap_or_default(),
-                    staging: staging.map(|s| list_files(&s, false)).transpose()?.unwrap_or_default(),
-                })
+                let listing = Listing {
+                    prev: prev.map(|p| list_release(&p, Some(&manifest::path_of(&p)), true)).transpose()?.map(|l| l.files).unwrap_or_default(),
+                    staging: staging.map(|s| list_release(&s, staging_manifest.as_deref(), false)).transpose()?.unwrap_or_default(),
+                };
+                if let Some(m) = staging_manifest {
+                    std::fs::remove_file(m).ok();
+                }
+                Ok(listing)
             }))
         };
         Ok(Release {
@@ -479,11 +510,11 @@ impl Release {
     }
 
     /// Deletes what the recycled release had and this one does not (`listed`: its files
-    /// when the build began, a killed build's temporary files among them), and the folders
-    /// that leaves empty.
-    fn remove_stale(&self, listed: &[String], put: &HashSet<String>) -> Result<()> {
+    /// and folders when the build began, a killed build's temporary files among them), and
+    /// the folders that leaves empty.
+    fn remove_stale(&self, listed: &manifest::Listed, put: &HashSet<String>, dirs: &HashSet<PathBuf>) -> Result<()> {
         let mut emptied = BTreeSet::new();
-        for rel in listed.iter().filter(|r| !put.contains(*r)) {
+        for rel in listed.files.iter().filter(|r| !put.contains(*r)) {
             let path = self.staging.join(rel);
             match std::fs::remove_file(&path) {
                 Ok(()) => {}
@@ -494,6 +525,9 @@ impl Release {
             }
             emptied.insert(path.parent().unwrap().to_path_buf());
         }
+        // Folders the release does not use go too, even empty ones: the release's manifest
+        // names only the folders of its files.
+        emptied.extend(listed.folders.iter().map(|r| self.staging.join(r)).filter(|p| !dirs.contains(p)));
         // Deepest first; a folder that still has something in it stays.
         for dir in emptied.iter().rev() {
             let mut d = dir.as_path();
@@ -538,13 +572,17 @@ impl Release {
         let removed = self.carry_and_list_removed(listing.prev)?;
         let state = std::mem::take(&mut *self.state.lock().unwrap());
         if self.recycled {
-            self.remove_stale(&listing.staging, &state.put)?;
+            self.remove_stale(&listing.staging, &state.put, &state.dirs)?;
         }
         let (parent, name) = names(&self.out)?;
         let id = format!("r{}-{}", chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ"), std::process::id());
         let release = self.releases.join(&id);
-        // Only saves reads next time: a build goes on without it.
+        // Only save reads next time: a build goes on without them. The manifest is made once
+        // nothing more changes in the release's folders.
         crate::fsutil::atomic_write(&index::path_of(&release), &index::encode(state.index)).ok();
+        if let Some(m) = manifest::make(&self.staging, state.put.iter().map(|s| s.as_str())) {
+            crate::fsutil::atomic_write(&manifest::path_of(&release), &m).ok();
+        }
         if let Some(f) = self.flusher.take() {
             f.stop();
         }

@@ -218,7 +218,7 @@ fn report(root: &Path) -> Value {
 }
 
 /// Two release folders (the served one and the one before), and beside them only their
-/// indexes, the served one's among them.
+/// indexes and manifests, the served one's among them.
 fn assert_releases(root: &Path) {
     let names: Vec<(String, bool)> = std::fs::read_dir(root.join(".out.releases"))
         .unwrap()
@@ -229,9 +229,11 @@ fn assert_releases(root: &Path) {
     let dirs: Vec<&String> = names.iter().filter(|(_, d)| *d).map(|(n, _)| n).collect();
     assert_eq!(dirs.len(), 2, "{names:?}");
     for (n, _) in names.iter().filter(|(_, d)| !*d) {
-        assert!(n.strip_suffix(".index").is_some_and(|r| dirs.iter().any(|d| *d == r)), "{n} in {names:?}");
+        let release = n.strip_suffix(".index").or_else(|| n.strip_suffix(".files"));
+        assert!(release.is_some_and(|r| dirs.iter().any(|d| *d == r)), "{n} in {names:?}");
     }
     assert!(names.contains(&(format!("{served}.index"), false)), "{names:?}");
+    assert!(names.contains(&(format!("{served}.files"), false)), "{names:?}");
 }
 
 /// The served site's files and bytes, the manifest's times aside.
@@ -272,6 +274,11 @@ fn a_recycled_release_however_damaged_becomes_exactly_the_new_site() {
     std::fs::remove_file(&page).unwrap();
     std::fs::write(&page, "garbage").unwrap();
     std::fs::write(old.join("stray.html"), "left over").unwrap();
+    // A folder of its own, and an empty one where a page's folder was.
+    std::fs::create_dir_all(old.join("extra/deeper")).unwrap();
+    std::fs::write(old.join("extra/deeper/x.html"), "stray").unwrap();
+    std::fs::remove_file(old.join(format!("items/{}/index.html", ids[13]))).unwrap();
+    std::fs::create_dir_all(old.join("items/no-such-item/empty")).unwrap();
     std::fs::write(old.join("items/.simsite-tmp-7"), "half written").unwrap();
     std::fs::remove_file(old.join("api/ids.json")).unwrap();
     std::fs::create_dir_all(old.join("api/ids.json/in-the-way")).unwrap();
@@ -299,6 +306,13 @@ fn a_recycled_release_however_damaged_becomes_exactly_the_new_site() {
     }
     let escaped: Vec<_> = walkdir::WalkDir::new(&outside).min_depth(1).into_iter().map(|e| e.unwrap().path().to_path_buf()).collect();
     assert_eq!(escaped, [outside.join("items")], "written through a link out of the site");
+    // No folder is left that the new site does not use.
+    for e in walkdir::WalkDir::new(root.join("out/")).min_depth(1) {
+        let e = e.unwrap();
+        if e.file_type().is_dir() {
+            assert!(std::fs::read_dir(e.path()).unwrap().next().is_some(), "{} is empty", e.path().display());
+        }
+    }
     // The release that was served stayed whole, and the same inodes, while the other was
     // recycled.
     assert_eq!(snapshot(&root.join(&served_link)), served_before);
