@@ -53,6 +53,11 @@ pub struct Listed {
     pub folders: Vec<String>,
 }
 
+/// A folder's inode and modification time, if it is a folder (not a link to one).
+fn folder_stamp(path: &Path) -> Option<(u64, i64, i64)> {
+    std::fs::symlink_metadata(path).ok().filter(|m| m.is_dir()).map(|m| (m.ino(), m.mtime(), m.mtime_nsec()))
+}
+
 fn parent(rel: &str) -> &str {
     rel.rfind('/').map(|i| &rel[..i]).unwrap_or("")
 }
@@ -86,10 +91,7 @@ pub fn make<'a>(root: &Path, files: impl Iterator<Item = &'a str>) -> Option<Vec
     }
     let mut folders: Vec<(&str, Vec<&str>)> = by_folder.into_iter().collect();
     folders.sort_unstable_by(|a, b| a.0.cmp(b.0));
-    let stamps: Vec<(u64, i64, i64)> = folders
-        .par_iter()
-        .map(|(rel, _)| std::fs::symlink_metadata(root.join(rel)).ok().filter(|m| m.is_dir()).map(|m| (m.ino(), m.mtime(), m.mtime_nsec())))
-        .collect::<Option<_>>()?;
+    let stamps: Vec<(u64, i64, i64)> = folders.par_iter().map(|(rel, _)| folder_stamp(&root.join(rel))).collect::<Option<_>>()?;
     let mut out = String::with_capacity(MAGIC.len() + folders.len() * 64);
     out.push_str(MAGIC);
     for ((rel, mut names), (ino, s, ns)) in folders.into_iter().zip(stamps) {
@@ -133,11 +135,7 @@ impl Manifest {
         let known: HashMap<&str, usize> = self.folders.iter().enumerate().map(|(i, f)| (f.rel.as_str(), i)).collect();
         // Whether each folder is a folder still, as are all above it (so that a path through
         // it stays in the release).
-        let stamps: Vec<Option<(u64, i64, i64)>> = self
-            .folders
-            .par_iter()
-            .map(|f| std::fs::symlink_metadata(root.join(&f.rel)).ok().filter(|m| m.is_dir()).map(|m| (m.ino(), m.mtime(), m.mtime_nsec())))
-            .collect();
+        let stamps: Vec<Option<(u64, i64, i64)>> = self.folders.par_iter().map(|f| folder_stamp(&root.join(&f.rel))).collect();
         let mut sound = vec![false; self.folders.len()];
         let mut out = Listed::default();
         let wanted = |t: std::fs::FileType| (only_files && t.is_file()) || (!only_files && !t.is_dir());
