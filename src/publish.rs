@@ -81,6 +81,20 @@ struct Listing {
     staging: manifest::Listed,
 }
 
+/// The file beside the release folder `release` named after it with `suffix` (its index,
+/// its manifest).
+pub(crate) fn beside(release: &Path, suffix: &str) -> PathBuf {
+    let mut name = release.file_name().unwrap_or_default().to_os_string();
+    name.push(suffix);
+    release.with_file_name(name)
+}
+
+/// Whether a listing keeps an entry that is not a folder: with `only_files`, files alone,
+/// else links and the rest too.
+pub(crate) fn listed(t: std::fs::FileType, only_files: bool) -> bool {
+    !only_files || t.is_file()
+}
+
 /// Walks the folder `dir`: its files (with `only_files`, else everything but folders) and
 /// its folders, as paths relative to it.
 pub(crate) fn walk(dir: &Path, only_files: bool) -> Result<manifest::Listed> {
@@ -96,7 +110,7 @@ pub(crate) fn walk(dir: &Path, only_files: bool) -> Result<manifest::Listed> {
         let rel = || entry.path().strip_prefix(dir).unwrap().to_string_lossy().into_owned();
         if t.is_dir() {
             out.folders.push(rel());
-        } else if !only_files || t.is_file() {
+        } else if listed(t, only_files) {
             out.files.push(rel());
         }
     }

@@ -57,9 +57,7 @@ pub fn stamp(m: &Metadata) -> u64 {
 
 /// The index file of the release folder `release`.
 pub fn path_of(release: &Path) -> PathBuf {
-    let mut name = release.file_name().unwrap_or_default().to_os_string();
-    name.push(".index");
-    release.with_file_name(name)
+    super::beside(release, ".index")
 }
 
 /// An index read back: entries sorted by key.

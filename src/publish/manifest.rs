@@ -28,9 +28,7 @@ const END: &str = "end\n";
 
 /// The manifest file of the release folder `release`.
 pub fn path_of(release: &Path) -> PathBuf {
-    let mut name = release.file_name().unwrap_or_default().to_os_string();
-    name.push(".files");
-    release.with_file_name(name)
+    super::beside(release, ".files")
 }
 
 /// One folder (relative path, `""` for the release's own) as committed.
@@ -138,7 +136,6 @@ impl Manifest {
         let stamps: Vec<Option<(u64, i64, i64)>> = self.folders.par_iter().map(|f| folder_stamp(&root.join(&f.rel))).collect();
         let mut sound = vec![false; self.folders.len()];
         let mut out = Listed::default();
-        let wanted = |t: std::fs::FileType| (only_files && t.is_file()) || (!only_files && !t.is_dir());
         for (i, f) in self.folders.iter().enumerate() {
             let above = f.rel.is_empty() || known.get(parent(&f.rel)).is_some_and(|&p| sound[p]);
             let Some((ino, s, ns)) = stamps[i].filter(|_| above) else { continue };
@@ -162,7 +159,7 @@ impl Manifest {
                 let t = e.file_type().with_context(|| format!("cannot list {}", dir.display()))?;
                 let rel = join(&f.rel, &e.file_name().to_string_lossy());
                 if !t.is_dir() {
-                    if wanted(t) {
+                    if super::listed(t, only_files) {
                         out.files.push(rel);
                     }
                 } else if !known.contains_key(rel.as_str()) {
