@@ -534,9 +534,11 @@ pub fn build(settings: &Settings, ui: &Ui) -> Result<BuildOutcome> {
             None => "",
         };
         match forest {
-            Some((f, structure::ForestUse::Grown)) => fsutil::atomic_write(&kept_forest, &f.to_bytes())
-                .with_context(|| format!("cannot keep the outlier forest in the cache folder: {}", kept_forest.display()))?,
-            Some((_, structure::ForestUse::Kept)) => {}
+            // Kept too when only its scores changed (new items scored).
+            Some((f, _)) => {
+                fsutil::write_if_changed(&kept_forest, &f.to_bytes())
+                    .with_context(|| format!("cannot keep the outlier forest in the cache folder: {}", kept_forest.display()))?;
+            }
             None => {
                 let _ = std::fs::remove_file(&kept_forest);
             }

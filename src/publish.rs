@@ -19,7 +19,7 @@
 //! server may still be serving a request from it); any others are deleted in the background
 //! while the build works. `.site.lock` keeps a second build on the same output out.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fs::{File, Metadata};
 use std::os::unix::fs::MetadataExt;
 use std::io::ErrorKind;
@@ -42,8 +42,13 @@ pub struct Release {
     state: Mutex<State>,
     /// Deleting releases neither served nor recycled, alongside the build.
     pruning: Option<std::thread::JoinHandle<()>>,
-    /// Listing the files of the served and the recycled release, alongside the build.
-    listing: Option<std::thread::JoinHandle<Result<Listing>>>,
+    /// Listing the files of the served and the recycled release, alongside the build until
+    /// its first file (see `listing`).
+    listing: Mutex<Option<std::thread::JoinHandle<Result<Listing>>>>,
+    /// What the listing found (or why it failed), once the build needed it.
+    listed: std::sync::OnceLock<std::result::Result<Listing, String>>,
+    /// The device of the releases: an inode number names a file only on its own device.
+    dev: u64,
     /// Flushing the release's files to disk while the build is still writing them, started
     /// by the first file put.
     flusher: std::sync::OnceLock<Flusher>,
@@ -55,8 +60,8 @@ pub struct Release {
 
 #[derive(Default)]
 struct State {
-    /// Every path put into this release.
-    put: HashSet<String>,
+    /// Every path put into this release, with its file's inode (0: not known).
+    put: HashMap<String, u64>,
     /// Paths new or different from the served release.
     changed: BTreeSet<String>,
     dirs: HashSet<PathBuf>,
@@ -70,15 +75,18 @@ struct State {
     kept_unrendered: usize,
 }
 
-/// The files (relative paths) the served release and the recycled staging folder held
-/// when the build began. Listed by a thread while the build works, since walking a site of
-/// 100,000 items (as many folders) takes seconds: the served release is not written to,
-/// and a file of the staging folder the build does not put is not touched either, so it is
-/// listed whatever the build does meanwhile.
+/// The files (relative paths, each with the inode its release's manifest vouches for, or
+/// 0) the served release and the recycled staging folder held when the build began, and
+/// the staging folder's folders. Listed by a thread while the build embeds and lays out,
+/// and waited for before the first file is put: a build then knows, without an `lstat`,
+/// which folders of the staging folder are there and which of its files are already the
+/// inodes it would link in.
 #[derive(Default)]
 struct Listing {
-    prev: Vec<String>,
+    prev: HashMap<String, u64>,
     staging: manifest::Listed,
+    /// `staging.folders` as paths: real folders (not links) when listed.
+    staging_dirs: HashSet<PathBuf>,
 }
 
 /// The file beside the release folder `release` named after it with `suffix` (its index,
@@ -111,7 +119,7 @@ pub(crate) fn walk(dir: &Path, only_files: bool) -> Result<manifest::Listed> {
         if t.is_dir() {
             out.folders.push(rel());
         } else if listed(t, only_files) {
-            out.files.push(rel());
+            out.files.insert(rel(), 0);
         }
     }
     Ok(out)
@@ -243,9 +251,11 @@ impl Release {
         let listing = {
             let (prev, staging) = (prev.clone(), recycled.then(|| staging.clone()));
             Some(std::thread::spawn(move || -> Result<Listing> {
+                let listed = staging.as_ref().map(|s| list_release(s, staging_manifest.as_deref(), false)).transpose()?.unwrap_or_default();
                 let listing = Listing {
                     prev: prev.map(|p| list_release(&p, Some(&manifest::path_of(&p)), true)).transpose()?.map(|l| l.files).unwrap_or_default(),
-                    staging: staging.map(|s| list_release(&s, staging_manifest.as_deref(), false)).transpose()?.unwrap_or_default(),
+                    staging_dirs: staging.map(|s| listed.folders.iter().map(|f| s.join(f)).collect()).unwrap_or_default(),
+                    staging: listed,
                 };
                 if let Some(m) = staging_manifest {
                     std::fs::remove_file(m).ok();
@@ -253,9 +263,12 @@ impl Release {
                 Ok(listing)
             }))
         };
+        let dev = std::fs::metadata(&staging).with_context(|| format!("cannot read {}", staging.display()))?.dev();
         Ok(Release {
             out: out.to_path_buf(),
-            listing,
+            listing: Mutex::new(listing),
+            listed: std::sync::OnceLock::new(),
+            dev,
             releases,
             staging,
             prev,
@@ -311,9 +324,30 @@ impl Release {
         std::fs::read(self.prev.as_ref()?.join(rel)).ok()
     }
 
+    /// What the listing thread found, waiting for it the first time.
+    fn listing(&self) -> Result<&Listing> {
+        let listed = self.listed.get_or_init(|| match self.listing.lock().unwrap().take() {
+            Some(h) => match h.join() {
+                Ok(r) => r.map_err(|e| format!("{e:#}")),
+                Err(_) => Err("listing the releases' files failed".into()),
+            },
+            None => Ok(Listing::default()),
+        });
+        listed.as_ref().map_err(|e| anyhow::anyhow!("{e}"))
+    }
+
+    /// The inode a release's file at `rel` is known to be (the served one's with `served`,
+    /// else the staging folder's) without an `lstat`, if its manifest vouches for it.
+    fn known_inode(&self, rel: &str, served: bool) -> Option<u64> {
+        let l = self.listing().ok()?;
+        let files = if served { &l.prev } else { &l.staging.files };
+        files.get(rel).copied().filter(|&i| i != 0)
+    }
+
     fn target(&self, rel: &str) -> Result<PathBuf> {
         debug_assert!(!rel.starts_with('/') && !rel.split('/').any(|c| c == ".." || c.is_empty()), "{rel}");
         self.flusher.get_or_init(|| Flusher::start(self.staging.clone()));
+        let listed_dirs = &self.listing()?.staging_dirs;
         let path = self.staging.join(rel);
         let dir = path.parent().unwrap().to_path_buf();
         if self.state.lock().unwrap().dirs.contains(&dir) {
@@ -327,7 +361,9 @@ impl Release {
         for c in Path::new(rel).parent().into_iter().flat_map(|p| p.components()) {
             at.push(c);
             made.push(at.clone());
-            if !self.recycled || self.state.lock().unwrap().dirs.contains(&at) {
+            // A folder the listing found (a real folder then) is one still: the build removes
+            // nothing on a path to a file of its own before the commit.
+            if !self.recycled || listed_dirs.contains(&at) || self.state.lock().unwrap().dirs.contains(&at) {
                 continue;
             }
             // A recycled release is not trusted to hold a folder where this one has one: a
@@ -355,14 +391,15 @@ impl Release {
     /// that replaces another at once, a disk write per file. The staging folder is not
     /// served, so nobody sees the moment between.
     fn install(&self, path: &Path, make: impl Fn(&Path) -> std::io::Result<()>) -> Result<()> {
-        self.install_over(path, std::fs::symlink_metadata(path).ok().as_ref(), make)
+        self.install_over(path, std::fs::symlink_metadata(path).ok().map(|m| m.is_dir()), make)
     }
 
-    /// `install` where what is at `path` is known already (`now`; `None`: nothing).
-    fn install_over(&self, path: &Path, now: Option<&Metadata>, make: impl Fn(&Path) -> std::io::Result<()>) -> Result<()> {
+    /// `install` where what is at `path` is known already (`now`: `Some(true)` a folder,
+    /// `Some(false)` anything else, `None` nothing).
+    fn install_over(&self, path: &Path, now: Option<bool>, make: impl Fn(&Path) -> std::io::Result<()>) -> Result<()> {
         match now {
-            Some(m) if m.is_dir() => std::fs::remove_dir_all(path).ok(),
-            Some(_) => std::fs::remove_file(path).ok(),
+            Some(true) => std::fs::remove_dir_all(path).ok(),
+            Some(false) => std::fs::remove_file(path).ok(),
             None => None,
         };
         make(path).with_context(|| self.cannot_write(path))
@@ -383,19 +420,34 @@ impl Release {
         make(path).with_context(|| self.cannot_write(path))
     }
 
-    /// Makes `path` the inode of `prev` (a served release's file, `pm` its metadata), unless
-    /// it already is. Returns whether it made a new link (which moves the inode's change time).
-    fn link_prev(&self, path: &Path, prev: &Path, pm: &Metadata) -> Result<bool> {
-        if self.recycled && std::fs::symlink_metadata(path).is_ok_and(|m| m.is_file() && same_inode(&m, pm)) {
-            return Ok(false);
+    /// Makes `path` (the staging folder's `rel`) the inode of `from` (a served release's
+    /// file or a cache file, `fm` its metadata), unless it already is. Returns whether it
+    /// made a new link (which moves the inode's change time).
+    /// With `copy`, a file that cannot be linked (another device) is copied; the inode then
+    /// at `path` is returned too (0 for a copy).
+    fn link_in(&self, rel: &str, path: &Path, from: &Path, fm: &Metadata, copy: bool) -> Result<(bool, u64)> {
+        let copied = std::cell::Cell::new(false);
+        let make = |p: &Path| {
+            std::fs::hard_link(from, p).or_else(|e| match copy {
+                true => std::fs::copy(from, p).map(|_| copied.set(true)),
+                false => Err(e),
+            })
+        };
+        match self.recycled.then(|| self.known_inode(rel, false)) {
+            // The staging folder's manifest vouches for its file: no need to look.
+            Some(Some(ino)) if fm.dev() == self.dev && ino == fm.ino() => return Ok((false, ino)),
+            Some(Some(_)) => self.install_over(path, Some(false), make)?,
+            Some(None) if std::fs::symlink_metadata(path).is_ok_and(|m| m.is_file() && same_inode(&m, fm)) => return Ok((false, fm.ino())),
+            _ => self.place(path, make)?,
         }
-        self.place(path, |p| std::fs::hard_link(prev, p))?;
-        Ok(true)
+        Ok((true, if copied.get() { 0 } else { fm.ino() }))
     }
 
-    fn record(&self, rel: &str, changed: bool, entry: Option<index::Entry>) -> Result<()> {
+    /// Notes that `rel` is in the release: `changed` from the served one, its index entry
+    /// (if its bytes are known), its inode (0 if not known).
+    fn record(&self, rel: &str, changed: bool, entry: Option<index::Entry>, ino: u64) -> Result<()> {
         let mut st = self.state.lock().unwrap();
-        if !st.put.insert(rel.to_string()) {
+        if st.put.insert(rel.to_string(), ino).is_some() {
             bail!("internal error: {rel} published twice");
         }
         if changed {
@@ -435,19 +487,19 @@ impl Release {
             if let Ok(pm) = std::fs::symlink_metadata(&prev) {
                 if pm.is_file() && e.stamp == index::stamp(&pm) {
                     let path = self.target(rel)?;
-                    let stamp = self.keep_prev(&path, &prev, &pm)?;
+                    let stamp = self.keep_prev(rel, &path, &prev, &pm)?;
                     self.state.lock().unwrap().kept_unrendered += 1;
-                    return self.record(rel, false, stamp.map(|stamp| index::Entry { stamp, ..e }));
+                    return self.record(rel, false, stamp.map(|stamp| index::Entry { stamp, ..e }), pm.ino());
                 }
             }
         }
         self.put_made_from(rel, &render()?, input)
     }
 
-    /// Links the served file `prev` (metadata `pm`) in at `path`; returns the stamp the
-    /// file has afterwards (a new link moves its change time).
-    fn keep_prev(&self, path: &Path, prev: &Path, pm: &Metadata) -> Result<Option<u64>> {
-        Ok(if self.link_prev(path, prev, pm)? {
+    /// Links the served file `prev` (metadata `pm`) in at `path` (the staging folder's
+    /// `rel`); returns the stamp the file has afterwards (a new link moves its change time).
+    fn keep_prev(&self, rel: &str, path: &Path, prev: &Path, pm: &Metadata) -> Result<Option<u64>> {
+        Ok(if self.link_in(rel, path, prev, pm, false)?.0 {
             std::fs::symlink_metadata(path).map(|m| index::stamp(&m)).ok()
         } else {
             Some(index::stamp(pm))
@@ -457,11 +509,15 @@ impl Release {
     fn put_made_from(&self, rel: &str, bytes: &[u8], input: index::Digest) -> Result<()> {
         let path = self.target(rel)?;
         let digest = index::digest(bytes);
-        if let Some(prev) = self.prev.as_ref().map(|p| p.join(rel)) {
+        // When the served release's index says its file holds other bytes, the file is not
+        // looked at: these bytes are new either way (were it edited by hand since, it would
+        // not be kept as it is).
+        let other = self.prev_index.get(rel).is_some_and(|e| e.digest != digest);
+        if let Some(prev) = self.prev.as_ref().map(|p| p.join(rel)).filter(|_| !other) {
             if let Ok(pm) = std::fs::symlink_metadata(&prev) {
                 if self.served_holds(rel, &prev, &pm, bytes, &digest) {
-                    let stamp = self.keep_prev(&path, &prev, &pm)?;
-                    return self.record(rel, false, stamp.map(|stamp| index::Entry { stamp, digest, input }));
+                    let stamp = self.keep_prev(rel, &path, &prev, &pm)?;
+                    return self.record(rel, false, stamp.map(|stamp| index::Entry { stamp, digest, input }), pm.ino());
                 }
             }
         }
@@ -476,11 +532,12 @@ impl Release {
         let write = |p: &Path| write_new(p, bytes).map(|m| written.set(Some(m)));
         match &now {
             Some(m) if m.is_file() && m.nlink() == 1 => written.set(Some(overwrite(&path, bytes, m.len()).with_context(|| self.cannot_write(&path))?)),
-            _ if self.recycled => self.install_over(&path, now.as_ref(), write)?,
+            _ if self.recycled => self.install_over(&path, now.as_ref().map(|m| m.is_dir()), write)?,
             _ => write(&path).with_context(|| self.cannot_write(&path))?,
         }
-        let stamp = written.into_inner().map(|m| index::stamp(&m));
-        self.record(rel, true, stamp.map(|stamp| index::Entry { stamp, digest, input }))
+        let written = written.into_inner();
+        let entry = written.as_ref().map(|m| index::Entry { stamp: index::stamp(m), digest, input });
+        self.record(rel, true, entry, written.map_or(0, |m| m.ino()))
     }
 
     /// Puts a copy of the file `src` at `rel` (hard-linked where it can be: `src` must never
@@ -496,18 +553,22 @@ impl Release {
             Some(m) => m.clone(),
             None => std::fs::metadata(src).with_context(|| format!("cannot read {}", src.display()))?,
         };
+        // The served release's file is `src` itself when its manifest says so: unchanged,
+        // with no need to look at it.
+        if sm.dev() == self.dev && self.known_inode(rel, true) == Some(sm.ino()) {
+            let (_, ino) = self.link_in(rel, &path, src, &sm, false)?;
+            return self.record(rel, false, None, ino);
+        }
         if let Some(prev) = self.prev.as_ref().map(|p| p.join(rel)) {
             if let Ok(pm) = std::fs::symlink_metadata(&prev) {
                 if pm.is_file() && same_file(&prev, &pm, src, &sm) {
-                    self.link_prev(&path, &prev, &pm)?;
-                    return self.record(rel, false, None);
+                    let (_, ino) = self.link_in(rel, &path, &prev, &pm, false)?;
+                    return self.record(rel, false, None, ino);
                 }
             }
         }
-        if !(self.recycled && std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_file() && same_inode(&m, &sm))) {
-            self.place(&path, |p| std::fs::hard_link(src, p).or_else(|_| std::fs::copy(src, p).map(|_| ())))?;
-        }
-        self.record(rel, true, None)
+        let (_, ino) = self.link_in(rel, &path, src, &sm, true)?;
+        self.record(rel, true, None, ino)
     }
 
     /// Keeps, unchanged, the served release's files that this build does not make and
@@ -526,9 +587,9 @@ impl Release {
     /// Deletes what the recycled release had and this one does not (`listed`: its files
     /// and folders when the build began, a killed build's temporary files among them), and
     /// the folders that leaves empty.
-    fn remove_stale(&self, listed: &manifest::Listed, put: &HashSet<String>, dirs: &HashSet<PathBuf>) -> Result<()> {
+    fn remove_stale(&self, listed: &manifest::Listed, put: &HashMap<String, u64>, dirs: &HashSet<PathBuf>) -> Result<()> {
         let mut emptied = BTreeSet::new();
-        for rel in listed.files.iter().filter(|r| !put.contains(*r)) {
+        for rel in listed.files.keys().filter(|r| !put.contains_key(*r)) {
             let path = self.staging.join(rel);
             match std::fs::remove_file(&path) {
                 Ok(()) => {}
@@ -554,20 +615,20 @@ impl Release {
 
     /// The served release's files (`listed`) that the new one keeps (`carry`) are linked in,
     /// and the rest it does not have are returned, sorted (removed by this release).
-    fn carry_and_list_removed(&self, listed: Vec<String>) -> Result<Vec<String>> {
+    fn carry_and_list_removed(&self, listed: HashMap<String, u64>) -> Result<Vec<String>> {
         let Some(prev) = self.prev.clone() else { return Ok(Vec::new()) };
         let keep = self.state.lock().unwrap().carry;
         let mut removed = Vec::new();
-        for rel in listed {
-            if self.state.lock().unwrap().put.contains(&rel) {
+        for rel in listed.into_keys() {
+            if self.state.lock().unwrap().put.contains_key(&rel) {
                 continue;
             }
             if keep.is_some_and(|k| k(&rel)) {
                 let path = self.target(&rel)?;
                 let from = prev.join(&rel);
                 let pm = std::fs::symlink_metadata(&from).with_context(|| format!("cannot read {}", from.display()))?;
-                self.link_prev(&path, &from, &pm)?;
-                self.record(&rel, false, None)?;
+                let (_, ino) = self.link_in(&rel, &path, &from, &pm, false)?;
+                self.record(&rel, false, None, ino)?;
             } else {
                 removed.push(rel);
             }
@@ -579,10 +640,8 @@ impl Release {
     /// Switches `out` to the new release (one rename), writes the changed-path lists into
     /// `report_dir`, and prunes old releases.
     pub fn commit(mut self, report_dir: &Path) -> Result<Changes> {
-        let listing = match self.listing.take() {
-            Some(h) => h.join().map_err(|_| anyhow::anyhow!("listing the releases' files failed"))??,
-            None => Listing::default(),
-        };
+        self.listing()?;
+        let listing = self.listed.take().and_then(|l| l.ok()).unwrap_or_default();
         let removed = self.carry_and_list_removed(listing.prev)?;
         let state = std::mem::take(&mut *self.state.lock().unwrap());
         if self.recycled {
@@ -594,7 +653,7 @@ impl Release {
         // Only save reads next time: a build goes on without them. The manifest is made once
         // nothing more changes in the release's folders.
         crate::fsutil::atomic_write(&index::path_of(&release), &index::encode(state.index)).ok();
-        if let Some(m) = manifest::make(&self.staging, state.put.iter().map(|s| s.as_str())) {
+        if let Some(m) = manifest::make(&self.staging, state.put.iter().map(|(s, &ino)| (s.as_str(), ino))) {
             crate::fsutil::atomic_write(&manifest::path_of(&release), &m).ok();
         }
         if let Some(f) = self.flusher.take() {

@@ -320,6 +320,52 @@ fn a_recycled_release_however_damaged_becomes_exactly_the_new_site() {
 }
 
 #[test]
+fn nightly_builds_through_the_manifests_make_the_site_a_fresh_build_makes() {
+    // Four nights; the third and fourth recycle releases whose manifests vouch for their
+    // files' inodes, so thumbnails and pages are kept without looking at them. Each night
+    // adds images and replaces one image's bytes under the same name: its thumbnail must
+    // follow.
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("a");
+    blob_archive(&root, 30, 0);
+    config(&root, "");
+    let plain = tmp.path().join("b");
+    for night in 0..4 {
+        blob_archive(&root, 2, 30 + 2 * night);
+        if night > 0 {
+            std::fs::copy(root.join(format!("archive/img{:03}.fits", 20 + night)), root.join(format!("archive/img{night:03}.fits"))).unwrap();
+        }
+        if night == 3 {
+            // The same site and cache, but only the served release: its build starts afresh.
+            assert!(std::process::Command::new("cp").arg("-a").arg(&root).arg(&plain).status().unwrap().success());
+            let served = std::fs::read_link(plain.join("out")).unwrap();
+            for e in std::fs::read_dir(plain.join(served.parent().unwrap())).unwrap() {
+                let e = e.unwrap();
+                if e.file_type().unwrap().is_dir() && e.file_name() != served.file_name().unwrap() {
+                    std::fs::remove_dir_all(e.path()).unwrap();
+                }
+            }
+        }
+        let (code, _, err) = run(&root, &["build"]);
+        assert_eq!(code, 0, "{err}");
+    }
+    let (code, _, err) = run(&plain, &["build"]);
+    assert_eq!(code, 0, "{err}");
+    let (got, want) = (contents(&root.join("out")), contents(&plain.join("out")));
+    assert_eq!(got.keys().collect::<Vec<_>>(), want.keys().collect::<Vec<_>>());
+    for (p, bytes) in &want {
+        assert!(&got[p] == bytes, "{p} differs from a build without the recycled release");
+    }
+    // The replaced images show their new bytes.
+    let thumb = |n: usize| got.iter().find(|(p, _)| p.starts_with("thumbs/") && p.contains(&format!("img{n:03}"))).map(|(_, b)| b.clone()).unwrap();
+    for night in 1..4 {
+        assert_eq!(thumb(night), thumb(20 + night));
+        assert_ne!(thumb(night), thumb(10 + night));
+    }
+    assert_releases(&root);
+}
+
+#[test]
 fn a_killed_rebuild_leaves_the_old_site_whole_and_the_next_run_completes() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();

@@ -131,6 +131,15 @@ fn a_kept_isolation_forest_scores_the_items_it_had_as_before_until_the_archive_c
     assert_eq!(kept2.as_ref().map(|k| k.1), Some(ForestUse::Kept));
     assert_eq!(&score2[..n], &score[..], "an old item's score moved");
     assert!((n + 10..n + 18).all(|i| rank2[i] <= 8), "strangers' ranks: {:?}", &rank2[n + 10..n + 18]);
+    // The rows the last build scored are looked up, not scored again (the same either way);
+    // the new ones are scored by the forest, and the kept scores are this build's rows.
+    assert_eq!(score2, back.forest.scores(&all[..m * D], D));
+    assert_eq!(kept2.as_ref().map(|k| k.0.scored.len()), Some(m));
+    let mut marked = back.clone();
+    marked.scored.iter_mut().for_each(|s| s.1 = 9.0);
+    let (score_m, _, _) = s.outliers_kept(&all[..m * D], D, &nb(m), &refs[..m], "space-a", Some(marked));
+    assert!(score_m[..n].iter().all(|&v| v == 9.0), "the kept scores were not used");
+    assert_eq!(&score_m[n..], &score2[n..]);
     // Growing afresh on these items would have moved the old items' scores.
     let (fresh, _) = s.outliers(&all[..m * D], D, &nb(m));
     assert_ne!(&fresh[..n], &score[..]);
@@ -156,7 +165,7 @@ fn a_kept_isolation_forest_scores_the_items_it_had_as_before_until_the_archive_c
         assert!(KeptForest::from_bytes(&saved[..cut]).is_none(), "cut at {cut}");
     }
     // The first tree's root (a split) with its left child pointing at itself.
-    let root_left = b"simsite-forest-v1\n".len() + 4 + kept.key.len() + 16 + 8 * n + 4 + 8;
+    let root_left = b"simsite-forest-v2\n".len() + 4 + kept.key.len() + 16 + 8 * n + 4 + 8;
     let mut bad = saved.clone();
     assert_ne!(&bad[root_left..root_left + 4], &0u32.to_le_bytes());
     bad[root_left..root_left + 4].copy_from_slice(&0u32.to_le_bytes());

@@ -11,6 +11,11 @@
 //! walked whole. A folder is trusted only below folders that are folders still: a folder
 //! replaced by a symbolic link has its parent changed, and nothing below it is listed.
 //!
+//! Each file is written down with its inode as the build left it. In a folder that has not
+//! changed since, a name still leads to that inode (making, removing or renaming an entry
+//! moves the folder's time), so the next build knows which files of the release are the
+//! very inodes it would link in, without an `lstat` of each (see `Release::put_file_known`).
+//!
 //! Kept beside the release folder as `<release>.files`; a missing or damaged manifest
 //! means a walk, as before.
 
@@ -22,7 +27,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use rayon::prelude::*;
 
-const MAGIC: &str = "simsite-files-v1\n";
+const MAGIC: &str = "simsite-files-v2\n";
 /// The last line: a manifest without it was cut short.
 const END: &str = "end\n";
 
@@ -36,7 +41,8 @@ struct Folder {
     rel: String,
     ino: u64,
     mtime: (i64, i64),
-    files: Vec<String>,
+    /// Each file's inode (0: not known) and name.
+    files: Vec<(u64, String)>,
 }
 
 pub struct Manifest {
@@ -44,10 +50,11 @@ pub struct Manifest {
     folders: Vec<Folder>,
 }
 
-/// What a listing found: files (and other non-folders) and folders, relative paths.
+/// What a listing found: files (and other non-folders) and folders, relative paths. Each
+/// file comes with the inode the manifest vouches for (its folder is unchanged since), or 0.
 #[derive(Default)]
 pub struct Listed {
-    pub files: Vec<String>,
+    pub files: HashMap<String, u64>,
     pub folders: Vec<String>,
 }
 
@@ -68,26 +75,26 @@ fn join(dir: &str, name: &str) -> String {
     }
 }
 
-/// The manifest of the release at `root`, whose files are `files` (relative paths) and
-/// whose folders are exactly their parents: reads each folder's inode and time, so it is
-/// written once nothing more changes in the release. `None` when a path cannot be written
-/// down (a line break in it) or a folder cannot be read.
-pub fn make<'a>(root: &Path, files: impl Iterator<Item = &'a str>) -> Option<Vec<u8>> {
-    let mut by_folder: HashMap<&str, Vec<&str>> = HashMap::new();
+/// The manifest of the release at `root`, whose files are `files` (relative paths, each
+/// with its inode or 0) and whose folders are exactly their parents: reads each folder's
+/// inode and time, so it is written once nothing more changes in the release. `None` when
+/// a path cannot be written down (a line break in it) or a folder cannot be read.
+pub fn make<'a>(root: &Path, files: impl Iterator<Item = (&'a str, u64)>) -> Option<Vec<u8>> {
+    let mut by_folder: HashMap<&str, Vec<(&str, u64)>> = HashMap::new();
     by_folder.insert("", Vec::new());
-    for f in files {
+    for (f, ino) in files {
         if f.contains(['\n', '\r']) {
             return None;
         }
         let mut dir = parent(f);
-        by_folder.entry(dir).or_default().push(&f[if dir.is_empty() { 0 } else { dir.len() + 1 }..]);
+        by_folder.entry(dir).or_default().push((&f[if dir.is_empty() { 0 } else { dir.len() + 1 }..], ino));
         // Every folder above it, so that each is in the manifest with its parent.
         while !dir.is_empty() {
             dir = parent(dir);
             by_folder.entry(dir).or_default();
         }
     }
-    let mut folders: Vec<(&str, Vec<&str>)> = by_folder.into_iter().collect();
+    let mut folders: Vec<(&str, Vec<(&str, u64)>)> = by_folder.into_iter().collect();
     folders.sort_unstable_by(|a, b| a.0.cmp(b.0));
     let stamps: Vec<(u64, i64, i64)> = folders.par_iter().map(|(rel, _)| folder_stamp(&root.join(rel))).collect::<Option<_>>()?;
     let mut out = String::with_capacity(MAGIC.len() + folders.len() * 64);
@@ -95,10 +102,8 @@ pub fn make<'a>(root: &Path, files: impl Iterator<Item = &'a str>) -> Option<Vec
     for ((rel, mut names), (ino, s, ns)) in folders.into_iter().zip(stamps) {
         names.sort_unstable();
         out.push_str(&format!("D\t{ino}\t{s}\t{ns}\t{rel}\n"));
-        for n in names {
-            out.push('\t');
-            out.push_str(n);
-            out.push('\n');
+        for (n, ino) in names {
+            out.push_str(&format!("\t{ino}\t{n}\n"));
         }
     }
     out.push_str(END);
@@ -112,8 +117,9 @@ impl Manifest {
         let body = text.strip_prefix(MAGIC)?.strip_suffix(END)?;
         let mut folders: Vec<Folder> = Vec::new();
         for line in body.lines() {
-            if let Some(name) = line.strip_prefix('\t') {
-                folders.last_mut()?.files.push(name.to_string());
+            if let Some(file) = line.strip_prefix('\t') {
+                let (ino, name) = file.split_once('\t')?;
+                folders.last_mut()?.files.push((ino.parse().ok()?, name.to_string()));
                 continue;
             }
             let mut f = line.strip_prefix("D\t")?.splitn(4, '\t');
@@ -145,7 +151,7 @@ impl Manifest {
             }
             // The release's own folder is always read: renaming it into place moved its times.
             if !f.rel.is_empty() && (ino, (s, ns)) == (f.ino, f.mtime) {
-                out.files.extend(f.files.iter().map(|n| join(&f.rel, n)));
+                out.files.extend(f.files.iter().map(|(ino, n)| (join(&f.rel, n), *ino)));
                 continue;
             }
             let dir = root.join(&f.rel);
@@ -160,12 +166,12 @@ impl Manifest {
                 let rel = join(&f.rel, &e.file_name().to_string_lossy());
                 if !t.is_dir() {
                     if super::listed(t, only_files) {
-                        out.files.push(rel);
+                        out.files.insert(rel, 0);
                     }
                 } else if !known.contains_key(rel.as_str()) {
                     out.folders.push(rel.clone());
                     let walked = super::walk(&root.join(&rel), only_files)?;
-                    out.files.extend(walked.files.into_iter().map(|p| join(&rel, &p)));
+                    out.files.extend(walked.files.into_iter().map(|(p, ino)| (join(&rel, &p), ino)));
                     out.folders.extend(walked.folders.into_iter().map(|p| join(&rel, &p)));
                 }
             }
@@ -178,31 +184,44 @@ impl Manifest {
 mod tests {
     use super::*;
 
-    fn sorted(mut v: Vec<String>) -> Vec<String> {
+    fn sorted(v: impl IntoIterator<Item = String>) -> Vec<String> {
+        let mut v: Vec<String> = v.into_iter().collect();
         v.sort();
         v
+    }
+
+    fn ino(p: &Path) -> u64 {
+        std::fs::symlink_metadata(p).unwrap().ino()
     }
 
     #[test]
     fn a_listing_through_the_manifest_is_a_walk_whatever_changed_since() {
         let tmp = tempfile::tempdir().unwrap();
         let root = tmp.path().join("r");
-        let files = ["index.html", "items/a/index.html", "items/b/index.html", "thumbs/a.jpg", "thumbs/b.jpg", "api/items/a.json"];
+        let files = ["index.html", "items/a/index.html", "items/b/index.html", "thumbs/a.jpg", "thumbs/b.jpg", "api/items/a.json", "items/d/index.html"];
         for f in files {
             std::fs::create_dir_all(root.join(f).parent().unwrap()).unwrap();
             std::fs::write(root.join(f), f).unwrap();
         }
-        let bytes = make(&root, files.iter().copied()).unwrap();
+        // One file's inode is not known to the build that made the release.
+        let bytes = make(&root, files.iter().map(|f| (*f, if *f == "index.html" { 0 } else { ino(&root.join(f)) }))).unwrap();
         let m_path = tmp.path().join("r.files");
         std::fs::write(&m_path, &bytes).unwrap();
         let m = Manifest::load(&m_path).unwrap();
         let same = |only_files: bool| {
             let (by_m, walked) = (m.list(&root, only_files).unwrap(), crate::publish::walk(&root, only_files).unwrap());
-            assert_eq!(sorted(by_m.files), sorted(walked.files));
+            // Whatever inode the listing vouches for is the file's.
+            for (f, &i) in &by_m.files {
+                assert!(i == 0 || i == ino(&root.join(f)), "{f}");
+            }
+            assert_eq!(sorted(by_m.files.into_keys()), sorted(walked.files.into_keys()));
             assert_eq!(sorted(by_m.folders), sorted(walked.folders));
         };
         same(true);
         same(false);
+        let vouched = |only_files: bool| sorted(m.list(&root, only_files).unwrap().files.into_iter().filter(|(_, i)| *i != 0).map(|(f, _)| f));
+        // The release's own folder is read (its time moves when it is renamed into place).
+        assert_eq!(vouched(true), sorted(files.iter().filter(|f| f.contains('/')).map(|f| f.to_string())));
         // Changed by hand: a stray file, a file gone, a new folder with files deep in it, a
         // folder replaced by a link to the outside (nothing below it is listed), a file
         // where a folder was.
@@ -220,13 +239,16 @@ mod tests {
         std::fs::write(root.join("items/b"), "a file").unwrap();
         same(true);
         same(false);
-        assert!(!m.list(&root, true).unwrap().files.iter().any(|f| f.starts_with("api/items/")));
+        assert!(!m.list(&root, true).unwrap().files.keys().any(|f| f.starts_with("api/items/")));
+        // Only files of folders unchanged since keep their inodes: a file replaced in a
+        // folder that changed is not vouched for.
+        assert_eq!(vouched(true), ["items/d/index.html"].map(String::from));
         // A damaged manifest reads as none.
         let text = String::from_utf8(bytes).unwrap();
-        for bad in [text.replace("D\t", "X\t"), text.replacen("\t", "", 1), text[..text.len() / 2].to_string(), text.replace("simsite-files-v1", "simsite-files-v0")] {
+        for bad in [text.replace("D\t", "X\t"), text.replacen("\t", "", 1), text[..text.len() / 2].to_string(), text.replace("simsite-files-v2", "simsite-files-v1")] {
             std::fs::write(&m_path, bad).unwrap();
             assert!(Manifest::load(&m_path).is_none());
         }
-        assert!(make(&root, ["a\nb"].into_iter()).is_none());
+        assert!(make(&root, [("a\nb", 1)].into_iter()).is_none());
     }
 }
