@@ -73,6 +73,9 @@ struct State {
     served_read: usize,
     /// Files `put_rendered` kept from the served release without rendering them.
     kept_unrendered: usize,
+    /// Folders of the staging folder this build made or removed an entry in (their times
+    /// moved since the listing).
+    touched: HashSet<PathBuf>,
 }
 
 /// The files (relative paths, each with the inode its release's manifest vouches for, or
@@ -379,6 +382,7 @@ impl Release {
             }
         }
         if !all_there {
+            made.iter().for_each(|d| self.touch(d));
             std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
         }
         self.state.lock().unwrap().dirs.extend(made);
@@ -397,12 +401,20 @@ impl Release {
     /// `install` where what is at `path` is known already (`now`: `Some(true)` a folder,
     /// `Some(false)` anything else, `None` nothing).
     fn install_over(&self, path: &Path, now: Option<bool>, make: impl Fn(&Path) -> std::io::Result<()>) -> Result<()> {
+        self.touch(path);
         match now {
             Some(true) => std::fs::remove_dir_all(path).ok(),
             Some(false) => std::fs::remove_file(path).ok(),
             None => None,
         };
         make(path).with_context(|| self.cannot_write(path))
+    }
+
+    /// Notes that the folder holding `path` gets an entry made or removed.
+    fn touch(&self, path: &Path) {
+        if self.recycled {
+            self.state.lock().unwrap().touched.insert(path.parent().unwrap().to_path_buf());
+        }
     }
 
     /// The error of a write into the staging folder that failed.
@@ -591,6 +603,7 @@ impl Release {
         let mut emptied = BTreeSet::new();
         for rel in listed.files.keys().filter(|r| !put.contains_key(*r)) {
             let path = self.staging.join(rel);
+            self.touch(&path);
             match std::fs::remove_file(&path) {
                 Ok(()) => {}
                 // Gone since, or now a folder the build made where the file (or a link) was.
@@ -607,6 +620,7 @@ impl Release {
         for dir in emptied.iter().rev() {
             let mut d = dir.as_path();
             while d != self.staging && std::fs::remove_dir(d).is_ok() {
+                self.touch(d);
                 d = d.parent().unwrap();
             }
         }
@@ -653,7 +667,12 @@ impl Release {
         // Only save reads next time: a build goes on without them. The manifest is made once
         // nothing more changes in the release's folders.
         crate::fsutil::atomic_write(&index::path_of(&release), &index::encode(state.index)).ok();
-        if let Some(m) = manifest::make(&self.staging, state.put.iter().map(|(s, &ino)| (s.as_str(), ino))) {
+        // Folders nothing was made or removed in since the listing keep the stamps it read.
+        let mut touched = state.touched;
+        touched.extend(std::mem::take(&mut self.state.lock().unwrap().touched));
+        let untouched: HashMap<String, manifest::Stamp> =
+            listing.staging.stamps.into_iter().filter(|(rel, _)| !touched.contains(&self.staging.join(rel))).collect();
+        if let Some(m) = manifest::make(&self.staging, state.put.iter().map(|(s, &ino)| (s.as_str(), ino)), &untouched) {
             crate::fsutil::atomic_write(&manifest::path_of(&release), &m).ok();
         }
         if let Some(f) = self.flusher.take() {

@@ -56,10 +56,15 @@ pub struct Manifest {
 pub struct Listed {
     pub files: HashMap<String, u64>,
     pub folders: Vec<String>,
+    /// The inode and time of the folders the manifest knows, as listed (before any was read).
+    pub stamps: HashMap<String, Stamp>,
 }
 
+/// A folder's inode and modification time (seconds, nanoseconds).
+pub type Stamp = (u64, i64, i64);
+
 /// A folder's inode and modification time, if it is a folder (not a link to one).
-fn folder_stamp(path: &Path) -> Option<(u64, i64, i64)> {
+fn folder_stamp(path: &Path) -> Option<Stamp> {
     std::fs::symlink_metadata(path).ok().filter(|m| m.is_dir()).map(|m| (m.ino(), m.mtime(), m.mtime_nsec()))
 }
 
@@ -77,9 +82,10 @@ fn join(dir: &str, name: &str) -> String {
 
 /// The manifest of the release at `root`, whose files are `files` (relative paths, each
 /// with its inode or 0) and whose folders are exactly their parents: reads each folder's
-/// inode and time, so it is written once nothing more changes in the release. `None` when
-/// a path cannot be written down (a line break in it) or a folder cannot be read.
-pub fn make<'a>(root: &Path, files: impl Iterator<Item = (&'a str, u64)>) -> Option<Vec<u8>> {
+/// inode and time, so it is written once nothing more changes in the release. A folder
+/// `known` has a stamp for is not read: the caller knows nothing in it changed since.
+/// `None` when a path cannot be written down (a line break in it) or a folder cannot be read.
+pub fn make<'a>(root: &Path, files: impl Iterator<Item = (&'a str, u64)>, known: &HashMap<String, Stamp>) -> Option<Vec<u8>> {
     let mut by_folder: HashMap<&str, Vec<(&str, u64)>> = HashMap::new();
     by_folder.insert("", Vec::new());
     for (f, ino) in files {
@@ -96,7 +102,7 @@ pub fn make<'a>(root: &Path, files: impl Iterator<Item = (&'a str, u64)>) -> Opt
     }
     let mut folders: Vec<(&str, Vec<(&str, u64)>)> = by_folder.into_iter().collect();
     folders.sort_unstable_by(|a, b| a.0.cmp(b.0));
-    let stamps: Vec<(u64, i64, i64)> = folders.par_iter().map(|(rel, _)| folder_stamp(&root.join(rel))).collect::<Option<_>>()?;
+    let stamps: Vec<Stamp> = folders.par_iter().map(|(rel, _)| known.get(*rel).copied().or_else(|| folder_stamp(&root.join(rel)))).collect::<Option<_>>()?;
     let mut out = String::with_capacity(MAGIC.len() + folders.len() * 64);
     out.push_str(MAGIC);
     for ((rel, mut names), (ino, s, ns)) in folders.into_iter().zip(stamps) {
@@ -139,13 +145,14 @@ impl Manifest {
         let known: HashMap<&str, usize> = self.folders.iter().enumerate().map(|(i, f)| (f.rel.as_str(), i)).collect();
         // Whether each folder is a folder still, as are all above it (so that a path through
         // it stays in the release).
-        let stamps: Vec<Option<(u64, i64, i64)>> = self.folders.par_iter().map(|f| folder_stamp(&root.join(&f.rel))).collect();
+        let stamps: Vec<Option<Stamp>> = self.folders.par_iter().map(|f| folder_stamp(&root.join(&f.rel))).collect();
         let mut sound = vec![false; self.folders.len()];
         let mut out = Listed::default();
         for (i, f) in self.folders.iter().enumerate() {
             let above = f.rel.is_empty() || known.get(parent(&f.rel)).is_some_and(|&p| sound[p]);
             let Some((ino, s, ns)) = stamps[i].filter(|_| above) else { continue };
             sound[i] = true;
+            out.stamps.insert(f.rel.clone(), (ino, s, ns));
             if !f.rel.is_empty() {
                 out.folders.push(f.rel.clone());
             }
@@ -204,7 +211,7 @@ mod tests {
             std::fs::write(root.join(f), f).unwrap();
         }
         // One file's inode is not known to the build that made the release.
-        let bytes = make(&root, files.iter().map(|f| (*f, if *f == "index.html" { 0 } else { ino(&root.join(f)) }))).unwrap();
+        let bytes = make(&root, files.iter().map(|f| (*f, if *f == "index.html" { 0 } else { ino(&root.join(f)) })), &HashMap::new()).unwrap();
         let m_path = tmp.path().join("r.files");
         std::fs::write(&m_path, &bytes).unwrap();
         let m = Manifest::load(&m_path).unwrap();
@@ -249,6 +256,6 @@ mod tests {
             std::fs::write(&m_path, bad).unwrap();
             assert!(Manifest::load(&m_path).is_none());
         }
-        assert!(make(&root, [("a\nb", 1)].into_iter()).is_none());
+        assert!(make(&root, [("a\nb", 1)].into_iter(), &HashMap::new()).is_none());
     }
 }
