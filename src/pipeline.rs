@@ -567,6 +567,7 @@ pub fn build(settings: &Settings, ui: &Ui) -> Result<BuildOutcome> {
         // The api files and the site are independent, so they are made side by side: each
         // keeps the cores busy while the other is in a serial part (the Parquet export, the
         // structure files, the map, the galleries). Their stage times overlap.
+        release.wait_listing()?;
         let (api_done, rendered) = rayon::join(
             || -> Result<(usize, f64)> {
                 let t = Instant::now();
@@ -602,6 +603,7 @@ pub fn build(settings: &Settings, ui: &Ui) -> Result<BuildOutcome> {
         api::put_manifest(&release, &settings, &facts)?;
     } else {
         let input = site::Input { items: &items, thumbs: &thumbs, previews: &previews, known: &known, model: None, eval };
+        release.wait_listing()?;
         render_site(&release, &settings, &input, &mut report, ui)?;
     }
 

@@ -81,9 +81,10 @@ struct State {
 /// The files (relative paths, each with the inode its release's manifest vouches for, or
 /// 0) the served release and the recycled staging folder held when the build began, and
 /// the staging folder's folders. Listed by a thread while the build embeds and lays out,
-/// and waited for before the first file is put: a build then knows, without an `lstat`,
-/// which folders of the staging folder are there and which of its files are already the
-/// inodes it would link in.
+/// and waited for (`wait_listing`) before the build puts its files: a build then knows,
+/// without an `lstat`, which folders of the staging folder are there and which of its
+/// files are already the inodes it would link in. A file put before the listing is done
+/// is put the slower way, looking at what is there.
 #[derive(Default)]
 struct Listing {
     prev: HashMap<String, u64>,
@@ -327,6 +328,24 @@ impl Release {
         std::fs::read(self.prev.as_ref()?.join(rel)).ok()
     }
 
+    /// Waits for the listing of the releases, so that the files put from now on use what
+    /// it found. Not on one of rayon's threads: the listing uses them, and waiting there
+    /// could leave it none (the files are then put the slower way).
+    pub fn wait_listing(&self) -> Result<()> {
+        if rayon::current_thread_index().is_none() {
+            self.listing()?;
+        }
+        Ok(())
+    }
+
+    /// The listing, if it is done (never waits: see `wait_listing`).
+    fn listing_now(&self) -> Option<&Listing> {
+        if self.listed.get().is_none() && self.listing.lock().unwrap().as_ref().is_some_and(|h| !h.is_finished()) {
+            return None;
+        }
+        self.listing().ok()
+    }
+
     /// What the listing thread found, waiting for it the first time.
     fn listing(&self) -> Result<&Listing> {
         let listed = self.listed.get_or_init(|| match self.listing.lock().unwrap().take() {
@@ -342,7 +361,7 @@ impl Release {
     /// The inode a release's file at `rel` is known to be (the served one's with `served`,
     /// else the staging folder's) without an `lstat`, if its manifest vouches for it.
     fn known_inode(&self, rel: &str, served: bool) -> Option<u64> {
-        let l = self.listing().ok()?;
+        let l = self.listing_now()?;
         let files = if served { &l.prev } else { &l.staging.files };
         files.get(rel).copied().filter(|&i| i != 0)
     }
@@ -350,7 +369,8 @@ impl Release {
     fn target(&self, rel: &str) -> Result<PathBuf> {
         debug_assert!(!rel.starts_with('/') && !rel.split('/').any(|c| c == ".." || c.is_empty()), "{rel}");
         self.flusher.get_or_init(|| Flusher::start(self.staging.clone()));
-        let listed_dirs = &self.listing()?.staging_dirs;
+        let no_dirs = HashSet::new();
+        let listed_dirs = self.listing_now().map_or(&no_dirs, |l| &l.staging_dirs);
         let path = self.staging.join(rel);
         let dir = path.parent().unwrap().to_path_buf();
         if self.state.lock().unwrap().dirs.contains(&dir) {

@@ -246,6 +246,17 @@ fn contents(out: &Path) -> BTreeMap<String, Vec<u8>> {
     c
 }
 
+/// Asserts that the site `root` built is, byte for byte, the one `plain` built (a copy of
+/// it whose build started afresh); returns its contents.
+fn same_site(root: &Path, plain: &Path) -> BTreeMap<String, Vec<u8>> {
+    let (got, want) = (contents(&root.join("out")), contents(&plain.join("out")));
+    assert_eq!(got.keys().collect::<Vec<_>>(), want.keys().collect::<Vec<_>>());
+    for (p, bytes) in &want {
+        assert!(&got[p] == bytes, "{p} differs from a build that started afresh");
+    }
+    got
+}
+
 #[test]
 fn a_recycled_release_however_damaged_becomes_exactly_the_new_site() {
     let tmp = tempfile::tempdir().unwrap();
@@ -299,11 +310,7 @@ fn a_recycled_release_however_damaged_becomes_exactly_the_new_site() {
     assert_eq!(code, 0, "{err}");
     let (code, _, err) = run(&plain, &["build"]);
     assert_eq!(code, 0, "{err}");
-    let (got, want) = (contents(&root.join("out")), contents(&plain.join("out")));
-    assert_eq!(got.keys().collect::<Vec<_>>(), want.keys().collect::<Vec<_>>());
-    for (p, bytes) in &want {
-        assert!(&got[p] == bytes, "{p} differs from a build without the old release");
-    }
+    same_site(&root, &plain);
     let escaped: Vec<_> = walkdir::WalkDir::new(&outside).min_depth(1).into_iter().map(|e| e.unwrap().path().to_path_buf()).collect();
     assert_eq!(escaped, [outside.join("items")], "written through a link out of the site");
     // No folder is left that the new site does not use.
@@ -321,11 +328,10 @@ fn a_recycled_release_however_damaged_becomes_exactly_the_new_site() {
 
 #[test]
 fn nightly_builds_through_the_manifests_make_the_site_a_fresh_build_makes() {
-    // Five nights; the third on recycle releases whose manifests vouch for their files'
-    // inodes, so thumbnails and pages are kept without looking at them (the fifth lists a
-    // release whose manifest a recycling build made). Each night
-    // adds images and replaces one image's bytes under the same name: its thumbnail must
-    // follow.
+    // Five nights. From the third on, each recycles a release whose manifest vouches for
+    // its files' inodes, so thumbnails and pages are kept without looking at them (the
+    // fifth lists a manifest that a recycling build made). Each night adds images and
+    // replaces one image's bytes under the same name: its thumbnail must follow.
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("a");
     blob_archive(&root, 30, 0);
@@ -352,11 +358,7 @@ fn nightly_builds_through_the_manifests_make_the_site_a_fresh_build_makes() {
     }
     let (code, _, err) = run(&plain, &["build"]);
     assert_eq!(code, 0, "{err}");
-    let (got, want) = (contents(&root.join("out")), contents(&plain.join("out")));
-    assert_eq!(got.keys().collect::<Vec<_>>(), want.keys().collect::<Vec<_>>());
-    for (p, bytes) in &want {
-        assert!(&got[p] == bytes, "{p} differs from a build without the recycled release");
-    }
+    let got = same_site(&root, &plain);
     // The replaced images show their new bytes.
     let thumb = |n: usize| got.iter().find(|(p, _)| p.starts_with("thumbs/") && p.contains(&format!("img{n:03}"))).map(|(_, b)| b.clone()).unwrap();
     for night in 1..5 {
