@@ -101,17 +101,25 @@ pub fn make<'a>(root: &Path, files: impl Iterator<Item = (&'a str, u64)>, known:
         }
     }
     let mut folders: Vec<(&str, Vec<(&str, u64)>)> = by_folder.into_iter().collect();
-    folders.sort_unstable_by(|a, b| a.0.cmp(b.0));
-    let stamps: Vec<Stamp> = folders.par_iter().map(|(rel, _)| known.get(*rel).copied().or_else(|| folder_stamp(&root.join(rel)))).collect::<Option<_>>()?;
-    let mut out = String::with_capacity(MAGIC.len() + folders.len() * 64);
+    folders.par_sort_unstable_by(|a, b| a.0.cmp(b.0));
+    // Each folder's lines on its own (it is the commit's longest serial step otherwise).
+    let parts: Vec<String> = folders
+        .into_par_iter()
+        .map(|(rel, mut names)| {
+            use std::fmt::Write;
+            let (ino, s, ns) = known.get(rel).copied().or_else(|| folder_stamp(&root.join(rel)))?;
+            names.sort_unstable();
+            let mut out = String::with_capacity(48 + rel.len() + names.iter().map(|(n, _)| n.len() + 24).sum::<usize>());
+            let _ = writeln!(out, "D\t{ino}\t{s}\t{ns}\t{rel}");
+            for (n, ino) in names {
+                let _ = writeln!(out, "\t{ino}\t{n}");
+            }
+            Some(out)
+        })
+        .collect::<Option<_>>()?;
+    let mut out = String::with_capacity(MAGIC.len() + END.len() + parts.iter().map(|p| p.len()).sum::<usize>());
     out.push_str(MAGIC);
-    for ((rel, mut names), (ino, s, ns)) in folders.into_iter().zip(stamps) {
-        names.sort_unstable();
-        out.push_str(&format!("D\t{ino}\t{s}\t{ns}\t{rel}\n"));
-        for (n, ino) in names {
-            out.push_str(&format!("\t{ino}\t{n}\n"));
-        }
-    }
+    parts.iter().for_each(|p| out.push_str(p));
     out.push_str(END);
     Some(out.into_bytes())
 }
