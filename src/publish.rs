@@ -89,8 +89,6 @@ struct State {
 struct Listing {
     prev: HashMap<String, u64>,
     staging: manifest::Listed,
-    /// `staging.folders` as paths: real folders (not links) when listed.
-    staging_dirs: HashSet<PathBuf>,
 }
 
 /// The file beside the release folder `release` named after it with `suffix` (its index,
@@ -121,7 +119,7 @@ pub(crate) fn walk(dir: &Path, only_files: bool) -> Result<manifest::Listed> {
         let t = entry.file_type();
         let rel = || entry.path().strip_prefix(dir).unwrap().to_string_lossy().into_owned();
         if t.is_dir() {
-            out.folders.push(rel());
+            out.folders.insert(rel(), None);
         } else if listed(t, only_files) {
             out.files.insert(rel(), 0);
         }
@@ -255,11 +253,9 @@ impl Release {
         let listing = {
             let (prev, staging) = (prev.clone(), recycled.then(|| staging.clone()));
             Some(std::thread::spawn(move || -> Result<Listing> {
-                let listed = staging.as_ref().map(|s| list_release(s, staging_manifest.as_deref(), false)).transpose()?.unwrap_or_default();
                 let listing = Listing {
                     prev: prev.map(|p| list_release(&p, Some(&manifest::path_of(&p)), true)).transpose()?.map(|l| l.files).unwrap_or_default(),
-                    staging_dirs: staging.map(|s| listed.folders.iter().map(|f| s.join(f)).collect()).unwrap_or_default(),
-                    staging: listed,
+                    staging: staging.map(|s| list_release(&s, staging_manifest.as_deref(), false)).transpose()?.unwrap_or_default(),
                 };
                 if let Some(m) = staging_manifest {
                     std::fs::remove_file(m).ok();
@@ -369,8 +365,7 @@ impl Release {
     fn target(&self, rel: &str) -> Result<PathBuf> {
         debug_assert!(!rel.starts_with('/') && !rel.split('/').any(|c| c == ".." || c.is_empty()), "{rel}");
         self.flusher.get_or_init(|| Flusher::start(self.staging.clone()));
-        let no_dirs = HashSet::new();
-        let listed_dirs = self.listing_now().map_or(&no_dirs, |l| &l.staging_dirs);
+        let listed_dirs = self.listing_now().map(|l| &l.staging.folders);
         let path = self.staging.join(rel);
         let dir = path.parent().unwrap().to_path_buf();
         if self.state.lock().unwrap().dirs.contains(&dir) {
@@ -386,7 +381,8 @@ impl Release {
             made.push(at.clone());
             // A folder the listing found (a real folder then) is one still: the build removes
             // nothing on a path to a file of its own before the commit.
-            if !self.recycled || listed_dirs.contains(&at) || self.state.lock().unwrap().dirs.contains(&at) {
+            let listed = || at.strip_prefix(&self.staging).ok().and_then(|r| r.to_str()).is_some_and(|r| listed_dirs.is_some_and(|d| d.contains_key(r)));
+            if !self.recycled || listed() || self.state.lock().unwrap().dirs.contains(&at) {
                 continue;
             }
             // A recycled release is not trusted to hold a folder where this one has one: a
@@ -635,7 +631,7 @@ impl Release {
         }
         // Folders the release does not use go too, even empty ones: the release's manifest
         // names only the folders of its files.
-        emptied.extend(listed.folders.iter().map(|r| self.staging.join(r)).filter(|p| !dirs.contains(p)));
+        emptied.extend(listed.folders.keys().map(|r| self.staging.join(r)).filter(|p| !dirs.contains(p)));
         // Deepest first; a folder that still has something in it stays.
         for dir in emptied.iter().rev() {
             let mut d = dir.as_path();
@@ -691,7 +687,7 @@ impl Release {
         let mut touched = state.touched;
         touched.extend(std::mem::take(&mut self.state.lock().unwrap().touched));
         let untouched: HashMap<String, manifest::Stamp> =
-            listing.staging.stamps.into_iter().filter(|(rel, _)| !touched.contains(&self.staging.join(rel))).collect();
+            listing.staging.folders.into_iter().filter_map(|(rel, st)| Some((rel, st?))).filter(|(rel, _)| !touched.contains(&self.staging.join(rel))).collect();
         if let Some(m) = manifest::make(&self.staging, state.put.iter().map(|(s, &ino)| (s.as_str(), ino)), &untouched) {
             crate::fsutil::atomic_write(&manifest::path_of(&release), &m).ok();
         }

@@ -525,7 +525,7 @@ impl StructureSettings {
             let changed = (ids.len() - present) + p.grown_on.len().saturating_sub(present);
             changed as f64 <= FOREST_REGROW_CHANGE * p.grown_on.len() as f64
         });
-        let (kept, how) = match usable {
+        let (mut kept, how) = match usable {
             Some(p) => (p, ForestUse::Kept),
             None => {
                 let mut grown_on = hashes;
@@ -533,7 +533,6 @@ impl StructureSettings {
                 (KeptForest { key, grown_on, forest: Forest::grow(emb, d, FOREST_TREES, FOREST_SAMPLE, FOREST_SEED), scored: Vec::new() }, ForestUse::Grown)
             }
         };
-        let mut kept = kept;
         let s = kept.score(emb, d);
         let r = ranks(&s);
         (s, r, Some((kept, how)))

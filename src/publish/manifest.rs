@@ -55,9 +55,9 @@ pub struct Manifest {
 #[derive(Default)]
 pub struct Listed {
     pub files: HashMap<String, u64>,
-    pub folders: Vec<String>,
-    /// The inode and time of the folders the manifest knows, as listed (before any was read).
-    pub stamps: HashMap<String, Stamp>,
+    /// Each folder (real folders, not links, when listed) with its inode and time as
+    /// listed, before it was read, if the manifest knows it.
+    pub folders: HashMap<String, Option<Stamp>>,
 }
 
 /// A folder's inode and modification time (seconds, nanoseconds).
@@ -160,9 +160,8 @@ impl Manifest {
             let above = f.rel.is_empty() || known.get(parent(&f.rel)).is_some_and(|&p| sound[p]);
             let Some((ino, s, ns)) = stamps[i].filter(|_| above) else { continue };
             sound[i] = true;
-            out.stamps.insert(f.rel.clone(), (ino, s, ns));
             if !f.rel.is_empty() {
-                out.folders.push(f.rel.clone());
+                out.folders.insert(f.rel.clone(), Some((ino, s, ns)));
             }
             // The release's own folder is always read: renaming it into place moved its times.
             if !f.rel.is_empty() && (ino, (s, ns)) == (f.ino, f.mtime) {
@@ -184,10 +183,10 @@ impl Manifest {
                         out.files.insert(rel, 0);
                     }
                 } else if !known.contains_key(rel.as_str()) {
-                    out.folders.push(rel.clone());
+                    out.folders.insert(rel.clone(), None);
                     let walked = super::walk(&root.join(&rel), only_files)?;
                     out.files.extend(walked.files.into_iter().map(|(p, ino)| (join(&rel, &p), ino)));
-                    out.folders.extend(walked.folders.into_iter().map(|p| join(&rel, &p)));
+                    out.folders.extend(walked.folders.into_iter().map(|(p, st)| (join(&rel, &p), st)));
                 }
             }
         }
@@ -230,7 +229,7 @@ mod tests {
                 assert!(i == 0 || i == ino(&root.join(f)), "{f}");
             }
             assert_eq!(sorted(by_m.files.into_keys()), sorted(walked.files.into_keys()));
-            assert_eq!(sorted(by_m.folders), sorted(walked.folders));
+            assert_eq!(sorted(by_m.folders.into_keys()), sorted(walked.folders.into_keys()));
         };
         same(true);
         same(false);
