@@ -16,7 +16,7 @@
 //! entry count (u64 LE), then per entry the path length (u32 LE) and UTF-8 relative path,
 //! dev, ino, size (u64 LE), mtime and ctime (i64 LE nanoseconds), and the 32-byte digest.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 use std::fs::Metadata;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
@@ -87,7 +87,7 @@ fn parse(b: &[u8]) -> Option<HashMap<String, (Stamp, [u8; 32])>> {
     };
     let u64_at = |s: &[u8]| u64::from_le_bytes(s.try_into().expect("8 bytes"));
     let count = u64_at(take(8)?);
-    let mut known = HashMap::with_capacity(count.min(1 << 24) as usize);
+    let mut known = HashMap::with_capacity_and_hasher(count.min(1 << 24) as usize, Default::default());
     for _ in 0..count {
         let len = u32::from_le_bytes(take(4)?.try_into().ok()?) as usize;
         let rel = std::str::from_utf8(take(len)?).ok()?.to_string();

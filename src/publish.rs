@@ -19,7 +19,8 @@
 //! server may still be serving a request from it); any others are deleted in the background
 //! while the build works. `.site.lock` keeps a second build on the same output out.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
+use std::collections::BTreeSet;
 use std::fs::{File, Metadata};
 use std::os::unix::fs::MetadataExt;
 use std::io::ErrorKind;
@@ -659,10 +660,12 @@ impl Release {
         let Some(prev) = self.prev.clone() else { return Ok(Vec::new()) };
         let keep = self.state.lock().unwrap().carry;
         let mut removed = Vec::new();
-        for rel in listed.into_keys() {
-            if self.state.lock().unwrap().put.contains_key(&rel) {
-                continue;
-            }
+        // The served files the build did not put (most files, it puts).
+        let missing: Vec<String> = {
+            let st = self.state.lock().unwrap();
+            listed.into_keys().filter(|rel| !st.put.contains_key(rel)).collect()
+        };
+        for rel in missing {
             if keep.is_some_and(|k| k(&rel)) {
                 let path = self.target(&rel)?;
                 let from = prev.join(&rel);

@@ -19,7 +19,7 @@
 //! Kept beside the release folder as `<release>.files`; a missing or damaged manifest
 //! means a walk, as before.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 use std::io::ErrorKind;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -86,7 +86,7 @@ fn join(dir: &str, name: &str) -> String {
 /// `known` has a stamp for is not read: the caller knows nothing in it changed since.
 /// `None` when a path cannot be written down (a line break in it) or a folder cannot be read.
 pub fn make<'a>(root: &Path, files: impl Iterator<Item = (&'a str, u64)>, known: &HashMap<String, Stamp>) -> Option<Vec<u8>> {
-    let mut by_folder: HashMap<&str, Vec<(&str, u64)>> = HashMap::new();
+    let mut by_folder: HashMap<&str, Vec<(&str, u64)>> = HashMap::default();
     by_folder.insert("", Vec::new());
     for (f, ino) in files {
         if f.contains(['\n', '\r']) {
@@ -218,7 +218,7 @@ mod tests {
             std::fs::write(root.join(f), f).unwrap();
         }
         // One file's inode is not known to the build that made the release.
-        let bytes = make(&root, files.iter().map(|f| (*f, if *f == "index.html" { 0 } else { ino(&root.join(f)) })), &HashMap::new()).unwrap();
+        let bytes = make(&root, files.iter().map(|f| (*f, if *f == "index.html" { 0 } else { ino(&root.join(f)) })), &HashMap::default()).unwrap();
         let m_path = tmp.path().join("r.files");
         std::fs::write(&m_path, &bytes).unwrap();
         let m = Manifest::load(&m_path).unwrap();
@@ -263,6 +263,6 @@ mod tests {
             std::fs::write(&m_path, bad).unwrap();
             assert!(Manifest::load(&m_path).is_none());
         }
-        assert!(make(&root, [("a\nb", 1)].into_iter(), &HashMap::new()).is_none());
+        assert!(make(&root, [("a\nb", 1)].into_iter(), &HashMap::default()).is_none());
     }
 }
