@@ -396,11 +396,14 @@ pub fn build(settings: &Settings, ui: &Ui) -> Result<BuildOutcome> {
     cache_writable(settings)?;
     let mut settings = settings.clone();
     let mut encoder = load_encoder(&mut settings, ui)?;
-    let Gathered { items, mut report } = gather(&settings, ui)?;
-    let mut cache = match &encoder {
-        Some(e) => Some(open_cache(&settings, e, ui)?),
-        None => None,
-    };
+    // The embedding cache is read (its segments decoded) while the archive is scanned:
+    // one is mostly system calls, the other mostly CPU.
+    let (gathered, cache) = std::thread::scope(|s| {
+        let cache = encoder.as_ref().map(|e| s.spawn(|| open_cache(&settings, e, ui)));
+        (gather(&settings, ui), cache.map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))))
+    });
+    let Gathered { items, mut report } = gathered?;
+    let mut cache = cache.transpose()?;
     match &cache {
         Some(c) => report.warnings.extend(c.problems.iter().cloned()),
         None => ui.info("no [encoder] model configured: thumbnails only, no embeddings"),
