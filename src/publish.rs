@@ -697,6 +697,7 @@ impl Release {
         // nothing more changes in the release's folders.
         crate::fsutil::atomic_write(&index::path_of(&release), &index::encode(state.index)).ok();
         // Folders nothing was made or removed in since the listing keep the stamps it read.
+        // `remove_stale` noted its folders in the state taken after `state` was.
         let mut touched = state.touched;
         touched.extend(std::mem::take(&mut self.state.lock().unwrap().touched));
         let untouched: HashMap<String, manifest::Stamp> =
