@@ -25,6 +25,7 @@ use std::fs::{File, Metadata};
 use std::os::unix::fs::MetadataExt;
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use anyhow::{bail, Context, Result};
@@ -41,6 +42,14 @@ pub struct Release {
     /// What the served release's index says of its files (empty without one).
     prev_index: index::Index,
     state: Mutex<State>,
+    /// The staging folder's folders known to be there (made, or checked, by this build).
+    /// Apart from `state`: every file put looks here first, and a lock shared with the
+    /// bookkeeping of every put made the build's threads queue for it.
+    dirs: std::sync::RwLock<HashSet<PathBuf>>,
+    /// Served files read to compare them (those the index could not vouch for).
+    served_read: AtomicUsize,
+    /// Files `put_rendered` kept from the served release without rendering them.
+    kept_unrendered: AtomicUsize,
     /// Deleting releases neither served nor recycled, alongside the build.
     pruning: Option<std::thread::JoinHandle<()>>,
     /// Listing the files of the served and the recycled release, alongside the build until
@@ -68,15 +77,10 @@ struct State {
     put: HashMap<String, u64>,
     /// Paths new or different from the served release.
     changed: BTreeSet<String>,
-    dirs: HashSet<PathBuf>,
     /// This release's index, for the files put from bytes.
     index: Vec<(u64, index::Entry)>,
     /// Which of the served release's files the new one keeps when it does not make them.
     carry: Option<fn(&str) -> bool>,
-    /// Served files read to compare them (those the index could not vouch for).
-    served_read: usize,
-    /// Files `put_rendered` kept from the served release without rendering them.
-    kept_unrendered: usize,
     /// Folders of the staging folder this build made or removed an entry in (their times
     /// moved since the listing).
     touched: HashSet<PathBuf>,
@@ -278,6 +282,9 @@ impl Release {
             prev,
             prev_index,
             state: Mutex::new(State::default()),
+            dirs: Default::default(),
+            served_read: AtomicUsize::new(0),
+            kept_unrendered: AtomicUsize::new(0),
             pruning,
             flusher: std::sync::OnceLock::new(),
             reaper: std::sync::OnceLock::new(),
@@ -373,7 +380,7 @@ impl Release {
         let listed_dirs = self.listing_now().map(|l| &l.staging.folders);
         let path = self.staging.join(rel);
         let dir = path.parent().unwrap().to_path_buf();
-        if self.state.lock().unwrap().dirs.contains(&dir) {
+        if self.dirs.read().unwrap().contains(&dir) {
             return Ok(path);
         }
         let mut at = self.staging.clone();
@@ -387,7 +394,7 @@ impl Release {
             // A folder the listing found (a real folder then) is one still: the build removes
             // nothing on a path to a file of its own before the commit.
             let listed = || at.strip_prefix(&self.staging).ok().and_then(|r| r.to_str()).is_some_and(|r| listed_dirs.is_some_and(|d| d.contains_key(r)));
-            if !self.recycled || listed() || self.state.lock().unwrap().dirs.contains(&at) {
+            if !self.recycled || listed() || self.dirs.read().unwrap().contains(&at) {
                 continue;
             }
             // A recycled release is not trusted to hold a folder where this one has one: a
@@ -406,7 +413,7 @@ impl Release {
             made.iter().for_each(|d| self.touch(d));
             std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
         }
-        self.state.lock().unwrap().dirs.extend(made);
+        self.dirs.write().unwrap().extend(made);
         Ok(path)
     }
 
@@ -507,7 +514,7 @@ impl Release {
         if let Some(e) = self.prev_index.get(rel).filter(|e| e.stamp == index::stamp(pm)) {
             return e.digest == *digest;
         }
-        self.state.lock().unwrap().served_read += 1;
+        self.served_read.fetch_add(1, Ordering::Relaxed);
         std::fs::read(prev).is_ok_and(|b| b == bytes)
     }
 
@@ -527,7 +534,7 @@ impl Release {
                 if pm.is_file() && e.stamp == index::stamp(&pm) {
                     let path = self.target(rel)?;
                     let stamp = self.keep_prev(rel, &path, &prev, &pm)?;
-                    self.state.lock().unwrap().kept_unrendered += 1;
+                    self.kept_unrendered.fetch_add(1, Ordering::Relaxed);
                     return self.record(rel, false, stamp.map(|stamp| index::Entry { stamp, ..e }), pm.ino());
                 }
             }
@@ -688,7 +695,8 @@ impl Release {
         let removed = self.carry_and_list_removed(listing.prev)?;
         let state = std::mem::take(&mut *self.state.lock().unwrap());
         if self.recycled {
-            self.remove_stale(&listing.staging, &state.put, &state.dirs)?;
+            let dirs = std::mem::take(&mut *self.dirs.write().unwrap());
+            self.remove_stale(&listing.staging, &state.put, &dirs)?;
         }
         let (parent, name) = names(&self.out)?;
         let id = format!("r{}-{}", chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ"), std::process::id());
@@ -722,8 +730,8 @@ impl Release {
             changed: state.changed.into_iter().collect(),
             removed,
             release: id.clone(),
-            served_read: state.served_read,
-            kept_unrendered: state.kept_unrendered,
+            served_read: self.served_read.load(Ordering::Relaxed),
+            kept_unrendered: self.kept_unrendered.load(Ordering::Relaxed),
         };
         let list = |v: &[String]| v.iter().map(|p| format!("{p}\n")).collect::<String>();
         crate::fsutil::atomic_write(&report_dir.join("changed-paths.txt"), list(&changes.changed).as_bytes())
