@@ -96,6 +96,9 @@ pub struct Rendered {
     pub pages: usize,
     pub tiles: usize,
     pub atlases_made: usize,
+    /// Thumbnails decoded into atlases (an atlas of additions starts from its last version's
+    /// kept cells, so a night decodes only the new items' thumbnails).
+    pub thumbnails_decoded: usize,
     /// Seconds spent on each part, in order.
     pub parts: Vec<(String, f64)>,
 }
@@ -359,7 +362,7 @@ pub fn render(release: &Release, settings: &Settings, input: &Input, ui: &crate:
     let overview = match &input.model {
         Some(m) => {
             let t = map_files(release, settings, input, m, &mut out)?;
-            ui.info(format!("map: {} tiles ({} atlases made)", out.tiles, out.atlases_made));
+            ui.info(format!("map: {} tiles ({} atlases made, {} thumbnails decoded)", out.tiles, out.atlases_made, out.thumbnails_decoded));
             Some(t)
         }
         None => None,
@@ -758,8 +761,15 @@ fn map_files(release: &Release, settings: &Settings, input: &Input, m: &Model, o
     // Tiles: ids and titles, and the thumbnail atlas (cached by its members' thumbnails).
     let atlas_dir = settings.cache.join("atlases");
     std::fs::create_dir_all(&atlas_dir).with_context(|| format!("cannot create {}", atlas_dir.display()))?;
-    let made = std::sync::atomic::AtomicUsize::new(0);
-    let atlas_file = |key: &blake3::Hash| atlas_dir.join(format!("{}.jpg", key.to_hex()));
+    // What the cache holds, listed once rather than asked of each tile's files.
+    let present: std::collections::HashSet<String> =
+        std::fs::read_dir(&atlas_dir)?.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    let (made, decoded) = (std::sync::atomic::AtomicUsize::new(0), std::sync::atomic::AtomicUsize::new(0));
+    let atlas_name = |key: &blake3::Hash| format!("{}.jpg", key.to_hex());
+    // An atlas of additions's pixels, kept so that the next night's one (the same cells and a
+    // few more) decodes only the thumbnails it adds: a tile's additions are made again every
+    // night it gains an item, from up to MAX_ADDED + ATLAS_COLS thumbnails.
+    let cells_name = |key: &blake3::Hash| format!("{}.cells", key.to_hex());
     let keys: Vec<Vec<String>> = tiles
         .par_iter()
         .enumerate()
@@ -780,31 +790,59 @@ fn map_files(release: &Release, settings: &Settings, input: &Input, m: &Model, o
             }
             let mut used = Vec::new();
             for (rel, cells, kind) in parts {
+                let added = kind != b"simsite-atlas-v1";
                 let mut h = blake3::Hasher::new();
                 h.update(kind);
                 h.update(&CELL.to_le_bytes());
+                // For an atlas of additions, the key of each of its beginnings (its cells up to
+                // the first, the second, ...): one of them named the last build's version.
+                let mut prefix = Vec::new();
                 for &i in cells {
                     h.update(input.thumbs[i as usize].as_os_str().as_encoded_bytes());
                     h.update(b"\0");
+                    if added {
+                        prefix.push(h.finalize());
+                    }
                 }
-                let cached = atlas_file(&h.finalize());
-                if !cached.is_file() {
-                    let jpeg = atlas(cells.iter().map(|&i| input.thumbs[i as usize]))?;
+                let key = h.finalize();
+                let cached = atlas_dir.join(atlas_name(&key));
+                if !present.contains(&atlas_name(&key)) {
+                    let (w, ht) = atlas_size(cells.len());
+                    let mut px = vec![0u8; (w * ht * 3) as usize];
+                    // The longest beginning kept: its cells are these cells' first ones.
+                    let kept = (1..prefix.len()).rev().filter(|&l| present.contains(&cells_name(&prefix[l - 1]))).find_map(|l| {
+                        let b = std::fs::read(atlas_dir.join(cells_name(&prefix[l - 1]))).ok()?;
+                        (b.len() as u32 == w * atlas_size(l).1 * 3).then_some((l, b))
+                    });
+                    let from = kept.map_or(0, |(l, b)| {
+                        px[..b.len()].copy_from_slice(&b);
+                        l
+                    });
+                    draw_cells(&mut px, cells.iter().map(|&i| input.thumbs[i as usize]).enumerate().skip(from));
+                    decoded.fetch_add(cells.len() - from, std::sync::atomic::Ordering::Relaxed);
+                    if added {
+                        // Only saves work next time: a build goes on without it.
+                        crate::fsutil::atomic_write(&atlas_dir.join(cells_name(&key)), &px).ok();
+                    }
+                    let jpeg = encode_atlas(&px, w, ht)?;
                     crate::fsutil::atomic_write(&cached, &jpeg).with_context(|| format!("cannot write {}", cached.display()))?;
                     made.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
                 release.put_file(&rel, &cached)?;
-                used.push(cached.file_name().unwrap().to_string_lossy().into_owned());
+                used.push(atlas_name(&key));
+                if added {
+                    used.push(cells_name(&key));
+                }
             }
             Ok(used)
         })
         .collect::<Result<_>>()?;
     out.atlases_made = made.into_inner();
+    out.thumbnails_decoded = decoded.into_inner();
+    // Atlases (and kept cells) no tile uses any more; made this build are all used.
     let used: std::collections::HashSet<String> = keys.into_iter().flatten().collect();
-    for entry in std::fs::read_dir(&atlas_dir)?.flatten() {
-        if !used.contains(&*entry.file_name().to_string_lossy()) {
-            std::fs::remove_file(entry.path()).ok();
-        }
+    for name in present.iter().filter(|n| !used.contains(*n)) {
+        std::fs::remove_file(atlas_dir.join(name)).ok();
     }
 
     let mut names = Vec::new();
@@ -849,14 +887,18 @@ fn catalogue_columns(settings: &Settings, input: &Input) -> Vec<String> {
     cols
 }
 
-/// A thumbnail atlas: each thumbnail scaled into a `CELL`-pixel square (letterboxed on
-/// black), `ATLAS_COLS` per row. JPEG's DCT scaling decodes a 128-pixel thumbnail straight
-/// at a quarter size, so this costs little per item.
-fn atlas<'a>(thumbs: impl ExactSizeIterator<Item = &'a Path>) -> Result<Vec<u8>> {
-    let n = thumbs.len() as u32;
-    let (w, h) = (ATLAS_COLS * CELL, n.div_ceil(ATLAS_COLS).max(1) * CELL);
-    let mut px = vec![0u8; (w * h * 3) as usize];
-    for (j, p) in thumbs.enumerate() {
+/// The width and height in pixels of an atlas of `n` cells.
+fn atlas_size(n: usize) -> (u32, u32) {
+    (ATLAS_COLS * CELL, (n as u32).div_ceil(ATLAS_COLS).max(1) * CELL)
+}
+
+/// Draws thumbnails into an atlas's RGB pixels `px` (`ATLAS_COLS` cells a row), each given
+/// with its cell's number: scaled into the `CELL`-pixel square, letterboxed on black. JPEG's
+/// DCT scaling decodes a 128-pixel thumbnail straight at a quarter size, so this costs
+/// little per item. A thumbnail that cannot be read leaves its cell black.
+fn draw_cells<'a>(px: &mut [u8], thumbs: impl Iterator<Item = (usize, &'a Path)>) {
+    let w = ATLAS_COLS * CELL;
+    for (j, p) in thumbs {
         let (cx, cy) = ((j as u32 % ATLAS_COLS) * CELL, (j as u32 / ATLAS_COLS) * CELL);
         let Ok((tw, th, rgb)) = small_rgb(p) else { continue };
         let scale = (CELL as f32 / tw.max(th) as f32).min(1.0);
@@ -884,8 +926,12 @@ fn atlas<'a>(thumbs: impl ExactSizeIterator<Item = &'a Path>) -> Result<Vec<u8>>
             }
         }
     }
+}
+
+/// An atlas's pixels (`w` by `h`, RGB) as a JPEG.
+fn encode_atlas(px: &[u8], w: u32, h: u32) -> Result<Vec<u8>> {
     let mut out = Vec::new();
-    jpeg_encoder::Encoder::new(&mut out, 80).encode(&px, w as u16, h as u16, jpeg_encoder::ColorType::Rgb)?;
+    jpeg_encoder::Encoder::new(&mut out, 80).encode(px, w as u16, h as u16, jpeg_encoder::ColorType::Rgb)?;
     Ok(out)
 }
 

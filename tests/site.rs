@@ -705,3 +705,61 @@ fn a_nightly_build_keeps_the_map_tiles_and_adds_an_atlas_of_the_new_items() {
         assert_eq!((after[&p].1, after[&p].2), (before[&p].1, before[&p].2), "{p}");
     }
 }
+
+#[test]
+fn an_atlas_of_additions_made_from_its_kept_cells_is_the_one_made_afresh() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let (out, atlases) = (root.join("out"), root.join("cache/atlases"));
+    let map = || -> Value { serde_json::from_slice(&std::fs::read(out.join("map/map.json")).unwrap()).unwrap() };
+    let tiles = |m: &Value| -> Vec<(u64, u64)> { m["tiles"].as_array().unwrap().iter().map(|t| (t[5].as_u64().unwrap(), t[6].as_u64().unwrap())).collect() };
+    let kept_cells = || std::fs::read_dir(&atlases).unwrap().flatten().filter(|e| e.file_name().to_string_lossy().ends_with(".cells")).count();
+    blob_archive(root, 700, 0);
+    config(root, "");
+    assert_eq!(run(root, &["build"]).0, 0);
+    assert_eq!(kept_cells(), 0, "a map without additions keeps no cells");
+    // Two nights of seven new images each.
+    blob_archive(root, 7, 700);
+    assert_eq!(run(root, &["build"]).0, 0);
+    let second = tiles(&map());
+    assert!(kept_cells() > 0, "the atlases of additions' cells are kept");
+    blob_archive(root, 7, 707);
+    let (code, stdout, stderr) = run(root, &["build"]);
+    assert_eq!(code, 0, "{stderr}");
+    let third = tiles(&map());
+    assert_eq!(second.len(), third.len(), "the tiles stay");
+    // A tile's atlas of additions that had cells kept decodes only its new items'
+    // thumbnails; one made for the first time decodes all of its cells (from the start of the
+    // row where its first new item goes).
+    let cols = map()["atlas_cols"].as_u64().unwrap();
+    let want: u64 = second
+        .iter()
+        .zip(&third)
+        .filter(|((c2, _), (c3, _))| c3 > c2)
+        .map(|(&(c2, b2), &(c3, b3))| {
+            assert_eq!(b2, b3, "no main atlas is made again");
+            if c2 > b2 { c3 - c2 } else { c3 - (b3 - b3 % cols) }
+        })
+        .sum();
+    let decoded_in = |log: String| -> u64 {
+        log.split(" thumbnails decoded")
+            .next()
+            .and_then(|s| s.rsplit(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no count of decoded thumbnails in the log: {log}"))
+    };
+    let decoded = decoded_in(format!("{stdout}{stderr}"));
+    assert!(second.iter().zip(&third).any(|((c2, b2), (c3, _))| c2 > b2 && c3 > c2), "no tile gained items on both nights");
+    assert_eq!(decoded, want, "{stdout}{stderr}");
+    // Byte for byte the atlases a build makes with nothing kept.
+    let additions = |m: &Value| -> BTreeMap<String, Vec<u8>> {
+        (0..tiles(m).len()).map(|t| format!("map/tiles/{t}-new.jpg")).filter_map(|p| Some((p.clone(), std::fs::read(out.join(&p)).ok()?))).collect()
+    };
+    let made = additions(&map());
+    assert!(!made.is_empty());
+    std::fs::remove_dir_all(&atlases).unwrap();
+    let (code, stdout, stderr) = run(root, &["build"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(decoded_in(format!("{stdout}{stderr}")) > want, "every atlas made afresh");
+    assert_eq!(additions(&map()), made);
+}
