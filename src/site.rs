@@ -203,8 +203,7 @@ fn item_page_input(salt: &blake3::Hasher, page: &ItemPage, keys: &[[u8; 16]]) ->
         h.update(&(list.len() as u64).to_le_bytes());
         for c in list {
             h.update(&keys[c.item as usize]);
-            h.update(&(c.score.len() as u64).to_le_bytes());
-            h.update(c.score.as_bytes());
+            h.update(&shown_key(c.score));
         }
     }
     Ok(h.finalize().as_bytes()[..16].try_into().unwrap())
@@ -252,7 +251,30 @@ struct NeighbourCard<'a> {
     item: u32,
     id: &'a str,
     title: &'a str,
-    score: String,
+    /// Shown with three decimals, formatted only when the page is rendered (most pages of a
+    /// nightly build are kept unrendered, and formatting ~24 scores a page was ~0.6 s of CPU
+    /// a night at 140,000 items).
+    #[serde(serialize_with = "three_decimals")]
+    score: f32,
+}
+
+fn three_decimals<S: serde::Serializer>(v: &f32, s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.collect_str(&format_args!("{v:.3}"))
+}
+
+/// A key of how `three_decimals` shows a score, without formatting it: two scores with one
+/// key show the same text. (Not the score's bits: the scores of a kept neighbour list move
+/// in their last bits from one build to the next, and every page would be made again.) The
+/// text is the score times 1,000 (exact in f64) rounded to an integer, so it is fixed by
+/// which half-unit that value lies in, whether it lies on a half exactly (a tie, however the
+/// formatting breaks it), and its sign (`-0.000`).
+fn shown_key(score: f32) -> [u8; 10] {
+    let twice = score as f64 * 2000.0;
+    let mut key = [0u8; 10];
+    key[..8].copy_from_slice(&(twice.floor() as i64).to_le_bytes());
+    key[8] = (twice.fract() == 0.0) as u8;
+    key[9] = score.is_sign_negative() as u8;
+    key
 }
 
 #[derive(Serialize)]
@@ -441,7 +463,7 @@ fn read_own(p: &Path) -> Result<Vec<u8>> {
 /// An item's page context.
 fn item_page<'a>(site: &'a SiteCtx<'a>, input: &'a Input<'a>, i: usize, overview: Option<&Overview>) -> ItemPage<'a> {
     let it = input.items[i];
-    let card = |j: u32, s: f32| NeighbourCard { item: j, id: &input.items[j as usize].id, title: &input.items[j as usize].title, score: format!("{s:.3}") };
+    let card = |j: u32, s: f32| NeighbourCard { item: j, id: &input.items[j as usize].id, title: &input.items[j as usize].title, score: s };
     let (mut neighbours, mut inside, mut outside) = (Vec::new(), Vec::new(), Vec::new());
     let (mut cluster_id, mut outlier_band, mut map) = (None, None, None);
     if let Some(m) = &input.model {
@@ -766,9 +788,9 @@ fn map_files(release: &Release, settings: &Settings, input: &Input, m: &Model, o
         std::fs::read_dir(&atlas_dir)?.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
     let (made, decoded) = (std::sync::atomic::AtomicUsize::new(0), std::sync::atomic::AtomicUsize::new(0));
     let atlas_name = |key: &blake3::Hash| format!("{}.jpg", key.to_hex());
-    // An atlas of additions's pixels, kept so that the next night's one (the same cells and a
-    // few more) decodes only the thumbnails it adds: a tile's additions are made again every
-    // night it gains an item, from up to MAX_ADDED + ATLAS_COLS thumbnails.
+    // The pixels of an atlas of additions, kept so that the next night's one (the same cells
+    // and a few more) decodes only the thumbnails it adds: a tile's additions are made again
+    // every night it gains an item, from up to MAX_ADDED + ATLAS_COLS thumbnails.
     let cells_name = |key: &blake3::Hash| format!("{}.cells", key.to_hex());
     let keys: Vec<Vec<String>> = tiles
         .par_iter()
@@ -975,7 +997,29 @@ fn overview_png(xy: &[f32], b: [f32; 4]) -> Result<Vec<u8>> {
 
 #[cfg(test)]
 mod tests {
-    use super::outlier_band;
+    use super::{outlier_band, shown_key};
+
+    #[test]
+    fn scores_with_one_shown_key_show_one_text() {
+        // Scores near every thousandth (ties, the f32s either side of them), spread over
+        // [-1, 1], and -0.0: within a key the text never differs, and it does differ
+        // across most keys (the key is not the score's bits).
+        let mut scores = vec![0.0f32, -0.0, 0.0625, 0.0005, -0.0005, 0.9995, 1.0, -1.0];
+        let mut r = crate::rng::SplitMix::new(7, 0, 0);
+        for k in -2000..=2000 {
+            let v = k as f32 / 2000.0;
+            scores.extend([v, f32::from_bits(v.to_bits() + 1), f32::from_bits(v.to_bits().saturating_sub(1))]);
+            scores.push(r.unit() * 2.0 - 1.0);
+        }
+        let mut text_of = std::collections::HashMap::new();
+        for s in &scores {
+            let text = format!("{s:.3}");
+            let seen = text_of.entry(shown_key(*s)).or_insert_with(|| text.clone());
+            assert_eq!(*seen, text, "score {s} ({:#x}) shares its key with one shown as {seen}", s.to_bits());
+        }
+        let texts: std::collections::HashSet<&String> = text_of.values().collect();
+        assert!(texts.len() > 1900 && text_of.len() < 3 * texts.len(), "{} keys for {} texts", text_of.len(), texts.len());
+    }
 
     #[test]
     fn outlier_bands_hold_their_ranks() {
