@@ -806,13 +806,13 @@ fn map_files(release: &Release, settings: &Settings, input: &Input, m: &Model, o
             // the start of the row the first of them is on (so that it lies over the main one
             // at that row and the cells keep one numbering).
             let first_added_row = base - base % ATLAS_COLS as usize;
-            let mut parts = vec![(format!("map/tiles/{t}.jpg"), &members[..base], b"simsite-atlas-v1".as_slice())];
+            let mut parts = vec![(format!("map/tiles/{t}.jpg"), &members[..base], false)];
             if base < count {
-                parts.push((format!("map/tiles/{t}-new.jpg"), &members[first_added_row..], b"simsite-atlas-added-v1".as_slice()));
+                parts.push((format!("map/tiles/{t}-new.jpg"), &members[first_added_row..], true));
             }
             let mut used = Vec::new();
-            for (rel, cells, kind) in parts {
-                let added = kind != b"simsite-atlas-v1";
+            for (rel, cells, added) in parts {
+                let kind: &[u8] = if added { b"simsite-atlas-added-v1" } else { b"simsite-atlas-v1" };
                 let mut h = blake3::Hasher::new();
                 h.update(kind);
                 h.update(&CELL.to_le_bytes());
@@ -827,8 +827,9 @@ fn map_files(release: &Release, settings: &Settings, input: &Input, m: &Model, o
                     }
                 }
                 let key = h.finalize();
-                let cached = atlas_dir.join(atlas_name(&key));
-                if !present.contains(&atlas_name(&key)) {
+                let name = atlas_name(&key);
+                let cached = atlas_dir.join(&name);
+                if !present.contains(&name) {
                     let (w, ht) = atlas_size(cells.len());
                     let mut px = vec![0u8; (w * ht * 3) as usize];
                     // The longest beginning kept: its cells are these cells' first ones.
@@ -851,7 +852,7 @@ fn map_files(release: &Release, settings: &Settings, input: &Input, m: &Model, o
                     made.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
                 release.put_file(&rel, &cached)?;
-                used.push(atlas_name(&key));
+                used.push(name);
                 if added {
                     used.push(cells_name(&key));
                 }
