@@ -15,7 +15,7 @@ use crate::config::{PreprocessSettings, ThumbSettings};
 use crate::decode;
 use crate::digests::{Memo, Stamp};
 use crate::error::FileError;
-use crate::fsutil;
+use crate::fsutil::{self, FileId};
 use crate::preprocess;
 use crate::thumbs;
 
@@ -30,10 +30,10 @@ pub struct Ingested {
     pub preview: Option<PathBuf>,
     /// Whether the thumbnail was made now (false: found in the cache).
     pub thumb_made: bool,
-    /// The metadata of the cached thumbnail and preview, when they were found in the cache
+    /// The identity of the cached thumbnail and preview, when they were found in the cache
     /// (publishing links them without asking again).
-    pub thumb_meta: Option<std::fs::Metadata>,
-    pub preview_meta: Option<std::fs::Metadata>,
+    pub thumb_meta: Option<FileId>,
+    pub preview_meta: Option<FileId>,
     /// The encoder input, when the file had to be decoded.
     pub tensor: Option<Vec<f32>>,
     /// Whether the file was read (false: its digest was remembered and nothing else was
@@ -54,6 +54,10 @@ pub struct IngestSettings<'a> {
     pub needs_tensor: &'a (dyn Fn(&blake3::Hash) -> bool + Sync),
     /// Digests remembered from the previous build (see `digests`).
     pub memo: Option<&'a Memo>,
+    /// The thumbnail cache's files, listed before the stage (see `thumbs::Listing`).
+    pub listed: Option<&'a thumbs::Listing>,
+    /// `preprocess.display_digest()`, worked out once.
+    pub display: blake3::Hash,
 }
 
 impl<'a> IngestSettings<'a> {
@@ -70,6 +74,8 @@ impl<'a> IngestSettings<'a> {
             validate_only,
             needs_tensor,
             memo: None,
+            listed: None,
+            display: settings.preprocess.display_digest(),
         }
     }
 }
@@ -87,14 +93,18 @@ fn ingest_one(item: &Item, s: &IngestSettings) -> Result<Ingested, FileError> {
     let stamp = Stamp::of(&meta);
     let keep = s.memo.filter(|m| m.settled(&stamp)).map(|_| stamp);
     let cached = |digest: &blake3::Hash| {
-        let thumb = thumbs::cache_path(s.cache, &thumbs::cache_key(digest, s.preprocess, s.thumbs));
+        let thumb_key = thumbs::cache_key_for(digest, &s.display, s.thumbs);
         // The preview is cached like the thumbnail, under the key of its own size.
-        let preview = (s.thumbs.preview > 0).then(|| {
+        let preview_key = (s.thumbs.preview > 0).then(|| {
             let ps = crate::config::ThumbSettings { size: s.thumbs.preview, ..*s.thumbs };
-            thumbs::cache_path(s.cache, &thumbs::cache_key(digest, s.preprocess, &ps))
+            thumbs::cache_key_for(digest, &s.display, &ps)
         });
-        let file = |p: &PathBuf| std::fs::metadata(p).ok().filter(|m| m.is_file());
-        let (thumb_meta, preview_meta) = (file(&thumb), preview.as_ref().and_then(file));
+        let (thumb, preview) = (thumbs::cache_path(s.cache, &thumb_key), preview_key.map(|k| thumbs::cache_path(s.cache, &k)));
+        let file = |p: &PathBuf, key: &blake3::Hash| {
+            s.listed.and_then(|l| l.get(key)).or_else(|| std::fs::metadata(p).ok().filter(|m| m.is_file()).map(|m| FileId::of(&m)))
+        };
+        let thumb_meta = file(&thumb, &thumb_key);
+        let preview_meta = preview.as_ref().zip(preview_key.as_ref()).and_then(|(p, k)| file(p, k));
         let preview_cached = preview.is_none() || preview_meta.is_some();
         (thumb, preview, thumb_meta, preview_meta, preview_cached)
     };

@@ -322,7 +322,8 @@ pub(crate) fn run_ingest(
     let tapped = tap.is_some();
     let needs = |d: &blake3::Hash| tapped || needs_embedding(d);
     let memo = crate::digests::Memo::load(&settings.cache);
-    let s = IngestSettings { memo: Some(&memo), ..IngestSettings::new(settings, &needs, false) };
+    let listed = crate::thumbs::Listing::of(&settings.cache);
+    let s = IngestSettings { memo: Some(&memo), listed: Some(&listed), ..IngestSettings::new(settings, &needs, false) };
     let stage = ui.stage(if has_encoder { "embed" } else { "decode" }, items.len() as u64);
     let mut done: Vec<Option<Ingested>> = (0..items.len()).map(|_| None).collect();
     let mut skipped = Vec::new();
@@ -451,7 +452,7 @@ pub fn build(settings: &Settings, ui: &Ui) -> Result<BuildOutcome> {
     let items: Vec<&Item> = published.iter().map(|(i, _)| *i).collect();
     let thumbs: Vec<&std::path::Path> = published.iter().map(|(_, r)| r.thumb.as_path()).collect();
     let previews: Vec<Option<&std::path::Path>> = published.iter().map(|(_, r)| r.preview.as_deref()).collect();
-    let known: Vec<_> = published.iter().map(|(_, r)| (r.thumb_meta.as_ref(), r.preview_meta.as_ref())).collect();
+    let known: Vec<_> = published.iter().map(|(_, r)| (r.thumb_meta, r.preview_meta)).collect();
     let eval = release.previous("eval/index.html").is_some();
     if let (Some(enc), Some(c)) = (&encoder, &mut cache) {
         let dim = enc.spec.dim;

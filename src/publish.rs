@@ -30,6 +30,8 @@ use std::sync::Mutex;
 
 use anyhow::{bail, Context, Result};
 
+use crate::fsutil::FileId;
+
 pub mod index;
 pub mod manifest;
 
@@ -471,7 +473,7 @@ impl Release {
     /// made a new link (which moves the inode's change time).
     /// With `copy`, a file that cannot be linked (another device) is copied; the inode then
     /// at `path` is returned too (0 for a copy).
-    fn link_in(&self, rel: &str, path: &Path, from: &Path, fm: &Metadata, copy: bool) -> Result<(bool, u64)> {
+    fn link_in(&self, rel: &str, path: &Path, from: &Path, fm: FileId, copy: bool) -> Result<(bool, u64)> {
         let copied = std::cell::Cell::new(false);
         let make = |p: &Path| {
             std::fs::hard_link(from, p).or_else(|e| match copy {
@@ -481,12 +483,12 @@ impl Release {
         };
         match self.recycled.then(|| self.known_inode(rel, false)) {
             // The staging folder's manifest vouches for its file: no need to look.
-            Some(Some(ino)) if fm.dev() == self.dev && ino == fm.ino() => return Ok((false, ino)),
+            Some(Some(ino)) if fm.dev == self.dev && ino == fm.ino => return Ok((false, ino)),
             Some(Some(_)) => self.install_over(path, Some(false), make)?,
-            Some(None) if std::fs::symlink_metadata(path).is_ok_and(|m| m.is_file() && same_inode(&m, fm)) => return Ok((false, fm.ino())),
+            Some(None) if std::fs::symlink_metadata(path).is_ok_and(|m| m.is_file() && FileId::of(&m) == fm) => return Ok((false, fm.ino)),
             _ => self.place(path, make)?,
         }
-        Ok((true, if copied.get() { 0 } else { fm.ino() }))
+        Ok((true, if copied.get() { 0 } else { fm.ino }))
     }
 
     /// Notes that `rel` is in the release: `changed` from the served one, its index entry
@@ -545,7 +547,7 @@ impl Release {
     /// Links the served file `prev` (metadata `pm`) in at `path` (the staging folder's
     /// `rel`); returns the stamp the file has afterwards (a new link moves its change time).
     fn keep_prev(&self, rel: &str, path: &Path, prev: &Path, pm: &Metadata) -> Result<Option<u64>> {
-        Ok(if self.link_in(rel, path, prev, pm, false)?.0 {
+        Ok(if self.link_in(rel, path, prev, FileId::of(pm), false)?.0 {
             std::fs::symlink_metadata(path).map(|m| index::stamp(&m)).ok()
         } else {
             Some(index::stamp(pm))
@@ -592,28 +594,29 @@ impl Release {
         self.put_file_known(rel, src, None)
     }
 
-    /// `put_file` where `src`'s metadata may be known already (`known`).
-    pub fn put_file_known(&self, rel: &str, src: &Path, known: Option<&Metadata>) -> Result<()> {
+    /// `put_file` where `src`'s identity may be known already (`known`: a listing of the
+    /// cache found it), which saves a `stat` of it.
+    pub fn put_file_known(&self, rel: &str, src: &Path, known: Option<FileId>) -> Result<()> {
         let path = self.target(rel)?;
-        let sm = match known {
-            Some(m) => m.clone(),
-            None => std::fs::metadata(src).with_context(|| format!("cannot read {}", src.display()))?,
+        let sid = match known {
+            Some(id) => id,
+            None => FileId::of(&std::fs::metadata(src).with_context(|| format!("cannot read {}", src.display()))?),
         };
         // The served release's file is `src` itself when its manifest says so: unchanged,
         // with no need to look at it.
-        if sm.dev() == self.dev && self.known_inode(rel, true) == Some(sm.ino()) {
-            let (_, ino) = self.link_in(rel, &path, src, &sm, false)?;
+        if sid.dev == self.dev && self.known_inode(rel, true) == Some(sid.ino) {
+            let (_, ino) = self.link_in(rel, &path, src, sid, false)?;
             return self.record(rel, false, None, ino);
         }
         if let Some(prev) = self.prev.as_ref().map(|p| p.join(rel)) {
             if let Ok(pm) = std::fs::symlink_metadata(&prev) {
-                if pm.is_file() && same_file(&prev, &pm, src, &sm) {
-                    let (_, ino) = self.link_in(rel, &path, &prev, &pm, false)?;
+                if pm.is_file() && same_file(&prev, &pm, src, sid) {
+                    let (_, ino) = self.link_in(rel, &path, &prev, FileId::of(&pm), false)?;
                     return self.record(rel, false, None, ino);
                 }
             }
         }
-        let (_, ino) = self.link_in(rel, &path, src, &sm, true)?;
+        let (_, ino) = self.link_in(rel, &path, src, sid, true)?;
         self.record(rel, true, None, ino)
     }
 
@@ -677,7 +680,7 @@ impl Release {
                 let path = self.target(&rel)?;
                 let from = prev.join(&rel);
                 let pm = std::fs::symlink_metadata(&from).with_context(|| format!("cannot read {}", from.display()))?;
-                let (_, ino) = self.link_in(&rel, &path, &from, &pm, false)?;
+                let (_, ino) = self.link_in(&rel, &path, &from, FileId::of(&pm), false)?;
                 self.record(&rel, false, None, ino)?;
             } else {
                 removed.push(rel);
@@ -771,14 +774,11 @@ fn write_new(path: &Path, bytes: &[u8]) -> std::io::Result<Metadata> {
     f.metadata()
 }
 
-fn same_inode(a: &Metadata, b: &Metadata) -> bool {
-    a.dev() == b.dev() && a.ino() == b.ino()
-}
-
-/// Whether the served file `prev` (metadata `pm`) and `src` (metadata `sm`) hold the same bytes.
-fn same_file(prev: &Path, pm: &Metadata, src: &Path, sm: &Metadata) -> bool {
-    same_inode(pm, sm)
-        || (sm.is_file() && pm.len() == sm.len() && std::fs::read(prev).ok().zip(std::fs::read(src).ok()).is_some_and(|(x, y)| x == y))
+/// Whether the served file `prev` (metadata `pm`) and `src` (identity `sid`) hold the same bytes.
+fn same_file(prev: &Path, pm: &Metadata, src: &Path, sid: FileId) -> bool {
+    FileId::of(pm) == sid
+        || (std::fs::metadata(src).is_ok_and(|sm| sm.is_file() && pm.len() == sm.len())
+            && std::fs::read(prev).ok().zip(std::fs::read(src).ok()).is_some_and(|(x, y)| x == y))
 }
 
 /// Frees the files a build unlinks from its recycled release (old versions of pages,

@@ -70,9 +70,9 @@ pub struct Input<'a> {
     /// Each item's cached thumbnail, and preview if previews are made.
     pub thumbs: &'a [&'a Path],
     pub previews: &'a [Option<&'a Path>],
-    /// The metadata of each thumbnail and preview, where the ingest stage has it (spares
+    /// The identity of each thumbnail and preview, where the ingest stage has it (spares
     /// a `stat` of each when they are linked into the release); empty: not known.
-    pub known: &'a [(Option<&'a std::fs::Metadata>, Option<&'a std::fs::Metadata>)],
+    pub known: &'a [(Option<crate::fsutil::FileId>, Option<crate::fsutil::FileId>)],
     /// Neighbours, map and structure: absent when no model is configured.
     pub model: Option<Model<'a>>,
     /// Whether `eval/` exists (a link in the navigation).

@@ -4,14 +4,22 @@
 
 use std::path::{Path, PathBuf};
 
+use rustc_hash::FxHashMap;
+
 use crate::config::{PreprocessSettings, ThumbSettings};
+use crate::fsutil::FileId;
 use crate::preprocess::Thumb;
 
 pub fn cache_key(content: &blake3::Hash, pp: &PreprocessSettings, ts: &ThumbSettings) -> blake3::Hash {
+    cache_key_for(content, &pp.display_digest(), ts)
+}
+
+/// `cache_key` with the preprocessing settings' `display_digest` worked out once.
+pub fn cache_key_for(content: &blake3::Hash, display: &blake3::Hash, ts: &ThumbSettings) -> blake3::Hash {
     let mut h = blake3::Hasher::new();
     h.update(b"simsite-thumb-v1");
     h.update(content.as_bytes());
-    h.update(pp.display_digest().as_bytes());
+    h.update(display.as_bytes());
     h.update(&ts.size.to_le_bytes());
     h.update(&[ts.quality]);
     h.finalize()
@@ -20,6 +28,51 @@ pub fn cache_key(content: &blake3::Hash, pp: &PreprocessSettings, ts: &ThumbSett
 pub fn cache_path(cache_dir: &Path, key: &blake3::Hash) -> PathBuf {
     let hex = key.to_hex();
     cache_dir.join("thumbs").join(&hex[..2]).join(format!("{hex}.jpg"))
+}
+
+/// The files of the thumbnail cache (thumbnails and previews alike), each key with the
+/// identity of its file, read from the cache's folders once per build: a folder's entries
+/// name each file's inode, so an unchanged item's cached thumbnail and preview are known
+/// without a `stat` of each (two an item: 0.9 s of CPU a night at 155,000 items). A key
+/// it does not hold (a folder that could not be read, a thumbnail made since) is asked
+/// of the file system as before.
+#[derive(Default)]
+pub struct Listing {
+    files: FxHashMap<[u8; 32], FileId>,
+}
+
+impl Listing {
+    /// Lists `cache_dir`'s thumbnails; folders that cannot be read are left out.
+    pub fn of(cache_dir: &Path) -> Listing {
+        use rayon::prelude::*;
+        use std::os::unix::fs::{DirEntryExt, MetadataExt};
+        let Ok(folders) = std::fs::read_dir(cache_dir.join("thumbs")) else { return Listing::default() };
+        let folders: Vec<PathBuf> = folders.filter_map(|e| e.ok()).map(|e| e.path()).collect();
+        let files = folders
+            .par_iter()
+            .map(|dir| {
+                let mut found = Vec::new();
+                // The folder's own device is its files'; a link in the cache is not listed.
+                let Some(dev) = std::fs::symlink_metadata(dir).ok().filter(|m| m.is_dir()).map(|m| m.dev()) else { return found };
+                let Ok(entries) = std::fs::read_dir(dir) else { return found };
+                for e in entries.filter_map(|e| e.ok()) {
+                    let name = e.file_name();
+                    let key = name.to_str().and_then(|n| n.strip_suffix(".jpg")).and_then(|hex| blake3::Hash::from_hex(hex).ok());
+                    if let Some(key) = key.filter(|_| e.file_type().is_ok_and(|t| t.is_file())) {
+                        found.push((*key.as_bytes(), FileId { dev, ino: e.ino() }));
+                    }
+                }
+                found
+            })
+            .flatten_iter()
+            .collect();
+        Listing { files }
+    }
+
+    /// The cached file of `key`, if the listing found it.
+    pub fn get(&self, key: &blake3::Hash) -> Option<FileId> {
+        self.files.get(key.as_bytes()).copied()
+    }
 }
 
 /// JPEG through `jpeg-encoder`, whose SIMD DCT lifted the embed stage from 0.72 to 0.80 of
