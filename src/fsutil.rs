@@ -94,6 +94,42 @@ pub fn write_if_changed(path: &Path, bytes: &[u8]) -> std::io::Result<bool> {
     Ok(true)
 }
 
+/// Whether the page cache holds none of the bytes `off..off + len` of the open file `f`,
+/// asked without reading them (Linux's `cachestat`, 6.5 and later); `false` where it
+/// cannot tell.
+pub fn uncached(f: &std::fs::File, off: u64, len: u64) -> bool {
+    use std::os::fd::AsRawFd;
+    use std::sync::atomic::AtomicBool;
+    // `cachestat`'s number, the same on every architecture (libc does not name it yet).
+    const SYS_CACHESTAT: libc::c_long = 451;
+    static MISSING: AtomicBool = AtomicBool::new(false);
+    if MISSING.load(Ordering::Relaxed) {
+        return false;
+    }
+    let range: [u64; 2] = [off, len];
+    // nr_cache, nr_dirty, nr_writeback, nr_evicted, nr_recently_evicted.
+    let mut stat = [0u64; 5];
+    // SAFETY: both pointers are to live arrays of the sizes the call reads and writes.
+    let r = unsafe { libc::syscall(SYS_CACHESTAT, f.as_raw_fd(), range.as_ptr(), stat.as_mut_ptr(), 0u32) };
+    if r != 0 {
+        if std::io::Error::last_os_error().raw_os_error() == Some(libc::ENOSYS) {
+            MISSING.store(true, Ordering::Relaxed);
+        }
+        return false;
+    }
+    stat[0] == 0
+}
+
+/// Makes the bytes `off..off + len` (whole blocks) of the open file `f` read as zeros,
+/// keeping its blocks and its size (`FALLOC_FL_ZERO_RANGE`): a write into part of such a
+/// block then reads nothing from the disk. Best effort: where the file system cannot,
+/// nothing changes.
+pub fn zero_blocks(f: &std::fs::File, off: u64, len: u64) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a plain system call on an open descriptor.
+    unsafe { libc::fallocate(f.as_raw_fd(), libc::FALLOC_FL_ZERO_RANGE | libc::FALLOC_FL_KEEP_SIZE, off as libc::off_t, len as libc::off_t) };
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -109,4 +145,23 @@ mod tests {
         // No temp files left behind.
         assert_eq!(std::fs::read_dir(p.parent().unwrap()).unwrap().count(), 1);
     }
+
+    #[test]
+    fn uncached_tells_a_file_evicted_from_the_page_cache() {
+        use std::io::Write;
+        use std::os::fd::AsRawFd;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        let mut f = std::fs::File::create(&p).unwrap();
+        f.write_all(&[7u8; 10_000]).unwrap();
+        assert!(!uncached(&f, 0, 4096), "just written, so cached");
+        f.sync_all().unwrap();
+        // SAFETY: a plain system call on an open descriptor.
+        unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+        // SAFETY: `cachestat` with no arguments: only whether the kernel has it.
+        let has_cachestat = unsafe { libc::syscall(451, -1, 0usize, 0usize, 0u32) } != 0 && std::io::Error::last_os_error().raw_os_error() != Some(libc::ENOSYS);
+        // Without `cachestat` (before Linux 6.5) it cannot tell, and says "cached".
+        assert_eq!(uncached(&f, 4096, 4096), has_cachestat, "evicted");
+    }
 }
+

@@ -84,3 +84,35 @@ pub fn encode_jpeg(t: &Thumb, quality: u8) -> Result<Vec<u8>, jpeg_encoder::Enco
     jpeg_encoder::Encoder::new(&mut out, quality).encode(&t.pixels, w, h, color)?;
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    #[test]
+    fn the_cache_listing_names_each_cached_file_by_its_inode() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = dir.path();
+        assert!(Listing::of(cache).files.is_empty(), "no cache yet");
+        let keys: Vec<blake3::Hash> = (0..40u8).map(|i| blake3::hash(&[i])).collect();
+        for k in &keys[..30] {
+            let p = cache_path(cache, k);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(&p, k.as_bytes()).unwrap();
+        }
+        // Not thumbnails: a link named like one, a temporary file, a stray name.
+        let link = cache_path(cache, &keys[30]);
+        std::fs::create_dir_all(link.parent().unwrap()).unwrap();
+        std::os::unix::fs::symlink(cache_path(cache, &keys[0]), &link).unwrap();
+        std::fs::write(link.with_file_name(format!(".{}.jpg.tmp-1-2", keys[31].to_hex())), b"x").unwrap();
+        std::fs::write(link.with_file_name("notes.txt"), b"x").unwrap();
+        let listed = Listing::of(cache);
+        for (i, k) in keys.iter().enumerate() {
+            let want = (i < 30).then(|| FileId::of(&std::fs::metadata(cache_path(cache, k)).unwrap()));
+            assert_eq!(listed.get(k), want, "key {i}");
+        }
+        assert_eq!(listed.files.len(), 30);
+        assert!(listed.files.values().all(|id| id.dev == std::fs::metadata(cache).unwrap().dev()));
+    }
+}
