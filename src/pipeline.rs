@@ -619,6 +619,7 @@ pub fn build(settings: &Settings, ui: &Ui) -> Result<BuildOutcome> {
     report.removed = changes.removed.len();
     report.served_files_read = changes.served_read;
     report.pages_kept_unrendered = changes.kept_unrendered;
+    report.pages_relinked_early = changes.relinked_early;
     report.stages.push(StageTime { name: "publish".into(), seconds: t.elapsed().as_secs_f64(), items: changes.files as u64 });
     if let Some(e) = &encoder {
         report.model = Some(crate::report::ModelInfo {

@@ -119,10 +119,11 @@ fn is_item_page(rel: &str) -> bool {
 /// not while it renders, where each one waited on reading the page's folder from the disk
 /// (a release's folders are rarely still cached a night after it was written: 2.3 s of a
 /// 112,000-item night's threads waited so) and on freeing the old file. A few threads do
-/// it, as they wait on the disk more than they use the CPU. `listing` learns the inodes
-/// now there (0 where a link failed: that page is looked at, as any unknown file is), the
-/// folders changed and the served files' stamps afterwards. Only a served file its index
-/// vouches for (unchanged since it was published) is linked in.
+/// it, as they wait on the disk more than they use the CPU; and only when the recycled
+/// release is no longer cached. `listing` learns the inodes now there (0 where a link
+/// failed: that page is looked at, as any unknown file is), the folders changed and the
+/// served files' stamps afterwards. Only a served file its index vouches for (unchanged
+/// since it was published) is linked in.
 fn relink_changed_pages(listing: &mut Listing, prev: &Path, staging: &Path, prev_index: &index::Index) {
     let todo: Vec<(&String, u64)> = listing
         .staging
@@ -132,6 +133,17 @@ fn relink_changed_pages(listing: &mut Listing, prev: &Path, staging: &Path, prev
         .filter_map(|(rel, &ino)| listing.prev.get(rel).copied().filter(|&p| p != 0 && p != ino).map(|p| (rel, p)))
         .collect();
     if todo.is_empty() {
+        return;
+    }
+    // Only worth it when the recycled release has left the page cache: where it is still
+    // cached (a build run again within minutes), the page loop's unlinks do not wait, and
+    // relinking here would only take the CPU from the embed stage. A few of its pages say.
+    let sample: Vec<&(&String, u64)> = todo.iter().step_by(todo.len().div_ceil(32)).collect();
+    let uncached = sample
+        .iter()
+        .filter(|(rel, _)| File::open(staging.join(rel)).is_ok_and(|f| crate::fsutil::uncached(&f, 0, 4096)))
+        .count();
+    if 2 * uncached < sample.len() {
         return;
     }
     const THREADS: usize = 8;
@@ -222,6 +234,8 @@ pub struct Changes {
     pub served_read: usize,
     /// Pages kept from the served release without rendering them (same inputs).
     pub kept_unrendered: usize,
+    /// Pages linked in while the build embedded (see `relink_changed_pages`).
+    pub relinked_early: usize,
 }
 
 fn names(out: &Path) -> Result<(PathBuf, String)> {
@@ -793,6 +807,7 @@ impl Release {
         let mut touched = state.touched;
         touched.extend(std::mem::take(&mut self.state.lock().unwrap().touched));
         touched.extend(listing.touched);
+        let listing_relinked = listing.restamped.len();
         let untouched: HashMap<String, manifest::Stamp> =
             listing.staging.folders.into_iter().filter_map(|(rel, st)| Some((rel, st?))).filter(|(rel, _)| !touched.contains(&self.staging.join(rel))).collect();
         if let Some(m) = manifest::make(&self.staging, state.put.iter().map(|(s, &ino)| (s.as_str(), ino)), &untouched) {
@@ -817,6 +832,7 @@ impl Release {
             release: id.clone(),
             served_read: self.served_read.load(Ordering::Relaxed),
             kept_unrendered: self.kept_unrendered.load(Ordering::Relaxed),
+            relinked_early: listing_relinked,
         };
         let list = |v: &[String]| v.iter().map(|p| format!("{p}\n")).collect::<String>();
         crate::fsutil::atomic_write(&report_dir.join("changed-paths.txt"), list(&changes.changed).as_bytes())

@@ -57,6 +57,9 @@ pub struct BuildReport {
     /// Item pages kept from the previously served release without rendering them: made
     /// from the same data, templates and program.
     pub pages_kept_unrendered: usize,
+    /// Item pages changed in the build before that were linked in while this one embedded
+    /// (the recycled release was no longer cached; see `publish::relink_changed_pages`).
+    pub pages_relinked_early: usize,
     pub stages: Vec<StageTime>,
     /// Where the render stage's time went: thumbnails and previews, the map's files,
     /// item pages, galleries and the rest (seconds).
