@@ -94,16 +94,26 @@ pub fn write_if_changed(path: &Path, bytes: &[u8]) -> std::io::Result<bool> {
     Ok(true)
 }
 
+/// `cachestat`'s number, the same on every architecture (libc does not name it yet).
+const SYS_CACHESTAT: libc::c_long = 451;
+
+/// Whether the kernel has `cachestat` (Linux 6.5 and later), asked once.
+pub fn cachestat_available() -> bool {
+    static AVAILABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *AVAILABLE.get_or_init(|| {
+        // SAFETY: no descriptor and no buffers: the call fails at once, and how says whether
+        // the kernel has it.
+        let r = unsafe { libc::syscall(SYS_CACHESTAT, -1, 0usize, 0usize, 0u32) };
+        r == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ENOSYS)
+    })
+}
+
 /// Whether the page cache holds none of the bytes `off..off + len` of the open file `f`,
 /// asked without reading them (Linux's `cachestat`, 6.5 and later); `false` where it
 /// cannot tell.
 pub fn uncached(f: &std::fs::File, off: u64, len: u64) -> bool {
     use std::os::fd::AsRawFd;
-    use std::sync::atomic::AtomicBool;
-    // `cachestat`'s number, the same on every architecture (libc does not name it yet).
-    const SYS_CACHESTAT: libc::c_long = 451;
-    static MISSING: AtomicBool = AtomicBool::new(false);
-    if MISSING.load(Ordering::Relaxed) {
+    if !cachestat_available() {
         return false;
     }
     let range: [u64; 2] = [off, len];
@@ -111,13 +121,7 @@ pub fn uncached(f: &std::fs::File, off: u64, len: u64) -> bool {
     let mut stat = [0u64; 5];
     // SAFETY: both pointers are to live arrays of the sizes the call reads and writes.
     let r = unsafe { libc::syscall(SYS_CACHESTAT, f.as_raw_fd(), range.as_ptr(), stat.as_mut_ptr(), 0u32) };
-    if r != 0 {
-        if std::io::Error::last_os_error().raw_os_error() == Some(libc::ENOSYS) {
-            MISSING.store(true, Ordering::Relaxed);
-        }
-        return false;
-    }
-    stat[0] == 0
+    r == 0 && stat[0] == 0
 }
 
 /// Makes the bytes `off..off + len` (whole blocks) of the open file `f` read as zeros,
@@ -158,8 +162,7 @@ mod tests {
         f.sync_all().unwrap();
         // SAFETY: a plain system call on an open descriptor.
         unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
-        // SAFETY: `cachestat` with no arguments: only whether the kernel has it.
-        let has_cachestat = unsafe { libc::syscall(451, -1, 0usize, 0usize, 0u32) } != 0 && std::io::Error::last_os_error().raw_os_error() != Some(libc::ENOSYS);
+        let has_cachestat = cachestat_available();
         // Without `cachestat` (before Linux 6.5) it cannot tell, and says "cached".
         assert_eq!(uncached(&f, 4096, 4096), has_cachestat, "evicted");
     }

@@ -93,11 +93,11 @@ fn ingest_one(item: &Item, s: &IngestSettings) -> Result<Ingested, FileError> {
     let stamp = Stamp::of(&meta);
     let keep = s.memo.filter(|m| m.settled(&stamp)).map(|_| stamp);
     let cached = |digest: &blake3::Hash| {
-        let thumb_key = thumbs::cache_key_for(digest, &s.display, s.thumbs);
+        let thumb_key = thumbs::cache_key(digest, &s.display, s.thumbs);
         // The preview is cached like the thumbnail, under the key of its own size.
         let preview_key = (s.thumbs.preview > 0).then(|| {
             let ps = crate::config::ThumbSettings { size: s.thumbs.preview, ..*s.thumbs };
-            thumbs::cache_key_for(digest, &s.display, &ps)
+            thumbs::cache_key(digest, &s.display, &ps)
         });
         let (thumb, preview) = (thumbs::cache_path(s.cache, &thumb_key), preview_key.map(|k| thumbs::cache_path(s.cache, &k)));
         let file = |p: &PathBuf, key: &blake3::Hash| {

@@ -6,16 +6,13 @@ use std::path::{Path, PathBuf};
 
 use rustc_hash::FxHashMap;
 
-use crate::config::{PreprocessSettings, ThumbSettings};
+use crate::config::ThumbSettings;
 use crate::fsutil::FileId;
 use crate::preprocess::Thumb;
 
-pub fn cache_key(content: &blake3::Hash, pp: &PreprocessSettings, ts: &ThumbSettings) -> blake3::Hash {
-    cache_key_for(content, &pp.display_digest(), ts)
-}
-
-/// `cache_key` with the preprocessing settings' `display_digest` worked out once.
-pub fn cache_key_for(content: &blake3::Hash, display: &blake3::Hash, ts: &ThumbSettings) -> blake3::Hash {
+/// The cache key of a thumbnail of the content `content`, made with the preprocessing
+/// settings whose `display_digest` is `display` and the thumbnail settings `ts`.
+pub fn cache_key(content: &blake3::Hash, display: &blake3::Hash, ts: &ThumbSettings) -> blake3::Hash {
     let mut h = blake3::Hasher::new();
     h.update(b"simsite-thumb-v1");
     h.update(content.as_bytes());

@@ -175,7 +175,7 @@ fn rebuilds_keep_unchanged_files_and_list_what_changed() {
     std::thread::sleep(Duration::from_millis(1100));
     evict(&root.join(".out.releases"));
     assert_eq!(run(root, &["build"]).0, 0);
-    if has_cachestat() {
+    if simsite::fsutil::cachestat_available() {
         assert!(report(root)["pages_relinked_early"].as_u64().unwrap() > 0);
     }
     assert_eq!(report(root)["served_files_read"], 0, "a no-op rebuild reads no served file back");
@@ -331,12 +331,6 @@ fn a_recycled_release_however_damaged_becomes_exactly_the_new_site() {
     assert_releases(&root);
 }
 
-fn has_cachestat() -> bool {
-    // SAFETY: `cachestat` with no valid arguments: only whether the kernel has it.
-    let r = unsafe { libc::syscall(451, -1, 0usize, 0usize, 0u32) };
-    r != 0 && std::io::Error::last_os_error().raw_os_error() != Some(libc::ENOSYS)
-}
-
 /// Drops every file under `dir` from the page cache (flushed first).
 fn evict(dir: &Path) {
     use std::os::fd::AsRawFd;
@@ -387,7 +381,7 @@ fn nightly_builds_through_the_manifests_make_the_site_a_fresh_build_makes() {
         // Where the kernel can tell what is cached (`cachestat`, Linux 6.5+), the pages
         // that changed the night before were relinked early (and most are then rendered
         // again: this small archive's pages all change each night).
-        if night == 3 && has_cachestat() {
+        if night == 3 && simsite::fsutil::cachestat_available() {
             assert!(report(&root)["pages_relinked_early"].as_u64().unwrap() > 0);
         }
     }
