@@ -24,6 +24,7 @@ use crate::config::Settings;
 use crate::neighbours::{Neighbours, NONE};
 use crate::publish::Release;
 
+mod item_html;
 mod tiles;
 
 /// Items per map tile (one thumbnail atlas each).
@@ -125,16 +126,20 @@ fn outlier_band(rank: u32, n: usize) -> Option<&'static str> {
     OUTLIER_BANDS.iter().find(|(per_mille, _)| rank as u64 * 1000 <= per_mille * n as u64).map(|(_, band)| *band)
 }
 
-/// The templates, parsed, and the start of every page's input digest: the templates'
-/// text, this program (a new binary may render the same data differently) and the format.
-fn load_templates(own: Option<&Path>) -> Result<(tera::Tera, blake3::Hasher)> {
+/// The templates, parsed; the start of every page's input digest: the templates'
+/// text, this program (a new binary may render the same data differently) and the format;
+/// and whether the item page is the built-in one (neither `base.html` nor `item.html`
+/// is the site's own), which `item_html` can write without tera.
+fn load_templates(own: Option<&Path>) -> Result<(tera::Tera, blake3::Hasher, bool)> {
     let mut tera = tera::Tera::default();
     let mut all: Vec<(String, String)> = BUILTIN_TEMPLATES.iter().map(|(n, t)| (n.to_string(), t.to_string())).collect();
+    let mut builtin_item = true;
     if let Some(dir) = own {
         for (name, text) in all.iter_mut() {
             let p = dir.join(&*name);
             if p.is_file() {
                 *text = std::fs::read_to_string(&p).with_context(|| format!("cannot read the template {}", p.display()))?;
+                builtin_item &= name != "base.html" && name != "item.html";
             }
         }
     }
@@ -160,7 +165,7 @@ fn load_templates(own: Option<&Path>) -> Result<(tera::Tera, blake3::Hasher)> {
         let msg = chain(&e);
         anyhow::anyhow!("a page template does not parse: {msg}\n  fix: correct the file of that name in {}", own.map(|d| d.display().to_string()).unwrap_or("templates/".into()))
     })?;
-    Ok((tera, salt))
+    Ok((tera, salt, builtin_item))
 }
 
 /// Which program this is: its file's identity and times. Unknown, it is this run alone,
@@ -359,7 +364,7 @@ struct PlainPage<'a> {
 
 /// Renders everything but `api/` into the release.
 pub fn render(release: &Release, settings: &Settings, input: &Input, ui: &crate::ui::Ui) -> Result<Rendered> {
-    let (tera, salt) = load_templates(settings.site.templates.as_deref())?;
+    let (tera, salt, builtin_item) = load_templates(settings.site.templates.as_deref())?;
     let site = SiteCtx { title: &settings.title, items: Some(input.items.len()), eval: input.eval };
     let item_site = SiteCtx { items: None, ..site };
     let mut out = Rendered::default();
@@ -393,11 +398,16 @@ pub fn render(release: &Release, settings: &Settings, input: &Input, ui: &crate:
 
     let stage = ui.stage("pages", input.items.len() as u64);
     let keys = card_keys(input.items);
-    (0..input.items.len()).into_par_iter().try_for_each(|i| -> Result<()> {
+    let n = input.items.len();
+    let direct = builtin_item && item_html::agrees_with_tera(&tera, n, |i| item_page(&item_site, input, i, overview.as_ref()));
+    (0..n).into_par_iter().try_for_each(|i| -> Result<()> {
         let page = item_page(&item_site, input, i, overview.as_ref());
         // A page whose inputs are those of the served one is kept without rendering it.
         let rel = format!("items/{}/index.html", input.items[i].id);
-        release.put_rendered(&rel, item_page_input(&salt, &page, &keys)?, || render_page(&tera, "item.html", &page))?;
+        release.put_rendered(&rel, item_page_input(&salt, &page, &keys)?, || match direct {
+            true => Ok(item_html::write(&page)),
+            false => render_page(&tera, "item.html", &page),
+        })?;
         stage.inc(1);
         Ok(())
     })?;
