@@ -261,14 +261,14 @@ impl EmbeddingCache {
 }
 
 /// `api/embeddings.parquet`: `id`, `path`, `embedding` (list of float32), in item order.
-pub fn export_parquet(ids: &[&str], paths: &[&str], embeddings: Vec<f32>, dim: usize) -> std::io::Result<Vec<u8>> {
+pub fn export_parquet(ids: &[&str], paths: &[&str], embeddings: &[f32], dim: usize) -> std::io::Result<Vec<u8>> {
     let n = ids.len();
     let offs: Vec<i32> = (0..=n).map(|i| (i * dim) as i32).collect();
     let item = Arc::new(Field::new("item", DataType::Float32, false));
     let list = ListArray::try_new(
         item,
         arrow_buffer::OffsetBuffer::new(arrow_buffer::ScalarBuffer::from(offs)),
-        Arc::new(Float32Array::from(embeddings)),
+        Arc::new(Float32Array::from(embeddings.to_vec())),
         None,
     )
     .map_err(io_err)?;

@@ -497,8 +497,29 @@ pub fn build(settings: &Settings, ui: &Ui) -> Result<BuildOutcome> {
         let t_l = Instant::now();
         let stage = ui.stage("layout", published.len() as u64);
         let layout_dir = settings.cache.join("layout");
-        let (coords, linfo, lkey) =
-            layout::layout(&emb, dim, &ids, &nb, &settings.layout, layout::load_previous(&layout_dir))?;
+        let paths: Vec<&str> = published.iter().map(|(i, _)| i.entry.rel_str.as_str()).collect();
+        // What needs neither the map nor the structure is done beside the layout, which
+        // leaves a core idle for most of a night: the thumbnails linked into the release,
+        // the embeddings' Parquet file and the embedding cache's pruning.
+        let (laid, beside) = std::thread::scope(|s| {
+            let beside = s.spawn(|| -> Result<(usize, f64, f64)> {
+                release.wait_listing()?;
+                let t = Instant::now();
+                site::put_thumbnails(&release, &items, &thumbs, &previews, &known)?;
+                let thumbs_seconds = t.elapsed().as_secs_f64();
+                let t = Instant::now();
+                release.put("api/embeddings.parquet", &cache::export_parquet(&ids, &paths, &emb, dim)?)?;
+                let used: HashSet<Digest> = published.iter().map(|(_, r)| *r.digest.as_bytes()).collect();
+                let pruned = c.prune(&used).context("cannot prune the embedding cache")?;
+                c.remove_other_keys().context("cannot prune the embedding cache")?;
+                Ok((pruned, thumbs_seconds, t.elapsed().as_secs_f64()))
+            });
+            let laid = layout::layout(&emb, dim, &ids, &nb, &settings.layout, layout::load_previous(&layout_dir));
+            (laid, beside.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+        });
+        let (coords, linfo, lkey) = laid?;
+        let (pruned, thumbs_seconds, parquet_seconds) = beside?;
+        report.cache_pruned = pruned;
         stage.finish();
         ui.info(format!(
             "layout: {} map ({} epochs; {} kept, {} new) in {:.1} s",
@@ -510,6 +531,8 @@ pub fn build(settings: &Settings, ui: &Ui) -> Result<BuildOutcome> {
                 .with_context(|| format!("cannot keep the map in the cache folder {}", layout_dir.display()))?;
         }
         report.stages.push(StageTime { name: "layout".into(), seconds: t_l.elapsed().as_secs_f64(), items: published.len() as u64 });
+        report.stages.push(StageTime { name: "thumbnails".into(), seconds: thumbs_seconds, items: published.len() as u64 });
+        report.stages.push(StageTime { name: "parquet".into(), seconds: parquet_seconds, items: published.len() as u64 });
 
         let t_s = Instant::now();
         let n = items.len();
@@ -573,23 +596,17 @@ pub fn build(settings: &Settings, ui: &Ui) -> Result<BuildOutcome> {
         // structure files, the map, the galleries). Their stage times overlap.
         release.wait_listing()?;
         let (api_done, rendered) = rayon::join(
-            || -> Result<(usize, f64)> {
+            || -> Result<f64> {
                 let t = Instant::now();
                 api::publish(&release, &items, &nb, &coords, &st)?;
-                let paths: Vec<&str> = published.iter().map(|(i, _)| i.entry.rel_str.as_str()).collect();
-                release.put("api/embeddings.parquet", &cache::export_parquet(&ids, &paths, std::mem::take(&mut emb), dim)?)?;
-                let used: HashSet<Digest> = published.iter().map(|(_, r)| *r.digest.as_bytes()).collect();
-                let pruned = c.prune(&used).context("cannot prune the embedding cache")?;
-                c.remove_other_keys().context("cannot prune the embedding cache")?;
-                Ok((pruned, t.elapsed().as_secs_f64()))
+                Ok(t.elapsed().as_secs_f64())
             },
             || -> Result<(site::Rendered, f64)> {
                 let t = Instant::now();
                 Ok((site::render(&release, &settings, &input, ui)?, t.elapsed().as_secs_f64()))
             },
         );
-        let (pruned, api_seconds) = api_done?;
-        report.cache_pruned = pruned;
+        let api_seconds = api_done?;
         report.stages.push(StageTime { name: "api".into(), seconds: api_seconds, items: n as u64 });
         let (rendered, render_seconds) = rendered?;
         rendered_into(&release, &mut report, rendered, render_seconds, n);
@@ -608,6 +625,9 @@ pub fn build(settings: &Settings, ui: &Ui) -> Result<BuildOutcome> {
     } else {
         let input = site::Input { items: &items, thumbs: &thumbs, previews: &previews, known: &known, model: None, eval };
         release.wait_listing()?;
+        let t = Instant::now();
+        site::put_thumbnails(&release, &items, &thumbs, &previews, &known)?;
+        report.stages.push(StageTime { name: "thumbnails".into(), seconds: t.elapsed().as_secs_f64(), items: items.len() as u64 });
         render_site(&release, &settings, &input, &mut report, ui)?;
     }
 

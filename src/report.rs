@@ -61,7 +61,7 @@ pub struct BuildReport {
     /// (the recycled release was no longer cached; see `publish::relink_changed_pages`).
     pub pages_relinked_early: usize,
     pub stages: Vec<StageTime>,
-    /// Where the render stage's time went: thumbnails and previews, the map's files,
+    /// Where the render stage's time went: the map's files,
     /// item pages, galleries and the rest (seconds).
     pub render_parts: Vec<(String, f64)>,
 }

@@ -73,12 +73,15 @@ pub struct Input<'a> {
     pub previews: &'a [Option<&'a Path>],
     /// The identity of each thumbnail and preview, where the ingest stage has it (spares
     /// a `stat` of each when they are linked into the release); empty: not known.
-    pub known: &'a [(Option<crate::fsutil::FileId>, Option<crate::fsutil::FileId>)],
+    pub known: &'a [Known],
     /// Neighbours, map and structure: absent when no model is configured.
     pub model: Option<Model<'a>>,
     /// Whether `eval/` exists (a link in the navigation).
     pub eval: bool,
 }
+
+/// The identity of an item's cached thumbnail and preview, where known.
+pub type Known = (Option<crate::fsutil::FileId>, Option<crate::fsutil::FileId>);
 
 pub struct Model<'a> {
     pub nb: &'a Neighbours,
@@ -362,7 +365,22 @@ struct PlainPage<'a> {
     root: &'a str,
 }
 
-/// Renders everything but `api/` into the release.
+/// Links every item's cached thumbnail and preview into the release (`thumbs/`,
+/// `previews/`). Needs neither the map nor the structure, so a build does it while the
+/// layout runs.
+pub fn put_thumbnails(release: &Release, items: &[&Item], thumbs: &[&Path], previews: &[Option<&Path>], known: &[Known]) -> Result<()> {
+    (0..items.len()).into_par_iter().try_for_each(|i| -> Result<()> {
+        let id = &items[i].id;
+        let (tm, pm) = known.get(i).copied().unwrap_or((None, None));
+        release.put_file_known(&format!("thumbs/{id}.jpg"), thumbs[i], tm)?;
+        match previews[i] {
+            Some(p) => release.put_file_known(&format!("previews/{id}.jpg"), p, pm),
+            None => Ok(()),
+        }
+    })
+}
+
+/// Renders everything but `api/`, `thumbs/` and `previews/` into the release.
 pub fn render(release: &Release, settings: &Settings, input: &Input, ui: &crate::ui::Ui) -> Result<Rendered> {
     let (tera, salt, builtin_item) = load_templates(settings.site.templates.as_deref())?;
     let site = SiteCtx { title: &settings.title, items: Some(input.items.len()), eval: input.eval };
@@ -375,16 +393,6 @@ pub fn render(release: &Release, settings: &Settings, input: &Input, ui: &crate:
     };
 
     put_static(release, settings.site.statics.as_deref())?;
-    (0..input.items.len()).into_par_iter().try_for_each(|i| -> Result<()> {
-        let id = &input.items[i].id;
-        let (tm, pm) = input.known.get(i).copied().unwrap_or((None, None));
-        release.put_file_known(&format!("thumbs/{id}.jpg"), input.thumbs[i], tm)?;
-        match input.previews[i] {
-            Some(p) => release.put_file_known(&format!("previews/{id}.jpg"), p, pm),
-            None => Ok(()),
-        }
-    })?;
-    lap(&mut out, "thumbnails");
 
     let overview = match &input.model {
         Some(m) => {
