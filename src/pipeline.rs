@@ -664,6 +664,7 @@ fn render_site(release: &Release, settings: &Settings, input: &site::Input, repo
 /// Records a rendered site (`seconds` of rendering, `items` items) in the report.
 fn rendered_into(release: &Release, report: &mut BuildReport, rendered: site::Rendered, seconds: f64, items: usize) {
     report.pages = rendered.pages;
+    report.page_threads = rendered.page_threads;
     report.render_parts = rendered.parts;
     report.stages.push(StageTime { name: "render".into(), seconds, items: items as u64 });
     release.carry(is_eval_path);

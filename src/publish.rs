@@ -433,6 +433,17 @@ impl Release {
         Ok(())
     }
 
+    /// Whether most of these files of the recycled release (a sample of 32 at most) have
+    /// left the page cache, as a release has a night after it was written: work on them
+    /// then waits on the disk more than it uses the CPU. False in a new release.
+    pub fn mostly_uncached<'r>(&self, rels: impl Iterator<Item = &'r str>) -> bool {
+        if !self.recycled {
+            return false;
+        }
+        let sample: Vec<bool> = rels.take(32).map(|rel| File::open(self.staging.join(rel)).is_ok_and(|f| crate::fsutil::uncached(&f, 0, 4096))).collect();
+        !sample.is_empty() && 2 * sample.iter().filter(|u| **u).count() >= sample.len()
+    }
+
     /// The listing, if it is done (never waits: see `wait_listing`).
     fn listing_now(&self) -> Option<&Listing> {
         if self.listed.get().is_none() && self.listing.lock().unwrap().as_ref().is_some_and(|h| !h.is_finished()) {

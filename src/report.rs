@@ -60,6 +60,9 @@ pub struct BuildReport {
     /// Item pages changed in the build before that were linked in while this one embedded
     /// (the recycled release was no longer cached; see `publish::relink_changed_pages`).
     pub pages_relinked_early: usize,
+    /// Threads that put the item pages: more than the cores when the recycled release had
+    /// left the page cache (each page then waits on the disk more than it uses the CPU).
+    pub page_threads: usize,
     pub stages: Vec<StageTime>,
     /// Where the render stage's time went: the map's files,
     /// item pages, galleries and the rest (seconds).

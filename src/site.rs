@@ -42,6 +42,8 @@ const MAX_LABELS: usize = 256;
 const PAGE: usize = 500;
 /// URLs per sitemap file (the protocol's limit is 50,000).
 const SITEMAP_URLS: usize = 50_000;
+/// Threads that put item pages when the recycled release is no longer cached.
+const IO_THREADS: usize = 16;
 /// Cards beside an item's neighbours: most similar inside and outside its cluster.
 const SIDE_CARDS: usize = 6;
 
@@ -105,6 +107,9 @@ pub struct Rendered {
     pub thumbnails_decoded: usize,
     /// Seconds spent on each part, in order.
     pub parts: Vec<(String, f64)>,
+    /// Threads that put the item pages: `IO_THREADS` when the recycled release had left the
+    /// page cache, else rayon's (one a core).
+    pub page_threads: usize,
 }
 
 #[derive(Serialize, Clone, Copy)]
@@ -408,7 +413,17 @@ pub fn render(release: &Release, settings: &Settings, input: &Input, ui: &crate:
     let keys = card_keys(input.items);
     let n = input.items.len();
     let direct = builtin_item && item_html::agrees_with_tera(&tera, n, |i| item_page(&item_site, input, i, overview.as_ref()));
-    (0..n).into_par_iter().try_for_each(|i| -> Result<()> {
+    // Where the recycled release has left the page cache, each page waits on reading its
+    // folder and inode from the disk; more threads than cores keep the disk busy then.
+    let spread: Vec<String> = match n >= 32 {
+        true => (0..32).map(|k| format!("items/{}/index.html", input.items[k * n / 32].id)).collect(),
+        false => Vec::new(),
+    };
+    let pool = match release.mostly_uncached(spread.iter().map(|s| s.as_str())) {
+        true => Some(rayon::ThreadPoolBuilder::new().num_threads(IO_THREADS).thread_name(|i| format!("simsite-pages-{i}")).build()?),
+        false => None,
+    };
+    let pages = || (0..n).into_par_iter().try_for_each(|i| -> Result<()> {
         let page = item_page(&item_site, input, i, overview.as_ref());
         // A page whose inputs are those of the served one is kept without rendering it.
         let rel = format!("items/{}/index.html", input.items[i].id);
@@ -418,7 +433,12 @@ pub fn render(release: &Release, settings: &Settings, input: &Input, ui: &crate:
         })?;
         stage.inc(1);
         Ok(())
-    })?;
+    });
+    out.page_threads = pool.as_ref().map_or(rayon::current_num_threads(), |p| p.current_num_threads());
+    match pool {
+        Some(p) => p.install(pages)?,
+        None => pages()?,
+    }
     stage.finish();
     out.pages = input.items.len();
     lap(&mut out, "pages");

@@ -384,6 +384,13 @@ fn nightly_builds_through_the_manifests_make_the_site_a_fresh_build_makes() {
         if night == 3 && simsite::fsutil::cachestat_available() {
             assert!(report(&root)["pages_relinked_early"].as_u64().unwrap() > 0);
         }
+        // ...and their item pages were put by 16 threads, more than cores (only the evicted
+        // nights: a release written moments before is still cached).
+        if simsite::fsutil::cachestat_available() && std::env::var_os("RAYON_NUM_THREADS").is_none() {
+            let cores = std::thread::available_parallelism().unwrap().get() as u64;
+            let want = if night == 2 || night == 3 { 16 } else { cores };
+            assert_eq!(report(&root)["page_threads"], want, "night {night}");
+        }
     }
     let (code, _, err) = run(&plain, &["build"]);
     assert_eq!(code, 0, "{err}");
