@@ -38,6 +38,9 @@ pub struct Listing {
     files: FxHashMap<[u8; 32], FileId>,
 }
 
+/// Threads that list the thumbnail cache's folders.
+const LISTING_THREADS: usize = 16;
+
 impl Listing {
     /// Lists `cache_dir`'s thumbnails; folders that cannot be read are left out.
     pub fn of(cache_dir: &Path) -> Listing {
@@ -45,24 +48,33 @@ impl Listing {
         use std::os::unix::fs::{DirEntryExt, MetadataExt};
         let Ok(folders) = std::fs::read_dir(cache_dir.join("thumbs")) else { return Listing::default() };
         let folders: Vec<PathBuf> = folders.filter_map(|e| e.ok()).map(|e| e.path()).collect();
-        let files = folders
-            .par_iter()
-            .map(|dir| {
-                let mut found = Vec::new();
-                // The folder's own device is its files'; a link in the cache is not listed.
-                let Some(dev) = std::fs::symlink_metadata(dir).ok().filter(|m| m.is_dir()).map(|m| m.dev()) else { return found };
-                let Ok(entries) = std::fs::read_dir(dir) else { return found };
-                for e in entries.filter_map(|e| e.ok()) {
-                    let name = e.file_name();
-                    let key = name.to_str().and_then(|n| n.strip_suffix(".jpg")).and_then(|hex| blake3::Hash::from_hex(hex).ok());
-                    if let Some(key) = key.filter(|_| e.file_type().is_ok_and(|t| t.is_file())) {
-                        found.push((*key.as_bytes(), FileId { dev, ino: e.ino() }));
+        let list = || {
+            folders
+                .par_iter()
+                .map(|dir| {
+                    let mut found = Vec::new();
+                    // The folder's own device is its files'; a link in the cache is not listed.
+                    let Some(dev) = std::fs::symlink_metadata(dir).ok().filter(|m| m.is_dir()).map(|m| m.dev()) else { return found };
+                    let Ok(entries) = std::fs::read_dir(dir) else { return found };
+                    for e in entries.filter_map(|e| e.ok()) {
+                        let name = e.file_name();
+                        let key = name.to_str().and_then(|n| n.strip_suffix(".jpg")).and_then(|hex| blake3::Hash::from_hex(hex).ok());
+                        if let Some(key) = key.filter(|_| e.file_type().is_ok_and(|t| t.is_file())) {
+                            found.push((*key.as_bytes(), FileId { dev, ino: e.ino() }));
+                        }
                     }
-                }
-                found
-            })
-            .flatten_iter()
-            .collect();
+                    found
+                })
+                .flatten_iter()
+                .collect()
+        };
+        // Threads that mostly wait: a night after the last build, the folders are read from
+        // the disk (Python, 280,000 entries: 1.8 s on 2 threads, 0.6 s on 16).
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(LISTING_THREADS).thread_name(|i| format!("simsite-list-{i}")).build();
+        let files = match pool {
+            Ok(p) => p.install(list),
+            Err(_) => list(),
+        };
         Listing { files }
     }
 
