@@ -51,6 +51,15 @@ fn cards(out: &mut String, root: &str, list: &[NeighbourCard]) {
     }
 }
 
+/// The cards of `list` between `open` and `close`, or nothing when it is empty.
+fn section(o: &mut String, root: &str, list: &[NeighbourCard], open: &str, close: &str) {
+    if !list.is_empty() {
+        o.push_str(open);
+        cards(o, root, list);
+        o.push_str(close);
+    }
+}
+
 /// The page's bytes.
 pub(super) fn write(page: &ItemPage) -> Vec<u8> {
     let (root, it, site) = (page.root, &page.item, page.site);
@@ -146,27 +155,12 @@ pub(super) fn write(page: &ItemPage) -> Vec<u8> {
         o.push_str("%\"></i></a>");
     }
     o.push_str("</div></article>");
-    if !page.neighbours.is_empty() {
-        o.push_str(" <section><h2>You might also like</h2><ol class=grid id=neighbours>");
-        cards(o, root, &page.neighbours);
-        o.push_str("</ol><p class=nav-keys>Keys: j / k or → / ← move through these, Enter opens, m shows this image on the map.</p></section>");
-    }
+    section(o, root, &page.neighbours, " <section><h2>You might also like</h2><ol class=grid id=neighbours>", "</ol><p class=nav-keys>Keys: j / k or → / ← move through these, Enter opens, m shows this image on the map.</p></section>");
     o.push(' ');
-    if !page.inside.is_empty() {
-        o.push_str("<section><h2>Most similar in cluster ");
-        if let Some(c) = it.cluster_id {
-            let _ = write!(o, "{c}");
-        }
-        o.push_str("</h2><ul class=\"grid small\">");
-        cards(o, root, &page.inside);
-        o.push_str("</ul></section>");
-    }
+    let cluster = it.cluster_id.map(|c| c.to_string()).unwrap_or_default();
+    section(o, root, &page.inside, &format!("<section><h2>Most similar in cluster {cluster}</h2><ul class=\"grid small\">"), "</ul></section>");
     o.push(' ');
-    if !page.outside.is_empty() {
-        o.push_str("<section><h2>Most similar in other clusters</h2><ul class=\"grid small\">");
-        cards(o, root, &page.outside);
-        o.push_str("</ul></section>");
-    }
+    section(o, root, &page.outside, "<section><h2>Most similar in other clusters</h2><ul class=\"grid small\">", "</ul></section>");
     o.push_str(" </main></body></html>");
     out.into_bytes()
 }
