@@ -138,12 +138,7 @@ fn relink_changed_pages(listing: &mut Listing, prev: &Path, staging: &Path, prev
     // Only worth it when the recycled release has left the page cache: where it is still
     // cached (a build run again within minutes), the page loop's unlinks do not wait, and
     // relinking here would only take the CPU from the embed stage. A few of its pages say.
-    let sample: Vec<&(&String, u64)> = todo.iter().step_by(todo.len().div_ceil(32)).collect();
-    let uncached = sample
-        .iter()
-        .filter(|(rel, _)| File::open(staging.join(rel)).is_ok_and(|f| crate::fsutil::uncached(&f, 0, 4096)))
-        .count();
-    if 2 * uncached < sample.len() {
+    if !mostly_uncached(staging, todo.iter().step_by(todo.len().div_ceil(32)).map(|(rel, _)| rel.as_str())) {
         return;
     }
     const THREADS: usize = 8;
@@ -177,6 +172,14 @@ fn relink_changed_pages(listing: &mut Listing, prev: &Path, staging: &Path, prev
         }
         listing.staging.files.insert(rel, ino);
     }
+}
+
+/// Whether most of the files at `rels` under `dir` (a sample of 32 at most) have left the
+/// page cache, as a release has a night after it was written: work on them then waits on
+/// the disk more than it uses the CPU. False for an empty sample.
+fn mostly_uncached<'r>(dir: &Path, rels: impl Iterator<Item = &'r str>) -> bool {
+    let sample: Vec<bool> = rels.take(32).map(|rel| File::open(dir.join(rel)).is_ok_and(|f| crate::fsutil::uncached(&f, 0, 4096))).collect();
+    !sample.is_empty() && 2 * sample.iter().filter(|u| **u).count() >= sample.len()
 }
 
 /// The file beside the release folder `release` named after it with `suffix` (its index,
@@ -433,15 +436,10 @@ impl Release {
         Ok(())
     }
 
-    /// Whether most of these files of the recycled release (a sample of 32 at most) have
-    /// left the page cache, as a release has a night after it was written: work on them
-    /// then waits on the disk more than it uses the CPU. False in a new release.
+    /// Whether most of these files of the recycled release have left the page cache
+    /// (`mostly_uncached`). False in a new release.
     pub fn mostly_uncached<'r>(&self, rels: impl Iterator<Item = &'r str>) -> bool {
-        if !self.recycled {
-            return false;
-        }
-        let sample: Vec<bool> = rels.take(32).map(|rel| File::open(self.staging.join(rel)).is_ok_and(|f| crate::fsutil::uncached(&f, 0, 4096))).collect();
-        !sample.is_empty() && 2 * sample.iter().filter(|u| **u).count() >= sample.len()
+        self.recycled && mostly_uncached(&self.staging, rels)
     }
 
     /// The listing, if it is done (never waits: see `wait_listing`).
