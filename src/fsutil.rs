@@ -94,6 +94,16 @@ pub fn write_if_changed(path: &Path, bytes: &[u8]) -> std::io::Result<bool> {
     Ok(true)
 }
 
+/// Threads for work that mostly waits on the disk, as a night's work does once the page
+/// cache has dropped the last builds: more threads than cores keep the disk busy.
+pub const IO_THREADS: usize = 16;
+
+/// A pool of `IO_THREADS` threads named `simsite-<name>-<i>`, or `None` where none could
+/// start (the work then runs on rayon's own threads).
+pub fn io_pool(name: &'static str) -> Option<rayon::ThreadPool> {
+    rayon::ThreadPoolBuilder::new().num_threads(IO_THREADS).thread_name(move |i| format!("simsite-{name}-{i}")).build().ok()
+}
+
 /// `cachestat`'s number, the same on every architecture (libc does not name it yet).
 const SYS_CACHESTAT: libc::c_long = 451;
 

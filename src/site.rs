@@ -42,8 +42,6 @@ const MAX_LABELS: usize = 256;
 const PAGE: usize = 500;
 /// URLs per sitemap file (the protocol's limit is 50,000).
 const SITEMAP_URLS: usize = 50_000;
-/// Threads that put item pages when the recycled release is no longer cached.
-const IO_THREADS: usize = 16;
 /// Cards beside an item's neighbours: most similar inside and outside its cluster.
 const SIDE_CARDS: usize = 6;
 
@@ -107,8 +105,8 @@ pub struct Rendered {
     pub thumbnails_decoded: usize,
     /// Seconds spent on each part, in order.
     pub parts: Vec<(String, f64)>,
-    /// Threads that put the item pages: `IO_THREADS` when the recycled release had left the
-    /// page cache, else rayon's (one a core).
+    /// Threads that put the item pages: `fsutil::IO_THREADS` when the recycled release had
+    /// left the page cache, else rayon's (one a core).
     pub page_threads: usize,
 }
 
@@ -419,10 +417,7 @@ pub fn render(release: &Release, settings: &Settings, input: &Input, ui: &crate:
         true => (0..32).map(|k| format!("items/{}/index.html", input.items[k * n / 32].id)).collect(),
         false => Vec::new(),
     };
-    let pool = match release.mostly_uncached(spread.iter().map(|s| s.as_str())) {
-        true => Some(rayon::ThreadPoolBuilder::new().num_threads(IO_THREADS).thread_name(|i| format!("simsite-pages-{i}")).build()?),
-        false => None,
-    };
+    let pool = release.mostly_uncached(spread.iter().map(|s| s.as_str())).then(|| crate::fsutil::io_pool("pages")).flatten();
     let pages = || (0..n).into_par_iter().try_for_each(|i| -> Result<()> {
         let page = item_page(&item_site, input, i, overview.as_ref());
         // A page whose inputs are those of the served one is kept without rendering it.

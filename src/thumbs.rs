@@ -38,9 +38,6 @@ pub struct Listing {
     files: FxHashMap<[u8; 32], FileId>,
 }
 
-/// Threads that list the thumbnail cache's folders.
-const LISTING_THREADS: usize = 16;
-
 impl Listing {
     /// Lists `cache_dir`'s thumbnails; folders that cannot be read are left out.
     pub fn of(cache_dir: &Path) -> Listing {
@@ -70,10 +67,9 @@ impl Listing {
         };
         // Threads that mostly wait: a night after the last build, the folders are read from
         // the disk (Python, 280,000 entries: 1.8 s on 2 threads, 0.6 s on 16).
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(LISTING_THREADS).thread_name(|i| format!("simsite-list-{i}")).build();
-        let files = match pool {
-            Ok(p) => p.install(list),
-            Err(_) => list(),
+        let files = match crate::fsutil::io_pool("list") {
+            Some(p) => p.install(list),
+            None => list(),
         };
         Listing { files }
     }
