@@ -98,6 +98,14 @@ pub fn write_if_changed(path: &Path, bytes: &[u8]) -> std::io::Result<bool> {
 /// cache has dropped the last builds: more threads than cores keep the disk busy.
 pub const IO_THREADS: usize = 16;
 
+/// Drops `x` on a thread of its own: freeing a build's maps of hundreds of thousands of
+/// paths takes a tenth of a second or more, which the build need not wait for. Dropped
+/// here when no thread can start.
+pub fn drop_beside<T: Send + 'static>(x: T) {
+    // Should no thread start, the closure, and `x` in it, is dropped with the error.
+    let _ = std::thread::Builder::new().name("simsite-free".into()).spawn(move || drop(x));
+}
+
 /// A pool of `IO_THREADS` threads named `simsite-<name>-<i>`, or `None` where none could
 /// start (the work then runs on rayon's own threads).
 pub fn io_pool(name: &'static str) -> Option<rayon::ThreadPool> {

@@ -28,6 +28,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
+use rayon::prelude::*;
+
 use anyhow::{bail, Context, Result};
 
 use crate::fsutil::FileId;
@@ -742,7 +744,9 @@ impl Release {
     /// the folders that leaves empty.
     fn remove_stale(&self, listed: &manifest::Listed, put: &HashMap<String, u64>, dirs: &HashSet<PathBuf>) -> Result<()> {
         let mut emptied = BTreeSet::new();
-        for rel in listed.files.keys().filter(|r| !put.contains_key(*r)) {
+        // Hundreds of thousands of lookups, most of them finding the file put.
+        let stale: Vec<&String> = listed.files.par_iter().map(|(r, _)| r).filter(|r| !put.contains_key(*r)).collect();
+        for rel in stale {
             let path = self.staging.join(rel);
             self.touch(&path);
             match self.unlink(&path) {
@@ -756,7 +760,8 @@ impl Release {
         }
         // Folders the release does not use go too, even empty ones: the release's manifest
         // names only the folders of its files.
-        emptied.extend(listed.folders.keys().map(|r| self.staging.join(r)).filter(|p| !dirs.contains(p)));
+        let unused: Vec<PathBuf> = listed.folders.par_iter().map(|(r, _)| self.staging.join(r)).filter(|p| !dirs.contains(p)).collect();
+        emptied.extend(unused);
         // Deepest first; a folder that still has something in it stays.
         for dir in emptied.iter().rev() {
             let mut d = dir.as_path();
@@ -770,14 +775,14 @@ impl Release {
 
     /// The served release's files (`listed`) that the new one keeps (`carry`) are linked in,
     /// and the rest it does not have are returned, sorted (removed by this release).
-    fn carry_and_list_removed(&self, listed: HashMap<String, u64>) -> Result<Vec<String>> {
+    fn carry_and_list_removed(&self, listed: &HashMap<String, u64>) -> Result<Vec<String>> {
         let Some(prev) = self.prev.clone() else { return Ok(Vec::new()) };
         let keep = self.state.lock().unwrap().carry;
         let mut removed = Vec::new();
         // The served files the build did not put (most files, it puts).
         let missing: Vec<String> = {
             let st = self.state.lock().unwrap();
-            listed.into_keys().filter(|rel| !st.put.contains_key(rel)).collect()
+            listed.par_iter().map(|(rel, _)| rel).filter(|rel| !st.put.contains_key(*rel)).cloned().collect()
         };
         for rel in missing {
             if keep.is_some_and(|k| k(&rel)) {
@@ -799,29 +804,50 @@ impl Release {
     pub fn commit(mut self, report_dir: &Path) -> Result<Changes> {
         self.listing()?;
         let listing = self.listed.take().and_then(|l| l.ok()).unwrap_or_default();
-        let removed = self.carry_and_list_removed(listing.prev)?;
-        let state = std::mem::take(&mut *self.state.lock().unwrap());
-        if self.recycled {
-            let dirs = std::mem::take(&mut *self.dirs.write().unwrap());
-            self.remove_stale(&listing.staging, &state.put, &dirs)?;
-        }
+        let removed = self.carry_and_list_removed(&listing.prev)?;
+        let State { put, changed, index: entries, touched, .. } = std::mem::take(&mut *self.state.lock().unwrap());
         let (parent, name) = names(&self.out)?;
         let id = format!("r{}-{}", chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ"), std::process::id());
         let release = self.releases.join(&id);
-        // Only save reads next time: a build goes on without them. The manifest is made once
-        // nothing more changes in the release's folders.
-        crate::fsutil::atomic_write(&index::path_of(&release), &index::encode(state.index)).ok();
-        // Folders nothing was made or removed in since the listing keep the stamps it read.
-        // `remove_stale` noted its folders in the state taken after `state` was.
-        let mut touched = state.touched;
-        touched.extend(std::mem::take(&mut self.state.lock().unwrap().touched));
-        touched.extend(listing.touched);
         let listing_relinked = listing.restamped.len();
-        let untouched: HashMap<String, manifest::Stamp> =
-            listing.staging.folders.into_iter().filter_map(|(rel, st)| Some((rel, st?))).filter(|(rel, _)| !touched.contains(&self.staging.join(rel))).collect();
-        if let Some(m) = manifest::make(&self.staging, state.put.iter().map(|(s, &ino)| (s.as_str(), ino)), &untouched) {
+        let Listing { prev: listed_prev, staging: listed, touched: relinked_in, restamped } = listing;
+        crate::fsutil::drop_beside((listed_prev, restamped));
+        // The index, and the manifest's files grouped by folder, beside the removals: none
+        // of them needs another.
+        let (grouped, made) = rayon::join(
+            || {
+                // Only saves reads next time: a build goes on without it.
+                crate::fsutil::atomic_write(&index::path_of(&release), &index::encode(entries)).ok();
+                manifest::Folders::of(put.iter().map(|(s, &ino)| (s.as_str(), ino)))
+            },
+            || -> Result<_> {
+                let mut dirs = HashSet::default();
+                if self.recycled {
+                    dirs = std::mem::take(&mut *self.dirs.write().unwrap());
+                    self.remove_stale(&listed, &put, &dirs)?;
+                }
+                // The manifest is made once nothing more changes in the release's folders.
+                // Folders nothing was made or removed in since the listing keep the stamps it
+                // read. `remove_stale` noted its folders in the state taken after the one above.
+                let mut touched = touched;
+                touched.extend(std::mem::take(&mut self.state.lock().unwrap().touched));
+                touched.extend(relinked_in);
+                let untouched: HashMap<String, manifest::Stamp> = listed
+                    .folders
+                    .par_iter()
+                    .filter_map(|(rel, st)| Some((rel, (*st)?)))
+                    .filter(|(rel, _)| !touched.contains(&self.staging.join(rel)))
+                    .map(|(rel, st)| (rel.clone(), st))
+                    .collect();
+                crate::fsutil::drop_beside((dirs, listed, touched));
+                Ok(untouched)
+            },
+        );
+        let untouched = made?;
+        if let Some(m) = grouped.and_then(|g| g.write(&self.staging, &untouched)) {
             crate::fsutil::atomic_write(&manifest::path_of(&release), &m).ok();
         }
+        crate::fsutil::drop_beside(untouched);
         if let Some(f) = self.flusher.take() {
             f.stop();
         }
@@ -833,10 +859,9 @@ impl Release {
         std::os::unix::fs::symlink(&rel_target, &link).with_context(|| format!("cannot create the link {}", link.display()))?;
         std::fs::rename(&link, &self.out).with_context(|| format!("cannot switch {} to the new release", self.out.display()))?;
         sync_filesystem(&parent);
-
         let changes = Changes {
-            files: state.put.len(),
-            changed: state.changed.into_iter().collect(),
+            files: put.len(),
+            changed: changed.into_iter().collect(),
             removed,
             release: id.clone(),
             served_read: self.served_read.load(Ordering::Relaxed),
@@ -854,6 +879,7 @@ impl Release {
         if let Some(p) = self.pruning.take() {
             p.join().ok();
         }
+        crate::fsutil::drop_beside(put);
         Ok(changes)
     }
 }

@@ -86,42 +86,82 @@ fn join(dir: &str, name: &str) -> String {
 /// `known` has a stamp for is not read: the caller knows nothing in it changed since.
 /// `None` when a path cannot be written down (a line break in it) or a folder cannot be read.
 pub fn make<'a>(root: &Path, files: impl Iterator<Item = (&'a str, u64)>, known: &HashMap<String, Stamp>) -> Option<Vec<u8>> {
-    let mut by_folder: HashMap<&str, Vec<(&str, u64)>> = HashMap::default();
-    by_folder.insert("", Vec::new());
-    for (f, ino) in files {
-        if f.contains(['\n', '\r']) {
-            return None;
-        }
-        let mut dir = parent(f);
-        by_folder.entry(dir).or_default().push((&f[if dir.is_empty() { 0 } else { dir.len() + 1 }..], ino));
-        // Every folder above it, so that each is in the manifest with its parent.
-        while !dir.is_empty() {
-            dir = parent(dir);
-            by_folder.entry(dir).or_default();
-        }
-    }
-    let mut folders: Vec<(&str, Vec<(&str, u64)>)> = by_folder.into_iter().collect();
-    folders.par_sort_unstable_by(|a, b| a.0.cmp(b.0));
-    // Each folder's lines on its own (it is the commit's longest serial step otherwise).
-    let parts: Vec<String> = folders
-        .into_par_iter()
-        .map(|(rel, mut names)| {
-            use std::fmt::Write;
-            let (ino, s, ns) = known.get(rel).copied().or_else(|| folder_stamp(&root.join(rel)))?;
-            names.sort_unstable();
-            let mut out = String::with_capacity(48 + rel.len() + names.iter().map(|(n, _)| n.len() + 24).sum::<usize>());
-            let _ = writeln!(out, "D\t{ino}\t{s}\t{ns}\t{rel}");
-            for (n, ino) in names {
-                let _ = writeln!(out, "\t{ino}\t{n}");
+    Folders::of(files)?.write(root, known)
+}
+
+/// A release's files grouped by folder, every folder above them included, in the
+/// manifest's order: the part of `make` that does not look at the disk, so that a build
+/// can do it while its release's folders are still changing.
+pub struct Folders<'a>(Vec<(&'a str, Vec<(&'a str, u64)>)>);
+
+impl<'a> Folders<'a> {
+    /// `None` when a path cannot be written down (a line break in it).
+    pub fn of(files: impl Iterator<Item = (&'a str, u64)>) -> Option<Folders<'a>> {
+        let mut by_folder: HashMap<&str, Vec<(&str, u64)>> = HashMap::default();
+        by_folder.insert("", Vec::new());
+        for (f, ino) in files {
+            if f.contains(['\n', '\r']) {
+                return None;
             }
-            Some(out)
-        })
-        .collect::<Option<_>>()?;
-    let mut out = String::with_capacity(MAGIC.len() + END.len() + parts.iter().map(|p| p.len()).sum::<usize>());
-    out.push_str(MAGIC);
-    parts.iter().for_each(|p| out.push_str(p));
-    out.push_str(END);
-    Some(out.into_bytes())
+            let dir = parent(f);
+            let name = &f[if dir.is_empty() { 0 } else { dir.len() + 1 }..];
+            if let Some(names) = by_folder.get_mut(dir) {
+                names.push((name, ino));
+                continue;
+            }
+            by_folder.insert(dir, vec![(name, ino)]);
+            // Every folder above a folder new here, so that each is in the manifest with its
+            // parent (those above a folder met before are there already).
+            let mut up = dir;
+            while !up.is_empty() {
+                up = parent(up);
+                if by_folder.contains_key(up) {
+                    break;
+                }
+                by_folder.insert(up, Vec::new());
+            }
+        }
+        let mut folders: Vec<(&str, Vec<(&str, u64)>)> = by_folder.into_iter().collect();
+        folders.par_sort_unstable_by(|a, b| a.0.cmp(b.0));
+        Some(Folders(folders))
+    }
+
+    /// The manifest, reading the stamps of the folders under `root` that `known` has none of.
+    pub fn write(self, root: &Path, known: &HashMap<String, Stamp>) -> Option<Vec<u8>> {
+        // Each folder's lines on its own (it is the commit's longest serial step otherwise).
+        let parts: Vec<String> = self
+            .0
+            .into_par_iter()
+            .map(|(rel, mut names)| {
+                let (ino, s, ns) = known.get(rel).copied().or_else(|| folder_stamp(&root.join(rel)))?;
+                names.sort_unstable();
+                let mut out = String::with_capacity(48 + rel.len() + names.iter().map(|(n, _)| n.len() + 24).sum::<usize>());
+                let mut num = itoa::Buffer::new();
+                out.push_str("D\t");
+                out.push_str(num.format(ino));
+                out.push('\t');
+                out.push_str(num.format(s));
+                out.push('\t');
+                out.push_str(num.format(ns));
+                out.push('\t');
+                out.push_str(rel);
+                out.push('\n');
+                for (n, ino) in names {
+                    out.push('\t');
+                    out.push_str(num.format(ino));
+                    out.push('\t');
+                    out.push_str(n);
+                    out.push('\n');
+                }
+                Some(out)
+            })
+            .collect::<Option<_>>()?;
+        let mut out = String::with_capacity(MAGIC.len() + END.len() + parts.iter().map(|p| p.len()).sum::<usize>());
+        out.push_str(MAGIC);
+        parts.iter().for_each(|p| out.push_str(p));
+        out.push_str(END);
+        Some(out.into_bytes())
+    }
 }
 
 impl Manifest {
@@ -206,6 +246,27 @@ mod tests {
 
     fn ino(p: &Path) -> u64 {
         std::fs::symlink_metadata(p).unwrap().ino()
+    }
+
+    #[test]
+    fn files_are_grouped_by_folder_with_every_folder_above_them() {
+        // Deep first, then a sibling below a folder already met, then a file in a folder
+        // first met as another's parent, and one at the top.
+        let files = ["a/b/c/x", "a/b/d/y", "a/z", "e/f/g/w", "top"];
+        let Folders(folders) = Folders::of(files.iter().enumerate().map(|(i, f)| (*f, i as u64))).unwrap();
+        let got: Vec<(&str, Vec<(&str, u64)>)> = folders;
+        let want: Vec<(&str, Vec<(&str, u64)>)> = vec![
+            ("", vec![("top", 4)]),
+            ("a", vec![("z", 2)]),
+            ("a/b", vec![]),
+            ("a/b/c", vec![("x", 0)]),
+            ("a/b/d", vec![("y", 1)]),
+            ("e", vec![]),
+            ("e/f", vec![]),
+            ("e/f/g", vec![("w", 3)]),
+        ];
+        assert_eq!(got, want);
+        assert!(Folders::of([("a\rb", 1)].into_iter()).is_none());
     }
 
     #[test]
