@@ -120,8 +120,9 @@ fn is_item_page(rel: &str) -> bool {
 /// That is done here, on the listing's thread while the build embeds and lays out, and
 /// not while it renders, where each one waited on reading the page's folder from the disk
 /// (a release's folders are rarely still cached a night after it was written: 2.3 s of a
-/// 112,000-item night's threads waited so) and on freeing the old file. A few threads do
-/// it, as they wait on the disk more than they use the CPU; and only when the recycled
+/// 112,000-item night's threads waited so) and on freeing the old file. `IO_THREADS` do
+/// it, as they wait on the disk more than they use the CPU (with 8, a night that relinked
+/// 56,000 pages waited 8 s for them after its layout); and only when the recycled
 /// release is no longer cached. `listing` learns the inodes now there (0 where a link
 /// failed: that page is looked at, as any unknown file is), the folders changed and the
 /// served files' stamps afterwards. Only a served file its index vouches for (unchanged
@@ -143,11 +144,10 @@ fn relink_changed_pages(listing: &mut Listing, prev: &Path, staging: &Path, prev
     if !mostly_uncached(staging, todo.iter().step_by(todo.len().div_ceil(32)).map(|(rel, _)| rel.as_str())) {
         return;
     }
-    const THREADS: usize = 8;
     // Each page: its inode now, and the served file's stamp once linked (None: not linked).
     let done: Vec<(String, u64, Option<u64>)> = std::thread::scope(|scope| {
         let workers: Vec<_> = todo
-            .chunks(todo.len().div_ceil(THREADS))
+            .chunks(todo.len().div_ceil(crate::fsutil::IO_THREADS))
             .map(|part| {
                 let relink = move || {
                     part.iter()
