@@ -809,8 +809,8 @@ impl Release {
         let (parent, name) = names(&self.out)?;
         let id = format!("r{}-{}", chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ"), std::process::id());
         let release = self.releases.join(&id);
-        let listing_relinked = listing.restamped.len();
         let Listing { prev: listed_prev, staging: listed, touched: relinked_in, restamped } = listing;
+        let listing_relinked = restamped.len();
         crate::fsutil::drop_beside((listed_prev, restamped));
         // The index, and the manifest's files grouped by folder, beside the removals: none
         // of them needs another.
@@ -821,9 +821,8 @@ impl Release {
                 manifest::Folders::of(put.iter().map(|(s, &ino)| (s.as_str(), ino)))
             },
             || -> Result<_> {
-                let mut dirs = HashSet::default();
+                let dirs = std::mem::take(&mut *self.dirs.write().unwrap());
                 if self.recycled {
-                    dirs = std::mem::take(&mut *self.dirs.write().unwrap());
                     self.remove_stale(&listed, &put, &dirs)?;
                 }
                 // The manifest is made once nothing more changes in the release's folders.
@@ -847,7 +846,8 @@ impl Release {
         if let Some(m) = grouped.and_then(|g| g.write(&self.staging, &untouched)) {
             crate::fsutil::atomic_write(&manifest::path_of(&release), &m).ok();
         }
-        crate::fsutil::drop_beside(untouched);
+        let files = put.len();
+        crate::fsutil::drop_beside((put, untouched));
         if let Some(f) = self.flusher.take() {
             f.stop();
         }
@@ -860,7 +860,7 @@ impl Release {
         std::fs::rename(&link, &self.out).with_context(|| format!("cannot switch {} to the new release", self.out.display()))?;
         sync_filesystem(&parent);
         let changes = Changes {
-            files: put.len(),
+            files,
             changed: changed.into_iter().collect(),
             removed,
             release: id.clone(),
@@ -879,7 +879,6 @@ impl Release {
         if let Some(p) = self.pruning.take() {
             p.join().ok();
         }
-        crate::fsutil::drop_beside(put);
         Ok(changes)
     }
 }
