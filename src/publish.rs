@@ -454,12 +454,22 @@ impl Release {
 
     /// What the listing thread found, waiting for it the first time.
     fn listing(&self) -> Result<&Listing> {
-        let listed = self.listed.get_or_init(|| match self.listing.lock().unwrap().take() {
-            Some(h) => match h.join() {
-                Ok(r) => r.map_err(|e| format!("{e:#}")),
-                Err(_) => Err("listing the releases' files failed".into()),
-            },
-            None => Ok(Listing::default()),
+        let listed = self.listed.get_or_init(|| {
+            let listed = match self.listing.lock().unwrap().take() {
+                Some(h) => match h.join() {
+                    Ok(r) => r.map_err(|e| format!("{e:#}")),
+                    Err(_) => Err("listing the releases' files failed".into()),
+                },
+                None => Ok(Listing::default()),
+            };
+            // A rebuild puts about as many files as the served release has: the maps of what
+            // is put are sized once, not grown (and copied) a dozen times while the build puts.
+            if let Ok(l) = &listed {
+                let mut st = self.state.lock().unwrap();
+                st.put.reserve(l.prev.len());
+                st.index.reserve(self.prev_index.len());
+            }
+            listed
         });
         listed.as_ref().map_err(|e| anyhow::anyhow!("{e}"))
     }

@@ -60,10 +60,18 @@ pub fn path_of(release: &Path) -> PathBuf {
     super::beside(release, ".index")
 }
 
-/// An index read back: entries sorted by key.
+/// An index read back: keys sorted, their entries beside them, and where each bucket of
+/// keys (by their top bits) starts. A build looks a path up once or twice for each of the
+/// hundreds of thousands of files it puts; keys are uniform (blake3), so a bucket holds a
+/// few keys and a lookup touches three cache lines, where a binary search over the whole
+/// index missed the cache at most of its ~19 steps (0.36 s of a 114,000-item night).
 #[derive(Default)]
 pub struct Index {
-    entries: Vec<(u64, Entry)>,
+    keys: Vec<u64>,
+    entries: Vec<Entry>,
+    /// `starts[b]..starts[b + 1]`: the keys whose top `bits` bits are `b`.
+    starts: Vec<u32>,
+    bits: u32,
 }
 
 impl Index {
@@ -79,15 +87,43 @@ impl Index {
                 (key, Entry { stamp, digest: c[16..32].try_into().unwrap(), input: c[32..].try_into().unwrap() })
             })
             .collect();
-        if !entries.windows(2).all(|w| w[0].0 < w[1].0) {
+        if !entries.windows(2).all(|w| w[0].0 < w[1].0) || entries.len() >= u32::MAX as usize {
             return Index::default();
         }
-        Index { entries }
+        Index::of_sorted(entries)
+    }
+
+    /// The index of `entries`, sorted by key with no key twice.
+    fn of_sorted(entries: Vec<(u64, Entry)>) -> Index {
+        // About four keys a bucket; at least one bucket bit, so the shift below stays in range.
+        let bits = (entries.len() / 4).max(2).next_power_of_two().trailing_zeros().min(30);
+        let mut starts = Vec::with_capacity((1 << bits) + 1);
+        for (i, (k, _)) in entries.iter().enumerate() {
+            let b = (k >> (64 - bits)) as usize;
+            starts.resize(starts.len().max(b + 1), i as u32);
+        }
+        starts.resize((1 << bits) + 1, entries.len() as u32);
+        let (keys, entries) = entries.into_iter().unzip();
+        Index { keys, entries, starts, bits }
     }
 
     pub fn get(&self, rel: &str) -> Option<Entry> {
+        if self.keys.is_empty() {
+            return None;
+        }
         let k = key(rel);
-        self.entries.binary_search_by_key(&k, |e| e.0).ok().map(|i| self.entries[i].1)
+        let b = (k >> (64 - self.bits)) as usize;
+        let (lo, hi) = (self.starts[b] as usize, self.starts[b + 1] as usize);
+        self.keys[lo..hi].iter().position(|&x| x == k).map(|i| self.entries[lo + i])
+    }
+
+    /// How many entries the index holds.
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
     }
 }
 
@@ -130,12 +166,29 @@ mod tests {
         assert_eq!(ix.get("a.json"), Some(e(1, b"one")));
         assert_eq!(ix.get("b.html"), Some(e(2, b"two")));
         assert_eq!(ix.get("c.html"), None);
-        assert_eq!(ix.entries.len(), 2, "a key given twice is dropped");
+        assert_eq!(ix.len(), 2, "a key given twice is dropped");
         for bad in [&b"simsite-index-v2 short"[..], b"not an index at all, but long enough to look like one", b""] {
             std::fs::write(&p, bad).unwrap();
-            assert!(Index::load(&p).entries.is_empty());
+            assert!(Index::load(&p).is_empty());
+            assert_eq!(Index::load(&p).get("a.json"), None);
         }
-        assert!(Index::load(&tmp.path().join("missing.index")).entries.is_empty());
+        assert!(Index::load(&tmp.path().join("missing.index")).is_empty());
         assert_eq!(path_of(Path::new("/x/.site.releases/r1")), Path::new("/x/.site.releases/r1.index"));
+    }
+
+    #[test]
+    fn every_path_of_a_large_index_is_found_and_no_other() {
+        let tmp = tempfile::tempdir().unwrap();
+        let e = |i: u64| Entry { stamp: i, digest: digest(&i.to_le_bytes()), input: NO_INPUT };
+        for n in [1u64, 3, 5, 17, 10_000] {
+            let p = tmp.path().join(format!("r{n}.index"));
+            std::fs::write(&p, encode((0..n).map(|i| (key(&format!("items/{i}.json")), e(i))).collect())).unwrap();
+            let ix = Index::load(&p);
+            assert_eq!(ix.len(), n as usize);
+            for i in 0..n {
+                assert_eq!(ix.get(&format!("items/{i}.json")), Some(e(i)), "{i} of {n}");
+                assert_eq!(ix.get(&format!("items/{i}.html")), None);
+            }
+        }
     }
 }
