@@ -48,11 +48,25 @@ pub struct EmbeddingCache {
 
 fn parquet_bytes(batch: &RecordBatch) -> Result<Vec<u8>, parquet::errors::ParquetError> {
     let mut out = Vec::new();
-    let props = parquet::file::properties::WriterProperties::builder().set_created_by("simsite".into()).build();
-    let mut w = parquet::arrow::ArrowWriter::try_new(&mut out, batch.schema(), Some(props))?;
+    let mut w = parquet::arrow::ArrowWriter::try_new(&mut out, batch.schema(), Some(writer_properties()))?;
     w.write(batch)?;
     w.close()?;
     Ok(out)
+}
+
+/// Rows in one row group of `api/embeddings.parquet`: a few MB each, so the export never
+/// holds a second copy of every embedding, and readers (DuckDB, pyarrow) can read the row
+/// groups in parallel.
+const EXPORT_ROWS: usize = 16_384;
+
+/// Plain encoding: digests, ids and embeddings hardly ever repeat, so a dictionary is work
+/// thrown away (the writer builds one, then falls back when it outgrows its page).
+fn writer_properties() -> parquet::file::properties::WriterProperties {
+    parquet::file::properties::WriterProperties::builder()
+        .set_created_by("simsite".into())
+        .set_dictionary_enabled(false)
+        .set_max_row_group_row_count(Some(EXPORT_ROWS))
+        .build()
 }
 
 fn io_err(e: impl std::fmt::Display) -> std::io::Error {
@@ -262,27 +276,35 @@ impl EmbeddingCache {
 
 /// `api/embeddings.parquet`: `id`, `path`, `embedding` (list of float32), in item order.
 pub fn export_parquet(ids: &[&str], paths: &[&str], embeddings: &[f32], dim: usize) -> std::io::Result<Vec<u8>> {
-    let n = ids.len();
-    let offs: Vec<i32> = (0..=n).map(|i| (i * dim) as i32).collect();
     let item = Arc::new(Field::new("item", DataType::Float32, false));
-    let list = ListArray::try_new(
-        item,
-        arrow_buffer::OffsetBuffer::new(arrow_buffer::ScalarBuffer::from(offs)),
-        Arc::new(Float32Array::from(embeddings.to_vec())),
-        None,
-    )
-    .map_err(io_err)?;
-    let schema = Schema::new(vec![
+    let schema = Arc::new(Schema::new(vec![
         Field::new("id", DataType::Utf8, false),
         Field::new("path", DataType::Utf8, false),
-        Field::new("embedding", list.data_type().clone(), false),
-    ]);
-    let batch = RecordBatch::try_new(
-        Arc::new(schema),
-        vec![Arc::new(StringArray::from(ids.to_vec())), Arc::new(StringArray::from(paths.to_vec())), Arc::new(list)],
-    )
-    .map_err(io_err)?;
-    parquet_bytes(&batch).map_err(io_err)
+        Field::new("embedding", DataType::List(item.clone()), false),
+    ]));
+    // Written a row group at a time: the arrays of one group are all that is held beside
+    // the file's bytes.
+    let mut out = Vec::with_capacity(embeddings.len() * 4 + ids.len() * 64);
+    let mut w = parquet::arrow::ArrowWriter::try_new(&mut out, schema.clone(), Some(writer_properties())).map_err(io_err)?;
+    for start in (0..ids.len()).step_by(EXPORT_ROWS) {
+        let end = (start + EXPORT_ROWS).min(ids.len());
+        let offs: Vec<i32> = (0..=end - start).map(|i| (i * dim) as i32).collect();
+        let list = ListArray::try_new(
+            item.clone(),
+            arrow_buffer::OffsetBuffer::new(arrow_buffer::ScalarBuffer::from(offs)),
+            Arc::new(Float32Array::from(embeddings[start * dim..end * dim].to_vec())),
+            None,
+        )
+        .map_err(io_err)?;
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![Arc::new(StringArray::from(ids[start..end].to_vec())), Arc::new(StringArray::from(paths[start..end].to_vec())), Arc::new(list)],
+        )
+        .map_err(io_err)?;
+        w.write(&batch).map_err(io_err)?;
+    }
+    w.close().map_err(io_err)?;
+    Ok(out)
 }
 
 /// What `api/embeddings.parquet` holds: ids, paths and the n × dim embeddings, in item order.
