@@ -54,9 +54,9 @@ fn parquet_bytes(batch: &RecordBatch) -> Result<Vec<u8>, parquet::errors::Parque
     Ok(out)
 }
 
-/// Rows in one row group of `api/embeddings.parquet`: a few MB each, so the export never
-/// holds a second copy of every embedding, and readers (DuckDB, pyarrow) can read the row
-/// groups in parallel.
+/// Rows in one row group of the Parquet files simsite writes (`api/embeddings.parquet`, the
+/// cache's segments): a few MB each, so the export never holds a second copy of every
+/// embedding, and readers (DuckDB, pyarrow) can read the row groups in parallel.
 const EXPORT_ROWS: usize = 16_384;
 
 /// Plain encoding: digests, ids and embeddings hardly ever repeat, so a dictionary is work
