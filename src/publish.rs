@@ -122,10 +122,9 @@ fn is_item_page(rel: &str) -> bool {
 /// (a release's folders are rarely still cached a night after it was written: 2.3 s of a
 /// 112,000-item night's threads waited so) and on freeing the old file. `IO_THREADS` do
 /// it, as they wait on the disk more than they use the CPU (with 8, a night that relinked
-/// 56,000 pages waited 8 s for them after its layout); and only when the recycled
-/// release is no longer cached. `listing` learns the inodes now there (0 where a link
-/// failed: that page is looked at, as any unknown file is), the folders changed and the
-/// served files' stamps afterwards. Only a served file its index vouches for (unchanged
+/// 56,000 pages waited 8 s for them after its layout). `listing` learns the inodes now
+/// there (0 where a link failed: that page is looked at, as any unknown file is), the
+/// folders changed and the served files' stamps afterwards. Only a served file its index vouches for (unchanged
 /// since it was published) is linked in.
 fn relink_changed_pages(listing: &mut Listing, prev: &Path, staging: &Path, prev_index: &index::Index) {
     let todo: Vec<(&String, u64)> = listing
@@ -138,12 +137,12 @@ fn relink_changed_pages(listing: &mut Listing, prev: &Path, staging: &Path, prev
     if todo.is_empty() {
         return;
     }
-    // Only worth it when the recycled release has left the page cache: where it is still
-    // cached (a build run again within minutes), the page loop's unlinks do not wait, and
-    // relinking here would only take the CPU from the embed stage. A few of its pages say.
-    if !mostly_uncached(staging, todo.iter().step_by(todo.len().div_ceil(32)).map(|(rel, _)| rel.as_str())) {
-        return;
-    }
+    // Done whether or not the recycled release is still cached (a build run again within
+    // minutes): freeing the old files waits on the disk's discards either way, which these
+    // threads overlap. Nights with it still cached, alternating with a build that skipped
+    // this then: 12.2-13.9 s against 12.9-14.2 s, each night faster than its neighbours
+    // (BENCHMARKS.md, session 19).
+
     // Each page: its inode now, and the served file's stamp once linked (None: not linked).
     let done: Vec<(String, u64, Option<u64>)> = std::thread::scope(|scope| {
         let workers: Vec<_> = todo
