@@ -124,8 +124,8 @@ fn is_item_page(rel: &str) -> bool {
 /// it, as they wait on the disk more than they use the CPU (with 8, a night that relinked
 /// 56,000 pages waited 8 s for them after its layout). `listing` learns the inodes now
 /// there (0 where a link failed: that page is looked at, as any unknown file is), the
-/// folders changed and the served files' stamps afterwards. Only a served file its index vouches for (unchanged
-/// since it was published) is linked in.
+/// folders changed and the served files' stamps afterwards. Only a served file its index
+/// vouches for (unchanged since it was published) is linked in.
 fn relink_changed_pages(listing: &mut Listing, prev: &Path, staging: &Path, prev_index: &index::Index) {
     let todo: Vec<(&String, u64)> = listing
         .staging
@@ -142,7 +142,6 @@ fn relink_changed_pages(listing: &mut Listing, prev: &Path, staging: &Path, prev
     // threads overlap. Nights with it still cached, alternating with a build that skipped
     // this then: 12.2-13.9 s against 12.9-14.2 s, each night faster than its neighbours
     // (BENCHMARKS.md, session 19).
-
     // Each page: its inode now, and the served file's stamp once linked (None: not linked).
     let done: Vec<(String, u64, Option<u64>)> = std::thread::scope(|scope| {
         let workers: Vec<_> = todo
