@@ -5,6 +5,9 @@ use clap::Parser;
 use simsite::cli::{Cli, Command};
 use simsite::{config, pipeline, ui::Ui};
 
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     // This binary is also the child process that decodes tile-compressed FITS, so a crash in
     // CFITSIO's decompressors costs one file, never the build (see decode/fits.rs).
