@@ -108,6 +108,11 @@ fn parse(b: &[u8]) -> Option<HashMap<String, (Stamp, [u8; 32])>> {
 /// Writes the memo for this build's files (only these: files gone from the archive are
 /// forgotten). `entries` are (relative path, stamp, digest) of settled files.
 pub fn save<'a>(cache: &Path, entries: impl Iterator<Item = (&'a str, Stamp, blake3::Hash)>) -> std::io::Result<()> {
+    write(cache, &to_bytes(entries))
+}
+
+/// What `save` writes.
+pub fn to_bytes<'a>(entries: impl Iterator<Item = (&'a str, Stamp, blake3::Hash)>) -> Vec<u8> {
     let mut out = MAGIC.to_vec();
     out.extend_from_slice(&0u64.to_le_bytes()); // the count, filled in below
     let mut count = 0u64;
@@ -121,7 +126,12 @@ pub fn save<'a>(cache: &Path, entries: impl Iterator<Item = (&'a str, Stamp, bla
         count += 1;
     }
     out[MAGIC.len()..MAGIC.len() + 8].copy_from_slice(&count.to_le_bytes());
-    crate::fsutil::write_if_changed(&cache.join(FILE), &out).map(|_| ())
+    out
+}
+
+/// Writes what `to_bytes` made into the cache folder `cache` (unless it holds that already).
+pub fn write(cache: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    crate::fsutil::write_if_changed(&cache.join(FILE), bytes).map(|_| ())
 }
 
 #[cfg(test)]

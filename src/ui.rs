@@ -16,6 +16,15 @@ pub struct Ui {
     quiet: bool,
     term: bool,
     skips_shown: Mutex<usize>,
+    /// Messages kept to be said later (see `hold`), instead of now.
+    held: Option<Mutex<Vec<Held>>>,
+}
+
+/// A message a held `Ui` keeps.
+enum Held {
+    Info(String),
+    Warn(String),
+    Skipped(String, String),
 }
 
 pub struct Stage<'a> {
@@ -30,21 +39,54 @@ pub struct Stage<'a> {
 
 impl Ui {
     pub fn new(quiet: bool) -> Ui {
-        Ui { quiet, term: std::io::stderr().is_terminal(), skips_shown: Mutex::new(0) }
+        Ui { quiet, term: std::io::stderr().is_terminal(), skips_shown: Mutex::new(0), held: None }
+    }
+
+    /// A `Ui` for work done beside other work whose messages should come first: it keeps
+    /// its messages until `say_to` (dropped, it says nothing). No progress bars.
+    pub fn hold(&self) -> Ui {
+        Ui { quiet: self.quiet, term: false, skips_shown: Mutex::new(0), held: Some(Mutex::new(Vec::new())) }
+    }
+
+    /// Says, through `to`, what this held `Ui` kept, in order.
+    pub fn say_to(self, to: &Ui) {
+        for m in self.held.map(|h| h.into_inner().unwrap_or_else(|e| e.into_inner())).unwrap_or_default() {
+            match m {
+                Held::Info(m) => to.info(m),
+                Held::Warn(m) => to.warn(m),
+                Held::Skipped(p, r) => to.skipped(&p, &r),
+            }
+        }
+    }
+
+    /// Keeps `m` if this `Ui` is held; else gives it back.
+    fn keep(&self, m: impl FnOnce() -> Held) -> bool {
+        match &self.held {
+            Some(h) => {
+                h.lock().unwrap_or_else(|e| e.into_inner()).push(m());
+                true
+            }
+            None => false,
+        }
     }
 
     pub fn info(&self, msg: impl Display) {
-        if !self.quiet {
+        if !self.quiet && !self.keep(|| Held::Info(msg.to_string())) {
             eprintln!("{msg}");
         }
     }
 
     pub fn warn(&self, msg: impl Display) {
-        eprintln!("warning: {msg}");
+        if !self.keep(|| Held::Warn(msg.to_string())) {
+            eprintln!("warning: {msg}");
+        }
     }
 
     /// Reports a skipped file, up to a limit, so a broken archive does not flood cron mail.
     pub fn skipped(&self, path: &str, reason: &str) {
+        if self.keep(|| Held::Skipped(path.to_string(), reason.to_string())) {
+            return;
+        }
         let mut shown = self.skips_shown.lock().unwrap_or_else(|e| e.into_inner());
         *shown += 1;
         if *shown <= MAX_SKIP_MESSAGES {

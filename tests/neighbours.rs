@@ -374,3 +374,30 @@ fn sky_separation_is_right() {
     assert!((separation_arcsec((0.0, 89.0), (180.0, 89.0)) - 7200.0).abs() < 1e-6);
     assert!((separation_arcsec((10.0, -30.0), (10.0, -30.0))).abs() < 1e-9);
 }
+
+#[test]
+fn a_cache_file_that_cannot_be_written_stops_the_build_before_it_publishes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    site(root, 30, "");
+    let (code, _, err) = run(root, &["build"]);
+    assert_eq!(code, 0, "{err}");
+    // The kept neighbours (written beside the rest of the build) cannot be replaced: a
+    // folder with a file in it stands where they go.
+    let kept = root.join("cache/neighbours.bin");
+    std::fs::remove_file(&kept).unwrap();
+    std::fs::create_dir_all(kept.join("x")).unwrap();
+    blob_archive(root, 2, 30);
+    let (code, _, err) = run(root, &["build"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains(&format!("cannot keep the neighbours in the cache folder: {}", kept.display())), "{err}");
+    // The site served is the last one, whole.
+    let ids: Vec<String> = serde_json::from_slice(&std::fs::read(root.join("out/api/ids.json")).unwrap()).unwrap();
+    assert_eq!(ids.len(), 30);
+    // Once it can be written again, the build publishes.
+    std::fs::remove_dir_all(&kept).unwrap();
+    let (code, _, err) = run(root, &["build"]);
+    assert_eq!(code, 0, "{err}");
+    let ids: Vec<String> = serde_json::from_slice(&std::fs::read(root.join("out/api/ids.json")).unwrap()).unwrap();
+    assert_eq!(ids.len(), 32);
+}
