@@ -74,10 +74,14 @@ fn parent(rel: &str) -> &str {
 
 fn join(dir: &str, name: &str) -> String {
     if dir.is_empty() {
-        name.to_string()
-    } else {
-        format!("{dir}/{name}")
+        return name.to_string();
     }
+    // Not `format!`: this makes a string for each of a release's hundreds of thousands of files.
+    let mut path = String::with_capacity(dir.len() + 1 + name.len());
+    path.push_str(dir);
+    path.push('/');
+    path.push_str(name);
+    path
 }
 
 /// The manifest of the release at `root`, whose files are `files` (relative paths, each
@@ -196,6 +200,9 @@ impl Manifest {
         let stamps: Vec<Option<Stamp>> = self.folders.par_iter().map(|f| folder_stamp(&root.join(&f.rel))).collect();
         let mut sound = vec![false; self.folders.len()];
         let mut out = Listed::default();
+        // Sized once for what the manifest lists, rather than grown (and rehashed) as it fills.
+        out.files.reserve(self.folders.iter().map(|f| f.files.len()).sum());
+        out.folders.reserve(self.folders.len());
         for (i, f) in self.folders.iter().enumerate() {
             let above = f.rel.is_empty() || known.get(parent(&f.rel)).is_some_and(|&p| sound[p]);
             let Some((ino, s, ns)) = stamps[i].filter(|_| above) else { continue };
