@@ -389,75 +389,87 @@ pub fn render(release: &Release, settings: &Settings, input: &Input, ui: &crate:
     let site = SiteCtx { title: &settings.title, items: Some(input.items.len()), eval: input.eval };
     let item_site = SiteCtx { items: None, ..site };
     let mut out = Rendered::default();
-    let mut clock = std::time::Instant::now();
-    let mut lap = |out: &mut Rendered, part: &str| {
-        out.parts.push((part.to_string(), clock.elapsed().as_secs_f64()));
-        clock = std::time::Instant::now();
-    };
 
     put_static(release, settings.site.statics.as_deref())?;
 
-    let overview = match &input.model {
-        Some(m) => {
-            let t = map_files(release, settings, input, m, &mut out)?;
+    // The map, the galleries and the other pages are made beside the item pages (none needs
+    // another): the item pages keep both cores busy while the others are in their serial
+    // parts. Each part's time is its own, so they overlap.
+    let overview = input.model.as_ref().map(|m| Overview { b: crate::api::bounds(m.xy) });
+    let others = || -> Result<Rendered> {
+        let mut out = Rendered::default();
+        let t = std::time::Instant::now();
+        if let Some(m) = &input.model {
+            map_files(release, settings, input, m, &mut out)?;
             ui.info(format!("map: {} tiles ({} atlases made, {} thumbnails decoded)", out.tiles, out.atlases_made, out.thumbnails_decoded));
-            Some(t)
         }
-        None => None,
+        out.parts.push(("map".into(), t.elapsed().as_secs_f64()));
+        let t = std::time::Instant::now();
+        let plain = PlainPage { site: &site, root: "" };
+        if input.model.is_some() {
+            release.put("index.html", &render_page(&tera, "index.html", &plain)?)?;
+        } else {
+            let cards = input.items.iter().take(PAGE).map(|it| Card { id: &it.id, title: &it.title, note: None }).collect();
+            let page = GalleryPage {
+                intro: "No model is configured, so there is no map, no neighbours and no clusters: only the images.".into(),
+                cards,
+                ..GalleryPage::new(&site, "", &settings.title)
+            };
+            release.put("index.html", &render_page(&tera, "gallery.html", &page)?)?;
+        }
+        galleries(release, &tera, &site, input)?;
+        out.parts.push(("galleries".into(), t.elapsed().as_secs_f64()));
+        let t = std::time::Instant::now();
+        let root404 = settings.site.base_url.split_once("://").and_then(|(_, rest)| rest.find('/').map(|i| rest[i..].to_string())).unwrap_or("/".into());
+        release.put("404.html", &render_page(&tera, "404.html", &PlainPage { site: &site, root: &root404 })?)?;
+        if !settings.site.base_url.is_empty() {
+            sitemap(release, &settings.site.base_url, input)?;
+        }
+        out.parts.push(("rest".into(), t.elapsed().as_secs_f64()));
+        Ok(out)
     };
-    lap(&mut out, "map");
-
-    let stage = ui.stage("pages", input.items.len() as u64);
-    let keys = card_keys(input.items);
-    let n = input.items.len();
-    let direct = builtin_item && item_html::agrees_with_tera(&tera, n, |i| item_page(&item_site, input, i, overview.as_ref()));
-    // Where the recycled release has left the page cache, each page waits on reading its
-    // folder and inode from the disk; more threads than cores keep the disk busy then.
-    let spread: Vec<String> = match n >= 32 {
-        true => (0..32).map(|k| format!("items/{}/index.html", input.items[k * n / 32].id)).collect(),
-        false => Vec::new(),
-    };
-    let pool = release.mostly_uncached(spread.iter().map(|s| s.as_str())).then(|| crate::fsutil::io_pool("pages")).flatten();
-    let pages = || (0..n).into_par_iter().try_for_each(|i| -> Result<()> {
-        let page = item_page(&item_site, input, i, overview.as_ref());
-        // A page whose inputs are those of the served one is kept without rendering it.
-        let rel = format!("items/{}/index.html", input.items[i].id);
-        release.put_rendered(&rel, item_page_input(&salt, &page, &keys)?, || match direct {
-            true => Ok(item_html::write(&page)),
-            false => render_page(&tera, "item.html", &page),
-        })?;
-        stage.inc(1);
-        Ok(())
-    });
-    out.page_threads = pool.as_ref().map_or(rayon::current_num_threads(), |p| p.current_num_threads());
-    match pool {
-        Some(p) => p.install(pages)?,
-        None => pages()?,
-    }
-    stage.finish();
-    out.pages = input.items.len();
-    lap(&mut out, "pages");
-
-    let plain = PlainPage { site: &site, root: "" };
-    if input.model.is_some() {
-        release.put("index.html", &render_page(&tera, "index.html", &plain)?)?;
-    } else {
-        let cards = input.items.iter().take(PAGE).map(|it| Card { id: &it.id, title: &it.title, note: None }).collect();
-        let page = GalleryPage {
-            intro: "No model is configured, so there is no map, no neighbours and no clusters: only the images.".into(),
-            cards,
-            ..GalleryPage::new(&site, "", &settings.title)
+    let item_pages = || -> Result<(usize, f64)> {
+        let t = std::time::Instant::now();
+        let stage = ui.stage("pages", input.items.len() as u64);
+        let keys = card_keys(input.items);
+        let n = input.items.len();
+        let direct = builtin_item && item_html::agrees_with_tera(&tera, n, |i| item_page(&item_site, input, i, overview.as_ref()));
+        // Where the recycled release has left the page cache, each page waits on reading its
+        // folder and inode from the disk; more threads than cores keep the disk busy then.
+        let spread: Vec<String> = match n >= 32 {
+            true => (0..32).map(|k| format!("items/{}/index.html", input.items[k * n / 32].id)).collect(),
+            false => Vec::new(),
         };
-        release.put("index.html", &render_page(&tera, "gallery.html", &page)?)?;
-    }
-    galleries(release, &tera, &site, input)?;
-    lap(&mut out, "galleries");
-    let root404 = settings.site.base_url.split_once("://").and_then(|(_, rest)| rest.find('/').map(|i| rest[i..].to_string())).unwrap_or("/".into());
-    release.put("404.html", &render_page(&tera, "404.html", &PlainPage { site: &site, root: &root404 })?)?;
-    if !settings.site.base_url.is_empty() {
-        sitemap(release, &settings.site.base_url, input)?;
-    }
-    lap(&mut out, "rest");
+        let pool = release.mostly_uncached(spread.iter().map(|s| s.as_str())).then(|| crate::fsutil::io_pool("pages")).flatten();
+        let pages = || (0..n).into_par_iter().try_for_each(|i| -> Result<()> {
+            let page = item_page(&item_site, input, i, overview.as_ref());
+            // A page whose inputs are those of the served one is kept without rendering it.
+            let rel = format!("items/{}/index.html", input.items[i].id);
+            release.put_rendered(&rel, item_page_input(&salt, &page, &keys)?, || match direct {
+                true => Ok(item_html::write(&page)),
+                false => render_page(&tera, "item.html", &page),
+            })?;
+            stage.inc(1);
+            Ok(())
+        });
+        let threads = pool.as_ref().map_or(rayon::current_num_threads(), |p| p.current_num_threads());
+        match pool {
+            Some(p) => p.install(pages)?,
+            None => pages()?,
+        }
+        stage.finish();
+        Ok((threads, t.elapsed().as_secs_f64()))
+    };
+    // The item pages on this thread at once; the rest goes to the first thread free.
+    let (pages, others) = rayon::join(item_pages, others);
+    let (others, (page_threads, pages_seconds)) = (others?, pages?);
+    out.tiles = others.tiles;
+    out.atlases_made = others.atlases_made;
+    out.thumbnails_decoded = others.thumbnails_decoded;
+    out.page_threads = page_threads;
+    out.pages = input.items.len();
+    out.parts = others.parts;
+    out.parts.insert(1, ("pages".into(), pages_seconds));
     Ok(out)
 }
 
@@ -736,7 +748,7 @@ fn u16s(v: &[u16]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
 
-fn map_files(release: &Release, settings: &Settings, input: &Input, m: &Model, out: &mut Rendered) -> Result<Overview> {
+fn map_files(release: &Release, settings: &Settings, input: &Input, m: &Model, out: &mut Rendered) -> Result<()> {
     let n = input.items.len();
     let xy = m.xy;
     let b = crate::api::bounds(xy);
@@ -924,7 +936,7 @@ fn map_files(release: &Release, settings: &Settings, input: &Input, m: &Model, o
         names,
     };
     release.put("map/map.json", &serde_json::to_vec(&map)?)?;
-    Ok(Overview { b })
+    Ok(())
 }
 
 /// The catalogue columns the map offers as colourings.
