@@ -103,7 +103,8 @@ pub struct Rendered {
     /// Thumbnails decoded into atlases (an atlas of additions starts from its last version's
     /// kept cells, so a night decodes only the new items' thumbnails).
     pub thumbnails_decoded: usize,
-    /// Seconds spent on each part, in order.
+    /// Seconds spent on each part: the map, the item pages, the galleries and the rest
+    /// (the item pages beside the others, so their times overlap).
     pub parts: Vec<(String, f64)>,
     /// Threads that put the item pages: `fsutil::IO_THREADS` when the recycled release had
     /// left the page cache, else rayon's (one a core).

@@ -59,7 +59,8 @@ impl Ui {
         }
     }
 
-    /// Keeps `m` if this `Ui` is held; else gives it back.
+    /// Keeps the message `m` makes when this `Ui` is held (true); false when it is not, and
+    /// the caller says it now.
     fn keep(&self, m: impl FnOnce() -> Held) -> bool {
         match &self.held {
             Some(h) => {
