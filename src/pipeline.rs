@@ -1,5 +1,5 @@
 //! The order of a build, in one place:
-//! load encoder → scan → catalogue join → decode + preprocess (+ thumbnails), streamed into
+//! load encoder (beside the scan) → scan → catalogue join → decode + preprocess (+ thumbnails), streamed into
 //! embed (cached by content) → neighbours (FAISS) → layout (UMAP, kept across builds) →
 //! structure (clusters, outliers, duplicates) → api/ files and embeddings export → HTML
 //! pages, map files, thumbnails → manifest → switch to the new release → report. Everything
