@@ -46,10 +46,18 @@ pub struct EmbeddingCache {
     pub problems: Vec<Problem>,
 }
 
-fn parquet_bytes(batch: &RecordBatch) -> Result<Vec<u8>, parquet::errors::ParquetError> {
-    let mut out = Vec::new();
-    let mut w = parquet::arrow::ArrowWriter::try_new(&mut out, batch.schema(), Some(writer_properties()))?;
-    w.write(batch)?;
+/// A Parquet file of `batches` (each made only when the writer asks for it, so that one at a
+/// time is held beside the file's bytes), `capacity` bytes reserved for it.
+fn parquet_bytes(
+    schema: arrow_schema::SchemaRef,
+    batches: impl IntoIterator<Item = Result<RecordBatch, arrow_schema::ArrowError>>,
+    capacity: usize,
+) -> Result<Vec<u8>, parquet::errors::ParquetError> {
+    let mut out = Vec::with_capacity(capacity);
+    let mut w = parquet::arrow::ArrowWriter::try_new(&mut out, schema, Some(writer_properties()))?;
+    for batch in batches {
+        w.write(&batch?)?;
+    }
     w.close()?;
     Ok(out)
 }
@@ -220,7 +228,7 @@ impl EmbeddingCache {
             values.extend_from_slice(self.get(k).expect("pending rows are indexed"));
         }
         let batch = segment_batch(keys, values, self.dim).map_err(io_err)?;
-        let bytes = parquet_bytes(&batch).map_err(io_err)?;
+        let bytes = parquet_bytes(batch.schema(), [Ok(batch)], 0).map_err(io_err)?;
         let name = format!("seg-{}.parquet", &blake3::hash(&bytes).to_hex()[..24]);
         let path = self.dir.join(name);
         fsutil::atomic_write(&path, &bytes)?;
@@ -284,9 +292,7 @@ pub fn export_parquet(ids: &[&str], paths: &[&str], embeddings: &[f32], dim: usi
     ]));
     // Written a row group at a time: the arrays of one group are all that is held beside
     // the file's bytes.
-    let mut out = Vec::with_capacity(embeddings.len() * 4 + ids.len() * 64);
-    let mut w = parquet::arrow::ArrowWriter::try_new(&mut out, schema.clone(), Some(writer_properties())).map_err(io_err)?;
-    for start in (0..ids.len()).step_by(EXPORT_ROWS) {
+    let groups = (0..ids.len()).step_by(EXPORT_ROWS).map(|start| {
         let end = (start + EXPORT_ROWS).min(ids.len());
         let offs: Vec<i32> = (0..=end - start).map(|i| (i * dim) as i32).collect();
         let list = ListArray::try_new(
@@ -294,17 +300,13 @@ pub fn export_parquet(ids: &[&str], paths: &[&str], embeddings: &[f32], dim: usi
             arrow_buffer::OffsetBuffer::new(arrow_buffer::ScalarBuffer::from(offs)),
             Arc::new(Float32Array::from(embeddings[start * dim..end * dim].to_vec())),
             None,
-        )
-        .map_err(io_err)?;
-        let batch = RecordBatch::try_new(
+        )?;
+        RecordBatch::try_new(
             schema.clone(),
             vec![Arc::new(StringArray::from(ids[start..end].to_vec())), Arc::new(StringArray::from(paths[start..end].to_vec())), Arc::new(list)],
         )
-        .map_err(io_err)?;
-        w.write(&batch).map_err(io_err)?;
-    }
-    w.close().map_err(io_err)?;
-    Ok(out)
+    });
+    parquet_bytes(schema.clone(), groups, embeddings.len() * 4 + ids.len() * 64).map_err(io_err)
 }
 
 /// What `api/embeddings.parquet` holds: ids, paths and the n × dim embeddings, in item order.

@@ -538,14 +538,9 @@ pub fn load_previous(dir: &std::path::Path) -> Option<Previous> {
     Some(Previous { key: key.trim().to_string(), ids, coords })
 }
 
-/// Keeps this build's map for the next one (the key last, so a half-written set never
-/// matches).
-pub fn save(dir: &std::path::Path, key: &str, ids: &[&str], coords: &[f32]) -> std::io::Result<()> {
-    save_bytes(dir, key, &serde_json::to_vec(ids).map_err(std::io::Error::other)?, &f32_bytes(coords))
-}
-
-/// `save` of the ids as JSON and the coordinates as `f32_bytes`.
-pub fn save_bytes(dir: &std::path::Path, key: &str, ids_json: &[u8], coords: &[u8]) -> std::io::Result<()> {
+/// Keeps this build's map for the next one: its ids as JSON, its coordinates as
+/// `f32_bytes`, and the key last, so a half-written set never matches.
+pub fn save(dir: &std::path::Path, key: &str, ids_json: &[u8], coords: &[u8]) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     let _ = std::fs::remove_file(dir.join("key"));
     crate::fsutil::atomic_write(&dir.join("ids.json"), ids_json)?;

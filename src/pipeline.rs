@@ -545,7 +545,7 @@ pub fn build(settings: &Settings, ui: &Ui) -> Result<BuildOutcome> {
         if linfo.mode != "reused" {
             let (ids_json, xy) = (serde_json::to_vec(&ids)?, layout::f32_bytes(&coords));
             let what = format!("cannot keep the map in the cache folder {}", layout_dir.display());
-            background.write(what, None, move || layout::save_bytes(&layout_dir, &lkey, &ids_json, &xy));
+            background.write(what, None, move || layout::save(&layout_dir, &lkey, &ids_json, &xy));
         }
         report.stages.push(StageTime { name: "layout".into(), seconds: t_l.elapsed().as_secs_f64(), items: published.len() as u64 });
         report.stages.push(StageTime { name: "thumbnails".into(), seconds: thumbs_seconds, items: published.len() as u64 });
