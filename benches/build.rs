@@ -46,6 +46,10 @@ struct Args {
     /// The benchmark venv's python (benches/setup_python.sh).
     #[arg(long)]
     venv_python: Option<PathBuf>,
+    /// Seconds to let pass between this benchmark's deleting of earlier runs and the cold
+    /// build (see `SETTLED`).
+    #[arg(long, default_value_t = 360)]
+    settle: u64,
     /// cargo bench passes this; ignored.
     #[arg(long, hide = true)]
     bench: bool,
@@ -151,6 +155,26 @@ fn simsite_build(run_dir: &Path, label: &str) -> Result<(Ran, Report)> {
     Ok((ran, report))
 }
 
+/// Touched when this benchmark deletes an earlier run's folder (~450,000 files at 100,000
+/// images). On ext4 without a journal, as on this project's VMs, a new file's inode is
+/// looked for past every inode freed in the last 60 s (360 s while its inode table is
+/// unwritten), each looked at in turn (`recently_deleted` in the kernel's ialloc.c). Cold
+/// builds of 20,000 images started just after deleting ~600,000 files spent 7.9-9.7 s in
+/// the kernel against 4.5-6.4 s with nothing deleted for 6 minutes (four pairs); their wall
+/// time was 5 % longer on average, within the VM's noise. Runs one after another gave every
+/// cold build but the first that extra work, and every ratio to it a little flattery.
+const SETTLED: &str = "deleted-earlier-runs";
+
+/// Waits until `secs` have passed since `SETTLED` was touched, so that the cold build
+/// costs what it costs on a machine that has not just deleted a site.
+fn settle(work: &Path, secs: u64) {
+    let since = std::fs::metadata(work.join(SETTLED)).and_then(|m| m.modified()).ok().and_then(|t| t.elapsed().ok());
+    if let Some(wait) = since.and_then(|s| std::time::Duration::from_secs(secs).checked_sub(s)) {
+        println!("waiting {:.0} s: an earlier run's site was deleted {:.0} s ago (--settle {secs}; see SETTLED in benches/build.rs)", wait.as_secs_f64(), since.unwrap().as_secs_f64());
+        std::thread::sleep(wait);
+    }
+}
+
 fn main() -> Result<()> {
     let a = Args::parse();
     let work = a.work.clone().unwrap_or_else(|| PathBuf::from(format!("/tmp/simsite-bench-{}", a.n)));
@@ -182,9 +206,10 @@ fn main() -> Result<()> {
     );
 
     // simsite, cold: a new folder for this run's site, cache and the peer's output. Earlier
-    // runs' folders are deleted only at the end: creating files just after deleting many
-    // is slow on ext4 (it avoids reusing recently freed inodes), which is not what a cold
-    // build costs.
+    // runs' folders are deleted only at the end, and the next run waits for that deletion
+    // to settle: creating files just after deleting many is slow on ext4 (it avoids reusing
+    // recently freed inodes), which is not what a cold build costs.
+    settle(&work, a.settle);
     let run_dir = work.join(format!("run-{}", chrono::Utc::now().format("%Y%m%dT%H%M%S")));
     std::fs::create_dir_all(&run_dir)?;
     std::fs::write(
@@ -266,6 +291,7 @@ raw ONNX Runtime (simsite's encoder on {decoded} pre-decoded images): {raw_both}
     for e in std::fs::read_dir(&work)?.filter_map(|e| e.ok()) {
         if e.file_name().to_string_lossy().starts_with("run-") && e.path() != run_dir {
             std::fs::remove_dir_all(e.path()).ok();
+            std::fs::write(work.join(SETTLED), b"").ok();
         }
     }
 
