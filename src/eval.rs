@@ -360,24 +360,89 @@ pub fn feature_side(size: usize) -> usize {
 }
 
 /// Centres the rows of `x` and projects them on its top principal components (at most
-/// `max_components`, and at most the number of rows or columns; fewer when the data has
-/// lower rank).
+/// `max_components`, and at most the number of rows or columns; those past the data's rank
+/// have no variance and score 0).
 ///
-/// linfa-reduction's PCA (a truncated SVD by LOBPCG from a fixed seed, so the same data give
-/// the same components on every run); chosen over a hand-written subspace iteration because
-/// DESIGN.md names it and it built with the existing dependency set (it brings its own
-/// ndarray 0.16, which this module uses too).
+/// The components are the leading eigenvectors of the pixels' scatter matrix (at most
+/// 1,024 × 1,024: [`PCA_SIDE`]² averaged pixels), from LAPACK's `dsyevr` (the LAPACK FAISS
+/// is linked with): exact, and the same data give the same components on every run.
+/// linfa-reduction's PCA was used before: its truncated SVD (LOBPCG) iterates up to twice
+/// the number of rows when it does not converge, and on the block averages of 224-pixel
+/// inputs (an ImageNet-style encoder) it took 282 s for 6,000 images, against 2 s for the
+/// same images through 64-pixel inputs (BENCHMARKS.md).
 pub fn pca_scores(x: Array2<f64>, max_components: usize) -> Result<Array2<f64>> {
-    use linfa::traits::Fit;
     let (n, d) = x.dim();
     let c = max_components.min(n).min(d);
     if c == 0 {
         return Ok(Array2::zeros((n, 0)));
     }
-    let data = linfa::DatasetBase::from(x);
-    let pca = linfa_reduction::Pca::params(c).fit(&data).context("the PCA of the pixel baseline failed")?;
-    let centred = data.records() - pca.mean();
-    Ok(centred.dot(&pca.components().t()))
+    let mean = x.mean_axis(ndarray::Axis(0)).context("the pixel baseline has no rows")?;
+    let centred = x - &mean;
+    let scatter = centred.t().dot(&centred);
+    let top = top_eigenvectors(scatter, c)?;
+    Ok(centred.dot(&top))
+}
+
+#[link(name = "lapack")]
+extern "C" {
+    /// LAPACK's eigenvalues and eigenvectors of a real symmetric matrix (MRRR), some of them.
+    fn dsyevr_(
+        jobz: *const std::ffi::c_char,
+        range: *const std::ffi::c_char,
+        uplo: *const std::ffi::c_char,
+        n: *const i32,
+        a: *mut f64,
+        lda: *const i32,
+        vl: *const f64,
+        vu: *const f64,
+        il: *const i32,
+        iu: *const i32,
+        abstol: *const f64,
+        m: *mut i32,
+        w: *mut f64,
+        z: *mut f64,
+        ldz: *const i32,
+        isuppz: *mut i32,
+        work: *mut f64,
+        lwork: *const i32,
+        iwork: *mut i32,
+        liwork: *const i32,
+        info: *mut i32,
+    );
+}
+
+/// The eigenvectors of the `c` largest eigenvalues of the symmetric matrix `a`, as the
+/// columns of a `d × c` matrix, largest first.
+fn top_eigenvectors(a: Array2<f64>, c: usize) -> Result<Array2<f64>> {
+    let d = a.nrows();
+    anyhow::ensure!(a.ncols() == d && (1..=d).contains(&c) && d <= i32::MAX as usize, "internal error: eigenvectors of a {d} x {} matrix", a.ncols());
+    // Symmetric, so its row-major bytes are the column-major matrix LAPACK expects.
+    let mut a = a.as_standard_layout().into_owned().into_raw_vec_and_offset().0;
+    let (n, il, iu) = (d as i32, (d - c + 1) as i32, d as i32);
+    let (mut m, mut info) = (0i32, 0i32);
+    let mut w = vec![0f64; d];
+    let mut z = vec![0f64; d * c];
+    let mut isuppz = vec![0i32; 2 * c];
+    let call = |a: &mut [f64], w: &mut [f64], z: &mut [f64], isuppz: &mut [i32], work: &mut [f64], iwork: &mut [i32], lwork: i32, liwork: i32, m: &mut i32, info: &mut i32| {
+        // SAFETY: every pointer is to a live buffer of the size dsyevr documents for these
+        // arguments (a: n × n, w: n, z: n × (iu - il + 1), isuppz: 2 × that, work: lwork,
+        // iwork: liwork; lwork = liwork = -1 asks only for their sizes, in work[0], iwork[0]).
+        unsafe {
+            dsyevr_(
+                c"V".as_ptr(), c"I".as_ptr(), c"U".as_ptr(), &n, a.as_mut_ptr(), &n, &0.0, &0.0, &il, &iu, &0.0, m,
+                w.as_mut_ptr(), z.as_mut_ptr(), &n, isuppz.as_mut_ptr(), work.as_mut_ptr(), &lwork, iwork.as_mut_ptr(), &liwork, info,
+            )
+        }
+    };
+    let (mut work, mut iwork) = (vec![0f64; 1], vec![0i32; 1]);
+    call(&mut a, &mut w, &mut z, &mut isuppz, &mut work, &mut iwork, -1, -1, &mut m, &mut info);
+    anyhow::ensure!(info == 0, "the PCA of the pixel baseline failed: LAPACK dsyevr's workspace query returned {info}");
+    let (lwork, liwork) = (work[0] as i32, iwork[0]);
+    let (mut work, mut iwork) = (vec![0f64; lwork.max(1) as usize], vec![0i32; liwork.max(1) as usize]);
+    call(&mut a, &mut w, &mut z, &mut isuppz, &mut work, &mut iwork, lwork, liwork, &mut m, &mut info);
+    anyhow::ensure!(info == 0 && m as usize == c, "the PCA of the pixel baseline failed: LAPACK dsyevr returned {info} with {m} of {c} eigenvectors");
+    // Column j of `z` (ascending eigenvalues) becomes column c - 1 - j (largest first).
+    Ok(Array2::from_shape_fn((d, c), |(i, j)| z[(c - 1 - j) * d + i]))
 }
 
 /// The raw-pixel baseline's embeddings: PCA scores of the pixel features, L2-normalised.
@@ -937,6 +1002,33 @@ mod tests {
         let (at1, atk) = twin_recall(&nb, &[(3, 2), (0, 2), (2, 0)], 2).unwrap();
         assert!((at1 - 1.0 / 3.0).abs() < 1e-12 && (atk - 2.0 / 3.0).abs() < 1e-12, "{at1} {atk}");
         assert_eq!(twin_recall(&nb, &[], 2), None);
+    }
+
+    #[test]
+    fn the_largest_eigenvalues_come_first_with_their_own_vectors() {
+        // A = Q diag(l) Q^T with Q a rotation in the (0, 2) plane and the (1, 3) plane; the
+        // 3 largest of l are at positions 3, 0, 2 (in that order).
+        let l = [5.0f64, -1.0, 2.0, 9.0, 0.5];
+        let (c, s) = (0.6f64, 0.8f64);
+        let mut q = Array2::<f64>::eye(5);
+        q[[0, 0]] = c;
+        q[[2, 0]] = s;
+        q[[0, 2]] = -s;
+        q[[2, 2]] = c;
+        q[[1, 1]] = s;
+        q[[3, 1]] = c;
+        q[[1, 3]] = -c;
+        q[[3, 3]] = s;
+        let a = q.dot(&Array2::from_diag(&ndarray::arr1(&l))).dot(&q.t());
+        let top = top_eigenvectors(a.clone(), 3).unwrap();
+        assert_eq!(top.dim(), (5, 3));
+        for (j, &k) in [3usize, 0, 2].iter().enumerate() {
+            // The same vector as Q's column k, up to its sign, and A v = l v.
+            let dot: f64 = top.column(j).iter().zip(q.column(k)).map(|(x, y)| x * y).sum();
+            assert!((dot.abs() - 1.0).abs() < 1e-9, "column {j}: {dot}");
+            let av = a.dot(&top.column(j));
+            assert!(av.iter().zip(top.column(j)).all(|(x, y)| (x - l[k] * y).abs() < 1e-9), "column {j}");
+        }
     }
 
     #[test]
