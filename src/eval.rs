@@ -416,8 +416,8 @@ extern "C" {
 fn top_eigenvectors(a: Array2<f64>, c: usize) -> Result<Array2<f64>> {
     let d = a.nrows();
     anyhow::ensure!(a.ncols() == d && (1..=d).contains(&c) && d <= i32::MAX as usize, "internal error: eigenvectors of a {d} x {} matrix", a.ncols());
-    // Symmetric, so its row-major bytes are the column-major matrix LAPACK expects.
-    let mut a = a.as_standard_layout().into_owned().into_raw_vec_and_offset().0;
+    // Symmetric: its elements in row-major order are the column-major matrix LAPACK expects.
+    let mut a: Vec<f64> = a.iter().copied().collect();
     let (n, il, iu) = (d as i32, (d - c + 1) as i32, d as i32);
     let (mut m, mut info) = (0i32, 0i32);
     let mut w = vec![0f64; d];
