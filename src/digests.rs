@@ -105,13 +105,8 @@ fn parse(b: &[u8]) -> Option<HashMap<String, (Stamp, [u8; 32])>> {
     r.is_empty().then_some(known)
 }
 
-/// Writes the memo for this build's files (only these: files gone from the archive are
-/// forgotten). `entries` are (relative path, stamp, digest) of settled files.
-pub fn save<'a>(cache: &Path, entries: impl Iterator<Item = (&'a str, Stamp, blake3::Hash)>) -> std::io::Result<()> {
-    write(cache, &to_bytes(entries))
-}
-
-/// What `save` writes.
+/// The memo of this build's files (only these: files gone from the archive are forgotten),
+/// as `write` keeps it. `entries` are (relative path, stamp, digest) of settled files.
 pub fn to_bytes<'a>(entries: impl Iterator<Item = (&'a str, Stamp, blake3::Hash)>) -> Vec<u8> {
     let mut out = MAGIC.to_vec();
     out.extend_from_slice(&0u64.to_le_bytes()); // the count, filled in below
@@ -145,7 +140,7 @@ mod tests {
         std::fs::write(&f, b"x").unwrap();
         let stamp = Stamp::of(&std::fs::metadata(&f).unwrap());
         let digest = blake3::hash(b"x");
-        save(d.path(), [("a.fits", stamp, digest), ("b/ü.png", stamp, digest)].into_iter()).unwrap();
+        write(d.path(), &to_bytes([("a.fits", stamp, digest), ("b/ü.png", stamp, digest)].into_iter())).unwrap();
         let m = Memo::load(d.path());
         assert_eq!(m.get("a.fits", &stamp), Some(digest));
         assert_eq!(m.get("b/ü.png", &stamp), Some(digest));

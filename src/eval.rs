@@ -419,27 +419,29 @@ fn top_eigenvectors(a: Array2<f64>, c: usize) -> Result<Array2<f64>> {
     // Symmetric: its elements in row-major order are the column-major matrix LAPACK expects.
     let mut a: Vec<f64> = a.iter().copied().collect();
     let (n, il, iu) = (d as i32, (d - c + 1) as i32, d as i32);
-    let (mut m, mut info) = (0i32, 0i32);
     let mut w = vec![0f64; d];
     let mut z = vec![0f64; d * c];
     let mut isuppz = vec![0i32; 2 * c];
-    let call = |a: &mut [f64], w: &mut [f64], z: &mut [f64], isuppz: &mut [i32], work: &mut [f64], iwork: &mut [i32], lwork: i32, liwork: i32, m: &mut i32, info: &mut i32| {
+    // Returns (eigenvectors found, info).
+    let mut call = |work: &mut [f64], iwork: &mut [i32], lwork: i32, liwork: i32| -> (i32, i32) {
+        let (mut m, mut info) = (0i32, 0i32);
         // SAFETY: every pointer is to a live buffer of the size dsyevr documents for these
         // arguments (a: n × n, w: n, z: n × (iu - il + 1), isuppz: 2 × that, work: lwork,
         // iwork: liwork; lwork = liwork = -1 asks only for their sizes, in work[0], iwork[0]).
         unsafe {
             dsyevr_(
-                c"V".as_ptr(), c"I".as_ptr(), c"U".as_ptr(), &n, a.as_mut_ptr(), &n, &0.0, &0.0, &il, &iu, &0.0, m,
-                w.as_mut_ptr(), z.as_mut_ptr(), &n, isuppz.as_mut_ptr(), work.as_mut_ptr(), &lwork, iwork.as_mut_ptr(), &liwork, info,
+                c"V".as_ptr(), c"I".as_ptr(), c"U".as_ptr(), &n, a.as_mut_ptr(), &n, &0.0, &0.0, &il, &iu, &0.0, &mut m,
+                w.as_mut_ptr(), z.as_mut_ptr(), &n, isuppz.as_mut_ptr(), work.as_mut_ptr(), &lwork, iwork.as_mut_ptr(), &liwork, &mut info,
             )
-        }
+        };
+        (m, info)
     };
     let (mut work, mut iwork) = (vec![0f64; 1], vec![0i32; 1]);
-    call(&mut a, &mut w, &mut z, &mut isuppz, &mut work, &mut iwork, -1, -1, &mut m, &mut info);
+    let (_, info) = call(&mut work, &mut iwork, -1, -1);
     anyhow::ensure!(info == 0, "the PCA of the pixel baseline failed: LAPACK dsyevr's workspace query returned {info}");
     let (lwork, liwork) = (work[0] as i32, iwork[0]);
     let (mut work, mut iwork) = (vec![0f64; lwork.max(1) as usize], vec![0i32; liwork.max(1) as usize]);
-    call(&mut a, &mut w, &mut z, &mut isuppz, &mut work, &mut iwork, lwork, liwork, &mut m, &mut info);
+    let (m, info) = call(&mut work, &mut iwork, lwork, liwork);
     anyhow::ensure!(info == 0 && m as usize == c, "the PCA of the pixel baseline failed: LAPACK dsyevr returned {info} with {m} of {c} eigenvectors");
     // Column j of `z` (ascending eigenvalues) becomes column c - 1 - j (largest first).
     Ok(Array2::from_shape_fn((d, c), |(i, j)| z[(c - 1 - j) * d + i]))

@@ -389,7 +389,6 @@ pub fn render(release: &Release, settings: &Settings, input: &Input, ui: &crate:
     let (tera, salt, builtin_item) = load_templates(settings.site.templates.as_deref())?;
     let site = SiteCtx { title: &settings.title, items: Some(input.items.len()), eval: input.eval };
     let item_site = SiteCtx { items: None, ..site };
-    let mut out = Rendered::default();
 
     put_static(release, settings.site.statics.as_deref())?;
 
@@ -463,13 +462,10 @@ pub fn render(release: &Release, settings: &Settings, input: &Input, ui: &crate:
     };
     // The item pages on this thread at once; the rest goes to the first thread free.
     let (pages, others) = rayon::join(item_pages, others);
-    let (others, (page_threads, pages_seconds)) = (others?, pages?);
-    out.tiles = others.tiles;
-    out.atlases_made = others.atlases_made;
-    out.thumbnails_decoded = others.thumbnails_decoded;
+    let mut out = others?;
+    let (page_threads, pages_seconds) = pages?;
     out.page_threads = page_threads;
     out.pages = input.items.len();
-    out.parts = others.parts;
     out.parts.insert(1, ("pages".into(), pages_seconds));
     Ok(out)
 }

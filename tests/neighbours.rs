@@ -197,6 +197,11 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     out
 }
 
+/// The item ids of the site whose `api/` folder is `api`.
+fn read_ids(api: &Path) -> Vec<String> {
+    serde_json::from_slice(&std::fs::read(api.join("ids.json")).unwrap()).unwrap()
+}
+
 #[test]
 fn a_build_publishes_neighbours_items_and_a_manifest() {
     let tmp = tempfile::tempdir().unwrap();
@@ -205,7 +210,7 @@ fn a_build_publishes_neighbours_items_and_a_manifest() {
     let (code, _, err) = run(root, &["build"]);
     assert_eq!(code, 0, "{err}");
     let api = root.join("out/api");
-    let ids: Vec<String> = serde_json::from_slice(&std::fs::read(api.join("ids.json")).unwrap()).unwrap();
+    let ids = read_ids(&api);
     assert_eq!(ids.len(), 40);
     let bin = std::fs::read(api.join("neighbors.bin")).unwrap();
     assert_eq!(bin.len(), 40 * 8 * 8, "40 rows of 8 (u32, f32) pairs");
@@ -269,7 +274,7 @@ fn a_build_publishes_neighbours_items_and_a_manifest() {
     let (code, _, err) = run(root, &["build"]);
     assert_eq!(code, 0, "{err}");
     assert!(!api.join(format!("items/{gone}.json")).exists());
-    let ids: Vec<String> = serde_json::from_slice(&std::fs::read(api.join("ids.json")).unwrap()).unwrap();
+    let ids = read_ids(&api);
     assert_eq!(ids.len(), 39);
     assert!(!ids.contains(&gone));
 }
@@ -392,12 +397,12 @@ fn a_cache_file_that_cannot_be_written_stops_the_build_before_it_publishes() {
     assert_eq!(code, 1, "{err}");
     assert!(err.contains(&format!("cannot keep the neighbours in the cache folder: {}", kept.display())), "{err}");
     // The site served is the last one, whole.
-    let ids: Vec<String> = serde_json::from_slice(&std::fs::read(root.join("out/api/ids.json")).unwrap()).unwrap();
+    let ids = read_ids(&root.join("out/api"));
     assert_eq!(ids.len(), 30);
     // Once it can be written again, the build publishes.
     std::fs::remove_dir_all(&kept).unwrap();
     let (code, _, err) = run(root, &["build"]);
     assert_eq!(code, 0, "{err}");
-    let ids: Vec<String> = serde_json::from_slice(&std::fs::read(root.join("out/api/ids.json")).unwrap()).unwrap();
+    let ids = read_ids(&root.join("out/api"));
     assert_eq!(ids.len(), 32);
 }
