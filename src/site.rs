@@ -55,6 +55,7 @@ const BUILTIN_TEMPLATES: &[(&str, &str)] = &[
 
 const BUILTIN_STATIC: &[(&str, &[u8])] = &[
     ("map.js", include_bytes!("../static/map.js")),
+    ("map-budget.js", include_bytes!("../static/map-budget.js")),
     ("map-colour.js", include_bytes!("../static/map-colour.js")),
     ("map-fetch.js", include_bytes!("../static/map-fetch.js")),
     ("map-gl.js", include_bytes!("../static/map-gl.js")),

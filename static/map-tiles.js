@@ -104,9 +104,9 @@ export class Tiles {
    * the budget. So the densest tiles, whose points overlap many times over, lose points first,
    * sparse tiles and outliers keep theirs, and every tile in view shows. A frame's cost is
    * bounded by the budget (plus one point per tile in view), whatever the archive's size.
-   * Returns { drawn, indices: map indices (Uint32Array, drawn long), batches: [{ weight,
-   * offset, count }] (slices of indices whose points stand for `weight` items each) }, valid
-   * until the next call.
+   * Returns { drawn, total (the points of the tiles in view), indices: map indices
+   * (Uint32Array, drawn long), batches: [{ weight, offset, count }] (slices of indices whose
+   * points stand for `weight` items each) }, valid until the next call.
    */
   pointIndices(x0, y0, x1, y1, s, pointPx, budget) {
     const { boxes, start, count, visible, area, keep, batchOf, batches } = this;
@@ -163,7 +163,7 @@ export class Tiles {
       if (keep[k] === count[t]) for (let i = start[t], end = i + count[t]; i < end; i++) indices[at++] = i;
       else for (let i = start[t], end = i + keep[k]; i < end; i++) indices[at++] = order[i];
     }
-    return { drawn, indices: indices.subarray(0, drawn), batches };
+    return { drawn, total, indices: indices.subarray(0, drawn), batches };
   }
 
   /**

@@ -3,6 +3,7 @@
 // tooltips, click-through to item pages, search, the #id=<id> hash, and the thumbnails shown
 // per tile once zoomed in. Exposes window.simsiteMap for browser tests.
 
+import { GAP_MS, PointBudget } from './map-budget.js';
 import { paletteTexels, renderLegend } from './map-colour.js';
 import { fetchJSON, fetchU16 } from './map-fetch.js';
 import { MAX_GROW, Renderer } from './map-gl.js';
@@ -17,8 +18,11 @@ const HOVER_PX = 8; // hover and click reach around a point
 const FOCUS_THUMB_PX = 48; // thumbnail size when the map jumps to an item
 const RING_PX = 30;
 const RESULTS_MAX = 20;
-// Most points a frame draws: beyond it, the densest tiles in view are thinned (Tiles.pointIndices).
-const POINT_BUDGET = 200_000;
+// Most points a frame draws: beyond it, the densest tiles in view are thinned
+// (Tiles.pointIndices). While the view moves, frames draw at most budget.moving points, which
+// adapts to how fast this browser draws (map-budget.js); a view that stops is drawn once
+// more with all budget.most (200,000).
+const budget = new PointBudget();
 
 const $ = (id) => document.getElementById(id);
 const ui = {
@@ -39,8 +43,12 @@ const simsiteMap = {
     resolveReady = resolve;
     rejectReady = reject;
   }),
-  /** Points drawn by the last frame: all items when the whole map shows, unless there are more than POINT_BUDGET. */
+  /** Points drawn by the last frame: all items when the whole map shows, unless there are more than 200,000 (or the view is moving on a slow renderer). */
   pointsDrawn: 0,
+  /** Most points a frame drawn while the view moves may draw (see map-budget.js). */
+  get pointBudget() {
+    return budget.moving;
+  },
   /** Tiles drawn as thumbnails by the last frame. */
   tilesDrawn: 0,
   /** Client (viewport) coordinates [x, y] of the point of map index i, or null. */
@@ -49,6 +57,8 @@ const simsiteMap = {
   idAt: async (i) => (await itemAt(i)).id,
   /** For benchmarks: times frames drawn synchronously (see timeFrames below). */
   timeFrames: (options) => timeFrames(options),
+  /** For benchmarks: times the frames of a pan, one per animation frame (see timePan below). */
+  timePan: (options) => timePan(options),
   errors: [],
 };
 window.simsiteMap = simsiteMap;
@@ -162,15 +172,29 @@ function focusOn(x, y, t) {
 // ---- drawing ----------------------------------------------------------------------------
 
 let drawPending = false;
+let asked = -Infinity; // when the pending frame was asked for (performance.now())
+let drawnAt = -Infinity; // when the last frame was drawn
+// A frame asked for this soon after the frame before was drawn follows it back to back.
+const BACK_TO_BACK_MS = 50;
+let still = false; // the next frame is the one drawn once the view stopped: the full budget
+let settle = 0; // timer that draws that frame
 
 function requestDraw() {
   if (drawPending || !map) return;
   drawPending = true;
-  requestAnimationFrame(draw);
+  asked = performance.now();
+  requestAnimationFrame((at) => draw(at));
 }
 
-function draw() {
+/**
+ * Draws a frame. `at` is its requestAnimationFrame time: the budget learns from the spacing
+ * of such frames. A frame drawn without it (a benchmark's), or `full`, draws up to budget.most.
+ */
+function draw(at, full = false) {
   drawPending = false;
+  full = full || still || at === undefined;
+  still = false;
+  clearTimeout(settle);
   const { renderer, tiles, x0, y0, dx, dy } = map;
   const { width: w, height: h, dpr } = renderer.resize();
   const { cx, cy, s } = view;
@@ -180,7 +204,8 @@ function draw() {
   const halfH = h / 2 / s;
   const pointPx = pointSizePx();
   const reach = (pointPx * MAX_GROW) / 2 / s; // points reach this far beyond their tile's box
-  const points = tiles.pointIndices(cx - halfW - reach, cy - halfH - reach, cx + halfW + reach, cy + halfH + reach, s, pointPx, POINT_BUDGET);
+  const limit = full ? budget.most : budget.moving;
+  const points = tiles.pointIndices(cx - halfW - reach, cy - halfH - reach, cx + halfW + reach, cy + halfH + reach, s, pointPx, limit);
   const frame = {
     scale: [dx * kx, dy * ky],
     offset: [(x0 - cx) * kx, (y0 - cy) * ky],
@@ -220,6 +245,18 @@ function draw() {
   tiles.endFrame();
   simsiteMap.pointsDrawn = points.drawn;
   simsiteMap.tilesDrawn = frame.quads.length;
+  const before = drawnAt;
+  drawnAt = performance.now();
+  if (!full) {
+    budget.frame(at, points.drawn, points.drawn < points.total, asked - before < BACK_TO_BACK_MS);
+    // Thinned further than a still view would be: once the view stops, draw it again.
+    if (points.drawn < Math.min(points.total, budget.most)) {
+      settle = setTimeout(() => {
+        still = true;
+        requestDraw();
+      }, GAP_MS);
+    }
+  }
 }
 
 /**
@@ -253,6 +290,46 @@ async function timeFrames({ zoom = 1, at = -1, frames = 20, settleMs = 0 } = {})
     frames,
     points: simsiteMap.pointsDrawn,
     tiles: simsiteMap.tilesDrawn,
+    mean_ms: times.reduce((a, b) => a + b, 0) / frames,
+    median_ms: [...times].sort((a, b) => a - b)[frames >> 1],
+    max_ms: Math.max(...times),
+  };
+}
+
+/**
+ * For benchmarks: pans the map across at `zoom` times the whole-map scale for `frames`
+ * animation frames, one frame drawn in each as a drag draws them, and times the spacing of
+ * those frames: what a user sees while moving the map. With `adaptive` false every frame
+ * draws the full budget, as before the budget adapted. Resolves to { zoom, frames, adaptive,
+ * points (drawn by the last frame), budget (the moving budget at the end), mean_ms,
+ * median_ms, max_ms }.
+ */
+async function timePan({ zoom = 1, frames = 60, adaptive = true } = {}) {
+  if (!map) throw new Error('the map has not loaded');
+  fitView();
+  view.s = Math.min(view.max, Math.max(view.min, view.fit * zoom));
+  const { w } = cssSize();
+  const step = (0.5 * w) / frames; // half a screen width, there and back
+  const times = [];
+  await new Promise((resolve) => {
+    let last = null;
+    const tick = (at) => {
+      if (last !== null) times.push(at - last);
+      last = at;
+      if (times.length >= frames) return resolve();
+      view.cx += ((times.length < frames / 2 ? 1 : -1) * step) / view.s;
+      draw(at, !adaptive);
+      asked = performance.now(); // as a drag asks for the next frame
+      requestAnimationFrame(tick);
+    };
+    requestAnimationFrame(tick);
+  });
+  return {
+    zoom,
+    frames,
+    adaptive,
+    points: simsiteMap.pointsDrawn,
+    budget: budget.moving,
     mean_ms: times.reduce((a, b) => a + b, 0) / frames,
     median_ms: [...times].sort((a, b) => a - b)[frames >> 1],
     max_ms: Math.max(...times),

@@ -7,7 +7,11 @@ The URL is the site root, served over HTTP. Checks, stopping at the first failur
   map     window.simsiteMap.ready resolves; pointsDrawn == map.json "items"; the canvas has
           non-background pixels; simsiteMap.errors is empty; no SEVERE console messages;
           a drag pans by its length (and opens nothing), the wheel zooms in; timeFrames (the
-          benchmark hook) draws and times frames of every point
+          benchmark hook) draws and times frames of every point; timePan pans with every
+          point drawn (fewer than the least budget)
+  budget  static/map-budget.js, fed frame times: frames 84 ms apart halve the moving budget
+          (and halvings that help go on), one that does not help is undone, frames not asked
+          for back to back count for nothing, frames 16.7 ms apart grow it back
   hash    index.html#id=<id of map index 0> centres the map on that item and, once zoomed in,
           draws tiles as thumbnails
   click   a real click at screenOf(0) opens items/<id>/
@@ -58,6 +62,38 @@ const background = [...seen].sort((a, b) => b[1] - a[1])[0][0];
 let other = 0;
 for (let i = 0; i < px.length; i++) if (px[i] !== background) other++;
 return {width: w, height: h, other: other};
+"""
+
+
+# Feeds static/map-budget.js frame times by hand. Frames 84 ms apart whose cost halves with
+# the points (84, then 42, then 21 ms: the last under 30 ms) give two halvings; then frames
+# whose time stays 40 ms at any budget (a canvas-bound renderer) make a halving that is
+# undone; slow frames that were not asked for back to back (a user's pauses) change nothing;
+# frames 16.7 ms apart grow it back.
+BUDGET_RULES = """
+const done = arguments[arguments.length - 1];
+import(new URL('static/map-budget.js', document.baseURI).href).then(({ PointBudget }) => {
+  const b = new PointBudget(200000, 10000);
+  let at = 0;
+  const run = (n, ms, drawn, backToBack = true) => { for (let i = 0; i < n; i++) { at += ms(); b.frame(at, drawn(), true, backToBack); } };
+  const slow = [b.moving];
+  for (let k = 0; k < 3; k++) {
+    run(4, () => 84 * b.moving / 200000, () => b.moving);
+    if (b.moving !== slow[slow.length - 1]) slow.push(b.moving);
+  }
+  run(4, () => 40, () => b.moving);   // 40 ms > 30: halved to 25000 ...
+  run(4, () => 40, () => b.moving);   // ... still 40 ms: undone
+  const undone = b.moving;
+  run(6, () => 100, () => 200000, false);   // asked for long after the frame before
+  const gap = b.moving;
+  at += 5000;   // a pause, longer than any frame that is timed
+  const fast = [b.moving];
+  for (let k = 0; k < 40 && b.moving < 200000; k++) {
+    run(4, () => 16.7, () => b.moving);
+    if (b.moving !== fast[fast.length - 1]) fast.push(b.moving);
+  }
+  done({ slow, undone, gap, fast });
+}, (e) => done({ error: String(e) }));
 """
 
 
@@ -150,6 +186,12 @@ class Run:
         self.check(timed.get("frames") == 3 and timed.get("points") == items and 0 < timed["median_ms"] <= timed["max_ms"],
                    f"timeFrames gave {timed}")
         self.ok(f"map: timeFrames drew 3 frames of {items} points, median {timed['median_ms']:.1f} ms")
+        panned = self.driver.execute_async_script(
+            "const done = arguments[arguments.length - 1];"
+            "simsiteMap.timePan({zoom: 1, frames: 12}).then(done, (e) => done({error: String(e)}));")
+        self.check(panned.get("frames") == 12 and panned.get("points") == items and panned["median_ms"] > 0,
+                   f"timePan gave {panned}")
+        self.ok(f"map: timePan drew 12 frames of {items} points, median {panned['median_ms']:.1f} ms apart")
 
         # Drag pans by exactly the drag (and is no click); the wheel zooms in.
         canvas = self.driver.find_element(By.ID, "map")
@@ -167,6 +209,19 @@ class Run:
         self.check(gap(after) == 0 or gap(zoomed) > 1.3 * gap(after),
                    f"the wheel did not zoom in ({gap(after):.1f} -> {gap(zoomed):.1f} px)")
         self.ok("map: dragging pans, the wheel zooms in")
+
+    def test_budget(self):
+        # Frame times fed by hand, so the verdicts do not depend on this machine's speed.
+        result = self.driver.execute_async_script(BUDGET_RULES)
+        self.check("error" not in result, f"map-budget.js: {result.get('error')}")
+        slow, undone, gap, fast = result["slow"], result["undone"], result["gap"], result["fast"]
+        self.check(slow == [200000, 100000, 50000], f"frames 84 ms apart (drawing fewer each halving) left budgets {slow}, "
+                   "expected 200000 halved twice")
+        self.check(undone == 50000, f"a halving that left frames as slow was not undone: budget {undone}, expected 50000")
+        self.check(gap == 50000, f"slow frames not asked for back to back changed the budget to {gap}")
+        self.check(fast[-1] == 200000 and all(a < b for a, b in zip(fast, fast[1:])),
+                   f"frames 16.7 ms apart grew the budget as {fast}, expected steps up to 200000")
+        self.ok(f"budget: slow frames {slow}, undone {undone}, grown back {fast}")
 
     def test_hash_and_click(self):
         item_id = self.id_at(0)
@@ -257,6 +312,7 @@ class Run:
         with urllib.request.urlopen(self.base + "map/map.json") as r:
             items = json.load(r)["items"]
         self.test_map(items)
+        self.test_budget()
         item_id = self.test_hash_and_click()
         self.test_item(item_id)
 
