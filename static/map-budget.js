@@ -9,10 +9,10 @@
 // becomes the floor the thresholds are measured from. A view that stops moving is drawn
 // once more with the full budget (map.js), so what stays on screen is never thinned by it.
 
-export const MOST_POINTS = 200_000;
-export const FEWEST_POINTS = 10_000;
+const MOST_POINTS = 200_000;
+const FEWEST_POINTS = 10_000;
 // A view still for this long after thinned frames is drawn again with the full budget.
-export const GAP_MS = 250;
+export const STILL_MS = 250;
 // Frames further apart than this are not timed, back to back or not.
 const LONGEST_MS = 2000;
 const SLOW_MS = 30; // below ~33 frames/s
@@ -37,28 +37,25 @@ export class PointBudget {
    * `drawn` points, `thinned` if the budget left some out. `backToBack`: it was asked for
    * while, or just after, the frame before was drawn, so the time between the two is the
    * browser's and not the user's (a wheel turned notch by notch, a pause in a drag).
-   * Returns whether the budget changed.
    */
   frame(at, drawn, thinned, backToBack = true) {
     const dt = at - this.last;
     this.last = at;
-    if (!backToBack || !(dt >= 0 && dt <= LONGEST_MS)) {
+    // Not timed: the user's wait, not the browser's; or the first frame after a change,
+    // whose spacing is the time of the frame before it, drawn with the old budget.
+    if (!backToBack || !(dt >= 0 && dt <= LONGEST_MS) || this.timed < 0) {
       this.timed = 0;
-      return false;
-    }
-    if (this.timed < 0) {
-      // This frame's spacing is the time of the frame before it, drawn with the old budget.
-      this.timed = 0;
-      return false;
+      return;
     }
     this.ms = this.timed ? 0.6 * this.ms + 0.4 * dt : dt;
-    if (++this.timed < FRAMES) return false;
+    if (++this.timed < FRAMES) return;
     if (this.trial) {
       const { budget, ms } = this.trial;
       this.trial = null;
       if (this.ms > 0.85 * ms) {
         this.floor = this.ms;
-        return this.set(budget);
+        this.set(budget);
+        return;
       }
     }
     if (this.floor && this.ms < this.floor) this.floor = this.ms;
@@ -66,18 +63,15 @@ export class PointBudget {
     const fast = Math.max(FAST_MS, 1.15 * this.floor);
     if (this.ms > slow && drawn > this.fewest) {
       this.trial = { budget: this.moving, ms: this.ms };
-      return this.set(Math.max(this.fewest, Math.floor(Math.min(this.moving, drawn) / 2)));
+      this.set(Math.max(this.fewest, Math.floor(Math.min(this.moving, drawn) / 2)));
+    } else if (this.ms < fast && thinned && this.moving < this.most) {
+      this.set(Math.min(this.most, Math.round(this.moving * 1.25)));
     }
-    if (this.ms < fast && thinned && this.moving < this.most) {
-      return this.set(Math.min(this.most, Math.round(this.moving * 1.25)));
-    }
-    return false;
   }
 
+  /** A new moving budget; the next frame is not timed (see frame). */
   set(budget) {
     this.timed = -1;
-    const changed = budget !== this.moving;
     this.moving = budget;
-    return changed;
   }
 }

@@ -3,7 +3,7 @@
 // tooltips, click-through to item pages, search, the #id=<id> hash, and the thumbnails shown
 // per tile once zoomed in. Exposes window.simsiteMap for browser tests.
 
-import { GAP_MS, PointBudget } from './map-budget.js';
+import { PointBudget, STILL_MS } from './map-budget.js';
 import { paletteTexels, renderLegend } from './map-colour.js';
 import { fetchJSON, fetchU16 } from './map-fetch.js';
 import { MAX_GROW, Renderer } from './map-gl.js';
@@ -254,7 +254,7 @@ function draw(at, full = false) {
       settle = setTimeout(() => {
         still = true;
         requestDraw();
-      }, GAP_MS);
+      }, STILL_MS);
     }
   }
 }
@@ -267,9 +267,7 @@ function draw(at, full = false) {
  * { zoom, frames, points, tiles, mean_ms, median_ms, max_ms }.
  */
 async function timeFrames({ zoom = 1, at = -1, frames = 20, settleMs = 0 } = {}) {
-  if (!map) throw new Error('the map has not loaded');
-  fitView();
-  view.s = Math.min(view.max, Math.max(view.min, view.fit * zoom));
+  viewWhole(zoom);
   if (at >= 0) [view.cx, view.cy] = layoutOf(at);
   draw();
   if (settleMs > 0) {
@@ -285,13 +283,21 @@ async function timeFrames({ zoom = 1, at = -1, frames = 20, settleMs = 0 } = {})
     gl.readPixels(0, 0, 1, 1, gl.RGBA, gl.UNSIGNED_BYTE, pixel);
     times.push(performance.now() - t0);
   }
+  return { zoom, frames, points: simsiteMap.pointsDrawn, tiles: simsiteMap.tilesDrawn, ...frameTimes(times) };
+}
+
+/** For the benchmarks: the whole map in view, at `zoom` times the scale that fits it. */
+function viewWhole(zoom) {
+  if (!map) throw new Error('the map has not loaded');
+  fitView();
+  view.s = Math.min(view.max, Math.max(view.min, view.fit * zoom));
+}
+
+/** For the benchmarks: { mean_ms, median_ms, max_ms } of frame times. */
+function frameTimes(times) {
   return {
-    zoom,
-    frames,
-    points: simsiteMap.pointsDrawn,
-    tiles: simsiteMap.tilesDrawn,
-    mean_ms: times.reduce((a, b) => a + b, 0) / frames,
-    median_ms: [...times].sort((a, b) => a - b)[frames >> 1],
+    mean_ms: times.reduce((a, b) => a + b, 0) / times.length,
+    median_ms: [...times].sort((a, b) => a - b)[times.length >> 1],
     max_ms: Math.max(...times),
   };
 }
@@ -305,9 +311,7 @@ async function timeFrames({ zoom = 1, at = -1, frames = 20, settleMs = 0 } = {})
  * median_ms, max_ms }.
  */
 async function timePan({ zoom = 1, frames = 60, adaptive = true } = {}) {
-  if (!map) throw new Error('the map has not loaded');
-  fitView();
-  view.s = Math.min(view.max, Math.max(view.min, view.fit * zoom));
+  viewWhole(zoom);
   const { w } = cssSize();
   const step = (0.5 * w) / frames; // half a screen width, there and back
   const times = [];
@@ -324,16 +328,7 @@ async function timePan({ zoom = 1, frames = 60, adaptive = true } = {}) {
     };
     requestAnimationFrame(tick);
   });
-  return {
-    zoom,
-    frames,
-    adaptive,
-    points: simsiteMap.pointsDrawn,
-    budget: budget.moving,
-    mean_ms: times.reduce((a, b) => a + b, 0) / frames,
-    median_ms: [...times].sort((a, b) => a - b)[frames >> 1],
-    max_ms: Math.max(...times),
-  };
+  return { zoom, frames, adaptive, points: simsiteMap.pointsDrawn, budget: budget.moving, ...frameTimes(times) };
 }
 
 // ---- items: hit test, tooltip, opening ------------------------------------------------
