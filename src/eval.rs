@@ -303,22 +303,33 @@ pub fn knn_accuracy(nb: &Neighbours, labels: &[u32], k: usize) -> f64 {
     right as f64 / labels.len().max(1) as f64
 }
 
+/// For each `(item, original)` pair: whether the original is the item's first neighbour,
+/// and whether it is among the first `k`.
+pub fn twin_hits(nb: &Neighbours, pairs: &[(usize, usize)], k: usize) -> Vec<(bool, bool)> {
+    let k = k.min(nb.k());
+    pairs
+        .iter()
+        .map(|&(item, original)| {
+            let pos = nb.row(item).0[..k].iter().position(|&j| j as usize == original);
+            (pos == Some(0), pos.is_some())
+        })
+        .collect()
+}
+
+/// The fractions of `hits` that are true at 1 and at k. `None` without any.
+fn recall(hits: &[(bool, bool)]) -> Option<(f64, f64)> {
+    if hits.is_empty() {
+        return None;
+    }
+    let n = hits.len() as f64;
+    let count = |f: fn(&(bool, bool)) -> bool| hits.iter().filter(|h| f(h)).count() as f64 / n;
+    Some((count(|h| h.0), count(|h| h.1)))
+}
+
 /// For `(item, original)` pairs: the fraction whose original is the item's first neighbour,
 /// and the fraction where it is among the first `k`. `None` without pairs.
 pub fn twin_recall(nb: &Neighbours, pairs: &[(usize, usize)], k: usize) -> Option<(f64, f64)> {
-    if pairs.is_empty() {
-        return None;
-    }
-    let k = k.min(nb.k());
-    let (mut at1, mut atk) = (0usize, 0usize);
-    for &(item, original) in pairs {
-        let idx = nb.row(item).0;
-        let pos = idx[..k].iter().position(|&j| j as usize == original);
-        at1 += usize::from(pos == Some(0));
-        atk += usize::from(pos.is_some());
-    }
-    let n = pairs.len() as f64;
-    Some((at1 as f64 / n, atk as f64 / n))
+    recall(&twin_hits(nb, pairs, k))
 }
 
 /// Scales every row to unit length (all-zero rows stay zero), so inner product is cosine.
@@ -472,6 +483,10 @@ pub struct MethodScores {
 pub struct LabelScores {
     pub items: usize,
     pub precision_at_k: f64,
+    /// Twin pairs whose copy has this label, and the fraction of them whose original is
+    /// among the copy's first k neighbours (`None`, JSON null, without any).
+    pub twins: usize,
+    pub twin_recall_at_k: Option<f64>,
 }
 
 /// What the metrics are computed on: label numbers follow the sorted label names.
@@ -487,14 +502,17 @@ pub fn score(emb: ArrayView2<'_, f32>, truth: &Truth<'_>, k: usize, knn_k: usize
     let nb = neighbours(emb, k.max(knn_k));
     let per_item = precision_at_k(&nb, truth.labels, k);
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+    let hits = twin_hits(&nb, truth.twins, k);
     let mut per_label = BTreeMap::new();
     for (l, name) in truth.names.iter().enumerate() {
         let mine: Vec<f64> = per_item.iter().zip(truth.labels).filter(|(_, &x)| x as usize == l).map(|(p, _)| *p).collect();
         if !mine.is_empty() {
-            per_label.insert(name.clone(), LabelScores { items: mine.len(), precision_at_k: mean(&mine) });
+            let twins: Vec<(bool, bool)> = truth.twins.iter().zip(&hits).filter(|((item, _), _)| truth.labels[*item] as usize == l).map(|(_, h)| *h).collect();
+            let twin_recall_at_k = recall(&twins).map(|t| t.1);
+            per_label.insert(name.clone(), LabelScores { items: mine.len(), precision_at_k: mean(&mine), twins: twins.len(), twin_recall_at_k });
         }
     }
-    let twins = twin_recall(&nb, truth.twins, k);
+    let twins = recall(&hits);
     MethodScores {
         dim: emb.ncols(),
         precision_at_k: mean(&per_item),
@@ -785,6 +803,13 @@ impl fmt::Display for EvalOutcome {
                 let b = p.per_label.get(name).map(|x| x.precision_at_k);
                 row(f, &format!("  {name} ({})", l.items), Some(l.precision_at_k), b)?;
             }
+            if c.twins_evaluated > 0 {
+                writeln!(f, "twin recall@{} by label:", r.k)?;
+                for (name, l) in e.per_label.iter().filter(|(_, l)| l.twins > 0) {
+                    let b = p.per_label.get(name).and_then(|x| x.twin_recall_at_k);
+                    row(f, &format!("  {name} ({})", l.twins), l.twin_recall_at_k, b)?;
+                }
+            }
         }
         Ok(())
     }
@@ -874,18 +899,21 @@ impl fmt::Display for Page<'_> {
         writeln!(f, "</table>")?;
         writeln!(
             f,
-            "<h2>precision@{} by label</h2>\n<table>\n<tr><th>label</th><th>images</th><th>encoder</th><th>raw-pixel PCA baseline</th></tr>",
-            r.k
+            "<h2>By label</h2>\n<table>\n<tr><th>label</th><th>images</th><th>precision@{k}, encoder</th><th>precision@{k}, baseline</th><th>twin pairs</th><th>twin recall@{k}, encoder</th><th>twin recall@{k}, baseline</th></tr>",
+            k = r.k
         )?;
         for (name, l) in &e.per_label {
-            let b = p.per_label.get(name).map(|x| x.precision_at_k);
+            let b = p.per_label.get(name);
             writeln!(
                 f,
-                "<tr><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
+                "<tr><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
                 esc(name),
                 l.items,
                 fmt_score(Some(l.precision_at_k)),
-                fmt_score(b)
+                fmt_score(b.map(|x| x.precision_at_k)),
+                l.twins,
+                fmt_score(l.twin_recall_at_k),
+                fmt_score(b.and_then(|x| x.twin_recall_at_k))
             )?;
         }
         writeln!(f, "</table>")?;
@@ -1004,6 +1032,19 @@ mod tests {
         let (at1, atk) = twin_recall(&nb, &[(3, 2), (0, 2), (2, 0)], 2).unwrap();
         assert!((at1 - 1.0 / 3.0).abs() < 1e-12 && (atk - 2.0 / 3.0).abs() < 1e-12, "{at1} {atk}");
         assert_eq!(twin_recall(&nb, &[], 2), None);
+
+        // By label (the copy's): with labels A B B A, the pairs above are d's (A, hit),
+        // a's (A, hit at 2) and c's (B, miss). Label C has no image and no entry.
+        let names = ["A".to_string(), "B".to_string(), "C".to_string()];
+        let truth = Truth { names: &names, labels: &[0, 1, 1, 0], twins: &[(3, 2), (0, 2), (2, 0)] };
+        let s = score(unit(circle()).view(), &truth, 2, 2);
+        assert_eq!((s.twin_recall_at_1, s.twin_recall_at_k), (Some(1.0 / 3.0), Some(2.0 / 3.0)));
+        let (a, b) = (&s.per_label["A"], &s.per_label["B"]);
+        assert_eq!((a.items, a.twins, a.twin_recall_at_k), (2, 2, Some(1.0)));
+        assert_eq!((b.items, b.twins, b.twin_recall_at_k), (2, 1, Some(0.0)));
+        assert!(!s.per_label.contains_key("C"));
+        let none = score(unit(circle()).view(), &Truth { twins: &[], ..truth }, 2, 2);
+        assert_eq!((none.per_label["A"].twins, none.per_label["A"].twin_recall_at_k), (0, None));
     }
 
     #[test]

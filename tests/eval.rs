@@ -108,6 +108,7 @@ fn eval_reports_both_methods_and_writes_json_and_an_escaped_page() {
     assert!(err.contains("not in the archive: `gone/missing.fits`"), "{err}");
     assert!(err.contains("skipped bad/broken.fits: "), "{err}");
     assert!(err.contains("twin recall@1"), "{err}");
+    assert!(err.contains("twin recall@10 by label:"), "{err}");
 
     let j = read_json(&s.root.join("report/eval.json"));
     assert_eq!(
@@ -131,6 +132,11 @@ fn eval_reports_both_methods_and_writes_json_and_an_escaped_page() {
         let per: Vec<(&str, u64)> = m["per_label"].as_object().unwrap().iter().map(|(k, v)| (k.as_str(), v["items"].as_u64().unwrap())).collect();
         assert_eq!(per, [(SCRIPT, 2), ("bar", 7), ("round", 7)], "{method}");
         assert!(m["per_label"].as_object().unwrap().values().all(|v| in_unit_range(&v["precision_at_k"])));
+        // Twins by the copy's label: one round, one bar, none with the hostile label.
+        let twins = |l: &str| (m["per_label"][l]["twins"].as_u64(), m["per_label"][l]["twin_recall_at_k"].clone());
+        assert_eq!(twins("round"), (Some(1), Value::from(1.0)), "{method}");
+        assert_eq!(twins("bar"), (Some(1), Value::from(1.0)), "{method}");
+        assert_eq!(twins(SCRIPT), (Some(0), Value::Null), "{method}");
     }
     assert_eq!(j["encoder"]["dim"], 8);
     let pca_dim = j["pca_baseline"]["dim"].as_u64().unwrap();
@@ -143,6 +149,7 @@ fn eval_reports_both_methods_and_writes_json_and_an_escaped_page() {
     assert!(page.contains("&lt;script&gt;alert(1)&lt;/script&gt;"), "{page}");
     assert!(!page.contains("<script"), "{page}");
     assert!(page.contains("tiny-test") && page.contains("labels.csv") && page.contains("twin recall@1"));
+    assert!(page.contains("<th>twin recall@10, encoder</th>"), "{page}");
 
     // Same inputs, same bytes: the second run rewrites nothing.
     let stamp = || std::fs::metadata(&api).unwrap().modified().unwrap();
