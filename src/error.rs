@@ -84,6 +84,9 @@ pub enum FileError {
     AllBlank,
     #[error("unsupported: {0}")]
     Unsupported(String),
+    /// A decoder panicked on this file (a bug in it, which the file's bytes set off).
+    #[error("reading it crashed ({0}); only this file was skipped. Please report it with the file")]
+    Crashed(String),
 }
 
 /// What to do about a failed write: free space when the disk is full, else permissions.

@@ -152,6 +152,20 @@ fn ingest_one(item: &Item, s: &IngestSettings) -> Result<Ingested, FileError> {
     Ok(Ingested { digest, thumb, preview, thumb_made, thumb_meta, preview_meta, tensor, read: true, stamp: keep })
 }
 
+/// Runs `read`, with a panic (a decoder's bug set off by one file's bytes) made that file's
+/// error: a nightly build skips the file and goes on, as for any other bad file. Unwinding
+/// is safe here: the decode memory budget is given back on drop and its lock is poison-proof.
+fn guarded<T>(read: impl FnOnce() -> Result<T, FileError>) -> Result<T, FileError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(read)).unwrap_or_else(|panic| {
+        let message = panic
+            .downcast_ref::<&str>()
+            .map(|m| m.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "no message".to_string());
+        Err(FileError::Crashed(message))
+    })
+}
+
 /// Runs the stage over `items`, calling `consume(index, result)` on the calling thread as
 /// results arrive (in no particular order). At most `queue` results wait in memory.
 /// `consume` returns `Break` to stop the stage early (the workers stop at their next file).
@@ -164,7 +178,7 @@ where
         scope.spawn(move || {
             items.par_iter().enumerate().try_for_each_with(tx, |tx, (i, item)| {
                 // A send fails only when the consumer has gone; then stop early.
-                tx.send((i, ingest_one(item, s))).map_err(|_| ())
+                tx.send((i, guarded(|| ingest_one(item, s)))).map_err(|_| ())
             })
         });
         for (i, result) in rx.iter() {
@@ -175,4 +189,23 @@ where
         }
         drop(rx);
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_while_reading_is_that_files_error() {
+        // Both kinds of payload panic! makes: a formatted String and a literal &str.
+        let n = 3;
+        match guarded(|| -> Result<(), FileError> { panic!("index {n} out of range") }) {
+            Err(FileError::Crashed(m)) => assert_eq!(m, "index 3 out of range"),
+            other => panic!("{other:?}"),
+        }
+        let e = guarded(|| -> Result<(), FileError> { panic!("bad huffman table") }).unwrap_err();
+        assert!(e.to_string().starts_with("reading it crashed (bad huffman table); only this file was skipped"), "{e}");
+        assert!(matches!(guarded(|| Ok::<u8, FileError>(7)), Ok(7)));
+        assert!(matches!(guarded(|| Err::<u8, _>(FileError::Empty)), Err(FileError::Empty)));
+    }
 }
