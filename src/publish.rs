@@ -72,6 +72,9 @@ pub struct Release {
     /// The staging folder is an older release being brought up to date (else it started
     /// empty, and a path in it is known to be free).
     recycled: bool,
+    /// The staging folder, open from the start: syncing through it before the switch
+    /// reports any write-back error of the build (see `sync_through`).
+    watch: File,
     _lock: File,
 }
 
@@ -319,6 +322,7 @@ impl Release {
                 format!("cannot create {}\n  fix: check free space and permissions in {}", staging.display(), parent.display())
             })?;
         }
+        let watch = File::open(&staging).with_context(|| format!("cannot open {}", staging.display()))?;
         // Indexes and manifests of releases other than the served one describe folders that
         // are going or being rewritten (the staging folder's manifest is read first).
         let name_of = |p: PathBuf| p.file_name().map(|n| n.to_os_string());
@@ -361,7 +365,7 @@ impl Release {
                 Ok(listing)
             }))
         };
-        let dev = std::fs::metadata(&staging).with_context(|| format!("cannot read {}", staging.display()))?.dev();
+        let dev = watch.metadata().with_context(|| format!("cannot read {}", staging.display()))?.dev();
         Ok(Release {
             out: out.to_path_buf(),
             listing: Mutex::new(listing),
@@ -379,6 +383,7 @@ impl Release {
             flusher: std::sync::OnceLock::new(),
             reaper: std::sync::OnceLock::new(),
             recycled,
+            watch,
             _lock: lock,
         })
     }
@@ -859,7 +864,16 @@ impl Release {
         if let Some(f) = self.flusher.take() {
             f.stop();
         }
-        sync_filesystem(&self.staging);
+        // The new release is served only once its files are on disk: a write the kernel
+        // could not finish (a failing disk, a full or lost network filesystem) stops here.
+        sync_through(&self.watch).with_context(|| {
+            format!(
+                "cannot write the new release {} to disk\n  the site was left as it was; \
+                 fix: check the disk and the kernel log (dmesg) for {}, then build again",
+                self.staging.display(),
+                parent.display()
+            )
+        })?;
         std::fs::rename(&self.staging, &release).with_context(|| format!("cannot rename {} to {}", self.staging.display(), release.display()))?;
         let link = parent.join(format!("{name}.new-{}", std::process::id()));
         std::fs::remove_file(&link).ok();
@@ -1018,15 +1032,23 @@ impl Flusher {
     }
 }
 
-/// Flushes the filesystem holding `path` (syncfs), so a power cut after the switch cannot
-/// leave the new release's files empty.
+/// Flushes the filesystem holding `path` (syncfs), best effort: the flushes while a build
+/// writes, and the one after the switch.
 fn sync_filesystem(path: &Path) {
     if let Ok(f) = File::open(path) {
-        use std::os::fd::AsRawFd;
-        // SAFETY: syncfs takes an open descriptor, which `f` keeps open for the call.
-        unsafe {
-            libc::syncfs(f.as_raw_fd());
-        }
+        sync_through(&f).ok();
+    }
+}
+
+/// Flushes the filesystem that holds the open folder `dir` (syncfs). The error is any the
+/// kernel met writing that filesystem's files back to disk since `dir` was opened, whoever
+/// started the write-back (the kernel tells each open descriptor of an error once).
+fn sync_through(dir: &File) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: syncfs takes an open descriptor, which `dir` keeps open for the call.
+    match unsafe { libc::syncfs(dir.as_raw_fd()) } {
+        0 => Ok(()),
+        _ => Err(std::io::Error::last_os_error()),
     }
 }
 
