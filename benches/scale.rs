@@ -170,7 +170,7 @@ fn render(dir: &std::path::Path, n: usize, nb: &neighbours::Neighbours, xy: &[f3
     let refs: Vec<&Item> = items.iter().collect();
     let thumb_refs: Vec<&std::path::Path> = (0..n).map(|i| thumbs[i % thumbs.len()].as_path()).collect();
     let previews: Vec<Option<&std::path::Path>> = vec![None; n];
-    let overrides = simsite::config::Overrides { archive: Some(dir.join("syn")), out: Some(dir.join("site")), cache: Some(cache.clone()) };
+    let overrides = simsite::config::Overrides { archive: Some(dir.join("syn")), out: Some(dir.join("site")), cache: Some(cache.clone()), ..Default::default() };
     let settings = simsite::config::resolve(simsite::config::RawConfig::default(), None, dir, &overrides)?;
     let release = step("publish: begin", || simsite::publish::Release::begin(&dir.join("site")))?;
     step("api files", || simsite::api::publish(&release, &refs, nb, xy, st))?;

@@ -20,7 +20,7 @@ pub struct Cli {
 pub enum Command {
     /// Build (or rebuild) the site. Exit 0 when the site was published, even if some input
     /// files were skipped (they are listed in the build report); non-zero when nothing was.
-    Build(SiteArgs),
+    Build(BuildArgs),
     /// Validate the config, the catalogue and every archive file without writing anything.
     /// Exit 0 when all is well, 2 when some files would be skipped, 1 on a fatal error.
     Check(SiteArgs),
@@ -114,8 +114,18 @@ pub struct SiteArgs {
 
 impl SiteArgs {
     pub fn overrides(&self) -> Overrides {
-        Overrides { archive: self.archive.clone(), out: self.out.clone(), cache: self.cache.clone() }
+        Overrides { archive: self.archive.clone(), out: self.out.clone(), cache: self.cache.clone(), allow_removals: false }
     }
+}
+
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    #[command(flatten)]
+    pub site: SiteArgs,
+    /// Publish even when more of the served site's items are missing from the archive than
+    /// [output] max-removed allows (for a night when many images were really removed).
+    #[arg(long)]
+    pub allow_removals: bool,
 }
 
 fn parse_shard(s: &str) -> Result<crate::pipeline::Shard, String> {

@@ -197,13 +197,19 @@ impl Default for RawCatalogue {
 pub struct RawOutput {
     pub dir: PathBuf,
     pub cache: PathBuf,
+    pub max_removed: f64,
 }
 
 impl Default for RawOutput {
     fn default() -> Self {
-        RawOutput { dir: "site".into(), cache: ".simsite-cache".into() }
+        RawOutput { dir: "site".into(), cache: ".simsite-cache".into(), max_removed: DEFAULT_MAX_REMOVED }
     }
 }
+
+/// The share of the served site's items that may be missing from one night's archive
+/// before a build refuses to publish (an unmounted or unreadable archive folder looks like
+/// removed images).
+pub const DEFAULT_MAX_REMOVED: f64 = 0.5;
 
 /// `hdu` may be written as a number or a name, so it is read as a TOML value and
 /// resolved by hand (serde's untagged errors would not name the choices).
@@ -429,6 +435,9 @@ pub struct Settings {
     pub catalogue: Option<CatalogueSettings>,
     pub out: PathBuf,
     pub cache: PathBuf,
+    /// A build publishes only while at most this share of the served site's items is
+    /// missing tonight (1: any; `--allow-removals` sets it for one run).
+    pub max_removed: f64,
     pub preprocess: PreprocessSettings,
     /// `None`: no model configured; the build stops after thumbnails.
     pub encoder: Option<crate::encoder::EncoderSettings>,
@@ -459,6 +468,8 @@ pub struct Overrides {
     pub archive: Option<PathBuf>,
     pub out: Option<PathBuf>,
     pub cache: Option<PathBuf>,
+    /// `build --allow-removals`: publish however many of the served items are missing.
+    pub allow_removals: bool,
 }
 
 /// Reads the config (the given file, else `./site-config.toml` if present, else defaults)
@@ -570,6 +581,15 @@ pub fn resolve(
         Some(c) => absolute(cwd, c),
         None => absolute(&base, &raw.output.cache),
     };
+    let max_removed = raw.output.max_removed;
+    if !(0.0..=1.0).contains(&max_removed) {
+        return Err(invalid(
+            &path,
+            "output.max-removed",
+            format!("{max_removed} is out of range; expected a share from 0 (no item may go) to 1 (any may)"),
+        ));
+    }
+    let max_removed = if overrides.allow_removals { 1.0 } else { max_removed };
 
     let stretches = [
         ("linear", Stretch::Linear),
@@ -835,6 +855,7 @@ pub fn resolve(
         catalogue,
         out,
         cache,
+        max_removed,
         encoder,
         preprocess: PreprocessSettings {
             fits: FitsSettings { hdu, cube },

@@ -58,7 +58,8 @@ fn site_settings(config: Option<&std::path::Path>, out: Option<std::path::PathBu
 fn run(command: Command, ui: &Ui) -> anyhow::Result<ExitCode> {
     match command {
         Command::Build(args) => {
-            let settings = config::load(args.config.as_deref(), &args.overrides())?;
+            let overrides = config::Overrides { allow_removals: args.allow_removals, ..args.site.overrides() };
+            let settings = config::load(args.site.config.as_deref(), &overrides)?;
             let outcome = pipeline::build(&settings, ui)?;
             let r = &outcome.report;
             eprintln!(

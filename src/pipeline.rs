@@ -447,6 +447,17 @@ pub fn build(settings: &Settings, ui: &Ui) -> Result<BuildOutcome> {
         );
     }
 
+    if let Some(refusal) = too_many_removed(&release, &published, settings.max_removed) {
+        let report_path = write_report(&settings, &report)?;
+        anyhow::bail!(
+            "{refusal}: nothing was published, and the cache was left as it was\n  \
+             fix: check that {} is mounted and readable (files skipped tonight are listed above and in {}); \
+             if those images were really removed, run `simsite build --allow-removals` once, or raise [output] max-removed",
+            settings.archive.display(),
+            report_path.display()
+        );
+    }
+
     // Remembered for the next build; a memo that cannot be written only costs reading.
     let remembered = published.iter().filter_map(|(it, r)| r.stamp.map(|st| (it.entry.rel_str.as_str(), st, r.digest)));
     let (memo, cache_dir) = (crate::digests::to_bytes(remembered), settings.cache.clone());
@@ -724,6 +735,28 @@ impl Drop for Background {
 }
 
 /// Renders the HTML site into the release, keeps `simsite eval`'s pages, and times it.
+/// Why tonight's items may not be published: more of the served site's items (its
+/// `api/ids.json`) are missing from them than `max_removed` allows. An archive folder that
+/// is not mounted or not readable tonight looks like removed images; publishing it would
+/// take them off the site and their embeddings out of the cache.
+fn too_many_removed(release: &Release, published: &[(&Item, Ingested)], max_removed: f64) -> Option<String> {
+    let served: Vec<String> = serde_json::from_slice(&release.previous("api/ids.json")?).ok()?;
+    let tonight: HashSet<&str> = published.iter().map(|(i, _)| i.id.as_str()).collect();
+    let gone: Vec<&str> = served.iter().map(String::as_str).filter(|id| !tonight.contains(id)).collect();
+    if served.is_empty() || gone.len() as f64 <= max_removed * served.len() as f64 {
+        return None;
+    }
+    let examples: Vec<String> = gone.iter().take(3).map(|id| format!("`{id}`")).collect();
+    Some(format!(
+        "{} of the {} items on the served site are not among tonight's images ({:.0} %, more than [output] max-removed = {:.0} %), e.g. {}",
+        gone.len(),
+        served.len(),
+        100.0 * gone.len() as f64 / served.len() as f64,
+        100.0 * max_removed,
+        examples.join(", ")
+    ))
+}
+
 fn render_site(release: &Release, settings: &Settings, input: &site::Input, report: &mut BuildReport, ui: &Ui) -> Result<()> {
     let t = Instant::now();
     let rendered = site::render(release, settings, input, ui)?;

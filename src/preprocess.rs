@@ -460,7 +460,7 @@ mod tests {
     /// 256-entry table: the result must be the general path's, bit for bit.
     #[test]
     fn eight_bit_shortcuts_give_the_general_result() {
-        let o = crate::config::Overrides { archive: Some("/tmp/a".into()), out: Some("/tmp/o".into()), cache: Some("/tmp/c".into()) };
+        let o = crate::config::Overrides { archive: Some("/tmp/a".into()), out: Some("/tmp/o".into()), cache: Some("/tmp/c".into()), ..Default::default() };
         let mut s = crate::config::resolve(crate::config::RawConfig::default(), None, std::path::Path::new("/tmp"), &o).unwrap().preprocess;
         for (w, h, ch) in [(64, 64, 1), (37, 21, 3), (700, 400, 1)] {
             let data: Vec<f32> = (0..w * h * ch).map(|i| ((i * 31 + i / 7) % 256) as f32).collect();

@@ -11,7 +11,7 @@ use simsite::error::FileError;
 use simsite::scan::classify;
 
 fn settings() -> PreprocessSettings {
-    let o = Overrides { archive: Some("/tmp/archive".into()), out: Some("/tmp/o".into()), cache: Some("/tmp/c".into()) };
+    let o = Overrides { archive: Some("/tmp/archive".into()), out: Some("/tmp/o".into()), cache: Some("/tmp/c".into()), ..Default::default() };
     config::resolve(RawConfig::default(), None, Path::new("/tmp"), &o).unwrap().preprocess
 }
 

@@ -799,3 +799,71 @@ fn an_atlas_of_additions_made_from_its_kept_cells_is_the_one_made_afresh() {
     assert!(decoded_in(format!("{stdout}{stderr}")) > want, "every atlas made afresh");
     assert_eq!(additions(&map()), made);
 }
+
+#[test]
+fn a_night_missing_most_of_the_archive_publishes_nothing_unless_told() {
+    // An archive folder that is not mounted or not readable tonight looks like removed images.
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    blob_archive(root, 10, 0);
+    config(root, "");
+    assert_eq!(run(root, &["build"]).0, 0);
+    let out = root.join("out");
+    let served = snapshot(&out);
+    let away = root.join("away");
+    std::fs::create_dir(&away).unwrap();
+    let (archive, away_) = (root.join("archive"), away.clone());
+    let take = move |n: usize, back: bool| {
+        for i in 0..n {
+            let name = format!("img{i:03}.fits");
+            let (from, to) = if back { (away_.join(&name), archive.join(&name)) } else { (archive.join(&name), away_.join(&name)) };
+            std::fs::rename(from, to).unwrap();
+        }
+    };
+    let ids = || serde_json::from_slice::<Vec<String>>(&std::fs::read(out.join("api/ids.json")).unwrap()).unwrap().len();
+
+    // Six of ten gone (60 %, over the default 50 %): refused, the site as it was.
+    take(6, false);
+    let (code, _, err) = run(root, &["build"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("6 of the 10 items on the served site are not among tonight's images (60 %, more than [output] max-removed = 50 %), e.g. `img000.fits`"),
+        "{err}"
+    );
+    assert!(err.contains("nothing was published") && err.contains("simsite build --allow-removals"), "{err}");
+    assert_eq!(snapshot(&out), served);
+    // Back the next night: the cache kept every embedding, so nothing is embedded again.
+    take(6, true);
+    let (code, _, err) = run(root, &["build"]);
+    assert_eq!(code, 0, "{err}");
+    let report: Value = serde_json::from_slice(&std::fs::read(root.join("cache/last-build.json")).unwrap()).unwrap();
+    assert_eq!(report["embedded"], 0, "{report}");
+
+    // Really removed: --allow-removals publishes what is left, for that run only.
+    take(6, false);
+    let (code, _, err) = run(root, &["build", "--allow-removals"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(ids(), 4);
+    // The share is the config's: with max-removed = 0.7, six of ten may go; with 0, none.
+    take(6, true);
+    assert_eq!(run(root, &["build"]).0, 0);
+    assert_eq!(ids(), 10);
+    let max_removed = |share: &str| {
+        config(root, "");
+        let path = root.join("site-config.toml");
+        let text = read(&path).replace("cache = \"cache\"\n", &format!("cache = \"cache\"\nmax-removed = {share}\n"));
+        std::fs::write(path, text).unwrap();
+    };
+    max_removed("0.7");
+    take(6, false);
+    assert_eq!(run(root, &["build"]).0, 0);
+    assert_eq!(ids(), 4);
+    take(6, true);
+    max_removed("0");
+    assert_eq!(run(root, &["build"]).0, 0);
+    take(1, false);
+    let (code, _, err) = run(root, &["build"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("1 of the 10 items"), "{err}");
+    assert_eq!(ids(), 10);
+}

@@ -12,7 +12,7 @@ use simsite::encoder::{Encoder, EncoderSettings};
 /// Build settings for `archive` with the encoder `es` adopted (scratch folders under `work`).
 pub fn settings(archive: &Path, work: &Path, es: &EncoderSettings, enc: &Encoder) -> Result<Settings> {
     let overrides =
-        Overrides { archive: Some(archive.to_path_buf()), out: Some(work.join("out")), cache: Some(work.join("cache")) };
+        Overrides { archive: Some(archive.to_path_buf()), out: Some(work.join("out")), cache: Some(work.join("cache")), ..Default::default() };
     let mut settings = config::resolve(RawConfig::default(), None, work, &overrides)?;
     settings.encoder = Some(es.clone());
     settings.adopt_encoder(&enc.spec).map_err(anyhow::Error::msg)?;
