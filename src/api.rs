@@ -249,13 +249,18 @@ pub struct ManifestFacts<'a> {
 }
 
 /// Puts `api/manifest.json`, last. When nothing else in the release changed, it is the
-/// served manifest with only `checked_at` moved on (a no-op rebuild changes nothing else).
+/// served manifest with only `checked_at` moved on (a no-op rebuild changes nothing else),
+/// as long as what only the manifest tells is the same: the files skipped (a new broken
+/// file changes no other file), the config's digest and simsite's version.
 pub fn put_manifest(release: &Release, settings: &Settings, f: &ManifestFacts) -> Result<()> {
     let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     const PATH: &str = "api/manifest.json";
     if !release.changed_so_far() {
         if let Some(mut prev) = release.previous(PATH).and_then(|b| serde_json::from_slice::<Value>(&b).ok()) {
-            if prev.get("checked_at").is_some() {
+            let same = prev.get("skipped") == Some(&json!(f.skipped))
+                && prev.get("config_digest") == Some(&json!(config_digest(settings)))
+                && prev.get("simsite_version") == Some(&json!(env!("CARGO_PKG_VERSION")));
+            if same && prev.get("checked_at").is_some() {
                 prev["checked_at"] = Value::String(now);
                 return release.put(PATH, &serde_json::to_vec_pretty(&prev)?);
             }

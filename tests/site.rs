@@ -867,3 +867,22 @@ fn a_night_missing_most_of_the_archive_publishes_nothing_unless_told() {
     assert!(err.contains("1 of the 10 items"), "{err}");
     assert_eq!(ids(), 10);
 }
+
+#[test]
+fn a_new_broken_file_alone_still_updates_the_manifest() {
+    // Nothing but the manifest tells how many files were skipped: a rebuild that changes no
+    // other file must not keep the served manifest as it was.
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    blob_archive(root, 6, 0);
+    config(root, "");
+    assert_eq!(run(root, &["build"]).0, 0);
+    let manifest = || serde_json::from_slice::<Value>(&std::fs::read(root.join("out/api/manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest()["skipped"], 0);
+    write(&root.join("archive/broken.fits"), b"SIMPLE  = this is not a FITS file");
+    let (code, _, err) = run(root, &["build"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("skipped broken.fits"), "{err}");
+    assert_eq!(manifest()["skipped"], 1);
+    assert_eq!(lines(&root.join("cache/changed-paths.txt")), ["api/manifest.json"]);
+}
