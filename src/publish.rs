@@ -864,6 +864,16 @@ impl Release {
         if let Some(f) = self.flusher.take() {
             f.stop();
         }
+        // The changed- and removed-path lists are written before the switch (a list that
+        // cannot be written stops the build with the old site served) and take their names
+        // after it, so a sync that follows them never misses a night that was published.
+        let changed: Vec<String> = changed.into_iter().collect();
+        let list = |v: &[String]| v.iter().map(|p| format!("{p}\n")).collect::<String>();
+        let lists = [("changed-paths.txt", list(&changed), "changed"), ("removed-paths.txt", list(&removed), "removed")];
+        for (file, text, what) in &lists {
+            crate::fsutil::atomic_write(&report_dir.join(format!("{file}.next")), text.as_bytes())
+                .with_context(|| format!("cannot write the {what}-path list into {}", report_dir.display()))?;
+        }
         // The new release is served only once its files are on disk: a write the kernel
         // could not finish (a failing disk, a full or lost network filesystem) stops here.
         sync_through(&self.watch).with_context(|| {
@@ -881,20 +891,19 @@ impl Release {
         std::os::unix::fs::symlink(&rel_target, &link).with_context(|| format!("cannot create the link {}", link.display()))?;
         std::fs::rename(&link, &self.out).with_context(|| format!("cannot switch {} to the new release", self.out.display()))?;
         sync_filesystem(&parent);
+        for (file, _, what) in &lists {
+            std::fs::rename(report_dir.join(format!("{file}.next")), report_dir.join(file))
+                .with_context(|| format!("cannot name the {what}-path list {} (the new site is served)", report_dir.join(file).display()))?;
+        }
         let changes = Changes {
             files,
-            changed: changed.into_iter().collect(),
+            changed,
             removed,
             release: id.clone(),
             served_read: self.served_read.load(Ordering::Relaxed),
             kept_unrendered: self.kept_unrendered.load(Ordering::Relaxed),
             relinked_early: listing_relinked,
         };
-        let list = |v: &[String]| v.iter().map(|p| format!("{p}\n")).collect::<String>();
-        crate::fsutil::atomic_write(&report_dir.join("changed-paths.txt"), list(&changes.changed).as_bytes())
-            .with_context(|| format!("cannot write the changed-path list into {}", report_dir.display()))?;
-        crate::fsutil::atomic_write(&report_dir.join("removed-paths.txt"), list(&changes.removed).as_bytes())
-            .with_context(|| format!("cannot write the removed-path list into {}", report_dir.display()))?;
         if let Some(r) = self.reaper.take() {
             r.stop();
         }
