@@ -541,11 +541,18 @@ impl Release {
     /// `Some(false)` anything else, `None` nothing).
     fn install_over(&self, path: &Path, now: Option<bool>, make: impl Fn(&Path) -> std::io::Result<()>) -> Result<()> {
         self.touch(path);
-        match now {
-            Some(true) => std::fs::remove_dir_all(path).ok(),
-            Some(false) => self.unlink(path).ok(),
-            None => None,
+        let cleared = match now {
+            Some(true) => std::fs::remove_dir_all(path),
+            Some(false) => self.unlink(path),
+            None => Ok(()),
         };
+        // What could not be removed must not be written through: it may be a file the
+        // served release shares.
+        if let Err(e) = cleared.or_else(|e| if e.kind() == ErrorKind::NotFound { Ok(()) } else { Err(e) }) {
+            return Err(e).with_context(|| {
+                format!("cannot replace {}\n  fix: check the permissions of {}", path.display(), self.releases.display())
+            });
+        }
         make(path).with_context(|| self.cannot_write(path))
     }
 
@@ -585,7 +592,9 @@ impl Release {
     fn link_in(&self, rel: &str, path: &Path, from: &Path, fm: FileId, copy: bool) -> Result<(bool, u64)> {
         let copied = std::cell::Cell::new(false);
         let make = |p: &Path| {
-            std::fs::hard_link(from, p).or_else(|e| match copy {
+            // Copied where it cannot be linked (another device, no hard links), never over
+            // a file already there, which could be one the served release shares.
+            std::fs::hard_link(from, p).or_else(|e| match copy && e.kind() != ErrorKind::AlreadyExists {
                 true => std::fs::copy(from, p).map(|_| copied.set(true)),
                 false => Err(e),
             })
