@@ -29,6 +29,18 @@ fn pid() -> u32 {
     *PID.get_or_init(std::process::id)
 }
 
+/// Flushes the filesystem that holds the open file or folder `f` (syncfs). The error is any
+/// the kernel met writing that filesystem's files back to disk since `f` was opened,
+/// whoever started the write-back (the kernel tells each open descriptor of an error once).
+pub fn sync_through(f: &std::fs::File) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: syncfs takes an open descriptor, which `f` keeps open for the call.
+    match unsafe { libc::syncfs(f.as_raw_fd()) } {
+        0 => Ok(()),
+        _ => Err(std::io::Error::last_os_error()),
+    }
+}
+
 pub fn atomic_write(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();

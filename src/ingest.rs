@@ -101,7 +101,8 @@ fn ingest_one(item: &Item, s: &IngestSettings) -> Result<Ingested, FileError> {
         });
         let (thumb, preview) = (thumbs::cache_path(s.cache, &thumb_key), preview_key.map(|k| thumbs::cache_path(s.cache, &k)));
         let file = |p: &PathBuf, key: &blake3::Hash| {
-            s.listed.and_then(|l| l.get(key)).or_else(|| std::fs::metadata(p).ok().filter(|m| m.is_file()).map(|m| FileId::of(&m)))
+            // An empty file is not a thumbnail (see `thumbs::Listing::of`).
+            s.listed.and_then(|l| l.get(key)).or_else(|| std::fs::metadata(p).ok().filter(|m| m.is_file() && m.len() > 0).map(|m| FileId::of(&m)))
         };
         let thumb_meta = file(&thumb, &thumb_key);
         let preview_meta = preview.as_ref().zip(preview_key.as_ref()).and_then(|(p, k)| file(p, k));
@@ -140,6 +141,10 @@ fn ingest_one(item: &Item, s: &IngestSettings) -> Result<Ingested, FileError> {
         // or, where the file system has no hard links, as a copy.
         let longer = raster.width.max(raster.height) as u32;
         if longer <= s.thumbs.size.min(s.thumbs.preview) || s.thumbs.size == s.thumbs.preview {
+            // An empty file there (a power cut's) is not the content a link would keep.
+            if std::fs::metadata(p).is_ok_and(|m| m.len() == 0) {
+                std::fs::remove_file(p).ok();
+            }
             if fsutil::link_content(&thumb, p).is_err() {
                 write(&jpeg(&prepared.thumb)?)?;
             }

@@ -313,6 +313,7 @@ pub(crate) fn run_ingest(
     encoder: Option<&mut Encoder>,
     cache: Option<&mut EmbeddingCache>,
     mut tap: Option<Tap<'_>>,
+    check_thumbs: bool,
     ui: &Ui,
 ) -> Result<Ingest> {
     // A snapshot: the cache itself is written to by the consumer while workers ask.
@@ -322,7 +323,7 @@ pub(crate) fn run_ingest(
     let tapped = tap.is_some();
     let needs = |d: &blake3::Hash| tapped || needs_embedding(d);
     let memo = crate::digests::Memo::load(&settings.cache);
-    let listed = crate::thumbs::Listing::of(&settings.cache);
+    let listed = crate::thumbs::Listing::of(&settings.cache, check_thumbs);
     let s = IngestSettings { memo: Some(&memo), listed: Some(&listed), ..IngestSettings::new(settings, &needs, false) };
     let stage = ui.stage(if has_encoder { "embed" } else { "decode" }, items.len() as u64);
     let mut done: Vec<Option<Ingested>> = (0..items.len()).map(|_| None).collect();
@@ -420,7 +421,8 @@ pub fn build(settings: &Settings, ui: &Ui) -> Result<BuildOutcome> {
         Some(c) => report.warnings.extend(c.problems.iter().cloned()),
         None => ui.info("no [encoder] model configured: thumbnails only, no embeddings"),
     }
-    let ing = run_ingest(&settings, &items, encoder.as_mut(), cache.as_mut(), None, ui)?;
+    let unfinished = Unfinished::begin(&settings.cache);
+    let ing = run_ingest(&settings, &items, encoder.as_mut(), cache.as_mut(), None, unfinished.check(), ui)?;
     report.stages.push(StageTime {
         name: if encoder.is_some() { "decode+embed".into() } else { "decode".into() },
         seconds: ing.seconds,
@@ -679,6 +681,7 @@ pub fn build(settings: &Settings, ui: &Ui) -> Result<BuildOutcome> {
         });
     }
     let report_path = write_report(&settings, &report)?;
+    unfinished.finish(true);
     Ok(BuildOutcome { report, report_path })
 }
 
@@ -764,6 +767,49 @@ fn render_site(release: &Release, settings: &Settings, input: &site::Input, repo
     Ok(())
 }
 
+/// A marker (`unfinished-<pid>` in the cache folder) while a process writes cache files:
+/// thumbnails and atlases are renamed into place without an fsync each (one per file would
+/// cost a disk write each), so after a power cut a file named just before it may be empty.
+/// A process that finds markers it did not leave (one that was killed, or the machine went
+/// down) looks at the size of each cached thumbnail before trusting it (atlases are always
+/// looked at). Best effort: a marker that cannot be written costs only that check.
+struct Unfinished {
+    cache: std::path::PathBuf,
+    own: std::path::PathBuf,
+    found: Vec<std::path::PathBuf>,
+}
+
+impl Unfinished {
+    fn begin(cache: &std::path::Path) -> Unfinished {
+        let found = std::fs::read_dir(cache)
+            .map(|d| d.flatten().filter(|e| e.file_name().to_string_lossy().starts_with("unfinished-")).map(|e| e.path()).collect())
+            .unwrap_or_default();
+        let own = cache.join(format!("unfinished-{}", std::process::id()));
+        std::fs::write(&own, b"").ok();
+        Unfinished { cache: cache.to_path_buf(), own, found }
+    }
+
+    /// Whether an earlier process left the cache unfinished.
+    fn check(&self) -> bool {
+        !self.found.is_empty()
+    }
+
+    /// Once the cache files are written: flushes their filesystem, then takes this
+    /// process's marker away and, `covered` (it looked at every file of the archive), the
+    /// ones it found. A flush that fails leaves them all for the next run.
+    fn finish(self, covered: bool) {
+        if std::fs::File::open(&self.cache).and_then(|f| fsutil::sync_through(&f)).is_err() {
+            return;
+        }
+        std::fs::remove_file(&self.own).ok();
+        if covered {
+            for m in &self.found {
+                std::fs::remove_file(m).ok();
+            }
+        }
+    }
+}
+
 /// Records a rendered site (`seconds` of rendering, `items` items) in the report.
 fn rendered_into(release: &Release, report: &mut BuildReport, rendered: site::Rendered, seconds: f64, items: usize) {
     report.pages = rendered.pages;
@@ -806,7 +852,10 @@ pub fn embed_shard(settings: &Settings, shard: Shard, ui: &Ui) -> Result<EmbedOu
     let mine: Vec<Item> = items.into_iter().filter(|i| shard.owns(&i.entry.rel_str)).collect();
     ui.info(format!("shard {}/{}: {} file(s)", shard.index, shard.count, mine.len()));
     let mut cache = open_cache(&settings, &encoder, ui)?;
-    let ing = run_ingest(&settings, &mine, Some(&mut encoder), Some(&mut cache), None, ui)?;
+    let unfinished = Unfinished::begin(&settings.cache);
+    let ing = run_ingest(&settings, &mine, Some(&mut encoder), Some(&mut cache), None, unfinished.check(), ui)?;
+    // A shard checked only its own files: the markers of others stay for the build.
+    unfinished.finish(false);
     Ok(EmbedOutcome { items: mine.len(), embedded: ing.embedded, skipped: ing.skipped, seconds: ing.seconds })
 }
 

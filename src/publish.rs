@@ -885,7 +885,7 @@ impl Release {
         }
         // The new release is served only once its files are on disk: a write the kernel
         // could not finish (a failing disk, a full or lost network filesystem) stops here.
-        sync_through(&self.watch).with_context(|| {
+        crate::fsutil::sync_through(&self.watch).with_context(|| {
             format!(
                 "cannot write the new release {} to disk\n  the site was left as it was; \
                  fix: check the disk and the kernel log (dmesg) for {}, then build again",
@@ -1054,19 +1054,7 @@ impl Flusher {
 /// writes, and the one after the switch.
 fn sync_filesystem(path: &Path) {
     if let Ok(f) = File::open(path) {
-        sync_through(&f).ok();
-    }
-}
-
-/// Flushes the filesystem that holds the open folder `dir` (syncfs). The error is any the
-/// kernel met writing that filesystem's files back to disk since `dir` was opened, whoever
-/// started the write-back (the kernel tells each open descriptor of an error once).
-fn sync_through(dir: &File) -> std::io::Result<()> {
-    use std::os::fd::AsRawFd;
-    // SAFETY: syncfs takes an open descriptor, which `dir` keeps open for the call.
-    match unsafe { libc::syncfs(dir.as_raw_fd()) } {
-        0 => Ok(()),
-        _ => Err(std::io::Error::last_os_error()),
+        crate::fsutil::sync_through(&f).ok();
     }
 }
 

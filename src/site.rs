@@ -826,9 +826,14 @@ fn map_files(release: &Release, settings: &Settings, input: &Input, m: &Model, o
     // Tiles: ids and titles, and the thumbnail atlas (cached by its members' thumbnails).
     let atlas_dir = settings.cache.join("atlases");
     std::fs::create_dir_all(&atlas_dir).with_context(|| format!("cannot create {}", atlas_dir.display()))?;
-    // What the cache holds, listed once rather than asked of each tile's files.
-    let present: std::collections::HashSet<String> =
-        std::fs::read_dir(&atlas_dir)?.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    // What the cache holds, listed once rather than asked of each tile's files. An empty
+    // file (one renamed into place just before a power cut can have lost its bytes) is made
+    // again: a `stat` per atlas, a few thousand at 1M items.
+    let present: std::collections::HashSet<String> = std::fs::read_dir(&atlas_dir)?
+        .flatten()
+        .filter(|e| e.metadata().is_ok_and(|m| m.len() > 0))
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
     let (made, decoded) = (std::sync::atomic::AtomicUsize::new(0), std::sync::atomic::AtomicUsize::new(0));
     let atlas_name = |key: &blake3::Hash| format!("{}.jpg", key.to_hex());
     // The pixels of an atlas of additions, kept so that the next night's one (the same cells

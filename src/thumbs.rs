@@ -39,8 +39,11 @@ pub struct Listing {
 }
 
 impl Listing {
-    /// Lists `cache_dir`'s thumbnails; folders that cannot be read are left out.
-    pub fn of(cache_dir: &Path) -> Listing {
+    /// Lists `cache_dir`'s thumbnails; folders that cannot be read are left out. With
+    /// `non_empty`, each file is looked at (a `stat`) and an empty one left out, as if it
+    /// were not there: after a build that did not finish (see `pipeline::Unfinished`), a
+    /// file renamed into place just before a power cut may have lost its bytes.
+    pub fn of(cache_dir: &Path, non_empty: bool) -> Listing {
         use rayon::prelude::*;
         use std::os::unix::fs::{DirEntryExt, MetadataExt};
         let Ok(folders) = std::fs::read_dir(cache_dir.join("thumbs")) else { return Listing::default() };
@@ -56,7 +59,8 @@ impl Listing {
                     for e in entries.filter_map(|e| e.ok()) {
                         let name = e.file_name();
                         let key = name.to_str().and_then(|n| n.strip_suffix(".jpg")).and_then(|hex| blake3::Hash::from_hex(hex).ok());
-                        if let Some(key) = key.filter(|_| e.file_type().is_ok_and(|t| t.is_file())) {
+                        let kept = e.file_type().is_ok_and(|t| t.is_file()) && (!non_empty || e.metadata().is_ok_and(|m| m.len() > 0));
+                        if let Some(key) = key.filter(|_| kept) {
                             found.push((*key.as_bytes(), FileId { dev, ino: e.ino() }));
                         }
                     }
@@ -99,7 +103,7 @@ mod tests {
     fn the_cache_listing_names_each_cached_file_by_its_inode() {
         let dir = tempfile::tempdir().unwrap();
         let cache = dir.path();
-        assert!(Listing::of(cache).files.is_empty(), "no cache yet");
+        assert!(Listing::of(cache, false).files.is_empty(), "no cache yet");
         let keys: Vec<blake3::Hash> = (0..40u8).map(|i| blake3::hash(&[i])).collect();
         for k in &keys[..30] {
             let p = cache_path(cache, k);
@@ -112,12 +116,17 @@ mod tests {
         std::os::unix::fs::symlink(cache_path(cache, &keys[0]), &link).unwrap();
         std::fs::write(link.with_file_name(format!(".{}.jpg.tmp-1-2", keys[31].to_hex())), b"x").unwrap();
         std::fs::write(link.with_file_name("notes.txt"), b"x").unwrap();
-        let listed = Listing::of(cache);
+        let listed = Listing::of(cache, false);
         for (i, k) in keys.iter().enumerate() {
             let want = (i < 30).then(|| FileId::of(&std::fs::metadata(cache_path(cache, k)).unwrap()));
             assert_eq!(listed.get(k), want, "key {i}");
         }
         assert_eq!(listed.files.len(), 30);
         assert!(listed.files.values().all(|id| id.dev == std::fs::metadata(cache).unwrap().dev()));
+        // An empty file is listed unless asked not to be.
+        std::fs::write(cache_path(cache, &keys[5]), b"").unwrap();
+        assert!(Listing::of(cache, false).get(&keys[5]).is_some());
+        let checked = Listing::of(cache, true);
+        assert_eq!((checked.get(&keys[5]), checked.files.len()), (None, 29));
     }
 }

@@ -886,3 +886,39 @@ fn a_new_broken_file_alone_still_updates_the_manifest() {
     assert_eq!(manifest()["skipped"], 1);
     assert_eq!(lines(&root.join("cache/changed-paths.txt")), ["api/manifest.json"]);
 }
+
+#[test]
+fn empty_cache_files_left_by_a_crash_are_made_again() {
+    // Cache files are renamed into place without an fsync each: after a power cut, one may
+    // be there with no bytes. A marker left by the build that did not finish says so.
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    blob_archive(root, 12, 0);
+    config(root, "");
+    assert_eq!(run(root, &["build"]).0, 0);
+    let out = root.join("out");
+    let files = |dir: &str| -> Vec<PathBuf> {
+        walkdir::WalkDir::new(root.join(dir)).into_iter().map(|e| e.unwrap().into_path()).filter(|p| p.extension().is_some_and(|x| x == "jpg")).collect()
+    };
+    let markers = || std::fs::read_dir(root.join("cache")).unwrap().flatten().filter(|e| e.file_name().to_string_lossy().starts_with("unfinished-")).count();
+    assert_eq!(markers(), 0, "a finished build leaves no marker");
+    let (thumbs, atlases) = (files("cache/thumbs"), files("cache/atlases"));
+    assert!(!thumbs.is_empty() && !atlases.is_empty());
+    // The crash: every cached thumbnail and atlas lost its bytes (the served site shares
+    // their inodes, so it did too), and the build's marker stayed.
+    for f in thumbs.iter().chain(&atlases) {
+        std::fs::File::create(f).unwrap();
+    }
+    std::fs::write(root.join("cache/unfinished-4000000"), b"").unwrap();
+    let (code, _, err) = run(root, &["build"]);
+    assert_eq!(code, 0, "{err}");
+    let report: Value = serde_json::from_slice(&std::fs::read(root.join("cache/last-build.json")).unwrap()).unwrap();
+    assert_eq!(report["thumbnails_made"], 12, "{report}");
+    let served = files("out");
+    assert!(served.len() >= 12 + 1, "{served:?}");
+    for f in served {
+        assert!(std::fs::metadata(&f).unwrap().len() > 0, "{} is empty", f.display());
+    }
+    assert!(out.join("api/manifest.json").is_file());
+    assert_eq!(markers(), 0, "the marker found was taken away");
+}
