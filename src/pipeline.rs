@@ -737,7 +737,6 @@ impl Drop for Background {
     }
 }
 
-/// Renders the HTML site into the release, keeps `simsite eval`'s pages, and times it.
 /// Why tonight's items may not be published: more of the served site's items (its
 /// `api/ids.json`) are missing from them than `max_removed` allows. An archive folder that
 /// is not mounted or not readable tonight looks like removed images; publishing it would
@@ -760,6 +759,7 @@ fn too_many_removed(release: &Release, published: &[(&Item, Ingested)], max_remo
     ))
 }
 
+/// Renders the HTML site into the release, keeps `simsite eval`'s pages, and times it.
 fn render_site(release: &Release, settings: &Settings, input: &site::Input, report: &mut BuildReport, ui: &Ui) -> Result<()> {
     let t = Instant::now();
     let rendered = site::render(release, settings, input, ui)?;
