@@ -889,15 +889,21 @@ fn map_files(release: &Release, settings: &Settings, input: &Input, m: &Model, o
                         px[..b.len()].copy_from_slice(&b);
                         l
                     });
-                    draw_cells(&mut px, cells.iter().map(|&i| input.thumbs[i as usize]).enumerate().skip(from));
+                    let whole = draw_cells(&mut px, cells.iter().map(|&i| input.thumbs[i as usize]).enumerate().skip(from));
                     decoded.fetch_add(cells.len() - from, std::sync::atomic::Ordering::Relaxed);
+                    let jpeg = encode_atlas(&px, w, ht)?;
+                    made.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if !whole {
+                        // A thumbnail that could not be read tonight leaves its cell blank:
+                        // served so, but not cached, so that the next build draws it again.
+                        release.put(&rel, &jpeg)?;
+                        continue;
+                    }
                     if added {
                         // Only saves work next time: a build goes on without it.
                         crate::fsutil::atomic_write(&atlas_dir.join(cells_name(&key)), &px).ok();
                     }
-                    let jpeg = encode_atlas(&px, w, ht)?;
                     crate::fsutil::atomic_write(&cached, &jpeg).with_context(|| format!("cannot write {}", cached.display()))?;
-                    made.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
                 release.put_file(&rel, &cached)?;
                 used.push(name);
@@ -966,12 +972,17 @@ fn atlas_size(n: usize) -> (u32, u32) {
 /// Draws thumbnails into an atlas's RGB pixels `px` (`ATLAS_COLS` cells a row), each given
 /// with its cell's number: scaled into the `CELL`-pixel square, letterboxed on black. JPEG's
 /// DCT scaling decodes a 128-pixel thumbnail straight at a quarter size, so this costs
-/// little per item. A thumbnail that cannot be read leaves its cell black.
-fn draw_cells<'a>(px: &mut [u8], thumbs: impl Iterator<Item = (usize, &'a Path)>) {
+/// little per item. A thumbnail that cannot be read leaves its cell black; returns whether
+/// every one was drawn.
+fn draw_cells<'a>(px: &mut [u8], thumbs: impl Iterator<Item = (usize, &'a Path)>) -> bool {
     let w = ATLAS_COLS * CELL;
+    let mut whole = true;
     for (j, p) in thumbs {
         let (cx, cy) = ((j as u32 % ATLAS_COLS) * CELL, (j as u32 / ATLAS_COLS) * CELL);
-        let Ok((tw, th, rgb)) = small_rgb(p) else { continue };
+        let Ok((tw, th, rgb)) = small_rgb(p) else {
+            whole = false;
+            continue;
+        };
         let scale = (CELL as f32 / tw.max(th) as f32).min(1.0);
         let (sw, sh) = (((tw as f32 * scale).round() as u32).max(1), ((th as f32 * scale).round() as u32).max(1));
         let (ox, oy) = (cx + (CELL - sw) / 2, cy + (CELL - sh) / 2);
@@ -997,6 +1008,7 @@ fn draw_cells<'a>(px: &mut [u8], thumbs: impl Iterator<Item = (usize, &'a Path)>
             }
         }
     }
+    whole
 }
 
 /// An atlas's pixels (`w` by `h`, RGB) as a JPEG.

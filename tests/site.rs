@@ -922,3 +922,30 @@ fn empty_cache_files_left_by_a_crash_are_made_again() {
     assert!(out.join("api/manifest.json").is_file());
     assert_eq!(markers(), 0, "the marker found was taken away");
 }
+
+#[test]
+fn an_atlas_with_a_thumbnail_that_cannot_be_read_is_not_cached() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    blob_archive(root, 12, 0);
+    config(root, "");
+    assert_eq!(run(root, &["build"]).0, 0);
+    let jpgs = |dir: &str| -> Vec<PathBuf> {
+        walkdir::WalkDir::new(root.join(dir)).into_iter().map(|e| e.unwrap().into_path()).filter(|p| p.extension().is_some_and(|x| x == "jpg")).collect()
+    };
+    for a in jpgs("cache/atlases") {
+        std::fs::remove_file(a).unwrap();
+    }
+    // One cached thumbnail that no longer decodes (its bytes, not its size, went wrong).
+    let thumb = jpgs("cache/thumbs").into_iter().next().unwrap();
+    let good = std::fs::read(&thumb).unwrap();
+    std::fs::write(&thumb, b"not a JPEG any more").unwrap();
+    let (code, _, err) = run(root, &["build"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!jpgs("out/map").is_empty(), "the map's atlas is served");
+    assert!(jpgs("cache/atlases").is_empty(), "but not cached with a blank cell");
+    std::fs::write(&thumb, &good).unwrap();
+    let (code, _, err) = run(root, &["build"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!jpgs("cache/atlases").is_empty(), "drawn whole, it is cached");
+}
