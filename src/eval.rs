@@ -316,7 +316,8 @@ pub fn twin_hits(nb: &Neighbours, pairs: &[(usize, usize)], k: usize) -> Vec<(bo
         .collect()
 }
 
-/// The fractions of `hits` that are true at 1 and at k. `None` without any.
+/// The fractions of `hits` that are true at 1 and at k (twin recall@1 and @k). `None`
+/// without any.
 fn recall(hits: &[(bool, bool)]) -> Option<(f64, f64)> {
     if hits.is_empty() {
         return None;
@@ -324,12 +325,6 @@ fn recall(hits: &[(bool, bool)]) -> Option<(f64, f64)> {
     let n = hits.len() as f64;
     let count = |f: fn(&(bool, bool)) -> bool| hits.iter().filter(|h| f(h)).count() as f64 / n;
     Some((count(|h| h.0), count(|h| h.1)))
-}
-
-/// For `(item, original)` pairs: the fraction whose original is the item's first neighbour,
-/// and the fraction where it is among the first `k`. `None` without pairs.
-pub fn twin_recall(nb: &Neighbours, pairs: &[(usize, usize)], k: usize) -> Option<(f64, f64)> {
-    recall(&twin_hits(nb, pairs, k))
 }
 
 /// Scales every row to unit length (all-zero rows stay zero), so inner product is cosine.
@@ -1029,9 +1024,9 @@ mod tests {
         let nb = neighbours(circle().view(), 3);
         // (item, original): d's first neighbour is c (hit@1); a's order is b, c, d: c is
         // second (hit@2 only); c's order is d, b, a: a is third (neither at k = 2).
-        let (at1, atk) = twin_recall(&nb, &[(3, 2), (0, 2), (2, 0)], 2).unwrap();
+        let (at1, atk) = recall(&twin_hits(&nb, &[(3, 2), (0, 2), (2, 0)], 2)).unwrap();
         assert!((at1 - 1.0 / 3.0).abs() < 1e-12 && (atk - 2.0 / 3.0).abs() < 1e-12, "{at1} {atk}");
-        assert_eq!(twin_recall(&nb, &[], 2), None);
+        assert_eq!(recall(&twin_hits(&nb, &[], 2)), None);
 
         // By label (the copy's): with labels A B B A, the pairs above are d's (A, hit),
         // a's (A, hit at 2) and c's (B, miss). Label C has no image and no entry.

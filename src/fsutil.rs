@@ -41,6 +41,11 @@ pub fn sync_through(f: &std::fs::File) -> std::io::Result<()> {
     }
 }
 
+/// `sync_through` the filesystem holding `path`.
+pub fn sync_filesystem(path: &Path) -> std::io::Result<()> {
+    sync_through(&std::fs::File::open(path)?)
+}
+
 pub fn atomic_write(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
@@ -70,11 +75,19 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 /// Makes `dst` another name of the file `src` (a hard link), making `dst`'s folder when it
-/// is missing. For content-addressed files: an existing `dst` already holds the same bytes.
-/// A link is whole or absent, so a killed build never leaves half of one.
+/// is missing. For content-addressed files: an existing `dst` already holds the same bytes,
+/// unless it is empty (a file renamed into place just before a power cut can have lost
+/// them), which is replaced. A link is whole or absent, so a killed build never leaves half
+/// of one.
 pub fn link_content(src: &Path, dst: &Path) -> std::io::Result<()> {
     let link = || match std::fs::hard_link(src, dst) {
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            if std::fs::metadata(dst).is_ok_and(|m| m.len() == 0) {
+                std::fs::remove_file(dst)?;
+                return std::fs::hard_link(src, dst);
+            }
+            Ok(())
+        }
         other => other,
     };
     match link() {

@@ -141,10 +141,6 @@ fn ingest_one(item: &Item, s: &IngestSettings) -> Result<Ingested, FileError> {
         // or, where the file system has no hard links, as a copy.
         let longer = raster.width.max(raster.height) as u32;
         if longer <= s.thumbs.size.min(s.thumbs.preview) || s.thumbs.size == s.thumbs.preview {
-            // An empty file there (a power cut's) is not the content a link would keep.
-            if std::fs::metadata(p).is_ok_and(|m| m.len() == 0) {
-                std::fs::remove_file(p).ok();
-            }
             if fsutil::link_content(&thumb, p).is_err() {
                 write(&jpeg(&prepared.thumb)?)?;
             }

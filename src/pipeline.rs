@@ -798,7 +798,7 @@ impl Unfinished {
     /// process's marker away and, `covered` (it looked at every file of the archive), the
     /// ones it found. A flush that fails leaves them all for the next run.
     fn finish(self, covered: bool) {
-        if std::fs::File::open(&self.cache).and_then(|f| fsutil::sync_through(&f)).is_err() {
+        if fsutil::sync_filesystem(&self.cache).is_err() {
             return;
         }
         std::fs::remove_file(&self.own).ok();

@@ -899,7 +899,7 @@ impl Release {
         let rel_target = Path::new(self.releases.file_name().unwrap()).join(&id);
         std::os::unix::fs::symlink(&rel_target, &link).with_context(|| format!("cannot create the link {}", link.display()))?;
         std::fs::rename(&link, &self.out).with_context(|| format!("cannot switch {} to the new release", self.out.display()))?;
-        sync_filesystem(&parent);
+        crate::fsutil::sync_filesystem(&parent).ok();
         for (file, _, what) in &lists {
             std::fs::rename(report_dir.join(format!("{file}.next")), report_dir.join(file))
                 .with_context(|| format!("cannot name the {what}-path list {} (the new site is served)", report_dir.join(file).display()))?;
@@ -1038,7 +1038,7 @@ impl Flusher {
         let thread = std::thread::Builder::new().name("simsite-flush".into()).spawn(move || {
             // Ends when `stop` is sent or dropped (a build that fails drops its Release).
             while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(std::time::Duration::from_secs(1)) {
-                sync_filesystem(&dir);
+                crate::fsutil::sync_filesystem(&dir).ok();
             }
         }).expect("cannot start a thread");
         Flusher { stop, thread }
@@ -1047,14 +1047,6 @@ impl Flusher {
     fn stop(self) {
         drop(self.stop);
         self.thread.join().ok();
-    }
-}
-
-/// Flushes the filesystem holding `path` (syncfs), best effort: the flushes while a build
-/// writes, and the one after the switch.
-fn sync_filesystem(path: &Path) {
-    if let Ok(f) = File::open(path) {
-        crate::fsutil::sync_through(&f).ok();
     }
 }
 
