@@ -24,6 +24,22 @@ fn config(root: &Path, extra: &str) {
     .unwrap();
 }
 
+/// A temporary folder with `n` blob images in `archive/`, the test config, and a site built
+/// from them.
+fn built(n: usize) -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().unwrap();
+    blob_archive(tmp.path(), n, 0);
+    config(tmp.path(), "");
+    let (code, _, err) = run(tmp.path(), &["build"]);
+    assert_eq!(code, 0, "{err}");
+    tmp
+}
+
+/// Every `.jpg` file under `dir`.
+fn jpgs(dir: &Path) -> Vec<PathBuf> {
+    walkdir::WalkDir::new(dir).into_iter().map(|e| e.unwrap().into_path()).filter(|p| p.extension().is_some_and(|x| x == "jpg")).collect()
+}
+
 /// Every file of the served site: relative path → (bytes, inode, mtime).
 fn snapshot(out: &Path) -> BTreeMap<String, (Vec<u8>, u64, i64)> {
     let root = out.canonicalize().unwrap();
@@ -94,11 +110,8 @@ fn a_build_makes_pages_for_every_item_the_map_files_and_galleries() {
 
 #[test]
 fn rebuilds_keep_unchanged_files_and_list_what_changed() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = built(30);
     let root = tmp.path();
-    blob_archive(root, 30, 0);
-    config(root, "");
-    assert_eq!(run(root, &["build"]).0, 0);
     let out = root.join("out");
     let first = snapshot(&out);
     let m1: Value = serde_json::from_slice(&first["api/manifest.json"].0).unwrap();
@@ -406,11 +419,8 @@ fn nightly_builds_through_the_manifests_make_the_site_a_fresh_build_makes() {
 
 #[test]
 fn a_killed_rebuild_leaves_the_old_site_whole_and_the_next_run_completes() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = built(120);
     let root = tmp.path();
-    blob_archive(root, 120, 0);
-    config(root, "");
-    assert_eq!(run(root, &["build"]).0, 0);
     let out = root.join("out");
     let before = snapshot(&out);
     // Changes that touch every stage: new images, and a changed layout seed.
@@ -457,11 +467,8 @@ fn a_killed_rebuild_leaves_the_old_site_whole_and_the_next_run_completes() {
 
 #[test]
 fn a_second_build_on_the_same_output_stops_with_a_clear_message() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = built(12);
     let root = tmp.path();
-    blob_archive(root, 12, 0);
-    config(root, "");
-    assert_eq!(run(root, &["build"]).0, 0);
     let before = snapshot(&root.join("out"));
     // Hold the lock as a running build would.
     let lock = std::fs::File::options().write(true).open(root.join(".out.lock")).unwrap();
@@ -619,11 +626,8 @@ fn hostile_names_and_catalogue_fields_cannot_inject_markup() {
 
 #[test]
 fn serve_shows_the_site_on_loopback_with_ranges_and_a_404() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = built(10);
     let root = tmp.path();
-    blob_archive(root, 10, 0);
-    config(root, "");
-    assert_eq!(run(root, &["build"]).0, 0);
     let mut child = std::process::Command::new(bin())
         .args(["serve", "--port", "0"])
         .current_dir(root)
@@ -675,11 +679,8 @@ fn cell_mean(img: &image::RgbImage, col: u32, row: u32, cell: u32) -> Option<[f3
 
 #[test]
 fn a_nightly_build_keeps_the_map_tiles_and_adds_an_atlas_of_the_new_items() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = built(700);
     let root = tmp.path();
-    blob_archive(root, 700, 0);
-    config(root, "");
-    assert_eq!(run(root, &["build"]).0, 0);
     let out = root.join("out");
     let first: Value = serde_json::from_slice(&std::fs::read(out.join("map/map.json")).unwrap()).unwrap();
     let tiles = first["tiles"].as_array().unwrap().len();
@@ -803,11 +804,8 @@ fn an_atlas_of_additions_made_from_its_kept_cells_is_the_one_made_afresh() {
 #[test]
 fn a_night_missing_most_of_the_archive_publishes_nothing_unless_told() {
     // An archive folder that is not mounted or not readable tonight looks like removed images.
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = built(10);
     let root = tmp.path();
-    blob_archive(root, 10, 0);
-    config(root, "");
-    assert_eq!(run(root, &["build"]).0, 0);
     let out = root.join("out");
     let served = snapshot(&out);
     let away = root.join("away");
@@ -872,11 +870,8 @@ fn a_night_missing_most_of_the_archive_publishes_nothing_unless_told() {
 fn a_new_broken_file_alone_still_updates_the_manifest() {
     // Nothing but the manifest tells how many files were skipped: a rebuild that changes no
     // other file must not keep the served manifest as it was.
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = built(6);
     let root = tmp.path();
-    blob_archive(root, 6, 0);
-    config(root, "");
-    assert_eq!(run(root, &["build"]).0, 0);
     let manifest = || serde_json::from_slice::<Value>(&std::fs::read(root.join("out/api/manifest.json")).unwrap()).unwrap();
     assert_eq!(manifest()["skipped"], 0);
     write(&root.join("archive/broken.fits"), b"SIMPLE  = this is not a FITS file");
@@ -891,18 +886,13 @@ fn a_new_broken_file_alone_still_updates_the_manifest() {
 fn empty_cache_files_left_by_a_crash_are_made_again() {
     // Cache files are renamed into place without an fsync each: after a power cut, one may
     // be there with no bytes. A marker left by the build that did not finish says so.
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = built(12);
     let root = tmp.path();
-    blob_archive(root, 12, 0);
-    config(root, "");
-    assert_eq!(run(root, &["build"]).0, 0);
     let out = root.join("out");
-    let files = |dir: &str| -> Vec<PathBuf> {
-        walkdir::WalkDir::new(root.join(dir)).into_iter().map(|e| e.unwrap().into_path()).filter(|p| p.extension().is_some_and(|x| x == "jpg")).collect()
-    };
+    let under = |dir: &str| jpgs(&root.join(dir));
     let markers = || std::fs::read_dir(root.join("cache")).unwrap().flatten().filter(|e| e.file_name().to_string_lossy().starts_with("unfinished-")).count();
     assert_eq!(markers(), 0, "a finished build leaves no marker");
-    let (thumbs, atlases) = (files("cache/thumbs"), files("cache/atlases"));
+    let (thumbs, atlases) = (under("cache/thumbs"), under("cache/atlases"));
     assert!(!thumbs.is_empty() && !atlases.is_empty());
     // The crash: every cached thumbnail and atlas lost its bytes (the served site shares
     // their inodes, so it did too), and the build's marker stayed.
@@ -914,7 +904,7 @@ fn empty_cache_files_left_by_a_crash_are_made_again() {
     assert_eq!(code, 0, "{err}");
     let report: Value = serde_json::from_slice(&std::fs::read(root.join("cache/last-build.json")).unwrap()).unwrap();
     assert_eq!(report["thumbnails_made"], 12, "{report}");
-    let served = files("out");
+    let served = under("out");
     assert!(served.len() >= 12 + 1, "{served:?}");
     for f in served {
         assert!(std::fs::metadata(&f).unwrap().len() > 0, "{} is empty", f.display());
@@ -925,27 +915,22 @@ fn empty_cache_files_left_by_a_crash_are_made_again() {
 
 #[test]
 fn an_atlas_with_a_thumbnail_that_cannot_be_read_is_not_cached() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = built(12);
     let root = tmp.path();
-    blob_archive(root, 12, 0);
-    config(root, "");
-    assert_eq!(run(root, &["build"]).0, 0);
-    let jpgs = |dir: &str| -> Vec<PathBuf> {
-        walkdir::WalkDir::new(root.join(dir)).into_iter().map(|e| e.unwrap().into_path()).filter(|p| p.extension().is_some_and(|x| x == "jpg")).collect()
-    };
-    for a in jpgs("cache/atlases") {
+    let under = |dir: &str| jpgs(&root.join(dir));
+    for a in under("cache/atlases") {
         std::fs::remove_file(a).unwrap();
     }
     // One cached thumbnail that no longer decodes (its bytes, not its size, went wrong).
-    let thumb = jpgs("cache/thumbs").into_iter().next().unwrap();
+    let thumb = under("cache/thumbs").into_iter().next().unwrap();
     let good = std::fs::read(&thumb).unwrap();
     std::fs::write(&thumb, b"not a JPEG any more").unwrap();
     let (code, _, err) = run(root, &["build"]);
     assert_eq!(code, 0, "{err}");
-    assert!(!jpgs("out/map").is_empty(), "the map's atlas is served");
-    assert!(jpgs("cache/atlases").is_empty(), "but not cached with a blank cell");
+    assert!(!under("out/map").is_empty(), "the map's atlas is served");
+    assert!(under("cache/atlases").is_empty(), "but not cached with a blank cell");
     std::fs::write(&thumb, &good).unwrap();
     let (code, _, err) = run(root, &["build"]);
     assert_eq!(code, 0, "{err}");
-    assert!(!jpgs("cache/atlases").is_empty(), "drawn whole, it is cached");
+    assert!(!under("cache/atlases").is_empty(), "drawn whole, it is cached");
 }
