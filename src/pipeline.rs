@@ -214,7 +214,7 @@ impl<'scope, 'env> Embedder<'_, 'scope, 'env> {
         let (done_tx, done_rx) = crossbeam_channel::unbounded::<Done>();
         for replica in replicas {
             let (job_rx, done_tx) = (job_rx.clone(), done_tx.clone());
-            self.scope.spawn(move || {
+            let spawned = std::thread::Builder::new().name("simsite-infer".into()).spawn_scoped(self.scope, move || {
                 let mut enc = match replica.load() {
                     Ok(e) => e,
                     Err(e) => {
@@ -230,6 +230,7 @@ impl<'scope, 'env> Embedder<'_, 'scope, 'env> {
                     }
                 }
             });
+            spawned.context("cannot start a thread for inference\n  fix: raise the process or thread limit (ulimit -u) or free memory")?;
         }
         Ok(Workers::Running { jobs: job_tx, done: done_rx, count: n as u32 })
     }

@@ -340,16 +340,20 @@ impl Release {
         }
         let prev_index = std::sync::Arc::new(prev.as_deref().map(|p| index::Index::load(&index::path_of(p))).unwrap_or_default());
         let old: Vec<PathBuf> = spare.into_iter().map(|(_, _, dir)| dir).collect();
-        let pruning = (!old.is_empty()).then(|| {
-            std::thread::spawn(move || {
-                for dir in old {
-                    std::fs::remove_dir_all(dir).ok();
-                }
+        // Without a thread (the process's thread limit reached) the old releases stay until
+        // a later build prunes them.
+        let pruning = (!old.is_empty())
+            .then(|| {
+                std::thread::Builder::new().name("simsite-prune".into()).spawn(move || {
+                    for dir in old {
+                        std::fs::remove_dir_all(dir).ok();
+                    }
+                })
             })
-        });
+            .and_then(|spawned| spawned.ok());
         let listing = {
             let (prev, staging, prev_index) = (prev.clone(), recycled.then(|| staging.clone()), prev_index.clone());
-            Some(std::thread::spawn(move || -> Result<Listing> {
+            let spawned = std::thread::Builder::new().name("simsite-list".into()).spawn(move || -> Result<Listing> {
                 let mut listing = Listing {
                     prev: prev.as_ref().map(|p| list_release(p, Some(&manifest::path_of(p)), true)).transpose()?.map(|l| l.files).unwrap_or_default(),
                     staging: staging.as_ref().map(|s| list_release(s, staging_manifest.as_deref(), false)).transpose()?.unwrap_or_default(),
@@ -363,7 +367,8 @@ impl Release {
                     std::fs::remove_file(m).ok();
                 }
                 Ok(listing)
-            }))
+            });
+            Some(spawned.context("cannot start a thread to list the releases\n  fix: raise the process or thread limit (ulimit -u) or free memory")?)
         };
         let dev = watch.metadata().with_context(|| format!("cannot read {}", staging.display()))?.dev();
         Ok(Release {
@@ -987,8 +992,8 @@ fn same_file(prev: &Path, pm: &Metadata, src: &Path, sid: FileId) -> bool {
 /// The build's thread opens the file (`O_PATH`: no access to its bytes) and unlinks it;
 /// the inode lives until the reaper closes that descriptor, so the wait falls there.
 struct Reaper {
-    send: std::sync::mpsc::SyncSender<File>,
-    thread: std::thread::JoinHandle<()>,
+    /// None when no thread could be started: files are then freed where they are unlinked.
+    reaper: Option<(std::sync::mpsc::SyncSender<File>, std::thread::JoinHandle<()>)>,
 }
 
 impl Reaper {
@@ -996,29 +1001,31 @@ impl Reaper {
         // Bounded, so that descriptors cannot pile up: a build puts files slower than the
         // reaper frees them, so it hardly ever waits here.
         let (send, taken) = std::sync::mpsc::sync_channel::<File>(256);
-        let thread = std::thread::Builder::new()
-            .name("simsite-reaper".into())
-            .spawn(move || taken.into_iter().for_each(drop))
-            .expect("cannot start a thread");
-        Reaper { send, thread }
+        let thread = std::thread::Builder::new().name("simsite-reaper".into()).spawn(move || taken.into_iter().for_each(drop));
+        Reaper { reaper: thread.ok().map(|thread| (send, thread)) }
     }
 
     /// Unlinks the file at `path`, leaving the freeing of its inode to the reaper's thread
     /// (done here if the file cannot be opened first).
     fn unlink(&self, path: &Path) -> std::io::Result<()> {
         use std::os::unix::fs::OpenOptionsExt;
+        let Some((send, _)) = &self.reaper else {
+            return std::fs::remove_file(path);
+        };
         let held = File::options().read(true).custom_flags(libc::O_PATH | libc::O_NOFOLLOW).open(path).ok();
         std::fs::remove_file(path)?;
         if let Some(f) = held {
-            self.send.send(f).ok();
+            send.send(f).ok();
         }
         Ok(())
     }
 
     /// Waits until everything unlinked is freed.
     fn stop(self) {
-        drop(self.send);
-        self.thread.join().ok();
+        if let Some((send, thread)) = self.reaper {
+            drop(send);
+            thread.join().ok();
+        }
     }
 }
 
@@ -1028,8 +1035,8 @@ impl Reaper {
 /// rewrites ~1 GB of pages and JSON, and its publish stage took 3.8-4.2 s instead of
 /// 6.8-8.5 s (BENCHMARKS.md).
 struct Flusher {
-    stop: std::sync::mpsc::Sender<()>,
-    thread: std::thread::JoinHandle<()>,
+    /// None when no thread could be started: `commit` then flushes everything at its end.
+    flusher: Option<(std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>)>,
 }
 
 impl Flusher {
@@ -1040,13 +1047,15 @@ impl Flusher {
             while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(std::time::Duration::from_secs(1)) {
                 crate::fsutil::sync_filesystem(&dir).ok();
             }
-        }).expect("cannot start a thread");
-        Flusher { stop, thread }
+        });
+        Flusher { flusher: thread.ok().map(|thread| (stop, thread)) }
     }
 
     fn stop(self) {
-        drop(self.stop);
-        self.thread.join().ok();
+        if let Some((stop, thread)) = self.flusher {
+            drop(stop);
+            thread.join().ok();
+        }
     }
 }
 

@@ -91,10 +91,14 @@ pub fn serve(root: &Path, addr: SocketAddr, on_ready: impl FnOnce(SocketAddr)) -
         // One thread per request, so a client that stops reading cannot stall the others. The
         // output folder is a link switched atomically by each build: resolved per request.
         let root = root.to_path_buf();
-        std::thread::spawn(move || {
+        let spawned = std::thread::Builder::new().spawn(move || {
             let response = respond(&root, &request);
             request.respond(response).ok();
         });
+        // Out of threads: this request is dropped (its connection closed), the server goes on.
+        if let Err(e) = spawned {
+            eprintln!("warning: cannot start a thread for a request ({e}); it was dropped");
+        }
     }
     Ok(())
 }

@@ -511,7 +511,7 @@ fn isolated(exe: &std::path::Path, data: &[u8], settings: &FitsSettings, max_pix
     let pid = worker.child.id() as libc::pid_t;
     // The watchdog kills a child that hangs; it is told when the child has answered.
     let (done, wait_done) = std::sync::mpsc::channel::<()>();
-    let watchdog = std::thread::spawn(move || {
+    let watchdog = std::thread::Builder::new().name("simsite-fits-watchdog".into()).spawn(move || {
         let timed_out = wait_done.recv_timeout(CHILD_TIMEOUT) == Err(std::sync::mpsc::RecvTimeoutError::Timeout);
         if timed_out {
             // SAFETY: signals our own child, which is not reaped before this thread is joined.
@@ -519,6 +519,14 @@ fn isolated(exe: &std::path::Path, data: &[u8], settings: &FitsSettings, max_pix
         }
         timed_out
     });
+    let watchdog = match watchdog {
+        Ok(w) => w,
+        Err(e) => {
+            // The child is idle and well: kept for the next file.
+            IDLE.lock().unwrap_or_else(|e| e.into_inner()).push(worker);
+            return Err(failed(format!("cannot start a thread to watch the decoding process: {e} (the process's thread limit, ulimit -u?)")));
+        }
+    };
     let answer = worker.decode(data, settings, max_pixels, file_bytes);
     done.send(()).ok();
     let timed_out = watchdog.join().unwrap_or(false);
