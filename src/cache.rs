@@ -35,6 +35,11 @@ pub fn cache_key(model: &blake3::Hash, spec_text: &str, preprocess: &blake3::Has
     h.finalize().to_hex()[..32].to_string()
 }
 
+/// Whether `name` is spelt like a [`cache_key`].
+pub fn is_key(name: &str) -> bool {
+    name.len() == 32 && name.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
 pub struct EmbeddingCache {
     dir: PathBuf,
     dim: usize,
@@ -273,7 +278,8 @@ impl EmbeddingCache {
         let mut n = 0;
         for e in std::fs::read_dir(parent)? {
             let p = e?.path();
-            if p.is_dir() && p != self.dir {
+            // Only folders named like a key are simsite's to remove.
+            if p.is_dir() && p != self.dir && p.file_name().and_then(|n| n.to_str()).is_some_and(is_key) {
                 std::fs::remove_dir_all(&p)?;
                 n += 1;
             }
@@ -345,4 +351,27 @@ pub fn read_exported(path: &Path) -> Result<Exported, String> {
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pruning_removes_other_keys_folders_and_nothing_else() {
+        let tmp = tempfile::tempdir().unwrap();
+        let key = "0123456789abcdef0123456789abcdef";
+        let c = EmbeddingCache::open(tmp.path(), key, 4).unwrap();
+        let other = tmp.path().join("embeddings/fedcba9876543210fedcba9876543210");
+        let foreign = tmp.path().join("embeddings/my-project");
+        for d in [&other, &foreign] {
+            std::fs::create_dir_all(d).unwrap();
+            std::fs::write(d.join("results.npy"), b"x").unwrap();
+        }
+        assert_eq!(c.remove_other_keys().unwrap(), 1);
+        assert!(!other.exists(), "another key's folder is the cache's to remove");
+        assert!(foreign.join("results.npy").is_file(), "a folder not named like a key is not");
+        assert!(tmp.path().join("embeddings").join(key).is_dir());
+        assert!(is_key(key) && !is_key("my-project") && !is_key("0123456789ABCDEF0123456789ABCDEF"));
+    }
 }

@@ -114,7 +114,7 @@ pub struct SiteArgs {
 
 impl SiteArgs {
     pub fn overrides(&self) -> Overrides {
-        Overrides { archive: self.archive.clone(), out: self.out.clone(), cache: self.cache.clone(), allow_removals: false }
+        Overrides { archive: self.archive.clone(), out: self.out.clone(), cache: self.cache.clone(), allow_removals: false, no_archive: false }
     }
 }
 

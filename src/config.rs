@@ -470,6 +470,9 @@ pub struct Overrides {
     pub cache: Option<PathBuf>,
     /// `build --allow-removals`: publish however many of the served items are missing.
     pub allow_removals: bool,
+    /// The command reads a built site and no archive (`serve`, `query`, `inspect`): the
+    /// archive stands in and is not checked against the output and cache folders.
+    pub no_archive: bool,
 }
 
 /// Reads the config (the given file, else `./site-config.toml` if present, else defaults)
@@ -514,6 +517,54 @@ pub fn parse_str(text: &str, path: &Path) -> Result<RawConfig, ConfigError> {
 fn absolute(base: &Path, p: &Path) -> PathBuf {
     let joined = if p.is_absolute() { p.to_path_buf() } else { base.join(p) };
     normalize(&joined)
+}
+
+/// The archive, the output and the cache must not overlap: a build replaces its output
+/// folder, prunes its cache folder and scans its archive. Compared as written and with
+/// symbolic links resolved (`inarch -> archive` makes `inarch/site` a folder inside it).
+fn check_folders(archive: &Path, out: &Path, cache: &Path) -> Result<(), ConfigError> {
+    // Named as written, whichever way the overlap was found.
+    let (a, o, c) = (archive.to_path_buf(), out.to_path_buf(), cache.to_path_buf());
+    for (archive, out, cache) in [(a.clone(), o.clone(), c.clone()), (resolved(archive), resolved(out), resolved(cache))] {
+        if out.starts_with(&archive) {
+            return Err(ConfigError::OutputInsideArchive { out: o, archive: a });
+        }
+        if archive.starts_with(&out) {
+            return Err(ConfigError::ArchiveInsideOutput { out: o, archive: a });
+        }
+        if cache.starts_with(&archive) {
+            return Err(ConfigError::CacheInsideArchive { cache: c, archive: a });
+        }
+        if archive.starts_with(&cache) {
+            return Err(ConfigError::ArchiveInsideCache { archive: a, cache: c });
+        }
+        if cache.starts_with(&out) {
+            return Err(ConfigError::CacheInsideOutput { cache: c, out: o });
+        }
+        if out.starts_with(&cache) {
+            return Err(ConfigError::OutputInsideCache { out: o, cache: c });
+        }
+    }
+    Ok(())
+}
+
+/// `p` with its longest existing ancestor's symbolic links resolved (the rest, not made
+/// yet, appended as written).
+fn resolved(p: &Path) -> PathBuf {
+    let mut rest = Vec::new();
+    let mut at = p;
+    loop {
+        if let Ok(real) = at.canonicalize() {
+            return rest.iter().rev().fold(real, |acc: PathBuf, c| acc.join(c));
+        }
+        match (at.parent(), at.file_name()) {
+            (Some(parent), Some(name)) => {
+                rest.push(name.to_os_string());
+                at = parent;
+            }
+            _ => return p.to_path_buf(),
+        }
+    }
 }
 
 /// Lexical clean-up (`a/./b/../c` → `a/c`) so that "is the output inside the archive"
@@ -640,6 +691,12 @@ pub fn resolve(
             &[("auto", crate::encoder::Device::Auto), ("cpu", crate::encoder::Device::Cpu), ("cuda", crate::encoder::Device::Cuda)],
         )?),
     };
+    if let Some(v) = enc.mean.iter().flatten().find(|v| !v.is_finite()) {
+        return Err(invalid(&path, "encoder.mean", format!("{v} is not a finite number; give finite values, one per channel or one for all")));
+    }
+    if let Some(v) = enc.std.iter().flatten().find(|v| !(v.is_finite() && **v > 0.0)) {
+        return Err(invalid(&path, "encoder.std", format!("{v} must be a finite number above 0, one per channel or one for all")));
+    }
     let encoder = match &enc.model {
         None => {
             if enc.device.is_some() || enc.input.is_some() || enc.output.is_some() || enc.mean.is_some() || enc.std.is_some() {
@@ -824,14 +881,8 @@ pub fn resolve(
         min_cluster_size: st.min_cluster_size,
     };
 
-    if out == archive || out.starts_with(&archive) {
-        return Err(ConfigError::OutputInsideArchive { out, archive });
-    }
-    if archive.starts_with(&out) {
-        return Err(ConfigError::ArchiveInsideOutput { out, archive });
-    }
-    if cache.starts_with(&archive) {
-        return Err(ConfigError::CacheInsideArchive { cache, archive });
+    if !overrides.no_archive {
+        check_folders(&archive, &out, &cache)?;
     }
 
     let mut base_url = raw.site.base_url.trim().to_string();

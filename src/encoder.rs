@@ -309,8 +309,8 @@ impl Encoder {
             Some(v) => per_channel(v, channels, "std", &s.model)?,
             None => vec![1.0; channels as usize],
         };
-        if std.contains(&0.0) {
-            return Err(mismatch("std contains 0".into()));
+        if !std.iter().all(|v| v.is_finite() && *v > 0.0) || !mean.iter().all(|v| v.is_finite()) {
+            return Err(mismatch(format!("its normalisation must be finite numbers with std above 0 (mean {mean:?}, std {std:?})")));
         }
         let output_name = match s.output.clone().or_else(|| meta(&session, "output")) {
             Some(n) => n,

@@ -23,6 +23,12 @@ pub enum ConfigError {
     ArchiveInsideOutput { out: PathBuf, archive: PathBuf },
     #[error("the cache folder {} is inside the archive {}\n  fix: choose a cache folder outside the archive (--cache DIR or [output] cache)", cache.display(), archive.display())]
     CacheInsideArchive { cache: PathBuf, archive: PathBuf },
+    #[error("the archive {} is inside the cache folder {}, which simsite prunes\n  fix: choose a cache folder that does not contain the archive (--cache DIR or [output] cache)", archive.display(), cache.display())]
+    ArchiveInsideCache { archive: PathBuf, cache: PathBuf },
+    #[error("the cache folder {} is the output folder {} or inside it, which each build replaces\n  fix: choose a cache folder beside the output folder, not in it (--cache DIR or [output] cache)", cache.display(), out.display())]
+    CacheInsideOutput { cache: PathBuf, out: PathBuf },
+    #[error("the output folder {} is inside the cache folder {}, which simsite prunes\n  fix: choose an output folder beside the cache folder, not in it (--out DIR or [output] dir)", out.display(), cache.display())]
+    OutputInsideCache { out: PathBuf, cache: PathBuf },
 }
 
 /// Names as they appear in messages: "`a`, `b`, `c`".

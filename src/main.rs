@@ -51,7 +51,7 @@ fn message(e: &anyhow::Error) -> String {
 /// (`serve`, `query`): a folder that cannot overlap the site stands in for the archive.
 fn site_settings(config: Option<&std::path::Path>, out: Option<std::path::PathBuf>) -> anyhow::Result<config::Settings> {
     let none = std::env::temp_dir().join("simsite-reads-no-archive");
-    let overrides = config::Overrides { archive: Some(none), out, ..Default::default() };
+    let overrides = config::Overrides { archive: Some(none), out, no_archive: true, ..Default::default() };
     Ok(config::load(config, &overrides)?)
 }
 
@@ -138,7 +138,7 @@ fn run(command: Command, ui: &Ui) -> anyhow::Result<ExitCode> {
         Command::Inspect { file, config, tensor } => {
             // One file needs no archive: its folder stands in for one.
             let folder = file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
-            let overrides = config::Overrides { archive: Some(folder.to_path_buf()), ..Default::default() };
+            let overrides = config::Overrides { archive: Some(folder.to_path_buf()), no_archive: true, ..Default::default() };
             let settings = config::load(config.as_deref(), &overrides)?;
             let i = simsite::inspect::inspect_with(&file, &settings, ui)?;
             println!("{}", i.describe());

@@ -62,15 +62,64 @@ impl Shard {
 }
 
 /// Stops at once, before any decoding, when the cache folder cannot be written.
-fn cache_writable(settings: &Settings) -> Result<()> {
+pub(crate) fn cache_writable(settings: &Settings) -> Result<()> {
     let dir = &settings.cache;
-    crate::fsutil::check_writable(dir).map_err(|e| {
-        anyhow::anyhow!(
-            "cannot write into the cache folder {}: {e}\n  fix: {}, or point [output] cache / --cache elsewhere",
+    claim_cache(dir)?;
+    crate::fsutil::check_writable(dir).map_err(|e| cache_unwritable(dir, e))
+}
+
+fn cache_unwritable(dir: &std::path::Path, e: std::io::Error) -> anyhow::Error {
+    anyhow::anyhow!(
+        "cannot write into the cache folder {}: {e}\n  fix: {}, or point [output] cache / --cache elsewhere",
+        dir.display(),
+        crate::error::cache_fix(&e)
+    )
+}
+
+/// The tag that marks a folder as simsite's cache (the Cache Directory Tagging
+/// Specification's, which backup tools also honour).
+const CACHE_TAG: &str = "CACHEDIR.TAG";
+const CACHE_TAG_TEXT: &str = "Signature: 8a477f597d28d172789f06886806bc55\n\
+# This file is a cache directory tag created by simsite: everything in this folder is\n\
+# simsite's cache, which it prunes. For information about cache directory tags, see\n\
+# https://bford.info/cachedir/\n";
+
+/// Makes sure the cache folder is simsite's before anything in it is pruned or replaced:
+/// a new or empty folder, one tagged by simsite (`CACHEDIR.TAG`), or one an earlier
+/// version of simsite made (`last-build.json`, or a key folder under `embeddings/`), which
+/// is tagged now. Any other folder with files in it is refused, naming a few of them.
+fn claim_cache(dir: &std::path::Path) -> Result<()> {
+    let fix = "fix: point [output] cache / --cache at a new or empty folder (simsite deletes what it does not need in its cache folder)";
+    if dir.join(CACHE_TAG).is_file() {
+        return Ok(());
+    }
+    let unwritable = |e| cache_unwritable(dir, e);
+    std::fs::create_dir_all(dir).map_err(unwritable)?;
+    // A write probe of a process starting beside this one (`embed --shard` on many
+    // machines) is not a file of someone else's.
+    let mut others: Vec<String> = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot read the cache folder {}", dir.display()))?
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.starts_with(".write-test-") && n != CACHE_TAG)
+        .collect();
+    let legacy = dir.join("last-build.json").is_file()
+        || std::fs::read_dir(dir.join("embeddings")).is_ok_and(|d| d.flatten().any(|e| crate::cache::is_key(&e.file_name().to_string_lossy())));
+    if !others.is_empty() && !legacy {
+        others.sort();
+        others.truncate(3);
+        anyhow::bail!(
+            "the cache folder {} holds files simsite did not make ({}) and no {CACHE_TAG}\n  {fix}",
             dir.display(),
-            crate::error::cache_fix(&e)
-        )
-    })
+            crate::error::backticked(&others)
+        );
+    }
+    // Two processes may tag a new folder at once: the second finds the tag there.
+    match std::fs::OpenOptions::new().write(true).create_new(true).open(dir.join(CACHE_TAG)) {
+        Ok(mut f) => std::io::Write::write_all(&mut f, CACHE_TAG_TEXT.as_bytes()).map_err(unwritable),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(unwritable(e)),
+    }
 }
 
 /// Results held in memory between decoding and the consumer.
@@ -107,7 +156,17 @@ pub(crate) fn gather(settings: &Settings, ui: &Ui) -> Result<Gathered> {
         t.elapsed().as_secs_f64()
     ));
     report.stages.push(StageTime { name: "scan".into(), seconds: t.elapsed().as_secs_f64(), items: found.entries.len() as u64 });
-    if found.entries.is_empty() {
+    // A folder that cannot be read hides its images: each is reported like a file that
+    // cannot be read (and counts as skipped), not only in the report's warnings.
+    for p in &found.unreadable {
+        ui.skipped(&p.path, &p.reason);
+    }
+    if !report.warnings.is_empty() {
+        let n = report.warnings.len();
+        let some: Vec<&str> = report.warnings.iter().take(3).map(|p| p.path.as_str()).collect();
+        ui.warn(format!("scan: {n} symbolic link(s) not followed, or looping back (e.g. {}); see the warnings in the build report", crate::error::backticked(some)));
+    }
+    if found.entries.is_empty() && found.unreadable.is_empty() {
         anyhow::bail!(
             "the archive {} holds no image files (.fits/.fit/.fts[.gz|.fz], .png, .jpg/.jpeg, .tif/.tiff)\n  fix: point [archive] root or --archive at the folder with the images",
             settings.archive.display()
@@ -121,6 +180,7 @@ pub(crate) fn gather(settings: &Settings, ui: &Ui) -> Result<Gathered> {
         ui.warn(format!("{}: {}", w.path, w.reason));
     }
     report.skipped_files.extend(skipped);
+    report.skipped_files.extend(found.unreadable);
     report.warnings.extend(warnings);
     Ok(Gathered { items, report })
 }
@@ -171,6 +231,8 @@ struct Embedder<'a, 'scope, 'env> {
     pixels: Vec<f32>,
     keys: Vec<Digest>,
     embedded: usize,
+    /// Contents whose embedding came out NaN or infinite: not cached, their files skipped.
+    unusable: HashSet<Digest>,
     busy: Duration,
     scope: &'scope std::thread::Scope<'scope, 'env>,
     workers: Workers,
@@ -277,9 +339,13 @@ impl<'scope, 'env> Embedder<'_, 'scope, 'env> {
     fn store(&mut self, keys: &[Digest], out: &[f32]) -> Result<()> {
         let dim = self.encoder.spec.dim;
         for (k, e) in keys.iter().zip(out.chunks_exact(dim)) {
-            self.cache.insert(*k, e).context("cannot write to the embedding cache")?;
+            if e.iter().all(|v| v.is_finite()) {
+                self.cache.insert(*k, e).context("cannot write to the embedding cache")?;
+                self.embedded += 1;
+            } else {
+                self.unusable.insert(*k);
+            }
         }
-        self.embedded += keys.len();
         Ok(())
     }
 
@@ -330,7 +396,7 @@ pub(crate) fn run_ingest(
     let mut done: Vec<Option<Ingested>> = (0..items.len()).map(|_| None).collect();
     let mut skipped = Vec::new();
     // Inference workers, when there are any, live in this scope.
-    let (embedded, infer) = std::thread::scope(|scope| -> Result<(usize, f64)> {
+    let (embedded, infer, unusable) = std::thread::scope(|scope| -> Result<(usize, f64, HashSet<Digest>)> {
         let mut failure: Option<anyhow::Error> = None;
         let mut embedder = match (encoder, cache) {
             (Some(encoder), Some(cache)) => Some(Embedder {
@@ -339,6 +405,7 @@ pub(crate) fn run_ingest(
                 pixels: Vec::new(),
                 keys: Vec::new(),
                 embedded: 0,
+                unusable: HashSet::new(),
                 busy: Duration::ZERO,
                 scope,
                 workers: Workers::Unstarted,
@@ -384,11 +451,21 @@ pub(crate) fn run_ingest(
             Some(e) => {
                 e.finish()?;
                 e.cache.flush().context("cannot write to the embedding cache")?;
-                (e.embedded, e.busy.as_secs_f64())
+                (e.embedded, e.busy.as_secs_f64(), std::mem::take(&mut e.unusable))
             }
-            None => (0, 0.0),
+            None => (0, 0.0, HashSet::new()),
         })
     })?;
+    // A model can give NaN for an input it cannot take (a custom one, or one trained on
+    // other data): the file is skipped, like one that cannot be decoded.
+    for (i, d) in done.iter_mut().enumerate() {
+        if d.as_ref().is_some_and(|r| unusable.contains(r.digest.as_bytes())) {
+            let reason = "the model's embedding of this image is not a number (NaN or infinite); check the model and its [encoder] mean and std".to_string();
+            ui.skipped(&items[i].entry.rel_str, &reason);
+            skipped.push(Problem { path: items[i].entry.rel_str.clone(), reason });
+            *d = None;
+        }
+    }
     let t = stage.finish();
     Ok(Ingest { done, skipped, embedded, infer_seconds: infer, seconds: t.as_secs_f64() })
 }
@@ -396,26 +473,36 @@ pub(crate) fn run_ingest(
 pub fn build(settings: &Settings, ui: &Ui) -> Result<BuildOutcome> {
     // First: a second build on the same output stops here, touching nothing.
     let release = Release::begin(&settings.out)?;
-    cache_writable(settings)?;
-    // The encoder's session is made, then the embedding cache read (its segments decoded),
-    // while the archive is scanned: one side is mostly CPU, the other mostly system calls.
-    // Scanning needs nothing the encoder changes in the settings. What the scan says comes
-    // after what the encoder says (a model that cannot be used is the first thing said).
-    let scanning = ui.hold();
-    let (loaded, gathered) = std::thread::scope(|s| {
-        let loading = s.spawn(|| -> Result<_> {
-            let mut settings = settings.clone();
-            let encoder = load_encoder(&mut settings, ui)?;
-            let cache = encoder.as_ref().map(|e| open_cache(&settings, e, ui));
-            Ok((settings, encoder, cache))
+    // A mistake found before any image is decoded (the model, the catalogue, the archive)
+    // leaves no cache folder behind that was not there.
+    let new_cache = std::fs::symlink_metadata(&settings.cache).is_err();
+    let start = || -> Result<_> {
+        cache_writable(settings)?;
+        // The encoder's session is made, then the embedding cache read (its segments decoded),
+        // while the archive is scanned: one side is mostly CPU, the other mostly system calls.
+        // Scanning needs nothing the encoder changes in the settings. What the scan says comes
+        // after what the encoder says (a model that cannot be used is the first thing said).
+        let scanning = ui.hold();
+        let (loaded, gathered) = std::thread::scope(|s| {
+            let loading = s.spawn(|| -> Result<_> {
+                let mut settings = settings.clone();
+                let encoder = load_encoder(&mut settings, ui)?;
+                let cache = encoder.as_ref().map(|e| open_cache(&settings, e, ui));
+                Ok((settings, encoder, cache))
+            });
+            let gathered = gather(settings, &scanning);
+            (loading.join().unwrap_or_else(|p| std::panic::resume_unwind(p)), gathered)
         });
-        let gathered = gather(settings, &scanning);
-        (loading.join().unwrap_or_else(|p| std::panic::resume_unwind(p)), gathered)
-    });
-    let (settings, mut encoder, cache) = loaded?;
-    scanning.say_to(ui);
-    let Gathered { items, mut report } = gathered?;
-    let mut cache = cache.transpose()?;
+        let (settings, encoder, cache) = loaded?;
+        scanning.say_to(ui);
+        let gathered = gathered?;
+        Ok((settings, encoder, cache.transpose()?, gathered))
+    };
+    let (settings, mut encoder, mut cache, Gathered { items, mut report }) = start().inspect_err(|_| {
+        if new_cache {
+            std::fs::remove_dir_all(&settings.cache).ok();
+        }
+    })?;
     // Cache files written beside the rest of the build.
     let mut background = Background::default();
     match &cache {
@@ -778,6 +865,8 @@ struct Unfinished {
     cache: std::path::PathBuf,
     own: std::path::PathBuf,
     found: Vec<std::path::PathBuf>,
+    /// Set by `finish`: whether this process looked at every file of the archive.
+    covered: bool,
 }
 
 impl Unfinished {
@@ -787,7 +876,7 @@ impl Unfinished {
             .unwrap_or_default();
         let own = cache.join(format!("unfinished-{}", std::process::id()));
         std::fs::write(&own, b"").ok();
-        Unfinished { cache: cache.to_path_buf(), own, found }
+        Unfinished { cache: cache.to_path_buf(), own, found, covered: false }
     }
 
     /// Whether an earlier process left the cache unfinished.
@@ -798,12 +887,20 @@ impl Unfinished {
     /// Once the cache files are written: flushes their filesystem, then takes this
     /// process's marker away and, `covered` (it looked at every file of the archive), the
     /// ones it found. A flush that fails leaves them all for the next run.
-    fn finish(self, covered: bool) {
+    fn finish(mut self, covered: bool) {
+        self.covered = covered;
+    }
+}
+
+/// A process that stops with an error (not killed) flushes what it wrote too, and takes
+/// its own marker away: an error must not cost the next build a look at every thumbnail.
+impl Drop for Unfinished {
+    fn drop(&mut self) {
         if fsutil::sync_filesystem(&self.cache).is_err() {
             return;
         }
         std::fs::remove_file(&self.own).ok();
-        if covered {
+        if self.covered {
             for m in &self.found {
                 std::fs::remove_file(m).ok();
             }

@@ -75,7 +75,22 @@ pub struct Release {
     /// The staging folder, open from the start: syncing through it before the switch
     /// reports any write-back error of the build (see `sync_through`).
     watch: File,
+    lock_path: PathBuf,
     _lock: File,
+}
+
+impl Drop for Release {
+    /// A build that fails before anything was ever published to its output leaves nothing
+    /// beside it: the empty staging folder, the releases folder and the lock file go. (With
+    /// a site served, they stay: the next build reuses them.)
+    fn drop(&mut self) {
+        if self.prev.is_some() || self.recycled || std::fs::symlink_metadata(&self.out).is_ok() {
+            return;
+        }
+        if std::fs::remove_dir(&self.staging).is_ok() && std::fs::remove_dir(&self.releases).is_ok() {
+            std::fs::remove_file(&self.lock_path).ok();
+        }
+    }
 }
 
 #[derive(Default)]
@@ -270,8 +285,20 @@ impl Release {
         let lock = File::options().create(true).truncate(false).write(true).open(&lock_path).with_context(|| {
             format!("cannot open the lock file {}\n  fix: check that {} is writable", lock_path.display(), parent.display())
         })?;
+        // The lock file of a site never published is removed when its build fails (see
+        // `Drop`): a lock taken on a file no longer at that name guards nothing.
+        let at_name = |lock: &File| {
+            let (a, b) = (std::fs::metadata(&lock_path), lock.metadata());
+            a.is_ok_and(|a| b.is_ok_and(|b| (a.dev(), a.ino()) == (b.dev(), b.ino())))
+        };
         match lock.try_lock() {
-            Ok(()) => {}
+            Ok(()) if at_name(&lock) => {}
+            Ok(()) => bail!(
+                "another simsite build is publishing to {} (it replaced {} as this one started)\n  \
+                 this build stopped without touching the site or the cache; run it again once the other one has finished",
+                out.display(),
+                lock_path.display()
+            ),
             Err(std::fs::TryLockError::WouldBlock) => bail!(
                 "another simsite build is publishing to {} (it holds {})\n  \
                  this build stopped without touching the site or the cache; run it again once the other one has finished",
@@ -284,7 +311,12 @@ impl Release {
         }
         let releases = parent.join(format!(".{name}.releases"));
         std::fs::create_dir_all(&releases).with_context(|| format!("cannot create {}", releases.display()))?;
-        let prev = Self::served(out, &releases)?;
+        let prev = Self::served(out, &releases).inspect_err(|_| {
+            // Nothing here was published: leave nothing (see `Drop`).
+            if std::fs::remove_dir(&releases).is_ok() {
+                std::fs::remove_file(&lock_path).ok();
+            }
+        })?;
         for entry in std::fs::read_dir(&parent)? {
             let entry = entry?;
             if entry.file_name().to_string_lossy().starts_with(&format!("{name}.new-")) {
@@ -389,6 +421,7 @@ impl Release {
             reaper: std::sync::OnceLock::new(),
             recycled,
             watch,
+            lock_path,
             _lock: lock,
         })
     }
@@ -416,10 +449,13 @@ impl Release {
         if !meta.is_dir() {
             bail!("{} exists and is not a folder\n  fix: remove it or choose another --out", out.display());
         }
+        // A site an earlier simsite wrote in place: its map page and its api/ files, or its
+        // thumbnails (a site built without a model has no api/).
         let empty = std::fs::read_dir(out)?.next().is_none();
-        if !empty && !out.join("api/manifest.json").is_file() && !out.join("thumbs").is_dir() {
+        let built = out.join("index.html").is_file() && (out.join("api/manifest.json").is_file() || out.join("thumbs").is_dir());
+        if !empty && !built {
             bail!(
-                "{} is a folder simsite did not build (no api/manifest.json); simsite will not replace it\n  \
+                "{} is a folder simsite did not build (no index.html with api/manifest.json or thumbs/); simsite will not replace it\n  \
                  fix: choose another --out, or move the folder away",
                 out.display()
             );

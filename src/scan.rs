@@ -72,7 +72,9 @@ pub struct ScanEntry {
 #[derive(Debug, Default)]
 pub struct Scan {
     pub entries: Vec<ScanEntry>,
-    /// Things found but not taken: unreadable folders, symlinks not followed, loops.
+    /// Folders and files that could not be read: their images are skipped.
+    pub unreadable: Vec<Problem>,
+    /// Things found but not taken on purpose: symlinks not followed, loops.
     pub problems: Vec<Problem>,
     /// Regular files that are not images (ignored silently, counted).
     pub ignored: usize,
@@ -105,12 +107,12 @@ pub fn scan(root: &Path, follow_symlinks: bool) -> Result<Scan, ArchiveError> {
             Ok(e) => e,
             Err(err) => {
                 let path = err.path().map(|p| p.strip_prefix(root).unwrap_or(p).to_path_buf()).unwrap_or_default();
-                let reason = if err.loop_ancestor().is_some() {
-                    "symlink loop, not followed again".to_string()
+                if err.loop_ancestor().is_some() {
+                    out.problems.push(Problem { path: rel_string(&path), reason: "symlink loop, not followed again".into() });
                 } else {
-                    format!("cannot read: {}", err.io_error().map(|e| e.to_string()).unwrap_or_else(|| err.to_string()))
-                };
-                out.problems.push(Problem { path: rel_string(&path), reason });
+                    let reason = format!("cannot read: {}", err.io_error().map(|e| e.to_string()).unwrap_or_else(|| err.to_string()));
+                    out.unreadable.push(Problem { path: rel_string(&path), reason });
+                }
                 continue;
             }
         };

@@ -79,13 +79,51 @@ fn each_mistake_names_the_problem_and_the_fix() {
             vec!["--config", "absent.toml"],
             "error: config file ROOT/absent.toml does not exist\n  fix: pass the right --config path, or run `simsite init` to write a documented site-config.toml".into(),
         ),
+        (
+            "the archive inside the cache folder, which a build prunes",
+            vec!["--archive", "work/cache/embeddings/archive", "--cache", "work/cache", "--out", "out"],
+            "error: the archive ROOT/work/cache/embeddings/archive is inside the cache folder ROOT/work/cache, which simsite prunes\n  fix: choose a cache folder that does not contain the archive (--cache DIR or [output] cache)".into(),
+        ),
+        (
+            "the cache folder is the output folder",
+            vec!["--archive", "archive", "--cache", "out", "--out", "out"],
+            "error: the cache folder ROOT/out is the output folder ROOT/out or inside it, which each build replaces\n  fix: choose a cache folder beside the output folder, not in it (--cache DIR or [output] cache)".into(),
+        ),
+        (
+            "the output inside the archive through a symbolic link",
+            vec!["--archive", "archive", "--out", "linked/site"],
+            "error: the output folder ROOT/linked/site is inside the archive ROOT/archive\n  fix: choose an output folder outside the archive (--out DIR or [output] dir)".into(),
+        ),
+        (
+            "a cache folder holding someone else's files",
+            vec!["--archive", "archive", "--cache", "data", "--out", "out"],
+            "error: the cache folder ROOT/data holds files simsite did not make (`embeddings`, `neighbours.bin`) and no CACHEDIR.TAG\n  fix: point [output] cache / --cache at a new or empty folder (simsite deletes what it does not need in its cache folder)".into(),
+        ),
+        (
+            "an output folder simsite did not build",
+            vec!["--archive", "archive", "--out", "photos"],
+            "error: ROOT/photos is a folder simsite did not build (no index.html with api/manifest.json or thumbs/); simsite will not replace it\n  fix: choose another --out, or move the folder away".into(),
+        ),
+        (
+            "a normalisation that is not a number",
+            vec!["--config", "nan-mean.toml"],
+            "error: invalid config ROOT/nan-mean.toml: key `encoder.mean`: NaN is not a finite number; give finite values, one per channel or one for all\n  fix: edit `mean` under [encoder]".into(),
+        ),
     ];
+    std::os::unix::fs::symlink("archive", root.join("linked")).unwrap();
+    write(&root.join("work/cache/embeddings/archive/img000.fits"), &std::fs::read(root.join("archive/img000.fits")).unwrap());
+    write(&root.join("data/embeddings/project/results.npy"), b"someone's results");
+    write(&root.join("data/neighbours.bin"), b"someone's neighbours");
+    write(&root.join("photos/thesis.txt"), b"a thesis");
+    std::fs::create_dir(root.join("photos/thumbs")).unwrap();
+    config(root, "nan-mean.toml", &format!("[archive]\nroot = \"archive\"\n[encoder]\nmodel = \"{tiny}\"\nmean = [nan]\n"));
     config(root, "unknown-key.toml", "[archive]\nroot = \"archive\"\nbogus = 1\n");
     config(root, "bad-k.toml", "[archive]\nroot = \"archive\"\n[neighbours]\nk = 0\n");
     config(root, "no-model.toml", "[archive]\nroot = \"archive\"\n[encoder]\nmodel = \"models/none.onnx\"\n");
     config(root, "rank3.toml", &format!("[archive]\nroot = \"archive\"\n[encoder]\nmodel = \"{rank3}\"\n"));
     config(root, "no-ort.toml", &format!("[archive]\nroot = \"archive\"\n[encoder]\nmodel = \"{tiny}\"\nonnxruntime = \"lib/libonnxruntime.so\"\n"));
 
+    let before = listing(root);
     let mut wrong = Vec::new();
     for (what, args, want) in &cases {
         let got = error_of(root, args);
@@ -94,10 +132,20 @@ fn each_mistake_names_the_problem_and_the_fix() {
         }
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n\n"));
-    // No mistake left an output behind.
-    for out in ["out", "archive/site", "site"] {
-        assert!(!root.join(out).exists(), "{out} was created");
-    }
+    // No mistake left anything behind (no output, lock, staging or cache folder), and
+    // nobody's files were touched.
+    assert_eq!(listing(root), before);
+}
+
+/// Every path under `root` with its size (folders: 0), sorted.
+fn listing(root: &Path) -> Vec<(String, u64)> {
+    let mut all: Vec<(String, u64)> = walkdir::WalkDir::new(root)
+        .into_iter()
+        .map(|e| e.unwrap())
+        .map(|e| (e.path().strip_prefix(root).unwrap().display().to_string(), if e.file_type().is_file() { e.metadata().unwrap().len() } else { 0 }))
+        .collect();
+    all.sort();
+    all
 }
 
 #[test]
@@ -135,4 +183,50 @@ fn an_unwritable_output_or_cache_stops_before_any_work_naming_the_folder_and_the
     );
     // Nothing was decoded into a cache, and no site appeared anywhere.
     assert!(!root.join("cache").exists() && !root.join("site").exists());
+}
+
+#[test]
+fn a_folder_or_link_that_cannot_be_read_is_reported_and_counted_as_skipped() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    blob_archive(root, 3, 0);
+    // A link to nothing, followed: what an unmounted or unreadable folder looks like to the
+    // scan (as root, permission bits would not stop it).
+    std::os::unix::fs::symlink("/nonexistent/folder", root.join("archive/night-2")).unwrap();
+    let tiny = fixture("tiny-meta.onnx").display().to_string();
+    config(root, "follow.toml", &format!("[archive]\nroot = \"archive\"\nfollow-symlinks = true\n[encoder]\nmodel = \"{tiny}\"\n"));
+    let (code, _, err) = run(root, &["--quiet", "check", "--config", "follow.toml"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("skipped night-2: cannot read: No such file or directory"), "{err}");
+    let (code, _, err) = run(root, &["--quiet", "build", "--config", "follow.toml"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("skipped night-2: cannot read: No such file or directory"), "{err}");
+    assert!(err.contains("published 3 item(s)") && err.contains("(1 skipped;"), "{err}");
+    let manifest: serde_json::Value = serde_json::from_str(&read(&root.join("site/api/manifest.json"))).unwrap();
+    assert_eq!(manifest["skipped"], 1);
+}
+
+#[test]
+fn images_the_model_gives_no_number_for_are_skipped_not_a_crash() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    blob_archive(root, 3, 0);
+    // A std this small overflows every input to infinity: the model's outputs are NaN.
+    let tiny = fixture("tiny-meta.onnx").display().to_string();
+    config(root, "overflow.toml", &format!("[archive]\nroot = \"archive\"\n[encoder]\nmodel = \"{tiny}\"\nstd = [1e-45]\n"));
+    let (code, _, err) = run(root, &["--quiet", "build", "--config", "overflow.toml"]);
+    assert_eq!(code, 1, "{err}");
+    for i in 0..3 {
+        assert!(
+            err.contains(&format!("skipped img00{i}.fits: the model's embedding of this image is not a number (NaN or infinite)")),
+            "{err}"
+        );
+    }
+    assert!(err.contains("no image in") && err.contains("(3 skipped); nothing was published"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    // Nothing unusable was cached: a sane normalisation embeds all three.
+    config(root, "sane.toml", &format!("[archive]\nroot = \"archive\"\n[encoder]\nmodel = \"{tiny}\"\n"));
+    let (code, _, err) = run(root, &["--quiet", "build", "--config", "sane.toml"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("published 3 item(s)"), "{err}");
 }
