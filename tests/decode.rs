@@ -293,6 +293,22 @@ fn broken_raster_files_are_refused_with_a_reason() {
     let bytes = std::fs::read(&j).unwrap();
     let p = write(&d.path().join("cut.jpg"), &bytes[..bytes.len() / 3]);
     assert!(dec(&p, &s).unwrap_err().to_string().starts_with("not a valid JPEG file"), "truncated JPEG must fail");
+    // Cut inside the image data, where the decoder would fill the rest with grey.
+    let j = rgb8(&d.path().join("big.jpg"), 256, 256, |x, y| [(x * y % 251) as u8, (x ^ y) as u8, (x + 3 * y) as u8]);
+    let bytes = std::fs::read(&j).unwrap();
+    for part in [0.5, 0.9, 0.99] {
+        let p = write(&d.path().join("cut-late.jpg"), &bytes[..(bytes.len() as f64 * part) as usize]);
+        assert_eq!(
+            dec(&p, &s).unwrap_err().to_string(),
+            "not a valid JPEG file: truncated: its image data has no end (no end-of-image marker)",
+            "cut at {part}"
+        );
+    }
+    // Bytes after the end (some cameras append data) are no reason to refuse a file.
+    let mut padded = bytes.clone();
+    padded.extend_from_slice(b"trailing data");
+    let p = write(&d.path().join("padded.jpg"), &padded);
+    assert!(dec(&p, &s).is_ok());
     let noise: Vec<u8> = (0..4000u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
     let p = write(&d.path().join("noise.jpg"), &noise);
     assert!(dec(&p, &s).unwrap_err().to_string().starts_with("not a valid JPEG file"));

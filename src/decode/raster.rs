@@ -29,6 +29,10 @@ pub(super) fn decode_image(bytes: &[u8], format: Format, max_pixels: u64) -> Res
         other => FileError::Decode { format: name, message: other.to_string() },
     };
     let (w, h) = image::ImageReader::with_format(Cursor::new(bytes), fmt).into_dimensions().map_err(err)?;
+    if format != Format::Png && !jpeg_ends(bytes) {
+        // The decoder would fill the missing part with grey and call the image good.
+        return Err(FileError::Decode { format: name, message: "truncated: its image data has no end (no end-of-image marker)".into() });
+    }
     let reservation = admit(w as u64, h as u64, max_pixels, bytes.len())?;
     let mut reader = image::ImageReader::with_format(Cursor::new(bytes), fmt);
     let mut limits = image::Limits::default();
@@ -55,6 +59,37 @@ pub(super) fn decode_image(bytes: &[u8], format: Format, max_pixels: u64) -> Res
         }
     };
     Ok(Raster { width: w, height: h, channels, data, display_ready, reservation })
+}
+
+/// Whether a JPEG's image data runs to its end-of-image marker. The header segments are
+/// walked to the first scan (an embedded thumbnail's own marker lies before it); inside the
+/// entropy-coded data a 0xFF byte is always stuffed or starts a marker, so the pair FF D9
+/// after it is the end of the image. Files that are not laid out like a JPEG are left to
+/// the decoder to refuse.
+fn jpeg_ends(bytes: &[u8]) -> bool {
+    if !bytes.starts_with(&[0xFF, 0xD8]) {
+        return true;
+    }
+    let mut i = 2;
+    loop {
+        if bytes.get(i) != Some(&0xFF) {
+            return true;
+        }
+        while bytes.get(i) == Some(&0xFF) {
+            i += 1;
+        }
+        let Some(&marker) = bytes.get(i) else { return false };
+        i += 1;
+        match marker {
+            0x01 | 0xD0..=0xD8 => {}
+            0xD9 => return true,
+            0xDA => return bytes[i..].windows(2).rev().any(|w| w == [0xFF, 0xD9]),
+            _ => match bytes.get(i..i + 2) {
+                Some(l) => i += u16::from_be_bytes([l[0], l[1]]) as usize,
+                None => return false,
+            },
+        }
+    }
 }
 
 pub(super) fn decode_tiff(bytes: &[u8], max_pixels: u64) -> Result<Raster, FileError> {
