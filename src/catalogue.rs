@@ -31,6 +31,8 @@ pub struct Catalogue {
     rows: HashMap<String, Row>,
     join_on: Option<JoinOn>,
     pub warnings: Vec<Problem>,
+    /// The names of the extra (metadata) columns, in catalogue order.
+    pub columns: Vec<String>,
 }
 
 /// One archive file with everything the site shows about it.
@@ -135,7 +137,8 @@ impl Catalogue {
             None => (0..headers.len()).filter(|i| !mapped.contains(i)).collect(),
         };
 
-        let mut cat = Catalogue { join_on: Some(cfg.join_on), ..Default::default() };
+        let columns = meta_cols.iter().filter_map(|&i| headers.get(i)).map(|h| h.trim().to_string()).collect();
+        let mut cat = Catalogue { join_on: Some(cfg.join_on), columns, ..Default::default() };
         let mut record = csv::StringRecord::new();
         loop {
             match reader.read_record(&mut record) {

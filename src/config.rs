@@ -600,7 +600,10 @@ fn parse_enum<T: Copy>(
     })
 }
 
-fn display_file(file: &Option<PathBuf>) -> String {
+/// The most neighbours stored per item: `api/neighbors.bin` holds 8·k bytes an item.
+pub const MAX_K: usize = 1000;
+
+pub(crate) fn display_file(file: &Option<PathBuf>) -> String {
     match file {
         Some(p) => p.display().to_string(),
         None => "(built-in defaults)".to_string(),
@@ -654,8 +657,11 @@ pub fn resolve(
     let stretch_8bit = parse_enum(&path, "preprocess.stretch-8bit", &pp.stretch_8bit, &stretches)?;
     let channels =
         parse_enum(&path, "preprocess.channels", &pp.channels, &[("grey", Channels::Grey), ("rgb", Channels::Rgb)])?;
-    if !(0.0..100.0).contains(&pp.clip_low) || !(0.0..=100.0).contains(&pp.clip_high) || pp.clip_low >= pp.clip_high
-    {
+    let order = "percentiles must satisfy 0 <= clip-low < clip-high <= 100";
+    if !(0.0..=100.0).contains(&pp.clip_high) {
+        return Err(invalid(&path, "preprocess.clip-high", format!("{order} (got clip-high = {})", pp.clip_high)));
+    }
+    if !(0.0..100.0).contains(&pp.clip_low) || pp.clip_low >= pp.clip_high {
         return Err(invalid(
             &path,
             "preprocess.clip-low",
@@ -799,6 +805,9 @@ pub fn resolve(
     if nb.k == 0 {
         return Err(invalid(&path, "neighbours.k", "must be at least 1 (neighbours stored per item; 50 by default)"));
     }
+    if nb.k > MAX_K {
+        return Err(invalid(&path, "neighbours.k", format!("{} is over the most simsite stores, {MAX_K} per item (50 by default)", nb.k)));
+    }
     if nb.show == 0 || nb.show > nb.k {
         return Err(invalid(
             &path,
@@ -837,7 +846,7 @@ pub fn resolve(
             format!("{n_neighbors} must be between 2 and [neighbours] k + 1 = {} (the map reuses the stored neighbours)", nb.k + 1),
         ));
     }
-    if !(lay.spread > 0.0) || !(lay.min_dist >= 0.0 && lay.min_dist <= lay.spread) {
+    if !(lay.spread > 0.0 && lay.spread.is_finite()) || !(lay.min_dist >= 0.0 && lay.min_dist <= lay.spread) {
         return Err(invalid(
             &path,
             "layout.min-dist",
@@ -887,8 +896,13 @@ pub fn resolve(
 
     let mut base_url = raw.site.base_url.trim().to_string();
     if !base_url.is_empty() {
-        if !(base_url.starts_with("https://") || base_url.starts_with("http://")) {
-            return Err(invalid(&path, "site.base-url", format!("`{base_url}` must start with https:// or http:// (or be left empty)")));
+        let host = base_url.strip_prefix("https://").or_else(|| base_url.strip_prefix("http://"));
+        if host.is_none_or(|h| h.is_empty() || h.starts_with('/')) {
+            return Err(invalid(&path, "site.base-url", format!("`{base_url}` must start with https:// or http:// and name a host (or be left empty)")));
+        }
+        // It is written into every page's links: nothing that could end an attribute.
+        if let Some(c) = base_url.chars().find(|c| c.is_whitespace() || c.is_control() || "\"'<>`\\{}|^".contains(*c)) {
+            return Err(invalid(&path, "site.base-url", format!("`{base_url}` holds {c:?}, which a URL cannot hold; percent-encode it (e.g. %20 for a space)")));
         }
         if !base_url.ends_with('/') {
             base_url.push('/');

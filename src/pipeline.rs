@@ -137,6 +137,15 @@ pub(crate) fn gather(settings: &Settings, ui: &Ui) -> Result<Gathered> {
         Some(c) => Catalogue::load(c)?,
         None => Catalogue::default(),
     };
+    if let Some(cols) = &settings.site.colour_by {
+        if let Some(c) = cols.iter().find(|c| !cat.columns.contains(c)) {
+            let message = match &settings.catalogue {
+                None => format!("`{c}` names a catalogue column, but no [catalogue] is configured"),
+                Some(_) => format!("`{c}` is not one of the catalogue's columns shown ({})", crate::error::backticked(&cat.columns)),
+            };
+            return Err(crate::error::ConfigError::Invalid { file: crate::config::display_file(&settings.config_path), key: "site.colour-by".into(), message }.into());
+        }
+    }
     let t = Instant::now();
     let found = scan::scan(&settings.archive, settings.follow_symlinks)?;
     let mut report = BuildReport {

@@ -109,7 +109,32 @@ fn each_mistake_names_the_problem_and_the_fix() {
             vec!["--config", "nan-mean.toml"],
             "error: invalid config ROOT/nan-mean.toml: key `encoder.mean`: NaN is not a finite number; give finite values, one per channel or one for all\n  fix: edit `mean` under [encoder]".into(),
         ),
+        (
+            "markup in the site's base URL",
+            vec!["--config", "base-url.toml"],
+            "error: invalid config ROOT/base-url.toml: key `site.base-url`: `https://example.org/\"><script>` holds '\"', which a URL cannot hold; percent-encode it (e.g. %20 for a space)\n  fix: edit `base-url` under [site]".into(),
+        ),
+        (
+            "a colouring by a column there is not",
+            vec!["--config", "colour-by.toml"],
+            "error: invalid config ROOT/colour-by.toml: key `site.colour-by`: `magnitude` is not one of the catalogue's columns shown (`type`)\n  fix: edit `colour-by` under [site]".into(),
+        ),
+        (
+            "a percentile over 100",
+            vec!["--config", "clip-high.toml"],
+            "error: invalid config ROOT/clip-high.toml: key `preprocess.clip-high`: percentiles must satisfy 0 <= clip-low < clip-high <= 100 (got clip-high = 101)\n  fix: edit `clip-high` under [preprocess]".into(),
+        ),
+        (
+            "more neighbours than a number holds",
+            vec!["--config", "huge-k.toml"],
+            "error: invalid config ROOT/huge-k.toml: key `neighbours.k`: 18446744073709551615 is over the most simsite stores, 1000 per item (50 by default)\n  fix: edit `k` under [neighbours]".into(),
+        ),
     ];
+    config(root, "base-url.toml", "[archive]\nroot = \"archive\"\n[site]\nbase-url = \"https://example.org/\\\"><script>\"\n");
+    write(&root.join("cat.csv"), b"path,type\nimg000.fits,spiral\n");
+    config(root, "colour-by.toml", "[archive]\nroot = \"archive\"\n[catalogue]\npath = \"cat.csv\"\n[site]\ncolour-by = [\"magnitude\"]\n");
+    config(root, "clip-high.toml", "[archive]\nroot = \"archive\"\n[preprocess]\nclip-high = 101\n");
+    config(root, "huge-k.toml", "[archive]\nroot = \"archive\"\n[neighbours]\nk = 18446744073709551615\n");
     std::os::unix::fs::symlink("archive", root.join("linked")).unwrap();
     write(&root.join("work/cache/embeddings/archive/img000.fits"), &std::fs::read(root.join("archive/img000.fits")).unwrap());
     write(&root.join("data/embeddings/project/results.npy"), b"someone's results");
