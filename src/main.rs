@@ -3,6 +3,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 use simsite::cli::{Cli, Command};
+use simsite::ui::printable;
 use simsite::{config, pipeline, ui::Ui};
 
 #[global_allocator]
@@ -17,7 +18,15 @@ fn main() -> ExitCode {
     if let Ok(exe) = std::env::current_exe() {
         simsite::decode::isolate_compressed_with(exe);
     }
-    let cli = Cli::parse();
+    // A mistyped command line exits 1, like any other error: 2 means "some files were
+    // skipped" for `check` and `query`, which a script must not read a typo as.
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            e.print().ok();
+            return if e.use_stderr() { ExitCode::FAILURE } else { ExitCode::SUCCESS };
+        }
+    };
     let ui = Ui::new(cli.quiet);
     match run(cli.command, &ui) {
         Ok(code) => code,
@@ -78,9 +87,13 @@ fn run(command: Command, ui: &Ui) -> anyhow::Result<ExitCode> {
             let settings = config::load(args.config.as_deref(), &args.overrides())?;
             let outcome = pipeline::check(&settings, ui)?;
             for p in &outcome.problems {
-                println!("{}: {}", p.path, p.reason);
+                println!("{}: {}", printable(&p.path), printable(&p.reason));
             }
             eprintln!("{} file(s) ok, {} would be skipped", outcome.items, outcome.problems.len());
+            if outcome.items == 0 {
+                // What `build` would stop at: nothing to publish.
+                anyhow::bail!("no image in {} could be read; a build would publish nothing", settings.archive.display());
+            }
             Ok(if outcome.problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(2) })
         }
         Command::Embed { site, shard } => {
@@ -96,6 +109,9 @@ fn run(command: Command, ui: &Ui) -> anyhow::Result<ExitCode> {
                 o.skipped.len(),
                 o.seconds
             );
+            if o.items > 0 && o.skipped.len() == o.items {
+                anyhow::bail!("no image of shard {}/{} could be read; see the reasons above", shard.index, shard.count);
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Eval(args) => {
@@ -128,7 +144,7 @@ fn run(command: Command, ui: &Ui) -> anyhow::Result<ExitCode> {
                                 println!("  {:>3}  {:.4}  {}  {}", r + 1, m.score, m.id, m.url);
                             }
                         }
-                        (None, e) => eprintln!("skipped {}: {}", a.file, e.as_deref().unwrap_or("unreadable")),
+                        (None, e) => eprintln!("skipped {}: {}", printable(&a.file), printable(e.as_deref().unwrap_or("unreadable"))),
                     }
                 }
             }

@@ -73,13 +73,13 @@ impl Ui {
 
     pub fn info(&self, msg: impl Display) {
         if !self.quiet && !self.keep(|| Held::Info(msg.to_string())) {
-            eprintln!("{msg}");
+            eprintln!("{}", printable(&msg.to_string()));
         }
     }
 
     pub fn warn(&self, msg: impl Display) {
         if !self.keep(|| Held::Warn(msg.to_string())) {
-            eprintln!("warning: {msg}");
+            eprintln!("warning: {}", printable(&msg.to_string()));
         }
     }
 
@@ -91,7 +91,7 @@ impl Ui {
         let mut shown = self.skips_shown.lock().unwrap_or_else(|e| e.into_inner());
         *shown += 1;
         if *shown <= MAX_SKIP_MESSAGES {
-            eprintln!("skipped {path}: {reason}");
+            eprintln!("skipped {}: {}", printable(path), printable(reason));
         } else if *shown == MAX_SKIP_MESSAGES + 1 {
             eprintln!("(further skipped files are listed in the build report only)");
         }
@@ -139,5 +139,24 @@ impl Stage<'_> {
         let rate = if t.as_secs_f64() > 0.0 { self.total as f64 / t.as_secs_f64() } else { 0.0 };
         self.ui.info(format!("{}: {} in {:.2} s ({rate:.0}/s)", self.name, self.total, t.as_secs_f64()));
         t
+    }
+}
+
+/// `s` with its control characters escaped (`\n`, `\r`, `\u{1b}`): a file name cannot
+/// forge a line of the log or send escape sequences to the terminal.
+pub fn printable(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    std::borrow::Cow::Owned(s.chars().map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() }).collect())
+}
+
+#[cfg(test)]
+mod printable_tests {
+    #[test]
+    fn control_characters_in_names_are_escaped() {
+        assert_eq!(super::printable("bad.png\npublished 999 item(s)"), "bad.png\\npublished 999 item(s)");
+        assert_eq!(super::printable("x\u{1b}]0;pwned\u{7}\r.png"), "x\\u{1b}]0;pwned\\u{7}\\r.png");
+        assert_eq!(super::printable("M31 仙女座.png"), "M31 仙女座.png");
     }
 }

@@ -255,3 +255,28 @@ fn images_the_model_gives_no_number_for_are_skipped_not_a_crash() {
     assert_eq!(code, 0, "{err}");
     assert!(err.contains("published 3 item(s)"), "{err}");
 }
+
+#[test]
+fn exit_codes_a_script_can_trust() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    write(&root.join("broken/a.fits"), b"not FITS at all");
+    write(&root.join("broken/b.png"), b"not a PNG either");
+    let tiny = fixture("tiny-meta.onnx").display().to_string();
+    config(root, "broken.toml", &format!("[archive]\nroot = \"broken\"\n[encoder]\nmodel = \"{tiny}\"\n"));
+    // A typo is an error (1), never "some files were skipped" (2).
+    let (code, _, err) = run(root, &["check", "--archiv", "broken"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("unexpected argument '--archiv'"), "{err}");
+    // Nothing readable: `check` says what `build` would stop at, and `embed` fails too.
+    let (code, _, err) = run(root, &["--quiet", "check", "--config", "broken.toml"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("error: no image in ") && err.contains("could be read; a build would publish nothing"), "{err}");
+    let (code, _, err) = run(root, &["--quiet", "embed", "--config", "broken.toml"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("error: no image of shard 0/1 could be read"), "{err}");
+    let (code, _, err) = run(root, &["--quiet", "build", "--config", "broken.toml"]);
+    assert_eq!(code, 1, "{err}");
+    // `--help` is not an error.
+    assert_eq!(run(root, &["--help"]).0, 0);
+}
