@@ -641,7 +641,7 @@ pub fn run(settings: &Settings, opts: &EvalOptions, ui: &Ui) -> Result<EvalOutco
         ui.warn(format!("{} labelled path(s) are not image files in the archive: {}", missing.len(), examples(&missing, TERMINAL_EXAMPLES)));
     }
 
-    pipeline::cache_writable(&settings)?;
+    let _lock = pipeline::cache_writable(&settings, pipeline::CacheUse::Alone)?;
     let mut cache = pipeline::open_cache(&settings, &encoder, ui)?;
     let (channels, size) = (encoder.spec.channels as usize, encoder.spec.size as usize);
     let mut pixels: Vec<Option<Vec<f32>>> = vec![None; chosen.len()];

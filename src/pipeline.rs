@@ -61,11 +61,36 @@ impl Shard {
     }
 }
 
-/// Stops at once, before any decoding, when the cache folder cannot be written.
-pub(crate) fn cache_writable(settings: &Settings) -> Result<()> {
+/// Stops at once, before any decoding, when the cache folder cannot be written, and takes
+/// the cache's lock: `Use::Alone` (a build, `eval`: they prune and rewrite the cache's
+/// files) or `Use::Shared` (`embed --shard`: each writes segments of its own). Held until
+/// the returned file is dropped.
+pub(crate) fn cache_writable(settings: &Settings, with: CacheUse) -> Result<std::fs::File> {
     let dir = &settings.cache;
     claim_cache(dir)?;
-    crate::fsutil::check_writable(dir).map_err(|e| cache_unwritable(dir, e))
+    crate::fsutil::check_writable(dir).map_err(|e| cache_unwritable(dir, e))?;
+    let path = dir.join(".lock");
+    let lock = std::fs::File::options().create(true).truncate(false).write(true).open(&path).map_err(|e| cache_unwritable(dir, e))?;
+    let taken = match with {
+        CacheUse::Alone => lock.try_lock(),
+        CacheUse::Shared => lock.try_lock_shared(),
+    };
+    match taken {
+        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+            "another simsite process is using the cache folder {} (it holds {})\n  \
+             fix: give each site its own cache folder ([output] cache or --cache), or run them one after another",
+            dir.display(),
+            path.display()
+        ),
+        // A file system without locks (some network mounts) is used unlocked, as before.
+        Ok(()) | Err(std::fs::TryLockError::Error(_)) => Ok(lock),
+    }
+}
+
+#[derive(Clone, Copy)]
+pub(crate) enum CacheUse {
+    Alone,
+    Shared,
 }
 
 fn cache_unwritable(dir: &std::path::Path, e: std::io::Error) -> anyhow::Error {
@@ -486,7 +511,7 @@ pub fn build(settings: &Settings, ui: &Ui) -> Result<BuildOutcome> {
     // leaves no cache folder behind that was not there.
     let new_cache = std::fs::symlink_metadata(&settings.cache).is_err();
     let start = || -> Result<_> {
-        cache_writable(settings)?;
+        let lock = cache_writable(settings, CacheUse::Alone)?;
         // The encoder's session is made, then the embedding cache read (its segments decoded),
         // while the archive is scanned: one side is mostly CPU, the other mostly system calls.
         // Scanning needs nothing the encoder changes in the settings. What the scan says comes
@@ -505,9 +530,9 @@ pub fn build(settings: &Settings, ui: &Ui) -> Result<BuildOutcome> {
         let (settings, encoder, cache) = loaded?;
         scanning.say_to(ui);
         let gathered = gathered?;
-        Ok((settings, encoder, cache.transpose()?, gathered))
+        Ok((settings, encoder, cache.transpose()?, gathered, lock))
     };
-    let (settings, mut encoder, mut cache, Gathered { items, mut report }) = start().inspect_err(|_| {
+    let (settings, mut encoder, mut cache, Gathered { items, mut report }, _cache_lock) = start().inspect_err(|_| {
         if new_cache {
             std::fs::remove_dir_all(&settings.cache).ok();
         }
@@ -950,7 +975,7 @@ pub struct EmbedOutcome {
 
 /// Embeds one shard of the archive into the cache (thumbnails too), for a following build.
 pub fn embed_shard(settings: &Settings, shard: Shard, ui: &Ui) -> Result<EmbedOutcome> {
-    cache_writable(settings)?;
+    let _lock = cache_writable(settings, CacheUse::Shared)?;
     let mut settings = settings.clone();
     let Some(mut encoder) = load_encoder(&mut settings, ui)? else {
         anyhow::bail!("`simsite embed` needs a model\n  fix: set `model` under [encoder]");

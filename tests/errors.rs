@@ -280,3 +280,35 @@ fn exit_codes_a_script_can_trust() {
     // `--help` is not an error.
     assert_eq!(run(root, &["--help"]).0, 0);
 }
+
+#[test]
+fn two_sites_on_one_cache_folder_take_turns() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    blob_archive(root, 4, 0);
+    let tiny = fixture("tiny-meta.onnx").display().to_string();
+    config(root, "a.toml", &format!("[archive]\nroot = \"archive\"\n[encoder]\nmodel = \"{tiny}\"\n[output]\ndir = \"site-a\"\ncache = \"cache\"\n"));
+    let (code, _, err) = run(root, &["--quiet", "build", "--config", "a.toml"]);
+    assert_eq!(code, 0, "{err}");
+    // Another process holds the cache (as a build of another site would).
+    let held = std::fs::File::options().write(true).open(root.join("cache/.lock")).unwrap();
+    held.try_lock().unwrap();
+    config(root, "b.toml", &format!("[archive]\nroot = \"archive\"\n[encoder]\nmodel = \"{tiny}\"\n[output]\ndir = \"site-b\"\ncache = \"cache\"\n"));
+    let before = listing(root);
+    let got = error_of(root, &["--config", "b.toml"]);
+    assert_eq!(
+        got,
+        "error: another simsite process is using the cache folder ROOT/cache (it holds ROOT/cache/.lock)\n  fix: give each site its own cache folder ([output] cache or --cache), or run them one after another"
+    );
+    assert_eq!(listing(root), before, "the refused build left something behind");
+    // Shards share the cache with each other, not with a build.
+    let (code, _, err) = run(root, &["--quiet", "embed", "--config", "b.toml", "--shard", "0/2"]);
+    assert_eq!(code, 1, "{err}");
+    held.unlock().unwrap();
+    held.try_lock_shared().unwrap();
+    let (code, _, err) = run(root, &["--quiet", "embed", "--config", "b.toml", "--shard", "0/2"]);
+    assert_eq!(code, 0, "{err}");
+    drop(held);
+    let (code, _, err) = run(root, &["--quiet", "build", "--config", "b.toml"]);
+    assert_eq!(code, 0, "{err}");
+}
