@@ -19,6 +19,10 @@ fn planar_from_interleaved<T: Copy>(src: &[T], samples: usize, keep: usize, to_f
     out
 }
 
+/// What a PNG's or JPEG's metadata (colour profile, text) may inflate to; a profile over
+/// it is ignored, the image decoded without it.
+const HEADER_BYTES: u64 = 16 << 20;
+
 pub(super) fn decode_image(bytes: &[u8], format: Format, max_pixels: u64) -> Result<Raster, FileError> {
     let (fmt, name) = match format {
         Format::Png => (image::ImageFormat::Png, "PNG"),
@@ -28,7 +32,14 @@ pub(super) fn decode_image(bytes: &[u8], format: Format, max_pixels: u64) -> Res
         image::ImageError::Limits(l) => FileError::Decode { format: name, message: format!("over the decoder's memory limit ({l})") },
         other => FileError::Decode { format: name, message: other.to_string() },
     };
-    let (w, h) = image::ImageReader::with_format(Cursor::new(bytes), fmt).into_dimensions().map_err(err)?;
+    // The header's chunks are read to find the size: a colour profile or text chunk is
+    // inflated then, up to this bound (the `image` crate's default is 512 MB), and a 200 KB
+    // PNG could make a decoding thread take that much memory outside the decoding budget.
+    let mut header = image::ImageReader::with_format(Cursor::new(bytes), fmt);
+    let mut limits = image::Limits::default();
+    limits.max_alloc = Some(HEADER_BYTES);
+    header.limits(limits);
+    let (w, h) = header.into_dimensions().map_err(err)?;
     if format != Format::Png && !jpeg_ends(bytes) {
         // The decoder would fill the missing part with grey and call the image good.
         return Err(FileError::Decode { format: name, message: "truncated: its image data has no end (no end-of-image marker)".into() });
@@ -37,7 +48,7 @@ pub(super) fn decode_image(bytes: &[u8], format: Format, max_pixels: u64) -> Res
     let mut reader = image::ImageReader::with_format(Cursor::new(bytes), fmt);
     let mut limits = image::Limits::default();
     // The largest buffer the decoder may need: 4 channels of 32-bit samples, plus slack.
-    limits.max_alloc = Some((w as u64 * h as u64).saturating_mul(16).saturating_add(64 << 20));
+    limits.max_alloc = Some((w as u64 * h as u64).saturating_mul(16).saturating_add(HEADER_BYTES));
     reader.limits(limits);
     let img = reader.decode().map_err(err)?;
     use image::DynamicImage as D;

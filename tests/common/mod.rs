@@ -204,14 +204,7 @@ pub fn tiff_u16(path: &Path, w: u32, h: u32, data: &[u16]) -> PathBuf {
 
 /// A PNG whose IHDR claims `w × h` but that carries no pixel data worth the name.
 pub fn png_header_only(path: &Path, w: u32, h: u32) -> PathBuf {
-    fn chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
-        out.extend((data.len() as u32).to_be_bytes());
-        out.extend(kind);
-        out.extend(data);
-        let mut crc = crc32(kind);
-        crc = crc32_update(crc, data);
-        out.extend((!crc).to_be_bytes());
-    }
+    let chunk = png_chunk;
     let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
     let mut ihdr = Vec::new();
     ihdr.extend(w.to_be_bytes());
@@ -224,6 +217,15 @@ pub fn png_header_only(path: &Path, w: u32, h: u32) -> PathBuf {
     chunk(&mut out, b"IDAT", &z.finish().unwrap());
     chunk(&mut out, b"IEND", &[]);
     write(path, &out)
+}
+
+/// Appends a PNG chunk (length, kind, data, CRC) to `out`.
+pub fn png_chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
+    out.extend((data.len() as u32).to_be_bytes());
+    out.extend(kind);
+    out.extend(data);
+    let crc = crc32_update(crc32(kind), data);
+    out.extend((!crc).to_be_bytes());
 }
 
 fn crc32(data: &[u8]) -> u32 {
