@@ -201,23 +201,47 @@ impl Catalogue {
     }
 }
 
-/// Gives every scanned file its item record. Files whose id collides with an earlier
-/// file's (in path order) are skipped and reported naming both files.
+/// Gives every scanned file its item record.
+///
+/// Two files whose names make the same id (`a b.png` and `a-b.png`; `星.png` and `月.png`)
+/// are both published. The one whose name is its id as written (only `/` turned into `~`)
+/// keeps it, so a file added later never takes the URL of a file already there; failing
+/// that, the first in path order keeps it. The other gets the id followed by a hash of its
+/// name. Two files given the very same id by the catalogue: the second is skipped and
+/// reported naming both.
 pub fn assign(entries: Vec<ScanEntry>, cat: &Catalogue) -> (Vec<Item>, Vec<Problem>, Vec<Problem>) {
     let mut items = Vec::with_capacity(entries.len());
     let mut skipped = Vec::new();
-    let mut seen: HashMap<String, String> = HashMap::with_capacity(entries.len());
     let mut used_rows: std::collections::HashSet<&str> = Default::default();
-    for entry in entries {
+    // The name each id comes from, and the id it makes.
+    let named: Vec<(String, String)> = entries
+        .iter()
+        .map(|entry| {
+            let name = match cat.lookup(entry).and_then(|(_, r)| r.id.as_deref()) {
+                Some(cid) => cid.to_string(),
+                None => entry.rel_str.clone(),
+            };
+            let id = slug(&name);
+            (name, id)
+        })
+        .collect();
+    // Per id, the name that keeps it plain, and whether the id is that name as written.
+    let mut owner: HashMap<&str, (&str, bool)> = HashMap::with_capacity(named.len());
+    for (name, id) in &named {
+        let as_written = *id == name.replace('/', "~");
+        let held = owner.entry(id).or_insert((name, as_written));
+        if as_written && !held.1 {
+            *held = (name, true);
+        }
+    }
+    let mut seen: HashMap<String, String> = HashMap::with_capacity(entries.len());
+    for (entry, (name, plain)) in entries.into_iter().zip(&named) {
         let row = cat.lookup(&entry);
         if let Some((k, _)) = row {
             used_rows.insert(k);
         }
         let row = row.map(|(_, r)| r);
-        let id = match row.and_then(|r| r.id.as_deref()) {
-            Some(cid) => slug(cid),
-            None => slug(&entry.rel_str),
-        };
+        let id = if owner.get(plain.as_str()).is_some_and(|o| o.0 == name) { plain.clone() } else { crate::ids::distinct(plain, name) };
         if let Some(other) = seen.get(&id) {
             skipped.push(Problem {
                 path: entry.rel_str.clone(),

@@ -40,6 +40,17 @@ pub fn slug(text: &str) -> String {
     id
 }
 
+/// The id for `text` when another name already makes the id `plain`: `plain` followed by
+/// a hash of `text` (cut, like any id, to `MAX_ID_LEN`).
+pub fn distinct(plain: &str, text: &str) -> String {
+    let h = blake3::hash(text.as_bytes()).to_hex();
+    let mut cut = plain.len().min(MAX_ID_LEN - 17);
+    while !plain.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}-{}", &plain[..cut], &h[..16])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -293,19 +293,25 @@ fn empty_or_missing_archive_is_a_clear_error() {
 }
 
 #[test]
-fn colliding_ids_skip_the_later_file_naming_both() {
+fn names_that_make_the_same_id_are_all_published_and_a_name_as_written_keeps_its_url() {
     let s = Site::new();
-    png_grey8(&s.archive.join("a b.png"), 8, 8, |x, _| x as u8);
     png_grey8(&s.archive.join("a-b.png"), 8, 8, |_, y| y as u8);
+    png_grey8(&s.archive.join("星.png"), 8, 8, |x, y| (x + y) as u8);
+    let (code, _, err) = s.build(&[]);
+    assert_eq!(code, 0, "{err}");
+    // Added later, and first in path order: neither takes the URL of a file already there.
+    png_grey8(&s.archive.join("a b.png"), 8, 8, |x, _| x as u8);
+    png_grey8(&s.archive.join("月.png"), 8, 8, |x, y| (x * y) as u8);
     let (code, _, err) = s.build(&[]);
     assert_eq!(code, 0, "{err}");
     let r = s.report();
-    assert_eq!(r["items"], 1);
-    assert_eq!(r["skipped_files"][0]["path"], "a-b.png");
-    assert_eq!(
-        r["skipped_files"][0]["reason"],
-        "its item id `a-b.png` is already taken by `a b.png`; rename one of the two files or give them distinct ids in the catalogue"
-    );
+    assert_eq!((r["items"].as_u64(), r["skipped"].as_u64()), (Some(4), Some(0)), "{r}");
+    let page = |id: &str| read(&s.root.join("out/items").join(id).join("index.html"));
+    assert!(!page("a-b.png").contains("a b.png"), "a-b.png kept its id");
+    assert!(page(&simsite::ids::distinct("a-b.png", "a b.png")).contains("a b.png"));
+    // Neither non-ASCII name is its id as written: the first in path order keeps it.
+    assert!(page("png").contains("星.png"));
+    assert!(page(&simsite::ids::distinct("png", "月.png")).contains("月.png"));
 }
 
 #[cfg(unix)]
@@ -429,5 +435,23 @@ fn tile_compressed_fits_are_decoded_in_a_child_process_so_a_crash_costs_one_file
             "not a valid tile-compressed FITS file: CFITSIO crashed on this file (signal 6); it was decoded in a separate process, so only this file is skipped";
             2
         ]
+    );
+}
+
+#[test]
+fn two_files_the_catalogue_gives_one_id_skip_the_later_naming_both() {
+    let s = Site::new();
+    png_grey8(&s.archive.join("a.png"), 8, 8, |_, y| y as u8);
+    png_grey8(&s.archive.join("b.png"), 8, 8, |x, _| x as u8);
+    std::fs::write(s.root.join("cat.csv"), "path,id\na.png,M31\nb.png,M31\n").unwrap();
+    std::fs::write(s.root.join("c.toml"), "[catalogue]\npath = \"cat.csv\"\nid-column = \"id\"\n").unwrap();
+    let (code, _, err) = s.build(&["--config", "c.toml"]);
+    assert_eq!(code, 0, "{err}");
+    let r = s.report();
+    assert_eq!(r["items"], 1);
+    assert_eq!(r["skipped_files"][0]["path"], "b.png");
+    assert_eq!(
+        r["skipped_files"][0]["reason"],
+        "its item id `M31` is already taken by `a.png`; rename one of the two files or give them distinct ids in the catalogue"
     );
 }
