@@ -35,6 +35,51 @@ pub struct Catalogue {
     pub columns: Vec<String>,
 }
 
+/// The byte offsets where the lines of a text start (after LF, CR LF or a lone CR), as
+/// far as it has been read.
+#[derive(Default)]
+struct LineStarts {
+    starts: Vec<u64>,
+    read: u64,
+    /// The last byte read was a CR (a LF right after it ends the same line).
+    after_cr: bool,
+}
+
+impl LineStarts {
+    fn saw(&mut self, bytes: &[u8]) {
+        for (i, &b) in bytes.iter().enumerate() {
+            let at = self.read + i as u64;
+            match b {
+                // The csv crate places a record after CR LF at the LF.
+                b'\n' if self.after_cr => *self.starts.last_mut().expect("a CR was counted") = at,
+                b'\n' | b'\r' => self.starts.push(at + 1),
+                _ => {}
+            }
+            self.after_cr = b == b'\r';
+        }
+        self.read += bytes.len() as u64;
+    }
+
+    /// The 1-based line of the byte at `offset`.
+    fn line_of(&self, offset: u64) -> u64 {
+        self.starts.partition_point(|&s| s <= offset) as u64 + 1
+    }
+}
+
+/// A reader that notes where lines start in what passes through it.
+struct Counted<R> {
+    inner: R,
+    lines: std::sync::Arc<std::sync::Mutex<LineStarts>>,
+}
+
+impl<R: std::io::Read> std::io::Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.lines.lock().unwrap_or_else(|e| e.into_inner()).saw(&buf[..n]);
+        Ok(n)
+    }
+}
+
 /// One archive file with everything the site shows about it.
 #[derive(Debug, Clone)]
 pub struct Item {
@@ -97,17 +142,22 @@ impl Catalogue {
     /// Parses a catalogue from any reader; `cfg.path` only names it in messages.
     pub fn from_reader(input: impl std::io::Read, cfg: &CatalogueSettings) -> Result<Catalogue, CatalogueError> {
         let path = cfg.path.as_path();
-        let mut reader = csv::ReaderBuilder::new().flexible(false).from_reader(input);
+        // The csv crate counts lines wrongly in files with CR LF or CR line ends (what Excel
+        // writes): lines are counted here from the byte offsets it gets right.
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(LineStarts::default()));
+        let counted = Counted { inner: input, lines: lines.clone() };
+        let line_of = |pos: Option<&csv::Position>| pos.map(|p| lines.lock().unwrap_or_else(|e| e.into_inner()).line_of(p.byte())).unwrap_or(0);
+        let mut reader = csv::ReaderBuilder::new().flexible(false).from_reader(counted);
         let csv_err = |e: csv::Error| CatalogueError::Csv {
             path: path.to_path_buf(),
             message: match e.kind() {
                 csv::ErrorKind::UnequalLengths { pos, expected_len, len } => format!(
                     "line {} has {len} fields, the header has {expected_len}\n  fix: every row needs as many fields as the header; quote fields that contain commas",
-                    pos.as_ref().map(|p| p.line()).unwrap_or(0)
+                    line_of(pos.as_ref())
                 ),
                 csv::ErrorKind::Utf8 { pos, .. } => format!(
                     "line {} is not valid UTF-8\n  fix: save the catalogue as UTF-8",
-                    pos.as_ref().map(|p| p.line()).unwrap_or(0)
+                    line_of(pos.as_ref())
                 ),
                 _ => e.to_string(),
             },
@@ -146,7 +196,7 @@ impl Catalogue {
                 Ok(true) => {}
                 Err(e) => return Err(csv_err(e)),
             }
-            let line = record.position().map(|p| p.line()).unwrap_or(0);
+            let line = line_of(record.position());
             let get = |c: Option<usize>| c.and_then(|i| record.get(i)).map(str::trim).filter(|s| !s.is_empty()).map(String::from);
             let raw_key = get(Some(key_col)).unwrap_or_default();
             if raw_key.is_empty() {
@@ -283,6 +333,19 @@ pub fn assign(entries: Vec<ScanEntry>, cat: &Catalogue) -> (Vec<Item>, Vec<Probl
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lines_are_counted_with_any_line_end() {
+        for (text, end) in [("a\nb\nc\n", 1), ("a\r\nb\r\nc\r\n", 2), ("a\rb\rc\r", 1)] {
+            let mut l = LineStarts::default();
+            // In two pieces, cut inside a CR LF.
+            let cut = 1 + end;
+            l.saw(&text.as_bytes()[..cut]);
+            l.saw(&text.as_bytes()[cut..]);
+            let at = |c: char| text.find(c).unwrap() as u64;
+            assert_eq!((l.line_of(at('a')), l.line_of(at('b')), l.line_of(at('c'))), (1, 2, 3), "{text:?}");
+        }
+    }
 
     #[test]
     fn angles_in_degrees_and_sexagesimal() {

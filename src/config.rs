@@ -439,7 +439,7 @@ pub struct Settings {
     /// missing tonight (1: any; `--allow-removals` sets it for one run).
     pub max_removed: f64,
     pub preprocess: PreprocessSettings,
-    /// `None`: no model configured; the build stops after thumbnails.
+    /// `None`: no model configured; the site has thumbnails and item pages only.
     pub encoder: Option<crate::encoder::EncoderSettings>,
     pub thumbs: ThumbSettings,
     pub neighbours: crate::neighbours::NeighbourSettings,

@@ -129,7 +129,14 @@ fn each_mistake_names_the_problem_and_the_fix() {
             vec!["--config", "huge-k.toml"],
             "error: invalid config ROOT/huge-k.toml: key `neighbours.k`: 18446744073709551615 is over the most simsite stores, 1000 per item (50 by default)\n  fix: edit `k` under [neighbours]".into(),
         ),
+        (
+            "a catalogue saved with CR LF line ends that names a file twice",
+            vec!["--config", "crlf.toml"],
+            "error: catalogue ROOT/crlf.csv: line 4 repeats the key `img000.fits` of line 2\n  fix: every row must name a different file".into(),
+        ),
     ];
+    write(&root.join("crlf.csv"), b"path,title\r\nimg000.fits,a\r\nimg001.fits,b\r\nimg000.fits,c\r\n");
+    config(root, "crlf.toml", "[archive]\nroot = \"archive\"\n[catalogue]\npath = \"crlf.csv\"\n");
     config(root, "base-url.toml", "[archive]\nroot = \"archive\"\n[site]\nbase-url = \"https://example.org/\\\"><script>\"\n");
     write(&root.join("cat.csv"), b"path,type\nimg000.fits,spiral\n");
     config(root, "colour-by.toml", "[archive]\nroot = \"archive\"\n[catalogue]\npath = \"cat.csv\"\n[site]\ncolour-by = [\"magnitude\"]\n");
