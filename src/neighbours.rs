@@ -851,6 +851,12 @@ fn approximate<P: Place>(p: &P, emb: &[f32], n: usize, d: usize, k: usize, targe
     Ok((ids, scores, format!("{desc} nprobe={nprobe}"), recall, sample.len()))
 }
 
+/// Stops at once when the configured device cannot be used (`cuda` without FAISS's GPU
+/// support or without a GPU), before a build decodes and embeds the archive.
+pub fn check_device(device: Device) -> Result<()> {
+    gpu::choose(device).map(|_| ())
+}
+
 /// The GPU side: which device to use, and placing indexes on it.
 mod gpu {
     use super::Device;

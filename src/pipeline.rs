@@ -511,6 +511,7 @@ pub fn build(settings: &Settings, ui: &Ui) -> Result<BuildOutcome> {
     // leaves no cache folder behind that was not there.
     let new_cache = std::fs::symlink_metadata(&settings.cache).is_err();
     let start = || -> Result<_> {
+        crate::neighbours::check_device(settings.neighbours.device)?;
         let lock = cache_writable(settings, CacheUse::Alone)?;
         // The encoder's session is made, then the embedding cache read (its segments decoded),
         // while the archive is scanned: one side is mostly CPU, the other mostly system calls.
@@ -1001,6 +1002,7 @@ pub struct CheckOutcome {
 
 /// Validates config, model, catalogue and every archive file (fully decoded) without writing.
 pub fn check(settings: &Settings, ui: &Ui) -> Result<CheckOutcome> {
+    crate::neighbours::check_device(settings.neighbours.device)?;
     let mut settings = settings.clone();
     load_encoder(&mut settings, ui)?;
     let Gathered { items, report } = gather(&settings, ui)?;

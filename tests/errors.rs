@@ -319,3 +319,21 @@ fn two_sites_on_one_cache_folder_take_turns() {
     let (code, _, err) = run(root, &["--quiet", "build", "--config", "b.toml"]);
     assert_eq!(code, 0, "{err}");
 }
+
+/// Without FAISS's GPU support (the default build), `device = "cuda"` stops the build
+/// before the archive is decoded, and `check` says so too.
+#[cfg(not(feature = "gpu"))]
+#[test]
+fn neighbours_on_a_gpu_this_build_cannot_use_stop_before_any_work() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    blob_archive(root, 3, 0);
+    config(root, "cuda.toml", "[archive]\nroot = \"archive\"\n[neighbours]\ndevice = \"cuda\"\n");
+    let before = listing(root);
+    let want = "error: [neighbours] device = \"cuda\", but this simsite was built without FAISS's GPU support\n  rebuild it with `cargo build --release --features gpu` on a machine with the CUDA toolkit (see the README), or set device = \"auto\"";
+    assert_eq!(error_of(root, &["--config", "cuda.toml"]), want);
+    let (code, _, err) = run(root, &["--quiet", "check", "--config", "cuda.toml"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains(want), "{err}");
+    assert_eq!(listing(root), before);
+}
