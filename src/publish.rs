@@ -309,6 +309,11 @@ impl Release {
                 return Err(e).with_context(|| format!("cannot lock {}", lock_path.display()));
             }
         }
+        // The switch makes a link beside the output at the very end: a folder where no name
+        // can be made (read-only, immutable) stops the build now, not after all its work.
+        crate::fsutil::check_writable(&parent).with_context(|| {
+            format!("cannot create files in {}, where the output {} is switched\n  fix: make {} writable, or choose another --out", parent.display(), out.display(), parent.display())
+        })?;
         let releases = parent.join(format!(".{name}.releases"));
         std::fs::create_dir_all(&releases).with_context(|| format!("cannot create {}", releases.display()))?;
         let prev = Self::served(out, &releases).inspect_err(|_| {
