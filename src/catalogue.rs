@@ -80,6 +80,13 @@ impl<R: std::io::Read> std::io::Read for Counted<R> {
     }
 }
 
+/// Whether `url` is an http(s) link (any other scheme, `javascript:` among them, is not
+/// made a link).
+pub(crate) fn is_web_link(url: &str) -> bool {
+    let l = url.trim_start().to_ascii_lowercase();
+    l.starts_with("https://") || l.starts_with("http://")
+}
+
 /// One archive file with everything the site shows about it.
 #[derive(Debug, Clone)]
 pub struct Item {
@@ -222,11 +229,23 @@ impl Catalogue {
             };
             let ra = angle(ra_col, true, 0.0..=360.0, "RA");
             let dec = angle(dec_col, false, -90.0..=90.0, "Dec");
+            // Pages and api/ files alike carry only web links: a `javascript:` or `data:`
+            // URL must not become a link in any page or tool that shows it.
+            let url = get(url_col).filter(|u| {
+                let web = is_web_link(u);
+                if !web {
+                    cat.warnings.push(Problem {
+                        path: format!("{}:{line}", path.display()),
+                        reason: format!("link `{u}` is not an http(s) URL; left out"),
+                    });
+                }
+                web
+            });
             let row = Row {
                 line,
                 id: get(id_col),
                 title: get(title_col),
-                url: get(url_col),
+                url,
                 ra,
                 dec,
                 meta: meta_cols

@@ -242,10 +242,7 @@ fn render_page(tera: &tera::Tera, name: &str, ctx: &impl Serialize) -> Result<Ve
 /// An http(s) archive link, or nothing (a `javascript:` or other scheme from a catalogue
 /// must not become a link).
 fn safe_url(url: Option<&str>) -> Option<&str> {
-    url.filter(|u| {
-        let l = u.trim_start().to_ascii_lowercase();
-        l.starts_with("https://") || l.starts_with("http://")
-    })
+    url.filter(|u| crate::catalogue::is_web_link(u))
 }
 
 #[derive(Serialize)]
