@@ -86,7 +86,7 @@ pub enum FileError {
     Fits(String),
     #[error("no image data: {0}")]
     NoImage(String),
-    #[error("no finite pixels (all NaN, infinite or blank)")]
+    #[error("no finite pixels (all NaN, infinite, blank, or beyond the float32 range of ±3.4e38)")]
     AllBlank,
     #[error("unsupported: {0}")]
     Unsupported(String),
