@@ -282,21 +282,22 @@ pub fn assign(entries: Vec<ScanEntry>, cat: &Catalogue) -> (Vec<Item>, Vec<Probl
     let mut items = Vec::with_capacity(entries.len());
     let mut skipped = Vec::new();
     let mut used_rows: std::collections::HashSet<&str> = Default::default();
-    // The name each id comes from, and the id it makes.
-    let named: Vec<(String, String)> = entries
+    // Each file's catalogue row, the name its id comes from, and the id that name makes.
+    let named: Vec<(Option<(&str, &Row)>, String, String)> = entries
         .iter()
         .map(|entry| {
-            let name = match cat.lookup(entry).and_then(|(_, r)| r.id.as_deref()) {
+            let row = cat.lookup(entry);
+            let name = match row.and_then(|(_, r)| r.id.as_deref()) {
                 Some(cid) => cid.to_string(),
                 None => entry.rel_str.clone(),
             };
             let id = slug(&name);
-            (name, id)
+            (row, name, id)
         })
         .collect();
     // Per id, the name that keeps it plain, and whether the id is that name as written.
     let mut owner: HashMap<&str, (&str, bool)> = HashMap::with_capacity(named.len());
-    for (name, id) in &named {
+    for (_, name, id) in &named {
         let as_written = *id == name.replace('/', "~");
         let held = owner.entry(id).or_insert((name, as_written));
         if as_written && !held.1 {
@@ -304,9 +305,8 @@ pub fn assign(entries: Vec<ScanEntry>, cat: &Catalogue) -> (Vec<Item>, Vec<Probl
         }
     }
     let mut seen: HashMap<String, String> = HashMap::with_capacity(entries.len());
-    for (entry, (name, plain)) in entries.into_iter().zip(&named) {
-        let row = cat.lookup(&entry);
-        if let Some((k, _)) = row {
+    for (entry, (row, name, plain)) in entries.into_iter().zip(&named) {
+        if let Some((k, _)) = *row {
             used_rows.insert(k);
         }
         let row = row.map(|(_, r)| r);

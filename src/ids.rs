@@ -30,12 +30,7 @@ pub fn slug(text: &str) -> String {
         id = format!("item-{}", &blake3::hash(text.as_bytes()).to_hex()[..16]);
     }
     if id.len() > MAX_ID_LEN {
-        let h = blake3::hash(text.as_bytes()).to_hex();
-        let mut cut = MAX_ID_LEN - 17;
-        while !id.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        id = format!("{}-{}", &id[..cut], &h[..16]);
+        id = distinct(&id, text);
     }
     id
 }

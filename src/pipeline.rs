@@ -919,9 +919,9 @@ impl Unfinished {
         !self.found.is_empty()
     }
 
-    /// Once the cache files are written: flushes their filesystem, then takes this
-    /// process's marker away and, `covered` (it looked at every file of the archive), the
-    /// ones it found. A flush that fails leaves them all for the next run.
+    /// Once the cache files are written: dropping it flushes their filesystem, then takes
+    /// this process's marker away and, `covered` (it looked at every file of the archive),
+    /// the ones it found. A flush that fails leaves them all for the next run.
     fn finish(mut self, covered: bool) {
         self.covered = covered;
     }

@@ -87,9 +87,17 @@ impl Drop for Release {
         if self.prev.is_some() || self.recycled || std::fs::symlink_metadata(&self.out).is_ok() {
             return;
         }
-        if std::fs::remove_dir(&self.staging).is_ok() && std::fs::remove_dir(&self.releases).is_ok() {
-            std::fs::remove_file(&self.lock_path).ok();
+        if std::fs::remove_dir(&self.staging).is_ok() {
+            remove_unpublished(&self.releases, &self.lock_path);
         }
+    }
+}
+
+/// Removes the releases folder and then the lock file of an output never published, if
+/// the releases folder is empty (anything in it is kept, and so is the lock).
+fn remove_unpublished(releases: &Path, lock_path: &Path) {
+    if std::fs::remove_dir(releases).is_ok() {
+        std::fs::remove_file(lock_path).ok();
     }
 }
 
@@ -316,12 +324,8 @@ impl Release {
         })?;
         let releases = parent.join(format!(".{name}.releases"));
         std::fs::create_dir_all(&releases).with_context(|| format!("cannot create {}", releases.display()))?;
-        let prev = Self::served(out, &releases).inspect_err(|_| {
-            // Nothing here was published: leave nothing (see `Drop`).
-            if std::fs::remove_dir(&releases).is_ok() {
-                std::fs::remove_file(&lock_path).ok();
-            }
-        })?;
+        // Nothing here was published: leave nothing (see `Drop`).
+        let prev = Self::served(out, &releases).inspect_err(|_| remove_unpublished(&releases, &lock_path))?;
         for entry in std::fs::read_dir(&parent)? {
             let entry = entry?;
             if entry.file_name().to_string_lossy().starts_with(&format!("{name}.new-")) {
