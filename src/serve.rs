@@ -1,5 +1,6 @@
 //! `simsite serve`: the built site over HTTP on loopback, to look at before publishing.
-//! Static files only, as a CDN would serve them: `index.html` for folders, `404.html` with
+//! Static files only, as a CDN would serve them: `index.html` for folders (301 to the slashed
+//! URL when the slash is missing), `404.html` with
 //! status 404, single byte ranges (`Range: bytes=a-b`) for the API's binary files.
 
 use std::io::{Read, Seek, SeekFrom};
@@ -23,9 +24,24 @@ fn content_type(path: &Path) -> &'static str {
     }
 }
 
-/// The file a URL path names inside `root`, or None (outside the site, or missing).
-pub fn resolve(root: &Path, url_path: &str) -> Option<PathBuf> {
-    let path = url_path.split(['?', '#']).next().unwrap_or("");
+/// What a URL path names inside `root`.
+#[derive(Debug, PartialEq)]
+pub enum Target {
+    /// A file of the site.
+    File(PathBuf),
+    /// A folder named without its final `/` (`/items/m51`): where to send the client
+    /// instead (`/items/m51/`, the query kept), as CDNs and web servers do, so the page's
+    /// relative links resolve from the folder.
+    Folder(String),
+}
+
+/// What a URL path names inside `root` (for a folder, its `index.html`), or None (outside
+/// the site, or missing).
+pub fn target(root: &Path, url: &str) -> Option<Target> {
+    let (path, query) = match url.find(['?', '#']) {
+        Some(i) => url.split_at(i),
+        None => (url, ""),
+    };
     let decoded = percent_decode(path)?;
     let mut p = root.to_path_buf();
     for c in Path::new(decoded.trim_start_matches('/')).components() {
@@ -35,12 +51,18 @@ pub fn resolve(root: &Path, url_path: &str) -> Option<PathBuf> {
             _ => return None,
         }
     }
-    if p.is_dir() {
+    let folder = p.is_dir();
+    if folder {
         p.push("index.html");
     }
     // Symbolic links inside the release could point anywhere: serve only what stays inside.
     let real = p.canonicalize().ok()?;
-    real.starts_with(root.canonicalize().ok()?).then_some(real).filter(|r| r.is_file())
+    let real = real.starts_with(root.canonicalize().ok()?).then_some(real).filter(|r| r.is_file())?;
+    if folder && !path.ends_with('/') {
+        let query = query.split('#').next().unwrap_or("");
+        return Some(Target::Folder(format!("{path}/{query}")));
+    }
+    Some(Target::File(real))
 }
 
 fn percent_decode(s: &str) -> Option<String> {
@@ -108,9 +130,15 @@ fn respond(root: &Path, request: &tiny_http::Request) -> tiny_http::ResponseBox 
     if !matches!(request.method(), tiny_http::Method::Get | tiny_http::Method::Head) {
         return tiny_http::Response::from_string("method not allowed").with_status_code(405).boxed();
     }
-    let Some(path) = resolve(root, request.url()) else {
-        let body = std::fs::read(root.join("404.html")).unwrap_or_else(|_| b"not found".to_vec());
-        return tiny_http::Response::from_data(body).with_status_code(404).with_header(header("Content-Type", "text/html; charset=utf-8")).boxed();
+    let path = match target(root, request.url()) {
+        Some(Target::File(path)) => path,
+        Some(Target::Folder(to)) => {
+            return tiny_http::Response::from_string("").with_status_code(301).with_header(header("Location", &to)).boxed();
+        }
+        None => {
+            let body = std::fs::read(root.join("404.html")).unwrap_or_else(|_| b"not found".to_vec());
+            return tiny_http::Response::from_data(body).with_status_code(404).with_header(header("Content-Type", "text/html; charset=utf-8")).boxed();
+        }
     };
     let Ok(mut file) = std::fs::File::open(&path) else {
         return tiny_http::Response::from_string("cannot read").with_status_code(500).boxed();
@@ -149,6 +177,13 @@ mod tests {
         assert_eq!(byte_range("bytes=0-1,4-5", 100), None);
     }
 
+    fn resolve(root: &Path, url: &str) -> Option<PathBuf> {
+        match target(root, url)? {
+            Target::File(p) => Some(p),
+            Target::Folder(_) => None,
+        }
+    }
+
     #[test]
     fn paths_stay_inside_the_site() {
         let dir = tempfile::tempdir().unwrap();
@@ -163,5 +198,9 @@ mod tests {
         assert_eq!(resolve(root, "/items/%2e%2e/%2e%2e/x"), None);
         assert_eq!(resolve(root, "/missing.html"), None);
         assert_eq!(resolve(root, "/a%00b"), None);
+        // A folder named without its final slash: sent to the slashed URL, query kept.
+        assert_eq!(target(root, "/items/a"), Some(Target::Folder("/items/a/".into())));
+        assert_eq!(target(root, "/items/%61?q=1#x"), Some(Target::Folder("/items/%61/?q=1".into())));
+        assert_eq!(target(root, "/items"), None, "a folder without index.html is not found");
     }
 }
