@@ -169,7 +169,23 @@ impl Catalogue {
                 _ => e.to_string(),
             },
         };
+        let mut cat_warnings = Vec::new();
         let headers = reader.headers().map_err(csv_err)?.clone();
+        // A column named twice would be read from its first place by one key and shown
+        // under one name twice in `meta`: which is meant is for the catalogue's owner to say.
+        let mut named: HashMap<&str, usize> = HashMap::default();
+        for (i, h) in headers.iter().enumerate().map(|(i, h)| (i + 1, h.trim())).filter(|(_, h)| !h.is_empty()) {
+            if let Some(first) = named.insert(h, i) {
+                return Err(CatalogueError::DuplicateColumn { path: path.to_path_buf(), column: h.to_string(), first, second: i });
+            }
+        }
+        // A column without a name (a spreadsheet's or pandas' row numbers) has no key to go
+        // under in `meta`: it is left out, said once.
+        let unnamed: Vec<usize> = (0..headers.len()).filter(|&i| headers.get(i).is_some_and(|h| h.trim().is_empty())).collect();
+        if !unnamed.is_empty() {
+            let list = unnamed.iter().map(|i| (i + 1).to_string()).collect::<Vec<_>>().join(", ");
+            cat_warnings.push(Problem { path: format!("{}:1", path.display()), reason: format!("column {list} has no name in the header; left out") });
+        }
         let key_col = match cfg.join_on {
             JoinOn::Path => find(&headers, &cfg.path_column, path, true)?,
             JoinOn::Id => find(&headers, &cfg.id, path, true)?,
@@ -191,11 +207,11 @@ impl Catalogue {
                 }
                 v
             }
-            None => (0..headers.len()).filter(|i| !mapped.contains(i)).collect(),
+            None => (0..headers.len()).filter(|i| !mapped.contains(i) && !unnamed.contains(i)).collect(),
         };
 
         let columns = meta_cols.iter().filter_map(|&i| headers.get(i)).map(|h| h.trim().to_string()).collect();
-        let mut cat = Catalogue { join_on: Some(cfg.join_on), columns, ..Default::default() };
+        let mut cat = Catalogue { join_on: Some(cfg.join_on), columns, warnings: cat_warnings, ..Default::default() };
         let mut record = csv::StringRecord::new();
         loop {
             match reader.read_record(&mut record) {

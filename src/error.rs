@@ -64,6 +64,8 @@ pub enum CatalogueError {
     MissingColumn { path: PathBuf, column: String, key: String, available: String },
     #[error("catalogue {}: line {line} repeats the key `{key}` of line {first}\n  fix: every row must name a different file", path.display())]
     DuplicateKey { path: PathBuf, key: String, line: u64, first: u64 },
+    #[error("catalogue {}: the header names column `{column}` twice (columns {first} and {second})\n  fix: give every column a different name in the first line", path.display())]
+    DuplicateColumn { path: PathBuf, column: String, first: usize, second: usize },
 }
 
 /// Why one input file was skipped. The build goes on without it, except after a

@@ -192,6 +192,28 @@ fn catalogue_mistakes_stop_the_build_with_the_line_and_fix() {
     );
     let d = catalogue_site("path,name\nm51.png,a\n", "title-column = \"Title\"\n");
     assert!(build_err(d.path()).contains("no column `Title` (needed by `title-column`)"));
+    let d = catalogue_site("path,title,band, title\nm51.png,a,r,b\n", "");
+    assert_eq!(
+        build_err(d.path()),
+        format!(
+            "error: catalogue {}: the header names column `title` twice (columns 2 and 4)\n  fix: give every column a different name in the first line\n",
+            d.path().join("cat.csv").display()
+        )
+    );
+}
+
+#[test]
+fn catalogue_columns_without_a_name_are_left_out_with_a_warning() {
+    // What pandas' `to_csv` writes by default: the row numbers under an empty name.
+    let d = catalogue_site("\u{feff},path,band\n0,m51.png,r\n1,sub/ngc1300.png,g\n", "");
+    let items = items(d.path());
+    assert_eq!(items[0].meta, vec![("band".to_string(), "r".to_string())]);
+    let settings = simsite::config::load(Some(&d.path().join("site-config.toml")), &Default::default()).unwrap();
+    let cat = simsite::catalogue::Catalogue::load(settings.catalogue.as_ref().unwrap()).unwrap();
+    assert_eq!(cat.columns, vec!["band"]);
+    assert_eq!(cat.warnings.len(), 1);
+    assert!(cat.warnings[0].path.ends_with("cat.csv:1"), "{}", cat.warnings[0].path);
+    assert_eq!(cat.warnings[0].reason, "column 1 has no name in the header; left out");
 }
 
 #[test]
