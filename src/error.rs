@@ -80,6 +80,8 @@ pub enum FileError {
     Empty,
     #[error("file is {size} bytes, over the {limit}-byte limit (raise [archive] max-file-mb)")]
     FileTooLarge { size: u64, limit: u64 },
+    #[error("gzip stream inflates to more than the {limit}-byte limit (raise [archive] max-file-mb)")]
+    InflatesTooLarge { limit: u64 },
     #[error("image is {width}x{height} = {pixels} pixels, over the limit of {limit} (raise [archive] max-pixels)")]
     TooManyPixels { width: u64, height: u64, pixels: u64, limit: u64 },
     #[error("not a valid {format} file: {message}")]

@@ -175,14 +175,23 @@ fn is_image(axes: &[i64]) -> bool {
     axes.len() >= 2 && axes.iter().all(|&a| a > 0)
 }
 
-/// Inflates a gzip stream, refusing to produce more than `limit` bytes.
+/// Inflates a gzip stream, refusing to produce more than `limit` bytes. Member after member,
+/// as gzip does; what follows the last member and is not one (zeros a tape or a transfer
+/// padded the file with) is ignored, as gzip ignores it.
 fn gunzip(bytes: &[u8], limit: u64) -> Result<Vec<u8>, FileError> {
     let mut out = Vec::new();
-    let mut dec = flate2::read::MultiGzDecoder::new(bytes).take(limit + 1);
-    dec.read_to_end(&mut out)
-        .map_err(|e| FileError::Decode { format: "gzip-compressed FITS", message: e.to_string() })?;
-    if out.len() as u64 > limit {
-        return Err(FileError::FileTooLarge { size: out.len() as u64, limit });
+    let mut rest = bytes;
+    while rest.starts_with(&[0x1f, 0x8b]) {
+        let mut member = flate2::bufread::GzDecoder::new(rest);
+        let room = limit + 1 - out.len() as u64;
+        (&mut member)
+            .take(room)
+            .read_to_end(&mut out)
+            .map_err(|e| FileError::Decode { format: "gzip-compressed FITS", message: e.to_string() })?;
+        if out.len() as u64 > limit {
+            return Err(FileError::InflatesTooLarge { limit });
+        }
+        rest = member.into_inner();
     }
     Ok(out)
 }
