@@ -20,7 +20,9 @@
 use anyhow::{bail, Result};
 use rayon::prelude::*;
 
-use crate::neighbours::{Neighbours, NONE};
+use std::collections::HashMap;
+
+use crate::neighbours::{Neighbours, RowKey, NONE};
 use crate::rng::SplitMix;
 
 /// `[layout]` in the config.
@@ -426,13 +428,29 @@ pub struct LayoutInfo {
     pub added: usize,
     #[serde(skip)]
     pub seconds: f64,
+    /// Per item: placed anew (not on the previous map, or its embedding changed), else
+    /// where the previous map had it. All true for a fresh map.
+    #[serde(skip)]
+    pub anew: Vec<bool>,
 }
 
 /// The previous build's map, read from the cache.
 pub struct Previous {
     pub key: String,
+    /// The layout settings it was made with (`settings_text`); `None` from a cache written
+    /// before they were kept (taken as unchanged).
+    pub settings: Option<String>,
     pub ids: Vec<String>,
+    /// Each item's row key (its id and embedding, `neighbours::row_keys`), in `ids`' order;
+    /// `None` from a cache written before they were kept (items are then matched by id).
+    pub rows: Option<Vec<RowKey>>,
     pub coords: Vec<f32>,
+}
+
+/// The settings a map was made with, as kept beside it: a map made with others is not
+/// refined or added to, but made afresh.
+pub fn settings_text(s: &LayoutSettings) -> String {
+    format!("layout-v2|{s:?}")
 }
 
 /// Epochs and starting learning rate of a refinement of the previous map.
@@ -464,20 +482,36 @@ pub fn key(s: &LayoutSettings, ids: &[&str], nb: &Neighbours) -> String {
     h.finalize().to_hex().to_string()
 }
 
-/// The map of `ids` (rows of `emb`, neighbours `nb`): the previous one unchanged when
-/// nothing it depends on changed, refined from it when items were added or removed, else
-/// a fresh UMAP run.
-pub fn layout(emb: &[f32], d: usize, ids: &[&str], nb: &Neighbours, s: &LayoutSettings, prev: Option<Previous>) -> Result<(Vec<f32>, LayoutInfo, String)> {
+/// The map of `ids` (rows of `emb` with row keys `rows`, neighbours `nb`): the previous
+/// one unchanged when nothing it depends on changed, refined from it when items were added
+/// or removed, else a fresh UMAP run. An item whose embedding changed (its file, the model
+/// or the preprocessing) is placed anew like an added one, so a new model or new layout
+/// settings make a fresh map.
+pub fn layout(emb: &[f32], d: usize, ids: &[&str], rows: &[RowKey], nb: &Neighbours, s: &LayoutSettings, prev: Option<Previous>) -> Result<(Vec<f32>, LayoutInfo, String)> {
     let t = std::time::Instant::now();
     let n = ids.len();
     let key = key(s, ids, nb);
-    let info = |mode: &str, epochs, kept, added| LayoutInfo { mode: mode.into(), epochs, kept, added, seconds: t.elapsed().as_secs_f64() };
-    if let Some(p) = prev.filter(|p| p.coords.len() == p.ids.len() * 2) {
+    let info = |mode: &str, epochs, kept, added, anew| LayoutInfo { mode: mode.into(), epochs, kept, added, seconds: t.elapsed().as_secs_f64(), anew };
+    let settings = settings_text(s);
+    let usable = |p: &Previous| {
+        p.coords.len() == p.ids.len() * 2
+            && p.rows.as_ref().is_none_or(|r| r.len() == p.ids.len())
+            && p.settings.as_ref().is_none_or(|t| *t == settings)
+    };
+    if let Some(p) = prev.filter(usable) {
         if p.key == key {
-            return Ok((p.coords, info("reused", 0, n, 0), key));
+            return Ok((p.coords, info("reused", 0, n, 0, vec![false; n]), key));
         }
-        let old: std::collections::HashMap<&str, usize> = p.ids.iter().enumerate().map(|(i, id)| (id.as_str(), i)).collect();
-        let known: Vec<Option<usize>> = ids.iter().map(|id| old.get(id).copied()).collect();
+        let known: Vec<Option<usize>> = match &p.rows {
+            Some(old_rows) => {
+                let old: HashMap<&RowKey, usize> = old_rows.iter().enumerate().map(|(i, r)| (r, i)).collect();
+                rows.iter().map(|r| old.get(r).copied()).collect()
+            }
+            None => {
+                let old: HashMap<&str, usize> = p.ids.iter().enumerate().map(|(i, id)| (id.as_str(), i)).collect();
+                ids.iter().map(|id| old.get(id).copied()).collect()
+            }
+        };
         let kept = known.iter().filter(|k| k.is_some()).count();
         // Refine only while at least half the items were on the old map; else start afresh.
         if kept * 2 >= n && kept > 0 {
@@ -517,12 +551,13 @@ pub fn layout(emb: &[f32], d: usize, ids: &[&str], nb: &Neighbours, s: &LayoutSe
             };
             let start = Start::Previous { coords: c, epochs, learning_rate, movable };
             let y = optimise(&fuzzy_graph(nb, n, s.n_neighbors), start, s)?;
-            return Ok((y, info(mode, epochs, kept, n - kept), key));
+            let anew = known.iter().map(|k| k.is_none()).collect();
+            return Ok((y, info(mode, epochs, kept, n - kept, anew), key));
         }
     }
     let y = optimise(&fuzzy_graph(nb, n, s.n_neighbors), Start::Fresh(pca_start(emb, d, s.seed)?), s)?;
     let epochs = s.n_epochs.unwrap_or(default_epochs(n));
-    Ok((y, info("fresh", epochs, 0, n), key))
+    Ok((y, info("fresh", epochs, 0, n, vec![true; n]), key))
 }
 
 /// Reads the last build's map from `dir` (the cache's `layout/`); `None` when there is none
@@ -535,15 +570,21 @@ pub fn load_previous(dir: &std::path::Path) -> Option<Previous> {
         return None;
     }
     let coords = bytes.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes"))).collect();
-    Some(Previous { key: key.trim().to_string(), ids, coords })
+    let settings = std::fs::read_to_string(dir.join("settings")).ok();
+    // Row keys of another length than the ids (a file of another build) would match
+    // nothing by mistake: the map is then not reused (`usable`).
+    let rows = std::fs::read(dir.join("rows.bin")).ok().map(|b| b.chunks(32).map(|c| c.try_into().unwrap_or([0; 32])).collect());
+    Some(Previous { key: key.trim().to_string(), settings, ids, rows, coords })
 }
 
-/// Keeps this build's map for the next one: its ids as JSON, its coordinates as
-/// `f32_bytes`, and the key last, so a half-written set never matches.
-pub fn save(dir: &std::path::Path, key: &str, ids_json: &[u8], coords: &[u8]) -> std::io::Result<()> {
+/// Keeps this build's map for the next one: its settings, ids (JSON), row keys and
+/// coordinates (`f32_bytes`), and the key last, so a half-written set never matches.
+pub fn save(dir: &std::path::Path, key: &str, settings: &str, ids_json: &[u8], rows: &[RowKey], coords: &[u8]) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     let _ = std::fs::remove_file(dir.join("key"));
+    crate::fsutil::atomic_write(&dir.join("settings"), settings.as_bytes())?;
     crate::fsutil::atomic_write(&dir.join("ids.json"), ids_json)?;
+    crate::fsutil::atomic_write(&dir.join("rows.bin"), rows.as_flattened())?;
     crate::fsutil::atomic_write(&dir.join("coords.f32"), coords)?;
     crate::fsutil::atomic_write(&dir.join("key"), key.as_bytes())
 }

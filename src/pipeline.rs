@@ -617,15 +617,15 @@ pub fn build(settings: &Settings, ui: &Ui) -> Result<BuildOutcome> {
         let ids: Vec<&str> = items.iter().map(|i| i.id.as_str()).collect();
         let ns = &settings.neighbours;
         let kept_nb = settings.cache.join("neighbours.bin");
+        let keys = neighbours::row_keys(&ids, &emb, dim);
         let (nb, update) = if ns.min_separation_arcsec > 0.0 && sky.iter().any(|p| p.is_some()) {
             // The sky filter depends on catalogue positions too: always a full search.
             let _ = std::fs::remove_file(&kept_nb);
             (neighbours::search_on_sky(&emb, dim, ns, &sky)?, None)
         } else {
-            let keys = neighbours::row_keys(&ids, &emb, dim);
             let (nb, wide, update) = neighbours::search_or_update(&emb, dim, ns, &keys, neighbours::load_previous(&kept_nb))?;
             if update.is_none_or(|u| u.added + u.removed > 0) {
-                let ns = ns.clone();
+                let (ns, keys) = (ns.clone(), keys.clone());
                 background.write(format!("cannot keep the neighbours in the cache folder: {}", kept_nb.display()), None, move || {
                     neighbours::save_previous(&kept_nb, &ns, &keys, &wide)
                 });
@@ -666,7 +666,7 @@ pub fn build(settings: &Settings, ui: &Ui) -> Result<BuildOutcome> {
                 c.remove_other_keys().context("cannot prune the embedding cache")?;
                 Ok((pruned, thumbs_seconds, t.elapsed().as_secs_f64()))
             });
-            let laid = layout::layout(&emb, dim, &ids, &nb, &settings.layout, layout::load_previous(&layout_dir));
+            let laid = layout::layout(&emb, dim, &ids, &keys, &nb, &settings.layout, layout::load_previous(&layout_dir));
             (laid, beside.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
         });
         let (coords, linfo, lkey) = laid?;
@@ -679,9 +679,9 @@ pub fn build(settings: &Settings, ui: &Ui) -> Result<BuildOutcome> {
         ));
         // A reused map is already what the cache holds.
         if linfo.mode != "reused" {
-            let (ids_json, xy) = (serde_json::to_vec(&ids)?, layout::f32_bytes(&coords));
+            let (ids_json, xy, lsettings) = (serde_json::to_vec(&ids)?, layout::f32_bytes(&coords), layout::settings_text(&settings.layout));
             let what = format!("cannot keep the map in the cache folder {}", layout_dir.display());
-            background.write(what, None, move || layout::save(&layout_dir, &lkey, &ids_json, &xy));
+            background.write(what, None, move || layout::save(&layout_dir, &lkey, &lsettings, &ids_json, &keys, &xy));
         }
         report.stages.push(StageTime { name: "layout".into(), seconds: t_l.elapsed().as_secs_f64(), items: published.len() as u64 });
         report.stages.push(StageTime { name: "thumbnails".into(), seconds: thumbs_seconds, items: published.len() as u64 });
@@ -696,7 +696,7 @@ pub fn build(settings: &Settings, ui: &Ui) -> Result<BuildOutcome> {
         let kept = matches!(linfo.mode.as_str(), "placed" | "reused")
             .then(|| std::fs::read(&kept_clusters).ok().and_then(|b| serde_json::from_slice::<structure::KeptClusters>(&b).ok()))
             .flatten()
-            .and_then(|k| structure::clusters_kept(&k, &ids, &emb, dim, &nb, ss.min_cluster_size, min_size));
+            .and_then(|k| structure::clusters_kept(&k, &ids, &linfo.anew, &emb, dim, &nb, ss.min_cluster_size, min_size));
         let clusters_were_kept = kept.is_some();
         let (clusters, cluster_of) = kept.unwrap_or_else(|| structure::clusters(&coords, &emb, dim, &nb, min_size));
         let record = structure::KeptClusters { setting: ss.min_cluster_size, ids: ids.iter().map(|s| s.to_string()).collect(), cluster: cluster_of.clone() };

@@ -156,16 +156,27 @@ pub fn clusters(xy: &[f32], emb: &[f32], d: usize, nb: &Neighbours, min_size: us
 /// The clusters of a map whose items mostly kept their places (`layout`'s "placed" mode):
 /// every item the last build clustered keeps its cluster and number (so cluster pages keep
 /// their addresses from night to night), and a new item joins the cluster most common
-/// among its first neighbours, as noise does. `None` (cluster afresh) when the last
+/// among its first neighbours, as noise does; so does an item the map placed anew (`anew`:
+/// its file changed). `None` (cluster afresh) when the last
 /// clustering was made with another `min-cluster-size` setting (`setting`; 0 is automatic),
 /// or a cluster would be left with under half of `min_size`, the size now required.
-pub fn clusters_kept(prev: &KeptClusters, ids: &[&str], emb: &[f32], d: usize, nb: &Neighbours, setting: usize, min_size: usize) -> Option<(Vec<Cluster>, Vec<Option<u32>>)> {
-    if prev.setting != setting || prev.ids.len() != prev.cluster.len() {
+#[allow(clippy::too_many_arguments)]
+pub fn clusters_kept(
+    prev: &KeptClusters,
+    ids: &[&str],
+    anew: &[bool],
+    emb: &[f32],
+    d: usize,
+    nb: &Neighbours,
+    setting: usize,
+    min_size: usize,
+) -> Option<(Vec<Cluster>, Vec<Option<u32>>)> {
+    if prev.setting != setting || prev.ids.len() != prev.cluster.len() || anew.len() != ids.len() {
         return None;
     }
     let count = prev.cluster.iter().flatten().map(|&c| c as usize + 1).max().unwrap_or(0);
     let old: std::collections::HashMap<&str, Option<u32>> = prev.ids.iter().map(|s| s.as_str()).zip(prev.cluster.iter().copied()).collect();
-    let known: Vec<Option<Option<u32>>> = ids.iter().map(|id| old.get(id).copied()).collect();
+    let known: Vec<Option<Option<u32>>> = ids.iter().zip(anew).map(|(id, &a)| if a { None } else { old.get(id).copied() }).collect();
     let mut of: Vec<Option<u32>> = known.iter().map(|k| k.flatten()).collect();
     for i in 0..ids.len() {
         if known[i].is_some() || nb.k == 0 {

@@ -4,8 +4,8 @@
 mod common;
 
 use common::*;
-use simsite::layout::{layout, LayoutSettings, Previous};
-use simsite::neighbours::{search, NeighbourSettings};
+use simsite::layout::{layout, settings_text, LayoutSettings, Previous};
+use simsite::neighbours::{row_keys, search, NeighbourSettings};
 
 const D: usize = 32;
 
@@ -42,7 +42,8 @@ fn a_fresh_map_separates_clusters_and_depends_on_the_seed_only() {
     let names = ids(n);
     let refs: Vec<&str> = names.iter().map(|s| s.as_str()).collect();
     let s = LayoutSettings { n_epochs: Some(200), ..Default::default() };
-    let (xy, info, key) = layout(&emb, D, &refs, &nb, &s, None).unwrap();
+    let rows = row_keys(&refs, &emb, D);
+    let (xy, info, key) = layout(&emb, D, &refs, &rows, &nb, &s, None).unwrap();
     assert_eq!(info.mode, "fresh");
     assert_eq!(xy.len(), 2 * n);
     assert!(xy.iter().all(|v| v.is_finite()));
@@ -51,16 +52,16 @@ fn a_fresh_map_separates_clusters_and_depends_on_the_seed_only() {
 
     // Same seed on one thread: the same bytes.
     let one = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
-    let (xy1, _, key1) = one.install(|| layout(&emb, D, &refs, &nb, &s, None).unwrap());
+    let (xy1, _, key1) = one.install(|| layout(&emb, D, &refs, &rows, &nb, &s, None).unwrap());
     assert_eq!(xy, xy1);
     assert_eq!(key, key1);
     // Another seed: another map.
-    let (xy2, _, _) = layout(&emb, D, &refs, &nb, &LayoutSettings { seed: 7, ..s.clone() }, None).unwrap();
+    let (xy2, _, _) = layout(&emb, D, &refs, &rows, &nb, &LayoutSettings { seed: 7, ..s.clone() }, None).unwrap();
     assert_ne!(xy, xy2);
 
     // Nothing changed since the last build: its map comes back untouched.
-    let prev = Previous { key: key.clone(), ids: names.clone(), coords: xy.clone() };
-    let (again, info, _) = layout(&emb, D, &refs, &nb, &s, Some(prev)).unwrap();
+    let prev = Previous { key: key.clone(), settings: Some(settings_text(&s)), ids: names.clone(), rows: Some(rows.clone()), coords: xy.clone() };
+    let (again, info, _) = layout(&emb, D, &refs, &rows, &nb, &s, Some(prev)).unwrap();
     assert_eq!(info.mode, "reused");
     assert_eq!(again, xy);
 }
@@ -72,10 +73,11 @@ fn before_and_after(n: usize, c: usize, extra: usize) -> (Vec<f32>, Vec<f32>, si
     let names = ids(n + extra);
     let refs: Vec<&str> = names.iter().map(|s| s.as_str()).collect();
     let nb = search(&all[..n * D], D, &NeighbourSettings::default()).unwrap();
-    let (before, _, key) = layout(&all[..n * D], D, &refs[..n], &nb, &s, None).unwrap();
+    let rows = row_keys(&refs, &all, D);
+    let (before, _, key) = layout(&all[..n * D], D, &refs[..n], &rows[..n], &nb, &s, None).unwrap();
     let nb = search(&all, D, &NeighbourSettings::default()).unwrap();
-    let prev = Previous { key, ids: names[..n].to_vec(), coords: before.clone() };
-    let (after, info, _) = layout(&all, D, &refs, &nb, &s, Some(prev)).unwrap();
+    let prev = Previous { key, settings: Some(settings_text(&s)), ids: names[..n].to_vec(), rows: Some(rows[..n].to_vec()), coords: before.clone() };
+    let (after, info, _) = layout(&all, D, &refs, &rows, &nb, &s, Some(prev)).unwrap();
     (before, after, info, labels(n + extra, c))
 }
 
@@ -117,8 +119,53 @@ fn one_or_two_items_still_get_a_map() {
         let nb = search(&emb, D, &NeighbourSettings::default()).unwrap();
         let names = ids(n);
         let refs: Vec<&str> = names.iter().map(|s| s.as_str()).collect();
-        let (xy, _, _) = layout(&emb, D, &refs, &nb, &LayoutSettings::default(), None).unwrap();
+        let (xy, _, _) = layout(&emb, D, &refs, &row_keys(&refs, &emb, D), &nb, &LayoutSettings::default(), None).unwrap();
         assert_eq!(xy.len(), 2 * n);
         assert!(xy.iter().all(|v| v.is_finite()));
     }
+}
+
+#[test]
+fn a_new_model_new_settings_or_a_changed_file_are_not_kept_from_the_last_map() {
+    let (n, c) = (1500, 6);
+    let emb = clustered(n, D, c, 21);
+    let names = ids(n);
+    let refs: Vec<&str> = names.iter().map(|s| s.as_str()).collect();
+    let s = LayoutSettings { n_epochs: Some(100), ..Default::default() };
+    let nb = search(&emb, D, &NeighbourSettings::default()).unwrap();
+    let rows = row_keys(&refs, &emb, D);
+    let (xy, _, key) = layout(&emb, D, &refs, &rows, &nb, &s, None).unwrap();
+    let prev = || Previous { key: key.clone(), settings: Some(settings_text(&s)), ids: names.clone(), rows: Some(rows.clone()), coords: xy.clone() };
+
+    // Other layout settings: a fresh map, as a cold build with them makes.
+    let other = LayoutSettings { min_dist: 0.5, ..s.clone() };
+    let (moved, info, _) = layout(&emb, D, &refs, &rows, &nb, &other, Some(prev())).unwrap();
+    assert_eq!(info.mode, "fresh");
+    assert_eq!(moved, layout(&emb, D, &refs, &rows, &nb, &other, None).unwrap().0);
+
+    // Another model (every embedding changed, the ids the same): a fresh map too.
+    let emb2 = clustered(n, D, c, 22);
+    let nb2 = search(&emb2, D, &NeighbourSettings::default()).unwrap();
+    let rows2 = row_keys(&refs, &emb2, D);
+    let (_, info, _) = layout(&emb2, D, &refs, &rows2, &nb2, &s, Some(prev())).unwrap();
+    assert_eq!((info.mode.as_str(), info.kept), ("fresh", 0));
+
+    // One file changed to look like another kind: it alone is placed anew, among its new kind.
+    let mut emb3 = emb.clone();
+    emb3.copy_within(D..2 * D, 0);
+    let nb3 = search(&emb3, D, &NeighbourSettings::default()).unwrap();
+    let rows3 = row_keys(&refs, &emb3, D);
+    let (after, info, _) = layout(&emb3, D, &refs, &rows3, &nb3, &s, Some(prev())).unwrap();
+    assert_eq!((info.mode.as_str(), info.kept, info.added), ("placed", n - 1, 1));
+    assert_eq!(info.anew.iter().filter(|&&a| a).count(), 1);
+    assert!(info.anew[0]);
+    assert_eq!(&after[2..], &xy[2..], "an unchanged item moved");
+    let d = |a: &[f32], i: usize, b: &[f32], j: usize| ((a[2 * i] - b[2 * j]).powi(2) + (a[2 * i + 1] - b[2 * j + 1]).powi(2)).sqrt();
+    assert!(d(&after, 0, &xy, 1) < d(&after, 0, &xy, 0), "item 0 stayed with its old kind");
+
+    // A cache from before settings and row keys were kept: items are matched by id.
+    let old = Previous { settings: None, rows: None, ..prev() };
+    let (after, info, _) = layout(&emb3, D, &refs, &rows3, &nb3, &s, Some(old)).unwrap();
+    assert_eq!((info.mode.as_str(), info.kept, info.added), ("placed", n, 0));
+    assert_eq!(after, xy);
 }

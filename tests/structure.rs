@@ -4,7 +4,7 @@ mod common;
 
 use common::*;
 use simsite::layout::{layout, LayoutSettings};
-use simsite::neighbours::{search, NeighbourSettings};
+use simsite::neighbours::{row_keys, search, NeighbourSettings};
 use simsite::structure::{clusters, clusters_kept, duplicates, outliers, ForestUse, KeptClusters, KeptForest, OutlierMethod, StructureSettings};
 
 const D: usize = 32;
@@ -26,7 +26,7 @@ fn known_clusters_outliers_and_duplicates_are_found() {
     let nb = search(&emb, D, &NeighbourSettings::default()).unwrap();
     let names: Vec<String> = (0..n).map(|i| format!("i{i}")).collect();
     let refs: Vec<&str> = names.iter().map(|s| s.as_str()).collect();
-    let (xy, _, _) = layout(&emb, D, &refs, &nb, &LayoutSettings::default(), None).unwrap();
+    let (xy, _, _) = layout(&emb, D, &refs, &row_keys(&refs, &emb, D), &nb, &LayoutSettings::default(), None).unwrap();
     let s = StructureSettings::default();
 
     let (found, of) = clusters(&xy, &emb, D, &nb, s.cluster_size(n));
@@ -74,13 +74,13 @@ fn a_placed_map_keeps_its_clusters_and_numbers_and_new_items_join_their_kind() {
     let refs: Vec<&str> = names.iter().map(|s| s.as_str()).collect();
     let min = StructureSettings::default().cluster_size(n);
     let nb = search(&all[..n * D], D, &NeighbourSettings::default()).unwrap();
-    let (xy, _, _) = layout(&all[..n * D], D, &refs[..n], &nb, &LayoutSettings::default(), None).unwrap();
+    let (xy, _, _) = layout(&all[..n * D], D, &refs[..n], &row_keys(&refs[..n], &all[..n * D], D), &nb, &LayoutSettings::default(), None).unwrap();
     let (before, of_before) = clusters(&xy, &all[..n * D], D, &nb, min);
     let kept = KeptClusters { setting: 0, ids: names[..n].to_vec(), cluster: of_before.clone() };
 
     let nb = search(&all, D, &NeighbourSettings::default()).unwrap();
     // The automatic minimum size grows with the archive; that alone does not recluster.
-    let (after, of) = clusters_kept(&kept, &refs, &all, D, &nb, 0, StructureSettings::default().cluster_size(n + extra)).expect("kept");
+    let (after, of) = clusters_kept(&kept, &refs, &vec![false; refs.len()], &all, D, &nb, 0, StructureSettings::default().cluster_size(n + extra)).expect("kept");
     assert_eq!(after.len(), before.len());
     assert_eq!(&of[..n], &of_before[..], "an existing item changed cluster");
     // Each new item joins the cluster holding most of its own kind (item i is of kind i % c).
@@ -91,14 +91,26 @@ fn a_placed_map_keeps_its_clusters_and_numbers_and_new_items_join_their_kind() {
         assert!(after[k].members.contains(&(i as u32)));
     }
     // Another minimum size, or a cluster emptied by removals: cluster afresh.
-    assert!(clusters_kept(&KeptClusters { setting: 25, ..kept.clone() }, &refs, &all, D, &nb, 0, min).is_none());
+    assert!(clusters_kept(&KeptClusters { setting: 25, ..kept.clone() }, &refs, &vec![false; refs.len()], &all, D, &nb, 0, min).is_none());
     let k0: Vec<usize> = (0..n).filter(|&i| of_before[i] == Some(0)).collect();
     let gone: std::collections::HashSet<usize> = k0.into_iter().collect();
     let rest: Vec<usize> = (0..n).filter(|i| !gone.contains(i)).collect();
     let emb: Vec<f32> = rest.iter().flat_map(|&i| all[i * D..(i + 1) * D].iter().copied()).collect();
     let rest_refs: Vec<&str> = rest.iter().map(|&i| refs[i]).collect();
     let nb = search(&emb, D, &NeighbourSettings::default()).unwrap();
-    assert!(clusters_kept(&kept, &rest_refs, &emb, D, &nb, 0, min).is_none());
+    assert!(clusters_kept(&kept, &rest_refs, &vec![false; rest_refs.len()], &emb, D, &nb, 0, min).is_none());
+
+    // An item whose file changed (the map placed it anew) joins the cluster of its new kind.
+    let mut changed = all[..n * D].to_vec();
+    changed.copy_within(D..2 * D, 0);
+    let nb = search(&changed, D, &NeighbourSettings::default()).unwrap();
+    let mut anew = vec![false; n];
+    let (_, of) = clusters_kept(&kept, &refs[..n], &anew, &changed, D, &nb, 0, min).expect("kept");
+    assert_eq!(of[0], of_before[0], "not said to have changed: keeps its cluster");
+    anew[0] = true;
+    let (_, of) = clusters_kept(&kept, &refs[..n], &anew, &changed, D, &nb, 0, min).expect("kept");
+    assert_ne!(of_before[0], of_before[1]);
+    assert_eq!(of[0], of_before[1], "item 0 now looks like item 1 and joins its cluster");
 }
 
 #[test]
