@@ -289,12 +289,13 @@ impl Catalogue {
 /// Gives every scanned file its item record.
 ///
 /// Two files whose names make the same id (`a b.png` and `a-b.png`; `星.png` and `月.png`)
-/// are both published. The one whose name is its id as written (only `/` turned into `~`)
-/// keeps it, so a file added later never takes the URL of a file already there; failing
-/// that, the first in path order keeps it. The other gets the id followed by a hash of its
-/// name. Two files given the very same id by the catalogue: the second is skipped and
-/// reported naming both.
-pub fn assign(entries: Vec<ScanEntry>, cat: &Catalogue) -> (Vec<Item>, Vec<Problem>, Vec<Problem>) {
+/// are both published. The file that held the id in the last published site (`held`: the
+/// archive path the site's item of that id came from) keeps it, so a file added later
+/// never takes the URL of a file already there; failing that, the one whose name is its id
+/// as written (only `/` turned into `~`), then the first in path order. The other gets the
+/// id followed by a hash of its name. Two files given the very same id by the catalogue:
+/// the second is skipped and reported naming both.
+pub fn assign(entries: Vec<ScanEntry>, cat: &Catalogue, held: &dyn Fn(&str) -> Option<String>) -> (Vec<Item>, Vec<Problem>, Vec<Problem>) {
     let mut items = Vec::with_capacity(entries.len());
     let mut skipped = Vec::new();
     let mut used_rows: std::collections::HashSet<&str> = Default::default();
@@ -313,11 +314,20 @@ pub fn assign(entries: Vec<ScanEntry>, cat: &Catalogue) -> (Vec<Item>, Vec<Probl
         .collect();
     // Per id, the name that keeps it plain, and whether the id is that name as written.
     let mut owner: HashMap<&str, (&str, bool)> = HashMap::with_capacity(named.len());
+    let mut claims: HashMap<&str, usize> = HashMap::with_capacity(named.len());
     for (_, name, id) in &named {
         let as_written = *id == name.replace('/', "~");
-        let held = owner.entry(id).or_insert((name, as_written));
-        if as_written && !held.1 {
-            *held = (name, true);
+        *claims.entry(id).or_default() += 1;
+        let keeps = owner.entry(id).or_insert((name, as_written));
+        if as_written && !keeps.1 {
+            *keeps = (name, true);
+        }
+    }
+    // Where names collide (rare), the file the last site published under the id keeps it.
+    for (id, _) in claims.iter().filter(|(_, &n)| n > 1) {
+        let Some(path) = held(id) else { continue };
+        if let Some((_, (_, name, _))) = entries.iter().zip(&named).find(|(e, (_, _, i))| i == id && e.rel_str == path) {
+            owner.insert(id, (name, true));
         }
     }
     let mut seen: HashMap<String, String> = HashMap::with_capacity(entries.len());

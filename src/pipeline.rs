@@ -206,7 +206,13 @@ pub(crate) fn gather(settings: &Settings, ui: &Ui) -> Result<Gathered> {
             settings.archive.display()
         );
     }
-    let (items, skipped, warnings) = catalogue::assign(found.entries, &cat);
+    // Which file an id named in the served site (read only where names collide).
+    let served_items = settings.out.join("api").join("items");
+    let held = |id: &str| -> Option<String> {
+        let bytes = std::fs::read(served_items.join(format!("{id}.json"))).ok()?;
+        serde_json::from_slice::<serde_json::Value>(&bytes).ok()?.get("path")?.as_str().map(String::from)
+    };
+    let (items, skipped, warnings) = catalogue::assign(found.entries, &cat, &held);
     for p in &skipped {
         ui.skipped(&p.path, &p.reason);
     }

@@ -439,6 +439,36 @@ fn tile_compressed_fits_are_decoded_in_a_child_process_so_a_crash_costs_one_file
 }
 
 #[test]
+fn an_item_keeps_its_url_when_a_file_added_later_makes_the_same_id() {
+    // The last site's api/items/<id>.json says which file an id named: a site with a model.
+    let s = Site::new();
+    std::fs::write(s.root.join("c.toml"), format!("[encoder]\nmodel = \"{}\"\n", fixture("tiny-meta.onnx").display())).unwrap();
+    let build = |extra: &[&str]| s.build(&[&["--config", "c.toml"], extra].concat());
+    png_grey8(&s.archive.join("a b.png"), 8, 8, |x, _| x as u8);
+    png_grey8(&s.archive.join("月.png"), 8, 8, |x, y| (x * y) as u8);
+    let (code, _, err) = build(&[]);
+    assert_eq!(code, 0, "{err}");
+    let page = |id: &str| read(&s.root.join("out/items").join(id).join("index.html"));
+    assert!(page("a-b.png").contains("a b.png"));
+    assert!(page("png").contains("月.png"));
+    // Added later: one is its id as written, the other first in path order. Neither takes
+    // the URL the last site gave a file still there.
+    png_grey8(&s.archive.join("a-b.png"), 8, 8, |_, y| y as u8);
+    png_grey8(&s.archive.join("星.png"), 8, 8, |x, y| (x + y) as u8);
+    let (code, _, err) = build(&[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(page("a-b.png").contains("a b.png"), "a b.png lost its URL");
+    assert!(page(&simsite::ids::distinct("a-b.png", "a-b.png")).contains(">a-b.png<"));
+    assert!(page("png").contains("月.png"), "月.png lost its URL");
+    assert!(page(&simsite::ids::distinct("png", "星.png")).contains("星.png"));
+    // Once the holder is gone, the usual order decides again.
+    std::fs::remove_file(s.archive.join("a b.png")).unwrap();
+    let (code, _, err) = build(&["--allow-removals"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(page("a-b.png").contains(">a-b.png<"));
+}
+
+#[test]
 fn two_files_the_catalogue_gives_one_id_skip_the_later_naming_both() {
     let s = Site::new();
     png_grey8(&s.archive.join("a.png"), 8, 8, |_, y| y as u8);

@@ -133,7 +133,7 @@ fn items(d: &Path) -> Vec<simsite::catalogue::Item> {
     let settings = simsite::config::load(Some(&d.join("site-config.toml")), &Default::default()).unwrap();
     let scan = simsite::scan::scan(&settings.archive, false).unwrap();
     let cat = simsite::catalogue::Catalogue::load(settings.catalogue.as_ref().unwrap()).unwrap();
-    let (items, skipped, _) = simsite::catalogue::assign(scan.entries, &cat);
+    let (items, skipped, _) = simsite::catalogue::assign(scan.entries, &cat, &|_| None);
     assert!(skipped.is_empty());
     items
 }
