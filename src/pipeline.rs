@@ -406,6 +406,8 @@ pub(crate) struct Ingest {
     pub(crate) embedded: usize,
     pub(crate) infer_seconds: f64,
     pub(crate) seconds: f64,
+    /// The thumbnail cache's files as listed before the stage (made by it are not in it).
+    pub(crate) thumbs_listed: crate::thumbs::Listing,
 }
 
 /// Sees the encoder input of every decoded item: `(index into items, tensor)`.
@@ -507,7 +509,7 @@ pub(crate) fn run_ingest(
         }
     }
     let t = stage.finish();
-    Ok(Ingest { done, skipped, embedded, infer_seconds: infer, seconds: t.as_secs_f64() })
+    Ok(Ingest { done, skipped, embedded, infer_seconds: infer, seconds: t.as_secs_f64(), thumbs_listed: listed })
 }
 
 pub fn build(settings: &Settings, ui: &Ui) -> Result<BuildOutcome> {
@@ -565,6 +567,12 @@ pub fn build(settings: &Settings, ui: &Ui) -> Result<BuildOutcome> {
 
     let published: Vec<(&Item, Ingested)> =
         items.iter().zip(ing.done).filter_map(|(it, r)| r.map(|r| (it, r))).collect();
+    // Thumbnails and previews no item uses any more (files gone from the archive, an older
+    // stretch or size): the cache would otherwise grow night after night until its disk
+    // is full. The served release keeps its own links to those it shows.
+    let used: HashSet<&std::ffi::OsStr> =
+        published.iter().flat_map(|(_, r)| std::iter::once(r.thumb.as_path()).chain(r.preview.as_deref())).filter_map(|p| p.file_name()).collect();
+    report.thumbnails_pruned = ing.thumbs_listed.prune(&settings.cache, |name| used.contains(name));
     report.skipped_files.sort();
     report.skipped = report.skipped_files.len();
     report.items = published.len();

@@ -40,6 +40,8 @@ pub struct BuildReport {
     pub model: Option<ModelInfo>,
     pub thumbnails_made: usize,
     pub thumbnails_reused: usize,
+    /// Cached thumbnails and previews removed because no item uses them any more.
+    pub thumbnails_pruned: usize,
     /// Archive files this build read or tried to (every skipped file counts); the others
     /// were unchanged since the last build (same inode, size and times) and nothing else
     /// was needed from them.

@@ -82,6 +82,19 @@ impl Listing {
     pub fn get(&self, key: &blake3::Hash) -> Option<FileId> {
         self.files.get(key.as_bytes()).copied()
     }
+
+    /// Removes from `cache_dir` the listed files whose name `used` does not claim; the
+    /// number removed. (A file made since the listing is not in it, so never removed.)
+    pub fn prune(&self, cache_dir: &Path, used: impl Fn(&std::ffi::OsStr) -> bool) -> usize {
+        let mut removed = 0;
+        for key in self.files.keys() {
+            let path = cache_path(cache_dir, &blake3::Hash::from_bytes(*key));
+            if !path.file_name().is_some_and(&used) && std::fs::remove_file(&path).is_ok() {
+                removed += 1;
+            }
+        }
+        removed
+    }
 }
 
 /// JPEG through `jpeg-encoder`, whose SIMD DCT lifted the embed stage from 0.72 to 0.80 of

@@ -177,6 +177,19 @@ fn rebuild_reuses_cached_thumbnails_and_rewrites_nothing() {
     assert_eq!(s.build(&[]).0, 0);
     assert_eq!(s.report()["thumbnails_made"], 14);
     assert!(!s.thumbs().contains(&"fits~float.fits.jpg".to_string()));
+    // The cache keeps only what the site shows: the removed image's thumbnail and every
+    // one made with the old stretch are gone from it (else it grows every night).
+    let contents = |dir: &Path| -> Vec<Vec<u8>> {
+        let mut v: Vec<Vec<u8>> =
+            walkdir::WalkDir::new(dir).into_iter().map(|e| e.unwrap()).filter(|e| e.file_type().is_file()).map(|e| std::fs::read(e.path()).unwrap()).collect();
+        v.sort();
+        v
+    };
+    let mut shown = contents(&s.root.join("out/thumbs"));
+    shown.extend(contents(&s.root.join("out/previews")));
+    shown.sort();
+    assert_eq!(contents(&s.root.join("cache/thumbs")), shown);
+    assert!(s.report()["thumbnails_pruned"].as_u64().unwrap() >= 15);
 }
 
 #[test]
