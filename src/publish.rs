@@ -919,6 +919,33 @@ impl Release {
             crate::fsutil::atomic_write(&manifest::path_of(&release), &m).ok();
         }
         let files = put.len();
+        // A build killed between its switch and the naming of its lists left them under
+        // their pending names (`.next-<its release>`). That release is the one served now:
+        // its paths join tonight's lists, or a sync that follows the lists would never see
+        // them. (Those still in this release stay changed, the others removed.)
+        let pending = |file: &str, of: &str| report_dir.join(format!("{file}.next-{of}"));
+        let lists = {
+            let mut changed_list: BTreeSet<&str> = changed.iter().map(String::as_str).collect();
+            let mut removed_list: BTreeSet<&str> = removed.iter().map(String::as_str).collect();
+            let served_id = self.prev.as_ref().and_then(|p| p.file_name()).and_then(|n| n.to_str());
+            let left: Vec<String> = served_id
+                .map(|sid| ["changed-paths.txt", "removed-paths.txt"].map(|f| std::fs::read_to_string(pending(f, sid)).unwrap_or_default()).concat())
+                .unwrap_or_default()
+                .lines()
+                .map(String::from)
+                .collect();
+            for p in left.iter().filter(|p| !p.is_empty()) {
+                if put.contains_key(p.as_str()) {
+                    changed_list.insert(p);
+                    removed_list.remove(p.as_str());
+                } else {
+                    removed_list.insert(p);
+                    changed_list.remove(p.as_str());
+                }
+            }
+            let list = |v: &BTreeSet<&str>| v.iter().map(|p| format!("{p}\n")).collect::<String>();
+            [("changed-paths.txt", list(&changed_list), "changed"), ("removed-paths.txt", list(&removed_list), "removed")]
+        };
         crate::fsutil::drop_beside((put, untouched));
         if let Some(f) = self.flusher.take() {
             f.stop();
@@ -927,10 +954,8 @@ impl Release {
         // cannot be written stops the build with the old site served) and take their names
         // after it, so a sync that follows them never misses a night that was published.
         let changed: Vec<String> = changed.into_iter().collect();
-        let list = |v: &[String]| v.iter().map(|p| format!("{p}\n")).collect::<String>();
-        let lists = [("changed-paths.txt", list(&changed), "changed"), ("removed-paths.txt", list(&removed), "removed")];
         for (file, text, what) in &lists {
-            crate::fsutil::atomic_write(&report_dir.join(format!("{file}.next")), text.as_bytes())
+            crate::fsutil::atomic_write(&pending(file, &id), text.as_bytes())
                 .with_context(|| format!("cannot write the {what}-path list into {}", report_dir.display()))?;
         }
         // The new release is served only once its files are on disk: a write the kernel
@@ -951,8 +976,15 @@ impl Release {
         std::fs::rename(&link, &self.out).with_context(|| format!("cannot switch {} to the new release", self.out.display()))?;
         crate::fsutil::sync_filesystem(&parent).ok();
         for (file, _, what) in &lists {
-            std::fs::rename(report_dir.join(format!("{file}.next")), report_dir.join(file))
+            std::fs::rename(pending(file, &id), report_dir.join(file))
                 .with_context(|| format!("cannot name the {what}-path list {} (the new site is served)", report_dir.join(file).display()))?;
+        }
+        // Now that tonight's lists carry them, pending lists of earlier builds go (those of
+        // a release never served too).
+        for e in std::fs::read_dir(report_dir).into_iter().flatten().flatten() {
+            if e.file_name().to_str().is_some_and(|n| n.starts_with("changed-paths.txt.next") || n.starts_with("removed-paths.txt.next")) {
+                std::fs::remove_file(e.path()).ok();
+            }
         }
         let changes = Changes {
             files,

@@ -466,6 +466,50 @@ fn a_killed_rebuild_leaves_the_old_site_whole_and_the_next_run_completes() {
 }
 
 #[test]
+fn a_build_killed_after_its_switch_hands_its_path_lists_to_the_next_one() {
+    let tmp = built(30);
+    let root = tmp.path();
+    let out = root.join("out");
+    let cache = root.join("cache");
+    // Night 2 adds an image and removes one, and is killed just after its switch: its lists
+    // are left under their pending names (what `commit` writes before the switch).
+    blob_archive(root, 1, 30);
+    std::fs::remove_file(root.join("archive/img004.fits")).unwrap();
+    assert_eq!(run(root, &["build", "--allow-removals"]).0, 0);
+    let served = std::fs::read_link(&out).unwrap();
+    let release = served.file_name().unwrap().to_str().unwrap().to_string();
+    let (night2_changed, night2_removed) = (lines(&cache.join("changed-paths.txt")), lines(&cache.join("removed-paths.txt")));
+    assert!(night2_removed.iter().any(|p| p.contains("img004")));
+    for f in ["changed-paths.txt", "removed-paths.txt"] {
+        std::fs::rename(cache.join(f), cache.join(format!("{f}.next-{release}"))).unwrap();
+        std::fs::write(cache.join(f), "night-1 list\n").unwrap();
+    }
+    // A killed build that never switched left lists of a release never served.
+    std::fs::write(cache.join("changed-paths.txt.next-r20000101T000000.000Z-1"), "never/served.html\n").unwrap();
+
+    // Night 3 adds another image: its lists carry night 2's paths too, so a sync that
+    // follows them misses nothing that was published.
+    blob_archive(root, 1, 31);
+    assert_eq!(run(root, &["build"]).0, 0);
+    let changed = lines(&cache.join("changed-paths.txt"));
+    let removed = lines(&cache.join("removed-paths.txt"));
+    let site = snapshot(&out);
+    for p in &night2_changed {
+        assert!(changed.contains(p) || !site.contains_key(p), "{p} of night 2 is not listed");
+    }
+    for p in &night2_removed {
+        assert!(removed.contains(p), "{p} removed in night 2 is not listed");
+    }
+    assert!(changed.iter().any(|p| p.contains("img031")));
+    assert!(changed.iter().all(|p| site.contains_key(p)), "a changed path the site lacks");
+    assert!(removed.iter().all(|p| !site.contains_key(p)), "a removed path the site has");
+    assert!(!changed.contains(&"never/served.html".to_string()));
+    let pending: Vec<String> =
+        std::fs::read_dir(&cache).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).filter(|n| n.contains(".next")).collect();
+    assert!(pending.is_empty(), "{pending:?}");
+}
+
+#[test]
 fn a_second_build_on_the_same_output_stops_with_a_clear_message() {
     let tmp = built(12);
     let root = tmp.path();
