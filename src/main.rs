@@ -53,7 +53,21 @@ fn message(e: &anyhow::Error) -> String {
             msg.push_str(&c);
         }
     }
+    if fix.is_empty() && !msg.contains("\n  fix:") {
+        return msg + io_fix(e);
+    }
     msg + &fix
+}
+
+/// The fix for a write that failed for want of space or permission, for the messages that
+/// name their path but not what to do.
+fn io_fix(e: &anyhow::Error) -> &'static str {
+    use std::io::ErrorKind as K;
+    match e.chain().find_map(|c| c.downcast_ref::<std::io::Error>()).map(|io| io.kind()) {
+        Some(K::StorageFull | K::QuotaExceeded) => "\n  fix: free space on the disk of the path named above, then run it again",
+        Some(K::PermissionDenied | K::ReadOnlyFilesystem) => "\n  fix: make the path named above writable (owner, permissions, a read-only mount), then run it again",
+        _ => "",
+    }
 }
 
 /// The settings of a built site, for commands that read the site and not the archive
@@ -168,5 +182,25 @@ fn run(command: Command, ui: &Ui) -> anyhow::Result<ExitCode> {
             eprintln!("wrote {}", path.display());
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_disk_or_a_read_only_folder_gets_a_fix_line() {
+        let full = anyhow::Error::new(std::io::Error::from(std::io::ErrorKind::StorageFull)).context("cannot keep the outlier forest in the cache folder: c/f.bin");
+        assert_eq!(
+            message(&full),
+            "cannot keep the outlier forest in the cache folder: c/f.bin: no storage space\n  fix: free space on the disk of the path named above, then run it again"
+        );
+        let ro = anyhow::Error::new(std::io::Error::from(std::io::ErrorKind::PermissionDenied)).context("cannot write c/atlases/x.jpg");
+        assert!(message(&ro).ends_with("\n  fix: make the path named above writable (owner, permissions, a read-only mount), then run it again"));
+        // A message with its own fix keeps it; other errors get none.
+        let own = anyhow::Error::new(std::io::Error::from(std::io::ErrorKind::StorageFull)).context("cannot write x\n  fix: do y");
+        assert_eq!(message(&own), "cannot write x: no storage space\n  fix: do y");
+        assert_eq!(message(&anyhow::anyhow!("bad")), "bad");
     }
 }
