@@ -603,7 +603,7 @@ pub fn run(settings: &Settings, opts: &EvalOptions, ui: &Ui) -> Result<EvalOutco
     let labels = Labels::load(&opts.labels)?;
     let mut settings = settings.clone();
     let mut encoder = pipeline::load_encoder(&mut settings, ui)?.context("no encoder was loaded")?;
-    let Gathered { items, report } = pipeline::gather(&settings, ui)?;
+    let Gathered { items, report, .. } = pipeline::gather(&settings, ui)?;
 
     // Labelled items in archive order (the order that breaks ties), and what is not there.
     let row_of: HashMap<&str, usize> = labels.rows.iter().enumerate().map(|(r, row)| (row.path.as_str(), r)).collect();

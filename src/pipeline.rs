@@ -153,6 +153,8 @@ const QUEUE: usize = 256;
 pub(crate) struct Gathered {
     pub(crate) items: Vec<Item>,
     pub(crate) report: BuildReport,
+    /// The catalogue's metadata columns, in its order.
+    pub(crate) columns: Vec<String>,
 }
 
 /// Scan and catalogue join: the part of a build that `check` and `embed` share.
@@ -222,7 +224,7 @@ pub(crate) fn gather(settings: &Settings, ui: &Ui) -> Result<Gathered> {
     report.skipped_files.extend(skipped);
     report.skipped_files.extend(found.unreadable);
     report.warnings.extend(warnings);
-    Ok(Gathered { items, report })
+    Ok(Gathered { items, report, columns: cat.columns })
 }
 
 /// Loads the configured encoder and makes the settings follow its input contract.
@@ -541,7 +543,7 @@ pub fn build(settings: &Settings, ui: &Ui) -> Result<BuildOutcome> {
         let gathered = gathered?;
         Ok((settings, encoder, cache.transpose()?, gathered, lock))
     };
-    let (settings, mut encoder, mut cache, Gathered { items, mut report }, _cache_lock) = start().inspect_err(|_| {
+    let (settings, mut encoder, mut cache, Gathered { items, mut report, columns }, _cache_lock) = start().inspect_err(|_| {
         if new_cache {
             std::fs::remove_dir_all(&settings.cache).ok();
         }
@@ -757,7 +759,7 @@ pub fn build(settings: &Settings, ui: &Ui) -> Result<BuildOutcome> {
         };
         let places_kept = matches!(linfo.mode.as_str(), "placed" | "reused");
         let model = site::Model { nb: &nb, xy: &coords, st: &st, show: settings.neighbours.show, places_kept };
-        let input = site::Input { items: &items, thumbs: &thumbs, previews: &previews, known: &known, model: Some(model), eval };
+        let input = site::Input { items: &items, thumbs: &thumbs, previews: &previews, known: &known, model: Some(model), eval, columns: &columns };
         // The api files and the site are independent, so they are made side by side: each
         // keeps the cores busy while the other is in a serial part (the Parquet export, the
         // structure files, the map, the galleries). Their stage times overlap.
@@ -790,7 +792,7 @@ pub fn build(settings: &Settings, ui: &Ui) -> Result<BuildOutcome> {
         };
         api::put_manifest(&release, &settings, &facts)?;
     } else {
-        let input = site::Input { items: &items, thumbs: &thumbs, previews: &previews, known: &known, model: None, eval };
+        let input = site::Input { items: &items, thumbs: &thumbs, previews: &previews, known: &known, model: None, eval, columns: &columns };
         release.wait_listing()?;
         let t = Instant::now();
         site::put_thumbnails(&release, &items, &thumbs, &previews, &known)?;
@@ -1019,7 +1021,7 @@ pub fn check(settings: &Settings, ui: &Ui) -> Result<CheckOutcome> {
     crate::neighbours::check_device(settings.neighbours.device)?;
     let mut settings = settings.clone();
     load_encoder(&mut settings, ui)?;
-    let Gathered { items, report } = gather(&settings, ui)?;
+    let Gathered { items, report, .. } = gather(&settings, ui)?;
     let mut problems = report.skipped_files;
     let stage = ui.stage("check", items.len() as u64);
     let never = |_: &blake3::Hash| false;

@@ -79,6 +79,8 @@ pub struct Input<'a> {
     pub model: Option<Model<'a>>,
     /// Whether `eval/` exists (a link in the navigation).
     pub eval: bool,
+    /// The catalogue's metadata columns, in its order (empty without a catalogue).
+    pub columns: &'a [String],
 }
 
 /// The identity of an item's cached thumbnail and preview, where known.
@@ -790,9 +792,12 @@ fn map_files(release: &Release, settings: &Settings, input: &Input, m: &Model, o
         // Numbers when every value present parses as one.
         let nums: Option<Vec<Option<f64>>> = values
             .iter()
-            .map(|v| match v {
+            .map(|v| match v.map(|s| s.parse::<f64>()) {
                 None => Some(None),
-                Some(s) => s.parse::<f64>().ok().filter(|x| x.is_finite()).map(Some),
+                Some(Ok(x)) if x.is_finite() => Some(Some(x)),
+                // `NaN`, `inf`: a number not known, shown as missing.
+                Some(Ok(_)) => Some(None),
+                Some(Err(_)) => None,
             })
             .collect();
         let distinct: std::collections::BTreeSet<&str> = values.iter().flatten().copied().collect();
@@ -945,20 +950,19 @@ fn map_files(release: &Release, settings: &Settings, input: &Input, m: &Model, o
     Ok(())
 }
 
-/// The catalogue columns the map offers as colourings.
+/// The catalogue columns the map offers as colourings: those configured, else the first
+/// `COLOUR_COLUMNS` in the catalogue's order that hold a value for some item.
 fn catalogue_columns(settings: &Settings, input: &Input) -> Vec<String> {
     if let Some(cols) = &settings.site.colour_by {
         return cols.clone();
     }
-    let mut cols: Vec<String> = Vec::new();
-    for it in input.items.iter().take(1000) {
-        for (k, _) in &it.meta {
-            if !cols.contains(k) && cols.len() < COLOUR_COLUMNS {
-                cols.push(k.clone());
-            }
-        }
-    }
-    cols
+    input
+        .columns
+        .iter()
+        .filter(|c| input.items.iter().any(|it| it.meta.iter().any(|(k, v)| k == *c && !v.trim().is_empty())))
+        .take(COLOUR_COLUMNS)
+        .cloned()
+        .collect()
 }
 
 /// The width and height in pixels of an atlas of `n` cells.

@@ -510,6 +510,41 @@ fn a_build_killed_after_its_switch_hands_its_path_lists_to_the_next_one() {
 }
 
 #[test]
+fn the_map_offers_catalogue_columns_in_their_order_and_numbers_with_gaps_as_numbers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    blob_archive(root, 20, 0);
+    let mut csv = String::from("path,type,mag,note\n");
+    for i in 0..20 {
+        let mag = match i {
+            3 => "NaN".to_string(),
+            4 => String::new(),
+            5 => "inf".to_string(),
+            _ => format!("{}", 10.0 + i as f64 / 2.0),
+        };
+        let note = if i == 19 { "last" } else { "" };
+        csv += &format!("img{i:03}.fits,{},{mag},{note}\n", ["spiral", "elliptical"][i % 2]);
+    }
+    std::fs::write(root.join("cat.csv"), csv).unwrap();
+    config(root, "[catalogue]\npath = \"cat.csv\"\n");
+    let (code, _, err) = run(root, &["build"]);
+    assert_eq!(code, 0, "{err}");
+    let map: Value = serde_json::from_slice(&std::fs::read(root.join("out/map/map.json")).unwrap()).unwrap();
+    let colourings = map["colour_by"].as_array().unwrap();
+    let named = |n: &str| colourings.iter().find(|c| c["name"] == n).unwrap_or_else(|| panic!("no colouring {n}: {map}"));
+    let names: Vec<&str> = colourings.iter().filter_map(|c| c["file"].as_str().filter(|f| f.strip_prefix("map/colour-c").is_some_and(|r| r.starts_with(|d: char| d.is_ascii_digit()))).and(c["name"].as_str())).collect();
+    // The catalogue's order; a column with one value among 20 rows is still offered.
+    assert_eq!(names, ["type", "mag", "note"]);
+    assert_eq!(named("type")["kind"], "category");
+    // NaN and inf are missing values, not a reason to treat the magnitudes as words.
+    let mag = named("mag");
+    assert_eq!((mag["kind"].as_str(), mag["min"].as_f64(), mag["max"].as_f64()), (Some("number"), Some(10.0), Some(19.5)), "{mag}");
+    let values = std::fs::read(root.join("out").join(mag["file"].as_str().unwrap())).unwrap();
+    let missing = values.chunks_exact(2).filter(|b| u16::from_le_bytes([b[0], b[1]]) == u16::MAX).count();
+    assert_eq!(missing, 3, "NaN, empty and inf are shown as missing");
+}
+
+#[test]
 fn a_second_build_on_the_same_output_stops_with_a_clear_message() {
     let tmp = built(12);
     let root = tmp.path();
