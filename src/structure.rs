@@ -117,10 +117,10 @@ pub struct Cluster {
     pub representative: u32,
 }
 
-/// Clusters found by HDBSCAN (petal-clustering) on the 2-D map, numbered by size (largest
-/// first; ties by smallest member). HDBSCAN leaves some items as noise; each of those joins
-/// the cluster most common among its first neighbours, so every item has a cluster unless
-/// none of its neighbours does. Returns the clusters and each item's cluster.
+/// Clusters found by HDBSCAN (petal-clustering) on the 2-D map. HDBSCAN leaves some items
+/// as noise; each of those joins the cluster most common among its first neighbours, so
+/// every item has a cluster unless none of its neighbours does. Then they are numbered by
+/// size (largest first; ties by smallest member). Returns the clusters and each item's cluster.
 pub fn clusters(xy: &[f32], emb: &[f32], d: usize, nb: &Neighbours, min_size: usize) -> (Vec<Cluster>, Vec<Option<u32>>) {
     use ndarray17::Array2;
     use petal_clustering::{Fit, HDbscan};
@@ -150,7 +150,26 @@ pub fn clusters(xy: &[f32], emb: &[f32], d: usize, nb: &Neighbours, min_size: us
         }
         of[i] = neighbours_cluster(nb, i, |j| core[j]);
     }
-    (with_representatives(&of, groups.len(), emb, d), of)
+    // Numbered by size once noise has joined (what the pages show), largest first; ties:
+    // the smallest member.
+    let count = groups.len();
+    let mut size_first: Vec<(usize, u32, u32)> = (0..count as u32).map(|c| (0, u32::MAX, c)).collect();
+    for (i, c) in of.iter().enumerate() {
+        if let Some(c) = c {
+            let e = &mut size_first[*c as usize];
+            e.0 += 1;
+            e.1 = e.1.min(i as u32);
+        }
+    }
+    size_first.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+    let mut number = vec![0u32; count];
+    for (new, &(_, _, old)) in size_first.iter().enumerate() {
+        number[old as usize] = new as u32;
+    }
+    for c in of.iter_mut().flatten() {
+        *c = number[*c as usize];
+    }
+    (with_representatives(&of, count, emb, d), of)
 }
 
 /// The clusters of a map whose items mostly kept their places (`layout`'s "placed" mode):
