@@ -65,9 +65,13 @@ pub struct ModelRef<'a> {
 
 /// Everything in the settings that changes the published output, as one digest.
 pub fn config_digest(s: &Settings) -> String {
+    // Not the folders' paths (the same site built elsewhere has the same digest), nor the
+    // catalogue file's: its columns and how they are read are in.
+    let catalogue = s.catalogue.as_ref().map(|c| (&c.join_on, &c.id, &c.path_column, &c.title, &c.url, &c.ra, &c.dec, &c.columns));
+    let site = (&s.site.base_url, &s.site.colour_by, s.site.templates.is_some(), s.site.statics.is_some());
     let text = format!(
-        "{:?}|{:?}|{:?}|{:?}|{:?}",
-        s.title, s.preprocess, s.thumbs, s.neighbours, s.catalogue.as_ref().map(|c| (&c.join_on, &c.columns))
+        "{:?}|{:?}|{:?}|{:?}|{:?}|{site:?}|{:?}|{:?}",
+        s.title, s.preprocess, s.thumbs, s.neighbours, catalogue, s.layout, s.structure
     );
     format!("blake3:{}", blake3::hash(text.as_bytes()).to_hex())
 }
@@ -288,6 +292,25 @@ pub fn put_manifest(release: &Release, settings: &Settings, f: &ManifestFacts) -
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_config_digest_follows_what_changes_the_site_and_not_where_it_is() {
+        let settings = |archive: &str, out: &str| {
+            let o = crate::config::Overrides { archive: Some(archive.into()), out: Some(out.into()), cache: Some("/tmp/c".into()), ..Default::default() };
+            crate::config::resolve(crate::config::RawConfig::default(), None, std::path::Path::new("/tmp"), &o).unwrap()
+        };
+        let base = config_digest(&settings("/tmp/a", "/tmp/o"));
+        assert_eq!(config_digest(&settings("/srv/a", "/srv/o")), base);
+        let mut s = settings("/tmp/a", "/tmp/o");
+        s.layout.min_dist = 0.5;
+        assert_ne!(config_digest(&s), base);
+        let mut s = settings("/tmp/a", "/tmp/o");
+        s.structure.min_cluster_size = 25;
+        assert_ne!(config_digest(&s), base);
+        let mut s = settings("/tmp/a", "/tmp/o");
+        s.site.base_url = "https://archive.example/".into();
+        assert_ne!(config_digest(&s), base);
+    }
 
     /// The item JSON with its neighbours as serde would write them, to compare with.
     #[derive(Serialize)]
