@@ -33,6 +33,9 @@ pub struct Catalogue {
     pub warnings: Vec<Problem>,
     /// The names of the extra (metadata) columns, in catalogue order.
     pub columns: Vec<String>,
+    /// The names of the RA and Dec columns found (in `columns` too, unless `columns` was
+    /// configured without them).
+    pub position: Vec<String>,
 }
 
 /// The byte offsets where the lines of a text start (after LF, CR LF or a lone CR), as
@@ -197,7 +200,9 @@ impl Catalogue {
         let ra_col = find(&headers, &cfg.ra, path, false)?;
         let dec_col = find(&headers, &cfg.dec, path, false)?;
         let path_col = if cfg.join_on == JoinOn::Path { Some(key_col) } else { None };
-        let mapped: Vec<usize> = [Some(key_col), id_col, title_col, url_col, ra_col, dec_col, path_col].into_iter().flatten().collect();
+        // RA and Dec stay in `meta` as written: the position is what an astronomer looks
+        // for on the page and in the item's JSON (the parsed degrees serve the sky filter).
+        let mapped: Vec<usize> = [Some(key_col), id_col, title_col, url_col, path_col].into_iter().flatten().collect();
         let meta_cols: Vec<usize> = match &cfg.columns {
             Some(names) => {
                 let mut v = Vec::new();
@@ -211,7 +216,8 @@ impl Catalogue {
         };
 
         let columns = meta_cols.iter().filter_map(|&i| headers.get(i)).map(|h| h.trim().to_string()).collect();
-        let mut cat = Catalogue { join_on: Some(cfg.join_on), columns, warnings: cat_warnings, ..Default::default() };
+        let position = [ra_col, dec_col].into_iter().flatten().filter_map(|i| headers.get(i)).map(|h| h.trim().to_string()).collect();
+        let mut cat = Catalogue { join_on: Some(cfg.join_on), columns, position, warnings: cat_warnings, ..Default::default() };
         let mut record = csv::StringRecord::new();
         loop {
             match reader.read_record(&mut record) {
@@ -237,7 +243,7 @@ impl Catalogue {
                     None => {
                         cat.warnings.push(Problem {
                             path: format!("{}:{line}", path.display()),
-                            reason: format!("{what} `{text}` is not an angle in range; left out"),
+                            reason: format!("{what} `{text}` is not an angle in range; shown as written, not used as a position"),
                         });
                         None
                     }

@@ -153,7 +153,7 @@ const QUEUE: usize = 256;
 pub(crate) struct Gathered {
     pub(crate) items: Vec<Item>,
     pub(crate) report: BuildReport,
-    /// The catalogue's metadata columns, in its order.
+    /// The catalogue's metadata columns the map may colour by unasked, in its order.
     pub(crate) columns: Vec<String>,
 }
 
@@ -224,7 +224,9 @@ pub(crate) fn gather(settings: &Settings, ui: &Ui) -> Result<Gathered> {
     report.skipped_files.extend(skipped);
     report.skipped_files.extend(found.unreadable);
     report.warnings.extend(warnings);
-    Ok(Gathered { items, report, columns: cat.columns })
+    // The map's default colourings leave the position out: it is a place, not a property.
+    let columns = cat.columns.into_iter().filter(|c| !cat.position.contains(c)).collect();
+    Ok(Gathered { items, report, columns })
 }
 
 /// Loads the configured encoder and makes the settings follow its input contract.

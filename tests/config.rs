@@ -152,9 +152,11 @@ fn catalogue_joins_by_path_with_title_link_position_and_columns() {
     assert_eq!(m51.url.as_deref(), Some("https://archive.example/m51"));
     assert!((m51.ra.unwrap() - 202.4696).abs() < 1e-3);
     assert!((m51.dec.unwrap() - 47.1953).abs() < 1e-3);
-    assert_eq!(m51.meta, vec![("band".to_string(), "r".to_string())]);
+    // The position stays in the metadata as the catalogue wrote it (page and JSON show it).
+    let m = |pairs: &[(&str, &str)]| pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<Vec<_>>();
+    assert_eq!(m51.meta, m(&[("ra", "13:29:52.7"), ("dec", "+47:11:43"), ("band", "r")]));
     assert_eq!(items[1].id, "sub~ngc1300.png");
-    assert_eq!(items[1].meta, vec![("band".into(), "g".into()), ("notes".into(), "barred".into())]);
+    assert_eq!(items[1].meta, m(&[("ra", "49.92"), ("dec", "-19.41"), ("band", "g"), ("notes", "barred")]));
 }
 
 #[test]
@@ -221,7 +223,7 @@ fn catalogue_bad_coordinates_and_unmatched_rows_are_warnings() {
     let d = catalogue_site("path,ra,dec\nm51.png,400,north\nmissing.png,1,1\n", "");
     let (code, _, err) = run(d.path(), &["build"]);
     assert_eq!(code, 0, "{err}");
-    assert!(err.contains("RA `400` is not an angle in range; left out"), "{err}");
-    assert!(err.contains("Dec `north` is not an angle in range; left out"), "{err}");
+    assert!(err.contains("RA `400` is not an angle in range; shown as written, not used as a position"), "{err}");
+    assert!(err.contains("Dec `north` is not an angle in range; shown as written, not used as a position"), "{err}");
     assert!(err.contains("1 catalogue row(s) match no archive file (e.g. `missing.png`)"), "{err}");
 }
