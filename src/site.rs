@@ -417,7 +417,7 @@ pub fn render(release: &Release, settings: &Settings, input: &Input, ui: &crate:
             };
             release.put("index.html", &render_page(&tera, "gallery.html", &page)?)?;
         }
-        galleries(release, &tera, &site, input)?;
+        galleries(release, &tera, &site, input, settings.structure.duplicate_threshold)?;
         out.parts.push(("galleries".into(), t.elapsed().as_secs_f64()));
         let t = std::time::Instant::now();
         let root404 = settings.site.base_url.split_once("://").and_then(|(_, rest)| rest.find('/').map(|i| rest[i..].to_string())).unwrap_or("/".into());
@@ -549,7 +549,7 @@ fn item_page<'a>(site: &'a SiteCtx<'a>, input: &'a Input<'a>, i: usize, overview
     }
 }
 
-fn galleries(release: &Release, tera: &tera::Tera, site: &SiteCtx, input: &Input) -> Result<()> {
+fn galleries(release: &Release, tera: &tera::Tera, site: &SiteCtx, input: &Input, duplicate_threshold: f32) -> Result<()> {
     let items = input.items;
     let card = |i: usize, note: Option<String>| Card { id: &items[i].id, title: &items[i].title, note };
     let Some(m) = &input.model else {
@@ -620,9 +620,16 @@ fn galleries(release: &Release, tera: &tera::Tera, site: &SiteCtx, input: &Input
         })
         .collect();
     let page = GalleryPage {
-        intro: format!("{} pairs of images at least this similar; the {} most similar are shown.", m.st.duplicates.len(), m.st.duplicates.len().min(PAGE)),
+        intro: match m.st.duplicates.len() {
+            0 => String::new(),
+            n => format!("{n} pairs of images with a cosine similarity of at least {duplicate_threshold}; the {} most similar are shown.", n.min(PAGE)),
+        },
         groups,
-        empty: if m.st.duplicates.is_empty() { "No near-duplicate pairs.".into() } else { String::new() },
+        empty: if m.st.duplicates.is_empty() {
+            format!("No pair of images has a cosine similarity of at least {duplicate_threshold}.")
+        } else {
+            String::new()
+        },
         ..GalleryPage::new(site, "../", "Near-duplicates")
     };
     release.put("duplicates/index.html", &render_page(tera, "gallery.html", &page)?)?;
