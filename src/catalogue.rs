@@ -294,9 +294,10 @@ impl Catalogue {
 
 /// Gives every scanned file its item record.
 ///
-/// Two files whose names make the same id (`a b.png` and `a-b.png`; `星.png` and `月.png`)
-/// are both published. The file that held the id in the last published site (`held`: the
-/// archive path the site's item of that id came from) keeps it, so a file added later
+/// Two files whose names make the same id (`a b.png` and `a-b.png`; `星.png` and `月.png`),
+/// or ids that differ only in case (`M51.png`, `m51.png`), are both published. The file that
+/// held the id in the last published site (`held`: the archive path the site's item of
+/// that id came from) keeps it, so a file added later
 /// never takes the URL of a file already there; failing that, the one whose name is its id
 /// as written (only `/` turned into `~`), then the first in path order. The other gets the
 /// id followed by a hash of its name. Two files given the very same id by the catalogue:
@@ -318,22 +319,25 @@ pub fn assign(entries: Vec<ScanEntry>, cat: &Catalogue, held: &dyn Fn(&str) -> O
             (row, name, id)
         })
         .collect();
-    // Per id, the name that keeps it plain, and whether the id is that name as written.
-    let mut owner: HashMap<&str, (&str, bool)> = HashMap::with_capacity(named.len());
-    let mut claims: HashMap<&str, usize> = HashMap::with_capacity(named.len());
+    // Per id, the name that keeps it plain, and whether the id is that name as written. Ids
+    // that differ only in case collide too: a site copied to a disk or served by a host
+    // that ignores case (macOS, Windows, some object stores) would have one folder for both.
+    let mut owner: HashMap<String, (&str, bool)> = HashMap::with_capacity(named.len());
+    let mut claims: HashMap<String, usize> = HashMap::with_capacity(named.len());
     for (_, name, id) in &named {
         let as_written = *id == name.replace('/', "~");
-        *claims.entry(id).or_default() += 1;
-        let keeps = owner.entry(id).or_insert((name, as_written));
+        let key = id.to_ascii_lowercase();
+        *claims.entry(key.clone()).or_default() += 1;
+        let keeps = owner.entry(key).or_insert((name, as_written));
         if as_written && !keeps.1 {
             *keeps = (name, true);
         }
     }
-    // Where names collide (rare), the file the last site published under the id keeps it.
-    for (id, _) in claims.iter().filter(|(_, &n)| n > 1) {
-        let Some(path) = held(id) else { continue };
-        if let Some((_, (_, name, _))) = entries.iter().zip(&named).find(|(e, (_, _, i))| i == id && e.rel_str == path) {
-            owner.insert(id, (name, true));
+    // Where names collide (rare), the file the last site published under its id keeps it.
+    for (key, _) in claims.iter().filter(|(_, &n)| n > 1) {
+        let holder = entries.iter().zip(&named).find(|(e, (_, _, id))| id.eq_ignore_ascii_case(key) && held(id).is_some_and(|p| p == e.rel_str));
+        if let Some((_, (_, name, _))) = holder {
+            owner.insert(key.clone(), (name, true));
         }
     }
     let mut seen: HashMap<String, String> = HashMap::with_capacity(entries.len());
@@ -342,7 +346,7 @@ pub fn assign(entries: Vec<ScanEntry>, cat: &Catalogue, held: &dyn Fn(&str) -> O
             used_rows.insert(k);
         }
         let row = row.map(|(_, r)| r);
-        let id = if owner.get(plain.as_str()).is_some_and(|o| o.0 == name) { plain.clone() } else { crate::ids::distinct(plain, name) };
+        let id = if owner.get(&plain.to_ascii_lowercase()).is_some_and(|o| o.0 == name) { plain.clone() } else { crate::ids::distinct(plain, name) };
         if let Some(other) = seen.get(&id) {
             skipped.push(Problem {
                 path: entry.rel_str.clone(),

@@ -325,6 +325,15 @@ fn names_that_make_the_same_id_are_all_published_and_a_name_as_written_keeps_its
     // Neither non-ASCII name is its id as written: the first in path order keeps it.
     assert!(page("png").contains("星.png"));
     assert!(page(&simsite::ids::distinct("png", "月.png")).contains("月.png"));
+    // Ids that differ only in case would share a folder on a disk or host that ignores
+    // case: the later one gets a hash too.
+    png_grey8(&s.archive.join("M51.png"), 8, 8, |x, _| (x * 3) as u8);
+    png_grey8(&s.archive.join("m51.png"), 8, 8, |_, y| (y * 3) as u8);
+    let (code, _, err) = s.build(&[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(page("M51.png").contains("M51.png"));
+    assert!(page(&simsite::ids::distinct("m51.png", "m51.png")).contains("m51.png"));
+    assert!(!s.root.join("out/items/m51.png").exists());
 }
 
 #[cfg(unix)]
