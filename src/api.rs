@@ -260,13 +260,18 @@ pub fn put_manifest(release: &Release, settings: &Settings, f: &ManifestFacts) -
     let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     const PATH: &str = "api/manifest.json";
     if !release.changed_so_far() {
-        if let Some(mut prev) = release.previous(PATH).and_then(|b| serde_json::from_slice::<Value>(&b).ok()) {
+        let served = release.previous(PATH);
+        if let Some((bytes, prev)) = served.as_ref().and_then(|b| Some((b, serde_json::from_slice::<Value>(b).ok()?))) {
             let same = prev.get("skipped") == Some(&json!(f.skipped))
                 && prev.get("config_digest") == Some(&json!(config_digest(settings)))
                 && prev.get("simsite_version") == Some(&json!(env!("CARGO_PKG_VERSION")));
-            if same && prev.get("checked_at").is_some() {
-                prev["checked_at"] = Value::String(now);
-                return release.put(PATH, &serde_json::to_vec_pretty(&prev)?);
+            // Only the time's text changes, in place: the keys keep their order and layout.
+            let stamp = |t: &Value| format!("\"checked_at\": {t}");
+            let text = std::str::from_utf8(bytes).ok();
+            if let (true, Some(old), Some(text)) = (same, prev.get("checked_at"), text) {
+                if text.matches(&stamp(old)).count() == 1 {
+                    return release.put(PATH, text.replace(&stamp(old), &stamp(&json!(now))).as_bytes());
+                }
             }
         }
     }

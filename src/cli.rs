@@ -19,7 +19,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Build (or rebuild) the site. Exit 0 when the site was published, even if some input
-    /// files were skipped (they are listed in the build report); non-zero when nothing was.
+    /// files were skipped (they are listed in the build report); 1 when nothing was published.
     Build(BuildArgs),
     /// Validate the config, the catalogue and every archive file without writing anything.
     /// Exit 0 when all is well, 2 when some files would be skipped, 1 on a fatal error.
