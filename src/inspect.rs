@@ -36,11 +36,12 @@ pub fn inspect_with(path: &Path, settings: &Settings, ui: &Ui) -> Result<Inspect
 
 pub fn inspect(path: &Path, s: &PreprocessSettings, thumb_size: u32) -> Result<Inspection> {
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let (format, _) = scan::classify(&name).with_context(|| {
-        format!("{} is not an image simsite reads (.fits/.fit/.fts[.gz|.fz], .png, .jpg/.jpeg, .tif/.tiff)", path.display())
-    })?;
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let fail = |e: crate::error::FileError| anyhow::anyhow!("{}: {e}", path.display());
+    // A name's control characters are printed escaped, as by the other commands.
+    let shown = crate::ui::printable(&path.to_string_lossy()).into_owned();
+    let (format, _) = scan::classify(&name)
+        .with_context(|| format!("{shown} is not an image simsite reads (.fits/.fit/.fts[.gz|.fz], .png, .jpg/.jpeg, .tif/.tiff)"))?;
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {shown}"))?;
+    let fail = |e: crate::error::FileError| anyhow::anyhow!("{shown}: {e}");
     let raster = decode::decode(&bytes, format, s).map_err(fail)?;
     let clip = preprocess::clip_limits(&raster, s).map_err(fail)?;
     let prepared = preprocess::prepare(&raster, s, thumb_size).map_err(fail)?;

@@ -286,6 +286,12 @@ fn exit_codes_a_script_can_trust() {
     assert_eq!(code, 1, "{err}");
     // `--help` is not an error.
     assert_eq!(run(root, &["--help"]).0, 0);
+    // `inspect` prints a name's control characters escaped, like the other commands.
+    write(&root.join("forged\npublished 1 item(s).png"), b"not a PNG");
+    let (code, _, err) = run(root, &["inspect", "forged\npublished 1 item(s).png"]);
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("forged\\npublished"), "{err}");
 }
 
 #[test]
