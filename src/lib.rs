@@ -34,5 +34,6 @@ pub mod synth;
 pub mod thumbs;
 pub mod ui;
 
-/// Bumped whenever a change makes earlier cache entries or outputs wrong.
-pub const FORMAT_VERSION: u32 = 1;
+/// Bumped whenever a change makes earlier cache entries or outputs wrong. 2: clip limits
+/// that meet fall back to the minimum and maximum (sparse images were black).
+pub const FORMAT_VERSION: u32 = 2;

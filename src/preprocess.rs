@@ -8,7 +8,10 @@
 //!   bands together; above [`SAMPLE_CAP`] finite pixels, of every `ceil(n / SAMPLE_CAP)`-th
 //!   one in band, row, column order; `zscale` uses IRAF's algorithm (as astropy has it);
 //! - masked (NaN/inf) pixels are filled with the median of that sample;
-//! - `x = clamp((v - lo) / (hi - lo), 0, 1)` (0 when `hi <= lo`), then the stretch;
+//! - when the limits meet (`hi <= lo`: a sparse image, mostly one value, as X-ray counts),
+//!   they are the sample's minimum and maximum instead;
+//! - `x = clamp((v - lo) / (hi - lo), 0, 1)` (0 when still `hi <= lo`: a constant image),
+//!   then the stretch;
 //! - grey mode then averages the stretched R, G, B (thumbnails keep colour);
 //! - resizing is a bilinear convolution (Pillow's `BILINEAR`, antialiased when shrinking)
 //!   that keeps the aspect ratio; the encoder input is centred on a zero (black) square.
@@ -322,7 +325,10 @@ pub fn clip_limits(r: &Raster, s: &PreprocessSettings) -> Result<Clip, FileError
     // 8-bit sources: the same order statistics from a histogram (zscale needs the sample).
     if r.display_ready && stretch != Stretch::Zscale {
         if let Some((counts, n)) = byte_histogram(&bands, SAMPLE_CAP).filter(|(_, n)| *n > 0) {
-            let [lo, hi, fill] = interpolate([s.clip_low, s.clip_high, 50.0], n, |k| rank_in_histogram(&counts, k));
+            let [mut lo, mut hi, fill] = interpolate([s.clip_low, s.clip_high, 50.0], n, |k| rank_in_histogram(&counts, k));
+            if hi <= lo {
+                (lo, hi) = (rank_in_histogram(&counts, 0), rank_in_histogram(&counts, n - 1));
+            }
             return Ok(Clip { stretch, lo, hi, fill, finite: r.data.len() });
         }
     }
@@ -330,13 +336,17 @@ pub fn clip_limits(r: &Raster, s: &PreprocessSettings) -> Result<Clip, FileError
     if sample.is_empty() {
         return Err(FileError::AllBlank);
     }
-    let (lo, hi, fill) = if stretch == Stretch::Zscale {
+    let (mut lo, mut hi, fill) = if stretch == Stretch::Zscale {
         let (lo, hi) = zscale(&sample);
         (lo, hi, select_percentile(&mut sample, 50.0))
     } else {
         let [lo, hi, fill] = select_percentiles(&mut sample, [s.clip_low, s.clip_high, 50.0]);
         (lo, hi, fill)
     };
+    // Limits that meet would show a sparse image (a few counts on zeros) all black.
+    if hi <= lo {
+        (lo, hi) = sample.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| (a.min(v), b.max(v)));
+    }
     Ok(Clip { stretch, lo, hi, fill, finite })
 }
 
@@ -478,6 +488,29 @@ mod tests {
         let (fast, general) = (raster(64, 64, 1, odd.clone(), true), raster(64, 64, 1, odd, false));
         assert_eq!(clip_limits(&fast, &s).unwrap(), clip_limits(&general, &s).unwrap());
         assert_eq!(stretch_bands(&fast, &s).unwrap(), stretch_bands(&general, &s).unwrap());
+    }
+
+    /// An X-ray counts image: zeros but for 0.2 % of pixels. The 99.7th percentile is 0, so
+    /// the limits fall back to the minimum and maximum, and the sources show.
+    #[test]
+    fn a_sparse_image_keeps_its_sources() {
+        let o = crate::config::Overrides { archive: Some("/tmp/a".into()), out: Some("/tmp/o".into()), cache: Some("/tmp/c".into()), ..Default::default() };
+        let s = crate::config::resolve(crate::config::RawConfig::default(), None, std::path::Path::new("/tmp"), &o).unwrap().preprocess;
+        for display_ready in [false, true] {
+            let mut data = vec![0f32; 120 * 100];
+            for (i, v) in [(0, 50.0), (1, 40.0), (121, 45.0), (5000, 20.0), (7000, 1.0), (9000, 1.0)] {
+                data[i] = v;
+            }
+            let r = raster(120, 100, 1, data, display_ready);
+            let c = clip_limits(&r, &s).unwrap();
+            assert_eq!((c.lo, c.hi), (0.0, 50.0), "display_ready {display_ready}");
+            let b = stretch_bands(&r, &s).unwrap();
+            assert_eq!(b[0][0], 1.0);
+            assert!(b[0][5000] > 0.3 && b[0][7000] > 0.0 && b[0][2] == 0.0);
+        }
+        // A constant image has nothing to show: black, as before.
+        let flat = raster(8, 8, 1, vec![7.0; 64], false);
+        assert!(stretch_bands(&flat, &s).unwrap()[0].iter().all(|&v| v == 0.0));
     }
 
     #[test]

@@ -107,6 +107,23 @@ fn fits_and_png_give_the_same_tensor_in_python_and_rust() {
     eprintln!("{}", worst.join("\n"));
 }
 
+/// A sparse counts image (zeros but a few sources): both fall back to the minimum and
+/// maximum when the percentile limits meet (`compare` checks the tensor is not blank).
+#[test]
+fn a_sparse_image_gives_the_same_tensor_in_python_and_rust() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut v = vec![0f32; 120 * 100];
+    for (i, x) in [(0, 50.0), (1, 40.0), (121, 45.0), (5000, 20.0), (7000, 1.0), (9000, 1.0)] {
+        v[i] = x;
+    }
+    let path = dir.path().join("sparse.fits");
+    common::write(&path, &common::fits_bytes(&[common::Hdu::image(&[120, 100], common::Data::F32(v))]));
+    for stretch in ["asinh", "linear", "zscale"] {
+        let d = compare(path.to_str().unwrap(), stretch);
+        assert!(d.max < 1e-6 && d.mean < 1e-7, "sparse {stretch}: max {:.2e}, mean {:.2e}", d.max, d.mean);
+    }
+}
+
 /// JPEG: Pillow (libjpeg-turbo) and the `image` crate may round the inverse DCT and the
 /// chroma upsampling differently by a grey level; everything after decoding is the same.
 #[test]
