@@ -110,6 +110,9 @@ fn fits_cubes_collapse_by_peak_sum_or_plane() {
     s.fits.cube = CubeMode::Plane(3);
     let e = dec(&p, &s).unwrap_err().to_string();
     assert_eq!(e, "no image data: [fits] plane = 3, but the cube has 3 plane(s)");
+    // A plane asked of a 2-D image (an archive of cubes and images): the image as it is.
+    let flat = fits(d.path(), "flat.fits", &[Hdu::image(&[2, 1], Data::F32(vec![7., 8.]))]);
+    assert_eq!(dec(&flat, &s).unwrap().data, vec![7., 8.]);
 }
 
 #[test]
@@ -345,4 +348,24 @@ fn values_near_the_float_limits_stretch_to_finite_pixels() {
         assert!(prepared.tensor.iter().all(|v| (0.0..=1.0).contains(v)), "{stretch:?}: a tensor value outside [0, 1]");
         assert!(prepared.tensor.iter().any(|&v| v > 0.0), "{stretch:?}: all black");
     }
+}
+
+#[test]
+fn a_jpeg_turned_by_its_exif_orientation_is_shown_upright() {
+    use image::ImageEncoder;
+    let d = tempfile::tempdir().unwrap();
+    // Stored 4 wide and 2 high, bright in its first stored column; orientation 6 ("turn 90°
+    // clockwise to view") makes it 2 wide and 4 high, bright along the top row.
+    let stored: Vec<u8> = (0..2).flat_map(|_| (0..4).map(|x| if x == 0 { 250u8 } else { 10 })).collect();
+    let mut exif = b"II*\x00\x08\x00\x00\x00\x01\x00".to_vec();
+    exif.extend([0x12, 0x01, 0x03, 0x00, 0x01, 0x00, 0x00, 0x00, 0x06, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00]);
+    let mut bytes = Vec::new();
+    let mut enc = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, 100);
+    enc.set_exif_metadata(exif).unwrap();
+    enc.write_image(&stored, 4, 2, image::ExtendedColorType::L8).unwrap();
+    let p = write(&d.path().join("phone.jpg"), &bytes);
+    let r = dec(&p, &settings()).unwrap();
+    assert_eq!((r.width, r.height), (2, 4));
+    assert!(r.data[0] > 200.0 && r.data[1] > 200.0, "{:?}", r.data);
+    assert!(r.data[2..].iter().all(|&v| v < 60.0), "{:?}", r.data);
 }

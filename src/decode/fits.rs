@@ -301,7 +301,9 @@ fn read_with_cfitsio(bytes: &[u8], data: &[u8], settings: &FitsSettings, max_pix
     let mut plane = vec![0f32; npix];
     let mut acc: Vec<f32>;
     match settings.cube {
+        // A plane asked of every cube: a 2-D image (one plane) is shown as it is.
         CubeMode::Plane(p) => {
+            let p = if planes == 1 { 0 } else { p };
             if p >= planes {
                 return Err(FileError::NoImage(format!("[fits] plane = {p}, but the cube has {planes} plane(s)")));
             }

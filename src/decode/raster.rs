@@ -50,7 +50,11 @@ pub(super) fn decode_image(bytes: &[u8], format: Format, max_pixels: u64) -> Res
     // The largest buffer the decoder may need: 4 channels of 32-bit samples, plus slack.
     limits.max_alloc = Some((w as u64 * h as u64).saturating_mul(16).saturating_add(HEADER_BYTES));
     reader.limits(limits);
-    let img = reader.decode().map_err(err)?;
+    // Cameras (and phones) store a turned picture with an EXIF orientation: shown upright.
+    let mut decoder = reader.into_decoder().map_err(err)?;
+    let orientation = image::ImageDecoder::orientation(&mut decoder).unwrap_or(image::metadata::Orientation::NoTransforms);
+    let mut img = image::DynamicImage::from_decoder(decoder).map_err(err)?;
+    img.apply_orientation(orientation);
     use image::DynamicImage as D;
     let (w, h) = (img.width() as usize, img.height() as usize);
     let (channels, data, display_ready) = match img {
