@@ -9,7 +9,8 @@ use crate::config::Overrides;
 #[derive(Debug, Parser)]
 #[command(name = "simsite", version, about = "Turn an archive of astronomical images into a static website of similar images and a map of the whole collection.")]
 pub struct Cli {
-    /// Print only warnings and errors (no progress), e.g. from cron.
+    /// No progress or stage lines, e.g. from cron: only warnings, errors and the result (the
+    /// line saying what was published or written).
     #[arg(short, long, global = true)]
     pub quiet: bool,
     #[command(subcommand)]
