@@ -110,6 +110,19 @@ fn fits_cubes_collapse_by_peak_sum_or_plane() {
     s.fits.cube = CubeMode::Plane(3);
     let e = dec(&p, &s).unwrap_err().to_string();
     assert_eq!(e, "no image data: [fits] plane = 3, but the cube has 3 plane(s)");
+    // A radio cube with a polarisation axis (CTYPE4 = STOKES: I, Q, U): only I is collapsed
+    // over frequency; Q and U are signed polarisation, not more of the same light.
+    let iqu = vec![1., 2., 3., 1., 9., -9., -9., 9., 8., 8., 8., 8.];
+    let mut radio = Hdu::image(&[2, 1, 2, 3], Data::F32(iqu.clone()));
+    radio.extra = vec![("CTYPE3", V::S("FREQ")), ("CTYPE4", V::S("STOKES"))];
+    let radio = fits(d.path(), "radio.fits", &[radio]);
+    let mut s2 = settings();
+    assert_eq!(dec(&radio, &s2).unwrap().data, vec![3., 2.]);
+    s2.fits.cube = CubeMode::Sum;
+    assert_eq!(dec(&radio, &s2).unwrap().data, vec![4., 3.]);
+    // Without the axis type, every plane is collapsed, as before.
+    let plain = fits(d.path(), "plain4d.fits", &[Hdu::image(&[2, 1, 2, 3], Data::F32(iqu))]);
+    assert_eq!(dec(&plain, &settings()).unwrap().data, vec![9., 9.]);
     // A plane asked of a 2-D image (an archive of cubes and images): the image as it is.
     let flat = fits(d.path(), "flat.fits", &[Hdu::image(&[2, 1], Data::F32(vec![7., 8.]))]);
     assert_eq!(dec(&flat, &s).unwrap().data, vec![7., 8.]);

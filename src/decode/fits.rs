@@ -124,6 +124,15 @@ impl<'a> MemFits<'a> {
         }
     }
 
+    /// A string keyword of the current HDU, trimmed, or None when absent or unreadable.
+    fn str_key(&self, name: &str) -> Option<String> {
+        let key = CString::new(name).ok()?;
+        let mut value = [0 as c_char; 72];
+        let mut status = 0;
+        unsafe { sys::ffgkys(self.fptr, key.as_ptr(), value.as_mut_ptr(), std::ptr::null_mut(), &mut status) };
+        (status == 0).then(|| unsafe { std::ffi::CStr::from_ptr(value.as_ptr()) }.to_string_lossy().trim().to_string())
+    }
+
     /// Byte offset where the current HDU's data ends, unpadded, from the FITS standard's
     /// size formula `|BITPIX|/8 × GCOUNT × (PCOUNT + NAXIS1 × … × NAXISn)`.
     fn data_end(&self) -> Result<u64, FileError> {
@@ -297,6 +306,15 @@ fn read_with_cfitsio(bytes: &[u8], data: &[u8], settings: &FitsSettings, max_pix
     }
     // Degenerate axes (a Stokes or frequency axis of length 1) multiply to 1 and vanish here.
     let planes: u64 = axes[2..].iter().map(|&a| a as u64).product();
+    // A polarisation axis (CTYPEn = STOKES, as radio cubes have) is not collapsed: peak or
+    // sum of I, Q, U and V would mix intensity with signed polarisation. Its first plane
+    // (I, as radio archives store them) is the one used: `stride` is how many planes apart
+    // its steps are, so plane k lies on it at (k / stride) % length.
+    let stokes: Option<(u64, u64)> = (2..axes.len()).filter(|&j| axes[j] > 1).find_map(|j| {
+        let ctype = f.str_key(&format!("CTYPE{}", j + 1))?;
+        ctype.eq_ignore_ascii_case("STOKES").then(|| (axes[2..j].iter().map(|&a| a as u64).product::<u64>(), axes[j] as u64))
+    });
+    let first_stokes = |k: u64| stokes.is_none_or(|(stride, _)| (k / stride) % stokes.map_or(1, |s| s.1) == 0);
     let npix = (w * h) as usize;
     let mut plane = vec![0f32; npix];
     let mut acc: Vec<f32>;
@@ -313,7 +331,7 @@ fn read_with_cfitsio(bytes: &[u8], data: &[u8], settings: &FitsSettings, max_pix
         CubeMode::Peak | CubeMode::Sum => {
             f.read(0, &mut plane)?;
             acc = plane.clone();
-            for k in 1..planes {
+            for k in (1..planes).filter(|&k| first_stokes(k)) {
                 f.read(k * npix as u64, &mut plane)?;
                 for (a, &v) in acc.iter_mut().zip(&plane) {
                     if v.is_nan() {
