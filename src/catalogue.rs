@@ -297,11 +297,11 @@ impl Catalogue {
 /// Two files whose names make the same id (`a b.png` and `a-b.png`; `星.png` and `月.png`),
 /// or ids that differ only in case (`M51.png`, `m51.png`), are both published. The file that
 /// held the id in the last published site (`held`: the archive path the site's item of
-/// that id came from) keeps it, so a file added later
-/// never takes the URL of a file already there; failing that, the one whose name is its id
-/// as written (only `/` turned into `~`), then the first in path order. The other gets the
-/// id followed by a hash of its name. Two files given the very same id by the catalogue:
-/// the second is skipped and reported naming both.
+/// that id came from) keeps it, so a file added later never takes the URL of a file
+/// already there; failing that, the one whose name is its id as written (only `/` turned
+/// into `~`), then the first in path order. The other gets the id followed by a hash of
+/// its name. Two files given the very same id by the catalogue: the second is skipped and
+/// reported naming both.
 pub fn assign(entries: Vec<ScanEntry>, cat: &Catalogue, held: &dyn Fn(&str) -> Option<String>) -> (Vec<Item>, Vec<Problem>, Vec<Problem>) {
     let mut items = Vec::with_capacity(entries.len());
     let mut skipped = Vec::new();
