@@ -382,3 +382,25 @@ fn a_jpeg_turned_by_its_exif_orientation_is_shown_upright() {
     assert!(r.data[0] > 200.0 && r.data[1] > 200.0, "{:?}", r.data);
     assert!(r.data[2..].iter().all(|&v| v < 60.0), "{:?}", r.data);
 }
+
+#[test]
+fn a_tiff_is_shown_as_its_orientation_tag_says() {
+    let d = tempfile::tempdir().unwrap();
+    // Stored 3 wide and 2 high, bright at its first stored pixel; where that pixel is seen
+    // (as an index into the upright view) for each orientation.
+    let stored: Vec<u8> = vec![250, 10, 10, 10, 10, 10];
+    for (o, (w, h), bright_at) in [(1u16, (3, 2), 0usize), (4, (3, 2), 3), (3, (3, 2), 5), (6, (2, 3), 1), (8, (2, 3), 4)] {
+        let mut bytes = Vec::new();
+        {
+            let mut t = tiff::encoder::TiffEncoder::new(std::io::Cursor::new(&mut bytes)).unwrap();
+            let mut img = t.new_image::<tiff::encoder::colortype::Gray8>(3, 2).unwrap();
+            img.encoder().write_tag(tiff::tags::Tag::Orientation, o).unwrap();
+            img.write_data(&stored).unwrap();
+        }
+        let p = write(&d.path().join(format!("o{o}.tif")), &bytes);
+        let r = dec(&p, &settings()).unwrap();
+        assert_eq!((r.width, r.height), (w, h), "orientation {o}");
+        let at = r.data.iter().position(|&v| v > 200.0).unwrap();
+        assert_eq!(at, bright_at, "orientation {o}: {:?}", r.data);
+    }
+}

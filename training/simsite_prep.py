@@ -25,7 +25,7 @@ import sys
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 SAMPLE_CAP = 1 << 18
 LOG_A = 1000.0
@@ -79,8 +79,15 @@ def decode_fits(path, hdu="auto", cube="peak") -> Raster:
             data[raw == blank] = np.nan
     w, h_ = data.shape[-1], data.shape[-2]
     planes = data.reshape(-1, h_, w)
+    # Peak and sum do not collapse a polarisation axis (CTYPEn = STOKES): only its first
+    # plane (I) is. (numpy's axes run backwards: FITS axis n is numpy axis ndim - n.)
+    if not isinstance(cube, int):
+        for n in range(3, data.ndim + 1):
+            if data.shape[data.ndim - n] > 1 and str(hdr.get(f"CTYPE{n}", "")).strip().upper() == "STOKES":
+                planes = np.take(data, [0], axis=data.ndim - n).reshape(-1, h_, w)
+                break
     if isinstance(cube, int):
-        img = planes[cube]
+        img = planes[cube if planes.shape[0] > 1 else 0]
     elif cube == "peak":
         img = np.fmax.reduce(planes, axis=0)
     else:
@@ -92,7 +99,8 @@ def decode_fits(path, hdu="auto", cube="peak") -> Raster:
 
 
 def decode_raster(path) -> Raster:
-    im = Image.open(path)
+    # A camera's EXIF orientation (or a TIFF's Orientation tag) is applied: shown upright.
+    im = ImageOps.exif_transpose(Image.open(path))
     im.load()
     mode = im.mode
     if mode in ("L", "LA", "1"):

@@ -126,6 +126,8 @@ pub(super) fn decode_tiff(bytes: &[u8], max_pixels: u64) -> Result<Raster, FileE
     let mut limits = Limits::default();
     limits.decoding_buffer_size = ((w as usize).saturating_mul(h as usize)).saturating_mul(samples * 8).max(1 << 20);
     let mut dec = dec.with_limits(limits);
+    // How the stored rows are to be viewed (TIFF's Orientation, EXIF's numbering); absent: 1.
+    let orientation = dec.get_tag_u32(tiff::tags::Tag::Orientation).unwrap_or(1);
     let result = dec.read_image().map_err(err)?;
     let expected = w as usize * h as usize * samples;
     let (data, display_ready) = match &result {
@@ -142,5 +144,38 @@ pub(super) fn decode_tiff(bytes: &[u8], max_pixels: u64) -> Result<Raster, FileE
         R::F64(v) if v.len() >= expected => (planar_from_interleaved(&v[..expected], samples, keep, |x| x as f32), false),
         _ => return Err(FileError::Decode { format: "TIFF", message: "fewer samples than the header declares".into() }),
     };
-    Ok(Raster { width: w as usize, height: h as usize, channels: keep, data, display_ready, reservation })
+    let (data, width, height) = orient(data, w as usize, h as usize, keep, orientation);
+    Ok(Raster { width, height, channels: keep, data, display_ready, reservation })
+}
+
+/// Planar bands of `w` × `h` stored with the TIFF/EXIF orientation `o`, turned to be viewed
+/// upright: (bands, width, height). 1 (or an unknown value) leaves them as they are.
+fn orient(data: Vec<f32>, w: usize, h: usize, channels: usize, o: u32) -> (Vec<f32>, usize, usize) {
+    if !(2..=8).contains(&o) {
+        return (data, w, h);
+    }
+    let (ow, oh) = if o >= 5 { (h, w) } else { (w, h) };
+    // For each pixel of the upright view, the stored pixel it shows.
+    let from = |ox: usize, oy: usize| -> (usize, usize) {
+        match o {
+            2 => (w - 1 - ox, oy),
+            3 => (w - 1 - ox, h - 1 - oy),
+            4 => (ox, h - 1 - oy),
+            5 => (oy, ox),
+            6 => (oy, h - 1 - ox),
+            7 => (w - 1 - oy, h - 1 - ox),
+            _ => (w - 1 - oy, ox),
+        }
+    };
+    let mut out = Vec::with_capacity(data.len());
+    for c in 0..channels {
+        let band = &data[c * w * h..(c + 1) * w * h];
+        for oy in 0..oh {
+            for ox in 0..ow {
+                let (ix, iy) = from(ox, oy);
+                out.push(band[iy * w + ix]);
+            }
+        }
+    }
+    (out, ow, oh)
 }
