@@ -574,9 +574,12 @@ pub fn build(settings: &Settings, ui: &Ui) -> Result<BuildOutcome> {
     // Thumbnails and previews no item uses any more (files gone from the archive, an older
     // stretch or size): the cache would otherwise grow night after night until its disk
     // is full. The served release keeps its own links to those it shows.
-    let used: HashSet<&std::ffi::OsStr> =
-        published.iter().flat_map(|(_, r)| std::iter::once(r.thumb.as_path()).chain(r.preview.as_deref())).filter_map(|p| p.file_name()).collect();
-    report.thumbnails_pruned = ing.thumbs_listed.prune(&settings.cache, |name| used.contains(name));
+    let used: std::collections::HashSet<[u8; 32]> = published
+        .iter()
+        .flat_map(|(_, r)| std::iter::once(r.thumb.as_path()).chain(r.preview.as_deref()))
+        .filter_map(|p| p.file_name().and_then(crate::thumbs::key_of))
+        .collect();
+    report.thumbnails_pruned = ing.thumbs_listed.prune(&settings.cache, &used);
     report.skipped_files.sort();
     report.skipped = report.skipped_files.len();
     report.items = published.len();

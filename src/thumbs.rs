@@ -22,6 +22,12 @@ pub fn cache_key(content: &blake3::Hash, display: &blake3::Hash, ts: &ThumbSetti
     h.finalize()
 }
 
+/// The key a cached file's name (`cache_path`'s last part) stands for, if it is one.
+pub fn key_of(name: &std::ffi::OsStr) -> Option<[u8; 32]> {
+    let hex = name.to_str()?.strip_suffix(".jpg")?;
+    blake3::Hash::from_hex(hex).ok().map(|h| *h.as_bytes())
+}
+
 pub fn cache_path(cache_dir: &Path, key: &blake3::Hash) -> PathBuf {
     let hex = key.to_hex();
     cache_dir.join("thumbs").join(&hex[..2]).join(format!("{hex}.jpg"))
@@ -57,11 +63,10 @@ impl Listing {
                     let Some(dev) = std::fs::symlink_metadata(dir).ok().filter(|m| m.is_dir()).map(|m| m.dev()) else { return found };
                     let Ok(entries) = std::fs::read_dir(dir) else { return found };
                     for e in entries.filter_map(|e| e.ok()) {
-                        let name = e.file_name();
-                        let key = name.to_str().and_then(|n| n.strip_suffix(".jpg")).and_then(|hex| blake3::Hash::from_hex(hex).ok());
+                        let key = key_of(&e.file_name());
                         let kept = e.file_type().is_ok_and(|t| t.is_file()) && (!non_empty || e.metadata().is_ok_and(|m| m.len() > 0));
                         if let Some(key) = key.filter(|_| kept) {
-                            found.push((*key.as_bytes(), FileId { dev, ino: e.ino() }));
+                            found.push((key, FileId { dev, ino: e.ino() }));
                         }
                     }
                     found
@@ -83,18 +88,16 @@ impl Listing {
         self.files.get(key.as_bytes()).copied()
     }
 
-    /// Removes from `cache_dir` the listed files whose name `used` does not claim; the
-    /// number removed. (A file made since the listing is not in it, so never removed.)
-    pub fn prune(&self, cache_dir: &Path, used: impl Fn(&std::ffi::OsStr) -> bool) -> usize {
-        let mut removed = 0;
-        for key in self.files.keys() {
-            let path = cache_path(cache_dir, &blake3::Hash::from_bytes(*key));
-            if !path.file_name().is_some_and(&used) && std::fs::remove_file(&path).is_ok() {
-                removed += 1;
-            }
-        }
-        removed
+    /// Removes from `cache_dir` the listed files whose key is not in `used`; the number
+    /// removed. (A file made since the listing is not in it, so never removed.)
+    pub fn prune(&self, cache_dir: &Path, used: &std::collections::HashSet<[u8; 32]>) -> usize {
+        self.files
+            .keys()
+            .filter(|key| !used.contains(*key))
+            .filter(|key| std::fs::remove_file(cache_path(cache_dir, &blake3::Hash::from_bytes(**key))).is_ok())
+            .count()
     }
+
 }
 
 /// JPEG through `jpeg-encoder`, whose SIMD DCT lifted the embed stage from 0.72 to 0.80 of
