@@ -322,31 +322,35 @@ pub fn assign(entries: Vec<ScanEntry>, cat: &Catalogue, held: &dyn Fn(&str) -> O
     // Per id, the name that keeps it plain, and whether the id is that name as written. Ids
     // that differ only in case collide too: a site copied to a disk or served by a host
     // that ignores case (macOS, Windows, some object stores) would have one folder for both.
-    let mut owner: HashMap<String, (&str, bool)> = HashMap::with_capacity(named.len());
-    let mut claims: HashMap<String, usize> = HashMap::with_capacity(named.len());
-    for (_, name, id) in &named {
+    let keys: Vec<String> = named.iter().map(|(_, _, id)| id.to_ascii_lowercase()).collect();
+    let mut owner: HashMap<&str, (&str, bool)> = HashMap::with_capacity(named.len());
+    let mut claims: HashMap<&str, usize> = HashMap::with_capacity(named.len());
+    for ((_, name, id), key) in named.iter().zip(&keys) {
         let as_written = *id == name.replace('/', "~");
-        let key = id.to_ascii_lowercase();
-        *claims.entry(key.clone()).or_default() += 1;
+        *claims.entry(key).or_default() += 1;
         let keeps = owner.entry(key).or_insert((name, as_written));
         if as_written && !keeps.1 {
             *keeps = (name, true);
         }
     }
     // Where names collide (rare), the file the last site published under its id keeps it.
-    for (key, _) in claims.iter().filter(|(_, &n)| n > 1) {
-        let holder = entries.iter().zip(&named).find(|(e, (_, _, id))| id.eq_ignore_ascii_case(key) && held(id).is_some_and(|p| p == e.rel_str));
-        if let Some((_, (_, name, _))) = holder {
-            owner.insert(key.clone(), (name, true));
+    // The claimants of each colliding key, gathered in one pass.
+    let mut colliding: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (i, key) in keys.iter().enumerate().filter(|(_, k)| claims[k.as_str()] > 1) {
+        colliding.entry(key).or_default().push(i);
+    }
+    for (key, who) in colliding {
+        if let Some(&i) = who.iter().find(|&&i| held(&named[i].2).is_some_and(|p| p == entries[i].rel_str)) {
+            owner.insert(key, (&named[i].1, true));
         }
     }
     let mut seen: HashMap<String, String> = HashMap::with_capacity(entries.len());
-    for (entry, (row, name, plain)) in entries.into_iter().zip(&named) {
+    for ((entry, (row, name, plain)), key) in entries.into_iter().zip(&named).zip(&keys) {
         if let Some((k, _)) = *row {
             used_rows.insert(k);
         }
         let row = row.map(|(_, r)| r);
-        let id = if owner.get(&plain.to_ascii_lowercase()).is_some_and(|o| o.0 == name) { plain.clone() } else { crate::ids::distinct(plain, name) };
+        let id = if owner.get(key.as_str()).is_some_and(|o| o.0 == name) { plain.clone() } else { crate::ids::distinct(plain, name) };
         if let Some(other) = seen.get(&id) {
             skipped.push(Problem {
                 path: entry.rel_str.clone(),
