@@ -571,9 +571,13 @@ pub fn load_previous(dir: &std::path::Path) -> Option<Previous> {
     }
     let coords = bytes.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes"))).collect();
     let settings = std::fs::read_to_string(dir.join("settings")).ok();
-    // Row keys of another length than the ids (a file of another build) would match
-    // nothing by mistake: the map is then not reused (`usable`).
-    let rows = std::fs::read(dir.join("rows.bin")).ok().map(|b| b.chunks(32).map(|c| c.try_into().unwrap_or([0; 32])).collect());
+    // Absent: a cache from before row keys were kept. Of another length than the ids (a
+    // file of another build, a cut one): no previous map, rather than rows matched wrongly.
+    let rows = match std::fs::read(dir.join("rows.bin")) {
+        Ok(b) if b.len() == ids.len() * 32 => Some(b.chunks_exact(32).map(|c| c.try_into().expect("32 bytes")).collect()),
+        Ok(_) => return None,
+        Err(_) => None,
+    };
     Some(Previous { key: key.trim().to_string(), settings, ids, rows, coords })
 }
 

@@ -93,6 +93,9 @@ impl Drop for Release {
     }
 }
 
+/// The changed- and removed-path lists a build leaves in the cache folder (see `commit`).
+const PATH_LISTS: [&str; 2] = ["changed-paths.txt", "removed-paths.txt"];
+
 /// Removes the releases folder and then the lock file of an output never published, if
 /// the releases folder is empty (anything in it is kept, and so is the lock).
 fn remove_unpublished(releases: &Path, lock_path: &Path) {
@@ -929,7 +932,7 @@ impl Release {
             let mut removed_list: BTreeSet<&str> = removed.iter().map(String::as_str).collect();
             let served_id = self.prev.as_ref().and_then(|p| p.file_name()).and_then(|n| n.to_str());
             let left: Vec<String> = served_id
-                .map(|sid| ["changed-paths.txt", "removed-paths.txt"].map(|f| std::fs::read_to_string(pending(f, sid)).unwrap_or_default()).concat())
+                .map(|sid| PATH_LISTS.map(|f| std::fs::read_to_string(pending(f, sid)).unwrap_or_default()).concat())
                 .unwrap_or_default()
                 .lines()
                 .map(String::from)
@@ -944,7 +947,7 @@ impl Release {
                 }
             }
             let list = |v: &BTreeSet<&str>| v.iter().map(|p| format!("{p}\n")).collect::<String>();
-            [("changed-paths.txt", list(&changed_list), "changed"), ("removed-paths.txt", list(&removed_list), "removed")]
+            [(PATH_LISTS[0], list(&changed_list), "changed"), (PATH_LISTS[1], list(&removed_list), "removed")]
         };
         crate::fsutil::drop_beside((put, untouched));
         if let Some(f) = self.flusher.take() {
@@ -982,7 +985,7 @@ impl Release {
         // Now that tonight's lists carry them, pending lists of earlier builds go (those of
         // a release never served too).
         for e in std::fs::read_dir(report_dir).into_iter().flatten().flatten() {
-            if e.file_name().to_str().is_some_and(|n| n.starts_with("changed-paths.txt.next") || n.starts_with("removed-paths.txt.next")) {
+            if e.file_name().to_str().is_some_and(|n| PATH_LISTS.iter().any(|f| n.starts_with(&format!("{f}.next")))) {
                 std::fs::remove_file(e.path()).ok();
             }
         }

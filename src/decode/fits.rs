@@ -314,7 +314,7 @@ fn read_with_cfitsio(bytes: &[u8], data: &[u8], settings: &FitsSettings, max_pix
         let ctype = f.str_key(&format!("CTYPE{}", j + 1))?;
         ctype.eq_ignore_ascii_case("STOKES").then(|| (axes[2..j].iter().map(|&a| a as u64).product::<u64>(), axes[j] as u64))
     });
-    let first_stokes = |k: u64| stokes.is_none_or(|(stride, _)| (k / stride) % stokes.map_or(1, |s| s.1) == 0);
+    let first_stokes = |k: u64| stokes.is_none_or(|(stride, len)| (k / stride) % len == 0);
     let npix = (w * h) as usize;
     let mut plane = vec![0f32; npix];
     let mut acc: Vec<f32>;
