@@ -462,6 +462,12 @@ mod tests {
         }
     }
 
+    /// The preprocessing settings a config with no [preprocess] table gives.
+    fn defaults() -> PreprocessSettings {
+        let o = crate::config::Overrides { archive: Some("/tmp/a".into()), out: Some("/tmp/o".into()), cache: Some("/tmp/c".into()), ..Default::default() };
+        crate::config::resolve(crate::config::RawConfig::default(), None, std::path::Path::new("/tmp"), &o).unwrap().preprocess
+    }
+
     fn raster(width: usize, height: usize, channels: usize, data: Vec<f32>, display_ready: bool) -> Raster {
         Raster { width, height, channels, data, display_ready, reservation: Default::default() }
     }
@@ -470,8 +476,7 @@ mod tests {
     /// 256-entry table: the result must be the general path's, bit for bit.
     #[test]
     fn eight_bit_shortcuts_give_the_general_result() {
-        let o = crate::config::Overrides { archive: Some("/tmp/a".into()), out: Some("/tmp/o".into()), cache: Some("/tmp/c".into()), ..Default::default() };
-        let mut s = crate::config::resolve(crate::config::RawConfig::default(), None, std::path::Path::new("/tmp"), &o).unwrap().preprocess;
+        let mut s = defaults();
         for (w, h, ch) in [(64, 64, 1), (37, 21, 3), (700, 400, 1)] {
             let data: Vec<f32> = (0..w * h * ch).map(|i| ((i * 31 + i / 7) % 256) as f32).collect();
             for stretch in [Stretch::Asinh, Stretch::Linear, Stretch::Log] {
@@ -494,8 +499,7 @@ mod tests {
     /// the limits fall back to the minimum and maximum, and the sources show.
     #[test]
     fn a_sparse_image_keeps_its_sources() {
-        let o = crate::config::Overrides { archive: Some("/tmp/a".into()), out: Some("/tmp/o".into()), cache: Some("/tmp/c".into()), ..Default::default() };
-        let s = crate::config::resolve(crate::config::RawConfig::default(), None, std::path::Path::new("/tmp"), &o).unwrap().preprocess;
+        let s = defaults();
         for display_ready in [false, true] {
             let mut data = vec![0f32; 120 * 100];
             for (i, v) in [(0, 50.0), (1, 40.0), (121, 45.0), (5000, 20.0), (7000, 1.0), (9000, 1.0)] {

@@ -1,7 +1,7 @@
 //! `simsite serve`: the built site over HTTP on loopback, to look at before publishing.
 //! Static files only, as a CDN would serve them: `index.html` for folders (301 to the slashed
-//! URL when the slash is missing), `404.html` with
-//! status 404, single byte ranges (`Range: bytes=a-b`) for the API's binary files.
+//! URL when the slash is missing), `404.html` with status 404, single byte ranges
+//! (`Range: bytes=a-b`) for the API's binary files.
 
 use std::io::{Read, Seek, SeekFrom};
 use std::net::SocketAddr;
