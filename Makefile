@@ -12,6 +12,8 @@ demo: build
 
 test: setup
 	cargo test --release --locked
+	# the benchmarks are not run here, only compiled, so they cannot fall behind the library
+	cargo build --release --locked --benches
 
 build: setup
 	cargo build --release --locked
