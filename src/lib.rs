@@ -35,5 +35,6 @@ pub mod thumbs;
 pub mod ui;
 
 /// Bumped whenever a change makes earlier cache entries or outputs wrong. 2: clip limits
-/// that meet fall back to the minimum and maximum (sparse images were black).
-pub const FORMAT_VERSION: u32 = 2;
+/// that meet fall back to the minimum and maximum (sparse images were black). 3: FITS
+/// planes that float32 rounds flat or overflows are read in double precision.
+pub const FORMAT_VERSION: u32 = 3;

@@ -72,6 +72,42 @@ fn fits_every_bitpix_with_bscale_bzero_and_blank() {
     assert_eq!(dec(&p, &s).unwrap().data, vec![0.0, 65535.0]);
 }
 
+/// Double-precision pixels on a pedestal far above their spread (1e9 + a ramp of 0.0 to
+/// 0.2) keep their detail; float32 alone rounds them all to one value. Values beyond
+/// float32's range are shown too instead of the file being skipped. An ordinary BITPIX -64
+/// image is what float32 makes of it, exactly.
+#[test]
+fn fits_double_precision_on_a_pedestal_or_beyond_float32_keeps_its_detail() {
+    let d = tempfile::tempdir().unwrap();
+    let s = settings();
+    let (w, h) = (20usize, 10usize);
+    let ramp: Vec<f64> = (0..w * h).map(|i| ((i * 37) % (w * h)) as f64 / 1000.0).collect();
+    let cases: [(&str, f64, f64); 3] = [("pedestal.fits", 1e9, 1.0), ("negative-pedestal.fits", -3e12, 1.0), ("huge.fits", 0.0, 1e40)];
+    for (name, pedestal, gain) in cases {
+        let v: Vec<f64> = ramp.iter().map(|r| pedestal + r * gain).collect();
+        let p = fits(d.path(), name, &[Hdu::image(&[w, h], Data::F64(v))]);
+        let r = dec(&p, &s).unwrap_or_else(|e| panic!("{name}: {e}"));
+        // Row 0 of the raster is the file's last row: compare each pixel with its source.
+        let at = |i: usize| r.data[(h - 1 - i / w) * w + i % w];
+        for i in 0..w * h {
+            for j in 0..w * h {
+                if ramp[i] < ramp[j] {
+                    assert!(at(i) < at(j), "{name}: pixels {i} and {j} lost their order: {} vs {}", at(i), at(j));
+                }
+            }
+        }
+        let prepared = simsite::preprocess::prepare(&r, &s, 32).unwrap();
+        let (lo, hi) = prepared.tensor.iter().fold((f32::MAX, f32::MIN), |(a, b), &x| (a.min(x), b.max(x)));
+        assert!(hi - lo > 0.9, "{name}: the tensor spans only {lo}..{hi}");
+    }
+    let v: Vec<f64> = ramp.iter().map(|r| 1000.0 + r * 1e3 + 1e-9).collect();
+    let p = fits(d.path(), "ordinary.fits", &[Hdu::image(&[w, h], Data::F64(v.clone()))]);
+    let r = dec(&p, &s).unwrap();
+    for i in 0..w * h {
+        assert_eq!(r.data[(h - 1 - i / w) * w + i % w], v[i] as f32, "pixel {i}");
+    }
+}
+
 #[test]
 fn fits_nan_and_inf_are_masked_but_the_image_is_used() {
     let d = tempfile::tempdir().unwrap();

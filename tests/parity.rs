@@ -124,6 +124,22 @@ fn a_sparse_image_gives_the_same_tensor_in_python_and_rust() {
     }
 }
 
+/// Double precision on a pedestal far above its spread, and beyond float32's range: both
+/// sides shift and scale it the same way before it becomes float32 (`Wide`, `_float32`).
+#[test]
+fn double_precision_beyond_float32_gives_the_same_tensor_in_python_and_rust() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, pedestal, gain) in [("pedestal.fits", 1e9, 1e-3), ("huge.fits", -2e39, 1e37)] {
+        let v: Vec<f64> = (0..120 * 100).map(|i| pedestal + gain * (((i * 7919) % 1000) as f64 + if i % 120 > 60 { 3000.0 } else { 0.0 })).collect();
+        let path = dir.path().join(name);
+        common::write(&path, &common::fits_bytes(&[common::Hdu::image(&[120, 100], common::Data::F64(v))]));
+        for stretch in ["asinh", "linear", "zscale"] {
+            let d = compare(path.to_str().unwrap(), stretch);
+            assert!(d.max < 1e-5 && d.mean < 1e-6, "{name} {stretch}: max {:.2e}, mean {:.2e}", d.max, d.mean);
+        }
+    }
+}
+
 /// JPEG: Pillow (libjpeg-turbo) and the `image` crate may round the inverse DCT and the
 /// chroma upsampling differently by a grey level; everything after decoding is the same.
 #[test]

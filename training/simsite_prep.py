@@ -64,6 +64,57 @@ def _fits_hdu(hdul, hdu):
     return hdul[hdu]
 
 
+def _sample_stride(npix):
+    return max(npix // 4096, 1)
+
+
+def _spread(s):
+    """1st percentile, median and 99th percentile of a sorted sample, as elements at ranks."""
+    n = s.size - 1
+    return float(s[n // 100]), float(s[n // 2]), float(s[n - n // 100])
+
+
+def _step_above(x):
+    with np.errstate(over="ignore"):
+        return float(np.spacing(abs(np.float32(x))))
+
+
+def _float32(wide, shown):
+    """float32 pixels, as simsite's decoder makes them (src/decode/fits.rs, `Wide`): as they
+    are, unless the plane shown overflows float32 or float32 rounds its detail away (a
+    pedestal far above the spread); then (x - offset) * scale, with the offset the median
+    of a sample and the scale a power of two."""
+    finite = np.isfinite(shown)
+    stride = _sample_stride(shown.size)
+    with np.errstate(over="ignore"):
+        narrow = shown.astype(np.float32)
+    overflow = bool(np.any(np.isinf(narrow) & finite))
+    s = narrow[::stride]
+    s = np.sort(s[np.isfinite(s)])
+    suspect = overflow
+    if s.size:
+        lo, median, hi = _spread(s)
+        suspect = suspect or _step_above(median) > (hi - lo) * 1e-3
+    go_wide = False
+    if suspect:
+        picked = np.sort(shown[finite & (np.arange(shown.size) % stride == 0)])
+        if picked.size:
+            low, offset, high = _spread(picked)
+            go_wide = overflow or (high > low and _step_above(offset) > (high - low) * 1e-3)
+    if not go_wide:
+        with np.errstate(over="ignore"):
+            out = wide.astype(np.float32)
+        out[~np.isfinite(wide)] = np.nan
+        return out
+    reach = max(float(shown[finite].max()) - offset, offset - float(shown[finite].min()))
+    exponent = math.frexp(reach)[1] - 1 if reach > 0 and math.isfinite(reach) else 0
+    scale = 2.0 ** -exponent if reach > 0 and math.isfinite(reach) and not -100 <= exponent <= 100 else 1.0
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = ((wide - offset) * scale).astype(np.float32)
+    out[~np.isfinite(wide)] = np.nan
+    return out
+
+
 def decode_fits(path, hdu="auto", cube="peak") -> Raster:
     from astropy.io import fits
 
@@ -74,10 +125,12 @@ def decode_fits(path, hdu="auto", cube="peak") -> Raster:
         bscale, bzero = float(hdr.get("BSCALE", 1.0)), float(hdr.get("BZERO", 0.0))
         blank = hdr.get("BLANK") if raw.dtype.kind in "iu" else None
         # CFITSIO scales in double precision, then rounds to float.
-        data = (raw.astype(np.float64) * bscale + bzero).astype(np.float32)
+        wide = raw.astype(np.float64) * bscale + bzero
         if blank is not None:
-            data[raw == blank] = np.nan
-    w, h_ = data.shape[-1], data.shape[-2]
+            wide[raw == blank] = np.nan
+    w, h_ = wide.shape[-1], wide.shape[-2]
+    first = wide.reshape(-1, h_ * w)[cube if isinstance(cube, int) and wide.ndim > 2 and wide.size > h_ * w else 0]
+    data = _float32(wide, first)
     planes = data.reshape(-1, h_, w)
     # Peak and sum do not collapse a polarisation axis (CTYPEn = STOKES): only its first
     # plane (I) is. (numpy's axes run backwards: FITS axis n is numpy axis ndim - n.)

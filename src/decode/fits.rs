@@ -20,6 +20,7 @@ use crate::error::FileError;
 const IMAGE_HDU: c_int = sys::IMAGE_HDU as c_int;
 const READONLY: c_int = sys::READONLY as c_int;
 const TFLOAT: c_int = sys::TFLOAT as c_int;
+const TDOUBLE: c_int = sys::TDOUBLE as c_int;
 const MAX_AXES: usize = 9;
 
 fn status_text(status: c_int) -> String {
@@ -151,8 +152,10 @@ impl<'a> MemFits<'a> {
         Ok((start.max(0) as u64).saturating_add(size))
     }
 
-    /// Reads `out.len()` pixels starting at 0-based element `first` of the current HDU.
-    fn read(&self, first: u64, out: &mut [f32]) -> Result<(), FileError> {
+    /// Reads `out.len()` pixels starting at 0-based element `first` of the current HDU as
+    /// float32, NaN where null (BLANK, NaN, inf). `Ok(false)`: a value lies beyond float32's
+    /// range (the rest were read, that one clamped).
+    fn read_narrow(&self, first: u64, out: &mut [f32]) -> Result<bool, FileError> {
         let mut null = f32::NAN;
         let (mut anynul, mut status) = (0, 0);
         unsafe {
@@ -167,8 +170,127 @@ impl<'a> MemFits<'a> {
                 &mut status,
             )
         };
+        if status == sys::NUM_OVERFLOW as c_int || status == sys::OVERFLOW_ERR {
+            return Ok(false);
+        }
+        self.check(status, "reading pixels").map(|()| true)
+    }
+
+    /// As [`Self::read_narrow`], in double precision.
+    fn read_f64(&self, first: u64, out: &mut [f64]) -> Result<(), FileError> {
+        let mut null = f64::NAN;
+        let (mut anynul, mut status) = (0, 0);
+        unsafe {
+            sys::ffgpv(
+                self.fptr,
+                TDOUBLE,
+                first as i64 + 1,
+                out.len() as i64,
+                &mut null as *mut f64 as *mut c_void,
+                out.as_mut_ptr() as *mut c_void,
+                &mut anynul,
+                &mut status,
+            )
+        };
         self.check(status, "reading pixels")
     }
+
+    /// Reads pixels as float32, through `wide` where it is given (see [`Wide`]).
+    fn read(&self, first: u64, out: &mut [f32], wide: Option<Wide>) -> Result<(), FileError> {
+        let Some(w) = wide else {
+            return match self.read_narrow(first, out)? {
+                true => Ok(()),
+                false => Err(FileError::Fits("reading pixels: a value beyond float32's range in a later plane".into())),
+            };
+        };
+        let mut buf = vec![0f64; WIDE_CHUNK.min(out.len())];
+        for (k, chunk) in out.chunks_mut(WIDE_CHUNK).enumerate() {
+            let b = &mut buf[..chunk.len()];
+            self.read_f64(first + (k * WIDE_CHUNK) as u64, b)?;
+            for (o, &x) in chunk.iter_mut().zip(b.iter()) {
+                *o = ((x - w.offset) * w.scale) as f32;
+            }
+        }
+        Ok(())
+    }
+
+    /// The [`Wide`] mapping for the plane of `npix` pixels at element `first`, read in double
+    /// precision, or `None` when float32 keeps its detail after all (`overflow`: float32
+    /// made some of it infinite). Its offset is the median of [`sample_stride`]'s pixels;
+    /// its scale a power of two that brings the largest distance from it between 2^-100
+    /// and 2^100, or 1 when it is there already.
+    fn wide_of(&self, first: u64, npix: usize, overflow: bool) -> Result<Option<Wide>, FileError> {
+        let stride = sample_stride(npix);
+        let mut buf = vec![0f64; WIDE_CHUNK.min(npix)];
+        let (mut picked, mut lo, mut hi) = (Vec::new(), f64::INFINITY, f64::NEG_INFINITY);
+        for start in (0..npix).step_by(WIDE_CHUNK) {
+            let b = &mut buf[..WIDE_CHUNK.min(npix - start)];
+            self.read_f64(first + start as u64, b)?;
+            for (i, &x) in b.iter().enumerate().filter(|(_, x)| x.is_finite()) {
+                if (start + i).is_multiple_of(stride) {
+                    picked.push(x);
+                }
+                (lo, hi) = (lo.min(x), hi.max(x));
+            }
+        }
+        let Some((low, offset, high)) = spread(&mut picked) else {
+            return Ok(None);
+        };
+        if !overflow && !(high > low && step_above(offset) > (high - low) * 1e-3) {
+            return Ok(None);
+        }
+        let reach = (hi - offset).max(offset - lo);
+        // The binary exponent of a normal double, exactly (Python: math.frexp(m)[1] - 1).
+        let exponent = ((reach.to_bits() >> 52) & 0x7ff) as i32 - 1023;
+        let scale = if reach > 0.0 && reach.is_finite() && !(-100..=100).contains(&exponent) { 2f64.powi(-exponent) } else { 1.0 };
+        Ok(Some(Wide { offset, scale }))
+    }
+}
+
+/// Pixels become float32, which keeps every BITPIX's detail as long as the values do not
+/// sit on a pedestal far larger than their spread (a BITPIX -64 or 32-bit image at 1e9 ± 1)
+/// or beyond float32's range (±3.4e38). Such an image is read again in double precision and
+/// mapped to `(x - offset) × scale` before becoming float32: a shift and a positive scale
+/// change no stretch, since every stretch works between percentiles of the pixels.
+/// `training/simsite_prep.py` mirrors this (`_float32`).
+#[derive(Clone, Copy, Debug)]
+struct Wide {
+    offset: f64,
+    scale: f64,
+}
+
+/// Pixels read at once in double precision.
+const WIDE_CHUNK: usize = 1 << 16;
+
+/// Every `sample_stride`-th pixel of a plane (in file order, from the first) forms the sample
+/// that decides whether float32 loses its detail, about 4,096 pixels.
+fn sample_stride(npix: usize) -> usize {
+    (npix / 4096).max(1)
+}
+
+/// The 1st percentile, the median and the 99th percentile of a sample (sorted here), as
+/// the elements at those ranks; `None` for an empty one.
+fn spread<T: Copy + Into<f64>>(s: &mut [T]) -> Option<(f64, f64, f64)> {
+    let n = s.len().checked_sub(1)?;
+    s.sort_unstable_by(|a, b| (*a).into().total_cmp(&(*b).into()));
+    Some((s[n / 100].into(), s[n / 2].into(), s[n - n / 100].into()))
+}
+
+/// The distance from float32's value nearest `x` to the next float32 away from zero.
+fn step_above(x: f64) -> f64 {
+    let a = (x as f32).abs();
+    (f32::from_bits(a.to_bits() + 1) - a) as f64
+}
+
+/// Whether the plane, as float32 gives it, may have lost its detail: it holds a value that
+/// overflowed (CFITSIO makes the file's own infinities NaN), or float32 has fewer than
+/// 1,000 steps between its sample's 1st and 99th percentile (none at all, for a plane
+/// rounded to one value). [`MemFits::wide_of`] decides from the double-precision values.
+fn may_lose_detail(plane: &[f32]) -> (bool, bool) {
+    let overflow = plane.iter().any(|x| x.is_infinite());
+    let mut s: Vec<f32> = plane.iter().step_by(sample_stride(plane.len())).copied().filter(|x| x.is_finite()).collect();
+    let rounded = spread(&mut s).is_some_and(|(lo, median, hi)| step_above(median) > (hi - lo) * 1e-3);
+    (overflow || rounded, overflow)
 }
 
 impl Drop for MemFits<'_> {
@@ -316,35 +438,41 @@ fn read_with_cfitsio(bytes: &[u8], data: &[u8], settings: &FitsSettings, max_pix
     });
     let first_stokes = |k: u64| stokes.is_none_or(|(stride, len)| (k / stride) % len == 0);
     let npix = (w * h) as usize;
-    let mut plane = vec![0f32; npix];
-    let mut acc: Vec<f32>;
-    match settings.cube {
-        // A plane asked of every cube: a 2-D image (one plane) is shown as it is.
+    // The plane shown (`plane`) or the first of those collapsed decides whether float32
+    // keeps the image's detail (see `Wide`).
+    let shown = match settings.cube {
         CubeMode::Plane(p) => {
             let p = if planes == 1 { 0 } else { p };
             if p >= planes {
                 return Err(FileError::NoImage(format!("[fits] plane = {p}, but the cube has {planes} plane(s)")));
             }
-            f.read(p * npix as u64, &mut plane)?;
-            acc = plane;
+            p
         }
-        CubeMode::Peak | CubeMode::Sum => {
-            f.read(0, &mut plane)?;
-            acc = plane.clone();
-            for k in (1..planes).filter(|&k| first_stokes(k)) {
-                f.read(k * npix as u64, &mut plane)?;
-                for (a, &v) in acc.iter_mut().zip(&plane) {
-                    if v.is_nan() {
-                        continue;
-                    }
-                    *a = if a.is_nan() {
-                        v
-                    } else if settings.cube == CubeMode::Peak {
-                        a.max(v)
-                    } else {
-                        *a + v
-                    };
+        CubeMode::Peak | CubeMode::Sum => 0,
+    };
+    let mut plane = vec![0f32; npix];
+    let in_range = f.read_narrow(shown * npix as u64, &mut plane)?;
+    let (suspect, overflow) = may_lose_detail(&plane);
+    let wide = if !in_range || suspect { f.wide_of(shown * npix as u64, npix, overflow || !in_range)? } else { None };
+    if wide.is_some() {
+        f.read(shown * npix as u64, &mut plane, wide)?;
+    }
+    let mut acc = plane;
+    if matches!(settings.cube, CubeMode::Peak | CubeMode::Sum) {
+        let mut plane = vec![0f32; npix];
+        for k in (1..planes).filter(|&k| first_stokes(k)) {
+            f.read(k * npix as u64, &mut plane, wide)?;
+            for (a, &v) in acc.iter_mut().zip(&plane) {
+                if v.is_nan() {
+                    continue;
                 }
+                *a = if a.is_nan() {
+                    v
+                } else if settings.cube == CubeMode::Peak {
+                    a.max(v)
+                } else {
+                    *a + v
+                };
             }
         }
     }
