@@ -571,15 +571,6 @@ pub fn build(settings: &Settings, ui: &Ui) -> Result<BuildOutcome> {
 
     let published: Vec<(&Item, Ingested)> =
         items.iter().zip(ing.done).filter_map(|(it, r)| r.map(|r| (it, r))).collect();
-    // Thumbnails and previews no item uses any more (files gone from the archive, an older
-    // stretch or size): the cache would otherwise grow night after night until its disk
-    // is full. The served release keeps its own links to those it shows.
-    let used: std::collections::HashSet<[u8; 32]> = published
-        .iter()
-        .flat_map(|(_, r)| std::iter::once(r.thumb.as_path()).chain(r.preview.as_deref()))
-        .filter_map(|p| p.file_name().and_then(crate::thumbs::key_of))
-        .collect();
-    report.thumbnails_pruned = ing.thumbs_listed.prune(&settings.cache, &used);
     report.skipped_files.sort();
     report.skipped = report.skipped_files.len();
     report.items = published.len();
@@ -603,6 +594,17 @@ pub fn build(settings: &Settings, ui: &Ui) -> Result<BuildOutcome> {
             report_path.display()
         );
     }
+
+    // Thumbnails and previews no item uses any more (files gone from the archive, an older
+    // stretch or size): the cache would otherwise grow night after night until its disk
+    // is full. The served release keeps its own links to those it shows. Not before the
+    // refusals above: a night the archive is half unmounted must not cost its thumbnails.
+    let used: std::collections::HashSet<[u8; 32]> = published
+        .iter()
+        .flat_map(|(_, r)| std::iter::once(r.thumb.as_path()).chain(r.preview.as_deref()))
+        .filter_map(|p| p.file_name().and_then(crate::thumbs::key_of))
+        .collect();
+    report.thumbnails_pruned = ing.thumbs_listed.prune(&settings.cache, &used);
 
     // Remembered for the next build; a memo that cannot be written only costs reading.
     let remembered = published.iter().filter_map(|(it, r)| r.stamp.map(|st| (it.entry.rel_str.as_str(), st, r.digest)));

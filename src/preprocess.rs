@@ -9,7 +9,8 @@
 //!   one in band, row, column order; `zscale` uses IRAF's algorithm (as astropy has it);
 //! - masked (NaN/inf) pixels are filled with the median of that sample;
 //! - when the limits meet (`hi <= lo`: a sparse image, mostly one value, as X-ray counts),
-//!   they are the sample's minimum and maximum instead;
+//!   they are the minimum and maximum of every finite pixel instead (a sample can miss a
+//!   source of a pixel or two);
 //! - `x = clamp((v - lo) / (hi - lo), 0, 1)` (0 when still `hi <= lo`: a constant image),
 //!   then the stretch;
 //! - grey mode then averages the stretched R, G, B (thumbnails keep colour);
@@ -105,6 +106,11 @@ fn finite_sample(bands: &[&[f32]], cap: usize) -> (Vec<f32>, usize) {
         }
     }
     (out, n)
+}
+
+/// The smallest and largest finite pixel of all bands (at least one is finite).
+fn min_max(bands: &[&[f32]]) -> (f32, f32) {
+    bands.iter().flat_map(|b| b.iter()).filter(|v| v.is_finite()).fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| (a.min(v), b.max(v)))
 }
 
 /// numpy's default (linear) percentile of sorted data.
@@ -327,7 +333,7 @@ pub fn clip_limits(r: &Raster, s: &PreprocessSettings) -> Result<Clip, FileError
         if let Some((counts, n)) = byte_histogram(&bands, SAMPLE_CAP).filter(|(_, n)| *n > 0) {
             let [mut lo, mut hi, fill] = interpolate([s.clip_low, s.clip_high, 50.0], n, |k| rank_in_histogram(&counts, k));
             if hi <= lo {
-                (lo, hi) = (rank_in_histogram(&counts, 0), rank_in_histogram(&counts, n - 1));
+                (lo, hi) = min_max(&bands);
             }
             return Ok(Clip { stretch, lo, hi, fill, finite: r.data.len() });
         }
@@ -343,9 +349,10 @@ pub fn clip_limits(r: &Raster, s: &PreprocessSettings) -> Result<Clip, FileError
         let [lo, hi, fill] = select_percentiles(&mut sample, [s.clip_low, s.clip_high, 50.0]);
         (lo, hi, fill)
     };
-    // Limits that meet would show a sparse image (a few counts on zeros) all black.
+    // Limits that meet would show a sparse image (a few counts on zeros) all black. The
+    // extremes are those of every pixel: a sample would miss a source of a pixel or two.
     if hi <= lo {
-        (lo, hi) = sample.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| (a.min(v), b.max(v)));
+        (lo, hi) = min_max(&bands);
     }
     Ok(Clip { stretch, lo, hi, fill, finite })
 }
@@ -512,6 +519,13 @@ mod tests {
             assert_eq!(b[0][0], 1.0);
             assert!(b[0][5000] > 0.3 && b[0][7000] > 0.0 && b[0][2] == 0.0);
         }
+        // Above the sample cap, a source of one pixel in a column the sample skips (the
+        // stride divides the width) still sets the maximum.
+        let mut data = vec![0f32; 1024 * 1024];
+        data[300 * 1024 + 601] = 50.0;
+        assert_ne!((300 * 1024 + 601) % (1024 * 1024usize).div_ceil(SAMPLE_CAP), 0, "the source must lie outside the sample");
+        let c = clip_limits(&raster(1024, 1024, 1, data, false), &s).unwrap();
+        assert_eq!((c.lo, c.hi), (0.0, 50.0));
         // A constant image has nothing to show: black, as before.
         let flat = raster(8, 8, 1, vec![7.0; 64], false);
         assert!(stretch_bands(&flat, &s).unwrap()[0].iter().all(|&v| v == 0.0));

@@ -122,6 +122,18 @@ fn a_sparse_image_gives_the_same_tensor_in_python_and_rust() {
         let d = compare(path.to_str().unwrap(), stretch);
         assert!(d.max < 1e-6 && d.mean < 1e-7, "sparse {stretch}: max {:.2e}, mean {:.2e}", d.max, d.mean);
     }
+    // Above the sample cap (every 4th pixel of 1024 x 1024, so columns 0, 4, 8…), with its
+    // sources in the columns between: both take the extremes of every pixel.
+    let mut v = vec![0f32; 1024 * 1024];
+    for (r, c) in [(100, 100), (300, 600), (512, 512), (800, 248), (900, 900)] {
+        for (dr, dc) in (0..12).flat_map(|dr| (1..4).map(move |dc| (dr, dc))) {
+            v[(r + dr) * 1024 + c + dc] = if dr % 2 == 0 { 50.0 } else { 30.0 };
+        }
+    }
+    let path = dir.path().join("sparse-large.fits");
+    common::write(&path, &common::fits_bytes(&[common::Hdu::image(&[1024, 1024], common::Data::F32(v))]));
+    let d = compare(path.to_str().unwrap(), "asinh");
+    assert!(d.max < 1e-6 && d.mean < 1e-7, "large sparse: max {:.2e}, mean {:.2e}", d.max, d.mean);
 }
 
 /// Double precision on a pedestal far above its spread, and beyond float32's range: both

@@ -918,12 +918,14 @@ fn a_night_missing_most_of_the_archive_publishes_nothing_unless_told() {
     );
     assert!(err.contains("nothing was published") && err.contains("simsite build --allow-removals"), "{err}");
     assert_eq!(snapshot(&out), served);
-    // Back the next night: the cache kept every embedding, so nothing is embedded again.
+    // Back the next night: the cache kept every embedding and thumbnail, so nothing is
+    // embedded or drawn again.
     take(6, true);
     let (code, _, err) = run(root, &["build"]);
     assert_eq!(code, 0, "{err}");
     let report: Value = serde_json::from_slice(&std::fs::read(root.join("cache/last-build.json")).unwrap()).unwrap();
     assert_eq!(report["embedded"], 0, "{report}");
+    assert_eq!(report["thumbnails_made"], 0, "{report}");
 
     // Really removed: --allow-removals publishes what is left, for that run only.
     take(6, false);

@@ -8,7 +8,8 @@ the same tensor for the same file. The rules:
   bands together; above SAMPLE_CAP finite pixels, of every ceil(n / SAMPLE_CAP)-th one in
   band, row, column order; `zscale` uses IRAF's algorithm (as astropy has it);
 - masked (NaN/inf) pixels are filled with the median of that sample;
-- when the limits meet (hi <= lo: a sparse image), the sample's minimum and maximum instead;
+- when the limits meet (hi <= lo: a sparse image), the minimum and maximum of every finite
+  pixel instead;
 - x = clip((v - lo) / (hi - lo), 0, 1) (0 when still hi <= lo), then the stretch;
 - grey mode averages the stretched R, G, B;
 - resizing is Pillow's BILINEAR (antialiased when shrinking), keeping the aspect ratio;
@@ -243,8 +244,10 @@ def stretch_bands(r: Raster, stretch_name="asinh", stretch_8bit="linear", clip_l
         lo, hi = zscale(sample)
     else:
         lo, hi = (np.float32(np.percentile(sample, p)) for p in (clip_low, clip_high))
-    if hi <= lo:  # a sparse image (a few counts on zeros): its minimum and maximum
-        lo, hi = np.float32(sample.min()), np.float32(sample.max())
+    if hi <= lo:  # a sparse image (a few counts on zeros): the minimum and maximum of
+        # every finite pixel (a sample could miss a source of one or two pixels)
+        finite = r.data[np.isfinite(r.data)]
+        lo, hi = np.float32(finite.min()), np.float32(finite.max())
     fill = np.float32(np.percentile(sample, 50.0))
     bands = np.where(np.isfinite(r.data), r.data, fill).astype(np.float32)
     rng = np.float32(hi) - np.float32(lo)
