@@ -68,8 +68,8 @@ fn fits_every_bitpix_with_bscale_bzero_and_blank() {
     assert!(r.data[2].is_nan(), "BLANK must be masked: {:?}", r.data);
     assert_eq!(r.data[3], 1000.0);
     // Unsigned 16-bit, as cameras write it: BZERO = 32768.
-    let p = fits(d.path(), "u16.fits", &[Hdu::image(&[2, 1], Data::I16(vec![-32768, 32767])).with("BZERO", V::I(32768))]);
-    assert_eq!(dec(&p, &s).unwrap().data, vec![0.0, 65535.0]);
+    let p = fits(d.path(), "u16.fits", &[Hdu::image(&[2, 2], Data::I16(vec![-32768, 32767, -32768, 32767])).with("BZERO", V::I(32768))]);
+    assert_eq!(dec(&p, &s).unwrap().data, vec![0.0, 65535.0, 0.0, 65535.0]);
 }
 
 /// Double-precision pixels on a pedestal far above their spread (1e9 + a ramp of 0.0 to
@@ -134,34 +134,36 @@ fn fits_all_nan_is_refused_with_a_reason() {
 #[test]
 fn fits_cubes_collapse_by_peak_sum_or_plane() {
     let d = tempfile::tempdir().unwrap();
-    // Three 2x1 planes; plane 1 has a NaN that peak and sum skip.
-    let data = vec![1., 5., f32::NAN, 2., 3., 4.];
-    let p = fits(d.path(), "cube.fits", &[Hdu::image(&[2, 1, 3], Data::F32(data))]);
+    // Planes of two identical rows, given as one row each.
+    let rows = |v: &[f32]| -> Vec<f32> { v.chunks(2).flat_map(|r| [r[0], r[1], r[0], r[1]]).collect() };
+    // Three 2x2 planes; plane 1 has NaNs that peak and sum skip.
+    let data = rows(&[1., 5., f32::NAN, 2., 3., 4.]);
+    let p = fits(d.path(), "cube.fits", &[Hdu::image(&[2, 2, 3], Data::F32(data))]);
     let mut s = settings();
-    assert_eq!(dec(&p, &s).unwrap().data, vec![3., 5.]);
+    assert_eq!(dec(&p, &s).unwrap().data, rows(&[3., 5.]));
     s.fits.cube = CubeMode::Sum;
-    assert_eq!(dec(&p, &s).unwrap().data, vec![4., 11.]);
+    assert_eq!(dec(&p, &s).unwrap().data, rows(&[4., 11.]));
     s.fits.cube = CubeMode::Plane(2);
-    assert_eq!(dec(&p, &s).unwrap().data, vec![3., 4.]);
+    assert_eq!(dec(&p, &s).unwrap().data, rows(&[3., 4.]));
     s.fits.cube = CubeMode::Plane(3);
     let e = dec(&p, &s).unwrap_err().to_string();
     assert_eq!(e, "no image data: [fits] plane = 3, but the cube has 3 plane(s)");
     // A radio cube with a polarisation axis (CTYPE4 = STOKES: I, Q, U): only I is collapsed
     // over frequency; Q and U are signed polarisation, not more of the same light.
-    let iqu = vec![1., 2., 3., 1., 9., -9., -9., 9., 8., 8., 8., 8.];
-    let mut radio = Hdu::image(&[2, 1, 2, 3], Data::F32(iqu.clone()));
+    let iqu = rows(&[1., 2., 3., 1., 9., -9., -9., 9., 8., 8., 8., 8.]);
+    let mut radio = Hdu::image(&[2, 2, 2, 3], Data::F32(iqu.clone()));
     radio.extra = vec![("CTYPE3", V::S("FREQ")), ("CTYPE4", V::S("STOKES"))];
     let radio = fits(d.path(), "radio.fits", &[radio]);
     let mut s2 = settings();
-    assert_eq!(dec(&radio, &s2).unwrap().data, vec![3., 2.]);
+    assert_eq!(dec(&radio, &s2).unwrap().data, rows(&[3., 2.]));
     s2.fits.cube = CubeMode::Sum;
-    assert_eq!(dec(&radio, &s2).unwrap().data, vec![4., 3.]);
+    assert_eq!(dec(&radio, &s2).unwrap().data, rows(&[4., 3.]));
     // Without the axis type, every plane is collapsed, as before.
-    let plain = fits(d.path(), "plain4d.fits", &[Hdu::image(&[2, 1, 2, 3], Data::F32(iqu))]);
-    assert_eq!(dec(&plain, &settings()).unwrap().data, vec![9., 9.]);
+    let plain = fits(d.path(), "plain4d.fits", &[Hdu::image(&[2, 2, 2, 3], Data::F32(iqu))]);
+    assert_eq!(dec(&plain, &settings()).unwrap().data, rows(&[9., 9.]));
     // A plane asked of a 2-D image (an archive of cubes and images): the image as it is.
-    let flat = fits(d.path(), "flat.fits", &[Hdu::image(&[2, 1], Data::F32(vec![7., 8.]))]);
-    assert_eq!(dec(&flat, &s).unwrap().data, vec![7., 8.]);
+    let flat = fits(d.path(), "flat.fits", &[Hdu::image(&[2, 2], Data::F32(rows(&[7., 8.])))]);
+    assert_eq!(dec(&flat, &s).unwrap().data, rows(&[7., 8.]));
 }
 
 #[test]
@@ -173,8 +175,44 @@ fn fits_degenerate_axes_are_dropped() {
     assert_eq!((r.width, r.height), (2, 2));
     assert_eq!(r.data, vec![3., 4., 1., 2.]);
     // A cube with a trailing Stokes axis of 1 collapses over its real planes.
-    let p = fits(d.path(), "4d-cube.fits", &[Hdu::image(&[1, 1, 3, 1], Data::F32(vec![1., 7., 2.]))]);
-    assert_eq!(dec(&p, &settings()).unwrap().data, vec![7.]);
+    let p = fits(d.path(), "4d-cube.fits", &[Hdu::image(&[2, 2, 3, 1], Data::F32([1., 7., 2.].iter().flat_map(|&v| [v; 4]).collect()))]);
+    assert_eq!(dec(&p, &settings()).unwrap().data, vec![7.; 4]);
+    // An array with a unit first axis (NAXIS1 = 1, as numpy writes an H x W x 1 array): the
+    // image is in NAXIS2 and NAXIS3.
+    let p = fits(d.path(), "unit-first.fits", &[Hdu::image(&[1, 2, 2], Data::F32(vec![1., 2., 3., 4.]))]);
+    let r = dec(&p, &settings()).unwrap();
+    assert_eq!((r.width, r.height, r.data), (2, 2, vec![3., 4., 1., 2.]));
+}
+
+/// A spectrum stored as an image (NAXIS2 = 1, IRAF's onedspec), or a few orders of one
+/// (3072 x 2, 2000 x 5) is not a picture: skipped with the reason.
+#[test]
+fn fits_spectra_stored_as_images_are_refused() {
+    let d = tempfile::tempdir().unwrap();
+    let s = settings();
+    let line = fits(d.path(), "onedspec.fits", &[Hdu::image(&[3072, 1], Data::F32(vec![1.; 3072]))]);
+    assert_eq!(
+        dec(&line, &s).unwrap_err().to_string(),
+        "no image data: 1 HDU(s), none with a 2-D image: HDU 0 has axes [3072, 1]: one axis longer than 1, a line of values (a spectrum?)"
+    );
+    let mut chosen = settings();
+    chosen.fits.hdu = HduChoice::Index(0);
+    assert_eq!(
+        dec(&line, &chosen).unwrap_err().to_string(),
+        "no image data: HDU 0 has axes [3072, 1]: one axis longer than 1, a line of values (a spectrum?), not a 2-D image"
+    );
+    let orders = fits(d.path(), "orders.fits", &[Hdu::image(&[2000, 5], Data::F32(vec![1.; 10000]))]);
+    assert_eq!(dec(&orders, &s).unwrap_err().to_string(), "no image data: HDU 0 is 2000 x 5 pixels: a strip (a spectrum, or orders of one), not a picture");
+    // A small image is not a strip.
+    let small = fits(d.path(), "small.fits", &[Hdu::image(&[6, 7], Data::F32((0..42).map(|i| i as f32).collect()))]);
+    assert!(dec(&small, &s).is_ok());
+    // In a file whose primary HDU holds a spectrum and an extension an image, the image.
+    let both = fits(
+        d.path(),
+        "both.fits",
+        &[Hdu::image(&[500, 1], Data::F32(vec![1.; 500])), Hdu::image(&[2, 2], Data::F32(vec![1., 2., 3., 4.])).with("EXTNAME", V::S("SCI"))],
+    );
+    assert_eq!(dec(&both, &s).unwrap().data, vec![3., 4., 1., 2.]);
 }
 
 #[test]
@@ -183,16 +221,16 @@ fn fits_image_in_an_extension_found_automatically_or_by_name() {
     let hdus = [
         Hdu::empty(),
         Hdu::table(3).with("EXTNAME", V::S("CAT")),
-        Hdu::image(&[2, 1], Data::F32(vec![1., 2.])).with("EXTNAME", V::S("SCI")),
-        Hdu::image(&[2, 1], Data::F32(vec![9., 9.])).with("EXTNAME", V::S("ERR")),
+        Hdu::image(&[2, 2], Data::F32(vec![1., 2., 1., 2.])).with("EXTNAME", V::S("SCI")),
+        Hdu::image(&[2, 2], Data::F32(vec![9.; 4])).with("EXTNAME", V::S("ERR")),
     ];
     let p = fits(d.path(), "ext.fits", &hdus);
     let mut s = settings();
-    assert_eq!(dec(&p, &s).unwrap().data, vec![1., 2.]);
+    assert_eq!(dec(&p, &s).unwrap().data, vec![1., 2., 1., 2.]);
     s.fits.hdu = HduChoice::Name("ERR".into());
-    assert_eq!(dec(&p, &s).unwrap().data, vec![9., 9.]);
+    assert_eq!(dec(&p, &s).unwrap().data, vec![9.; 4]);
     s.fits.hdu = HduChoice::Index(3);
-    assert_eq!(dec(&p, &s).unwrap().data, vec![9., 9.]);
+    assert_eq!(dec(&p, &s).unwrap().data, vec![9.; 4]);
     s.fits.hdu = HduChoice::Index(1);
     assert_eq!(dec(&p, &s).unwrap_err().to_string(), "no image data: HDU 1 is a table, not an image");
     s.fits.hdu = HduChoice::Name("DQ".into());

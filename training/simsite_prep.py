@@ -52,8 +52,11 @@ def _fits_hdu(hdul, hdu):
     from astropy.io import fits
 
     def is_image(h):
-        return isinstance(h, (fits.PrimaryHDU, fits.ImageHDU, fits.CompImageHDU)) and \
-            h.header.get("NAXIS", 0) >= 2 and h.header.get("NAXIS1", 0) > 0 and h.header.get("NAXIS2", 0) > 0
+        # Two axes longer than 1 once the degenerate ones are dropped, none of length 0.
+        if not isinstance(h, (fits.PrimaryHDU, fits.ImageHDU, fits.CompImageHDU)):
+            return False
+        axes = [int(h.header.get(f"NAXIS{n}", 0)) for n in range(1, int(h.header.get("NAXIS", 0)) + 1)]
+        return all(a > 0 for a in axes) and sum(a > 1 for a in axes) >= 2
 
     if hdu == "auto":
         for h in hdul:
@@ -129,16 +132,26 @@ def decode_fits(path, hdu="auto", cube="peak") -> Raster:
         wide = raw.astype(np.float64) * bscale + bzero
         if blank is not None:
             wide[raw == blank] = np.nan
-    w, h_ = wide.shape[-1], wide.shape[-2]
-    first = wide.reshape(-1, h_ * w)[cube if isinstance(cube, int) and wide.ndim > 2 and wide.size > h_ * w else 0]
+    # Degenerate axes (length 1) are dropped; `real` keeps the 0-based FITS axis numbers.
+    fits_axes = list(reversed(wide.shape))
+    real = [n for n, a in enumerate(fits_axes) if a > 1]
+    if len(real) < 2:
+        raise ValueError(f"axes {fits_axes}: not a 2-D image")
+    lengths = [fits_axes[n] for n in real]
+    w, h_ = lengths[0], lengths[1]
+    if min(w, h_) < 8 and max(w, h_) >= 16 * min(w, h_):
+        raise ValueError(f"{w} x {h_} pixels: a strip (a spectrum, or orders of one), not a picture")
+    wide = wide.reshape(list(reversed(lengths)))
+    first = wide.reshape(-1, h_ * w)[cube if isinstance(cube, int) and wide.size > h_ * w else 0]
     data = _float32(wide, first)
     planes = data.reshape(-1, h_, w)
     # Peak and sum do not collapse a polarisation axis (CTYPEn = STOKES): only its first
-    # plane (I) is. (numpy's axes run backwards: FITS axis n is numpy axis ndim - n.)
+    # plane (I) is. (numpy's axes run backwards: FITS axis j, 0-based, is numpy axis
+    # ndim - 1 - j.)
     if not isinstance(cube, int):
-        for n in range(3, data.ndim + 1):
-            if data.shape[data.ndim - n] > 1 and str(hdr.get(f"CTYPE{n}", "")).strip().upper() == "STOKES":
-                planes = np.take(data, [0], axis=data.ndim - n).reshape(-1, h_, w)
+        for j in range(2, len(real)):
+            if str(hdr.get(f"CTYPE{real[j] + 1}", "")).strip().upper() == "STOKES":
+                planes = np.take(data, [0], axis=data.ndim - 1 - j).reshape(-1, h_, w)
                 break
     if isinstance(cube, int):
         img = planes[cube if planes.shape[0] > 1 else 0]

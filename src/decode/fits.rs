@@ -302,9 +302,24 @@ impl Drop for MemFits<'_> {
     }
 }
 
+/// An image has two axes longer than 1 once the degenerate ones (length 1: a Stokes or
+/// frequency axis of one plane, or a NAXIS1 of 1 from an array with a trailing unit
+/// dimension) are dropped, and none of length 0.
 fn is_image(axes: &[i64]) -> bool {
-    axes.len() >= 2 && axes.iter().all(|&a| a > 0)
+    axes.iter().all(|&a| a > 0) && real_axes(axes).len() >= 2
 }
+
+/// The axes longer than 1, each with its 0-based FITS axis number (CTYPE{n + 1}).
+fn real_axes(axes: &[i64]) -> Vec<(usize, u64)> {
+    axes.iter().enumerate().filter(|(_, &a)| a > 1).map(|(n, &a)| (n, a as u64)).collect()
+}
+
+/// Under this many pixels across and this many times longer than that, an "image" is a
+/// strip: an echelle or long-slit spectrum, or orders of one, not a picture.
+const STRIP_ACROSS: u64 = 8;
+/// What an HDU with one axis longer than 1 holds.
+const LINE: &str = ": one axis longer than 1, a line of values (a spectrum?)";
+const STRIP_RATIO: u64 = 16;
 
 /// Inflates a gzip stream, refusing to produce more than `limit` bytes. Member after member,
 /// as gzip does; what follows the last member and is not one (zeros a tape or a transfer
@@ -377,6 +392,8 @@ fn read_with_cfitsio(bytes: &[u8], data: &[u8], settings: &FitsSettings, max_pix
         HduChoice::Auto => {
             let mut found = None;
             let mut tables = 0;
+            // The first HDU holding a line of values (a spectrum), named if nothing better is found.
+            let mut line = None;
             for i in 0..n {
                 if f.goto(i)? != IMAGE_HDU {
                     tables += 1;
@@ -387,9 +404,18 @@ fn read_with_cfitsio(bytes: &[u8], data: &[u8], settings: &FitsSettings, max_pix
                     found = Some((format!("HDU {i}"), axes));
                     break;
                 }
+                if line.is_none() && real_axes(&axes).len() == 1 {
+                    line = Some(format!("HDU {i} has axes {axes:?}"));
+                }
             }
             match found {
                 Some(x) => x,
+                None if line.is_some() => {
+                    return Err(FileError::NoImage(format!(
+                        "{n} HDU(s), none with a 2-D image: {}{LINE}",
+                        line.unwrap_or_default()
+                    )))
+                }
                 None if tables > 0 => {
                     return Err(FileError::NoImage(format!("{n} HDU(s), only tables and empty images; nothing to show")))
                 }
@@ -412,9 +438,19 @@ fn read_with_cfitsio(bytes: &[u8], data: &[u8], settings: &FitsSettings, max_pix
         }
     };
     if !is_image(&axes) {
-        return Err(FileError::NoImage(format!("{hdu_label} has axes {axes:?}, not a 2-D image")));
+        let what = match real_axes(&axes).len() {
+            1 if axes.iter().all(|&a| a > 0) => LINE,
+            _ => "",
+        };
+        return Err(FileError::NoImage(format!("{hdu_label} has axes {axes:?}{what}, not a 2-D image")));
     }
-    let (w, h) = (axes[0] as u64, axes[1] as u64);
+    let real = real_axes(&axes);
+    let (w, h) = (real[0].1, real[1].1);
+    if w.min(h) < STRIP_ACROSS && w.max(h) >= STRIP_RATIO * w.min(h) {
+        return Err(FileError::NoImage(format!(
+            "{hdu_label} is {w} x {h} pixels: a strip (a spectrum, or orders of one), not a picture"
+        )));
+    }
     // The inflated or padded copy counts too; the caller's bytes are held meanwhile.
     let reservation = admit(w, h, max_pixels, bytes.len() + if std::ptr::eq(data.as_ptr(), bytes.as_ptr()) { 0 } else { data.len() })?;
     // CFITSIO's memory driver does not bounds-check reads past the buffer's end: a file
@@ -426,15 +462,15 @@ fn read_with_cfitsio(bytes: &[u8], data: &[u8], settings: &FitsSettings, max_pix
             message: format!("truncated: the header needs {end} bytes, the file has {file_len}"),
         });
     }
-    // Degenerate axes (a Stokes or frequency axis of length 1) multiply to 1 and vanish here.
-    let planes: u64 = axes[2..].iter().map(|&a| a as u64).product();
+    // Degenerate axes are dropped: they do not change where a pixel lies in the data.
+    let planes: u64 = real[2..].iter().map(|&(_, a)| a).product();
     // A polarisation axis (CTYPEn = STOKES, as radio cubes have) is not collapsed: peak or
     // sum of I, Q, U and V would mix intensity with signed polarisation. Its first plane
     // (I, as radio archives store them) is the one used: `stride` is how many planes apart
     // its steps are, so plane k lies on it at (k / stride) % length.
-    let stokes: Option<(u64, u64)> = (2..axes.len()).filter(|&j| axes[j] > 1).find_map(|j| {
-        let ctype = f.str_key(&format!("CTYPE{}", j + 1))?;
-        ctype.eq_ignore_ascii_case("STOKES").then(|| (axes[2..j].iter().map(|&a| a as u64).product::<u64>(), axes[j] as u64))
+    let stokes: Option<(u64, u64)> = (2..real.len()).find_map(|j| {
+        let ctype = f.str_key(&format!("CTYPE{}", real[j].0 + 1))?;
+        ctype.eq_ignore_ascii_case("STOKES").then(|| (real[2..j].iter().map(|&(_, a)| a).product::<u64>(), real[j].1))
     });
     let first_stokes = |k: u64| stokes.is_none_or(|(stride, len)| (k / stride) % len == 0);
     let npix = (w * h) as usize;
