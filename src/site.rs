@@ -648,7 +648,9 @@ fn page_links(pages: usize, current: usize, base: &str) -> Vec<PageLink> {
 fn sitemap(release: &Release, base: &str, input: &Input) -> Result<()> {
     let mut urls: Vec<String> = ["", "clusters/", "outliers/", "duplicates/"].iter().map(|p| format!("{base}{p}")).collect();
     urls.extend(input.items.iter().map(|it| format!("{base}items/{}/", it.id)));
-    let esc = |s: &str| s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
+    // base-url comes percent-encoded from the config; ids are URL-safe. The five characters
+    // the sitemap protocol wants as entities:
+    let esc = |s: &str| s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('\'', "&apos;").replace('"', "&quot;");
     let file = |urls: &[String]| {
         let mut x = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<urlset xmlns=\"http://www.sitemaps.org/schemas/sitemap/0.9\">\n");
         for u in urls {
