@@ -904,6 +904,21 @@ pub fn resolve(
         if let Some(c) = base_url.chars().find(|c| c.is_whitespace() || c.is_control() || "\"'<>`\\{}|^".contains(*c)) {
             return Err(invalid(&path, "site.base-url", format!("`{base_url}` holds {c:?}, which a URL cannot hold; percent-encode it (e.g. %20 for a space)")));
         }
+        // Pages' links are the path followed by the site's own paths: a query or fragment
+        // would come before them (`/a/?x=1/static/site.css`).
+        if let Some(i) = base_url.find(['?', '#']) {
+            let what = if base_url[i..].starts_with('?') { "a query" } else { "a fragment" };
+            return Err(invalid(&path, "site.base-url", format!("`{base_url}` holds {what} (`{}`), which the site's links would follow; give the folder the site is served from, without it: `{}`", &base_url[i..], &base_url[..i])));
+        }
+        let (scheme, rest) = base_url.split_once("://").unwrap_or_default();
+        let (host, folder) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+        if !host.is_ascii() {
+            return Err(invalid(&path, "site.base-url", format!("`{base_url}` names the host `{host}`, which is not ASCII; write it as its IDNA (punycode) form, `xn--…`")));
+        }
+        // sitemap.xml wants URLs as RFC 3986 writes them: the path's other characters as
+        // their UTF-8 bytes, percent-encoded.
+        let folder: String = folder.bytes().map(|b| if b.is_ascii() { (b as char).to_string() } else { format!("%{b:02X}") }).collect();
+        base_url = format!("{scheme}://{host}{folder}");
         if !base_url.ends_with('/') {
             base_url.push('/');
         }
@@ -993,5 +1008,22 @@ mod tests {
         c.fits.cube = CubeMode::Plane(2);
         assert_ne!(a.digest(), c.digest());
         assert_eq!(a.digest(), a.clone().digest());
+    }
+
+    #[test]
+    fn base_url_is_a_folder_with_its_path_percent_encoded() {
+        let base = |url: &str| resolve_text(&format!("[archive]\nroot = \"a\"\n[site]\nbase-url = \"{url}\"\n")).map(|s| s.site.base_url);
+        assert_eq!(base("https://archive.example.org/sim").unwrap(), "https://archive.example.org/sim/");
+        assert_eq!(base("https://archive.example.org").unwrap(), "https://archive.example.org/");
+        // Regression: non-ASCII went into sitemap.xml's <loc> as it was written.
+        assert_eq!(base("https://archive.example.org/ünï/").unwrap(), "https://archive.example.org/%C3%BCn%C3%AF/");
+        assert_eq!(base("http://h:8080/a%20b/").unwrap(), "http://h:8080/a%20b/", "what is encoded stays");
+        // Regression: a query or fragment was accepted, and pages linked to `/x/?q=1/static/…`.
+        let e = base("https://archive.example.org/surveys/simsite/?x=1").unwrap_err().to_string();
+        assert!(e.contains("key `site.base-url`: `https://archive.example.org/surveys/simsite/?x=1` holds a query (`?x=1`), which the site's links would follow; give the folder the site is served from, without it: `https://archive.example.org/surveys/simsite/`"), "{e}");
+        let e = base("https://archive.example.org/s/#top").unwrap_err().to_string();
+        assert!(e.contains("holds a fragment (`#top`)"), "{e}");
+        let e = base("https://bücher.example/").unwrap_err().to_string();
+        assert!(e.contains("names the host `bücher.example`, which is not ASCII; write it as its IDNA (punycode) form"), "{e}");
     }
 }

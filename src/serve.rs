@@ -1,7 +1,8 @@
 //! `simsite serve`: the built site over HTTP on loopback, to look at before publishing.
 //! Static files only, as a CDN would serve them: `index.html` for folders (301 to the slashed
 //! URL when the slash is missing), `404.html` with status 404, single byte ranges
-//! (`Range: bytes=a-b`) for the API's binary files.
+//! (`Range: bytes=a-b`) for the API's binary files, always with a `Content-Length` (remote
+//! range readers cannot seek a chunked reply).
 
 use std::io::{Read, Seek, SeekFrom};
 use std::net::SocketAddr;
@@ -30,13 +31,15 @@ pub enum Target {
     /// A file of the site.
     File(PathBuf),
     /// A folder named without its final `/` (`/items/m51`): where to send the client
-    /// instead (`/items/m51/`, the query kept), as CDNs and web servers do, so the page's
-    /// relative links resolve from the folder.
+    /// instead, relative to the URL asked (`m51/`, the query kept), as CDNs and web servers
+    /// do, so the page's relative links resolve from the folder. Relative, so that it still
+    /// holds behind a reverse proxy that serves the site under a path.
     Folder(String),
 }
 
 /// What a URL path names inside `root` (for a folder, its `index.html`), or None (outside
-/// the site, or missing).
+/// the site, missing, or a file named with a final `/`, as a CDN answers: its relative links
+/// would resolve from a folder that is not there).
 pub fn target(root: &Path, url: &str) -> Option<Target> {
     let (path, query) = match url.find(['?', '#']) {
         Some(i) => url.split_at(i),
@@ -58,9 +61,16 @@ pub fn target(root: &Path, url: &str) -> Option<Target> {
     // Symbolic links inside the release could point anywhere: serve only what stays inside.
     let real = p.canonicalize().ok()?;
     let real = real.starts_with(root.canonicalize().ok()?).then_some(real).filter(|r| r.is_file())?;
+    if !folder && path.ends_with('/') {
+        return None;
+    }
     if folder && !path.ends_with('/') {
         let query = query.split('#').next().unwrap_or("");
-        return Some(Target::Folder(format!("{path}/{query}")));
+        // The last segment (never empty here); `./` before it when it holds a `:`, which
+        // would otherwise read as a URL scheme.
+        let last = path.rsplit('/').next().unwrap_or("");
+        let dot = if last.contains(':') { "./" } else { "" };
+        return Some(Target::Folder(format!("{dot}{last}/{query}")));
     }
     Some(Target::File(real))
 }
@@ -83,22 +93,55 @@ fn percent_decode(s: &str) -> Option<String> {
     (!s.contains('\0')).then_some(s)
 }
 
-/// `bytes=a-b`, `bytes=a-` or `bytes=-n` against a file of `len` bytes: (start, end inclusive).
-fn byte_range(header: &str, len: u64) -> Option<(u64, u64)> {
-    let spec = header.trim().strip_prefix("bytes=")?;
-    if spec.contains(',') || len == 0 {
-        return None;
-    }
-    let (a, b) = spec.split_once('-')?;
-    let (start, end) = match (a.trim(), b.trim()) {
-        ("", n) => {
-            let n: u64 = n.parse().ok()?;
-            (len.saturating_sub(n), len - 1)
-        }
-        (a, "") => (a.parse().ok()?, len - 1),
-        (a, b) => (a.parse().ok()?, b.parse::<u64>().ok()?.min(len - 1)),
+/// What a `Range` header asks of a file (RFC 9110 §14.2).
+#[derive(Debug, PartialEq)]
+enum Ranged {
+    /// The whole file, with 200: a header the server ignores (another unit, a malformed
+    /// range, several ranges, which this server does not serve).
+    Whole,
+    /// Bytes `start..=end`, with 206.
+    Part(u64, u64),
+    /// A valid single range that lies past the end of the file: 416.
+    Unsatisfiable,
+}
+
+/// `bytes=a-b`, `bytes=a-` or `bytes=-n` against a file of `len` bytes. A last byte past the
+/// end, however large, means the end.
+fn byte_range(header: &str, len: u64) -> Ranged {
+    // Digits only (`parse` would take `+5`); too many for a u64 saturate.
+    let number = |s: &str| -> Option<u64> {
+        let s = s.trim();
+        (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())).then(|| s.parse().unwrap_or(u64::MAX))
     };
-    (start <= end && start < len).then_some((start, end))
+    let Some((unit, spec)) = header.split_once('=') else { return Ranged::Whole };
+    if !unit.trim().eq_ignore_ascii_case("bytes") || spec.contains(',') {
+        return Ranged::Whole;
+    }
+    let Some((a, b)) = spec.split_once('-') else { return Ranged::Whole };
+    match (a.trim(), b.trim()) {
+        ("", n) => match number(n) {
+            None => Ranged::Whole,
+            Some(0) => Ranged::Unsatisfiable,
+            // A file of no bytes has no range to send: all of it (nothing) with 200.
+            Some(_) if len == 0 => Ranged::Whole,
+            Some(n) => Ranged::Part(len.saturating_sub(n), len - 1),
+        },
+        (a, b) => {
+            let Some(start) = number(a) else { return Ranged::Whole };
+            let end = if b.is_empty() { Some(u64::MAX) } else { number(b) };
+            match end {
+                Some(end) if end < start => Ranged::Whole,
+                None => Ranged::Whole,
+                Some(_) if start >= len => Ranged::Unsatisfiable,
+                Some(end) => Ranged::Part(start, end.min(len - 1)),
+            }
+        }
+    }
+}
+
+/// A file's modification time as an HTTP-date (`Last-Modified`).
+fn http_date(t: std::time::SystemTime) -> String {
+    chrono::DateTime::<chrono::Utc>::from(t).format("%a, %d %b %Y %H:%M:%S GMT").to_string()
 }
 
 /// Serves `root` on `addr` until killed.
@@ -114,7 +157,9 @@ pub fn serve(root: &Path, addr: SocketAddr, on_ready: impl FnOnce(SocketAddr)) -
         // output folder is a link switched atomically by each build: resolved per request.
         let root = root.to_path_buf();
         let spawned = std::thread::Builder::new().spawn(move || {
-            let response = respond(&root, &request);
+            // Always a Content-Length, never chunked (tiny_http chunks from 32 KiB by default):
+            // remote range readers (fsspec, pyarrow over HTTP) need the length to seek.
+            let response = respond(&root, &request).with_chunked_threshold(usize::MAX);
             request.respond(response).ok();
         });
         // Out of threads: this request is dropped (its connection closed), the server goes on.
@@ -143,24 +188,40 @@ fn respond(root: &Path, request: &tiny_http::Request) -> tiny_http::ResponseBox 
     let Ok(mut file) = std::fs::File::open(&path) else {
         return tiny_http::Response::from_string("cannot read").with_status_code(500).boxed();
     };
-    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
-    let ctype = header("Content-Type", content_type(&path));
-    let range = request.headers().iter().find(|h| h.field.equiv("Range")).map(|h| h.value.as_str().to_string());
-    if let Some(r) = range {
-        let Some((start, end)) = byte_range(&r, len) else {
-            return tiny_http::Response::from_string("").with_status_code(416).with_header(header("Content-Range", &format!("bytes */{len}"))).boxed();
-        };
-        let mut buf = vec![0u8; (end - start + 1) as usize];
-        if file.seek(SeekFrom::Start(start)).and_then(|_| file.read_exact(&mut buf)).is_err() {
-            return tiny_http::Response::from_string("cannot read").with_status_code(500).boxed();
-        }
-        return tiny_http::Response::from_data(buf)
-            .with_status_code(206)
-            .with_header(ctype)
-            .with_header(header("Content-Range", &format!("bytes {start}-{end}/{len}")))
-            .boxed();
+    let Ok(meta) = file.metadata() else {
+        return tiny_http::Response::from_string("cannot read").with_status_code(500).boxed();
+    };
+    let len = meta.len();
+    let mut headers = vec![header("Content-Type", content_type(&path)), header("Accept-Ranges", "bytes")];
+    // The modification time is the only validator: a release switched in between two
+    // requests of a resumed download has other times for the files it changed.
+    let modified = meta.modified().ok();
+    let last_modified = modified.map(http_date);
+    if let Some(date) = &last_modified {
+        headers.push(header("Last-Modified", date));
     }
-    tiny_http::Response::new(200.into(), vec![ctype, header("Accept-Ranges", "bytes")], file, Some(len as usize), None).boxed()
+    let request_header = |name: &'static str| request.headers().iter().find(|h| h.field.equiv(name)).map(|h| h.value.as_str().to_string());
+    // `If-Range` with another validator, or with a date that is not strong (the file changed
+    // within the last second, so another change could share the date), asks for the whole
+    // file (RFC 9110 §13.1.5).
+    let strong = modified.and_then(|m| m.elapsed().ok()).is_some_and(|age| age.as_secs() >= 1);
+    let if_range_holds = request_header("If-Range").is_none_or(|v| strong && Some(v.trim()) == last_modified.as_deref());
+    let ranged = match request_header("Range") {
+        Some(r) if if_range_holds => byte_range(&r, len),
+        _ => Ranged::Whole,
+    };
+    match ranged {
+        Ranged::Whole => tiny_http::Response::new(200.into(), headers, file, Some(len as usize), None).boxed(),
+        Ranged::Unsatisfiable => tiny_http::Response::from_string("").with_status_code(416).with_header(header("Content-Range", &format!("bytes */{len}"))).boxed(),
+        Ranged::Part(start, end) => {
+            if file.seek(SeekFrom::Start(start)).is_err() {
+                return tiny_http::Response::from_string("cannot read").with_status_code(500).boxed();
+            }
+            let n = end - start + 1;
+            headers.push(header("Content-Range", &format!("bytes {start}-{end}/{len}")));
+            tiny_http::Response::new(206.into(), headers, file.take(n), Some(n as usize), None).boxed()
+        }
+    }
 }
 
 #[cfg(test)]
@@ -169,12 +230,27 @@ mod tests {
 
     #[test]
     fn ranges() {
-        assert_eq!(byte_range("bytes=0-9", 100), Some((0, 9)));
-        assert_eq!(byte_range("bytes=90-", 100), Some((90, 99)));
-        assert_eq!(byte_range("bytes=-10", 100), Some((90, 99)));
-        assert_eq!(byte_range("bytes=95-200", 100), Some((95, 99)));
-        assert_eq!(byte_range("bytes=100-", 100), None);
-        assert_eq!(byte_range("bytes=0-1,4-5", 100), None);
+        use Ranged::*;
+        assert_eq!(byte_range("bytes=0-9", 100), Part(0, 9));
+        assert_eq!(byte_range("bytes=90-", 100), Part(90, 99));
+        assert_eq!(byte_range("bytes=-10", 100), Part(90, 99));
+        assert_eq!(byte_range("bytes=-1000", 100), Part(0, 99));
+        assert_eq!(byte_range("bytes=95-200", 100), Part(95, 99));
+        assert_eq!(byte_range("Bytes=1-2", 100), Part(1, 2), "the unit is case-insensitive");
+        // Regression: a last byte past the end, even one no u64 holds, is the end (was 416).
+        assert_eq!(byte_range("bytes=0-18446744073709551616", 100), Part(0, 99));
+        // Only a valid single range past the end is unsatisfiable.
+        assert_eq!(byte_range("bytes=100-", 100), Unsatisfiable);
+        assert_eq!(byte_range("bytes=100-200", 100), Unsatisfiable);
+        assert_eq!(byte_range("bytes=18446744073709551616-", 100), Unsatisfiable);
+        assert_eq!(byte_range("bytes=-0", 100), Unsatisfiable);
+        // Regression: what the server ignores gives the whole file (was 416): several
+        // ranges, malformed ones, another unit.
+        for ignored in ["bytes=0-0,8-15", "bytes=0-1,4-5", "bytes=10-5", "bytes=abc", "bytes=-", "bytes=+1-2", "bytes=1-+2", "bytes 0-5", "items=0-5", ""] {
+            assert_eq!(byte_range(ignored, 100), Whole, "{ignored}");
+        }
+        assert_eq!(byte_range("bytes=-5", 0), Whole);
+        assert_eq!(byte_range("bytes=0-5", 0), Unsatisfiable);
     }
 
     fn resolve(root: &Path, url: &str) -> Option<PathBuf> {
@@ -198,9 +274,133 @@ mod tests {
         assert_eq!(resolve(root, "/items/%2e%2e/%2e%2e/x"), None);
         assert_eq!(resolve(root, "/missing.html"), None);
         assert_eq!(resolve(root, "/a%00b"), None);
-        // A folder named without its final slash: sent to the slashed URL, query kept.
-        assert_eq!(target(root, "/items/a"), Some(Target::Folder("/items/a/".into())));
-        assert_eq!(target(root, "/items/%61?q=1#x"), Some(Target::Folder("/items/%61/?q=1".into())));
+        // A folder named without its final slash: sent to the slashed URL, query kept, by a
+        // relative Location (regression: it was root-absolute, `/items/a/`, which leaves a
+        // site served under a path by a reverse proxy).
+        assert_eq!(target(root, "/items/a"), Some(Target::Folder("a/".into())));
+        assert_eq!(target(root, "/items/%61?q=1#x"), Some(Target::Folder("%61/?q=1".into())));
         assert_eq!(target(root, "/items"), None, "a folder without index.html is not found");
+        std::fs::create_dir_all(dir.path().join("x:y")).unwrap();
+        std::fs::write(dir.path().join("x:y/index.html"), "c").unwrap();
+        assert_eq!(target(root, "/x:y"), Some(Target::Folder("./x:y/".into())), "not read as a scheme");
+        // Regression: a file named with a final slash is not found, as on a CDN (it was
+        // served, and its relative links then resolved from a folder that is not there).
+        assert_eq!(target(root, "/items/a/index.html/"), None);
+        assert_eq!(target(root, "/index.html/?x=1"), None);
+        assert!(resolve(root, "/items/a/index.html").is_some());
+    }
+
+    /// A reply: status, headers (names lower-cased), body.
+    type Reply = (u16, Vec<(String, String)>, Vec<u8>);
+
+    /// `simsite serve` on `root`, on a free loopback port, in a thread left running.
+    fn started(root: &Path) -> SocketAddr {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let root = root.to_path_buf();
+        std::thread::spawn(move || serve(&root, "127.0.0.1:0".parse().unwrap(), |a| tx.send(a).unwrap()));
+        rx.recv().unwrap()
+    }
+
+    fn ask(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)]) -> Reply {
+        use std::io::Write;
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        let extra: String = headers.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect();
+        write!(s, "{method} {path} HTTP/1.1\r\nHost: x\r\n{extra}Connection: close\r\n\r\n").unwrap();
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf).unwrap();
+        let split = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+        let head = String::from_utf8(buf[..split].to_vec()).unwrap();
+        let mut lines = head.split("\r\n");
+        let status = lines.next().unwrap()[9..12].parse().unwrap();
+        let headers = lines.filter_map(|l| l.split_once(':')).map(|(k, v)| (k.to_ascii_lowercase(), v.trim().to_string())).collect();
+        (status, headers, buf[split + 4..].to_vec())
+    }
+
+    fn field<'a>(reply: &'a Reply, name: &str) -> Option<&'a str> {
+        reply.1.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
+    /// A site with `index.html` and a 100 KB binary file, its mtime two seconds back (a
+    /// strong validator).
+    fn site() -> (tempfile::TempDir, Vec<u8>) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("index.html"), "i").unwrap();
+        let big: Vec<u8> = (0..100_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        std::fs::write(dir.path().join("big.bin"), &big).unwrap();
+        let f = std::fs::File::options().write(true).open(dir.path().join("big.bin")).unwrap();
+        f.set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(2)).unwrap();
+        (dir, big)
+    }
+
+    #[test]
+    fn large_files_and_ranges_have_a_content_length_never_chunks() {
+        // Regression: from 32 KiB tiny_http chunked the reply and sent no Content-Length,
+        // and remote range readers (fsspec, pyarrow) could not seek the file.
+        let (dir, big) = site();
+        let addr = started(dir.path());
+        for method in ["GET", "HEAD"] {
+            let whole = ask(addr, method, "/big.bin", &[]);
+            assert_eq!(whole.0, 200);
+            assert_eq!(field(&whole, "content-length"), Some("100000"), "{method}: {:?}", whole.1);
+            assert_eq!(field(&whole, "transfer-encoding"), None, "{method}");
+            assert_eq!(field(&whole, "accept-ranges"), Some("bytes"));
+            assert_eq!(whole.2, if method == "GET" { big.clone() } else { vec![] });
+            let part = ask(addr, method, "/big.bin", &[("Range", "bytes=1000-80999")]);
+            assert_eq!(part.0, 206);
+            assert_eq!(field(&part, "content-length"), Some("80000"), "{method}: {:?}", part.1);
+            assert_eq!(field(&part, "content-range"), Some("bytes 1000-80999/100000"));
+            assert_eq!(field(&part, "transfer-encoding"), None, "{method}");
+            assert_eq!(part.2, if method == "GET" { big[1000..81000].to_vec() } else { vec![] });
+        }
+    }
+
+    #[test]
+    fn ranges_the_server_ignores_give_the_whole_file() {
+        let (dir, big) = site();
+        let addr = started(dir.path());
+        // Regression: each of these was answered 416.
+        for ignored in ["bytes=0-0,8-15", "bytes=10-5", "bytes=abc", "items=0-5"] {
+            let r = ask(addr, "GET", "/big.bin", &[("Range", ignored)]);
+            assert_eq!((r.0, r.2.len()), (200, big.len()), "{ignored}");
+        }
+        let r = ask(addr, "GET", "/big.bin", &[("Range", "bytes=0-18446744073709551616")]);
+        assert_eq!(r.0, 206);
+        assert_eq!(field(&r, "content-range"), Some("bytes 0-99999/100000"));
+        assert_eq!(r.2, big);
+        let r = ask(addr, "GET", "/big.bin", &[("Range", "bytes=100000-")]);
+        assert_eq!(r.0, 416);
+        assert_eq!(field(&r, "content-range"), Some("bytes */100000"));
+    }
+
+    #[test]
+    fn if_range_is_honoured_only_with_the_files_own_date() {
+        // Regression: If-Range was ignored, so a download resumed across a release switch
+        // could splice the two releases' bytes.
+        let (dir, big) = site();
+        let addr = started(dir.path());
+        let date = field(&ask(addr, "HEAD", "/big.bin", &[]), "last-modified").unwrap().to_string();
+        let same = ask(addr, "GET", "/big.bin", &[("Range", "bytes=10-19"), ("If-Range", &date)]);
+        assert_eq!((same.0, same.2.as_slice()), (206, &big[10..20]));
+        for other in ["Mon, 01 Jan 2001 00:00:00 GMT", "\"an-etag\"", "W/\"x\""] {
+            let r = ask(addr, "GET", "/big.bin", &[("Range", "bytes=10-19"), ("If-Range", other)]);
+            assert_eq!((r.0, r.2.len()), (200, big.len()), "{other}");
+        }
+        // A file changed within the last second has no strong date: the whole file.
+        std::fs::write(dir.path().join("new.bin"), &big).unwrap();
+        let date = field(&ask(addr, "HEAD", "/new.bin", &[]), "last-modified").unwrap().to_string();
+        let r = ask(addr, "GET", "/new.bin", &[("Range", "bytes=10-19"), ("If-Range", &date)]);
+        assert_eq!(r.0, 200);
+    }
+
+    #[test]
+    fn a_folder_without_its_slash_is_redirected_relatively() {
+        let (dir, _) = site();
+        std::fs::create_dir_all(dir.path().join("items/m51")).unwrap();
+        std::fs::write(dir.path().join("items/m51/index.html"), "m").unwrap();
+        let addr = started(dir.path());
+        let r = ask(addr, "GET", "/items/m51?q=1", &[]);
+        assert_eq!((r.0, field(&r, "location")), (301, Some("m51/?q=1")));
+        assert_eq!(ask(addr, "GET", "/items/m51/index.html/", &[]).0, 404);
+        assert_eq!(ask(addr, "GET", "/big.bin/", &[]).0, 404);
     }
 }

@@ -36,8 +36,11 @@ const ATLAS_COLS: u32 = 16;
 const NAMES_CHUNK: usize = 65_536;
 /// Catalogue columns offered as map colourings when the config names none.
 const COLOUR_COLUMNS: usize = 8;
-/// Category labels kept per colouring; rarer values show as "other".
+/// Category labels kept per colouring: past it, the rarer values share one label, "other".
 const MAX_LABELS: usize = 256;
+/// A text value longer than this (in characters) is free text rather than a category: its
+/// column is left out of the default colourings, and its label is cut to this length.
+const LONG_LABEL: usize = 64;
 /// Items per gallery page.
 const PAGE: usize = 500;
 /// URLs per sitemap file (the protocol's limit is 50,000).
@@ -400,7 +403,7 @@ pub fn render(release: &Release, settings: &Settings, input: &Input, ui: &crate:
         let mut out = Rendered::default();
         let t = std::time::Instant::now();
         if let Some(m) = &input.model {
-            map_files(release, settings, input, m, &mut out)?;
+            map_files(release, settings, input, m, ui, &mut out)?;
             ui.info(format!("map: {} tiles ({} atlases made, {} thumbnails decoded)", out.tiles, out.atlases_made, out.thumbnails_decoded));
         }
         out.parts.push(("map".into(), t.elapsed().as_secs_f64()));
@@ -648,7 +651,9 @@ fn page_links(pages: usize, current: usize, base: &str) -> Vec<PageLink> {
 fn sitemap(release: &Release, base: &str, input: &Input) -> Result<()> {
     let mut urls: Vec<String> = ["", "clusters/", "outliers/", "duplicates/"].iter().map(|p| format!("{base}{p}")).collect();
     urls.extend(input.items.iter().map(|it| format!("{base}items/{}/", it.id)));
-    let esc = |s: &str| s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
+    // base-url comes percent-encoded from the config; ids are URL-safe. The five characters
+    // the sitemap protocol wants as entities:
+    let esc = |s: &str| s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('\'', "&apos;").replace('"', "&quot;");
     let file = |urls: &[String]| {
         let mut x = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<urlset xmlns=\"http://www.sitemaps.org/schemas/sitemap/0.9\">\n");
         for u in urls {
@@ -752,7 +757,7 @@ fn u16s(v: &[u16]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
 
-fn map_files(release: &Release, settings: &Settings, input: &Input, m: &Model, out: &mut Rendered) -> Result<()> {
+fn map_files(release: &Release, settings: &Settings, input: &Input, m: &Model, ui: &crate::ui::Ui, out: &mut Rendered) -> Result<()> {
     let n = input.items.len();
     let xy = m.xy;
     let b = crate::api::bounds(xy);
@@ -792,23 +797,11 @@ fn map_files(release: &Release, settings: &Settings, input: &Input, m: &Model, o
     let outliers: Vec<u16> = order.iter().map(|&i| q(-(m.st.outlier_rank[i as usize] as f32), -(n as f32), -1.0).min(65534)).collect();
     release.put("map/colour-strangeness.u16", &u16s(&outliers))?;
     colour_by.push(ColourJson { name: "strangeness (rank, 1 = strangest)".into(), kind: "number", file: "map/colour-strangeness.u16".into(), labels: None, min: Some(n as f64), max: Some(1.0) });
-    for (c, column) in catalogue_columns(settings, input).into_iter().enumerate() {
-        let values: Vec<Option<&str>> =
-            order.iter().map(|&i| input.items[i as usize].meta.iter().find(|(k, _)| *k == column).map(|(_, v)| v.trim()).filter(|v| !v.is_empty())).collect();
+    for (c, column) in catalogue_columns(settings, input, ui).into_iter().enumerate() {
+        let values: Vec<Option<&str>> = order.iter().map(|&i| meta_value(input.items[i as usize], &column)).collect();
         let file = format!("map/colour-c{c}.u16");
-        // Numbers when every value present parses as one.
-        let nums: Option<Vec<Option<f64>>> = values
-            .iter()
-            .map(|v| match v.map(|s| s.parse::<f64>()) {
-                None => Some(None),
-                Some(Ok(x)) if x.is_finite() => Some(Some(x)),
-                // `NaN`, `inf`: a number not known, shown as missing.
-                Some(Ok(_)) => Some(None),
-                Some(Err(_)) => None,
-            })
-            .collect();
         let distinct: std::collections::BTreeSet<&str> = values.iter().flatten().copied().collect();
-        match nums {
+        match numbers(&values) {
             Some(nums) if distinct.len() > 12 => {
                 let lo = nums.iter().flatten().copied().fold(f64::MAX, f64::min);
                 let hi = nums.iter().flatten().copied().fold(f64::MIN, f64::max);
@@ -817,17 +810,16 @@ fn map_files(release: &Release, settings: &Settings, input: &Input, m: &Model, o
                 colour_by.push(ColourJson { name: column, kind: "number", file, labels: None, min: Some(lo), max: Some(hi) });
             }
             _ => {
-                let mut count: HashMap<&str, usize> = HashMap::new();
-                for v in values.iter().flatten() {
-                    *count.entry(v).or_default() += 1;
+                let (v, labels, others) = categories(&values);
+                if others > 0 {
+                    ui.warn(format!(
+                        "the map's colouring by `{column}` gives its {} most frequent values a colour each; the other {others} share one, labelled `{}`",
+                        MAX_LABELS - 1,
+                        labels[MAX_LABELS - 1]
+                    ));
                 }
-                let mut labels: Vec<(&str, usize)> = count.into_iter().collect();
-                labels.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
-                labels.truncate(MAX_LABELS);
-                let at: HashMap<&str, u16> = labels.iter().enumerate().map(|(k, (l, _))| (*l, k as u16)).collect();
-                let v: Vec<u16> = values.iter().map(|x| x.and_then(|x| at.get(x).copied()).unwrap_or(u16::MAX)).collect();
                 release.put(&file, &u16s(&v))?;
-                colour_by.push(ColourJson { name: column, kind: "category", file, labels: Some(labels.iter().map(|(l, _)| l.to_string()).collect()), min: None, max: None });
+                colour_by.push(ColourJson { name: column, kind: "category", file, labels: Some(labels), min: None, max: None });
             }
         }
     }
@@ -959,17 +951,92 @@ fn map_files(release: &Release, settings: &Settings, input: &Input, m: &Model, o
 
 /// The catalogue columns the map offers as colourings: those configured, else the first
 /// `COLOUR_COLUMNS` in the catalogue's order that hold a value for some item.
-fn catalogue_columns(settings: &Settings, input: &Input) -> Vec<String> {
+/// An item's value in a catalogue column, or None when the cell is empty.
+fn meta_value<'a>(item: &'a Item, column: &str) -> Option<&'a str> {
+    item.meta.iter().find(|(k, _)| k == column).map(|(_, v)| v.trim()).filter(|v| !v.is_empty())
+}
+
+/// The values as numbers when every value present parses as one.
+fn numbers(values: &[Option<&str>]) -> Option<Vec<Option<f64>>> {
+    values
+        .iter()
+        .map(|v| match v.map(|s| s.parse::<f64>()) {
+            None => Some(None),
+            Some(Ok(x)) if x.is_finite() => Some(Some(x)),
+            // `NaN`, `inf`: a number not known, shown as missing.
+            Some(Ok(_)) => Some(None),
+            Some(Err(_)) => None,
+        })
+        .collect()
+}
+
+/// Text values as categories: per value its label's index (65535 when empty), and the
+/// labels, most frequent first. Past `MAX_LABELS` values, the rarest share the last label,
+/// "other (n values)" (the third result is that n, else 0); labels are cut to `LONG_LABEL`
+/// characters, so that free text cannot swell map.json, which the map loads before it draws.
+fn categories(values: &[Option<&str>]) -> (Vec<u16>, Vec<String>, usize) {
+    let mut count: HashMap<&str, usize> = HashMap::new();
+    for v in values.iter().flatten() {
+        *count.entry(v).or_default() += 1;
+    }
+    let mut ranked: Vec<(&str, usize)> = count.into_iter().collect();
+    ranked.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    let others = if ranked.len() > MAX_LABELS { ranked.len() - (MAX_LABELS - 1) } else { 0 };
+    let kept = ranked.len() - others;
+    let at: HashMap<&str, u16> = ranked.iter().enumerate().map(|(k, (l, _))| (*l, k.min(kept) as u16)).collect();
+    let v = values.iter().map(|x| x.map_or(u16::MAX, |x| at[x])).collect();
+    let mut labels: Vec<String> = ranked[..kept]
+        .iter()
+        .map(|(l, _)| match l.char_indices().nth(LONG_LABEL) {
+            Some((cut, _)) => format!("{}…", &l[..cut]),
+            None => l.to_string(),
+        })
+        .collect();
+    if others > 0 {
+        labels.push(format!("other ({others} values)"));
+    }
+    (v, labels, others)
+}
+
+/// Why a column makes a poor colouring (free text: more values than a colouring labels, or
+/// long ones), or None. Numbers, drawn on a ramp, never are.
+fn free_text(values: &[Option<&str>]) -> Option<String> {
+    if numbers(values).is_some() {
+        return None;
+    }
+    let distinct: std::collections::BTreeSet<&str> = values.iter().flatten().copied().collect();
+    if distinct.len() > MAX_LABELS {
+        return Some(format!("{} different values, more than the {MAX_LABELS} a colouring labels", distinct.len()));
+    }
+    let longest = distinct.iter().map(|v| v.chars().count()).max().unwrap_or(0);
+    (longest > LONG_LABEL).then(|| format!("values of up to {longest} characters, over {LONG_LABEL}"))
+}
+
+/// The catalogue columns the map is coloured by: those the config names, else the first
+/// `COLOUR_COLUMNS` that hold a value and are not free text (each free-text one is named in
+/// a warning, with how to colour by it anyway).
+fn catalogue_columns(settings: &Settings, input: &Input, ui: &crate::ui::Ui) -> Vec<String> {
     if let Some(cols) = &settings.site.colour_by {
         return cols.clone();
     }
-    input
-        .columns
-        .iter()
-        .filter(|c| input.items.iter().any(|it| it.meta.iter().any(|(k, v)| k == *c && !v.trim().is_empty())))
-        .take(COLOUR_COLUMNS)
-        .cloned()
-        .collect()
+    let mut shown = Vec::new();
+    for column in input.columns {
+        if shown.len() == COLOUR_COLUMNS {
+            break;
+        }
+        let values: Vec<Option<&str>> = input.items.iter().map(|it| meta_value(it, column)).collect();
+        if values.iter().all(Option::is_none) {
+            continue;
+        }
+        match free_text(&values) {
+            Some(why) => ui.warn(format!(
+                "the map is not coloured by the catalogue column `{column}` ({why}); to colour by it anyway, name it in [site] colour-by (its {} most frequent values get a colour each, the others share one)",
+                MAX_LABELS - 1
+            )),
+            None => shown.push(column.clone()),
+        }
+    }
+    shown
 }
 
 /// The width and height in pixels of an atlas of `n` cells.
@@ -1066,7 +1133,45 @@ fn overview_png(xy: &[f32], b: [f32; 4]) -> Result<Vec<u8>> {
 
 #[cfg(test)]
 mod tests {
-    use super::{outlier_band, shown_key};
+    use super::{categories, free_text, outlier_band, shown_key, LONG_LABEL, MAX_LABELS};
+
+    #[test]
+    fn a_colouring_by_free_text_labels_the_frequent_values_and_folds_the_rest_into_other() {
+        // 660 different notes, note k on 660 - k items (so the order by frequency is k's).
+        let notes: Vec<String> = (0..660).map(|k| format!("note {k:03}")).collect();
+        let mut values: Vec<Option<&str>> = Vec::new();
+        for (k, n) in notes.iter().enumerate() {
+            values.extend(std::iter::repeat_n(Some(n.as_str()), 660 - k));
+        }
+        values.push(None);
+        let (v, labels, others) = categories(&values);
+        assert_eq!((labels.len(), others), (MAX_LABELS, 660 - (MAX_LABELS - 1)));
+        assert_eq!(labels[0], "note 000");
+        assert_eq!(labels[MAX_LABELS - 2], format!("note {:03}", MAX_LABELS - 2));
+        assert_eq!(labels[MAX_LABELS - 1], "other (405 values)");
+        // Regression: values past the 256th were drawn as missing (65535); now as "other".
+        assert_eq!(v[v.len() - 2], (MAX_LABELS - 1) as u16, "the rarest note");
+        assert_eq!(*v.last().unwrap(), u16::MAX, "an empty cell is still missing");
+        assert_eq!(v.iter().filter(|&&x| x == u16::MAX).count(), 1);
+        // A long label is cut, so free text cannot swell map.json.
+        let long = "é".repeat(5000);
+        let (_, labels, others) = categories(&[Some(long.as_str()), Some("short")]);
+        assert_eq!((labels[0].as_str(), labels[1].chars().count(), others), ("short", LONG_LABEL + 1, 0));
+        assert_eq!(labels[1], format!("{}…", "é".repeat(LONG_LABEL)));
+    }
+
+    #[test]
+    fn free_text_is_many_different_or_long_values_never_numbers() {
+        let notes: Vec<String> = (0..=MAX_LABELS).map(|k| format!("n{k}")).collect();
+        let many: Vec<Option<&str>> = notes.iter().map(|n| Some(n.as_str())).collect();
+        assert!(free_text(&many).unwrap().contains("257 different values"));
+        assert_eq!(free_text(&many[..MAX_LABELS]), None);
+        let long = "x".repeat(LONG_LABEL + 1);
+        assert!(free_text(&[Some("spiral"), Some(long.as_str())]).unwrap().contains("up to 65 characters"));
+        assert_eq!(free_text(&[Some("spiral"), Some(&long[1..])]), None);
+        let mags: Vec<String> = (0..1000).map(|k| format!("{}", k as f64 / 7.0)).collect();
+        assert_eq!(free_text(&mags.iter().map(|m| Some(m.as_str())).collect::<Vec<_>>()), None);
+    }
 
     #[test]
     fn scores_with_one_shown_key_show_one_text() {

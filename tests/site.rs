@@ -1024,3 +1024,47 @@ fn an_atlas_with_a_thumbnail_that_cannot_be_read_is_not_cached() {
     assert_eq!(code, 0, "{err}");
     assert!(!under("cache/atlases").is_empty(), "drawn whole, it is cached");
 }
+
+#[test]
+fn free_text_columns_are_left_out_of_the_default_colourings_and_fold_into_other_when_named() {
+    // Regression: a `description` of 5 KB a row and a `note` of 300 different values became
+    // default colourings: map.json carried 256 long labels, loaded before the first draw,
+    // and the items past the 256th note were drawn as missing.
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    blob_archive(root, 300, 0);
+    let mut csv = String::from("path,description,note,type\n");
+    for i in 0..300 {
+        csv += &format!("img{i:03}.fits,{}{},note {i},{}\n", "a long description. ".repeat(250), i % 10, ["spiral", "elliptical"][i % 2]);
+    }
+    std::fs::write(root.join("cat.csv"), csv).unwrap();
+    config(root, "[catalogue]\npath = \"cat.csv\"\n");
+    let (code, _, err) = run(root, &["build"]);
+    assert_eq!(code, 0, "{err}");
+    let map = |root: &Path| -> Value { serde_json::from_slice(&std::fs::read(root.join("out/map/map.json")).unwrap()).unwrap() };
+    let names = |map: &Value| -> Vec<String> { map["colour_by"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap().to_string()).collect() };
+    assert_eq!(names(&map(root)), ["cluster", "strangeness (rank, 1 = strangest)", "type"]);
+    assert!(err.contains("warning: the map is not coloured by the catalogue column `description` (values of up to 5001 characters, over 64); to colour by it anyway, name it in [site] colour-by (its 255 most frequent values get a colour each, the others share one)"), "{err}");
+    assert!(err.contains("warning: the map is not coloured by the catalogue column `note` (300 different values, more than the 256 a colouring labels); to colour by it anyway"), "{err}");
+    assert!(std::fs::metadata(root.join("out/map/map.json")).unwrap().len() < 20_000);
+
+    // Named, they are coloured: the 255 most frequent values (ties by value), the rest as
+    // one "other", none as missing; long labels cut.
+    let toml = std::fs::read_to_string(root.join("site-config.toml")).unwrap();
+    std::fs::write(root.join("site-config.toml"), toml.replace("[site]\n", "[site]\ncolour-by = [\"note\", \"description\"]\n")).unwrap();
+    let (code, _, err) = run(root, &["build"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("warning: the map's colouring by `note` gives its 255 most frequent values a colour each; the other 45 share one, labelled `other (45 values)`"), "{err}");
+    let map = map(root);
+    assert_eq!(names(&map)[2..], ["note", "description"]);
+    let note = &map["colour_by"][2];
+    let labels = note["labels"].as_array().unwrap();
+    assert_eq!((labels.len(), &labels[0], &labels[255]), (256, &Value::from("note 0"), &Value::from("other (45 values)")));
+    let values = std::fs::read(root.join("out").join(note["file"].as_str().unwrap())).unwrap();
+    let values: Vec<u16> = values.chunks_exact(2).map(|b| u16::from_le_bytes([b[0], b[1]])).collect();
+    assert_eq!(values.iter().filter(|&&v| v == 255).count(), 45);
+    assert!(!values.contains(&u16::MAX), "no note is missing");
+    let description = map["colour_by"][3]["labels"].as_array().unwrap();
+    assert!(description.iter().all(|l| l.as_str().unwrap().chars().count() == 65), "{description:?}");
+    assert!(std::fs::metadata(root.join("out/map/map.json")).unwrap().len() < 60_000);
+}
