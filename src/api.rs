@@ -254,17 +254,40 @@ pub struct ManifestFacts<'a> {
 
 /// Puts `api/manifest.json`, last. When nothing else in the release changed, it is the
 /// served manifest with only `checked_at` moved on (a no-op rebuild changes nothing else),
-/// as long as what only the manifest tells is the same: the files skipped (a new broken
-/// file changes no other file), the config's digest and simsite's version.
+/// as long as everything else it says is the same: the files skipped (a new broken file
+/// changes no other file), the model (new metadata in the same weights changes no
+/// embedding), the config's digest and simsite's version.
 pub fn put_manifest(release: &Release, settings: &Settings, f: &ManifestFacts) -> Result<()> {
     let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     const PATH: &str = "api/manifest.json";
+    let manifest = Manifest {
+        version: API_VERSION,
+        simsite_version: env!("CARGO_PKG_VERSION"),
+        items: f.items,
+        skipped: f.skipped,
+        model: json!({"name": f.model.name, "digest": f.model.digest, "dim": f.model.dim}),
+        config_digest: config_digest(settings),
+        built_at: now.clone(),
+        checked_at: now.clone(),
+        k: f.nb.k,
+        show: settings.neighbours.show.min(f.nb.k),
+        neighbors: &f.nb.info,
+        layout: LayoutJson { mode: &f.layout.mode, epochs: f.layout.epochs, bounds: bounds(f.xy) },
+        clusters: f.clusters,
+        duplicates: f.duplicates,
+    };
     if !release.changed_so_far() {
         let served = release.previous(PATH);
         if let Some((bytes, prev)) = served.as_ref().and_then(|b| Some((b, serde_json::from_slice::<Value>(b).ok()?))) {
-            let same = prev.get("skipped") == Some(&json!(f.skipped))
-                && prev.get("config_digest") == Some(&json!(config_digest(settings)))
-                && prev.get("simsite_version") == Some(&json!(env!("CARGO_PKG_VERSION")));
+            let untimed = |v: &Value| {
+                let mut v = v.clone();
+                if let Some(o) = v.as_object_mut() {
+                    o.remove("built_at");
+                    o.remove("checked_at");
+                }
+                v
+            };
+            let same = untimed(&prev) == untimed(&serde_json::to_value(&manifest)?);
             // Only the time's text changes, in place: the keys keep their order and layout.
             let stamp = |t: &Value| format!("\"checked_at\": {t}");
             let text = std::str::from_utf8(bytes).ok();
@@ -275,22 +298,6 @@ pub fn put_manifest(release: &Release, settings: &Settings, f: &ManifestFacts) -
             }
         }
     }
-    let manifest = Manifest {
-        version: API_VERSION,
-        simsite_version: env!("CARGO_PKG_VERSION"),
-        items: f.items,
-        skipped: f.skipped,
-        model: json!({"name": f.model.name, "digest": f.model.digest, "dim": f.model.dim}),
-        config_digest: config_digest(settings),
-        built_at: now.clone(),
-        checked_at: now,
-        k: f.nb.k,
-        show: settings.neighbours.show.min(f.nb.k),
-        neighbors: &f.nb.info,
-        layout: LayoutJson { mode: &f.layout.mode, epochs: f.layout.epochs, bounds: bounds(f.xy) },
-        clusters: f.clusters,
-        duplicates: f.duplicates,
-    };
     release.put(PATH, &serde_json::to_vec_pretty(&manifest)?)
 }
 

@@ -252,6 +252,21 @@ fn build_exports_embeddings_and_the_cache_embeds_only_what_changed() {
     assert_eq!(dirs, 1, "only the current model's cache is kept");
 }
 
+/// A model with the same weights and another digest (its normalisation moved from the
+/// config into its metadata) embeds everything again to the same vectors, so no other file
+/// changes: the manifest must still name the new model, or `simsite query` refuses the site.
+#[test]
+fn the_manifest_names_the_model_even_when_no_other_file_changes() {
+    let s = Site::new(6, "tiny-nometa.onnx");
+    s.config("tiny-nometa.onnx", "input = \"x\"\noutput = \"y\"\nmean = [0.5]\nstd = [0.25]\n");
+    s.build();
+    s.config("tiny-meta.onnx", "");
+    let r = s.build();
+    assert_eq!(r["embedded"], 6);
+    let manifest: Value = serde_json::from_slice(&std::fs::read(s.root.join("out/api/manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["model"]["digest"], r["model"]["digest"], "{manifest}");
+}
+
 #[test]
 fn a_damaged_or_half_written_segment_is_reported_and_recomputed() {
     let s = Site::new(12, "tiny-meta.onnx");
