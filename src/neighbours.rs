@@ -98,6 +98,15 @@ pub struct Neighbours {
 pub const NONE: u32 = u32::MAX;
 
 impl Neighbours {
+    /// Cosines of unit vectors are at most 1 and at least -1, but float32 sums of products
+    /// can overshoot by an ulp (two copies of one image scored 1.0000001): published
+    /// scores are held to [-1, 1].
+    pub fn clamp_scores(&mut self) {
+        for s in &mut self.scores {
+            *s = s.clamp(-1.0, 1.0);
+        }
+    }
+
     pub fn row(&self, i: usize) -> impl Iterator<Item = (u32, f32)> + '_ {
         let r = i * self.k..(i + 1) * self.k;
         self.ids[r.clone()].iter().copied().zip(self.scores[r].iter().copied()).filter(|(j, _)| *j != NONE)
@@ -936,6 +945,20 @@ pub fn recall_at_k(truth: &[u32], got: &[u32], k: usize) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Two copies of one image: their unit vectors' float32 dot product can come out at
+    /// 1.0000001; what is published is at most 1.
+    #[test]
+    fn published_scores_are_cosines_held_to_plus_minus_one() {
+        let mut nb = Neighbours {
+            k: 1,
+            ids: vec![1, 0, 0],
+            scores: vec![1.0000001, -1.0000001, 0.25],
+            info: SearchInfo { method: "exact".into(), k: 1, recall: 1.0, recall_sample: 0, device: "cpu".into(), device_note: String::new(), seconds: 0.0 },
+        };
+        nb.clamp_scores();
+        assert_eq!(nb.scores, vec![1.0, -1.0, 0.25]);
+    }
 
     fn dot(emb: &[f32], d: usize, i: usize, j: usize) -> f32 {
         emb[i * d..(i + 1) * d].iter().zip(&emb[j * d..(j + 1) * d]).map(|(x, y)| x * y).sum()

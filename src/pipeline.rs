@@ -641,7 +641,7 @@ pub fn build(settings: &Settings, ui: &Ui) -> Result<BuildOutcome> {
         let ns = &settings.neighbours;
         let kept_nb = settings.cache.join("neighbours.bin");
         let keys = neighbours::row_keys(&ids, &emb, dim);
-        let (nb, update) = if ns.min_separation_arcsec > 0.0 && sky.iter().any(|p| p.is_some()) {
+        let (mut nb, update) = if ns.min_separation_arcsec > 0.0 && sky.iter().any(|p| p.is_some()) {
             // The sky filter depends on catalogue positions too: always a full search.
             let _ = std::fs::remove_file(&kept_nb);
             (neighbours::search_on_sky(&emb, dim, ns, &sky)?, None)
@@ -655,6 +655,7 @@ pub fn build(settings: &Settings, ui: &Ui) -> Result<BuildOutcome> {
             }
             (nb, update)
         };
+        nb.clamp_scores();
         stage.finish();
         let how = match update {
             Some(u) => format!(
