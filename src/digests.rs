@@ -2,8 +2,10 @@
 //!
 //! Every cache key starts from the blake3 digest of a file's bytes. Reading and hashing a
 //! large archive each night costs more than everything else a small change needs, so each
-//! build keeps, per file, the digest with the file's identity and change stamps (device,
-//! inode, size, modification and status-change times in nanoseconds). The next build
+//! build keeps, per file, the digest with the file's identity and change stamps (inode,
+//! size, modification and status-change times in nanoseconds). Not the device number: an
+//! NFS or Lustre archive has another on every client node (and after a remount), and a
+//! cluster's build job lands on any node, which then read the whole archive again. The next build
 //! trusts the digest only when all of those are unchanged; any write, `touch`, rename over
 //! it or `chmod` changes the status-change time, so an edit is never missed.
 //!
@@ -14,7 +16,8 @@
 //!
 //! Format (`CACHE/file-digests.bin`, written whole by atomic rename): a magic line, the
 //! entry count (u64 LE), then per entry the path length (u32 LE) and UTF-8 relative path,
-//! dev, ino, size (u64 LE), mtime and ctime (i64 LE nanoseconds), and the 32-byte digest.
+//! dev (written as 0, the field kept so older files still parse), ino, size (u64 LE), mtime
+//! and ctime (i64 LE nanoseconds), and the 32-byte digest.
 
 use rustc_hash::FxHashMap as HashMap;
 use std::fs::Metadata;
@@ -40,7 +43,7 @@ pub struct Stamp {
 impl Stamp {
     pub fn of(m: &Metadata) -> Stamp {
         Stamp {
-            dev: m.dev(),
+            dev: 0,
             ino: m.ino(),
             size: m.size(),
             mtime_ns: m.mtime().saturating_mul(1_000_000_000).saturating_add(m.mtime_nsec()),
