@@ -77,13 +77,29 @@ pub(crate) fn cache_writable(settings: &Settings, with: CacheUse) -> Result<std:
     };
     match taken {
         Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
-            "another simsite process is using the cache folder {} (it holds {})\n  \
-             fix: give each site its own cache folder ([output] cache or --cache), or run them one after another",
+            "another simsite process is using the cache folder {} (it holds {}): {}\n  \
+             fix: wait for it to finish and run this again; {}",
             dir.display(),
-            path.display()
+            path.display(),
+            match with {
+                CacheUse::Alone => "a build, an eval, or `embed --shard` processes still running",
+                CacheUse::Shared => "a build or an eval, which needs it alone",
+            },
+            match with {
+                CacheUse::Alone => "in a cluster, start the build after every shard has ended; two sites must not share one cache folder ([output] cache or --cache)",
+                CacheUse::Shared => "in a cluster, start the shards after the last build has ended; two sites must not share one cache folder ([output] cache or --cache)",
+            }
         ),
-        // A file system without locks (some network mounts) is used unlocked, as before.
-        Ok(()) | Err(std::fs::TryLockError::Error(_)) => Ok(lock),
+        Ok(()) => Ok(lock),
+        // A file system without locks (some network mounts) is used unlocked, as before,
+        // and said so: nothing then keeps a build and the shards apart.
+        Err(std::fs::TryLockError::Error(e)) => {
+            eprintln!(
+                "warning: cannot lock {} ({e}); going on without the lock: make sure no other simsite process uses this cache folder meanwhile (on Lustre, mount with -o flock)",
+                path.display()
+            );
+            Ok(lock)
+        }
     }
 }
 
@@ -896,12 +912,17 @@ fn too_many_removed(release: &Release, published: &[(&Item, Ingested)], max_remo
         return None;
     }
     let examples: Vec<String> = gone.iter().take(3).map(|id| format!("`{id}`")).collect();
+    // Rounded down to a tenth, so that 1,994 of 2,000 does not read as 100 %.
+    let share = |x: f64| {
+        let t = (x * 1000.0 + 1e-9).floor() / 10.0;
+        if t.fract() == 0.0 { format!("{t:.0}") } else { format!("{t:.1}") }
+    };
     Some(format!(
-        "{} of the {} items on the served site are not among tonight's images ({:.0} %, more than [output] max-removed = {:.0} %), e.g. {}",
+        "{} of the {} items on the served site are not among tonight's images ({} %, more than [output] max-removed = {} %), e.g. {}",
         gone.len(),
         served.len(),
-        100.0 * gone.len() as f64 / served.len() as f64,
-        100.0 * max_removed,
+        share(gone.len() as f64 / served.len() as f64),
+        share(max_removed),
         examples.join(", ")
     ))
 }

@@ -311,12 +311,13 @@ fn two_sites_on_one_cache_folder_take_turns() {
     let got = error_of(root, &["--config", "b.toml"]);
     assert_eq!(
         got,
-        "error: another simsite process is using the cache folder ROOT/cache (it holds ROOT/cache/.lock)\n  fix: give each site its own cache folder ([output] cache or --cache), or run them one after another"
+        "error: another simsite process is using the cache folder ROOT/cache (it holds ROOT/cache/.lock): a build, an eval, or `embed --shard` processes still running\n  fix: wait for it to finish and run this again; in a cluster, start the build after every shard has ended; two sites must not share one cache folder ([output] cache or --cache)"
     );
     assert_eq!(listing(root), before, "the refused build left something behind");
     // Shards share the cache with each other, not with a build.
     let (code, _, err) = run(root, &["--quiet", "embed", "--config", "b.toml", "--shard", "0/2"]);
     assert_eq!(code, 1, "{err}");
+    assert!(err.contains("a build or an eval, which needs it alone") && err.contains("start the shards after the last build has ended"), "{err}");
     held.unlock().unwrap();
     held.try_lock_shared().unwrap();
     let (code, _, err) = run(root, &["--quiet", "embed", "--config", "b.toml", "--shard", "0/2"]);
