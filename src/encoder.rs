@@ -4,7 +4,8 @@
 //! Everything that can be wrong with a model (its input's rank, channels, size, batch, the
 //! output's shape, a library that will not load, CUDA that is not there) is found when the
 //! encoder is loaded, before any image is decoded: a build never crashes halfway through.
-//! Embeddings are L2-normalised, so inner product is cosine similarity downstream.
+//! Embeddings are L2-normalised, so inner product is cosine similarity downstream; a row
+//! that cannot be (all zeros) comes back NaN, so the file is skipped like a NaN one.
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -652,6 +653,11 @@ impl Encoder {
             let norm = row.iter().map(|v| (*v as f64) * (*v as f64)).sum::<f64>().sqrt() as f32;
             if norm > 0.0 && norm.is_finite() {
                 row.iter_mut().for_each(|v| *v /= norm);
+            } else {
+                // A zero row has no direction: every cosine with it is 0, so it would be
+                // published with meaningless neighbours. It is NaN, like a row that was
+                // NaN already, which the embed stage skips with its file.
+                row.fill(f32::NAN);
             }
         }
         Ok(out)

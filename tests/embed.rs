@@ -499,6 +499,25 @@ fn sizes_from_metadata_or_the_graph_must_be_8_to_1024() {
     assert!(e.ends_with("does not fit: size 2000 (from `size` under [encoder]) is out of range; simsite feeds 8 to 1024 pixels\n  fix: set `size` under [encoder] to 8 to 1024"), "{e}");
 }
 
+/// Regression: a model whose output is all zeros (here: no bias, a black image) was
+/// published with neighbours of score 0; only NaN rows were caught.
+#[test]
+fn a_zero_embedding_counts_as_not_a_number_and_its_file_is_skipped() {
+    let mut e = Encoder::load(&settings("odd-linear.onnx")).unwrap();
+    let mut two = vec![0.0f32; 256];
+    two.extend(ramp());
+    let out = e.embed(&two, 2).unwrap();
+    assert!(out[..8].iter().all(|v| v.is_nan()), "{:?}", &out[..8]);
+    assert!((out[8..].iter().map(|x| x * x).sum::<f32>() - 1.0).abs() < 1e-5);
+
+    let s = Site::new(5, "odd-linear.onnx");
+    write(&s.root.join("archive/dark.fits"), &fits_bytes(&[Hdu::image(&[16, 16], Data::F32(vec![3.0; 256]))]));
+    let r = s.build();
+    assert_eq!((r["items"].as_u64(), r["skipped"].as_u64()), (Some(5), Some(1)), "{r}");
+    assert_eq!(r["skipped_files"][0]["path"], "dark.fits");
+    assert!(r["skipped_files"][0]["reason"].as_str().unwrap().contains("not a number"), "{r}");
+}
+
 /// Regression: channels-last models were called non-square, or failed in ONNX Runtime.
 #[test]
 fn channels_last_models_are_named_as_such() {
