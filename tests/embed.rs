@@ -585,6 +585,26 @@ fn outputs_with_trailing_ones_are_squeezed_and_others_refused() {
     );
 }
 
+/// Regression: a 3-channel model was fed grey replicated to three channels unless the
+/// config said `channels = "rgb"`; the cache key must follow what is used.
+#[test]
+fn a_three_channel_model_gets_rgb_unless_the_config_says_grey() {
+    let s = Site::new(4, "tiny-rgb.onnx");
+    assert_eq!(s.build()["embedded"], 4);
+    let with = |pre: &str| {
+        std::fs::write(
+            s.root.join("site-config.toml"),
+            std::fs::read_to_string(s.root.join("site-config.toml")).unwrap().replace("[encoder]", &format!("{pre}[encoder]")),
+        )
+        .unwrap();
+    };
+    with("[preprocess]\nchannels = \"rgb\"\n");
+    assert_eq!(s.build()["embedded"], 0, "rgb was used already: same cache key");
+    s.config("tiny-rgb.onnx", "");
+    with("[preprocess]\nchannels = \"grey\"\n");
+    assert_eq!(s.build()["embedded"], 4, "grey is another cache key");
+}
+
 /// Regression: mismatch errors had no `fix:` line and did not say whether a value came
 /// from the config or the model's metadata.
 #[test]
