@@ -234,7 +234,8 @@ pub struct RawPreprocess {
     pub stretch_8bit: String,
     pub clip_low: f64,
     pub clip_high: f64,
-    pub channels: String,
+    /// `None`: not written, so it follows the model (rgb for a 3-channel one, else grey).
+    pub channels: Option<String>,
 }
 
 impl Default for RawPreprocess {
@@ -244,7 +245,7 @@ impl Default for RawPreprocess {
             stretch_8bit: "linear".into(),
             clip_low: 1.0,
             clip_high: 99.7,
-            channels: "grey".into(),
+            channels: None,
         }
     }
 }
@@ -439,6 +440,8 @@ pub struct Settings {
     /// missing tonight (1: any; `--allow-removals` sets it for one run).
     pub max_removed: f64,
     pub preprocess: PreprocessSettings,
+    /// `[preprocess] channels` is in the config; else a 3-channel model gets "rgb".
+    pub channels_set: bool,
     /// `None`: no model configured; the site has thumbnails and item pages only.
     pub encoder: Option<crate::encoder::EncoderSettings>,
     pub thumbs: ThumbSettings,
@@ -448,17 +451,33 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// Adopts the loaded model's input contract (size and channels come from the model).
-    pub fn adopt_encoder(&mut self, spec: &crate::encoder::InputSpec) -> Result<(), String> {
+    /// Adopts the loaded model's input contract (size and channels come from the model):
+    /// a 3-channel model gets colour unless the config says `channels = "grey"`, which is
+    /// kept and said (the returned line, for the log). The preprocessing digest, and so
+    /// every cache key, is made after this, from what is used.
+    pub fn adopt_encoder(&mut self, spec: &crate::encoder::InputSpec) -> Result<Option<String>, String> {
         if spec.channels == 1 && self.preprocess.channels == Channels::Rgb {
             return Err(format!(
                 "the model `{}` takes 1 channel but [preprocess] channels = \"rgb\"; set channels = \"grey\" or use an RGB model",
                 spec.name
             ));
         }
+        let mut note = None;
+        if spec.channels == 3 {
+            match (self.channels_set, self.preprocess.channels) {
+                (false, _) => self.preprocess.channels = Channels::Rgb,
+                (true, Channels::Grey) => {
+                    note = Some(format!(
+                        "the model `{}` takes 3 channels; [preprocess] channels = \"grey\" feeds it colour averaged to grey in all three (remove that line to feed it colour)",
+                        spec.name
+                    ))
+                }
+                (true, Channels::Rgb) => {}
+            }
+        }
         self.preprocess.size = spec.size;
         self.preprocess.model_channels = spec.channels;
-        Ok(())
+        Ok(note)
     }
 }
 
@@ -656,7 +675,7 @@ pub fn resolve(
     let stretch = parse_enum(&path, "preprocess.stretch", &pp.stretch, &stretches)?;
     let stretch_8bit = parse_enum(&path, "preprocess.stretch-8bit", &pp.stretch_8bit, &stretches)?;
     let channels =
-        parse_enum(&path, "preprocess.channels", &pp.channels, &[("grey", Channels::Grey), ("rgb", Channels::Rgb)])?;
+        parse_enum(&path, "preprocess.channels", pp.channels.as_deref().unwrap_or("grey"), &[("grey", Channels::Grey), ("rgb", Channels::Rgb)])?;
     let order = "percentiles must satisfy 0 <= clip-low < clip-high <= 100";
     if !(0.0..=100.0).contains(&pp.clip_high) {
         return Err(invalid(&path, "preprocess.clip-high", format!("{order} (got clip-high = {})", pp.clip_high)));
@@ -937,6 +956,7 @@ pub fn resolve(
         cache,
         max_removed,
         encoder,
+        channels_set: pp.channels.is_some(),
         preprocess: PreprocessSettings {
             fits: FitsSettings { hdu, cube },
             stretch,
@@ -996,6 +1016,39 @@ mod tests {
         let s = resolve_text("[archive]\nroot = \"a\"\n[fits]\nhdu = \"SCI\"\n").unwrap();
         assert_eq!(s.preprocess.fits.hdu, HduChoice::Name("SCI".into()));
         assert!(resolve_text("[archive]\nroot = \"a\"\n[fits]\nhdu = -1\n").is_err());
+    }
+
+    fn spec(channels: u32) -> crate::encoder::InputSpec {
+        crate::encoder::InputSpec {
+            input: "pixels".into(),
+            output: "embedding".into(),
+            channels,
+            size: 32,
+            mean: vec![0.5; channels as usize],
+            std: vec![0.25; channels as usize],
+            dim: 8,
+            batch: 64,
+            fixed_batch: false,
+            name: "m".into(),
+        }
+    }
+
+    /// Regression: a 3-channel model was fed grey in three channels unless the config said
+    /// "rgb", and nothing said so.
+    #[test]
+    fn a_three_channel_model_gets_rgb_unless_the_config_says_grey() {
+        let mut s = resolve_text("[archive]\nroot = \"a\"\n").unwrap();
+        let grey = s.preprocess.digest();
+        assert_eq!(s.adopt_encoder(&spec(3)), Ok(None));
+        assert_eq!((s.preprocess.channels, s.preprocess.model_channels), (Channels::Rgb, 3));
+        assert_ne!(s.preprocess.digest(), grey);
+        let mut s = resolve_text("[archive]\nroot = \"a\"\n[preprocess]\nchannels = \"grey\"\n").unwrap();
+        let note = s.adopt_encoder(&spec(3)).unwrap().expect("said");
+        assert!(note.starts_with("the model `m` takes 3 channels; [preprocess] channels = \"grey\" feeds it colour averaged to grey"), "{note}");
+        assert_eq!(s.preprocess.channels, Channels::Grey);
+        let mut s = resolve_text("[archive]\nroot = \"a\"\n").unwrap();
+        assert_eq!(s.adopt_encoder(&spec(1)), Ok(None));
+        assert_eq!((s.preprocess.channels, s.preprocess.model_channels), (Channels::Grey, 1));
     }
 
     #[test]

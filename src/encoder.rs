@@ -4,7 +4,8 @@
 //! Everything that can be wrong with a model (its input's rank, channels, size, batch, the
 //! output's shape, a library that will not load, CUDA that is not there) is found when the
 //! encoder is loaded, before any image is decoded: a build never crashes halfway through.
-//! Embeddings are L2-normalised, so inner product is cosine similarity downstream.
+//! Embeddings are L2-normalised, so inner product is cosine similarity downstream; a row
+//! that cannot be (all zeros) comes back NaN, so the file is skipped like a NaN one.
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -80,6 +81,9 @@ pub struct Encoder {
     pub device_note: String,
     /// ONNX Runtime threads of this session.
     pub threads: usize,
+    /// What the log should say about the model that is not an error (an unknown
+    /// `simsite.*` metadata key).
+    pub warnings: Vec<String>,
     /// Size of the model file.
     model_bytes: u64,
     /// What it was loaded from, for [`Encoder::cpu_workers`].
@@ -152,7 +156,12 @@ fn load_runtime(configured: Option<&Path>) -> Result<(PathBuf, ort::environment:
             };
             match ort::init_from(found) {
                 Ok(builder) => match builder.with_name("simsite").build() {
-                    Ok(env) => Ok((found.clone(), env)),
+                    Ok(env) => {
+                        // ONNX Runtime's own log goes to stderr in colour, even under --quiet;
+                        // every error it logs is also returned, and simsite reports it.
+                        env.set_log_level(ort::logging::LogLevel::Fatal);
+                        Ok((found.clone(), env))
+                    }
                     Err(e) => Err(format!("{} loaded, but its environment failed: {e}", found.display())),
                 },
                 Err(e) => Err(format!("{} could not be loaded: {e}", found.display())),
@@ -162,21 +171,57 @@ fn load_runtime(configured: Option<&Path>) -> Result<(PathBuf, ort::environment:
         .map_err(|detail| EncoderError::NoRuntime { detail })
 }
 
+/// The `simsite.*` metadata keys simsite reads (the first six), or writes for people and
+/// tools (training/export.py); any other `simsite.` key is probably a typo, and warned about.
+pub const METADATA_KEYS: [&str; 11] =
+    ["input", "output", "channels", "size", "mean", "std", "name", "dim", "recipe", "training_data_digest", "license"];
+
+/// The input sizes simsite feeds, as `[encoder] size` allows.
+const SIZES: std::ops::RangeInclusive<u32> = 8..=1024;
+
+/// Where a value of the input contract came from, for errors that say which to fix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    Config,
+    Metadata,
+    Graph,
+}
+
+impl Source {
+    fn describe(self, key: &str) -> String {
+        match self {
+            Source::Config => format!("`{key}` under [encoder]"),
+            Source::Metadata => format!("the model's metadata `simsite.{key}`"),
+            Source::Graph => "the graph".into(),
+        }
+    }
+
+}
+
 fn meta(session: &Session, key: &str) -> Option<String> {
     session.metadata().ok().and_then(|m| m.custom(&format!("simsite.{key}")))
 }
 
-fn parse_floats(text: &str) -> Option<Vec<f32>> {
-    text.split(',').map(|t| t.trim().parse::<f32>().ok().filter(|v| v.is_finite())).collect()
+/// Every value finite, and above 0 where `positive`; `None` if any is not.
+fn parse_floats(text: &str, positive: bool) -> Option<Vec<f32>> {
+    text.split(',')
+        .map(|t| t.trim().parse::<f32>().ok().filter(|v| v.is_finite() && (!positive || *v > 0.0)))
+        .collect()
 }
 
-fn per_channel(v: Vec<f32>, channels: u32, what: &str, model: &Path) -> Result<Vec<f32>, EncoderError> {
+fn per_channel(v: Vec<f32>, channels: u32, what: &str, source: Source, model: &Path) -> Result<Vec<f32>, EncoderError> {
     match v.len() {
         1 => Ok(vec![v[0]; channels as usize]),
         n if n == channels as usize => Ok(v),
         n => Err(EncoderError::Mismatch {
             model: model.to_path_buf(),
-            message: format!("{what} has {n} values but the input has {channels} channel(s)"),
+            message: format!("{what} (from {}) has {n} values but the input has {channels} channel(s)", source.describe(what)),
+            fix: match source {
+                Source::Metadata => format!(
+                    "give `simsite.{what}` in the model's metadata one value, or one per channel ({channels}), or set `{what}` under [encoder], which wins over it"
+                ),
+                _ => format!("give `{what}` under [encoder] one value, or one per channel ({channels})"),
+            },
         }),
     }
 }
@@ -198,7 +243,6 @@ impl Encoder {
                 message: "the model file changed while the build ran; run the build again".into(),
             });
         }
-        let mismatch = |message: String| EncoderError::Mismatch { model: s.model.clone(), message };
         let ort_err = |e: ort::Error| EncoderError::Model { model: s.model.clone(), message: e.to_string() };
 
         let threads = s.threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
@@ -234,65 +278,176 @@ impl Encoder {
             }
         };
         let session = builder.commit_from_memory(&bytes).map_err(ort_err)?;
+        let model = s.model.as_path();
+        let mismatch = |message: String, fix: String| EncoderError::Mismatch { model: model.to_path_buf(), message, fix };
+        // A metadata value is read only where [encoder] does not set the key (which wins),
+        // and one that is there must be right: ignoring it would feed the model other input.
+        let bad_meta = |key: &str, value: &str, expected: String| EncoderError::Metadata {
+            model: model.to_path_buf(),
+            key: key.to_string(),
+            value: value.to_string(),
+            expected,
+        };
+        let mut warnings = Vec::new();
+        let custom_keys = session.metadata().ok().and_then(|m| m.custom_keys().ok()).unwrap_or_default();
+        for k in custom_keys.iter().filter(|k| k.strip_prefix("simsite.").is_some_and(|leaf| !METADATA_KEYS.contains(&leaf))) {
+            warnings.push(format!(
+                "the model {} has metadata key `{k}`, which simsite does not know and ignores; known keys: {}",
+                model.display(),
+                backticked(METADATA_KEYS.iter().map(|k| format!("simsite.{k}")))
+            ));
+        }
+        // Each value of the input contract with where it came from.
+        let sourced = |set: Option<String>, key: &str| match set {
+            Some(v) => Some((v, Source::Config)),
+            None => meta(&session, key).map(|v| (v, Source::Metadata)),
+        };
 
         // Input: the configured name, else the metadata's, else the model's only input.
-        let input_name = match s.input.clone().or_else(|| meta(&session, "input")) {
+        let names = |v: &[ort::value::Outlet]| backticked(v.iter().map(|i| i.name()));
+        let (input_name, input_source) = match sourced(s.input.clone(), "input") {
             Some(n) => n,
-            None if session.inputs().len() == 1 => session.inputs()[0].name().to_string(),
+            None if session.inputs().len() == 1 => (session.inputs()[0].name().to_string(), Source::Graph),
             None => {
-                return Err(mismatch(format!(
-                    "it has {} inputs ({}); set `input` under [encoder]",
-                    session.inputs().len(),
-                    backticked(session.inputs().iter().map(|i| i.name()))
-                )))
+                return Err(mismatch(
+                    format!("it has {} inputs ({}) and nothing names the image input", session.inputs().len(), names(session.inputs())),
+                    "set `input` under [encoder] to the image input's name".into(),
+                ))
             }
         };
         let Some(input) = session.inputs().iter().find(|i| i.name() == input_name) else {
-            return Err(mismatch(format!(
-                "it has no input `{input_name}`; its inputs are {}",
-                backticked(session.inputs().iter().map(|i| i.name()))
-            )));
+            return Err(mismatch(
+                format!("it has no input `{input_name}` (named by {}); its inputs are {}", input_source.describe("input"), names(session.inputs())),
+                match input_source {
+                    Source::Metadata => "correct `simsite.input` in the model's metadata, or set `input` under [encoder], which wins over it".into(),
+                    _ => "set `input` under [encoder] to one of those".into(),
+                },
+            ));
         };
         let ort::value::ValueType::Tensor { ty, shape, .. } = input.dtype() else {
-            return Err(mismatch(format!("input `{input_name}` is not a tensor")));
+            return Err(mismatch(format!("input `{input_name}` is not a tensor"), "export the model with a float32 NCHW tensor as its image input".into()));
         };
         if *ty != ort::value::TensorElementType::Float32 {
-            return Err(mismatch(format!("input `{input_name}` is {ty:?}; simsite feeds float32")));
+            return Err(mismatch(
+                format!("input `{input_name}` is {}; simsite feeds float32", format!("{ty:?}").to_lowercase()),
+                "export the model with a float32 input (or add a Cast at the input)".into(),
+            ));
         }
         let dims: Vec<i64> = shape.iter().copied().collect();
         if dims.len() != 4 {
-            return Err(mismatch(format!(
-                "input `{input_name}` has rank {} ({dims:?}); simsite feeds NCHW images (rank 4: batch, channels, height, width)",
-                dims.len()
-            )));
+            return Err(mismatch(
+                format!(
+                    "input `{input_name}` has rank {} ({dims:?}); simsite feeds NCHW images (rank 4: batch, channels, height, width)",
+                    dims.len()
+                ),
+                "export the model with a [batch, channels, height, width] input (an Unsqueeze at the input makes one of a [batch, height, width] input)".into(),
+            ));
+        }
+        // A channel count last, and another (or none) where NCHW has it: channels-last.
+        if (dims[3] == 1 || dims[3] == 3) && dims[1] != dims[3] {
+            return Err(mismatch(
+                format!("input `{input_name}` is {dims:?}, which looks like channels-last (NHWC) [N,H,W,C]; simsite feeds NCHW"),
+                "export channels-first or add a Transpose at the input".into(),
+            ));
+        }
+        if dims[2] > 0 && dims[3] > 0 && dims[2] != dims[3] {
+            return Err(mismatch(
+                format!("input `{input_name}` is {}x{}; simsite feeds square images", dims[3], dims[2]),
+                "export the model for square images (height equal to width)".into(),
+            ));
+        }
+        // Every input the model needs must be fed; simsite feeds one.
+        let others: Vec<&str> = session.inputs().iter().map(|i| i.name()).filter(|n| *n != input_name).collect();
+        if !others.is_empty() {
+            return Err(mismatch(
+                format!("it has input(s) {} besides the image input `{input_name}`; simsite feeds only that one", backticked(&others)),
+                "export the model with the image as its only input (make the others constants or initializers)".into(),
+            ));
         }
         let graph_channels = (dims[1] > 0).then_some(dims[1] as u32);
         let graph_size = (dims[2] > 0).then_some(dims[2] as u32);
-        if dims[2] > 0 && dims[3] > 0 && dims[2] != dims[3] {
-            return Err(mismatch(format!("input `{input_name}` is {}x{}; simsite feeds square images", dims[3], dims[2])));
-        }
-        let meta_u32 = |k: &str| meta(&session, k).and_then(|v| v.trim().parse::<u32>().ok());
-        let channels = s.channels.or_else(|| meta_u32("channels")).or(graph_channels).ok_or_else(|| {
-            mismatch(format!("input `{input_name}` has no fixed channel count; set `channels` under [encoder]"))
-        })?;
-        let size = s.size.or_else(|| meta_u32("size")).or(graph_size).ok_or_else(|| {
-            mismatch(format!("input `{input_name}` has no fixed size; set `size` under [encoder]"))
-        })?;
+        let channels = match s.channels {
+            Some(c) => Some((c, Source::Config)),
+            None => match meta(&session, "channels") {
+                Some(v) => match v.trim() {
+                    "1" => Some((1, Source::Metadata)),
+                    "3" => Some((3, Source::Metadata)),
+                    _ => return Err(bad_meta("simsite.channels", &v, "1 or 3".into())),
+                },
+                None => graph_channels.map(|c| (c, Source::Graph)),
+            },
+        };
+        let Some((channels, channels_source)) = channels else {
+            return Err(mismatch(
+                format!("input `{input_name}` has no fixed channel count, and neither [encoder] nor the model's metadata gives one"),
+                "set `channels` under [encoder] (or `simsite.channels` in the model's metadata)".into(),
+            ));
+        };
+        let size = match s.size {
+            Some(v) => Some((v, Source::Config)),
+            None => match meta(&session, "size") {
+                Some(v) => match v.trim().parse::<u32>() {
+                    Ok(n) if SIZES.contains(&n) => Some((n, Source::Metadata)),
+                    _ => return Err(bad_meta("simsite.size", &v, format!("a whole number of pixels from {} to {}", SIZES.start(), SIZES.end()))),
+                },
+                None => graph_size.map(|v| (v, Source::Graph)),
+            },
+        };
+        let Some((size, size_source)) = size else {
+            return Err(mismatch(
+                format!("input `{input_name}` has no fixed size, and neither [encoder] nor the model's metadata gives one"),
+                "set `size` under [encoder] (or `simsite.size` in the model's metadata)".into(),
+            ));
+        };
         if !(channels == 1 || channels == 3) {
-            return Err(mismatch(format!("{channels} input channels; simsite feeds 1 (grey) or 3 (RGB)")));
+            return Err(mismatch(
+                format!("{channels} input channels (from {}); simsite feeds 1 (grey) or 3 (RGB)", channels_source.describe("channels")),
+                match channels_source {
+                    Source::Graph => "export the model for 1 or 3 input channels".into(),
+                    _ => "set `channels` under [encoder] to 1 or 3".into(),
+                },
+            ));
         }
         if let Some(g) = graph_channels.filter(|g| *g != channels) {
-            return Err(mismatch(format!("input `{input_name}` takes {g} channel(s), but {channels} were configured")));
+            return Err(mismatch(
+                format!("input `{input_name}` takes {g} channel(s), but {} says {channels}", channels_source.describe("channels")),
+                match channels_source {
+                    Source::Metadata => format!("correct `simsite.channels` in the model's metadata to {g}, or set `channels = {g}` under [encoder], which wins over it"),
+                    _ => format!("remove `channels` under [encoder] or set it to {g}"),
+                },
+            ));
         }
         if let Some(g) = graph_size.filter(|g| *g != size) {
-            return Err(mismatch(format!("input `{input_name}` takes {g}x{g} images, but size {size} was configured")));
+            return Err(mismatch(
+                format!("input `{input_name}` takes {g}x{g} images, but {} says {size}", size_source.describe("size")),
+                match size_source {
+                    Source::Metadata => format!("correct `simsite.size` in the model's metadata to {g}, or set `size = {g}` under [encoder], which wins over it"),
+                    _ => format!("remove `size` under [encoder] or set it to {g}"),
+                },
+            ));
+        }
+        // As `[encoder] size` is checked: a size beyond it (a model of any size told 2000)
+        // would have the probe batch alone take gigabytes.
+        if !SIZES.contains(&size) {
+            let (lo, hi) = (SIZES.start(), SIZES.end());
+            return Err(match size_source {
+                Source::Graph => mismatch(
+                    format!("input `{input_name}` is {size}x{size}; simsite feeds {lo} to {hi} pixels"),
+                    format!("export the model for a square input of {lo} to {hi} pixels"),
+                ),
+                _ => mismatch(
+                    format!("size {size} (from {}) is out of range; simsite feeds {lo} to {hi} pixels", size_source.describe("size")),
+                    format!("set `size` under [encoder] to {lo} to {hi}"),
+                ),
+            });
         }
         let (batch, fixed_batch) = match (dims[0], s.batch) {
             (b, None) if b > 0 => (b as usize, true),
             (b, Some(want)) if b > 0 && want as i64 != b => {
-                return Err(mismatch(format!(
-                    "its batch size is fixed to {b}, but `batch = {want}` is configured; remove `batch` or set it to {b}"
-                )))
+                return Err(mismatch(
+                    format!("its batch size is fixed to {b}, but `batch = {want}` is configured"),
+                    format!("remove `batch` under [encoder] or set it to {b}"),
+                ))
             }
             (b, Some(_)) if b > 0 => (b as usize, true),
             (_, Some(want)) => (want.max(1), false),
@@ -301,35 +456,76 @@ impl Encoder {
             (_, None) if device == "CUDA" => (512, false),
             (_, None) => (64, false),
         };
-        let mean = match s.mean.clone().or_else(|| meta(&session, "mean").and_then(|m| parse_floats(&m))) {
-            Some(m) => per_channel(m, channels, "mean", &s.model)?,
-            None => vec![0.0; channels as usize],
+        // Normalisation: per channel, from [encoder], else the metadata, else none.
+        let norm = |key: &str, set: Option<Vec<f32>>, default: f32| -> Result<Vec<f32>, EncoderError> {
+            let positive = key == "std";
+            let (v, source) = match set {
+                Some(v) => (v, Source::Config),
+                None => match meta(&session, key) {
+                    None => return Ok(vec![default; channels as usize]),
+                    Some(text) => match parse_floats(&text, positive) {
+                        Some(v) => (v, Source::Metadata),
+                        None => {
+                            let mut expected = match positive {
+                                true => "numbers above 0",
+                                false => "finite numbers",
+                            }
+                            .to_string()
+                                + " separated by commas, one for all channels or one per channel";
+                            if text.trim().eq_ignore_ascii_case("imagenet") {
+                                expected += "; named presets are not supported (ImageNet's mean is 0.485,0.456,0.406 and its std 0.229,0.224,0.225)";
+                            }
+                            return Err(bad_meta(&format!("simsite.{key}"), &text, expected));
+                        }
+                    },
+                },
+            };
+            if !v.iter().all(|x| x.is_finite() && (!positive || *x > 0.0)) {
+                return Err(mismatch(
+                    format!("{key} {v:?} (from {}) must be finite numbers{}", source.describe(key), if positive { " above 0" } else { "" }),
+                    format!("correct `{key}` under [encoder]"),
+                ));
+            }
+            per_channel(v, channels, key, source, model)
         };
-        let std = match s.std.clone().or_else(|| meta(&session, "std").and_then(|m| parse_floats(&m))) {
-            Some(v) => per_channel(v, channels, "std", &s.model)?,
-            None => vec![1.0; channels as usize],
-        };
-        if !std.iter().all(|v| v.is_finite() && *v > 0.0) || !mean.iter().all(|v| v.is_finite()) {
-            return Err(mismatch(format!("its normalisation must be finite numbers with std above 0 (mean {mean:?}, std {std:?})")));
-        }
-        let output_name = match s.output.clone().or_else(|| meta(&session, "output")) {
+        let mean = norm("mean", s.mean.clone(), 0.0)?;
+        let std = norm("std", s.std.clone(), 1.0)?;
+        let (output_name, output_source) = match sourced(s.output.clone(), "output") {
             Some(n) => n,
-            None => session.outputs().first().map(|o| o.name().to_string()).ok_or_else(|| mismatch("it has no output".into()))?,
+            None => session
+                .outputs()
+                .first()
+                .map(|o| (o.name().to_string(), Source::Graph))
+                .ok_or_else(|| mismatch("it has no output".into(), "export the model with the embedding as its output".into()))?,
         };
         let Some(output) = session.outputs().iter().find(|o| o.name() == output_name) else {
-            return Err(mismatch(format!(
-                "it has no output `{output_name}`; its outputs are {}",
-                backticked(session.outputs().iter().map(|o| o.name()))
-            )));
+            return Err(mismatch(
+                format!("it has no output `{output_name}` (named by {}); its outputs are {}", output_source.describe("output"), names(session.outputs())),
+                match output_source {
+                    Source::Metadata => "correct `simsite.output` in the model's metadata, or set `output` under [encoder], which wins over it".into(),
+                    _ => "set `output` under [encoder] to one of those".into(),
+                },
+            ));
         };
-        if let ort::value::ValueType::Tensor { shape, .. } = output.dtype() {
-            if shape.len() != 2 {
-                return Err(mismatch(format!(
-                    "output `{output_name}` has rank {} ({:?}); simsite needs [batch, dimension]",
-                    shape.len(),
-                    shape.iter().collect::<Vec<_>>()
-                )));
+        if let ort::value::ValueType::Tensor { ty, shape, .. } = output.dtype() {
+            if *ty != ort::value::TensorElementType::Float32 {
+                return Err(mismatch(
+                    format!("output `{output_name}` is {}; simsite reads float32", format!("{ty:?}").to_lowercase()),
+                    "export the embedding as float32 (add a Cast to float at the output)".into(),
+                ));
             }
+            // [batch, dim, 1, 1] (pooled, not flattened) is [batch, dim].
+            if shape.len() < 2 || shape.iter().skip(2).any(|d| *d != 1) {
+                return Err(mismatch(
+                    format!(
+                        "output `{output_name}` is {:?}; simsite needs [batch, dimension] (any dimensions after those must be 1)",
+                        shape.iter().collect::<Vec<_>>()
+                    ),
+                    "flatten or squeeze the output to [batch, dimension] in the export (e.g. a Flatten after the pooling)".into(),
+                ));
+            }
+        } else {
+            return Err(mismatch(format!("output `{output_name}` is not a tensor"), "export the model with a float32 [batch, dimension] tensor as its output".into()));
         }
         let name = meta(&session, "name")
             .or_else(|| s.model.file_stem().map(|n| n.to_string_lossy().into_owned()))
@@ -352,6 +548,7 @@ impl Encoder {
             device,
             device_note,
             threads,
+            warnings,
             model_bytes: bytes.len() as u64,
             settings: s.clone(),
             scratch: Vec::new(),
@@ -364,10 +561,18 @@ impl Encoder {
         // [batch, dim], fails here rather than after an hour of decoding.
         let n = enc.spec.channels as usize * (size as usize).pow(2);
         let probe = vec![0.5f32; n];
-        let out = enc.run_batch(&probe, 1)?;
+        let probe_err = |message: String| EncoderError::Probe {
+            model: model.to_path_buf(),
+            message,
+            shape: format!("[{batch}, {channels}, {size}, {size}]"),
+        };
+        let out = enc.run_batch(&probe, 1).map_err(|e| match e {
+            EncoderError::Run { message, .. } => probe_err(message),
+            e => e,
+        })?;
         enc.spec.dim = out.len();
         if enc.spec.dim == 0 {
-            return Err(mismatch(format!("output `{}` is empty", enc.spec.output)));
+            return Err(probe_err(format!("output `{}` is empty", enc.spec.output)));
         }
         Ok(enc)
     }
@@ -434,7 +639,9 @@ impl Encoder {
             .get(self.spec.output.as_str())
             .ok_or_else(|| EncoderError::Run { model: model(), message: format!("no output `{}`", self.spec.output) })?;
         let (oshape, data) = value.try_extract_tensor::<f32>().map_err(run_err)?;
-        if oshape.len() != 2 || oshape[0] as usize != b {
+        // [b, dim, 1, …] is [b, dim] (checked at load time, and again here: the graph may
+        // have left those dimensions open).
+        if oshape.len() < 2 || oshape[0] as usize != b || oshape.iter().skip(2).any(|d| *d != 1) {
             return Err(EncoderError::Run {
                 model: model(),
                 message: format!("output shape {:?}, expected [{b}, dim]", oshape.iter().collect::<Vec<_>>()),
@@ -446,6 +653,11 @@ impl Encoder {
             let norm = row.iter().map(|v| (*v as f64) * (*v as f64)).sum::<f64>().sqrt() as f32;
             if norm > 0.0 && norm.is_finite() {
                 row.iter_mut().for_each(|v| *v /= norm);
+            } else {
+                // A zero row has no direction: every cosine with it is 0, so it would be
+                // published with meaningless neighbours. It is NaN, like a row that was
+                // NaN already, which the embed stage skips with its file.
+                row.fill(f32::NAN);
             }
         }
         Ok(out)

@@ -116,8 +116,14 @@ pub enum EncoderError {
     ModelIo { model: PathBuf, source: std::io::Error },
     #[error("ONNX Runtime cannot load the model {}: {message}\n  fix: check that `model` under [encoder] is an ONNX file", model.display())]
     Model { model: PathBuf, message: String },
-    #[error("the model {} does not fit: {message}", model.display())]
-    Mismatch { model: PathBuf, message: String },
+    #[error("the model {} does not fit: {message}\n  fix: {fix}", model.display())]
+    Mismatch { model: PathBuf, message: String, fix: String },
+    /// A `simsite.*` metadata value that does not parse (or is out of range): ignoring it
+    /// would feed the model input it was not trained on.
+    #[error("the model {} has `{key}` = {value:?} in its metadata; expected {expected}\n  fix: correct `{key}` in the model's metadata, or set `{}` under [encoder], which wins over it", model.display(), key.trim_start_matches("simsite."))]
+    Metadata { model: PathBuf, key: String, value: String, expected: String },
+    #[error("the model {} failed on a blank test batch at start-up: {message}\n  fix: check that the model runs on a float32 {shape} input; `channels` and `size` under [encoder] or in its `simsite.*` metadata give that shape", model.display())]
+    Probe { model: PathBuf, message: String, shape: String },
     #[error("device = \"cuda\" under [encoder], but the CUDA execution provider cannot be used: {message}\n  fix: install onnxruntime-gpu's libraries beside libonnxruntime.so on a machine with a GPU, or set device = \"auto\" or \"cpu\"")]
     Cuda { message: String },
     #[error("the model {model} failed on a batch: {message}")]

@@ -105,25 +105,19 @@ fn mismatched_models_fail_at_start_up_with_the_reason() {
     assert_eq!(
         err(settings("tiny-rank3.onnx")),
         format!(
-            "the model {} does not fit: input `pixels` has rank 3 ([-1, 16, 16]); simsite feeds NCHW images (rank 4: batch, channels, height, width)",
+            "the model {} does not fit: input `pixels` has rank 3 ([-1, 16, 16]); simsite feeds NCHW images (rank 4: batch, channels, height, width)\n  fix: export the model with a [batch, channels, height, width] input (an Unsqueeze at the input makes one of a [batch, height, width] input)",
             fixture("tiny-rank3.onnx").display()
         )
     );
     let mut s = settings("tiny-fixed-batch.onnx");
     s.batch = Some(8);
-    assert!(err(s).ends_with("does not fit: its batch size is fixed to 4, but `batch = 8` is configured; remove `batch` or set it to 4"));
+    assert!(err(s).ends_with("does not fit: its batch size is fixed to 4, but `batch = 8` is configured\n  fix: remove `batch` under [encoder] or set it to 4"));
     let mut s = settings("tiny-meta.onnx");
     s.channels = Some(3);
-    assert!(err(s).ends_with("does not fit: input `pixels` takes 1 channel(s), but 3 were configured"));
-    let mut s = settings("tiny-meta.onnx");
-    s.size = Some(32);
-    assert!(err(s).ends_with("does not fit: input `pixels` takes 16x16 images, but size 32 was configured"));
+    assert!(err(s).ends_with("does not fit: input `pixels` takes 1 channel(s), but `channels` under [encoder] says 3\n  fix: remove `channels` under [encoder] or set it to 1"));
     let mut s = settings("tiny-meta.onnx");
     s.output = Some("features".into());
-    assert!(err(s).ends_with("does not fit: it has no output `features`; its outputs are `embedding`"));
-    let mut s = settings("tiny-rgb.onnx");
-    s.mean = Some(vec![0.1, 0.2]);
-    assert!(err(s).ends_with("does not fit: mean has 2 values but the input has 3 channel(s)"));
+    assert!(err(s).ends_with("does not fit: it has no output `features` (named by `output` under [encoder]); its outputs are `embedding`\n  fix: set `output` under [encoder] to one of those"));
     let d = tempfile::tempdir().unwrap();
     let junk = write(&d.path().join("junk.onnx"), b"not a protobuf at all");
     let e = err(EncoderSettings { model: junk.clone(), ..Default::default() });
@@ -410,4 +404,257 @@ fn cuda_asked_for_where_there_is_none_is_an_error() {
     let (code, _, err) = run(&s.root, &["build"]);
     assert_eq!(code, 0, "{err}");
     assert!(err.contains("auto: CPU, since"), "auto says why it chose the CPU: {err}");
+}
+
+/// `base` (a fixture without metadata) with `props` as its metadata: ModelProto's
+/// `metadata_props` (field 14) appended to the file, which protobuf merges like any
+/// repeated field written last.
+fn with_metadata(dir: &Path, base: &str, props: &[(&str, &str)]) -> PathBuf {
+    fn varint(mut n: usize, out: &mut Vec<u8>) {
+        while n >= 0x80 {
+            out.push((n as u8) | 0x80);
+            n >>= 7;
+        }
+        out.push(n as u8);
+    }
+    let mut bytes = std::fs::read(fixture(base)).unwrap();
+    for (k, v) in props {
+        let mut entry = vec![0x0a];
+        varint(k.len(), &mut entry);
+        entry.extend(k.as_bytes());
+        entry.push(0x12);
+        varint(v.len(), &mut entry);
+        entry.extend(v.as_bytes());
+        bytes.push(14 << 3 | 2);
+        varint(entry.len(), &mut bytes);
+        bytes.extend(entry);
+    }
+    let n = std::fs::read_dir(dir).unwrap().count();
+    write(&dir.join(format!("model{n}.onnx")), &bytes)
+}
+
+fn load_err(s: EncoderSettings) -> String {
+    Encoder::load(&s).err().expect("must fail").to_string()
+}
+
+/// Regression: metadata values that did not parse were ignored, so the model got raw
+/// [0, 1] pixels (mean 0, std 1) or the graph's size and channels, and the build went on.
+#[test]
+fn metadata_that_does_not_parse_is_an_error_naming_key_value_and_fix() {
+    let d = tempfile::tempdir().unwrap();
+    let mean = "finite numbers separated by commas, one for all channels or one per channel";
+    let std = "numbers above 0 separated by commas, one for all channels or one per channel";
+    let preset = "; named presets are not supported (ImageNet's mean is 0.485,0.456,0.406 and its std 0.229,0.224,0.225)";
+    let cases = [
+        ("mean", "half", mean.to_string()),
+        ("mean", "nan", mean.to_string()),
+        ("mean", "0.25;0.25", mean.to_string()),
+        ("mean", "imagenet", format!("{mean}{preset}")),
+        ("std", "half", std.to_string()),
+        ("std", "0", std.to_string()),
+        ("std", "inf", std.to_string()),
+        ("size", "abc", "a whole number of pixels from 8 to 1024".to_string()),
+        ("channels", "one", "1 or 3".to_string()),
+        ("channels", "2", "1 or 3".to_string()),
+    ];
+    for (key, value, expected) in cases {
+        let model = with_metadata(d.path(), "tiny-nometa.onnx", &[(&format!("simsite.{key}"), value)]);
+        assert_eq!(
+            load_err(EncoderSettings { model: model.clone(), ..Default::default() }),
+            format!(
+                "the model {} has `simsite.{key}` = {value:?} in its metadata; expected {expected}\n  fix: correct `simsite.{key}` in the model's metadata, or set `{key}` under [encoder], which wins over it",
+                model.display()
+            )
+        );
+    }
+    // The key under [encoder] wins: the metadata's value is not even read.
+    let model = with_metadata(d.path(), "tiny-nometa.onnx", &[("simsite.mean", "half"), ("simsite.std", "0"), ("simsite.size", "abc"), ("simsite.channels", "one")]);
+    let s = EncoderSettings { model, mean: Some(vec![0.5]), std: Some(vec![0.25]), size: Some(16), channels: Some(1), ..Default::default() };
+    let mut e = Encoder::load(&s).unwrap();
+    assert!(close(&e.embed(&ramp(), 1).unwrap(), &expected("ramp")));
+}
+
+#[test]
+fn unknown_metadata_keys_are_a_warning_naming_the_known_ones() {
+    let d = tempfile::tempdir().unwrap();
+    let model = with_metadata(d.path(), "tiny-nometa.onnx", &[("simsite.meen", "0.5"), ("simsite.std", "0.25"), ("other.key", "x")]);
+    let e = Encoder::load(&EncoderSettings { model: model.clone(), ..Default::default() }).unwrap();
+    assert_eq!(e.spec.mean, [0.0], "the misspelt key is not used");
+    assert_eq!(
+        e.warnings,
+        [format!(
+            "the model {} has metadata key `simsite.meen`, which simsite does not know and ignores; known keys: `simsite.input`, `simsite.output`, `simsite.channels`, `simsite.size`, `simsite.mean`, `simsite.std`, `simsite.name`, `simsite.dim`, `simsite.recipe`, `simsite.training_data_digest`, `simsite.license`",
+            model.display()
+        )]
+    );
+    assert!(Encoder::load(&settings("tiny-meta.onnx")).unwrap().warnings.is_empty());
+}
+
+/// Regression: `simsite.size = "2000"` on a model of any size had the probe batch
+/// (64 × 2000²) kill the build for memory; 1 was taken, 0 gave ONNX Runtime's own error.
+#[test]
+fn sizes_from_metadata_or_the_graph_must_be_8_to_1024() {
+    let d = tempfile::tempdir().unwrap();
+    for size in ["0", "1", "7", "1025", "2000"] {
+        let model = with_metadata(d.path(), "odd-dynamic.onnx", &[("simsite.size", size)]);
+        assert_eq!(
+            load_err(EncoderSettings { model: model.clone(), ..Default::default() }),
+            format!(
+                "the model {} has `simsite.size` = \"{size}\" in its metadata; expected a whole number of pixels from 8 to 1024\n  fix: correct `simsite.size` in the model's metadata, or set `size` under [encoder], which wins over it",
+                model.display()
+            )
+        );
+        let e = Encoder::load(&EncoderSettings { model, size: Some(24), ..Default::default() }).unwrap();
+        assert_eq!((e.spec.size, e.spec.dim), (24, 8));
+    }
+    let model = with_metadata(d.path(), "odd-dynamic.onnx", &[("simsite.size", "8")]);
+    assert_eq!(Encoder::load(&EncoderSettings { model, ..Default::default() }).unwrap().spec.size, 8);
+    // A fixed size in the graph is held to the same limits.
+    let e = load_err(EncoderSettings { model: fixture("odd-dynamic.onnx"), size: Some(2000), ..Default::default() });
+    assert!(e.ends_with("does not fit: size 2000 (from `size` under [encoder]) is out of range; simsite feeds 8 to 1024 pixels\n  fix: set `size` under [encoder] to 8 to 1024"), "{e}");
+}
+
+/// Regression: a model whose output is all zeros (here: no bias, a black image) was
+/// published with neighbours of score 0; only NaN rows were caught.
+#[test]
+fn a_zero_embedding_counts_as_not_a_number_and_its_file_is_skipped() {
+    let mut e = Encoder::load(&settings("odd-linear.onnx")).unwrap();
+    let mut two = vec![0.0f32; 256];
+    two.extend(ramp());
+    let out = e.embed(&two, 2).unwrap();
+    assert!(out[..8].iter().all(|v| v.is_nan()), "{:?}", &out[..8]);
+    assert!((out[8..].iter().map(|x| x * x).sum::<f32>() - 1.0).abs() < 1e-5);
+
+    let s = Site::new(5, "odd-linear.onnx");
+    write(&s.root.join("archive/dark.fits"), &fits_bytes(&[Hdu::image(&[16, 16], Data::F32(vec![3.0; 256]))]));
+    let r = s.build();
+    assert_eq!((r["items"].as_u64(), r["skipped"].as_u64()), (Some(5), Some(1)), "{r}");
+    assert_eq!(r["skipped_files"][0]["path"], "dark.fits");
+    assert!(r["skipped_files"][0]["reason"].as_str().unwrap().contains("not a number"), "{r}");
+}
+
+/// Regression: channels-last models were called non-square, or failed in ONNX Runtime.
+#[test]
+fn channels_last_models_are_named_as_such() {
+    for (model, shape) in [("odd-nhwc.onnx", "[-1, 16, 16, 3]"), ("odd-nhwc-dynamic.onnx", "[-1, -1, -1, 3]")] {
+        assert_eq!(
+            load_err(settings(model)),
+            format!(
+                "the model {} does not fit: input `pixels` is {shape}, which looks like channels-last (NHWC) [N,H,W,C]; simsite feeds NCHW\n  fix: export channels-first or add a Transpose at the input",
+                fixture(model).display()
+            )
+        );
+    }
+}
+
+/// Regression: both ran the probe batch and failed with ONNX Runtime's own words
+/// ("Missing Input: scale", "Cannot extract Tensor<f32> from Tensor<f16>"), no path, no fix.
+#[test]
+fn unfed_inputs_and_float16_outputs_fail_at_load_with_the_fix() {
+    assert_eq!(
+        load_err(settings("odd-two-inputs.onnx")),
+        format!(
+            "the model {} does not fit: it has input(s) `scale` besides the image input `pixels`; simsite feeds only that one\n  fix: export the model with the image as its only input (make the others constants or initializers)",
+            fixture("odd-two-inputs.onnx").display()
+        )
+    );
+    assert_eq!(
+        load_err(settings("odd-f16-output.onnx")),
+        format!(
+            "the model {} does not fit: output `embedding` is float16; simsite reads float32\n  fix: export the embedding as float32 (add a Cast to float at the output)",
+            fixture("odd-f16-output.onnx").display()
+        )
+    );
+}
+
+/// Regression: a model that failed in its probe batch printed ONNX Runtime's own coloured
+/// log line (ANSI escapes) before simsite's error, even with --quiet; the error had no path.
+#[test]
+fn a_model_failing_its_probe_batch_gives_one_error_with_the_path_and_no_runtime_log() {
+    let s = Site::new(1, "odd-flat-dynamic.onnx");
+    s.config("odd-flat-dynamic.onnx", "size = 32\n");
+    let (code, _, err) = run(&s.root, &["build", "--quiet"]);
+    assert_eq!(code, 1);
+    let head = format!("error: the model {} failed on a blank test batch at start-up: ", fixture("odd-flat-dynamic.onnx").display());
+    assert!(err.starts_with(&head), "{err:?}");
+    assert!(err.contains("\n  fix: check that the model runs on a float32 [64, 1, 32, 32] input; `channels` and `size` under [encoder] or in its `simsite.*` metadata give that shape\n"), "{err:?}");
+    assert!(!err.contains('\u{1b}'), "{err:?}");
+    assert_eq!(err.matches("error").count(), 1, "{err:?}");
+}
+
+/// Regression: pooled outputs that were not flattened were refused.
+#[test]
+fn outputs_with_trailing_ones_are_squeezed_and_others_refused() {
+    let mut four = Encoder::load(&settings("odd-pooled-rank4.onnx")).unwrap();
+    let mut three = Encoder::load(&settings("odd-pooled-rank3.onnx")).unwrap();
+    assert_eq!((four.spec.dim, three.spec.dim), (8, 8));
+    let a = four.embed(&ramp(), 1).unwrap();
+    assert_eq!(a, three.embed(&ramp(), 1).unwrap());
+    assert!((a.iter().map(|x| x * x).sum::<f32>() - 1.0).abs() < 1e-5);
+    assert_eq!(
+        load_err(settings("odd-spatial-output.onnx")),
+        format!(
+            "the model {} does not fit: output `embedding` is [-1, 8, 16, 16]; simsite needs [batch, dimension] (any dimensions after those must be 1)\n  fix: flatten or squeeze the output to [batch, dimension] in the export (e.g. a Flatten after the pooling)",
+            fixture("odd-spatial-output.onnx").display()
+        )
+    );
+}
+
+/// Regression: a 3-channel model was fed grey replicated to three channels unless the
+/// config said `channels = "rgb"`; the cache key must follow what is used.
+#[test]
+fn a_three_channel_model_gets_rgb_unless_the_config_says_grey() {
+    let s = Site::new(4, "tiny-rgb.onnx");
+    assert_eq!(s.build()["embedded"], 4);
+    let with = |pre: &str| {
+        std::fs::write(
+            s.root.join("site-config.toml"),
+            std::fs::read_to_string(s.root.join("site-config.toml")).unwrap().replace("[encoder]", &format!("{pre}[encoder]")),
+        )
+        .unwrap();
+    };
+    with("[preprocess]\nchannels = \"rgb\"\n");
+    assert_eq!(s.build()["embedded"], 0, "rgb was used already: same cache key");
+    s.config("tiny-rgb.onnx", "");
+    with("[preprocess]\nchannels = \"grey\"\n");
+    assert_eq!(s.build()["embedded"], 4, "grey is another cache key");
+}
+
+/// Regression: mismatch errors had no `fix:` line and did not say whether a value came
+/// from the config or the model's metadata.
+#[test]
+fn mismatch_errors_say_where_the_value_came_from_and_the_fix() {
+    let d = tempfile::tempdir().unwrap();
+    let mut s = settings("tiny-rgb.onnx");
+    s.mean = Some(vec![0.1, 0.2]);
+    assert_eq!(
+        load_err(s),
+        format!(
+            "the model {} does not fit: mean (from `mean` under [encoder]) has 2 values but the input has 3 channel(s)\n  fix: give `mean` under [encoder] one value, or one per channel (3)",
+            fixture("tiny-rgb.onnx").display()
+        )
+    );
+    let model = with_metadata(d.path(), "tiny-nometa.onnx", &[("simsite.mean", "0.1,0.2")]);
+    assert_eq!(
+        load_err(EncoderSettings { model: model.clone(), ..Default::default() }),
+        format!(
+            "the model {} does not fit: mean (from the model's metadata `simsite.mean`) has 2 values but the input has 1 channel(s)\n  fix: give `simsite.mean` in the model's metadata one value, or one per channel (1), or set `mean` under [encoder], which wins over it",
+            model.display()
+        )
+    );
+    let model = with_metadata(d.path(), "tiny-nometa.onnx", &[("simsite.size", "32")]);
+    assert_eq!(
+        load_err(EncoderSettings { model: model.clone(), ..Default::default() }),
+        format!(
+            "the model {} does not fit: input `x` takes 16x16 images, but the model's metadata `simsite.size` says 32\n  fix: correct `simsite.size` in the model's metadata to 16, or set `size = 16` under [encoder], which wins over it",
+            model.display()
+        )
+    );
+    let mut s = settings("tiny-meta.onnx");
+    s.size = Some(32);
+    assert!(load_err(s).ends_with("does not fit: input `pixels` takes 16x16 images, but `size` under [encoder] says 32\n  fix: remove `size` under [encoder] or set it to 16"));
+    let model = with_metadata(d.path(), "tiny-nometa.onnx", &[("simsite.output", "features")]);
+    assert!(load_err(EncoderSettings { model, ..Default::default() }).ends_with(
+        "does not fit: it has no output `features` (named by the model's metadata `simsite.output`); its outputs are `y`\n  fix: correct `simsite.output` in the model's metadata, or set `output` under [encoder], which wins over it"
+    ));
 }

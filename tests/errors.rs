@@ -67,7 +67,7 @@ fn each_mistake_names_the_problem_and_the_fix() {
         (
             "a model of the wrong shape",
             vec!["--config", "rank3.toml"],
-            format!("error: the model {rank3} does not fit: input `pixels` has rank 3 ([-1, 16, 16]); simsite feeds NCHW images (rank 4: batch, channels, height, width)"),
+            format!("error: the model {rank3} does not fit: input `pixels` has rank 3 ([-1, 16, 16]); simsite feeds NCHW images (rank 4: batch, channels, height, width)\n  fix: export the model with a [batch, channels, height, width] input (an Unsqueeze at the input makes one of a [batch, height, width] input)"),
         ),
         (
             "no ONNX Runtime library where the config says",
