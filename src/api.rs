@@ -254,8 +254,8 @@ pub struct ManifestFacts<'a> {
 
 /// Puts `api/manifest.json`, last. When nothing else in the release changed, it is the
 /// served manifest with only `checked_at` moved on (a no-op rebuild changes nothing else),
-/// as long as everything else it says is the same: the files skipped (a new broken file
-/// changes no other file), the model (new metadata in the same weights changes no
+/// as long as what only the manifest tells is the same: the files skipped (a new broken
+/// file changes no other file), the model (new metadata in the same weights changes no
 /// embedding), the config's digest and simsite's version.
 pub fn put_manifest(release: &Release, settings: &Settings, f: &ManifestFacts) -> Result<()> {
     let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
@@ -279,15 +279,9 @@ pub fn put_manifest(release: &Release, settings: &Settings, f: &ManifestFacts) -
     if !release.changed_so_far() {
         let served = release.previous(PATH);
         if let Some((bytes, prev)) = served.as_ref().and_then(|b| Some((b, serde_json::from_slice::<Value>(b).ok()?))) {
-            let untimed = |v: &Value| {
-                let mut v = v.clone();
-                if let Some(o) = v.as_object_mut() {
-                    o.remove("built_at");
-                    o.remove("checked_at");
-                }
-                v
-            };
-            let same = untimed(&prev) == untimed(&serde_json::to_value(&manifest)?);
+            // Not the layout's mode and epochs: they say how this build made the same map.
+            let fresh = serde_json::to_value(&manifest)?;
+            let same = ["skipped", "model", "config_digest", "simsite_version"].iter().all(|k| prev.get(k) == fresh.get(k));
             // Only the time's text changes, in place: the keys keep their order and layout.
             let stamp = |t: &Value| format!("\"checked_at\": {t}");
             let text = std::str::from_utf8(bytes).ok();

@@ -251,7 +251,12 @@ pub(crate) fn load_encoder(settings: &mut Settings, ui: &Ui) -> Result<Option<En
         return Ok(None);
     };
     let enc = Encoder::load(es)?;
-    settings.adopt_encoder(&enc.spec).map_err(|m| anyhow::anyhow!("{m}"))?;
+    for w in &enc.warnings {
+        ui.warn(w);
+    }
+    if let Some(note) = settings.adopt_encoder(&enc.spec).map_err(|m| anyhow::anyhow!("{m}"))? {
+        ui.warn(note);
+    }
     ui.info(format!(
         "encoder: {} ({}x{}x{} → {}), {} ({}), batch {}",
         enc.spec.name, enc.spec.channels, enc.spec.size, enc.spec.size, enc.spec.dim, enc.device, enc.device_note, enc.spec.batch
@@ -522,7 +527,7 @@ pub(crate) fn run_ingest(
     // other data): the file is skipped, like one that cannot be decoded.
     for (i, d) in done.iter_mut().enumerate() {
         if d.as_ref().is_some_and(|r| unusable.contains(r.digest.as_bytes())) {
-            let reason = "the model's embedding of this image is not a number (NaN or infinite); check the model and its [encoder] mean and std".to_string();
+            let reason = "the model's embedding of this image is zero or not a number (NaN or infinite), so it has no direction to compare; check the model and its [encoder] mean and std".to_string();
             ui.skipped(&items[i].entry.rel_str, &reason);
             skipped.push(Problem { path: items[i].entry.rel_str.clone(), reason });
             *d = None;

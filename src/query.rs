@@ -54,7 +54,13 @@ pub fn query(settings: &Settings, files: &[PathBuf], k: usize, ui: &Ui) -> Resul
         let answer = match crate::inspect::inspect(f, &settings.preprocess, settings.thumbs.size) {
             Ok(i) => {
                 let e = enc.embed(&i.prepared.tensor, 1)?;
-                Answer { file: f.display().to_string(), neighbors: Some(best(&site.embeddings, n, &e, k, &site.ids)), error: None }
+                if e.iter().all(|v| v.is_finite()) {
+                    Answer { file: f.display().to_string(), neighbors: Some(best(&site.embeddings, n, &e, k, &site.ids)), error: None }
+                } else {
+                    // As the build skips such a file: a zero or NaN embedding has no direction.
+                    let reason = "the model's embedding of this image is zero or not a number (NaN or infinite), so it has no direction to compare";
+                    Answer { file: f.display().to_string(), neighbors: None, error: Some(reason.into()) }
+                }
             }
             Err(e) => Answer { file: f.display().to_string(), neighbors: None, error: Some(format!("{e:#}")) },
         };

@@ -250,7 +250,7 @@ fn images_the_model_gives_no_number_for_are_skipped_not_a_crash() {
     assert_eq!(code, 1, "{err}");
     for i in 0..3 {
         assert!(
-            err.contains(&format!("skipped img00{i}.fits: the model's embedding of this image is not a number (NaN or infinite)")),
+            err.contains(&format!("skipped img00{i}.fits: the model's embedding of this image is zero or not a number (NaN or infinite)")),
             "{err}"
         );
     }
