@@ -125,6 +125,27 @@ impl<'a> MemFits<'a> {
         }
     }
 
+    /// A real keyword of the current HDU, or `default` when absent or unreadable.
+    fn real_key(&self, name: &str, default: f64) -> f64 {
+        let Ok(key) = CString::new(name) else { return default };
+        let (mut v, mut status) = (0f64, 0);
+        unsafe { sys::ffgkyd(self.fptr, key.as_ptr(), &mut v, std::ptr::null_mut(), &mut status) };
+        if status == 0 { v } else { default }
+    }
+
+    /// Whether float32 may lose some of this image's values: pixels stored in double
+    /// precision or 32/64-bit integers (BITPIX, for a tile-compressed image ZBITPIX), or
+    /// scaled by BSCALE/BZERO other than the unsigned-integer conventions. Bytes, 16-bit
+    /// integers and float32 pixels are float32 exactly.
+    fn wider_than_float32(&self) -> Result<bool, FileError> {
+        let (mut bitpix, mut status) = (0, 0);
+        unsafe { sys::ffgidt(self.fptr, &mut bitpix, &mut status) };
+        self.check(status, "reading BITPIX")?;
+        let (bscale, bzero) = (self.real_key("BSCALE", 1.0), self.real_key("BZERO", 0.0));
+        let unsigned = (bitpix == 16 && bzero == 32768.0) || (bitpix == 8 && bzero == -128.0);
+        Ok(matches!(bitpix, -64 | 32 | 64) || bscale != 1.0 || (bzero != 0.0 && !unsigned))
+    }
+
     /// A string keyword of the current HDU, trimmed, or None when absent or unreadable.
     fn str_key(&self, name: &str) -> Option<String> {
         let key = CString::new(name).ok()?;
@@ -268,12 +289,12 @@ fn sample_stride(npix: usize) -> usize {
     (npix / 4096).max(1)
 }
 
-/// The 1st percentile, the median and the 99th percentile of a sample (sorted here), as
+/// The 1st percentile, the median and the 99th percentile of a sample (reordered here), as
 /// the elements at those ranks; `None` for an empty one.
 fn spread<T: Copy + Into<f64>>(s: &mut [T]) -> Option<(f64, f64, f64)> {
     let n = s.len().checked_sub(1)?;
-    s.sort_unstable_by(|a, b| (*a).into().total_cmp(&(*b).into()));
-    Some((s[n / 100].into(), s[n / 2].into(), s[n - n / 100].into()))
+    let mut at = |r: usize| -> f64 { (*s.select_nth_unstable_by(r, |a, b| (*a).into().total_cmp(&(*b).into())).1).into() };
+    Some((at(n / 100), at(n / 2), at(n - n / 100)))
 }
 
 /// The distance from float32's value nearest `x` to the next float32 away from zero.
@@ -488,7 +509,7 @@ fn read_with_cfitsio(bytes: &[u8], data: &[u8], settings: &FitsSettings, max_pix
     };
     let mut plane = vec![0f32; npix];
     let in_range = f.read_narrow(shown * npix as u64, &mut plane)?;
-    let (suspect, overflow) = may_lose_detail(&plane);
+    let (suspect, overflow) = if f.wider_than_float32()? { may_lose_detail(&plane) } else { (false, false) };
     let wide = if !in_range || suspect { f.wide_of(shown * npix as u64, npix, overflow || !in_range)? } else { None };
     if wide.is_some() {
         f.read(shown * npix as u64, &mut plane, wide)?;
