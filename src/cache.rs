@@ -273,6 +273,19 @@ impl EmbeddingCache {
     }
 
     /// Removes the folders of other cache keys (older models or settings).
+    /// Folders of other keys beside this one: embeddings of another model, other
+    /// preprocessing settings or an older simsite, which this cache does not use.
+    pub fn other_keys(&self) -> Vec<PathBuf> {
+        let Some(parent) = self.dir.parent() else { return Vec::new() };
+        let Ok(entries) = std::fs::read_dir(parent) else { return Vec::new() };
+        let mut v: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_dir() && *p != self.dir && p.file_name().and_then(|n| n.to_str()).is_some_and(is_key))
+            .collect();
+        v.sort();
+        v
+    }
+
     pub fn remove_other_keys(&self) -> std::io::Result<usize> {
         let Some(parent) = self.dir.parent() else { return Ok(0) };
         let mut n = 0;

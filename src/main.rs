@@ -86,10 +86,11 @@ fn run(command: Command, ui: &Ui) -> anyhow::Result<ExitCode> {
             let outcome = pipeline::build(&settings, ui)?;
             let r = &outcome.report;
             eprintln!(
-                "published {} item(s) to {} ({} skipped; {} of {} files new or changed, {} removed); report: {}",
+                "published {} item(s) to {} ({} skipped, {} embedded now; {} of {} files new or changed, {} removed); report: {}",
                 r.items,
                 settings.out.display(),
                 r.skipped,
+                r.embedded,
                 r.changed,
                 r.files,
                 r.removed,

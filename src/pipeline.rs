@@ -271,6 +271,16 @@ pub(crate) fn open_cache(settings: &Settings, enc: &Encoder, ui: &Ui) -> Result<
     for p in &c.problems {
         ui.warn(format!("{}: {}", p.path, p.reason));
     }
+    // Shards run with another config, or a new model: say so, or a cluster's build embeds
+    // the whole archive again on one node without a word.
+    let others = c.other_keys();
+    if !others.is_empty() {
+        ui.warn(format!(
+            "the cache holds embeddings made with another model, other preprocessing settings or an older simsite ({}); they are not used, and a build removes them. \
+             If `embed --shard` jobs ran before this, they ran with another config than this one: run them with the same config",
+            others.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+        ));
+    }
     Ok(c)
 }
 

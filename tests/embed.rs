@@ -261,6 +261,23 @@ fn the_manifest_names_the_model_even_when_no_other_file_changes() {
     assert_eq!(manifest["model"]["digest"], r["model"]["digest"], "{manifest}");
 }
 
+/// Shards run with another model than the build's: the build embeds everything again, and
+/// says so (a warning naming the unused embeddings, and the count on its result line).
+#[test]
+fn a_build_after_shards_of_another_model_says_it_embeds_again() {
+    let s = Site::new(5, "tiny-meta.onnx");
+    let (code, _, err) = run(&s.root, &["embed", "--shard", "0/1"]);
+    assert_eq!(code, 0, "{err}");
+    s.config("two-outputs.onnx", "");
+    let (code, _, err) = run(&s.root, &["build"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("the cache holds embeddings made with another model") && err.contains("run them with the same config"), "{err}");
+    assert!(err.contains("(0 skipped, 5 embedded now;"), "{err}");
+    // The next night has nothing to say.
+    let (_, _, err) = run(&s.root, &["build"]);
+    assert!(!err.contains("another model") && err.contains("(0 skipped, 0 embedded now;"), "{err}");
+}
+
 #[test]
 fn a_damaged_or_half_written_segment_is_reported_and_recomputed() {
     let s = Site::new(12, "tiny-meta.onnx");
