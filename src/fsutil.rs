@@ -23,10 +23,18 @@ impl FileId {
     }
 }
 
-/// This process's id, asked of the kernel once (a system call per file adds up).
-fn pid() -> u32 {
-    static PID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
-    *PID.get_or_init(std::process::id)
+/// A name for this process that no other process writing to the same folder has: the
+/// host, the process id and the start time in nanoseconds. The id alone is not enough
+/// where many machines share a folder and each runs simsite in a container, as PID 1.
+/// Made once (a system call per file adds up).
+pub fn process_tag() -> &'static str {
+    static TAG: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    TAG.get_or_init(|| {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        let host: String = host.trim().chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-').take(32).collect();
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0);
+        format!("{}-{}-{nanos:x}", if host.is_empty() { "host" } else { &host }, std::process::id())
+    })
 }
 
 /// Flushes the filesystem that holds the open file or folder `f` (syncfs). The error is any
@@ -51,7 +59,7 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let tmp = dir.join(format!(
         ".{name}.tmp-{}-{}",
-        pid(),
+        process_tag(),
         COUNTER.fetch_add(1, Ordering::Relaxed)
     ));
     let result = (|| {

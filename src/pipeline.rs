@@ -950,7 +950,8 @@ fn render_site(release: &Release, settings: &Settings, input: &site::Input, repo
     Ok(())
 }
 
-/// A marker (`unfinished-<pid>` in the cache folder) while a process writes cache files:
+/// A marker (`unfinished-<host>-<pid>-<start>` in the cache folder, see
+/// [`fsutil::process_tag`]) while a process writes cache files:
 /// thumbnails and atlases are renamed into place without an fsync each (one per file would
 /// cost a disk write each), so after a power cut a file named just before it may be empty.
 /// A process that finds markers it did not leave (one that was killed, or the machine went
@@ -969,7 +970,7 @@ impl Unfinished {
         let found = std::fs::read_dir(cache)
             .map(|d| d.flatten().filter(|e| e.file_name().to_string_lossy().starts_with("unfinished-")).map(|e| e.path()).collect())
             .unwrap_or_default();
-        let own = cache.join(format!("unfinished-{}", std::process::id()));
+        let own = cache.join(format!("unfinished-{}", fsutil::process_tag()));
         std::fs::write(&own, b"").ok();
         Unfinished { cache: cache.to_path_buf(), own, found, covered: false }
     }
