@@ -111,7 +111,7 @@ pub fn link_content(src: &Path, dst: &Path) -> std::io::Result<()> {
 /// learns of a read-only or foreign-owned folder before hours of work, not after.
 pub fn check_writable(dir: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
-    let probe = dir.join(format!(".write-test-{}", pid()));
+    let probe = dir.join(format!(".write-test-{}", process_tag()));
     std::fs::write(&probe, b"")?;
     std::fs::remove_file(&probe)
 }
