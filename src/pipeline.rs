@@ -657,7 +657,17 @@ pub fn build(settings: &Settings, ui: &Ui) -> Result<BuildOutcome> {
     let thumbs: Vec<&std::path::Path> = published.iter().map(|(_, r)| r.thumb.as_path()).collect();
     let previews: Vec<Option<&std::path::Path>> = published.iter().map(|(_, r)| r.preview.as_deref()).collect();
     let known: Vec<_> = published.iter().map(|(_, r)| (r.thumb_meta, r.preview_meta)).collect();
-    let eval = release.previous("eval/index.html").is_some();
+    // `simsite eval`'s pages are kept while they describe tonight's model; after a new one
+    // they would show the old model's figures as this site's.
+    let eval = release.previous("eval/index.html").is_some() && {
+        let digest = encoder.as_ref().map(|e| e.digest.to_hex().to_string());
+        let made_with = release.previous("api/eval.json").and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok()).and_then(|v| v["model"]["digest"].as_str().map(String::from));
+        let same = digest.is_some() && made_with == digest;
+        if !same {
+            ui.warn("the site's eval page was made with another model than tonight's; it is left out (run `simsite eval` again for this model's figures)");
+        }
+        same
+    };
     if let (Some(enc), Some(c)) = (&encoder, &mut cache) {
         let dim = enc.spec.dim;
         let mut emb = Vec::with_capacity(published.len() * dim);
@@ -817,7 +827,7 @@ pub fn build(settings: &Settings, ui: &Ui) -> Result<BuildOutcome> {
         let api_seconds = api_done?;
         report.stages.push(StageTime { name: "api".into(), seconds: api_seconds, items: n as u64 });
         let (rendered, render_seconds) = rendered?;
-        rendered_into(&release, &mut report, rendered, render_seconds, n);
+        rendered_into(&release, &mut report, rendered, render_seconds, n, eval);
         let mref = api::ModelRef { name: &enc.spec.name, digest: &enc.digest.to_hex(), dim };
         let facts = api::ManifestFacts {
             items: n,
@@ -946,7 +956,7 @@ fn too_many_removed(release: &Release, published: &[(&Item, Ingested)], max_remo
 fn render_site(release: &Release, settings: &Settings, input: &site::Input, report: &mut BuildReport, ui: &Ui) -> Result<()> {
     let t = Instant::now();
     let rendered = site::render(release, settings, input, ui)?;
-    rendered_into(release, report, rendered, t.elapsed().as_secs_f64(), input.items.len());
+    rendered_into(release, report, rendered, t.elapsed().as_secs_f64(), input.items.len(), input.eval);
     Ok(())
 }
 
@@ -1005,12 +1015,14 @@ impl Drop for Unfinished {
 }
 
 /// Records a rendered site (`seconds` of rendering, `items` items) in the report.
-fn rendered_into(release: &Release, report: &mut BuildReport, rendered: site::Rendered, seconds: f64, items: usize) {
+fn rendered_into(release: &Release, report: &mut BuildReport, rendered: site::Rendered, seconds: f64, items: usize, keep_eval: bool) {
     report.pages = rendered.pages;
     report.page_threads = rendered.page_threads;
     report.render_parts = rendered.parts;
     report.stages.push(StageTime { name: "render".into(), seconds, items: items as u64 });
-    release.carry(is_eval_path);
+    if keep_eval {
+        release.carry(is_eval_path);
+    }
 }
 
 /// Files `simsite eval` publishes, which a build keeps as they are.

@@ -169,6 +169,13 @@ fn eval_reports_both_methods_and_writes_json_and_an_escaped_page() {
     assert_eq!(code, 0, "{err}");
     assert_eq!(std::fs::read(&api).unwrap(), std::fs::read(s.root.join("report/eval.json")).unwrap());
     assert!(s.root.join("out/eval/index.html").is_file() && s.root.join("out/index.html").is_file());
+    // A build with another model leaves the old model's evaluation out, and says so.
+    let config = std::fs::read_to_string(s.root.join("site-config.toml")).unwrap().replace("tiny-meta.onnx", "two-outputs.onnx");
+    std::fs::write(s.root.join("site-config.toml"), config).unwrap();
+    let (code, _, err) = run(&s.root, &["build"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("the site's eval page was made with another model"), "{err}");
+    assert!(!s.root.join("out/eval").exists() && !api.exists(), "the old model's evaluation is still served");
 }
 
 #[test]
