@@ -41,7 +41,7 @@ pub struct Catalogue {
 /// The byte offsets where the lines of a text start (after LF, CR LF or a lone CR), as
 /// far as it has been read.
 #[derive(Default)]
-struct LineStarts {
+pub(crate) struct LineStarts {
     starts: Vec<u64>,
     read: u64,
     /// The last byte read was a CR (a LF right after it ends the same line).
@@ -64,15 +64,15 @@ impl LineStarts {
     }
 
     /// The 1-based line of the byte at `offset`.
-    fn line_of(&self, offset: u64) -> u64 {
+    pub(crate) fn line_of(&self, offset: u64) -> u64 {
         self.starts.partition_point(|&s| s <= offset) as u64 + 1
     }
 }
 
 /// A reader that notes where lines start in what passes through it.
-struct Counted<R> {
-    inner: R,
-    lines: std::sync::Arc<std::sync::Mutex<LineStarts>>,
+pub(crate) struct Counted<R> {
+    pub(crate) inner: R,
+    pub(crate) lines: std::sync::Arc<std::sync::Mutex<LineStarts>>,
 }
 
 impl<R: std::io::Read> std::io::Read for Counted<R> {

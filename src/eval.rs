@@ -85,9 +85,14 @@ impl Labels {
     /// Parses `path,label[,twin_of]` (any column order, other columns ignored); `path` is
     /// only used in messages.
     pub fn parse(input: impl std::io::Read, path: &Path) -> Result<Labels, LabelsError> {
-        let mut reader = csv::ReaderBuilder::new().flexible(false).from_reader(input);
+        // Lines counted from byte offsets, as for the catalogue: the csv crate miscounts
+        // files with CR LF or CR line ends.
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(crate::catalogue::LineStarts::default()));
+        let line_of = |pos: Option<&csv::Position>, default: u64| pos.map(|p| lines.lock().unwrap_or_else(|e| e.into_inner()).line_of(p.byte())).unwrap_or(default);
+        let counted = crate::catalogue::Counted { inner: input, lines: lines.clone() };
+        let mut reader = csv::ReaderBuilder::new().flexible(false).from_reader(counted);
         let csv_err = |e: csv::Error| {
-            let line = e.position().map(|p| p.line()).unwrap_or(1);
+            let line = line_of(e.position(), 1);
             let (message, fix) = match e.kind() {
                 csv::ErrorKind::UnequalLengths { expected_len, len, .. } => (
                     format!("{len} field(s) where the header has {expected_len}"),
@@ -124,7 +129,7 @@ impl Labels {
         let mut row_of: HashMap<String, usize> = HashMap::new();
         let mut record = csv::StringRecord::new();
         while reader.read_record(&mut record).map_err(csv_err)? {
-            let line = record.position().map(|p| p.line()).unwrap_or(0);
+            let line = line_of(record.position(), 0);
             let get = |c: usize| record.get(c).unwrap_or("");
             let p = normalise_path(get(path_col));
             if p.is_empty() {
@@ -1165,6 +1170,17 @@ mod tests {
         assert!(parse("path,label\nx.png,a,extra\n").unwrap_err().starts_with("labels file l.csv, line 2: 3 field(s) where the header has 2"));
         assert!(parse("path,label,twin_of\nx.png,a,x.png\n").unwrap_err().contains("names the line's own path"));
         assert!(parse("path,label\n").unwrap_err().starts_with("labels file l.csv lists no image"));
+        // Lines ended by CR LF (what Excel writes) or a lone CR are counted as lines too.
+        for end in ["\r\n", "\r"] {
+            let text = ["path,label", "x.png,a", "y.png,b", "x.png,c", ""].join(end);
+            assert_eq!(
+                parse(&text).unwrap_err(),
+                "labels file l.csv, line 4, column 1 (`path`): `x.png` is already listed on line 2\n  fix: list every image once",
+                "line end {end:?}"
+            );
+            let text = ["path,label", "x.png,a", "y.png,", ""].join(end);
+            assert!(parse(&text).unwrap_err().starts_with("labels file l.csv, line 3, column 2"), "line end {end:?}");
+        }
     }
 
     #[test]
