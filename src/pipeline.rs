@@ -218,11 +218,23 @@ pub(crate) fn gather(settings: &Settings, ui: &Ui) -> Result<Gathered> {
         let some: Vec<&str> = report.warnings.iter().take(3).map(|p| p.path.as_str()).collect();
         ui.warn(format!("scan: {n} symbolic link(s) not followed, or looping back (e.g. {}); see the warnings in the build report", crate::error::backticked(some)));
     }
+    let (unread, examples) = &found.unread_fits;
+    let unread_note = (*unread > 0).then(|| {
+        format!(
+            "{unread} file(s) named like FITS in a compression simsite does not read (e.g. {}); \
+             decompress them (`gunzip` reads .Z too, `bunzip2` .bz2, `unxz` .xz) or gzip them as .fits.gz",
+            crate::error::backticked(examples.iter().map(String::as_str))
+        )
+    });
     if found.entries.is_empty() && found.unreadable.is_empty() {
         anyhow::bail!(
-            "the archive {} holds no image files (.fits/.fit/.fts[.gz|.fz], .png, .jpg/.jpeg, .tif/.tiff)\n  fix: point [archive] root or --archive at the folder with the images",
-            settings.archive.display()
+            "the archive {} holds no image files (.fits/.fit/.fts[.gz|.fz], .png, .jpg/.jpeg, .tif/.tiff)\n  fix: {}",
+            settings.archive.display(),
+            unread_note.unwrap_or_else(|| "point [archive] root or --archive at the folder with the images".into())
         );
+    }
+    if let Some(note) = unread_note {
+        ui.warn(format!("scan: {note}"));
     }
     // Which file an id named in the served site (read only where names collide).
     let served_items = settings.out.join("api").join("items");

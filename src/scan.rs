@@ -78,6 +78,15 @@ pub struct Scan {
     pub problems: Vec<Problem>,
     /// Regular files that are not images (ignored silently, counted).
     pub ignored: usize,
+    /// Of those, the ones named like FITS in a compression simsite does not read
+    /// (`.fits.Z`, `.fits.bz2`, `.fits.xz`, `.fits.zip`…): how many, and the first few.
+    pub unread_fits: (usize, Vec<String>),
+}
+
+/// Whether `name` looks like a FITS file compressed in a way simsite does not read.
+fn unread_fits(name: &str) -> bool {
+    let l = name.to_ascii_lowercase();
+    [".fits.", ".fit.", ".fts."].iter().any(|f| l.contains(f))
 }
 
 fn rel_string(rel: &Path) -> String {
@@ -135,6 +144,12 @@ pub fn scan(root: &Path, follow_symlinks: bool) -> Result<Scan, ArchiveError> {
         let name = entry.file_name().to_string_lossy().into_owned();
         let Some((format, stem)) = classify(&name) else {
             out.ignored += 1;
+            if unread_fits(&name) {
+                out.unread_fits.0 += 1;
+                if out.unread_fits.1.len() < 3 {
+                    out.unread_fits.1.push(rel_string(&rel));
+                }
+            }
             continue;
         };
         let meta = entry.metadata().ok();

@@ -294,6 +294,21 @@ fn empty_or_missing_archive_is_a_clear_error() {
         "  fix: point [archive] root or --archive at the folder with the images"
     );
     assert!(err.contains(&format!("error: the archive {} holds no image files", s.archive.display())), "{err}");
+    // FITS files in a compression simsite does not read (ESO serves .fits.Z): named, with
+    // the fix, instead of "point it at the folder with the images".
+    write(&s.archive.join("eso/m51.fits.Z"), b"\x1f\x9d compressed");
+    write(&s.archive.join("eso/m51.FITS.bz2"), b"BZh9");
+    let (code, _, err) = s.build(&[]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("  fix: 2 file(s) named like FITS in a compression simsite does not read (e.g. `eso/m51.FITS.bz2`, `eso/m51.fits.Z`); decompress them"),
+        "{err}"
+    );
+    // Beside images, a warning.
+    png_grey8(&s.archive.join("one.png"), 8, 8, |x, y| (x * 9 + y) as u8);
+    let (code, _, err) = s.build(&[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("warning: scan: 2 file(s) named like FITS in a compression simsite does not read"), "{err}");
     let (code, _, err) = run(&s.root, &["build", "--archive", "nowhere"]);
     assert_eq!(code, 1);
     assert_eq!(
