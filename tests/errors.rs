@@ -233,7 +233,7 @@ fn a_folder_or_link_that_cannot_be_read_is_reported_and_counted_as_skipped() {
     let (code, _, err) = run(root, &["--quiet", "build", "--config", "follow.toml"]);
     assert_eq!(code, 0, "{err}");
     assert!(err.contains("skipped night-2: cannot read: No such file or directory"), "{err}");
-    assert!(err.contains("published 3 item(s)") && err.contains("(1 skipped;"), "{err}");
+    assert!(err.contains("published 3 item(s)") && err.contains("(1 skipped, 3 embedded now;"), "{err}");
     let manifest: serde_json::Value = serde_json::from_str(&read(&root.join("site/api/manifest.json"))).unwrap();
     assert_eq!(manifest["skipped"], 1);
 }
