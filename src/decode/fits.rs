@@ -173,24 +173,30 @@ impl<'a> MemFits<'a> {
         Ok((start.max(0) as u64).saturating_add(size))
     }
 
-    /// Reads `out.len()` pixels starting at 0-based element `first` of the current HDU as
-    /// float32, NaN where null (BLANK, NaN, inf). `Ok(false)`: a value lies beyond float32's
-    /// range (the rest were read, that one clamped).
-    fn read_narrow(&self, first: u64, out: &mut [f32]) -> Result<bool, FileError> {
-        let mut null = f32::NAN;
+    /// Reads `out.len()` pixels of CFITSIO type `datatype` (`T` must be it) starting at
+    /// 0-based element `first` of the current HDU, `null` where null (BLANK, NaN, inf), and
+    /// returns CFITSIO's status.
+    fn pixels<T: Copy>(&self, datatype: c_int, first: u64, out: &mut [T], mut null: T) -> c_int {
         let (mut anynul, mut status) = (0, 0);
         unsafe {
             sys::ffgpv(
                 self.fptr,
-                TFLOAT,
+                datatype,
                 first as i64 + 1,
                 out.len() as i64,
-                &mut null as *mut f32 as *mut c_void,
+                &mut null as *mut T as *mut c_void,
                 out.as_mut_ptr() as *mut c_void,
                 &mut anynul,
                 &mut status,
             )
         };
+        status
+    }
+
+    /// Reads pixels as float32, NaN where null. `Ok(false)`: a value lies beyond float32's
+    /// range (the rest were read, that one clamped).
+    fn read_narrow(&self, first: u64, out: &mut [f32]) -> Result<bool, FileError> {
+        let status = self.pixels(TFLOAT, first, out, f32::NAN);
         if status == sys::NUM_OVERFLOW as c_int || status == sys::OVERFLOW_ERR {
             return Ok(false);
         }
@@ -199,21 +205,7 @@ impl<'a> MemFits<'a> {
 
     /// As [`Self::read_narrow`], in double precision.
     fn read_f64(&self, first: u64, out: &mut [f64]) -> Result<(), FileError> {
-        let mut null = f64::NAN;
-        let (mut anynul, mut status) = (0, 0);
-        unsafe {
-            sys::ffgpv(
-                self.fptr,
-                TDOUBLE,
-                first as i64 + 1,
-                out.len() as i64,
-                &mut null as *mut f64 as *mut c_void,
-                out.as_mut_ptr() as *mut c_void,
-                &mut anynul,
-                &mut status,
-            )
-        };
-        self.check(status, "reading pixels")
+        self.check(self.pixels(TDOUBLE, first, out, f64::NAN), "reading pixels")
     }
 
     /// Reads pixels as float32, through `wide` where it is given (see [`Wide`]).
