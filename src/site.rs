@@ -650,6 +650,16 @@ fn page_links(pages: usize, current: usize, base: &str) -> Vec<PageLink> {
 
 fn sitemap(release: &Release, base: &str, input: &Input) -> Result<()> {
     let mut urls: Vec<String> = ["", "clusters/", "outliers/", "duplicates/"].iter().map(|p| format!("{base}{p}")).collect();
+    // Each cluster's gallery, page by page (as `galleries` writes them), and the evaluation.
+    if let Some(m) = &input.model {
+        for (c, k) in m.st.clusters.iter().enumerate() {
+            urls.push(format!("{base}clusters/{c}/"));
+            urls.extend((2..=k.members.len().div_ceil(PAGE)).map(|p| format!("{base}clusters/{c}/{p}/")));
+        }
+    }
+    if input.eval {
+        urls.push(format!("{base}eval/"));
+    }
     urls.extend(input.items.iter().map(|it| format!("{base}items/{}/", it.id)));
     // base-url comes percent-encoded from the config; ids are URL-safe. The five characters
     // the sitemap protocol wants as entities:

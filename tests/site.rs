@@ -99,13 +99,36 @@ fn a_build_makes_pages_for_every_item_the_map_files_and_galleries() {
     }
     assert_eq!(covered, 30, "every item in one tile");
     let sitemap = read(&out.join("sitemap.xml"));
-    assert_eq!(sitemap.matches("<loc>").count(), 4 + 30);
     assert!(sitemap.contains(&format!("<loc>https://archive.example.org/sim/items/{}/</loc>", ids[0])));
     let clusters: Vec<Value> = serde_json::from_slice(&std::fs::read(out.join("api/clusters.json")).unwrap()).unwrap();
     for c in &clusters {
         let page = read(&out.join(format!("clusters/{}/index.html", c["cluster"])));
         assert!(page.contains(&format!("items/{}/", c["representative"].as_str().unwrap())));
+        assert!(sitemap.contains(&format!("<loc>https://archive.example.org/sim/clusters/{}/</loc>", c["cluster"])), "cluster {} is not in the sitemap", c["cluster"]);
     }
+    // Every page of the site is in it: the map, the three galleries, each cluster's
+    // gallery (one page each here) and each item.
+    assert_eq!(sitemap.matches("<loc>").count(), 4 + clusters.len() + 30);
+}
+
+/// The sitemap lists every page a visitor can reach: each cluster's gallery too.
+#[test]
+fn the_sitemap_lists_each_clusters_gallery() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    blob_archive(root, 60, 0);
+    config(root, "[structure]\nmin-cluster-size = 3\n");
+    let (code, _, err) = run(root, &["build"]);
+    assert_eq!(code, 0, "{err}");
+    let out = root.join("out");
+    let clusters: Vec<Value> = serde_json::from_slice(&std::fs::read(out.join("api/clusters.json")).unwrap()).unwrap();
+    assert!(!clusters.is_empty(), "the archive must give clusters for this test");
+    let sitemap = read(&out.join("sitemap.xml"));
+    for c in &clusters {
+        assert!(out.join(format!("clusters/{}/index.html", c["cluster"])).is_file());
+        assert!(sitemap.contains(&format!("<loc>https://archive.example.org/sim/clusters/{}/</loc>", c["cluster"])), "cluster {} is not in the sitemap", c["cluster"]);
+    }
+    assert_eq!(sitemap.matches("<loc>").count(), 4 + clusters.len() + 60);
 }
 
 #[test]
