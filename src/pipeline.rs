@@ -556,6 +556,10 @@ pub(crate) fn run_ingest(
         }
     }
     let t = stage.finish();
+    if has_encoder {
+        // The stage counts every image it looked at; most nights most come from the cache.
+        ui.info(format!("embed: {embedded} embedded now, {} from the cache", done.iter().flatten().count().saturating_sub(embedded)));
+    }
     Ok(Ingest { done, skipped, embedded, infer_seconds: infer, seconds: t.as_secs_f64(), thumbs_listed: listed })
 }
 

@@ -109,7 +109,7 @@ impl Ui {
             bar
         });
         if bar.is_none() {
-            self.info(format!("{name}: {total} to do"));
+            self.info(format!("{name}: {total} to look at"));
         }
         Stage { ui: self, name, total, start: Instant::now(), bar, plain: Mutex::new((0, Instant::now())) }
     }

@@ -276,6 +276,7 @@ fn a_build_after_shards_of_another_model_says_it_embeds_again() {
     // The next night has nothing to say.
     let (_, _, err) = run(&s.root, &["build"]);
     assert!(!err.contains("another model") && err.contains("(0 skipped, 0 embedded now;"), "{err}");
+    assert!(err.contains("embed: 5 to look at") && err.contains("embed: 0 embedded now, 5 from the cache"), "{err}");
 }
 
 #[test]
