@@ -216,13 +216,21 @@ impl<'a> MemFits<'a> {
                 false => Err(FileError::Fits("reading pixels: a value beyond float32's range in a later plane".into())),
             };
         };
-        let mut buf = vec![0f64; WIDE_CHUNK.min(out.len())];
-        for (k, chunk) in out.chunks_mut(WIDE_CHUNK).enumerate() {
-            let b = &mut buf[..chunk.len()];
-            self.read_f64(first + (k * WIDE_CHUNK) as u64, b)?;
-            for (o, &x) in chunk.iter_mut().zip(b.iter()) {
+        self.each_f64_chunk(first, out.len(), |start, b| {
+            for (o, &x) in out[start..start + b.len()].iter_mut().zip(b) {
                 *o = ((x - w.offset) * w.scale) as f32;
             }
+        })
+    }
+
+    /// Reads `n` pixels from element `first` in double precision, [`WIDE_CHUNK`] at a time,
+    /// handing each chunk to `f` with its offset from `first`.
+    fn each_f64_chunk(&self, first: u64, n: usize, mut f: impl FnMut(usize, &[f64])) -> Result<(), FileError> {
+        let mut buf = vec![0f64; WIDE_CHUNK.min(n)];
+        for start in (0..n).step_by(WIDE_CHUNK) {
+            let b = &mut buf[..WIDE_CHUNK.min(n - start)];
+            self.read_f64(first + start as u64, b)?;
+            f(start, b);
         }
         Ok(())
     }
@@ -234,18 +242,15 @@ impl<'a> MemFits<'a> {
     /// and 2^100, or 1 when it is there already.
     fn wide_of(&self, first: u64, npix: usize, overflow: bool) -> Result<Option<Wide>, FileError> {
         let stride = sample_stride(npix);
-        let mut buf = vec![0f64; WIDE_CHUNK.min(npix)];
         let (mut picked, mut lo, mut hi) = (Vec::new(), f64::INFINITY, f64::NEG_INFINITY);
-        for start in (0..npix).step_by(WIDE_CHUNK) {
-            let b = &mut buf[..WIDE_CHUNK.min(npix - start)];
-            self.read_f64(first + start as u64, b)?;
+        self.each_f64_chunk(first, npix, |start, b| {
             for (i, &x) in b.iter().enumerate().filter(|(_, x)| x.is_finite()) {
                 if (start + i).is_multiple_of(stride) {
                     picked.push(x);
                 }
                 (lo, hi) = (lo.min(x), hi.max(x));
             }
-        }
+        })?;
         let Some((low, offset, high)) = spread(&mut picked) else {
             return Ok(None);
         };
@@ -330,9 +335,9 @@ fn real_axes(axes: &[i64]) -> Vec<(usize, u64)> {
 /// Under this many pixels across and this many times longer than that, an "image" is a
 /// strip: an echelle or long-slit spectrum, or orders of one, not a picture.
 const STRIP_ACROSS: u64 = 8;
+const STRIP_RATIO: u64 = 16;
 /// What an HDU with one axis longer than 1 holds.
 const LINE: &str = ": one axis longer than 1, a line of values (a spectrum?)";
-const STRIP_RATIO: u64 = 16;
 
 /// Inflates a gzip stream, refusing to produce more than `limit` bytes. Member after member,
 /// as gzip does; what follows the last member and is not one (zeros a tape or a transfer
@@ -421,18 +426,13 @@ fn read_with_cfitsio(bytes: &[u8], data: &[u8], settings: &FitsSettings, max_pix
                     line = Some(format!("HDU {i} has axes {axes:?}"));
                 }
             }
-            match found {
-                Some(x) => x,
-                None if line.is_some() => {
-                    return Err(FileError::NoImage(format!(
-                        "{n} HDU(s), none with a 2-D image: {}{LINE}",
-                        line.unwrap_or_default()
-                    )))
-                }
-                None if tables > 0 => {
+            match (found, line) {
+                (Some(x), _) => x,
+                (None, Some(line)) => return Err(FileError::NoImage(format!("{n} HDU(s), none with a 2-D image: {line}{LINE}"))),
+                (None, None) if tables > 0 => {
                     return Err(FileError::NoImage(format!("{n} HDU(s), only tables and empty images; nothing to show")))
                 }
-                None => return Err(FileError::NoImage(format!("{n} HDU(s), none with a 2-D image"))),
+                (None, None) => return Err(FileError::NoImage(format!("{n} HDU(s), none with a 2-D image"))),
             }
         }
         HduChoice::Index(i) => {
