@@ -274,30 +274,32 @@ impl EmbeddingCache {
 
     /// Removes the folders of other cache keys (older models or settings).
     /// Folders of other keys beside this one: embeddings of another model, other
-    /// preprocessing settings or an older simsite, which this cache does not use.
-    pub fn other_keys(&self) -> Vec<PathBuf> {
-        let Some(parent) = self.dir.parent() else { return Vec::new() };
-        let Ok(entries) = std::fs::read_dir(parent) else { return Vec::new() };
-        let mut v: Vec<PathBuf> = entries
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.is_dir() && *p != self.dir && p.file_name().and_then(|n| n.to_str()).is_some_and(is_key))
-            .collect();
+    /// preprocessing settings or an older simsite, which this cache does not use. Only
+    /// folders named like a key are simsite's.
+    fn siblings(&self) -> std::io::Result<Vec<PathBuf>> {
+        let Some(parent) = self.dir.parent() else { return Ok(Vec::new()) };
+        let mut v = Vec::new();
+        for e in std::fs::read_dir(parent)? {
+            let p = e?.path();
+            if p.is_dir() && p != self.dir && p.file_name().and_then(|n| n.to_str()).is_some_and(is_key) {
+                v.push(p);
+            }
+        }
         v.sort();
-        v
+        Ok(v)
+    }
+
+    /// [`Self::siblings`], for a warning (none when they cannot be listed).
+    pub fn other_keys(&self) -> Vec<PathBuf> {
+        self.siblings().unwrap_or_default()
     }
 
     pub fn remove_other_keys(&self) -> std::io::Result<usize> {
-        let Some(parent) = self.dir.parent() else { return Ok(0) };
-        let mut n = 0;
-        for e in std::fs::read_dir(parent)? {
-            let p = e?.path();
-            // Only folders named like a key are simsite's to remove.
-            if p.is_dir() && p != self.dir && p.file_name().and_then(|n| n.to_str()).is_some_and(is_key) {
-                std::fs::remove_dir_all(&p)?;
-                n += 1;
-            }
+        let others = self.siblings()?;
+        for p in &others {
+            std::fs::remove_dir_all(p)?;
         }
-        Ok(n)
+        Ok(others.len())
     }
 }
 

@@ -173,6 +173,10 @@ fn load_runtime(configured: Option<&Path>) -> Result<(PathBuf, ort::environment:
 
 /// The `simsite.*` metadata keys simsite reads (the first six), or writes for people and
 /// tools (training/export.py); any other `simsite.` key is probably a typo, and warned about.
+/// Why a file whose embedding is zero or NaN is not placed (the build skips it, `query`
+/// answers it with this).
+pub const NO_DIRECTION: &str = "the model's embedding of this image is zero or not a number (NaN or infinite), so it has no direction to compare";
+
 pub const METADATA_KEYS: [&str; 11] =
     ["input", "output", "channels", "size", "mean", "std", "name", "dim", "recipe", "training_data_digest", "license"];
 

@@ -75,20 +75,17 @@ pub(crate) fn cache_writable(settings: &Settings, with: CacheUse) -> Result<std:
         CacheUse::Alone => lock.try_lock(),
         CacheUse::Shared => lock.try_lock_shared(),
     };
+    let (holder, order) = match with {
+        CacheUse::Alone => ("a build, an eval, or `embed --shard` processes still running", "the build after every shard has ended"),
+        CacheUse::Shared => ("a build or an eval, which needs it alone", "the shards after the last build has ended"),
+    };
     match taken {
         Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
-            "another simsite process is using the cache folder {} (it holds {}): {}\n  \
-             fix: wait for it to finish and run this again; {}",
+            "another simsite process is using the cache folder {} (it holds {}): {holder}\n  \
+             fix: wait for it to finish and run this again; in a cluster, start {order}; \
+             two sites must not share one cache folder ([output] cache or --cache)",
             dir.display(),
             path.display(),
-            match with {
-                CacheUse::Alone => "a build, an eval, or `embed --shard` processes still running",
-                CacheUse::Shared => "a build or an eval, which needs it alone",
-            },
-            match with {
-                CacheUse::Alone => "in a cluster, start the build after every shard has ended; two sites must not share one cache folder ([output] cache or --cache)",
-                CacheUse::Shared => "in a cluster, start the shards after the last build has ended; two sites must not share one cache folder ([output] cache or --cache)",
-            }
         ),
         Ok(()) => Ok(lock),
         // A file system without locks (some network mounts) is used unlocked, as before,
@@ -549,7 +546,7 @@ pub(crate) fn run_ingest(
     // other data): the file is skipped, like one that cannot be decoded.
     for (i, d) in done.iter_mut().enumerate() {
         if d.as_ref().is_some_and(|r| unusable.contains(r.digest.as_bytes())) {
-            let reason = "the model's embedding of this image is zero or not a number (NaN or infinite), so it has no direction to compare; check the model and its [encoder] mean and std".to_string();
+            let reason = format!("{}; check the model and its [encoder] mean and std", crate::encoder::NO_DIRECTION);
             ui.skipped(&items[i].entry.rel_str, &reason);
             skipped.push(Problem { path: items[i].entry.rel_str.clone(), reason });
             *d = None;

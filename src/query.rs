@@ -58,8 +58,7 @@ pub fn query(settings: &Settings, files: &[PathBuf], k: usize, ui: &Ui) -> Resul
                     Answer { file: f.display().to_string(), neighbors: Some(best(&site.embeddings, n, &e, k, &site.ids)), error: None }
                 } else {
                     // As the build skips such a file: a zero or NaN embedding has no direction.
-                    let reason = "the model's embedding of this image is zero or not a number (NaN or infinite), so it has no direction to compare";
-                    Answer { file: f.display().to_string(), neighbors: None, error: Some(reason.into()) }
+                    Answer { file: f.display().to_string(), neighbors: None, error: Some(crate::encoder::NO_DIRECTION.into()) }
                 }
             }
             Err(e) => Answer { file: f.display().to_string(), neighbors: None, error: Some(format!("{e:#}")) },

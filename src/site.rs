@@ -589,13 +589,13 @@ fn galleries(release: &Release, tera: &tera::Tera, site: &SiteCtx, input: &Input
         let mut members: Vec<usize> = k.members.iter().map(|&j| j as usize).collect();
         // The representative first, then the rest as listed.
         members.sort_by_key(|&j| (j != k.representative as usize, j));
-        let pages = members.len().div_ceil(PAGE).max(1);
-        for p in 0..pages {
-            let (rel, root) = if p == 0 { (format!("clusters/{c}/index.html"), "../../") } else { (format!("clusters/{c}/{}/index.html", p + 1), "../../../") };
+        let pages = cluster_pages(c, members.len());
+        for (p, dir) in pages.iter().enumerate() {
+            let (rel, root) = (format!("{dir}index.html"), if p == 0 { "../../" } else { "../../../" });
             let page = GalleryPage {
                 intro: format!("{} images; the first is the one nearest the cluster's mean.", members.len()),
                 cards: members[p * PAGE..((p + 1) * PAGE).min(members.len())].iter().map(|&j| card(j, None)).collect(),
-                pages: page_links(pages, p, &format!("{root}clusters/{c}/")),
+                pages: page_links(pages.len(), p, &format!("{root}clusters/{c}/")),
                 ..GalleryPage::new(site, root, format!("Cluster {c}"))
             };
             release.put(&rel, &render_page(tera, "gallery.html", &page)?)?;
@@ -648,13 +648,18 @@ fn page_links(pages: usize, current: usize, base: &str) -> Vec<PageLink> {
         .collect()
 }
 
+/// The folders of cluster `c`'s gallery of `members` images, [`PAGE`] a page:
+/// `clusters/<c>/`, then `clusters/<c>/2/`, `clusters/<c>/3/`…
+fn cluster_pages(c: usize, members: usize) -> Vec<String> {
+    (1..=members.div_ceil(PAGE).max(1)).map(|p| if p == 1 { format!("clusters/{c}/") } else { format!("clusters/{c}/{p}/") }).collect()
+}
+
 fn sitemap(release: &Release, base: &str, input: &Input) -> Result<()> {
     let mut urls: Vec<String> = ["", "clusters/", "outliers/", "duplicates/"].iter().map(|p| format!("{base}{p}")).collect();
     // Each cluster's gallery, page by page (as `galleries` writes them), and the evaluation.
     if let Some(m) = &input.model {
         for (c, k) in m.st.clusters.iter().enumerate() {
-            urls.push(format!("{base}clusters/{c}/"));
-            urls.extend((2..=k.members.len().div_ceil(PAGE)).map(|p| format!("{base}clusters/{c}/{p}/")));
+            urls.extend(cluster_pages(c, k.members.len()).iter().map(|dir| format!("{base}{dir}")));
         }
     }
     if input.eval {
