@@ -33,6 +33,7 @@ pub mod structure;
 pub mod synth;
 pub mod thumbs;
 pub mod ui;
+pub mod wcs;
 
 /// Bumped whenever a change makes earlier cache entries or outputs wrong. 2: clip limits
 /// that meet fall back to the minimum and maximum (sparse images were black). 3: FITS

@@ -1,0 +1,319 @@
+//! Where an image is on the sky: the ICRS position of its centre, from the celestial World
+//! Coordinate System of its FITS header. Archives without a catalogue get positions this
+//! way: shown on item pages and used by the sky filter (`[neighbours]
+//! min-separation-arcsec`), which keeps other exposures of one field out of "you might also
+//! like".
+//!
+//! The projection is CDS's `wcs` crate (Calabretta & Greisen 2002: zenithal, cylindrical,
+//! conic and other projections, CD, PC + CDELT or CROTA2 + CDELT, SIP distortions). This
+//! module decides what it is given: only equatorial (ICRS, or FK5 at J2000, which differs from
+//! ICRS by well under 0.1") and galactic axes. Other frames (FK4/B1950, other equinoxes,
+//! ecliptic) would need a precession this tool does not do, so they give no position rather
+//! than a wrong one, with the reason.
+
+use serde_json::{Map, Value};
+
+/// A header card's value as CFITSIO returns it (`ffgkyn`): a quoted string, a number (with
+/// `D` exponents), or a logical or complex value, which no WCS keyword has (`None`).
+pub fn card_value(raw: &str) -> Option<Value> {
+    let raw = raw.trim();
+    if let Some(inner) = raw.strip_prefix('\'') {
+        let inner = inner.strip_suffix('\'').unwrap_or(inner);
+        return Some(Value::String(inner.replace("''", "'").trim_end().to_string()));
+    }
+    if raw.is_empty() || raw == "T" || raw == "F" || raw.starts_with('(') {
+        return None;
+    }
+    if let Ok(i) = raw.parse::<i64>() {
+        return Some(Value::from(i));
+    }
+    let f: f64 = raw.replace(['D', 'd'], "E").parse().ok()?;
+    f.is_finite().then(|| Value::from(f))
+}
+
+/// Why an image has no position although its header has celestial axes.
+pub type Reason = String;
+
+/// The ICRS right ascension and declination, in degrees, of the centre of a `width` ×
+/// `height` image whose header holds `cards` (keyword → value, as `card_value` gives them).
+/// `Ok(None)`: the header has no celestial WCS (no CTYPE1/2, pixel or linear axes, or the
+/// placeholder CRVAL1 = CRVAL2 = 0). `Err`: it has one that cannot be used, and why.
+pub fn centre(cards: &Map<String, Value>, width: usize, height: usize) -> Result<Option<(f64, f64)>, Reason> {
+    let text = |k: &str| cards.get(k).and_then(Value::as_str).map(str::trim);
+    let number = |k: &str| cards.get(k).and_then(Value::as_f64);
+    let (Some(c1), Some(c2)) = (text("CTYPE1"), text("CTYPE2")) else { return Ok(None) };
+    let axis = |c: &str| c.split('-').next().unwrap_or("").to_ascii_uppercase();
+    let galactic = match (axis(c1).as_str(), axis(c2).as_str()) {
+        ("RA", "DEC") => false,
+        ("GLON", "GLAT") => true,
+        ("DEC", "RA") | ("GLAT", "GLON") => {
+            return Err(format!("its celestial axes are swapped (CTYPE1 = '{c1}', CTYPE2 = '{c2}'), which is not supported"))
+        }
+        (a, b) if [a, b].iter().any(|x| ["ELON", "ELAT", "HLON", "HLAT", "SLON", "SLAT"].contains(x)) => {
+            return Err(format!("its axes are ecliptic or supergalactic (CTYPE1 = '{c1}'), which are not converted to ICRS"))
+        }
+        _ => return Ok(None),
+    };
+    // `RA---TAN`: the axis, padded with `-` to four characters, then the projection.
+    if let Some(c) = [c1, c2].into_iter().find(|c| c.len() < 8 || !c.is_ascii()) {
+        return Err(format!("its axis type '{c}' names no projection (as in 'RA---TAN')"));
+    }
+    if number("CRVAL1") == Some(0.0) && number("CRVAL2") == Some(0.0) {
+        return Ok(None);
+    }
+    if !galactic {
+        frame_is_icrs(text("RADESYS").or(text("RADECSYS")), number("EQUINOX").or(number("EPOCH")))?;
+    }
+    let mut params: Map<String, Value> = cards
+        .iter()
+        .filter(|(k, _)| {
+            // The frame is checked above; left in, the crate would take a galactic header
+            // with a RADESYS card for an equatorial one. The image's size is this one's.
+            !matches!(k.as_str(), "RADESYS" | "RADECSYS" | "EQUINOX" | "EPOCH") && !k.starts_with("NAXIS") && !k.starts_with("ZNAXIS")
+        })
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    params.insert("NAXIS".into(), Value::from(2));
+    let params: wcs::WCSParams =
+        serde_json::from_value(Value::Object(params)).map_err(|e| format!("its WCS keywords cannot be read ({e})"))?;
+    let (w, h) = (width as i64, height as i64);
+    // The crate indexes into CTYPE strings and may panic on a malformed one: a bad header
+    // costs the position, never the image.
+    let at = std::panic::catch_unwind(|| {
+        let proj = wcs::WCSProj::new(w, h, &params).map_err(|e| format!("its WCS is not usable ({e})"))?;
+        // FITS pixels count from 1 at the first pixel's centre.
+        Ok::<_, Reason>(proj.unproj_lonlat(&wcs::ImgXY::new((width as f64 + 1.0) / 2.0, (height as f64 + 1.0) / 2.0)))
+    })
+    .map_err(|_| "its WCS keywords could not be interpreted".to_string())??;
+    let Some(at) = at else { return Err("its centre is outside the projection's domain".into()) };
+    let (ra, dec) = (at.lon().to_degrees().rem_euclid(360.0), at.lat().to_degrees());
+    if !ra.is_finite() || !dec.is_finite() || dec.abs() > 90.0 + 1e-9 {
+        return Err(format!("its WCS gives no valid position (RA {ra}, Dec {dec})"));
+    }
+    Ok(Some((if ra >= 360.0 { 0.0 } else { ra }, dec.clamp(-90.0, 90.0))))
+}
+
+/// Whether equatorial coordinates in the frame `radesys` at `equinox` can be given as ICRS
+/// without precessing them (the standard's defaults: FK4 before 1984, FK5 from then, J2000).
+fn frame_is_icrs(radesys: Option<&str>, equinox: Option<f64>) -> Result<(), Reason> {
+    let j2000 = |e: Option<f64>| e.is_none_or(|e| (e - 2000.0).abs() < 1e-6);
+    match radesys.map(|r| r.to_ascii_uppercase()) {
+        Some(r) if r == "ICRS" => Ok(()),
+        Some(r) if r == "FK5" && j2000(equinox) => Ok(()),
+        Some(r) if r == "FK5" => Err(format!("its coordinates are FK5 at equinox {}, which are not precessed to J2000", equinox.unwrap_or_default())),
+        Some(r) if r.starts_with("FK4") => Err("its coordinates are FK4 (B1950), which are not converted to ICRS".into()),
+        Some(r) if !r.is_empty() => Err(format!("its coordinate frame RADESYS = '{r}' is not converted to ICRS")),
+        _ => match equinox {
+            Some(e) if e < 1984.0 => Err(format!("its coordinates are for equinox {e} (FK4), which are not converted to ICRS")),
+            e if j2000(e) => Ok(()),
+            Some(e) => Err(format!("its coordinates are for equinox {e}, which are not precessed to J2000")),
+            None => Ok(()),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(cards: &[(&str, &str)]) -> Map<String, Value> {
+        cards.iter().filter_map(|(k, v)| card_value(v).map(|v| (k.to_string(), v))).collect()
+    }
+
+    /// The celestial cards of `sample-archive/m51/m51-iraf-devpix.fits` (IRAF's dev$pix,
+    /// 512 × 512): TAN with a rotated CD matrix, FK5 J2000.
+    fn m51() -> Vec<(&'static str, &'static str)> {
+        vec![
+            ("CTYPE1", "'RA---TAN'"),
+            ("CTYPE2", "'DEC--TAN'"),
+            ("CRPIX1", "250.255640043397"),
+            ("CRPIX2", "266.308757582063"),
+            ("CRVAL1", "202.4719695444"),
+            ("CRVAL2", "47.1967667056703"),
+            ("CD1_1", "-0.00021224568721689"),
+            ("CD1_2", "-3.8136851047801E-06"),
+            ("CD2_1", "-3.2384199796514E-06"),
+            ("CD2_2", "0.000212935798198135"),
+            ("RADESYS", "'FK5     '"),
+            ("EQUINOX", "2000."),
+        ]
+    }
+
+    fn close(got: (f64, f64), want: (f64, f64)) {
+        let d = ((got.0 - want.0) * want.1.to_radians().cos()).hypot(got.1 - want.1) * 3600.0;
+        assert!(d < 0.01, "{got:?} is {d}\" from {want:?}");
+    }
+
+    #[test]
+    fn card_values_as_cfitsio_writes_them() {
+        assert_eq!(card_value("'RA---TAN'"), Some(Value::from("RA---TAN")));
+        assert_eq!(card_value("'O''Brien  '"), Some(Value::from("O'Brien")));
+        assert_eq!(card_value("512"), Some(Value::from(512)));
+        assert_eq!(card_value("-2.1277777E-4"), Some(Value::from(-2.1277777e-4)));
+        assert_eq!(card_value("1.5D+02"), Some(Value::from(150.0)));
+        assert_eq!(card_value("T"), None);
+        assert_eq!(card_value("(1.0, 2.0)"), None);
+        assert_eq!(card_value(""), None);
+        assert_eq!(card_value("NaN"), None);
+    }
+
+    #[test]
+    fn centres_agree_with_astropy() {
+        // Reference: astropy 8.0.2, `WCS(header).all_pix2world` at ((n + 1) / 2, (n + 1) / 2)
+        // with origin 1, on the sample archive's files.
+        close(centre(&header(&m51()), 512, 512).unwrap().unwrap(), (202.47007416, 47.19465783));
+        // acs-hrc-47tuc-field-01.fits: an HST ACS crop whose reference pixel lies far outside
+        // it; no RADESYS or EQUINOX (ICRS by default).
+        let acs = [
+            ("CTYPE1", "'RA---TAN'"),
+            ("CTYPE2", "'DEC--TAN'"),
+            ("CRPIX1", "392.0"),
+            ("CRPIX2", "392.0"),
+            ("CRVAL1", "6.027148333333"),
+            ("CRVAL2", "-72.08351111111"),
+            ("CD1_1", "-7.3605E-06"),
+            ("CD1_2", "1.8456E-06"),
+            ("CD2_1", "2.86858E-06"),
+            ("CD2_2", "6.64946E-06"),
+        ];
+        close(centre(&header(&acs), 96, 96).unwrap().unwrap(), (6.03330735, -72.08678046));
+        close(centre(&header(&acs), 96, 96).unwrap().unwrap(), astropy_like_tan(&acs, 96, 96));
+        // dss-poss-wcstest.fits: EPOCH is the plate's date (1951.9) beside EQUINOX 2000.
+        let dss = [
+            ("EPOCH", "1951.9155273438"),
+            ("EQUINOX", "2000.0"),
+            ("CTYPE1", "'RA---TAN'"),
+            ("CTYPE2", "'DEC--TAN'"),
+            ("CRPIX1", "176.5"),
+            ("CRPIX2", "176.5"),
+            ("CRVAL1", "40.750097056501"),
+            ("CRVAL2", "18.34969114267"),
+            ("CDELT1", "-0.00047252234893519"),
+            ("CDELT2", "0.00047259019088984"),
+            ("CD1_1", "-0.00047239080759032"),
+            ("CD1_2", "1.0368760227067E-05"),
+            ("CD2_1", "1.1148773358475E-05"),
+            ("CD2_2", "0.00047247643045621"),
+        ];
+        close(centre(&header(&dss), 353, 353).unwrap().unwrap(), (40.74985403, 18.34993259));
+        // CDELT + CROTA2 (the AIPS convention) gives the same place as the CD matrix it stands for.
+        let rot = [
+            ("CTYPE1", "'RA---TAN'"),
+            ("CTYPE2", "'DEC--TAN'"),
+            ("CRPIX1", "10"),
+            ("CRPIX2", "20"),
+            ("CRVAL1", "150.0"),
+            ("CRVAL2", "2.0"),
+            ("CDELT1", "-0.001"),
+            ("CDELT2", "0.001"),
+            ("CROTA2", "30.0"),
+        ];
+        let (s, c) = 30f64.to_radians().sin_cos();
+        let (cd11, cd12, cd21, cd22) = (-0.001 * c, -0.001 * s, -0.001 * s, 0.001 * c);
+        let (cd11, cd12, cd21, cd22) = (cd11.to_string(), cd12.to_string(), cd21.to_string(), cd22.to_string());
+        let cd = [
+            ("CTYPE1", "'RA---TAN'"),
+            ("CTYPE2", "'DEC--TAN'"),
+            ("CRPIX1", "10"),
+            ("CRPIX2", "20"),
+            ("CRVAL1", "150.0"),
+            ("CRVAL2", "2.0"),
+            ("CD1_1", cd11.as_str()),
+            ("CD1_2", cd12.as_str()),
+            ("CD2_1", cd21.as_str()),
+            ("CD2_2", cd22.as_str()),
+        ];
+        close(centre(&header(&rot), 64, 64).unwrap().unwrap(), centre(&header(&cd), 64, 64).unwrap().unwrap());
+        close(centre(&header(&cd), 64, 64).unwrap().unwrap(), astropy_like_tan(&cd, 64, 64));
+    }
+
+    /// The gnomonic (TAN) deprojection written out (Calabretta & Greisen 2002, eqs. 2, 12,
+    /// 54), as a check on the crate independent of it.
+    fn astropy_like_tan(cards: &[(&str, &str)], w: usize, h: usize) -> (f64, f64) {
+        let m = header(cards);
+        let n = |k: &str| m[k].as_f64().unwrap();
+        let (dx, dy) = ((w as f64 + 1.0) / 2.0 - n("CRPIX1"), (h as f64 + 1.0) / 2.0 - n("CRPIX2"));
+        let (x, y) = (n("CD1_1") * dx + n("CD1_2") * dy, n("CD2_1") * dx + n("CD2_2") * dy);
+        let (x, y) = (x.to_radians(), y.to_radians());
+        let phi = x.atan2(-y);
+        let theta = 1f64.atan2(x.hypot(y));
+        let (a0, d0) = (n("CRVAL1").to_radians(), n("CRVAL2").to_radians());
+        let dphi = phi - std::f64::consts::PI;
+        let dec = (theta.sin() * d0.sin() + theta.cos() * d0.cos() * dphi.cos()).asin();
+        let ra = a0 + (-theta.cos() * dphi.sin()).atan2(theta.sin() * d0.cos() - theta.cos() * d0.sin() * dphi.cos());
+        (ra.to_degrees().rem_euclid(360.0), dec.to_degrees())
+    }
+
+    #[test]
+    fn galactic_axes_are_given_in_icrs() {
+        // The Galactic centre (l, b) = (0, 0) is ICRS (266.40500, −28.93617) (astropy).
+        let g = [
+            ("CTYPE1", "'GLON-CAR'"),
+            ("CTYPE2", "'GLAT-CAR'"),
+            ("CRPIX1", "32.5"),
+            ("CRPIX2", "32.5"),
+            ("CRVAL1", "359.9999999"),
+            ("CRVAL2", "0.0000001"),
+            ("CDELT1", "-0.01"),
+            ("CDELT2", "0.01"),
+            // A RADESYS card beside galactic axes must not make them equatorial.
+            ("RADESYS", "'FK5'"),
+        ];
+        let got = centre(&header(&g), 64, 64).unwrap().unwrap();
+        let d = ((got.0 - 266.40500) * (-28.93617f64).to_radians().cos()).hypot(got.1 + 28.93617) * 3600.0;
+        assert!(d < 1.0, "{got:?}: {d}\"");
+    }
+
+    #[test]
+    fn frames_it_cannot_convert_give_reasons_not_positions() {
+        let with = |k: &'static str, v: &'static str| {
+            let mut h = m51();
+            h.retain(|(key, _)| *key != "RADESYS" && *key != "EQUINOX");
+            h.push((k, v));
+            header(&h)
+        };
+        let e = centre(&with("RADESYS", "'FK4'"), 128, 128).unwrap_err();
+        assert!(e.contains("FK4 (B1950)"), "{e}");
+        let e = centre(&with("EQUINOX", "1950."), 128, 128).unwrap_err();
+        assert!(e.contains("equinox 1950"), "{e}");
+        let e = centre(&with("EPOCH", "1950.0"), 128, 128).unwrap_err();
+        assert!(e.contains("equinox 1950"), "{e}");
+        let e = centre(&with("EQUINOX", "2010."), 128, 128).unwrap_err();
+        assert!(e.contains("2010"), "{e}");
+        assert!(centre(&with("RADESYS", "'ICRS'"), 128, 128).unwrap().is_some());
+        assert!(centre(&with("EQUINOX", "2000."), 128, 128).unwrap().is_some());
+        let mut ecl = m51();
+        ecl[0] = ("CTYPE1", "'ELON-TAN'");
+        ecl[1] = ("CTYPE2", "'ELAT-TAN'");
+        assert!(centre(&header(&ecl), 128, 128).unwrap_err().contains("ecliptic"));
+        let mut swapped = m51();
+        swapped[0] = ("CTYPE1", "'DEC--TAN'");
+        swapped[1] = ("CTYPE2", "'RA---TAN'");
+        assert!(centre(&header(&swapped), 128, 128).unwrap_err().contains("swapped"));
+    }
+
+    #[test]
+    fn headers_without_a_celestial_wcs_have_no_position() {
+        assert_eq!(centre(&Map::new(), 64, 64), Ok(None));
+        let linear = header(&[("CTYPE1", "'x-unit'"), ("CTYPE2", "'y-unit'"), ("CRVAL1", "1."), ("CRVAL2", "1.")]);
+        assert_eq!(centre(&linear, 64, 64), Ok(None));
+        let pixels = header(&[("CTYPE1", "'SKY_PIX'"), ("CTYPE2", "'SKY_PIX'")]);
+        assert_eq!(centre(&pixels, 64, 64), Ok(None));
+        // Placeholder values (a TIMMI2 cube of the sample archive has them).
+        let mut zero = m51();
+        zero[4] = ("CRVAL1", "0.");
+        zero[5] = ("CRVAL2", "0.");
+        assert_eq!(centre(&header(&zero), 64, 64), Ok(None));
+    }
+
+    #[test]
+    fn hostile_headers_cost_the_position_not_the_build() {
+        for (k, v) in [("CTYPE1", "'RA'"), ("CTYPE1", "'RA-'"), ("CTYPE1", "'RA---XYZ'"), ("CRPIX1", "'abc'"), ("CD1_1", "0.")] {
+            let mut h = m51();
+            h.retain(|(key, _)| *key != k);
+            h.push((k, v));
+            let got = centre(&header(&h), 128, 128);
+            assert!(got.as_ref().is_err() || got.as_ref().unwrap().is_some_and(|(r, d)| r.is_finite() && d.is_finite()), "{k}={v}: {got:?}");
+        }
+    }
+}
