@@ -308,6 +308,25 @@ struct ItemCtx<'a> {
     cluster_id: Option<u32>,
     /// Where it sits on the overview, in percent from the left and the top.
     map: Option<(String, String)>,
+    /// Where it is on the sky, when the catalogue or the FITS header says.
+    sky: Option<Sky>,
+}
+
+/// An item's place on the sky for its page: sexagesimal text, and decimal degrees for the
+/// links to SIMBAD and Aladin around it (digits, a point and a minus: nothing to escape in
+/// HTML or in a URL).
+#[derive(Serialize)]
+struct Sky {
+    text: String,
+    ra: String,
+    dec: String,
+}
+
+impl Sky {
+    fn of(ra: Option<f64>, dec: Option<f64>) -> Option<Sky> {
+        let (ra, dec) = ra.zip(dec).filter(|(r, d)| r.is_finite() && d.is_finite() && d.abs() <= 90.0)?;
+        Some(Sky { text: crate::wcs::sexagesimal(ra, dec), ra: format!("{:.6}", ra.rem_euclid(360.0)), dec: format!("{dec:.6}") })
+    }
 }
 
 /// What an item page is rendered from. `item_page_input` digests every field (the cards
@@ -545,6 +564,7 @@ fn item_page<'a>(site: &'a SiteCtx<'a>, input: &'a Input<'a>, i: usize, overview
             outlier_band,
             cluster_id,
             map,
+            sky: Sky::of(it.ra, it.dec),
         },
         neighbours,
         inside,

@@ -112,6 +112,26 @@ fn frame_is_icrs(radesys: Option<&str>, equinox: Option<f64>) -> Result<(), Reas
     }
 }
 
+/// `ra` and `dec` (degrees) as astronomers write them: `13:29:52.82 +47:11:40.8` (hours,
+/// minutes and seconds of time to 0.01 s; degrees, arcminutes and arcseconds to 0.1").
+/// Rounded as a whole, so no field ever reads 60.
+pub fn sexagesimal(ra: f64, dec: f64) -> String {
+    let cs = (ra.rem_euclid(360.0) / 15.0 * 360_000.0).round() as u64 % (24 * 360_000);
+    let ds = (dec.abs().min(90.0) * 36_000.0).round() as u64;
+    let sign = if dec < 0.0 && ds > 0 { '-' } else { '+' };
+    format!(
+        "{:02}:{:02}:{:02}.{:02} {sign}{:02}:{:02}:{:02}.{}",
+        cs / 360_000,
+        cs / 6_000 % 60,
+        cs / 100 % 60,
+        cs % 100,
+        ds / 36_000,
+        ds / 600 % 60,
+        ds / 10 % 60,
+        ds % 10
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -142,6 +162,16 @@ mod tests {
     fn close(got: (f64, f64), want: (f64, f64)) {
         let d = ((got.0 - want.0) * want.1.to_radians().cos()).hypot(got.1 - want.1) * 3600.0;
         assert!(d < 0.01, "{got:?} is {d}\" from {want:?}");
+    }
+
+    #[test]
+    fn positions_in_sexagesimal() {
+        assert_eq!(sexagesimal(202.47007416, 47.19465783), "13:29:52.82 +47:11:40.8");
+        assert_eq!(sexagesimal(6.03330735, -72.08678046), "00:24:07.99 -72:05:12.4");
+        // Rounding carries into the next field instead of reading 60.
+        assert_eq!(sexagesimal(359.99999999, -0.00000001), "00:00:00.00 +00:00:00.0");
+        assert_eq!(sexagesimal(15.0 * (1.0 + 59.0 / 60.0 + 59.999 / 3600.0), 10.0 + 59.0 / 60.0 + 59.97 / 3600.0), "02:00:00.00 +11:00:00.0");
+        assert_eq!(sexagesimal(0.0, -90.0), "00:00:00.00 -90:00:00.0");
     }
 
     #[test]

@@ -118,6 +118,21 @@ pub(super) fn write(page: &ItemPage) -> Vec<u8> {
         esc(o, v);
         o.push_str("</dd>");
     }
+    if let Some(sky) = &it.sky {
+        o.push_str("<dt>Sky</dt><dd class=sky>");
+        esc(o, &sky.text);
+        for (head, tail) in [
+            (" <a href=\"https://simbad.cds.unistra.fr/simbad/sim-coo?Coord=", "&Radius=2&Radius.unit=arcmin\" title=\"Objects within 2 arcmin in SIMBAD\" rel=external>SIMBAD</a>"),
+            (" <a href=\"https://aladin.cds.unistra.fr/AladinLite/?target=", "&fov=0.25\" title=\"This part of the sky in Aladin Lite\" rel=external>Aladin</a>"),
+        ] {
+            o.push_str(head);
+            esc(o, &sky.ra);
+            o.push('+');
+            esc(o, &sky.dec);
+            o.push_str(tail);
+        }
+        o.push_str("</dd>");
+    }
     if it.outliers {
         o.push_str("<dt>Strangeness</dt><dd id=strangeness><span class=rank></span>");
         match it.outlier_band.filter(|b| !b.is_empty()) {
@@ -212,6 +227,7 @@ mod tests {
                     outlier_band: on(6).then_some("0.1 %").filter(|_| on(7)),
                     cluster_id: on(8).then_some(17),
                     map: on(7).then(|| ("12.5".to_string(), "99.0".to_string())),
+                    sky: super::super::Sky::of(on(2).then_some(202.470074), Some(-47.194658)),
                 },
                 neighbours: if on(1) { list() } else { Vec::new() },
                 inside: if on(8) && on(3) { list() } else { Vec::new() },
@@ -248,7 +264,7 @@ mod tests {
             site: &site,
             root: "../../",
             body_id: "a",
-            item: ItemCtx { id: "a", title: "a", path: "a", url: None, meta: &[], picture: "thumbs", outliers: true, outlier_band: None, cluster_id: None, map: None },
+            item: ItemCtx { id: "a", title: "a", path: "a", url: None, meta: &[], picture: "thumbs", outliers: true, outlier_band: None, cluster_id: None, map: None, sky: None },
             neighbours: Vec::new(),
             inside: Vec::new(),
             outside: Vec::new(),
