@@ -1,5 +1,6 @@
 //! The decode + preprocess stage: read each file once (hashing it on the way), decode,
-//! stretch and resize it, make its thumbnail, and stream the encoder input to the next
+//! stretch and resize it, make its thumbnail, read its FITS header keywords (while it is
+//! open for its pixels, or alone when nothing else is needed), and stream the encoder input to the next
 //! stage through a bounded channel, so memory stays bounded whatever the archive's size.
 //!
 //! Work runs on rayon's pool; the consumer runs on the calling thread (not a pool thread,

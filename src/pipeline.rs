@@ -1,6 +1,7 @@
 //! The order of a build, in one place:
-//! load encoder (beside the scan) → scan → catalogue join → decode + preprocess (+ thumbnails), streamed into
-//! embed (cached by content) → neighbours (FAISS) → layout (UMAP, kept across builds) →
+//! load encoder (beside the scan) → scan → catalogue join → decode + preprocess (+ thumbnails,
+//! FITS header values), streamed into embed (cached by content) → header values into each
+//! item's metadata → neighbours (FAISS) → layout (UMAP, kept across builds) →
 //! structure (clusters, outliers, duplicates) → api/ files and embeddings export → HTML
 //! pages, map files, thumbnails → manifest → switch to the new release → report. Everything
 //! published goes into one [`Release`], taken (locked) before anything else.
