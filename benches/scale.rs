@@ -176,7 +176,7 @@ fn render(dir: &std::path::Path, n: usize, nb: &neighbours::Neighbours, xy: &[f3
     step("api files", || simsite::api::publish(&release, &refs, nb, xy, st))?;
     let ui = simsite::ui::Ui::new(true);
     let model = simsite::site::Model { nb, xy, st, show: 12, places_kept: false };
-    let input = simsite::site::Input { items: &refs, thumbs: &thumb_refs, previews: &previews, known: &[], columns: &[], model: Some(model), eval: false };
+    let input = simsite::site::Input { items: &refs, thumbs: &thumb_refs, previews: &previews, known: &[], columns: &[], keywords: &[], model: Some(model), eval: false };
     let r = step("render (pages, map, galleries)", || simsite::site::render(&release, &settings, &input, &ui))?;
     let c = step("publish: commit", || release.commit(&cache))?;
     println!("  {} pages, {} files in the release", r.pages, c.files);

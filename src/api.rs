@@ -70,8 +70,8 @@ pub fn config_digest(s: &Settings) -> String {
     let catalogue = s.catalogue.as_ref().map(|c| (&c.join_on, &c.id, &c.path_column, &c.title, &c.url, &c.ra, &c.dec, &c.columns));
     let site = (&s.site.base_url, &s.site.colour_by, s.site.templates.is_some(), s.site.statics.is_some());
     let text = format!(
-        "{:?}|{:?}|{:?}|{:?}|{:?}|{site:?}|{:?}|{:?}",
-        s.title, s.preprocess, s.thumbs, s.neighbours, catalogue, s.layout, s.structure
+        "{:?}|{:?}|{:?}|{:?}|{:?}|{site:?}|{:?}|{:?}|{:?}",
+        s.title, s.preprocess, s.thumbs, s.neighbours, catalogue, s.layout, s.structure, s.fits_keywords
     );
     format!("blake3:{}", blake3::hash(text.as_bytes()).to_hex())
 }

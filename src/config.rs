@@ -219,12 +219,47 @@ pub struct RawFits {
     pub hdu: toml::Value,
     pub cube: String,
     pub plane: u64,
+    pub keywords: Vec<String>,
 }
 
 impl Default for RawFits {
     fn default() -> Self {
-        RawFits { hdu: toml::Value::String("auto".into()), cube: "peak".into(), plane: 0 }
+        RawFits {
+            hdu: toml::Value::String("auto".into()),
+            cube: "peak".into(),
+            plane: 0,
+            keywords: DEFAULT_KEYWORDS.iter().map(|k| k.to_string()).collect(),
+        }
     }
+}
+
+/// The FITS header keywords shown as item metadata unless `[fits] keywords` says otherwise:
+/// what the object is, when, and with what it was observed.
+pub const DEFAULT_KEYWORDS: &[&str] = &["OBJECT", "DATE-OBS", "TELESCOP", "INSTRUME", "FILTER", "EXPTIME"];
+
+/// `[fits] keywords`, checked: each a FITS keyword as headers write it (1 to 8 of `A-Z`,
+/// `0-9`, `-`, `_`), none twice. Lower case is refused rather than turned into upper case:
+/// the name written is the key the item's `meta` and `[site] colour-by` use, so it must be
+/// the one shown.
+fn fits_keywords(file: &Option<PathBuf>, raw: &[String]) -> Result<Vec<String>, ConfigError> {
+    const KEY: &str = "fits.keywords";
+    for (i, k) in raw.iter().enumerate() {
+        let fits = |c: char| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '-' || c == '_';
+        if !k.is_empty() && k.chars().count() <= 8 && k.chars().all(|c| fits(c.to_ascii_uppercase())) && k.chars().any(|c| c.is_ascii_lowercase()) {
+            return Err(invalid(file, KEY, format!("`{k}` is in lower case; FITS headers write keywords in upper case: write `{}`", k.to_ascii_uppercase())));
+        }
+        if k.is_empty() || k.len() > 8 || !k.chars().all(fits) {
+            return Err(invalid(
+                file,
+                KEY,
+                format!("`{k}` is not a FITS keyword; a keyword is 1 to 8 of the characters A-Z, 0-9, `-` and `_` (such as `DATE-OBS`; HIERARCH keywords are not read)"),
+            ));
+        }
+        if raw[..i].contains(k) {
+            return Err(invalid(file, KEY, format!("`{k}` is listed twice; list each keyword once")));
+        }
+    }
+    Ok(raw.to_vec())
 }
 
 #[derive(Debug, Deserialize)]
@@ -440,6 +475,9 @@ pub struct Settings {
     /// missing tonight (1: any; `--allow-removals` sets it for one run).
     pub max_removed: f64,
     pub preprocess: PreprocessSettings,
+    /// `[fits] keywords`: header keywords whose values become item metadata (empty: none).
+    /// Not in `preprocess`, whose digest keys the embeddings: they change no pixel.
+    pub fits_keywords: Vec<String>,
     /// `[preprocess] channels` is in the config; else a 3-channel model gets "rgb".
     pub channels_set: bool,
     /// `None`: no model configured; the site has thumbnails and item pages only.
@@ -767,6 +805,7 @@ pub fn resolve(
             ))
         }
     };
+    let fits_keywords = fits_keywords(&path, &raw.fits.keywords)?;
     if raw.archive.max_pixels == 0 {
         return Err(invalid(&path, "archive.max-pixels", "must be at least 1"));
     }
@@ -956,6 +995,7 @@ pub fn resolve(
         cache,
         max_removed,
         encoder,
+        fits_keywords,
         channels_set: pp.channels.is_some(),
         preprocess: PreprocessSettings {
             fits: FitsSettings { hdu, cube },
@@ -1007,6 +1047,23 @@ mod tests {
         assert_eq!(s.preprocess.fits.hdu, HduChoice::Auto);
         assert_eq!(s.preprocess.fits.cube, CubeMode::Peak);
         assert_eq!(s.thumbs.size, 128);
+    }
+
+    #[test]
+    fn fits_keywords_are_checked_and_default_to_what_an_astronomer_looks_for() {
+        let s = resolve_text("[archive]\nroot = \"a\"\n").unwrap();
+        assert_eq!(s.fits_keywords, ["OBJECT", "DATE-OBS", "TELESCOP", "INSTRUME", "FILTER", "EXPTIME"]);
+        let s = resolve_text("[archive]\nroot = \"a\"\n[fits]\nkeywords = []\n").unwrap();
+        assert!(s.fits_keywords.is_empty());
+        let s = resolve_text("[archive]\nroot = \"a\"\n[fits]\nkeywords = [\"AIRMASS\", \"HIERARCH\", \"CD1_1\"]\n").unwrap();
+        assert_eq!(s.fits_keywords, ["AIRMASS", "HIERARCH", "CD1_1"]);
+        let err = |list: &str| resolve_text(&format!("[archive]\nroot = \"a\"\n[fits]\nkeywords = {list}\n")).unwrap_err().to_string();
+        assert!(err("[\"object\"]").contains("key `fits.keywords`: `object` is in lower case; FITS headers write keywords in upper case: write `OBJECT`"), "{}", err("[\"object\"]"));
+        for bad in ["\"\"", "\"EXPOSURE_TIME\"", "\"DATE OBS\"", "\"ÖBJECT\"", "\"A.B\""] {
+            let e = err(&format!("[{bad}]"));
+            assert!(e.contains("is not a FITS keyword; a keyword is 1 to 8 of the characters A-Z, 0-9, `-` and `_`"), "{bad}: {e}");
+        }
+        assert!(err("[\"OBJECT\", \"OBJECT\"]").contains("`OBJECT` is listed twice; list each keyword once"));
     }
 
     #[test]

@@ -652,7 +652,7 @@ pub fn run(settings: &Settings, opts: &EvalOptions, ui: &Ui) -> Result<EvalOutco
     let mut pixels: Vec<Option<Vec<f32>>> = vec![None; chosen.len()];
     let ing = {
         let mut tap = |i: usize, t: &[f32]| pixels[i] = Some(pixel_features(t, channels, size));
-        pipeline::run_ingest(&settings, &chosen, Some(&mut encoder), Some(&mut cache), Some(&mut tap), false, ui)?
+        pipeline::run_ingest(&settings, &chosen, Some(&mut encoder), Some(&mut cache), None, Some(&mut tap), false, ui)?
     };
     skipped.extend(ing.skipped);
     skipped.sort();

@@ -1,5 +1,6 @@
 //! The decode + preprocess stage: read each file once (hashing it on the way), decode,
-//! stretch and resize it, make its thumbnail, and stream the encoder input to the next
+//! stretch and resize it, make its thumbnail, read its FITS header keywords (while it is
+//! open for its pixels, or alone when nothing else is needed), and stream the encoder input to the next
 //! stage through a bounded channel, so memory stays bounded whatever the archive's size.
 //!
 //! Work runs on rayon's pool; the consumer runs on the calling thread (not a pool thread,
@@ -39,6 +40,9 @@ pub struct Ingested {
     /// Whether the file was read (false: its digest was remembered and nothing else was
     /// needed from it).
     pub read: bool,
+    /// The values of `[fits] keywords`, when they were read now (a FITS file the header
+    /// cache has no values for).
+    pub header: Option<decode::Header>,
     /// The file's stamp, when its digest may be remembered for the next build.
     pub stamp: Option<Stamp>,
 }
@@ -52,6 +56,11 @@ pub struct IngestSettings<'a> {
     /// Whether the encoder input is needed for a file with this content digest (false
     /// when its embedding is cached, or there is no encoder).
     pub needs_tensor: &'a (dyn Fn(&blake3::Hash) -> bool + Sync),
+    /// Whether `[fits] keywords` must be read from a FITS file with this content digest
+    /// (false when the header cache has its values, or there are no keywords).
+    pub needs_header: &'a (dyn Fn(&blake3::Hash) -> bool + Sync),
+    /// `[fits] keywords`.
+    pub keywords: &'a [String],
     /// Digests remembered from the previous build (see `digests`).
     pub memo: Option<&'a Memo>,
     /// The thumbnail cache's files, listed before the stage (see `thumbs::Listing`).
@@ -73,11 +82,18 @@ impl<'a> IngestSettings<'a> {
             cache: &settings.cache,
             validate_only,
             needs_tensor,
+            needs_header: &no_header,
+            keywords: &settings.fits_keywords,
             memo: None,
             listed: None,
             display: settings.preprocess.display_digest(),
         }
     }
+}
+
+/// No header is read unless the caller asks for it (a build or `embed`, with a header cache).
+fn no_header(_: &blake3::Hash) -> bool {
+    false
 }
 
 fn ingest_one(item: &Item, s: &IngestSettings) -> Result<Ingested, FileError> {
@@ -111,20 +127,29 @@ fn ingest_one(item: &Item, s: &IngestSettings) -> Result<Ingested, FileError> {
     };
     // Whether the file's content is needed beyond the outputs the cache may hold.
     let decode_anyway = |digest: &blake3::Hash| s.validate_only || (s.needs_tensor)(digest);
+    let needs_header = |digest: &blake3::Hash| item.entry.format == crate::scan::Format::Fits && (s.needs_header)(digest);
     // An unchanged file whose outputs are all cached is not even read.
-    if let Some(digest) = s.memo.and_then(|m| m.get(&item.entry.rel_str, &stamp)).filter(|d| !decode_anyway(d)) {
+    if let Some(digest) = s.memo.and_then(|m| m.get(&item.entry.rel_str, &stamp)).filter(|d| !decode_anyway(d) && !needs_header(d)) {
         if let (thumb, preview, thumb_meta @ Some(_), preview_meta, true) = cached(&digest) {
-            return Ok(Ingested { digest, thumb, preview, thumb_made: false, thumb_meta, preview_meta, tensor: None, read: false, stamp: keep });
+            return Ok(Ingested { digest, thumb, preview, thumb_made: false, thumb_meta, preview_meta, tensor: None, read: false, header: None, stamp: keep });
         }
     }
     let bytes = std::fs::read(&item.entry.abs)?;
     let digest = blake3::hash(&bytes);
     let (thumb, preview, thumb_meta, preview_meta, preview_cached) = cached(&digest);
     let thumb_cached = thumb_meta.is_some();
+    let keywords = if needs_header(&digest) { s.keywords } else { &[] };
     if !decode_anyway(&digest) && thumb_cached && preview_cached {
-        return Ok(Ingested { digest, thumb, preview, thumb_made: false, thumb_meta, preview_meta, tensor: None, read: true, stamp: keep });
+        // Only the header is missing (a cache from before the keywords were read, or with
+        // another list): it is read without a pixel.
+        let header = match keywords.is_empty() {
+            true => None,
+            false => Some(decode::fits_header(&bytes, s.preprocess, keywords)?.values),
+        };
+        return Ok(Ingested { digest, thumb, preview, thumb_made: false, thumb_meta, preview_meta, tensor: None, read: true, header, stamp: keep });
     }
-    let raster = decode::decode(&bytes, item.entry.format, s.preprocess)?;
+    let (raster, header) = decode::decode_with_header(&bytes, item.entry.format, s.preprocess, keywords)?;
+    let header = (!keywords.is_empty()).then_some(header);
     drop(bytes);
     let prepared = preprocess::prepare(&raster, s.preprocess, s.thumbs.size)?;
     let thumb_made = !s.validate_only && !thumb_cached;
@@ -150,7 +175,7 @@ fn ingest_one(item: &Item, s: &IngestSettings) -> Result<Ingested, FileError> {
     }
     drop(raster);
     let tensor = (s.needs_tensor)(&digest).then_some(prepared.tensor);
-    Ok(Ingested { digest, thumb, preview, thumb_made, thumb_meta, preview_meta, tensor, read: true, stamp: keep })
+    Ok(Ingested { digest, thumb, preview, thumb_made, thumb_meta, preview_meta, tensor, read: true, header, stamp: keep })
 }
 
 /// Runs `read`, with a panic (a decoder's bug set off by one file's bytes) made that file's

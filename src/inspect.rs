@@ -24,6 +24,8 @@ pub struct Inspection {
     pub prepared: Prepared,
     pub size: u32,
     pub model_channels: u32,
+    /// For a FITS file: the HDU read, its axes and the `[fits] keywords` found.
+    pub header: Option<decode::FitsHeader>,
 }
 
 /// Inspects one file with a site's settings, following its encoder's input contract when
@@ -31,10 +33,11 @@ pub struct Inspection {
 pub fn inspect_with(path: &Path, settings: &Settings, ui: &Ui) -> Result<Inspection> {
     let mut settings = settings.clone();
     crate::pipeline::load_encoder(&mut settings, ui)?;
-    inspect(path, &settings.preprocess, settings.thumbs.size)
+    inspect(path, &settings.preprocess, settings.thumbs.size, &settings.fits_keywords)
 }
 
-pub fn inspect(path: &Path, s: &PreprocessSettings, thumb_size: u32) -> Result<Inspection> {
+/// Inspects one file; for a FITS file, also reads the header `keywords` a build would show.
+pub fn inspect(path: &Path, s: &PreprocessSettings, thumb_size: u32, keywords: &[String]) -> Result<Inspection> {
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     // A name's control characters are printed escaped, as by the other commands.
     let shown = crate::ui::printable(&path.to_string_lossy()).into_owned();
@@ -45,6 +48,12 @@ pub fn inspect(path: &Path, s: &PreprocessSettings, thumb_size: u32) -> Result<I
     let raster = decode::decode(&bytes, format, s).map_err(fail)?;
     let clip = preprocess::clip_limits(&raster, s).map_err(fail)?;
     let prepared = preprocess::prepare(&raster, s, thumb_size).map_err(fail)?;
+    // The header is read again on its own (from memory, no pixel): a build reads it while
+    // decoding, but only its values, and here the HDU and axes are worth showing too.
+    let header = match format {
+        scan::Format::Fits => Some(decode::fits_header(&bytes, s, keywords).map_err(fail)?),
+        _ => None,
+    };
     Ok(Inspection {
         format: format.name(),
         width: raster.width,
@@ -55,6 +64,7 @@ pub fn inspect(path: &Path, s: &PreprocessSettings, thumb_size: u32) -> Result<I
         prepared,
         size: s.size,
         model_channels: s.model_channels,
+        header,
     })
 }
 
@@ -63,8 +73,17 @@ impl Inspection {
     pub fn describe(&self) -> String {
         let c = &self.clip;
         let total = self.width * self.height * self.channels;
+        // Values were cleaned of control characters when read: safe on a terminal.
+        let fits = match &self.header {
+            None => String::new(),
+            Some(h) if h.values.is_empty() => format!("\nimage: {}, axes {:?} (NAXIS1 first)\nheader keywords: none of [fits] keywords found", h.hdu, h.axes),
+            Some(h) => {
+                let values: Vec<String> = h.values.iter().map(|(k, v)| format!("\n  {k} = {v}")).collect();
+                format!("\nimage: {}, axes {:?} (NAXIS1 first)\nheader keywords (from that HDU, else the primary HDU):{}", h.hdu, h.axes, values.concat())
+            }
+        };
         format!(
-            "format: {}\nsize: {} x {} pixels, {} band(s){}\nfinite pixels: {} of {} ({:.1} %)\nstretch: {} between {} and {} (masked pixels filled with {})\nencoder input: {} x {} x {}, mean {:.4}",
+            "format: {}{fits}\nsize: {} x {} pixels, {} band(s){}\nfinite pixels: {} of {} ({:.1} %)\nstretch: {} between {} and {} (masked pixels filled with {})\nencoder input: {} x {} x {}, mean {:.4}",
             self.format,
             self.width,
             self.height,

@@ -14,6 +14,7 @@ pub mod encoder;
 pub mod error;
 pub mod eval;
 pub mod fsutil;
+pub mod headers;
 pub mod ids;
 pub mod ingest;
 pub mod init;

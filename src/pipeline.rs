@@ -1,6 +1,7 @@
 //! The order of a build, in one place:
-//! load encoder (beside the scan) → scan → catalogue join → decode + preprocess (+ thumbnails), streamed into
-//! embed (cached by content) → neighbours (FAISS) → layout (UMAP, kept across builds) →
+//! load encoder (beside the scan) → scan → catalogue join → decode + preprocess (+ thumbnails,
+//! FITS header values), streamed into embed (cached by content) → header values into each
+//! item's metadata → neighbours (FAISS) → layout (UMAP, kept across builds) →
 //! structure (clusters, outliers, duplicates) → api/ files and embeddings export → HTML
 //! pages, map files, thumbnails → manifest → switch to the new release → report. Everything
 //! published goes into one [`Release`], taken (locked) before anything else.
@@ -16,6 +17,7 @@ use crate::catalogue::{self, Catalogue, Item};
 use crate::config::Settings;
 use crate::encoder::Encoder;
 use crate::fsutil;
+use crate::headers::{self, HeaderCache};
 use crate::ingest::{self, IngestSettings, Ingested};
 use crate::layout;
 use crate::neighbours;
@@ -178,10 +180,16 @@ pub(crate) fn gather(settings: &Settings, ui: &Ui) -> Result<Gathered> {
         None => Catalogue::default(),
     };
     if let Some(cols) = &settings.site.colour_by {
-        if let Some(c) = cols.iter().find(|c| !cat.columns.contains(c)) {
+        if let Some(c) = cols.iter().find(|c| !cat.columns.contains(c) && !settings.fits_keywords.contains(c)) {
+            // Header keywords are metadata too: named when there are any.
+            let keywords = match settings.fits_keywords.is_empty() {
+                true => String::new(),
+                false => format!(" nor of the [fits] keywords ({})", crate::error::backticked(&settings.fits_keywords)),
+            };
             let message = match &settings.catalogue {
-                None => format!("`{c}` names a catalogue column, but no [catalogue] is configured"),
-                Some(_) => format!("`{c}` is not one of the catalogue's columns shown ({})", crate::error::backticked(&cat.columns)),
+                None if keywords.is_empty() => format!("`{c}` names a catalogue column, but no [catalogue] is configured"),
+                None => format!("`{c}` is not one of the [fits] keywords ({}), and no [catalogue] is configured", crate::error::backticked(&settings.fits_keywords)),
+                Some(_) => format!("`{c}` is not one of the catalogue's columns shown ({}){keywords}", crate::error::backticked(&cat.columns)),
             };
             return Err(crate::error::ConfigError::Invalid { file: crate::config::display_file(&settings.config_path), key: "site.colour-by".into(), message }.into());
         }
@@ -291,6 +299,20 @@ pub(crate) fn open_cache(settings: &Settings, enc: &Encoder, ui: &Ui) -> Result<
         ));
     }
     Ok(c)
+}
+
+/// Opens the cache of `[fits] keywords` values (None: no keywords are read).
+pub(crate) fn open_headers(settings: &Settings, ui: &Ui) -> Result<Option<HeaderCache>> {
+    if settings.fits_keywords.is_empty() {
+        return Ok(None);
+    }
+    let key = headers::cache_key(&settings.fits_keywords, &settings.preprocess.fits.hdu);
+    let c = HeaderCache::open(&settings.cache, &key)
+        .with_context(|| format!("cannot open the FITS header cache in {}\n  fix: check --cache / [output] cache and its permissions", settings.cache.display()))?;
+    for p in &c.problems {
+        ui.warn(format!("{}: {}", p.path, p.reason));
+    }
+    Ok(Some(c))
 }
 
 /// A batch for an inference worker, and what comes back.
@@ -457,14 +479,17 @@ pub(crate) struct Ingest {
 /// Sees the encoder input of every decoded item: `(index into items, tensor)`.
 pub(crate) type Tap<'a> = &'a mut dyn FnMut(usize, &[f32]);
 
-/// Decodes `items` and embeds what the cache lacks. With a `tap`, every file is decoded
+/// Decodes `items` and embeds what the cache lacks; with `headers`, reads the `[fits]
+/// keywords` of the FITS files it lacks into it. With a `tap`, every file is decoded
 /// (cached embeddings or not) and its tensor shown to the tap, so `eval` gets embeddings
 /// and raw pixels from one pass.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn run_ingest(
     settings: &Settings,
     items: &[Item],
     encoder: Option<&mut Encoder>,
     cache: Option<&mut EmbeddingCache>,
+    mut headers: Option<&mut HeaderCache>,
     mut tap: Option<Tap<'_>>,
     check_thumbs: bool,
     ui: &Ui,
@@ -475,9 +500,12 @@ pub(crate) fn run_ingest(
     let needs_embedding = |d: &blake3::Hash| has_encoder && !cached.contains(d.as_bytes());
     let tapped = tap.is_some();
     let needs = |d: &blake3::Hash| tapped || needs_embedding(d);
+    // The same snapshot for the header cache.
+    let headers_known: Option<HashSet<Digest>> = headers.as_ref().map(|h| h.keys().collect());
+    let needs_header = |d: &blake3::Hash| headers_known.as_ref().is_some_and(|k| !k.contains(d.as_bytes()));
     let memo = crate::digests::Memo::load(&settings.cache);
     let listed = crate::thumbs::Listing::of(&settings.cache, check_thumbs);
-    let s = IngestSettings { memo: Some(&memo), listed: Some(&listed), ..IngestSettings::new(settings, &needs, false) };
+    let s = IngestSettings { memo: Some(&memo), listed: Some(&listed), needs_header: &needs_header, ..IngestSettings::new(settings, &needs, false) };
     let stage = ui.stage(if has_encoder { "embed" } else { "decode" }, items.len() as u64);
     let mut done: Vec<Option<Ingested>> = (0..items.len()).map(|_| None).collect();
     let mut skipped = Vec::new();
@@ -502,6 +530,12 @@ pub(crate) fn run_ingest(
             stage.inc(1);
             match result {
                 Ok(mut r) => {
+                    if let (Some(h), Some(cache)) = (r.header.take(), headers.as_mut()) {
+                        if let Err(e) = cache.insert(*r.digest.as_bytes(), h) {
+                            failure = Some(anyhow::Error::new(e).context("cannot write to the FITS header cache"));
+                            return std::ops::ControlFlow::Break(());
+                        }
+                    }
                     if let Some(t) = r.tensor.take() {
                         if let Some(tap) = tap.as_mut() {
                             tap(i, &t);
@@ -532,6 +566,9 @@ pub(crate) fn run_ingest(
         });
         if let Some(e) = failure {
             return Err(e);
+        }
+        if let Some(h) = headers.as_mut() {
+            h.flush().context("cannot write to the FITS header cache")?;
         }
         Ok(match embedder.as_mut() {
             Some(e) => {
@@ -589,7 +626,7 @@ pub fn build(settings: &Settings, ui: &Ui) -> Result<BuildOutcome> {
         let gathered = gathered?;
         Ok((settings, encoder, cache.transpose()?, gathered, lock))
     };
-    let (settings, mut encoder, mut cache, Gathered { items, mut report, columns }, _cache_lock) = start().inspect_err(|_| {
+    let (settings, mut encoder, mut cache, Gathered { mut items, mut report, columns }, _cache_lock) = start().inspect_err(|_| {
         if new_cache {
             std::fs::remove_dir_all(&settings.cache).ok();
         }
@@ -600,8 +637,12 @@ pub fn build(settings: &Settings, ui: &Ui) -> Result<BuildOutcome> {
         Some(c) => report.warnings.extend(c.problems.iter().cloned()),
         None => ui.info("no [encoder] model configured: thumbnails only, no embeddings"),
     }
+    let mut headers = open_headers(&settings, ui)?;
+    if let Some(h) = &headers {
+        report.warnings.extend(h.problems.iter().cloned());
+    }
     let unfinished = Unfinished::begin(&settings.cache);
-    let ing = run_ingest(&settings, &items, encoder.as_mut(), cache.as_mut(), None, unfinished.check(), ui)?;
+    let ing = run_ingest(&settings, &items, encoder.as_mut(), cache.as_mut(), headers.as_mut(), None, unfinished.check(), ui)?;
     report.stages.push(StageTime {
         name: if encoder.is_some() { "decode+embed".into() } else { "decode".into() },
         seconds: ing.seconds,
@@ -612,6 +653,14 @@ pub fn build(settings: &Settings, ui: &Ui) -> Result<BuildOutcome> {
     }
     report.embedded = ing.embedded;
     report.skipped_files.extend(ing.skipped);
+    // Header values join the catalogue's columns in each item's `meta`.
+    if let Some(h) = &headers {
+        for (item, r) in items.iter_mut().zip(&ing.done) {
+            if let Some(values) = r.as_ref().and_then(|r| h.get(r.digest.as_bytes())) {
+                headers::merge(&mut item.meta, values);
+            }
+        }
+    }
 
     let published: Vec<(&Item, Ingested)> =
         items.iter().zip(ing.done).filter_map(|(it, r)| r.map(|r| (it, r))).collect();
@@ -649,6 +698,16 @@ pub fn build(settings: &Settings, ui: &Ui) -> Result<BuildOutcome> {
         .filter_map(|p| p.file_name().and_then(crate::thumbs::key_of))
         .collect();
     report.thumbnails_pruned = ing.thumbs_listed.prune(&settings.cache, &used);
+    // Header values likewise, and those read for another keyword list; a failure costs
+    // only room in the cache.
+    let pruned_headers = (|| -> std::io::Result<()> {
+        let used: HashSet<Digest> = published.iter().map(|(_, r)| *r.digest.as_bytes()).collect();
+        let key = headers.as_mut().map(|h| h.prune(&used).map(|_| headers::cache_key(&settings.fits_keywords, &settings.preprocess.fits.hdu))).transpose()?;
+        headers::remove_other_keys(&settings.cache, key.as_deref()).map(|_| ())
+    })();
+    if let Err(e) = pruned_headers {
+        ui.warn(format!("cannot prune the FITS header cache in {}: {e}", settings.cache.display()));
+    }
 
     // Remembered for the next build; a memo that cannot be written only costs reading.
     let remembered = published.iter().filter_map(|(it, r)| r.stamp.map(|st| (it.entry.rel_str.as_str(), st, r.digest)));
@@ -821,7 +880,7 @@ pub fn build(settings: &Settings, ui: &Ui) -> Result<BuildOutcome> {
         };
         let places_kept = matches!(linfo.mode.as_str(), "placed" | "reused");
         let model = site::Model { nb: &nb, xy: &coords, st: &st, show: settings.neighbours.show, places_kept };
-        let input = site::Input { items: &items, thumbs: &thumbs, previews: &previews, known: &known, model: Some(model), eval, columns: &columns };
+        let input = site::Input { items: &items, thumbs: &thumbs, previews: &previews, known: &known, model: Some(model), eval, columns: &columns, keywords: &settings.fits_keywords };
         // The api files and the site are independent, so they are made side by side: each
         // keeps the cores busy while the other is in a serial part (the Parquet export, the
         // structure files, the map, the galleries). Their stage times overlap.
@@ -854,7 +913,7 @@ pub fn build(settings: &Settings, ui: &Ui) -> Result<BuildOutcome> {
         };
         api::put_manifest(&release, &settings, &facts)?;
     } else {
-        let input = site::Input { items: &items, thumbs: &thumbs, previews: &previews, known: &known, model: None, eval, columns: &columns };
+        let input = site::Input { items: &items, thumbs: &thumbs, previews: &previews, known: &known, model: None, eval, columns: &columns, keywords: &settings.fits_keywords };
         release.wait_listing()?;
         let t = Instant::now();
         site::put_thumbnails(&release, &items, &thumbs, &previews, &known)?;
@@ -1071,8 +1130,11 @@ pub fn embed_shard(settings: &Settings, shard: Shard, ui: &Ui) -> Result<EmbedOu
     let mine: Vec<Item> = items.into_iter().filter(|i| shard.owns(&i.entry.rel_str)).collect();
     ui.info(format!("shard {}/{}: {} file(s)", shard.index, shard.count, mine.len()));
     let mut cache = open_cache(&settings, &encoder, ui)?;
+    // Each shard writes the header values of its files too: parts of their own, which the
+    // build reads with the others.
+    let mut headers = open_headers(&settings, ui)?;
     let unfinished = Unfinished::begin(&settings.cache);
-    let ing = run_ingest(&settings, &mine, Some(&mut encoder), Some(&mut cache), None, unfinished.check(), ui)?;
+    let ing = run_ingest(&settings, &mine, Some(&mut encoder), Some(&mut cache), headers.as_mut(), None, unfinished.check(), ui)?;
     // A shard checked only its own files: the markers of others stay for the build.
     unfinished.finish(false);
     Ok(EmbedOutcome { items: mine.len(), embedded: ing.embedded, skipped: ing.skipped, seconds: ing.seconds })

@@ -51,7 +51,7 @@ pub fn query(settings: &Settings, files: &[PathBuf], k: usize, ui: &Ui) -> Resul
     let n = site.ids.len();
     let mut out = Vec::with_capacity(files.len());
     for f in files {
-        let answer = match crate::inspect::inspect(f, &settings.preprocess, settings.thumbs.size) {
+        let answer = match crate::inspect::inspect(f, &settings.preprocess, settings.thumbs.size, &[]) {
             Ok(i) => {
                 let e = enc.embed(&i.prepared.tensor, 1)?;
                 if e.iter().all(|v| v.is_finite()) {

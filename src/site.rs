@@ -84,6 +84,8 @@ pub struct Input<'a> {
     pub eval: bool,
     /// The catalogue's metadata columns, in its order (empty without a catalogue).
     pub columns: &'a [String],
+    /// `[fits] keywords`, whose values follow the catalogue's columns in items' `meta`.
+    pub keywords: &'a [String],
 }
 
 /// The identity of an item's cached thumbnail and preview, where known.
@@ -1047,15 +1049,20 @@ fn free_text(values: &[Option<&str>]) -> Option<String> {
     (longest > LONG_LABEL).then(|| format!("values of up to {longest} characters, over {LONG_LABEL}"))
 }
 
-/// The catalogue columns the map is coloured by: those the config names, else the first
-/// `COLOUR_COLUMNS` that hold a value and are not free text (each free-text one is named in
-/// a warning, with how to colour by it anyway).
+/// The metadata columns the map is coloured by: those the config names, else the first
+/// `COLOUR_COLUMNS` of the catalogue's columns, then the header keywords, that hold a value
+/// and are not free text (each free-text catalogue column is named in a warning, with how
+/// to colour by it anyway).
 fn catalogue_columns(settings: &Settings, input: &Input, ui: &crate::ui::Ui) -> Vec<String> {
     if let Some(cols) = &settings.site.colour_by {
         return cols.clone();
     }
     let mut shown = Vec::new();
-    for column in input.columns {
+    // Header keywords after the catalogue's columns. One that is free text is left out
+    // without a word: OBJECT and DATE-OBS, read by default, nearly always are, and a warning
+    // every night about what the user never asked for would only be noise.
+    let keywords = input.keywords.iter().filter(|k| !input.columns.contains(k)).map(|k| (k, true));
+    for (column, from_header) in input.columns.iter().map(|c| (c, false)).chain(keywords) {
         if shown.len() == COLOUR_COLUMNS {
             break;
         }
@@ -1064,6 +1071,7 @@ fn catalogue_columns(settings: &Settings, input: &Input, ui: &crate::ui::Ui) -> 
             continue;
         }
         match free_text(&values) {
+            Some(_) if from_header => {}
             Some(why) => ui.warn(format!(
                 "the map is not coloured by the catalogue column `{column}` ({why}); to colour by it anyway, name it in [site] colour-by (its {} most frequent values get a colour each, the others share one)",
                 MAX_LABELS - 1

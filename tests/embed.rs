@@ -167,10 +167,24 @@ impl Site {
     }
 }
 
+/// An image in an extension, with header keywords in both HDUs (see `[fits] keywords`).
 fn add_image(root: &Path, i: usize) {
     let v = blob(16, 16, (i % 13) as f32 + 1.5, (i / 13 % 13) as f32 + 1.5);
     let v: Vec<f32> = v.iter().enumerate().map(|(k, x)| x + ((k * (i + 3)) % 17) as f32).collect();
-    write(&root.join(format!("archive/{:02}/img{i:04}.fits", i % 7)), &fits_bytes(&[Hdu::image(&[16, 16], Data::F32(v))]));
+    let primary = Hdu::empty().with("OBJECT", V::S(["M51", "M82", "NGC 253"][i % 3])).with("TELESCOP", V::S("KPNO"));
+    let image = Hdu::image(&[16, 16], Data::F32(v)).with("EXPTIME", V::I(30 * (i % 5) as i64));
+    write(&root.join(format!("archive/{:02}/img{i:04}.fits", i % 7)), &fits_bytes(&[primary, image]));
+}
+
+/// Every item's `meta` in `api/items/`: id → meta.
+fn metas(root: &Path) -> BTreeMap<String, Value> {
+    let mut m = BTreeMap::new();
+    for e in std::fs::read_dir(root.join("out/api/items")).unwrap() {
+        let p = e.unwrap().path();
+        let item: Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+        m.insert(item["id"].as_str().unwrap().to_string(), item["meta"].clone());
+    }
+    m
 }
 
 /// `api/embeddings.parquet` read back with the parquet crate: id → (path, embedding).
@@ -305,7 +319,7 @@ fn a_killed_build_leaves_a_usable_cache() {
     let reference = {
         let r = s.build();
         assert_eq!(r["embedded"], 400);
-        exported(&s.root)
+        (exported(&s.root), metas(&s.root))
     };
     for delay_ms in [50u64, 150, 400] {
         std::fs::remove_dir_all(s.root.join("cache")).unwrap();
@@ -318,9 +332,10 @@ fn a_killed_build_leaves_a_usable_cache() {
         std::thread::sleep(std::time::Duration::from_millis(delay_ms));
         child.kill().unwrap();
         child.wait().unwrap();
-        // Whatever the kill interrupted, the next build completes and agrees.
+        // Whatever the kill interrupted, the next build completes and agrees, header
+        // values included.
         s.build();
-        assert_eq!(exported(&s.root), reference, "after a kill at {delay_ms} ms");
+        assert_eq!((exported(&s.root), metas(&s.root)), reference, "after a kill at {delay_ms} ms");
     }
 }
 
@@ -328,6 +343,8 @@ fn a_killed_build_leaves_a_usable_cache() {
 fn shards_then_a_build_equal_one_build_byte_for_byte() {
     let single = Site::new(60, "tiny-meta.onnx");
     single.build();
+    // The comparison below covers header values: from the image's HDU and the primary.
+    assert_eq!(metas(&single.root)["04~img0025.fits"], serde_json::json!({"OBJECT": "M82", "TELESCOP": "KPNO", "EXPTIME": "0"}));
     let sharded = Site::new(60, "tiny-meta.onnx");
     let mut total = 0;
     for i in 0..3 {

@@ -117,7 +117,12 @@ fn each_mistake_names_the_problem_and_the_fix() {
         (
             "a colouring by a column there is not",
             vec!["--config", "colour-by.toml"],
-            "error: invalid config ROOT/colour-by.toml: key `site.colour-by`: `magnitude` is not one of the catalogue's columns shown (`type`)\n  fix: edit `colour-by` under [site]".into(),
+            "error: invalid config ROOT/colour-by.toml: key `site.colour-by`: `magnitude` is not one of the catalogue's columns shown (`type`) nor of the [fits] keywords (`OBJECT`, `DATE-OBS`, `TELESCOP`, `INSTRUME`, `FILTER`, `EXPTIME`)\n  fix: edit `colour-by` under [site]".into(),
+        ),
+        (
+            "a FITS keyword in lower case",
+            vec!["--config", "keywords.toml"],
+            "error: invalid config ROOT/keywords.toml: key `fits.keywords`: `date-obs` is in lower case; FITS headers write keywords in upper case: write `DATE-OBS`\n  fix: edit `keywords` under [fits]".into(),
         ),
         (
             "a percentile over 100",
@@ -140,6 +145,7 @@ fn each_mistake_names_the_problem_and_the_fix() {
     config(root, "base-url.toml", "[archive]\nroot = \"archive\"\n[site]\nbase-url = \"https://example.org/\\\"><script>\"\n");
     write(&root.join("cat.csv"), b"path,type\nimg000.fits,spiral\n");
     config(root, "colour-by.toml", "[archive]\nroot = \"archive\"\n[catalogue]\npath = \"cat.csv\"\n[site]\ncolour-by = [\"magnitude\"]\n");
+    config(root, "keywords.toml", "[archive]\nroot = \"archive\"\n[fits]\nkeywords = [\"OBJECT\", \"date-obs\"]\n");
     config(root, "clip-high.toml", "[archive]\nroot = \"archive\"\n[preprocess]\nclip-high = 101\n");
     config(root, "huge-k.toml", "[archive]\nroot = \"archive\"\n[neighbours]\nk = 18446744073709551615\n");
     std::os::unix::fs::symlink("archive", root.join("linked")).unwrap();

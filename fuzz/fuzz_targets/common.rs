@@ -29,10 +29,20 @@ pub fn settings(selector: u8, fits: bool) -> Settings {
         .expect("the fuzz settings resolve")
 }
 
-/// What a build does with a file's bytes: decode, stretch, make the encoder tensor, the
+/// What a build does with a file's bytes: decode (reading the default `[fits] keywords`, and
+/// for FITS the header alone as a rebuild does), stretch, make the encoder tensor, the
 /// thumbnail and the preview, and encode both as JPEG.
 pub fn ingest(bytes: &[u8], format: simsite::scan::Format, s: &Settings) {
-    let Ok(raster) = simsite::decode::decode(bytes, format, &s.preprocess) else { return };
+    let clean = |h: &simsite::decode::Header| {
+        h.iter().all(|(_, v)| !v.is_empty() && v.chars().count() <= simsite::decode::MAX_VALUE_CHARS && !v.chars().any(char::is_control))
+    };
+    if format == simsite::scan::Format::Fits {
+        if let Ok(h) = simsite::decode::fits_header(bytes, &s.preprocess, &s.fits_keywords) {
+            assert!(clean(&h.values), "header values not cleaned: {:?}", h.values);
+        }
+    }
+    let Ok((raster, header)) = simsite::decode::decode_with_header(bytes, format, &s.preprocess, &s.fits_keywords) else { return };
+    assert!(clean(&header), "header values not cleaned: {header:?}");
     assert!(raster.width > 0 && raster.height > 0);
     assert_eq!(raster.data.len(), raster.width * raster.height * raster.channels);
     let Ok(prepared) = simsite::preprocess::prepare(&raster, &s.preprocess, s.thumbs.size) else { return };

@@ -13,7 +13,7 @@ use std::process::{Child, ChildStdin, ChildStdout};
 
 use fitsio_sys as sys;
 
-use super::{admit, Raster};
+use super::{admit, Header, Raster};
 use crate::config::{CubeMode, FitsSettings, HduChoice};
 use crate::error::FileError;
 
@@ -153,6 +153,58 @@ impl<'a> MemFits<'a> {
         let mut status = 0;
         unsafe { sys::ffgkys(self.fptr, key.as_ptr(), value.as_mut_ptr(), std::ptr::null_mut(), &mut status) };
         (status == 0).then(|| unsafe { std::ffi::CStr::from_ptr(value.as_ptr()) }.to_string_lossy().trim().to_string())
+    }
+
+    /// The current HDU's number (0 is the primary HDU).
+    fn hdu_index(&self) -> usize {
+        let mut n = 0;
+        unsafe { sys::ffghdn(self.fptr, &mut n) };
+        (n - 1).max(0) as usize
+    }
+
+    /// A keyword of the current HDU as the header writes it: a string without its quotes
+    /// and padding (continued over CONTINUE cards, up to [`MAX_VALUE_BYTES`]), a number or
+    /// logical as written, made safe by [`clean_value`]. None when the HDU has no such
+    /// keyword, or it has no value.
+    fn value_of(&self, name: &str) -> Option<String> {
+        let key = CString::new(name).ok()?;
+        // FLEN_VALUE (71) with room to spare.
+        let mut raw = [0 as c_char; 72];
+        let mut status = 0;
+        unsafe { sys::ffgkey(self.fptr, key.as_ptr(), raw.as_mut_ptr(), std::ptr::null_mut(), &mut status) };
+        if status != 0 {
+            return None;
+        }
+        let raw = unsafe { std::ffi::CStr::from_ptr(raw.as_ptr()) }.to_bytes();
+        if !raw.starts_with(b"'") {
+            return clean_value(&String::from_utf8_lossy(raw));
+        }
+        // A string: ffgsky takes the quotes off, undoubles the quotes inside and follows
+        // CONTINUE cards, writing at most MAX_VALUE_BYTES and a NUL.
+        let mut value = vec![0 as c_char; MAX_VALUE_BYTES + 1];
+        let (mut len, mut status) = (0, 0);
+        unsafe {
+            sys::ffgsky(self.fptr, key.as_ptr(), 1, MAX_VALUE_BYTES as c_int, value.as_mut_ptr(), &mut len, std::ptr::null_mut(), &mut status)
+        };
+        if status != 0 {
+            return None;
+        }
+        clean_value(&String::from_utf8_lossy(unsafe { std::ffi::CStr::from_ptr(value.as_ptr()) }.to_bytes()))
+    }
+
+    /// The values of `keywords` for the image in the current HDU: its own header's, else the
+    /// primary HDU's (OBJECT and DATE-OBS often sit only there, with the image in an
+    /// extension). In the order asked for; keywords in neither are left out. Moves to the
+    /// primary HDU when it looks there.
+    fn keywords(&self, keywords: &[String]) -> Result<Header, FileError> {
+        let mut found: Vec<Option<String>> = keywords.iter().map(|k| self.value_of(k)).collect();
+        if self.hdu_index() > 0 && found.iter().any(Option::is_none) {
+            self.goto(0)?;
+            for (k, v) in keywords.iter().zip(found.iter_mut()).filter(|(_, v)| v.is_none()) {
+                *v = self.value_of(k);
+            }
+        }
+        Ok(keywords.iter().zip(found).filter_map(|(k, v)| Some((k.clone(), v?))).collect())
     }
 
     /// Byte offset where the current HDU's data ends, unpadded, from the FITS standard's
@@ -311,6 +363,32 @@ fn may_lose_detail(plane: &[f32]) -> (bool, bool) {
     (overflow || rounded, overflow)
 }
 
+/// The longest header value kept, in characters: a string continued over CONTINUE cards
+/// can be as long as its header, and a value is shown on every item page and map tooltip.
+pub const MAX_VALUE_CHARS: usize = 200;
+/// What is read of a string value before it is cut (UTF-8 from a hostile file may take up
+/// to 4 bytes a character).
+const MAX_VALUE_BYTES: usize = 4 * MAX_VALUE_CHARS;
+
+/// A header value made safe to show: control characters (a hostile archive's escape
+/// sequences, NULs, line breaks) dropped, spaces at both ends trimmed, cut to
+/// [`MAX_VALUE_CHARS`] (ending in `…` when cut). None when nothing is left: an empty value
+/// is left out, as an empty catalogue cell is.
+pub fn clean_value(raw: &str) -> Option<String> {
+    let kept: String = raw.chars().filter(|c| !c.is_control()).collect();
+    let kept = kept.trim();
+    if kept.is_empty() {
+        return None;
+    }
+    Some(match kept.char_indices().nth(MAX_VALUE_CHARS) {
+        Some(_) => {
+            let cut = kept.char_indices().nth(MAX_VALUE_CHARS - 1).map_or(kept.len(), |(i, _)| i);
+            format!("{}…", kept[..cut].trim_end())
+        }
+        None => kept.to_string(),
+    })
+}
+
 impl Drop for MemFits<'_> {
     fn drop(&mut self) {
         if !self.fptr.is_null() {
@@ -360,51 +438,77 @@ fn gunzip(bytes: &[u8], limit: u64) -> Result<Vec<u8>, FileError> {
     Ok(out)
 }
 
-pub(super) fn decode(
-    bytes: &[u8],
-    settings: &FitsSettings,
-    max_pixels: u64,
-    max_bytes: u64,
-) -> Result<Raster, FileError> {
-    let inflated;
-    let data: &[u8] = if bytes.starts_with(&[0x1f, 0x8b]) {
-        inflated = gunzip(bytes, max_bytes)?;
-        &inflated
-    } else {
-        bytes
-    };
-    // Everything that is not FITS stops here, before CFITSIO parses anything.
+/// The FITS stream of a file as read: `.gz` inflated (under `max_bytes`), and refused
+/// unless it starts with a SIMPLE card and holds a whole 2880-byte block, before CFITSIO
+/// parses anything.
+fn fits_stream(bytes: &[u8], max_bytes: u64) -> Result<std::borrow::Cow<'_, [u8]>, FileError> {
+    let data = if bytes.starts_with(&[0x1f, 0x8b]) { std::borrow::Cow::Owned(gunzip(bytes, max_bytes)?) } else { std::borrow::Cow::Borrowed(bytes) };
     if !data.starts_with(b"SIMPLE  =") {
         return Err(FileError::Decode { format: "FITS", message: "does not start with a SIMPLE card".into() });
     }
     if data.len() < 2880 {
         return Err(FileError::Decode { format: "FITS", message: format!("truncated: {} bytes, shorter than one 2880-byte FITS block", data.len()) });
     }
-    if is_tile_compressed(data) {
-        if let Some(exe) = ISOLATE_WITH.get() {
-            return isolated(exe, data, settings, max_pixels, bytes.len());
-        }
-    }
-    read_with_cfitsio(bytes, data, settings, max_pixels)
+    Ok(data)
 }
 
-/// CFITSIO's own part: open from memory, find the HDU, read and collapse the pixels.
-/// `bytes` is the file as read (for the memory reservation), `data` the FITS stream.
-fn read_with_cfitsio(bytes: &[u8], data: &[u8], settings: &FitsSettings, max_pixels: u64) -> Result<Raster, FileError> {
-    let file_len = data.len() as u64;
-    // CFITSIO reads whole 2880-byte blocks; some writers omit the final padding, so pad a
-    // copy rather than let it read past the end of the buffer.
-    let padded;
-    let data: &[u8] = if !data.len().is_multiple_of(2880) {
-        let mut v = Vec::with_capacity(data.len().next_multiple_of(2880));
-        v.extend_from_slice(data);
-        v.resize(data.len().next_multiple_of(2880), 0);
-        padded = v;
-        &padded
-    } else {
-        data
-    };
-    let f = MemFits::open(data)?;
+/// CFITSIO reads whole 2880-byte blocks; some writers omit the final padding, so a copy is
+/// padded rather than let it read past the end of the buffer.
+fn whole_blocks(data: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    if data.len().is_multiple_of(2880) {
+        return std::borrow::Cow::Borrowed(data);
+    }
+    let mut v = Vec::with_capacity(data.len().next_multiple_of(2880));
+    v.extend_from_slice(data);
+    v.resize(data.len().next_multiple_of(2880), 0);
+    std::borrow::Cow::Owned(v)
+}
+
+/// Decodes a FITS file, and reads the header `keywords` of its image (see
+/// [`MemFits::keywords`]) while it is open.
+pub(super) fn decode(
+    bytes: &[u8],
+    settings: &FitsSettings,
+    keywords: &[String],
+    max_pixels: u64,
+    max_bytes: u64,
+) -> Result<(Raster, Header), FileError> {
+    let data = fits_stream(bytes, max_bytes)?;
+    if is_tile_compressed(&data) {
+        if let Some(exe) = ISOLATE_WITH.get() {
+            return isolated(exe, &data, settings, keywords, max_pixels, bytes.len());
+        }
+    }
+    read_with_cfitsio(bytes, &data, settings, keywords, max_pixels)
+}
+
+/// What a FITS file's header says about its image, read without a pixel.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HeaderRead {
+    /// The HDU the image is read from (`HDU 1`, or `HDU `SCI`` when chosen by EXTNAME).
+    pub hdu: String,
+    /// Its axes, NAXIS1 first.
+    pub axes: Vec<i64>,
+    /// The keywords asked for (see [`MemFits::keywords`]).
+    pub values: Header,
+}
+
+/// Reads the header of the HDU a decode would read the image from, and the `keywords`,
+/// but no pixel: for a file whose pixels the caches already hold, and for `inspect`. A
+/// tile-compressed file is read here too, not in a child process: its tiles, whose
+/// decompressors are what can crash, are not touched.
+pub(super) fn header(bytes: &[u8], settings: &FitsSettings, keywords: &[String], max_bytes: u64) -> Result<HeaderRead, FileError> {
+    let data = fits_stream(bytes, max_bytes)?;
+    let data = whole_blocks(&data);
+    let f = MemFits::open(&data)?;
+    let (hdu, axes) = choose_hdu(&f, settings)?;
+    let values = f.keywords(keywords)?;
+    Ok(HeaderRead { hdu, axes, values })
+}
+
+/// Finds the HDU the image is read from (`[fits] hdu`) and moves there: its label for
+/// messages and its axes. Refuses one without a 2-D image.
+fn choose_hdu(f: &MemFits, settings: &FitsSettings) -> Result<(String, Vec<i64>), FileError> {
     let n = f.num_hdus()?;
     let (hdu_label, axes) = match &settings.hdu {
         HduChoice::Auto => {
@@ -457,6 +561,18 @@ fn read_with_cfitsio(bytes: &[u8], data: &[u8], settings: &FitsSettings, max_pix
         };
         return Err(FileError::NoImage(format!("{hdu_label} has axes {axes:?}{what}, not a 2-D image")));
     }
+    Ok((hdu_label, axes))
+}
+
+/// CFITSIO's own part: open from memory, find the HDU, read and collapse the pixels, then
+/// read the header `keywords`. `bytes` is the file as read (for the memory reservation),
+/// `data` the FITS stream.
+fn read_with_cfitsio(bytes: &[u8], data: &[u8], settings: &FitsSettings, keywords: &[String], max_pixels: u64) -> Result<(Raster, Header), FileError> {
+    let file_len = data.len() as u64;
+    let data = whole_blocks(data);
+    let data: &[u8] = &data;
+    let f = MemFits::open(data)?;
+    let (hdu_label, axes) = choose_hdu(&f, settings)?;
     let real = real_axes(&axes);
     let (w, h) = (real[0].1, real[1].1);
     if w.min(h) < STRIP_ACROSS && w.max(h) >= STRIP_RATIO * w.min(h) {
@@ -525,6 +641,8 @@ fn read_with_cfitsio(bytes: &[u8], data: &[u8], settings: &FitsSettings, max_pix
             }
         }
     }
+    // The file is open already: its header costs no second open or read.
+    let header = f.keywords(keywords)?;
     drop(f);
     // FITS stores the bottom row first; flip so row 0 is the top of the image.
     let (w, h) = (w as usize, h as usize);
@@ -532,7 +650,7 @@ fn read_with_cfitsio(bytes: &[u8], data: &[u8], settings: &FitsSettings, max_pix
         let (top, bottom) = acc.split_at_mut((h - 1 - y) * w);
         top[y * w..(y + 1) * w].swap_with_slice(&mut bottom[..w]);
     }
-    Ok(Raster { width: w, height: h, channels: 1, data: acc, display_ready: false, reservation })
+    Ok((Raster { width: w, height: h, channels: 1, data: acc, display_ready: false, reservation }, header))
 }
 
 // Tile-compressed images run CFITSIO's decompressors (Rice, HCOMPRESS, PLIO, gzip), whose
@@ -565,10 +683,12 @@ pub fn is_tile_compressed(data: &[u8]) -> bool {
     data.chunks_exact(80).any(|card| card.starts_with(b"ZIMAGE  =") && card[10..].trim_ascii_start().starts_with(b"T"))
 }
 
-/// A request is the settings as one line (`hdu cube max-pixels`), the data's length (u64
-/// LE) and the data; the answer `OK` + width and height (u64 LE) + the pixels (f32 LE),
-/// or `ER` + the reason's length (u32 LE) + the reason.
-fn encode_settings(s: &FitsSettings, max_pixels: u64) -> String {
+/// A request is the settings as one line (`hdu cube max-pixels keywords`, the keywords
+/// joined by commas), the data's length (u64 LE) and the data; the answer `OK` + width and
+/// height (u64 LE) + the pixels (f32 LE) + the number of header values found (u32 LE) and
+/// each as its keyword's index in the request (u32 LE), its length (u32 LE) and its UTF-8
+/// bytes, or `ER` + the reason's length (u32 LE) + the reason.
+fn encode_settings(s: &FitsSettings, keywords: &[String], max_pixels: u64) -> String {
     let hdu = match &s.hdu {
         HduChoice::Auto => "auto".to_string(),
         HduChoice::Index(i) => format!("index:{i}"),
@@ -580,12 +700,14 @@ fn encode_settings(s: &FitsSettings, max_pixels: u64) -> String {
         CubeMode::Sum => "sum".to_string(),
         CubeMode::Plane(p) => format!("plane:{p}"),
     };
-    format!("{hdu} {cube} {max_pixels}\n")
+    // Keywords are checked by the config: A-Z, 0-9, `-` and `_`, never a comma or a space.
+    format!("{hdu} {cube} {max_pixels} {}\n", keywords.join(","))
 }
 
-fn decode_settings(line: &str) -> Option<(FitsSettings, u64)> {
-    let mut parts = line.trim_end().split(' ');
-    let (hdu, cube, max_pixels) = (parts.next()?, parts.next()?, parts.next()?);
+fn decode_settings(line: &str) -> Option<(FitsSettings, Vec<String>, u64)> {
+    let mut parts = line.trim_end_matches('\n').split(' ');
+    let (hdu, cube, max_pixels, keywords) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    let keywords = keywords.split(',').filter(|k| !k.is_empty()).map(String::from).collect();
     let hdu = match hdu.split_once(':') {
         None if hdu == "auto" => HduChoice::Auto,
         Some(("index", i)) => HduChoice::Index(i.parse().ok()?),
@@ -598,7 +720,7 @@ fn decode_settings(line: &str) -> Option<(FitsSettings, u64)> {
         Some(("plane", p)) => CubeMode::Plane(p.parse().ok()?),
         _ => return None,
     };
-    Some((FitsSettings { hdu, cube }, max_pixels.parse().ok()?))
+    Some((FitsSettings { hdu, cube }, keywords, max_pixels.parse().ok()?))
 }
 
 /// The child's side: answers requests on stdin until it closes. Returns the exit code.
@@ -613,7 +735,7 @@ pub fn child_main() -> i32 {
             Ok(_) => {}
             Err(_) => return 3,
         }
-        let Some((settings, max_pixels)) = decode_settings(&line) else { return 2 };
+        let Some((settings, keywords, max_pixels)) = decode_settings(&line) else { return 2 };
         let mut len = [0u8; 8];
         if input.read_exact(&mut len).is_err() {
             return 3;
@@ -628,14 +750,21 @@ pub fn child_main() -> i32 {
         if std::env::var_os("SIMSITE_TEST_FITS_CHILD_CRASH").is_some() {
             std::process::abort();
         }
-        let written = match read_with_cfitsio(&data, &data, &settings, max_pixels) {
-            Ok(r) => (|| {
+        let written = match read_with_cfitsio(&data, &data, &settings, &keywords, max_pixels) {
+            Ok((r, header)) => (|| {
                 out.write_all(b"OK")?;
                 out.write_all(&(r.width as u64).to_le_bytes())?;
                 out.write_all(&(r.height as u64).to_le_bytes())?;
                 for chunk in r.data.chunks(1 << 16) {
                     let bytes: Vec<u8> = chunk.iter().flat_map(|v| v.to_le_bytes()).collect();
                     out.write_all(&bytes)?;
+                }
+                out.write_all(&(header.len() as u32).to_le_bytes())?;
+                for (k, v) in &header {
+                    let at = keywords.iter().position(|w| w == k).unwrap_or(usize::MAX) as u32;
+                    out.write_all(&at.to_le_bytes())?;
+                    out.write_all(&(v.len() as u32).to_le_bytes())?;
+                    out.write_all(v.as_bytes())?;
                 }
                 out.flush()
             })(),
@@ -673,9 +802,9 @@ impl Worker {
     }
 
     /// One file. `Err(None)`: the child is gone or wedged (the caller ends it).
-    fn decode(&mut self, data: &[u8], settings: &FitsSettings, max_pixels: u64, file_bytes: usize) -> Result<Raster, Option<FileError>> {
+    fn decode(&mut self, data: &[u8], settings: &FitsSettings, keywords: &[String], max_pixels: u64, file_bytes: usize) -> Result<(Raster, Header), Option<FileError>> {
         // The child reads a whole request before it answers, so writing first cannot deadlock.
-        let sent = self.stdin.write_all(encode_settings(settings, max_pixels).as_bytes())
+        let sent = self.stdin.write_all(encode_settings(settings, keywords, max_pixels).as_bytes())
             .and_then(|_| self.stdin.write_all(&(data.len() as u64).to_le_bytes()))
             .and_then(|_| self.stdin.write_all(data))
             .and_then(|_| self.stdin.flush());
@@ -700,11 +829,44 @@ impl Worker {
         let mut raw = vec![0u8; (w * h * 4) as usize];
         self.stdout.read_exact(&mut raw).map_err(|_| None)?;
         let data = raw.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
-        Ok(Raster { width: w as usize, height: h as usize, channels: 1, data, display_ready: false, reservation })
+        let header = self.read_header(keywords)?;
+        Ok((Raster { width: w as usize, height: h as usize, channels: 1, data, display_ready: false, reservation }, header))
+    }
+
+    /// The header values that follow the pixels of an answer. A child that CFITSIO may have
+    /// let a crafted file take over is believed no more than the file: at most one value a
+    /// keyword asked for, in the order asked, none longer than a clean value can be, and
+    /// each cleaned again.
+    fn read_header(&mut self, keywords: &[String]) -> Result<Header, Option<FileError>> {
+        let mut word = [0u8; 4];
+        let mut next = |stdout: &mut ChildStdout| -> Result<u32, Option<FileError>> {
+            stdout.read_exact(&mut word).map_err(|_| None)?;
+            Ok(u32::from_le_bytes(word))
+        };
+        let count = next(&mut self.stdout)? as usize;
+        if count > keywords.len() {
+            return Err(None);
+        }
+        let mut header = Header::with_capacity(count);
+        let mut after = 0;
+        for _ in 0..count {
+            let at = next(&mut self.stdout)? as usize;
+            let len = next(&mut self.stdout)? as usize;
+            if at < after || at >= keywords.len() || len > MAX_VALUE_CHARS * 4 + 3 {
+                return Err(None);
+            }
+            after = at + 1;
+            let mut value = vec![0u8; len];
+            self.stdout.read_exact(&mut value).map_err(|_| None)?;
+            if let Some(v) = clean_value(&String::from_utf8_lossy(&value)) {
+                header.push((keywords[at].clone(), v));
+            }
+        }
+        Ok(header)
     }
 }
 
-fn isolated(exe: &std::path::Path, data: &[u8], settings: &FitsSettings, max_pixels: u64, file_bytes: usize) -> Result<Raster, FileError> {
+fn isolated(exe: &std::path::Path, data: &[u8], settings: &FitsSettings, keywords: &[String], max_pixels: u64, file_bytes: usize) -> Result<(Raster, Header), FileError> {
     let failed = |what: String| FileError::Decode {
         format: "tile-compressed FITS",
         message: format!("{what}; it was decoded in a separate process, so only this file is skipped"),
@@ -733,7 +895,7 @@ fn isolated(exe: &std::path::Path, data: &[u8], settings: &FitsSettings, max_pix
             return Err(failed(format!("cannot start a thread to watch the decoding process: {e} (the process's thread limit, ulimit -u?)")));
         }
     };
-    let answer = worker.decode(data, settings, max_pixels, file_bytes);
+    let answer = worker.decode(data, settings, keywords, max_pixels, file_bytes);
     done.send(()).ok();
     let timed_out = watchdog.join().unwrap_or(false);
     match answer {
@@ -763,5 +925,30 @@ fn isolated(exe: &std::path::Path, data: &[u8], settings: &FitsSettings, max_pix
                 (false, Err(e)) => format!("lost the decoding process: {e}"),
             }))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_values_lose_control_characters_and_are_cut() {
+        assert_eq!(clean_value("  M51 \u{1b}[31mred\u{7}\n"), Some("M51 [31mred".to_string()));
+        assert_eq!(clean_value(" \t\r\n"), None, "nothing left is no value");
+        let long = "x".repeat(5000);
+        let cut = clean_value(&long).unwrap();
+        assert_eq!(cut.chars().count(), MAX_VALUE_CHARS);
+        assert!(cut.ends_with('…'));
+        let exact = "é".repeat(MAX_VALUE_CHARS);
+        assert_eq!(clean_value(&exact).as_deref(), Some(exact.as_str()), "a value of the limit exactly is whole");
+    }
+
+    #[test]
+    fn the_childs_settings_line_carries_the_keywords() {
+        let s = FitsSettings { hdu: HduChoice::Name("SCI A".into()), cube: CubeMode::Plane(2) };
+        let kw: Vec<String> = ["OBJECT", "DATE-OBS"].map(String::from).to_vec();
+        assert_eq!(decode_settings(&encode_settings(&s, &kw, 99)), Some((s.clone(), kw, 99)));
+        assert_eq!(decode_settings(&encode_settings(&s, &[], 99)), Some((s, vec![], 99)));
     }
 }

@@ -8,12 +8,16 @@
 
 pub mod budget;
 mod fits;
-pub use fits::{child_main as fits_child_main, is_tile_compressed, isolate_compressed_with, CHILD_ARG as FITS_CHILD_ARG};
+pub use fits::{child_main as fits_child_main, clean_value, is_tile_compressed, isolate_compressed_with, HeaderRead as FitsHeader, CHILD_ARG as FITS_CHILD_ARG, MAX_VALUE_CHARS};
 mod raster;
 
 use crate::config::PreprocessSettings;
 use crate::error::FileError;
 use crate::scan::Format;
+
+/// Values of FITS header keywords (`[fits] keywords`), as (keyword, value) in the order the
+/// keywords were asked for; those the header lacks are left out.
+pub type Header = Vec<(String, String)>;
 
 #[derive(Debug, Clone)]
 pub struct Raster {
@@ -57,12 +61,29 @@ fn check_pixels(width: u64, height: u64, limit: u64) -> Result<(), FileError> {
 
 /// Decodes one file from its content (already read once, for its digest).
 pub fn decode(bytes: &[u8], format: Format, settings: &PreprocessSettings) -> Result<Raster, FileError> {
+    decode_with_header(bytes, format, settings, &[]).map(|(r, _)| r)
+}
+
+/// [`decode`], and for a FITS file the values of the header `keywords` of its image (its
+/// HDU's, else the primary HDU's), read while the file is open for its pixels. Other
+/// formats have no header: theirs is empty.
+pub fn decode_with_header(bytes: &[u8], format: Format, settings: &PreprocessSettings, keywords: &[String]) -> Result<(Raster, Header), FileError> {
     if bytes.is_empty() {
         return Err(FileError::Empty);
     }
+    let picture = |r: Raster| (r, Header::new());
     match format {
-        Format::Fits => fits::decode(bytes, &settings.fits, settings.max_pixels, settings.max_file_bytes),
-        Format::Png | Format::Jpeg => raster::decode_image(bytes, format, settings.max_pixels),
-        Format::Tiff => raster::decode_tiff(bytes, settings.max_pixels),
+        Format::Fits => fits::decode(bytes, &settings.fits, keywords, settings.max_pixels, settings.max_file_bytes),
+        Format::Png | Format::Jpeg => raster::decode_image(bytes, format, settings.max_pixels).map(picture),
+        Format::Tiff => raster::decode_tiff(bytes, settings.max_pixels).map(picture),
     }
+}
+
+/// A FITS file's header alone, no pixel read: the HDU the image is read from, its axes and
+/// the values of `keywords` (see [`decode_with_header`]).
+pub fn fits_header(bytes: &[u8], settings: &PreprocessSettings, keywords: &[String]) -> Result<FitsHeader, FileError> {
+    if bytes.is_empty() {
+        return Err(FileError::Empty);
+    }
+    fits::header(bytes, &settings.fits, keywords, settings.max_file_bytes)
 }

@@ -10,14 +10,33 @@ pub enum V {
     F(f64),
     S(&'static str),
     B(bool),
+    /// A string of any length and content, quotes doubled as FITS writes them, going on in
+    /// CONTINUE cards (the long-string convention) past 60 characters.
+    L(String),
+    /// The value field exactly as given (a number written some way, a hostile byte).
+    Raw(String),
 }
 
+/// One header card, 80 characters (several for a [`V::L`] past one card).
 fn card(key: &str, v: &V) -> String {
     let value = match v {
         V::I(i) => format!("{i:>20}"),
         V::F(f) => format!("{:>20}", format!("{f:E}")),
         V::S(s) => format!("'{s:<8}'"),
         V::B(b) => format!("{:>20}", if *b { "T" } else { "F" }),
+        V::Raw(r) => r.clone(),
+        V::L(s) => {
+            let chars: Vec<char> = s.replace('\'', "''").chars().collect();
+            let chunks: Vec<String> = chars.chunks(60).map(|c| c.iter().collect()).collect();
+            let last = chunks.len().saturating_sub(1);
+            let mut cards = String::new();
+            for (i, chunk) in chunks.iter().enumerate() {
+                let more = if i < last { "&" } else { "" };
+                let c = if i == 0 { format!("{key:<8}= '{chunk}{more}'") } else { format!("CONTINUE  '{chunk}{more}'") };
+                cards.push_str(&format!("{c:<80}"));
+            }
+            return cards;
+        }
     };
     let c = format!("{key:<8}= {value}");
     format!("{c:<80}")

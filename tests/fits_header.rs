@@ -1,0 +1,280 @@
+//! FITS header keywords as item metadata (`[fits] keywords`), through the real binary: where
+//! the values come from (the image's HDU, else the primary), the catalogue's precedence,
+//! hostile values, turning it off, and the cache that keeps a nightly rebuild from reading
+//! any unchanged file for them.
+
+mod common;
+
+use std::path::PathBuf;
+
+use common::*;
+use serde_json::{json, Value};
+
+struct Site {
+    _tmp: tempfile::TempDir,
+    root: PathBuf,
+}
+
+impl Site {
+    fn new() -> Site {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().to_path_buf();
+        std::fs::create_dir_all(root.join("archive")).unwrap();
+        let s = Site { _tmp: tmp, root };
+        s.config("");
+        s
+    }
+    /// A config with the test model, `extra` appended.
+    fn config(&self, extra: &str) {
+        let text = format!(
+            "[archive]\nroot = \"archive\"\n[output]\ndir = \"out\"\ncache = \"cache\"\n[encoder]\nmodel = \"{}\"\n{extra}",
+            fixture("tiny-meta.onnx").display()
+        );
+        std::fs::write(self.root.join("site-config.toml"), text).unwrap();
+    }
+    fn fits(&self, rel: &str, hdus: &[Hdu]) {
+        write(&self.root.join("archive").join(rel), &fits_bytes(hdus));
+    }
+    fn build(&self) -> Value {
+        let (code, _, err) = run(&self.root, &["build"]);
+        assert_eq!(code, 0, "{err}");
+        serde_json::from_slice(&std::fs::read(self.root.join("cache/last-build.json")).unwrap()).unwrap()
+    }
+    fn meta(&self, id: &str) -> Value {
+        let item: Value = serde_json::from_slice(&std::fs::read(self.root.join(format!("out/api/items/{id}.json"))).unwrap()).unwrap();
+        item["meta"].clone()
+    }
+    fn page(&self, id: &str) -> String {
+        read(&self.root.join(format!("out/items/{id}/index.html")))
+    }
+    /// The header cache's part files, under every key.
+    fn parts(&self) -> Vec<PathBuf> {
+        let dir = self.root.join("cache/fits-headers");
+        let mut v: Vec<PathBuf> = walkdir::WalkDir::new(dir).into_iter().flatten().filter(|e| e.file_type().is_file()).map(|e| e.into_path()).collect();
+        v.sort();
+        v
+    }
+}
+
+/// A 16×16 image unlike the others (`n` moves its blob).
+fn image(n: usize) -> Hdu {
+    Hdu::image(&[16, 16], Data::F32(blob(16, 16, 3.0 + n as f32, 12.0 - n as f32 / 2.0)))
+}
+
+/// Files younger than the settling time are read again by the next build (see `digests`).
+fn settle() {
+    std::thread::sleep(simsite::digests::SETTLE + std::time::Duration::from_millis(200));
+}
+
+#[test]
+fn keywords_come_from_the_images_hdu_else_the_primary_and_absent_ones_are_left_out() {
+    let s = Site::new();
+    // The image in an extension, OBJECT and DATE-OBS only in the primary header (as HST's
+    // and many archives' files are), TELESCOP in both: the image's own header wins.
+    s.fits(
+        "hst/ext.fits",
+        &[
+            Hdu::empty().with("OBJECT", V::S("NGC 104")).with("DATE-OBS", V::S("2002-07-13")).with("TELESCOP", V::S("primary")),
+            image(1).with("EXTNAME", V::S("SCI")).with("TELESCOP", V::S("HST")).with("EXPTIME", V::Raw(format!("{:>20}", "600."))),
+        ],
+    );
+    // The image in the primary HDU; no INSTRUME anywhere; a number as written, not
+    // re-formatted; an empty string is no value.
+    s.fits(
+        "m51.fits",
+        &[image(2)
+            .with("OBJECT", V::S("M51"))
+            .with("EXPTIME", V::Raw(format!("{:>20}", "1.5E+02")))
+            .with("FILTER", V::S(""))
+            .with("TELESCOP", V::S("KPNO 0.9m"))],
+    );
+    png_grey8(&s.root.join("archive/photo.png"), 16, 16, |x, y| (x * y) as u8);
+    // A tile-compressed image, decoded in a child process: its values come back from it.
+    let fz = s.root.join("archive/rice.fits.fz");
+    {
+        let desc = fitsio::images::ImageDescription { data_type: fitsio::images::ImageType::Long, dimensions: &[16, 16] };
+        let mut f = fitsio::FitsFile::create(format!("{}[compress R]", fz.display())).open().unwrap();
+        let primary = f.primary_hdu().unwrap();
+        primary.write_key(&mut f, "DATE-OBS", "2020-01-02").unwrap();
+        let hdu = f.create_image("SCI", &desc).unwrap();
+        hdu.write_key(&mut f, "OBJECT", "M82").unwrap();
+        hdu.write_key(&mut f, "INSTRUME", "WFC3").unwrap();
+        let ints: Vec<i32> = blob(16, 16, 7.0, 7.0).iter().map(|v| *v as i32).collect();
+        hdu.write_image(&mut f, &ints).unwrap();
+    }
+    let r = s.build();
+    assert_eq!(r["items"], 4, "{r}");
+    assert_eq!(
+        s.meta("hst~ext.fits"),
+        json!({"OBJECT": "NGC 104", "DATE-OBS": "2002-07-13", "TELESCOP": "HST", "EXPTIME": "600."})
+    );
+    assert_eq!(s.meta("m51.fits"), json!({"OBJECT": "M51", "TELESCOP": "KPNO 0.9m", "EXPTIME": "1.5E+02"}));
+    assert_eq!(s.meta("rice.fits.fz"), json!({"OBJECT": "M82", "DATE-OBS": "2020-01-02", "INSTRUME": "WFC3"}));
+    assert_eq!(s.meta("photo.png"), json!({}));
+    // The page lists them in the order of [fits] keywords.
+    let page = s.page("hst~ext.fits");
+    assert!(
+        page.contains("<dt>OBJECT</dt><dd>NGC 104</dd><dt>DATE-OBS</dt><dd>2002-07-13</dd><dt>TELESCOP</dt><dd>HST</dd><dt>EXPTIME</dt><dd>600.</dd>"),
+        "{page}"
+    );
+    // The map may colour by them: TELESCOP holds two values, a colouring of two labels.
+    let map: Value = serde_json::from_slice(&std::fs::read(s.root.join("out/map/map.json")).unwrap()).unwrap();
+    let names: Vec<&str> = map["colour_by"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
+    assert!(names.contains(&"TELESCOP") && names.contains(&"EXPTIME"), "{names:?}");
+
+    // `inspect` says which HDU it read and what it found there.
+    let (code, out, err) = run(&s.root, &["inspect", "archive/hst/ext.fits"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("image: HDU 1, axes [16, 16] (NAXIS1 first)\nheader keywords (from that HDU, else the primary HDU):\n  OBJECT = NGC 104\n  DATE-OBS = 2002-07-13\n  TELESCOP = HST\n  EXPTIME = 600.\n"),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_catalogue_column_of_the_same_name_wins_over_the_header() {
+    let s = Site::new();
+    s.fits("a.fits", &[image(1).with("OBJECT", V::S("M51")).with("FILTER", V::S("B"))]);
+    s.fits("b.fits", &[image(2).with("OBJECT", V::S("M82"))]);
+    // b's OBJECT cell is empty: the catalogue says nothing, so the header does.
+    std::fs::write(s.root.join("cat.csv"), "path,OBJECT,survey\na.fits,NGC 5194,KPNO\nb.fits,,KPNO\n").unwrap();
+    s.config("[catalogue]\npath = \"cat.csv\"\n");
+    s.build();
+    assert_eq!(s.meta("a.fits"), json!({"OBJECT": "NGC 5194", "survey": "KPNO", "FILTER": "B"}));
+    assert_eq!(s.meta("b.fits"), json!({"OBJECT": "M82", "survey": "KPNO"}));
+    // The catalogue's columns first, in its order, then the header's.
+    assert!(s.page("a.fits").contains("<dt>OBJECT</dt><dd>NGC 5194</dd><dt>survey</dt><dd>KPNO</dd><dt>FILTER</dt><dd>B</dd>"), "{}", s.page("a.fits"));
+}
+
+#[test]
+fn hostile_header_values_lose_control_characters_and_are_cut() {
+    let s = Site::new();
+    let long: String = (0..40).map(|i| format!("segment{i:02} ")).collect();
+    s.fits(
+        "evil.fits",
+        &[image(1)
+            .with("OBJECT", V::L("M51\u{1b}[2J\u{7} <script>alert(1)</script>\tx".into()))
+            .with("FILTER", V::L(long.clone()))
+            .with("TELESCOP", V::S("it''s"))],
+    );
+    s.build();
+    let meta = s.meta("evil.fits");
+    assert_eq!(meta["OBJECT"], "M51[2J <script>alert(1)</script>x", "{meta}");
+    assert_eq!(meta["TELESCOP"], "it's", "quotes are undoubled");
+    let filter = meta["FILTER"].as_str().unwrap();
+    assert_eq!(filter.chars().count(), simsite::decode::MAX_VALUE_CHARS, "a value continued over CONTINUE cards is cut");
+    assert!(long.starts_with(filter.trim_end_matches('…')) && filter.ends_with('…'), "{filter}");
+    let page = s.page("evil.fits");
+    assert!(!page.contains("<script>") && !page.contains('\u{1b}'), "{page}");
+}
+
+#[test]
+fn keywords_off_reads_none_and_a_new_list_reads_headers_again_without_embedding() {
+    let s = Site::new();
+    s.fits("a.fits", &[image(1).with("OBJECT", V::S("M51")).with("AIRMASS", V::F(1.25))]);
+    settle();
+    s.build();
+    assert_eq!(s.meta("a.fits"), json!({"OBJECT": "M51"}));
+    assert_eq!(s.parts().len(), 1);
+
+    s.config("[fits]\nkeywords = []\n");
+    let r = s.build();
+    assert_eq!((r["embedded"].as_u64(), r["files_read"].as_u64()), (Some(0), Some(0)), "{r}");
+    assert_eq!(s.meta("a.fits"), json!({}));
+    assert!(s.parts().is_empty(), "the values of the old list are pruned: {:?}", s.parts());
+
+    // Another list: the headers are read again (the file, no pixel), nothing is embedded.
+    s.config("[fits]\nkeywords = [\"AIRMASS\", \"OBJECT\"]\n");
+    let r = s.build();
+    assert_eq!((r["embedded"].as_u64(), r["files_read"].as_u64(), r["thumbnails_made"].as_u64()), (Some(0), Some(1), Some(0)), "{r}");
+    assert_eq!(s.meta("a.fits"), json!({"AIRMASS": "1.25E0", "OBJECT": "M51"}));
+    assert!(s.page("a.fits").contains("<dt>AIRMASS</dt><dd>1.25E0</dd><dt>OBJECT</dt><dd>M51</dd>"));
+}
+
+/// The nightly case: an unchanged archive is not read again, and its items keep their
+/// header values, byte for byte.
+#[test]
+fn a_rebuild_of_unchanged_files_reads_none_and_keeps_their_values() {
+    let s = Site::new();
+    for i in 0..5 {
+        s.fits(&format!("f{i}.fits"), &[Hdu::empty().with("OBJECT", V::S("M51")), image(i).with("EXPTIME", V::I(30 * i as i64))]);
+    }
+    settle();
+    let r = s.build();
+    assert_eq!(r["files_read"], 5);
+    let item = |i: usize| std::fs::read(s.root.join(format!("out/api/items/f{i}.fits.json"))).unwrap();
+    let before: Vec<Vec<u8>> = (0..5).map(item).collect();
+    let parts = s.parts();
+    let r = s.build();
+    assert_eq!((r["files_read"].as_u64(), r["embedded"].as_u64()), (Some(0), Some(0)), "{r}");
+    assert_eq!((0..5).map(item).collect::<Vec<_>>(), before);
+    assert_eq!(s.meta("f3.fits"), json!({"OBJECT": "M51", "EXPTIME": "90"}));
+    assert_eq!(s.parts(), parts, "nothing new for the header cache");
+
+    // A changed file (new content, so embedded again too) is read again, and its new
+    // values shown.
+    s.fits("f3.fits", &[Hdu::empty().with("OBJECT", V::S("M82")), image(3)]);
+    let r = s.build();
+    assert_eq!((r["files_read"].as_u64(), r["embedded"].as_u64()), (Some(1), Some(1)), "{r}");
+    assert_eq!(s.meta("f3.fits"), json!({"OBJECT": "M82"}));
+}
+
+/// A cache from before header values were kept has embeddings, thumbnails and remembered
+/// digests but no `fits-headers/`: the next build reads each FITS file's header (no pixel,
+/// nothing embedded or drawn again) and the one after reads nothing.
+#[test]
+fn a_cache_from_before_gets_its_header_values_without_embedding_again() {
+    let s = Site::new();
+    for i in 0..4 {
+        s.fits(&format!("f{i}.fits"), &[image(i).with("OBJECT", V::S("M51"))]);
+    }
+    png_grey8(&s.root.join("archive/photo.png"), 16, 16, |x, y| (x + y) as u8);
+    settle();
+    s.build();
+    std::fs::remove_dir_all(s.root.join("cache/fits-headers")).unwrap();
+    let r = s.build();
+    assert_eq!((r["embedded"].as_u64(), r["thumbnails_made"].as_u64()), (Some(0), Some(0)), "{r}");
+    assert_eq!(r["files_read"], 4, "the FITS files' headers, not the PNG: {r}");
+    assert_eq!(s.meta("f2.fits"), json!({"OBJECT": "M51"}));
+    assert_eq!(s.build()["files_read"], 0);
+}
+
+/// `embed --shard` writes the header values of its files; the build that follows uses them
+/// (reading no header again) and publishes what one build publishes.
+#[test]
+fn shards_write_header_values_a_following_build_uses() {
+    let s = Site::new();
+    for i in 0..12 {
+        s.fits(&format!("f{i:02}.fits"), &[Hdu::empty().with("OBJECT", V::S(["M51", "M82", "M31"][i % 3])), image(i)]);
+    }
+    for i in 0..3 {
+        let (code, _, err) = run(&s.root, &["embed", "--shard", &format!("{i}/3")]);
+        assert_eq!(code, 0, "{err}");
+    }
+    let parts = s.parts();
+    assert!(!parts.is_empty() && parts.len() <= 3, "a part a shard: {parts:?}");
+    let r = s.build();
+    assert_eq!(r["embedded"], 0);
+    assert_eq!(s.parts(), parts, "the build read no header the shards had read");
+    assert_eq!(s.meta("f04.fits"), json!({"OBJECT": "M82"}));
+}
+
+#[test]
+fn colour_by_may_name_a_keyword_and_a_wrong_name_lists_them() {
+    let s = Site::new();
+    for i in 0..3 {
+        s.fits(&format!("f{i}.fits"), &[image(i).with("OBJECT", V::S(["M51", "M82", "M31"][i]))]);
+    }
+    s.config("[site]\ncolour-by = [\"OBJECT\"]\n");
+    s.build();
+    let map: Value = serde_json::from_slice(&std::fs::read(s.root.join("out/map/map.json")).unwrap()).unwrap();
+    let named = map["colour_by"].as_array().unwrap().iter().find(|c| c["name"] == "OBJECT").unwrap_or_else(|| panic!("{map}"));
+    assert_eq!(named["labels"], json!(["M31", "M51", "M82"]));
+    s.config("[site]\ncolour-by = [\"OBJ\"]\n");
+    let (code, _, err) = run(&s.root, &["build"]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("key `site.colour-by`: `OBJ` is not one of the [fits] keywords (`OBJECT`, `DATE-OBS`, `TELESCOP`, `INSTRUME`, `FILTER`, `EXPTIME`), and no [catalogue] is configured"),
+        "{err}"
+    );
+}
