@@ -71,7 +71,7 @@ pub fn config_digest(s: &Settings) -> String {
     let site = (&s.site.base_url, &s.site.colour_by, s.site.templates.is_some(), s.site.statics.is_some());
     let text = format!(
         "{:?}|{:?}|{:?}|{:?}|{:?}|{site:?}|{:?}|{:?}|{:?}",
-        s.title, s.preprocess, s.thumbs, s.neighbours, catalogue, s.layout, s.structure, s.fits_keywords
+        s.title, s.preprocess, s.thumbs, s.neighbours, catalogue, s.layout, s.structure, s.header_fields
     );
     format!("blake3:{}", blake3::hash(text.as_bytes()).to_hex())
 }

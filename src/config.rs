@@ -220,6 +220,7 @@ pub struct RawFits {
     pub cube: String,
     pub plane: u64,
     pub keywords: Vec<String>,
+    pub position: bool,
 }
 
 impl Default for RawFits {
@@ -229,6 +230,7 @@ impl Default for RawFits {
             cube: "peak".into(),
             plane: 0,
             keywords: DEFAULT_KEYWORDS.iter().map(|k| k.to_string()).collect(),
+            position: true,
         }
     }
 }
@@ -478,6 +480,11 @@ pub struct Settings {
     /// `[fits] keywords`: header keywords whose values become item metadata (empty: none).
     /// Not in `preprocess`, whose digest keys the embeddings: they change no pixel.
     pub fits_keywords: Vec<String>,
+    /// `[fits] position`: each FITS image's place on the sky from its WCS (see `wcs`).
+    pub fits_position: bool,
+    /// What a FITS file's header is read for: `[fits] keywords`, then the position's two
+    /// fields (`wcs::RA`, `wcs::DEC`) with `[fits] position`. Empty: headers are not read.
+    pub header_fields: Vec<String>,
     /// `[preprocess] channels` is in the config; else a 3-channel model gets "rgb".
     pub channels_set: bool,
     /// `None`: no model configured; the site has thumbnails and item pages only.
@@ -995,7 +1002,9 @@ pub fn resolve(
         cache,
         max_removed,
         encoder,
+        header_fields: fits_keywords.iter().cloned().chain(raw.fits.position.then_some([crate::wcs::RA, crate::wcs::DEC]).into_iter().flatten().map(String::from)).collect(),
         fits_keywords,
+        fits_position: raw.fits.position,
         channels_set: pp.channels.is_some(),
         preprocess: PreprocessSettings {
             fits: FitsSettings { hdu, cube },

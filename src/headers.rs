@@ -202,6 +202,23 @@ pub fn remove_other_keys(root: &Path, keep: Option<&str>) -> std::io::Result<usi
     Ok(removed)
 }
 
+/// Merges `values` into `item`: its `meta` as `merge` does, and its position. The
+/// position's fields (`wcs::RA`, `wcs::DEC`) place an item the catalogue left without one
+/// (for the item page and `[neighbours] min-separation-arcsec`); an item the catalogue
+/// placed keeps that position and shows no second one.
+pub fn merge_item(item: &mut crate::catalogue::Item, values: &Header) {
+    let field = |k: &str| values.iter().find(|(n, _)| n == k).and_then(|(_, v)| v.parse::<f64>().ok());
+    let placed = item.ra.is_some() && item.dec.is_some();
+    if !placed {
+        if let (Some(ra), Some(dec)) = (field(crate::wcs::RA), field(crate::wcs::DEC)) {
+            (item.ra, item.dec) = (Some(ra), Some(dec));
+        }
+    }
+    let sky = |k: &str| k == crate::wcs::RA || k == crate::wcs::DEC;
+    let shown: Header = values.iter().filter(|(k, _)| !(placed && sky(k))).cloned().collect();
+    merge(&mut item.meta, &shown);
+}
+
 /// Adds a file's header values to an item's `meta`, after the catalogue's columns: a column
 /// of the same name that holds a value for the item wins (an empty cell is not in `meta`,
 /// so the header's value fills it).

@@ -83,7 +83,7 @@ impl<'a> IngestSettings<'a> {
             validate_only,
             needs_tensor,
             needs_header: &no_header,
-            keywords: &settings.fits_keywords,
+            keywords: &settings.header_fields,
             memo: None,
             listed: None,
             display: settings.preprocess.display_digest(),

@@ -33,7 +33,7 @@ pub struct Inspection {
 pub fn inspect_with(path: &Path, settings: &Settings, ui: &Ui) -> Result<Inspection> {
     let mut settings = settings.clone();
     crate::pipeline::load_encoder(&mut settings, ui)?;
-    inspect(path, &settings.preprocess, settings.thumbs.size, &settings.fits_keywords)
+    inspect(path, &settings.preprocess, settings.thumbs.size, &settings.header_fields)
 }
 
 /// Inspects one file; for a FITS file, also reads the header `keywords` a build would show.
@@ -74,12 +74,26 @@ impl Inspection {
         let c = &self.clip;
         let total = self.width * self.height * self.channels;
         // Values were cleaned of control characters when read: safe on a terminal.
+        let sky = |k: &str| k == crate::wcs::RA || k == crate::wcs::DEC;
         let fits = match &self.header {
             None => String::new(),
-            Some(h) if h.values.is_empty() => format!("\nimage: {}, axes {:?} (NAXIS1 first)\nheader keywords: none of [fits] keywords found", h.hdu, h.axes),
             Some(h) => {
-                let values: Vec<String> = h.values.iter().map(|(k, v)| format!("\n  {k} = {v}")).collect();
-                format!("\nimage: {}, axes {:?} (NAXIS1 first)\nheader keywords (from that HDU, else the primary HDU):{}", h.hdu, h.axes, values.concat())
+                let values: Vec<String> = h.values.iter().filter(|(k, _)| !sky(k)).map(|(k, v)| format!("\n  {k} = {v}")).collect();
+                let keywords = match values.is_empty() {
+                    true => "header keywords: none of [fits] keywords found".to_string(),
+                    false => format!("header keywords (from that HDU, else the primary HDU):{}", values.concat()),
+                };
+                // What a build does with the position is `[fits] position`'s to say; the
+                // header says it either way.
+                let position = match &h.position {
+                    Ok(Some((ra, dec))) => format!(
+                        "{} (RA {ra:.6}, Dec {dec:.6}, degrees, ICRS): the centre, from that HDU's WCS",
+                        crate::wcs::sexagesimal(*ra, *dec)
+                    ),
+                    Ok(None) => "none (that HDU has no celestial WCS)".to_string(),
+                    Err(why) => format!("none: {why}"),
+                };
+                format!("\nimage: {}, axes {:?} (NAXIS1 first)\n{keywords}\nsky: {position}", h.hdu, h.axes)
             }
         };
         format!(

@@ -303,10 +303,10 @@ pub(crate) fn open_cache(settings: &Settings, enc: &Encoder, ui: &Ui) -> Result<
 
 /// Opens the cache of `[fits] keywords` values (None: no keywords are read).
 pub(crate) fn open_headers(settings: &Settings, ui: &Ui) -> Result<Option<HeaderCache>> {
-    if settings.fits_keywords.is_empty() {
+    if settings.header_fields.is_empty() {
         return Ok(None);
     }
-    let key = headers::cache_key(&settings.fits_keywords, &settings.preprocess.fits.hdu);
+    let key = headers::cache_key(&settings.header_fields, &settings.preprocess.fits.hdu);
     let c = HeaderCache::open(&settings.cache, &key)
         .with_context(|| format!("cannot open the FITS header cache in {}\n  fix: check --cache / [output] cache and its permissions", settings.cache.display()))?;
     for p in &c.problems {
@@ -657,7 +657,7 @@ pub fn build(settings: &Settings, ui: &Ui) -> Result<BuildOutcome> {
     if let Some(h) = &headers {
         for (item, r) in items.iter_mut().zip(&ing.done) {
             if let Some(values) = r.as_ref().and_then(|r| h.get(r.digest.as_bytes())) {
-                headers::merge(&mut item.meta, values);
+                headers::merge_item(item, values);
             }
         }
     }
@@ -702,7 +702,7 @@ pub fn build(settings: &Settings, ui: &Ui) -> Result<BuildOutcome> {
     // only room in the cache.
     let pruned_headers = (|| -> std::io::Result<()> {
         let used: HashSet<Digest> = published.iter().map(|(_, r)| *r.digest.as_bytes()).collect();
-        let key = headers.as_mut().map(|h| h.prune(&used).map(|_| headers::cache_key(&settings.fits_keywords, &settings.preprocess.fits.hdu))).transpose()?;
+        let key = headers.as_mut().map(|h| h.prune(&used).map(|_| headers::cache_key(&settings.header_fields, &settings.preprocess.fits.hdu))).transpose()?;
         headers::remove_other_keys(&settings.cache, key.as_deref()).map(|_| ())
     })();
     if let Err(e) = pruned_headers {

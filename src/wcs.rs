@@ -13,6 +13,12 @@
 
 use serde_json::{Map, Value};
 
+/// The names an image's position has among its header values and in its `meta` (decimal
+/// degrees, ICRS): lower case, which no FITS keyword is, and the catalogue's own default
+/// names for RA and Dec.
+pub const RA: &str = "ra";
+pub const DEC: &str = "dec";
+
 /// A header card's value as CFITSIO returns it (`ffgkyn`): a quoted string, a number (with
 /// `D` exponents), or a logical or complex value, which no WCS keyword has (`None`).
 pub fn card_value(raw: &str) -> Option<Value> {
@@ -36,8 +42,8 @@ pub type Reason = String;
 
 /// The ICRS right ascension and declination, in degrees, of the centre of a `width` ×
 /// `height` image whose header holds `cards` (keyword → value, as `card_value` gives them).
-/// `Ok(None)`: the header has no celestial WCS (no CTYPE1/2, pixel or linear axes, or the
-/// placeholder CRVAL1 = CRVAL2 = 0). `Err`: it has one that cannot be used, and why.
+/// `Ok(None)`: the header has no celestial WCS (no CTYPE1/2, pixel or linear axes, no
+/// CRVAL1/2, or the placeholder CRVAL1 = CRVAL2 = 0). `Err`: it has one that cannot be used, and why.
 pub fn centre(cards: &Map<String, Value>, width: usize, height: usize) -> Result<Option<(f64, f64)>, Reason> {
     let text = |k: &str| cards.get(k).and_then(Value::as_str).map(str::trim);
     let number = |k: &str| cards.get(k).and_then(Value::as_f64);
@@ -58,8 +64,11 @@ pub fn centre(cards: &Map<String, Value>, width: usize, height: usize) -> Result
     if let Some(c) = [c1, c2].into_iter().find(|c| c.len() < 8 || !c.is_ascii()) {
         return Err(format!("its axis type '{c}' names no projection (as in 'RA---TAN')"));
     }
-    if number("CRVAL1") == Some(0.0) && number("CRVAL2") == Some(0.0) {
-        return Ok(None);
+    // Without CRVALn the standard's default puts the field at (0, 0): a header that names
+    // its axes and never says where they point, as do placeholders of exactly (0, 0).
+    match (number("CRVAL1"), number("CRVAL2")) {
+        (Some(a), Some(d)) if a != 0.0 || d != 0.0 => {}
+        _ => return Ok(None),
     }
     if !galactic {
         frame_is_icrs(text("RADESYS").or(text("RADECSYS")), number("EQUINOX").or(number("EPOCH")))?;
@@ -329,11 +338,15 @@ mod tests {
         assert_eq!(centre(&linear, 64, 64), Ok(None));
         let pixels = header(&[("CTYPE1", "'SKY_PIX'"), ("CTYPE2", "'SKY_PIX'")]);
         assert_eq!(centre(&pixels, 64, 64), Ok(None));
-        // Placeholder values (a TIMMI2 cube of the sample archive has them).
+        // Placeholder values, or none (a TIMMI2 cube of the sample archive names its axes
+        // RA---TAN and DEC--TAN with 1° pixels and no CRVAL).
         let mut zero = m51();
         zero[4] = ("CRVAL1", "0.");
         zero[5] = ("CRVAL2", "0.");
         assert_eq!(centre(&header(&zero), 64, 64), Ok(None));
+        let mut unset = m51();
+        unset.retain(|(k, _)| !k.starts_with("CRVAL"));
+        assert_eq!(centre(&header(&unset), 64, 64), Ok(None));
     }
 
     #[test]

@@ -177,11 +177,17 @@ fn keywords_off_reads_none_and_a_new_list_reads_headers_again_without_embedding(
     assert_eq!(s.meta("a.fits"), json!({"OBJECT": "M51"}));
     assert_eq!(s.parts().len(), 1);
 
+    // Without keywords the header is still read once, for the image's place on the sky
+    // (this one has no WCS); with neither, nothing is.
     s.config("[fits]\nkeywords = []\n");
+    let r = s.build();
+    assert_eq!((r["embedded"].as_u64(), r["files_read"].as_u64()), (Some(0), Some(1)), "{r}");
+    assert_eq!(s.meta("a.fits"), json!({}));
+    s.config("[fits]\nkeywords = []\nposition = false\n");
     let r = s.build();
     assert_eq!((r["embedded"].as_u64(), r["files_read"].as_u64()), (Some(0), Some(0)), "{r}");
     assert_eq!(s.meta("a.fits"), json!({}));
-    assert!(s.parts().is_empty(), "the values of the old list are pruned: {:?}", s.parts());
+    assert!(s.parts().is_empty(), "the values of the old lists are pruned: {:?}", s.parts());
 
     // Another list: the headers are read again (the file, no pixel), nothing is embedded.
     s.config("[fits]\nkeywords = [\"AIRMASS\", \"OBJECT\"]\n");
@@ -277,4 +283,113 @@ fn colour_by_may_name_a_keyword_and_a_wrong_name_lists_them() {
         err.contains("key `site.colour-by`: `OBJ` is not one of the [fits] keywords (`OBJECT`, `DATE-OBS`, `TELESCOP`, `INSTRUME`, `FILTER`, `EXPTIME`), and no [catalogue] is configured"),
         "{err}"
     );
+}
+
+/// A 16×16 image whose WCS puts its centre (pixel 8.5, 8.5) at (`ra`, `dec`), 0.1" pixels,
+/// in ICRS.
+fn placed(n: usize, ra: f64, dec: f64) -> Hdu {
+    unframed(n, ra, dec).with("RADESYS", V::S("ICRS"))
+}
+
+/// The same without a frame (RADESYS, EQUINOX).
+fn unframed(n: usize, ra: f64, dec: f64) -> Hdu {
+    image(n)
+        .with("CTYPE1", V::S("RA---TAN"))
+        .with("CTYPE2", V::S("DEC--TAN"))
+        .with("CRPIX1", V::F(8.5))
+        .with("CRPIX2", V::F(8.5))
+        .with("CRVAL1", V::F(ra))
+        .with("CRVAL2", V::F(dec))
+        .with("CD1_1", V::F(-0.1 / 3600.0))
+        .with("CD2_2", V::F(0.1 / 3600.0))
+}
+
+fn degrees(meta: &Value, key: &str) -> f64 {
+    meta[key].as_str().unwrap_or_else(|| panic!("no `{key}` in {meta}")).parse().unwrap()
+}
+
+#[test]
+fn real_fits_files_are_placed_on_the_sky_by_their_wcs() {
+    let s = Site::new();
+    let sample = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("sample-archive");
+    // Where astropy 8.0.2 puts each image's centre (`WCS.all_pix2world` at ((n+1)/2, (n+1)/2)).
+    let placed = [
+        ("m51/m51-iraf-devpix.fits", 202.47007416, 47.19465783),
+        ("hst-drizzle/acs-hrc-47tuc-field-01.fits", 6.03330735, -72.08678046),
+        // The image in extension 1 of a gzipped file.
+        ("hst-drizzle/acs-hrc-47tuc-flt-bin8.fits.gz", 6.02713937, -72.08350635),
+        // EPOCH (the plate's date, 1951.9) beside EQUINOX 2000.
+        ("eso-midas/dss-poss-wcstest.fits", 40.74985403, 18.34993259),
+    ];
+    // Linear axes ('x-unit'), and RA---TAN axes with no CRVAL (a TIMMI2 cube).
+    let unplaced = ["eso-midas/ccd-galaxy-north.fits", "eso-midas/timmi2-hd61421-cube.fits"];
+    for rel in placed.iter().map(|p| p.0).chain(unplaced) {
+        let to = s.root.join("archive").join(rel);
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(sample.join(rel), to).unwrap();
+    }
+    s.build();
+    let id = |rel: &str| rel.replace('/', "~");
+    for (rel, ra, dec) in placed {
+        let meta = s.meta(&id(rel));
+        let (got_ra, got_dec) = (degrees(&meta, "ra"), degrees(&meta, "dec"));
+        // Six decimals are written: 0.0036" in Dec.
+        assert!((got_ra - ra).abs() < 2e-6 && (got_dec - dec).abs() < 2e-6, "{rel}: ({got_ra}, {got_dec}) against astropy's ({ra}, {dec})");
+        assert!(s.page(&id(rel)).contains("<dt>Sky</dt>"), "{rel}");
+    }
+    let m51 = s.page(&id("m51/m51-iraf-devpix.fits"));
+    assert!(m51.contains("13:29:52.82 +47:11:40.8") && m51.contains("Coord=202.470074+47.194658"), "{m51}");
+    for rel in unplaced {
+        let meta = s.meta(&id(rel));
+        assert!(meta.get("ra").is_none() && meta.get("dec").is_none(), "{rel}: {meta}");
+        assert!(!s.page(&id(rel)).contains("<dt>Sky</dt>"), "{rel}");
+    }
+    // `inspect` says where, or why not.
+    let (code, out, err) = run(&s.root, &["inspect", "archive/m51/m51-iraf-devpix.fits"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("sky: 13:29:52.82 +47:11:40.8 (RA 202.470074, Dec 47.194658, degrees, ICRS)"), "{out}");
+    let (_, out, _) = run(&s.root, &["inspect", "archive/eso-midas/ccd-galaxy-north.fits"]);
+    assert!(out.contains("sky: none (that HDU has no celestial WCS)"), "{out}");
+}
+
+#[test]
+fn positions_from_headers_keep_other_exposures_of_a_field_out_of_the_neighbours() {
+    let s = Site::new();
+    // b.fits is a second exposure of a.fits's field: the same pixels, 0.4" away.
+    for (name, n, ra, dec) in [("a.fits", 0, 150.0, 2.0), ("b.fits", 0, 150.0001, 2.0)] {
+        s.fits(name, &[placed(n, ra, dec)]);
+    }
+    for n in 1..10 {
+        s.fits(&format!("o{n}.fits"), &[placed(n, 10.0 * n as f64, -30.0)]);
+    }
+    // FK4 (B1950) coordinates are not converted: that file has no position.
+    s.fits("old.fits", &[unframed(11, 20.0, 5.0).with("RADESYS", V::S("FK4")).with("EQUINOX", V::F(1950.0))]);
+    s.build();
+    let first = |id: &str| {
+        let item: Value = serde_json::from_slice(&std::fs::read(s.root.join(format!("out/api/items/{id}.json"))).unwrap()).unwrap();
+        item["neighbors"][0]["id"].as_str().unwrap().to_string()
+    };
+    assert_eq!(first("a.fits"), "b.fits", "without the sky filter the other exposure comes first");
+    assert!((degrees(&s.meta("b.fits"), "ra") - 150.0001).abs() < 2e-6);
+    assert!(s.meta("old.fits").get("ra").is_none(), "{}", s.meta("old.fits"));
+    let (_, out, _) = run(&s.root, &["inspect", "archive/old.fits"]);
+    assert!(out.contains("sky: none: its coordinates are FK4 (B1950), which are not converted to ICRS"), "{out}");
+
+    s.config("[neighbours]\nmin-separation-arcsec = 5\n");
+    s.build();
+    assert_ne!(first("a.fits"), "b.fits", "the filter knows both positions from the headers");
+
+    // A catalogue's position wins, and the item shows no second one.
+    std::fs::write(s.root.join("cat.csv"), "path,ra,dec\na.fits,150.5,2.5\n").unwrap();
+    s.config("[catalogue]\npath = \"cat.csv\"\n");
+    s.build();
+    let a = s.meta("a.fits");
+    assert_eq!((a["ra"].as_str(), a["dec"].as_str()), (Some("150.5"), Some("2.5")), "{a}");
+    assert!(s.page("a.fits").contains("Coord=150.500000+2.500000"));
+    assert!((degrees(&s.meta("b.fits"), "ra") - 150.0001).abs() < 2e-6, "the catalogue has no row for b");
+
+    // Turned off, no position is read or shown.
+    s.config("[fits]\nposition = false\n");
+    s.build();
+    assert!(s.meta("a.fits").get("ra").is_none() && !s.page("a.fits").contains("<dt>Sky</dt>"));
 }

@@ -196,15 +196,63 @@ impl<'a> MemFits<'a> {
     /// primary HDU's (OBJECT and DATE-OBS often sit only there, with the image in an
     /// extension). In the order asked for; keywords in neither are left out. Moves to the
     /// primary HDU when it looks there.
+    /// The fields `wcs::RA` and `wcs::DEC` are the image's position (see `position`), from
+    /// its own HDU only: a WCS describes the pixels of the HDU it is in.
     fn keywords(&self, keywords: &[String]) -> Result<Header, FileError> {
-        let mut found: Vec<Option<String>> = keywords.iter().map(|k| self.value_of(k)).collect();
-        if self.hdu_index() > 0 && found.iter().any(Option::is_none) {
+        let sky = |k: &str| k == crate::wcs::RA || k == crate::wcs::DEC;
+        let at = keywords.iter().any(|k| sky(k)).then(|| self.position().ok().flatten()).flatten();
+        let own = |k: &String| match k.as_str() {
+            crate::wcs::RA => at.map(|(ra, _)| format!("{ra:.6}")),
+            crate::wcs::DEC => at.map(|(_, dec)| format!("{dec:.6}")),
+            _ => self.value_of(k),
+        };
+        let mut found: Vec<Option<String>> = keywords.iter().map(own).collect();
+        if self.hdu_index() > 0 && keywords.iter().zip(&found).any(|(k, v)| v.is_none() && !sky(k)) {
             self.goto(0)?;
-            for (k, v) in keywords.iter().zip(found.iter_mut()).filter(|(_, v)| v.is_none()) {
+            for (k, v) in keywords.iter().zip(found.iter_mut()).filter(|(k, v)| v.is_none() && !sky(k)) {
                 *v = self.value_of(k);
             }
         }
         Ok(keywords.iter().zip(found).filter_map(|(k, v)| Some((k.clone(), v?))).collect())
+    }
+
+    /// The current HDU's cards as `wcs::card_value` reads them, the first of each keyword
+    /// (what its WCS is read from).
+    fn cards(&self) -> serde_json::Map<String, serde_json::Value> {
+        let mut cards = serde_json::Map::new();
+        let (mut n, mut more, mut status) = (0, 0, 0);
+        unsafe { sys::ffghsp(self.fptr, &mut n, &mut more, &mut status) };
+        if status != 0 {
+            return cards;
+        }
+        // FLEN_KEYWORD (75), FLEN_VALUE (71) and FLEN_COMMENT (73), with room to spare.
+        let (mut name, mut value, mut comment) = ([0 as c_char; 81], [0 as c_char; 81], [0 as c_char; 81]);
+        for i in 1..=n {
+            let mut status = 0;
+            unsafe { sys::ffgkyn(self.fptr, i, name.as_mut_ptr(), value.as_mut_ptr(), comment.as_mut_ptr(), &mut status) };
+            if status != 0 {
+                continue;
+            }
+            let text = |b: &[c_char]| String::from_utf8_lossy(unsafe { std::ffi::CStr::from_ptr(b.as_ptr()) }.to_bytes()).into_owned();
+            let key = text(&name);
+            if key.is_empty() || cards.contains_key(&key) {
+                continue;
+            }
+            if let Some(v) = crate::wcs::card_value(&text(&value)) {
+                cards.insert(key, v);
+            }
+        }
+        cards
+    }
+
+    /// Where the image in the current HDU is on the sky: the ICRS position of its centre
+    /// from the HDU's celestial WCS (`wcs::centre`; `Err`: why a WCS there gives none).
+    fn position(&self) -> Result<Option<(f64, f64)>, String> {
+        let axes = self.axes().map_err(|e| e.to_string())?;
+        match axes[..] {
+            [w, h, ..] if w > 0 && h > 0 => crate::wcs::centre(&self.cards(), w as usize, h as usize),
+            _ => Ok(None),
+        }
     }
 
     /// Byte offset where the current HDU's data ends, unpadded, from the FITS standard's
@@ -491,6 +539,8 @@ pub struct HeaderRead {
     pub axes: Vec<i64>,
     /// The keywords asked for (see [`MemFits::keywords`]).
     pub values: Header,
+    /// The image's place on the sky from its HDU's WCS, or why there is none.
+    pub position: Result<Option<(f64, f64)>, String>,
 }
 
 /// Reads the header of the HDU a decode would read the image from, and the `keywords`,
@@ -502,8 +552,9 @@ pub(super) fn header(bytes: &[u8], settings: &FitsSettings, keywords: &[String],
     let data = whole_blocks(&data);
     let f = MemFits::open(&data)?;
     let (hdu, axes) = choose_hdu(&f, settings)?;
+    let position = f.position();
     let values = f.keywords(keywords)?;
-    Ok(HeaderRead { hdu, axes, values })
+    Ok(HeaderRead { hdu, axes, values, position })
 }
 
 /// Finds the HDU the image is read from (`[fits] hdu`) and moves there: its label for
