@@ -240,9 +240,8 @@ impl EmbeddingCache {
         Ok(path)
     }
 
-    /// Drops entries for images no longer in the archive (and merges many small segments):
-    /// the kept rows are written as new segments first, then the old files are removed,
-    /// so a kill in between leaves duplicates, never a loss. Returns entries dropped.
+    /// Drops entries for images no longer in the archive (and merges many small segments;
+    /// see `fsutil::rewrite_parts`). Returns entries dropped.
     pub fn prune(&mut self, used: &HashSet<Digest>) -> std::io::Result<usize> {
         self.flush()?;
         let unused = self.index.keys().filter(|k| !used.contains(*k)).count();
@@ -251,15 +250,7 @@ impl EmbeddingCache {
         }
         let mut keep: Vec<Digest> = self.index.keys().filter(|k| used.contains(*k)).copied().collect();
         keep.sort_unstable();
-        let mut new_segments = Vec::new();
-        for chunk in keep.chunks(SEGMENT_ROWS * 4) {
-            new_segments.push(self.write_segment(chunk)?);
-        }
-        for old in &self.segments {
-            if !new_segments.contains(old) {
-                std::fs::remove_file(old)?;
-            }
-        }
+        let new_segments = fsutil::rewrite_parts(&self.segments, &keep, SEGMENT_ROWS * 4, |chunk| self.write_segment(chunk))?;
         let mut data = Vec::with_capacity(keep.len() * self.dim);
         let mut index = HashMap::with_capacity(keep.len());
         for k in &keep {

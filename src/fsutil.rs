@@ -3,7 +3,7 @@
 //! stays and rsync/CDN sync move only what changed.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 static COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -52,6 +52,23 @@ pub fn sync_through(f: &std::fs::File) -> std::io::Result<()> {
 /// `sync_through` the filesystem holding `path`.
 pub fn sync_filesystem(path: &Path) -> std::io::Result<()> {
     sync_through(&std::fs::File::open(path)?)
+}
+
+/// Rewrites a cache made of part files (the embeddings' segments, the FITS header values'
+/// parts) so that it holds only `keep`, `rows` a part: the kept entries are written as new
+/// parts first (`write` makes one and returns its path), then the old files are removed, so
+/// a kill in between leaves duplicates, never a loss. Returns the new parts.
+pub fn rewrite_parts<K>(
+    old: &[PathBuf],
+    keep: &[K],
+    rows: usize,
+    mut write: impl FnMut(&[K]) -> std::io::Result<PathBuf>,
+) -> std::io::Result<Vec<PathBuf>> {
+    let parts = keep.chunks(rows.max(1)).map(&mut write).collect::<std::io::Result<Vec<_>>>()?;
+    for p in old.iter().filter(|p| !parts.contains(p)) {
+        std::fs::remove_file(p)?;
+    }
+    Ok(parts)
 }
 
 pub fn atomic_write(path: &Path, bytes: &[u8]) -> std::io::Result<()> {

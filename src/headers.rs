@@ -155,9 +155,8 @@ impl HeaderCache {
         Ok(path)
     }
 
-    /// Drops the entries of files no longer in the archive (and merges many small parts):
-    /// the kept entries are written as new parts first, then the old files are removed, so a
-    /// kill in between leaves duplicates, never a loss. Returns the entries dropped.
+    /// Drops the entries of files no longer in the archive (and merges many small parts;
+    /// see `fsutil::rewrite_parts`). Returns the entries dropped.
     pub fn prune(&mut self, used: &HashSet<Digest>) -> std::io::Result<usize> {
         self.flush()?;
         let unused = self.values.keys().filter(|k| !used.contains(*k)).count();
@@ -166,17 +165,8 @@ impl HeaderCache {
         }
         let mut keep: Vec<Digest> = self.values.keys().filter(|k| used.contains(*k)).copied().collect();
         keep.sort_unstable();
-        let mut parts = Vec::new();
-        for chunk in keep.chunks(PART_ROWS * 4) {
-            parts.push(self.write_part(chunk)?);
-        }
-        for old in &self.parts {
-            if !parts.contains(old) {
-                std::fs::remove_file(old)?;
-            }
-        }
+        self.parts = crate::fsutil::rewrite_parts(&self.parts, &keep, PART_ROWS * 4, |chunk| self.write_part(chunk))?;
         self.values.retain(|k, _| used.contains(k));
-        self.parts = parts;
         Ok(unused)
     }
 }

@@ -236,32 +236,24 @@ mod tests {
         ];
         close(centre(&header(&dss), 353, 353).unwrap().unwrap(), (40.74985403, 18.34993259));
         // CDELT + CROTA2 (the AIPS convention) gives the same place as the CD matrix it stands for.
-        let rot = [
-            ("CTYPE1", "'RA---TAN'"),
-            ("CTYPE2", "'DEC--TAN'"),
-            ("CRPIX1", "10"),
-            ("CRPIX2", "20"),
-            ("CRVAL1", "150.0"),
-            ("CRVAL2", "2.0"),
-            ("CDELT1", "-0.001"),
-            ("CDELT2", "0.001"),
-            ("CROTA2", "30.0"),
-        ];
+        let tan = |linear: &[(&'static str, String)]| {
+            let mut h: Vec<(&str, String)> = [("CTYPE1", "'RA---TAN'"), ("CTYPE2", "'DEC--TAN'"), ("CRPIX1", "10"), ("CRPIX2", "20"), ("CRVAL1", "150.0"), ("CRVAL2", "2.0")]
+                .iter()
+                .map(|(k, v)| (*k, v.to_string()))
+                .collect();
+            h.extend(linear.iter().cloned());
+            h
+        };
+        let rot = tan(&[("CDELT1", "-0.001".into()), ("CDELT2", "0.001".into()), ("CROTA2", "30.0".into())]);
         let (s, c) = 30f64.to_radians().sin_cos();
-        let (cd11, cd12, cd21, cd22) = (-0.001 * c, -0.001 * s, -0.001 * s, 0.001 * c);
-        let (cd11, cd12, cd21, cd22) = (cd11.to_string(), cd12.to_string(), cd21.to_string(), cd22.to_string());
-        let cd = [
-            ("CTYPE1", "'RA---TAN'"),
-            ("CTYPE2", "'DEC--TAN'"),
-            ("CRPIX1", "10"),
-            ("CRPIX2", "20"),
-            ("CRVAL1", "150.0"),
-            ("CRVAL2", "2.0"),
-            ("CD1_1", cd11.as_str()),
-            ("CD1_2", cd12.as_str()),
-            ("CD2_1", cd21.as_str()),
-            ("CD2_2", cd22.as_str()),
-        ];
+        let cd = tan(&[
+            ("CD1_1", (-0.001 * c).to_string()),
+            ("CD1_2", (-0.001 * s).to_string()),
+            ("CD2_1", (-0.001 * s).to_string()),
+            ("CD2_2", (0.001 * c).to_string()),
+        ]);
+        let (rot, cd): (Vec<(&str, &str)>, Vec<(&str, &str)>) =
+            (rot.iter().map(|(k, v)| (*k, v.as_str())).collect(), cd.iter().map(|(k, v)| (*k, v.as_str())).collect());
         close(centre(&header(&rot), 64, 64).unwrap().unwrap(), centre(&header(&cd), 64, 64).unwrap().unwrap());
         close(centre(&header(&cd), 64, 64).unwrap().unwrap(), astropy_like_tan(&cd, 64, 64));
     }
