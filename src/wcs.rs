@@ -40,13 +40,25 @@ pub fn card_value(raw: &str) -> Option<Value> {
 /// Why an image has no position although its header has celestial axes.
 pub type Reason = String;
 
+/// Projections whose native pole is the reference point (θ0 = 90°): a LONPOLE or LATPOLE
+/// is read for these.
+const ZENITHAL: &[&str] = &["TAN", "SIN", "ARC", "STG", "ZEA"];
+/// Others placed with the standard's defaults only (no LONPOLE, LATPOLE or PV cards): the
+/// `wcs` crate's pole for other cases, and its conic, slanted, polyconic and other
+/// projections, disagree with wcslib (checked against astropy, session 27).
+const OTHER: &[&str] = &["CAR", "MER", "CEA", "SFL", "MOL", "AIT"];
+
 /// The ICRS right ascension and declination, in degrees, of the centre of a `width` ×
-/// `height` image whose header holds `cards` (keyword → value, as `card_value` gives them).
-/// `Ok(None)`: the header has no celestial WCS (no CTYPE1/2, pixel or linear axes, no
-/// CRVAL1/2, or the placeholder CRVAL1 = CRVAL2 = 0). `Err`: it has one that cannot be used, and why.
+/// `height` image whose header holds `cards` (keyword → value, as `card_value` gives them;
+/// `Null` for a value it could not read). `Ok(None)`: the header has no celestial WCS (no
+/// CTYPE1/2, pixel or linear axes, no CRVAL1/2, or the equatorial placeholder CRVAL1 =
+/// CRVAL2 = 0). `Err`: it has one that cannot be used, and why.
+///
+/// The linear part (CD; else PC and CDELT; else CDELT and CROTA2, missing elements as the
+/// standard sets them) and SIP distortions are worked out here; the crate is given a CD
+/// matrix and the projection only.
 pub fn centre(cards: &Map<String, Value>, width: usize, height: usize) -> Result<Option<(f64, f64)>, Reason> {
     let text = |k: &str| cards.get(k).and_then(Value::as_str).map(str::trim);
-    let number = |k: &str| cards.get(k).and_then(Value::as_f64);
     let (Some(c1), Some(c2)) = (text("CTYPE1"), text("CTYPE2")) else { return Ok(None) };
     let axis = |c: &str| c.split('-').next().unwrap_or("").to_ascii_uppercase();
     let galactic = match (axis(c1).as_str(), axis(c2).as_str()) {
@@ -60,38 +72,92 @@ pub fn centre(cards: &Map<String, Value>, width: usize, height: usize) -> Result
         }
         _ => return Ok(None),
     };
-    // `RA---TAN`: the axis, padded with `-` to four characters, then the projection.
+    // `RA---TAN`: the axis, padded with `-` to four characters, then the projection, then
+    // perhaps `-SIP`.
     if let Some(c) = [c1, c2].into_iter().find(|c| c.len() < 8 || !c.is_ascii()) {
         return Err(format!("its axis type '{c}' names no projection (as in 'RA---TAN')"));
     }
+    let (code, rest) = (c1[5..8].to_ascii_uppercase(), c1[8..].to_ascii_uppercase());
+    if c2[5..8].to_ascii_uppercase() != code || c2[8..].to_ascii_uppercase() != rest {
+        return Err(format!("its two axes name different projections (CTYPE1 = '{c1}', CTYPE2 = '{c2}')"));
+    }
+    let sip = match rest.as_str() {
+        "" => false,
+        "-SIP" if code == "TAN" => true,
+        _ => return Err(format!("its projection '{}' is not supported", &c1[5..])),
+    };
+    let zenithal = ZENITHAL.contains(&code.as_str());
+    if !zenithal && !OTHER.contains(&code.as_str()) {
+        return Err(format!("its projection {code} is not supported (supported: {}, {})", ZENITHAL.join(", "), OTHER.join(", ")));
+    }
+    // A value present but unreadable (NaN, a logical, a string for a number) makes the
+    // whole WCS unusable: the crate would take the keyword's default instead.
+    let number = |k: &str| -> Result<Option<f64>, Reason> {
+        match cards.get(k) {
+            None => Ok(None),
+            Some(v) => v.as_f64().filter(|x| x.is_finite()).map(Some).ok_or_else(|| format!("its {k} = {v} is not a number")),
+        }
+    };
+    for k in ["CUNIT1", "CUNIT2"] {
+        if let Some(u) = cards.get(k).map(|v| v.as_str().unwrap_or("").trim().to_ascii_lowercase()).filter(|u| !u.is_empty() && u != "deg") {
+            return Err(format!("its {k} = '{u}': only degrees are read"));
+        }
+    }
     // Without CRVALn the standard's default puts the field at (0, 0): a header that names
-    // its axes and never says where they point, as do placeholders of exactly (0, 0).
-    match (number("CRVAL1"), number("CRVAL2")) {
-        (Some(a), Some(d)) if a != 0.0 || d != 0.0 => {}
-        _ => return Ok(None),
+    // its axes and never says where they point, as do equatorial placeholders of exactly
+    // (0, 0). Galactic (0, 0) is the Galactic centre, a common reference point.
+    let (Some(a0), Some(d0)) = (number("CRVAL1")?, number("CRVAL2")?) else { return Ok(None) };
+    if !galactic && a0 == 0.0 && d0 == 0.0 {
+        return Ok(None);
+    }
+    if d0.abs() > 90.0 {
+        return Err(format!("its CRVAL2 = {d0} is not a latitude"));
     }
     if !galactic {
-        frame_is_icrs(text("RADESYS").or(text("RADECSYS")), number("EQUINOX").or(number("EPOCH")))?;
+        frame_is_icrs(text("RADESYS").or(text("RADECSYS")), number("EQUINOX")?.or(number("EPOCH")?))?;
     }
-    let mut params: Map<String, Value> = cards
-        .iter()
-        .filter(|(k, _)| {
-            // The frame is checked above; left in, the crate would take a galactic header
-            // with a RADESYS card for an equatorial one. The image's size is this one's.
-            !matches!(k.as_str(), "RADESYS" | "RADECSYS" | "EQUINOX" | "EPOCH") && !k.starts_with("NAXIS") && !k.starts_with("ZNAXIS")
-        })
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
+    // PV cards change a projection (SCAMP's TPV distortion on TAN, a slanted SIN, a conic's
+    // latitudes); only SIN's PV2_1 = PV2_2 = 0, as radio images often write, changes nothing.
+    for (k, v) in cards.iter().filter(|(k, _)| k.starts_with("PV") && k.len() > 2 && k.as_bytes()[2].is_ascii_digit()) {
+        if !(code == "SIN" && (k == "PV2_1" || k == "PV2_2") && v.as_f64() == Some(0.0)) {
+            return Err(format!("its {k} (projection parameters: a TPV distortion, a slanted or other variant) is not supported"));
+        }
+    }
+    if !zenithal {
+        if let Some(k) = ["LONPOLE", "LATPOLE"].into_iter().find(|k| cards.contains_key(*k)) {
+            return Err(format!("its {k} with the {code} projection is not supported"));
+        }
+    }
+    let cd = linear(&number)?;
+    let det = cd[0] * cd[3] - cd[1] * cd[2];
+    if det == 0.0 || !det.is_finite() {
+        return Err("its pixel-to-sky matrix (CD, or PC and CDELT) is singular".into());
+    }
+    let (p1, p2) = (number("CRPIX1")?.unwrap_or(0.0), number("CRPIX2")?.unwrap_or(0.0));
+    // FITS pixels count from 1 at the first pixel's centre.
+    let (mut u, mut v) = ((width as f64 + 1.0) / 2.0 - p1, (height as f64 + 1.0) / 2.0 - p2);
+    if sip {
+        (u, v) = (u + polynomial(&number, "A", u, v)?, v + polynomial(&number, "B", u, v)?);
+    }
+    let mut params = Map::new();
     params.insert("NAXIS".into(), Value::from(2));
+    params.insert("CTYPE1".into(), Value::from(&c1[..8]));
+    params.insert("CTYPE2".into(), Value::from(&c2[..8]));
+    for (k, x) in [("CRPIX1", p1), ("CRPIX2", p2), ("CRVAL1", a0), ("CRVAL2", d0), ("CD1_1", cd[0]), ("CD1_2", cd[1]), ("CD2_1", cd[2]), ("CD2_2", cd[3])] {
+        params.insert(k.into(), Value::from(x));
+    }
+    for k in ["LONPOLE", "LATPOLE"] {
+        if let Some(x) = number(k)? {
+            params.insert(k.into(), Value::from(x));
+        }
+    }
     let params: wcs::WCSParams =
         serde_json::from_value(Value::Object(params)).map_err(|e| format!("its WCS keywords cannot be read ({e})"))?;
     let (w, h) = (width as i64, height as i64);
-    // The crate indexes into CTYPE strings and may panic on a malformed one: a bad header
-    // costs the position, never the image.
+    // The crate asserts on some parameters: a bad header costs the position, never the image.
     let at = std::panic::catch_unwind(|| {
         let proj = wcs::WCSProj::new(w, h, &params).map_err(|e| format!("its WCS is not usable ({e})"))?;
-        // FITS pixels count from 1 at the first pixel's centre.
-        Ok::<_, Reason>(proj.unproj_lonlat(&wcs::ImgXY::new((width as f64 + 1.0) / 2.0, (height as f64 + 1.0) / 2.0)))
+        Ok::<_, Reason>(proj.unproj_lonlat(&wcs::ImgXY::new(p1 + u, p2 + v)))
     })
     .map_err(|_| "its WCS keywords could not be interpreted".to_string())??;
     let Some(at) = at else { return Err("its centre is outside the projection's domain".into()) };
@@ -100,6 +166,45 @@ pub fn centre(cards: &Map<String, Value>, width: usize, height: usize) -> Result
         return Err(format!("its WCS gives no valid position (RA {ra}, Dec {dec})"));
     }
     Ok(Some((if ra >= 360.0 { 0.0 } else { ra }, dec.clamp(-90.0, 90.0))))
+}
+
+/// The CD matrix (CD1_1, CD1_2, CD2_1, CD2_2) as wcslib reads a header: PCi_j (missing
+/// ones from the unit matrix) with CDELTi when there is any PC card; else CDi_j (missing
+/// ones 0); else CDELTi (default 1) turned by CROTA2.
+fn linear(number: &dyn Fn(&str) -> Result<Option<f64>, Reason>) -> Result<[f64; 4], Reason> {
+    let keys = |p: &str| [format!("{p}1_1"), format!("{p}1_2"), format!("{p}2_1"), format!("{p}2_2")];
+    let read = |p: &str, unit: [f64; 4]| -> Result<Option<[f64; 4]>, Reason> {
+        let got: Vec<Option<f64>> = keys(p).iter().map(|k| number(k)).collect::<Result<_, _>>()?;
+        Ok(got.iter().any(Option::is_some).then(|| [0, 1, 2, 3].map(|i| got[i].unwrap_or(unit[i]))))
+    };
+    let (s1, s2) = (number("CDELT1")?.unwrap_or(1.0), number("CDELT2")?.unwrap_or(1.0));
+    if let Some(pc) = read("PC", [1.0, 0.0, 0.0, 1.0])? {
+        return Ok([s1 * pc[0], s1 * pc[1], s2 * pc[2], s2 * pc[3]]);
+    }
+    if let Some(cd) = read("CD", [0.0; 4])? {
+        return Ok(cd);
+    }
+    let (sin, cos) = number("CROTA2")?.unwrap_or(0.0).to_radians().sin_cos();
+    Ok([s1 * cos, -s2 * sin, s1 * sin, s2 * cos])
+}
+
+/// A SIP distortion polynomial `p` (`A` or `B`) at pixel offsets (`u`, `v`) from CRPIX:
+/// Σ p_i_j uⁱ vʲ over i + j ≤ p_ORDER.
+fn polynomial(number: &dyn Fn(&str) -> Result<Option<f64>, Reason>, p: &str, u: f64, v: f64) -> Result<f64, Reason> {
+    let order = number(&format!("{p}_ORDER"))?.ok_or_else(|| format!("its SIP distortion has no {p}_ORDER"))?;
+    if order.fract() != 0.0 || !(0.0..=9.0).contains(&order) {
+        return Err(format!("its {p}_ORDER = {order} is not an order from 0 to 9"));
+    }
+    let order = order as i32;
+    let mut sum = 0.0;
+    for i in 0..=order {
+        for j in 0..=order - i {
+            if let Some(c) = number(&format!("{p}_{i}_{j}"))? {
+                sum += c * u.powi(i) * v.powi(j);
+            }
+        }
+    }
+    Ok(sum)
 }
 
 /// Whether equatorial coordinates in the frame `radesys` at `equinox` can be given as ICRS
@@ -256,6 +361,104 @@ mod tests {
             (rot.iter().map(|(k, v)| (*k, v.as_str())).collect(), cd.iter().map(|(k, v)| (*k, v.as_str())).collect());
         close(centre(&header(&rot), 64, 64).unwrap().unwrap(), centre(&header(&cd), 64, 64).unwrap().unwrap());
         close(centre(&header(&cd), 64, 64).unwrap().unwrap(), astropy_like_tan(&cd, 64, 64));
+    }
+
+    #[test]
+    fn linear_parts_sip_and_other_projections_agree_with_astropy() {
+        // References: astropy 8.0.2 (`WCS(header).all_pix2world` at the centre, origin 1)
+        // on these headers, 80 × 60 pixels.
+        let tan = |extra: &[(&'static str, &'static str)]| {
+            let mut h = vec![("CTYPE1", "'RA---TAN'"), ("CTYPE2", "'DEC--TAN'"), ("CRVAL1", "210.8"), ("CRVAL2", "54.3"), ("CRPIX1", "-30.0"), ("CRPIX2", "70.0")];
+            h.extend_from_slice(extra);
+            header(&h)
+        };
+        // CROTA2 with CDELT1 = CDELT2 (the crate's own CROTA2 was right only for CDELT1 = -CDELT2).
+        let crota = tan(&[("CDELT1", "2E-4"), ("CDELT2", "2E-4"), ("CROTA2", "30.0")]);
+        close(centre(&crota, 80, 60).unwrap().unwrap(), (210.82769477, 54.30020523));
+        // CD cards left out are 0, not 1 on the diagonal.
+        let offdiagonal = tan(&[("CD1_2", "2E-4"), ("CD2_1", "2E-4")]);
+        close(centre(&offdiagonal, 80, 60).unwrap().unwrap(), (210.78645733, 54.31409924));
+        // TAN-SIP with the reference pixel far from the image: the distortion at the centre counts.
+        let sip = header(&[
+            ("CTYPE1", "'RA---TAN-SIP'"),
+            ("CTYPE2", "'DEC--TAN-SIP'"),
+            ("CRVAL1", "10.68"),
+            ("CRVAL2", "41.27"),
+            ("CRPIX1", "-1500.0"),
+            ("CRPIX2", "900.0"),
+            ("CD1_1", "-1.2E-6"),
+            ("CD1_2", "1.39E-5"),
+            ("CD2_1", "1.39E-5"),
+            ("CD2_2", "1.2E-6"),
+            ("A_ORDER", "2"),
+            ("A_0_2", "2.16E-6"),
+            ("A_1_1", "-7.23E-6"),
+            ("A_2_0", "8.55E-6"),
+            ("B_ORDER", "2"),
+            ("B_0_2", "-4.1E-6"),
+            ("B_1_1", "6.2E-6"),
+            ("B_2_0", "-2.5E-6"),
+        ]);
+        close(centre(&sip, 80, 60).unwrap().unwrap(), (10.66108314, 41.29078654));
+        // SIN with PC (one element left out) and radio's explicit PV2_1 = PV2_2 = 0.
+        let sin = header(&[
+            ("CTYPE1", "'RA---SIN'"),
+            ("CTYPE2", "'DEC--SIN'"),
+            ("CRVAL1", "83.6"),
+            ("CRVAL2", "22.0"),
+            ("CRPIX1", "5.0"),
+            ("CRPIX2", "70.0"),
+            ("CDELT1", "-1E-3"),
+            ("CDELT2", "1E-3"),
+            ("PC1_1", "0.9"),
+            ("PC1_2", "0.1"),
+            ("PC2_1", "-0.2"),
+            ("PC2_2", "0.95"),
+            ("PV2_1", "0.0"),
+            ("PV2_2", "0.0"),
+        ]);
+        close(centre(&sin, 80, 60).unwrap().unwrap(), (83.56981052, 21.95537223));
+        let car = header(&[("CTYPE1", "'RA---CAR'"), ("CTYPE2", "'DEC--CAR'"), ("CRVAL1", "120.0"), ("CRVAL2", "30.0"), ("CRPIX1", "10.0"), ("CRPIX2", "-20.0"), ("CDELT1", "-0.05"), ("CDELT2", "0.05")]);
+        close(centre(&car, 80, 60).unwrap().unwrap(), (118.1932329, 32.51297813));
+        // A galactic all-sky AIT map centred on (l, b) = (0, 0): not a placeholder.
+        let ait = header(&[("CTYPE1", "'GLON-AIT'"), ("CTYPE2", "'GLAT-AIT'"), ("CRVAL1", "0.0"), ("CRVAL2", "0.0"), ("CRPIX1", "30.5"), ("CRPIX2", "20.5"), ("CDELT1", "-0.5"), ("CDELT2", "0.5")]);
+        let got = centre(&ait, 80, 60).unwrap().unwrap();
+        let d = ((got.0 - 258.42637041) * (-30.36126413f64).to_radians().cos()).hypot(got.1 + 30.36126413) * 3600.0;
+        assert!(d < 0.1, "{got:?}: {d}\"");
+    }
+
+    #[test]
+    fn what_the_crate_gets_wrong_gives_no_position() {
+        let m = |change: &[(&'static str, &'static str)]| {
+            let mut h = m51();
+            h.retain(|(k, _)| !change.iter().any(|(c, _)| c == k));
+            h.extend_from_slice(change);
+            centre(&header(&h), 512, 512)
+        };
+        let refused = |change: &[(&'static str, &'static str)], why: &str| {
+            let e = m(change).unwrap_err();
+            assert!(e.contains(why), "{change:?}: {e}");
+        };
+        refused(&[("PV1_1", "1.0")], "PV1_1");
+        refused(&[("CTYPE1", "'RA---TPV'"), ("CTYPE2", "'DEC--TPV'")], "TPV is not supported");
+        refused(&[("CTYPE1", "'RA---COP'"), ("CTYPE2", "'DEC--COP'")], "COP is not supported");
+        refused(&[("CTYPE2", "'DEC--SIN'")], "different projections");
+        refused(&[("CUNIT1", "'arcsec'")], "only degrees");
+        refused(&[("CRVAL2", "100.0")], "not a latitude");
+        let mut singular = m51();
+        singular.retain(|(k, _)| !k.starts_with("CD"));
+        singular.push(("CDELT1", "0."));
+        assert!(centre(&header(&singular), 512, 512).unwrap_err().contains("singular"));
+        // A value it cannot read is not taken for the keyword's default.
+        let mut nan: Map<String, Value> = header(&m51());
+        nan.insert("CD1_1".into(), Value::Null);
+        assert!(centre(&nan, 512, 512).unwrap_err().contains("CD1_1"));
+        let mut car = m51();
+        car[0] = ("CTYPE1", "'RA---CAR'");
+        car[1] = ("CTYPE2", "'DEC--CAR'");
+        car.push(("LONPOLE", "90."));
+        assert!(centre(&header(&car), 512, 512).unwrap_err().contains("LONPOLE"));
+        assert!(m(&[("CUNIT1", "'deg'"), ("CUNIT2", "'DEG     '")]).unwrap().is_some());
     }
 
     /// The gnomonic (TAN) deprojection written out (Calabretta & Greisen 2002, eqs. 2, 12,

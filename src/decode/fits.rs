@@ -216,8 +216,8 @@ impl<'a> MemFits<'a> {
         Ok(keywords.iter().zip(found).filter_map(|(k, v)| Some((k.clone(), v?))).collect())
     }
 
-    /// The current HDU's cards as `wcs::card_value` reads them, the first of each keyword
-    /// (what its WCS is read from).
+    /// The current HDU's cards as `wcs::card_value` reads them (`Null` where it cannot), the
+    /// last of a keyword written twice, as wcslib takes it (what its WCS is read from).
     fn cards(&self) -> serde_json::Map<String, serde_json::Value> {
         let mut cards = serde_json::Map::new();
         let (mut n, mut more, mut status) = (0, 0, 0);
@@ -235,12 +235,11 @@ impl<'a> MemFits<'a> {
             }
             let text = |b: &[c_char]| String::from_utf8_lossy(unsafe { std::ffi::CStr::from_ptr(b.as_ptr()) }.to_bytes()).into_owned();
             let key = text(&name);
-            if key.is_empty() || cards.contains_key(&key) {
+            if key.is_empty() {
                 continue;
             }
-            if let Some(v) = crate::wcs::card_value(&text(&value)) {
-                cards.insert(key, v);
-            }
+            // A value it cannot read is there all the same (`Null`): the WCS then says why.
+            cards.insert(key, crate::wcs::card_value(&text(&value)).unwrap_or(serde_json::Value::Null));
         }
         cards
     }
