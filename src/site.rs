@@ -788,6 +788,32 @@ struct MapJson {
 struct NamesJson<'a> {
     ids: Vec<&'a str>,
     titles: Vec<&'a str>,
+    /// What else each item is called (`object_name`; "" for none), searched too; left out
+    /// when no item of the chunk has one.
+    #[serde(skip_serializing_if = "<[&str]>::is_empty")]
+    also: Vec<&'a str>,
+}
+
+impl<'a> NamesJson<'a> {
+    /// The names of `items[i]` for each `i` of `members`, in that order.
+    fn of(items: &[&'a Item], members: &[u32]) -> NamesJson<'a> {
+        let also: Vec<&str> = members.iter().map(|&i| object_name(items[i as usize])).collect();
+        NamesJson {
+            ids: members.iter().map(|&i| items[i as usize].id.as_str()).collect(),
+            titles: members.iter().map(|&i| items[i as usize].title.as_str()).collect(),
+            also: if also.iter().any(|a| !a.is_empty()) { also } else { Vec::new() },
+        }
+    }
+}
+
+/// The metadata keys that name what an image shows, first found first: the FITS header's
+/// OBJECT (see `[fits] keywords`), else a catalogue column so named.
+const OBJECT_NAMES: &[&str] = &["OBJECT", "object", "name", "target"];
+
+/// The name of what an item shows, for the map's search: "M51" for a file whose title is
+/// its path, when its metadata says so (see `OBJECT_NAMES`).
+fn object_name(item: &Item) -> &str {
+    OBJECT_NAMES.iter().find_map(|k| meta_value(item, k)).unwrap_or("")
 }
 
 fn u16s(v: &[u16]) -> Vec<u8> {
@@ -883,10 +909,7 @@ fn map_files(release: &Release, settings: &Settings, input: &Input, m: &Model, u
         .enumerate()
         .map(|(t, &(_, start, count, base))| -> Result<Vec<String>> {
             let members = &order[start..start + count];
-            let names = NamesJson {
-                ids: members.iter().map(|&i| input.items[i as usize].id.as_str()).collect(),
-                titles: members.iter().map(|&i| input.items[i as usize].title.as_str()).collect(),
-            };
+            let names = NamesJson::of(input.items, members);
             release.put(&format!("map/tiles/{t}.json"), &serde_json::to_vec(&names)?)?;
             // The main atlas: the first `base` members. The atlas of additions: the rest, from
             // the start of the row the first of them is on (so that it lies over the main one
@@ -962,10 +985,7 @@ fn map_files(release: &Release, settings: &Settings, input: &Input, m: &Model, u
 
     let mut names = Vec::new();
     for (c, chunk) in order.chunks(NAMES_CHUNK).enumerate() {
-        let body = NamesJson {
-            ids: chunk.iter().map(|&i| input.items[i as usize].id.as_str()).collect(),
-            titles: chunk.iter().map(|&i| input.items[i as usize].title.as_str()).collect(),
-        };
+        let body = NamesJson::of(input.items, chunk);
         let file = format!("map/names/{c}.json");
         release.put(&file, &serde_json::to_vec(&body)?)?;
         names.push(file);

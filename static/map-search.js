@@ -1,4 +1,5 @@
-// Search over item ids and titles. The names chunks are fetched in order on first use; the
+// Search over item ids, titles and what else each item is called (its FITS OBJECT, or a
+// catalogue's object, name or target column: `also` in the chunks, when any item has one). The names chunks are fetched in order on first use; the
 // search runs over whatever has arrived, and onChunk lets the page refresh its results.
 
 import { fetchJSON } from './map-fetch.js';
@@ -24,10 +25,10 @@ export class NameSearch {
   async loadAll() {
     for (let c = 0; c < this.urls.length; c++) {
       try {
-        const { ids, titles } = await fetchJSON(this.urls[c]);
+        const { ids, titles, also = [] } = await fetchJSON(this.urls[c]);
         // One lower-cased key per item; '\n' cannot occur in a search box query.
-        const keys = ids.map((id, j) => `${id}\n${titles[j] ?? ''}`.toLowerCase());
-        this.chunks.push({ base: c * this.chunkSize, ids, titles, keys });
+        const keys = ids.map((id, j) => `${id}\n${titles[j] ?? ''}\n${also[j] ?? ''}`.toLowerCase());
+        this.chunks.push({ base: c * this.chunkSize, ids, titles, also, keys });
       } catch (e) {
         this.onError(`Search names failed to load: ${e.message}`);
         break;
@@ -38,14 +39,14 @@ export class NameSearch {
     this.onChunk();
   }
 
-  /** Up to `limit` items whose id or title contains `query` (case-insensitive). */
+  /** Up to `limit` items whose id, title or other name contains `query` (case-insensitive). */
   find(query, limit) {
     const q = query.toLowerCase();
     const hits = [];
-    for (const { base, ids, titles, keys } of this.chunks) {
+    for (const { base, ids, titles, also, keys } of this.chunks) {
       for (let j = 0; j < keys.length; j++) {
         if (keys[j].includes(q)) {
-          hits.push({ index: base + j, id: String(ids[j]), title: String(titles[j] ?? '') });
+          hits.push({ index: base + j, id: String(ids[j]), title: String(titles[j] ?? ''), also: String(also[j] ?? '') });
           if (hits.length >= limit) return hits;
         }
       }

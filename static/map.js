@@ -513,7 +513,7 @@ function runSearch() {
   const { search } = map;
   const query = ui.search.value.trim();
   if (!query) return ui.results.replaceChildren();
-  const rows = search.find(query, RESULTS_MAX).map(({ index, id, title }) => {
+  const rows = search.find(query, RESULTS_MAX).map(({ index, id, title, also }) => {
     const a = document.createElement('a');
     a.href = `#id=${encodeURIComponent(id)}`;
     a.dataset.index = index;
@@ -521,7 +521,7 @@ function runSearch() {
     const name = document.createElement('span');
     name.textContent = title || id;
     const small = document.createElement('small');
-    small.textContent = id;
+    small.textContent = also ? `${also} · ${id}` : id;
     a.append(name, small);
     const li = document.createElement('li');
     li.append(a);

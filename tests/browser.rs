@@ -1,7 +1,8 @@
 //! The site in a real browser: headless Chromium (Debian's chromium and chromium-driver,
 //! driven by tests/browser/site_test.py through Selenium) opens the map of a fixture site
 //! served by `simsite serve` on loopback, sees every point drawn and no console error,
-//! clicks a point, lands on its item page and finds its neighbours listed.
+//! clicks a point, lands on its item page and finds its neighbours listed; its search finds
+//! an item by the object name in its FITS header.
 
 mod common;
 
@@ -32,6 +33,9 @@ fn the_map_draws_every_point_and_a_click_opens_an_item_page_with_its_neighbours(
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
     blob_archive(root, 60, 0);
+    // One named by its header: the map's search finds it by that name.
+    let named = Hdu::image(&[16, 16], Data::F32(blob(16, 16, 8.0, 8.0))).with("OBJECT", V::S("NGC 4414"));
+    write(&root.join("archive/named.fits"), &fits_bytes(&[named]));
     std::fs::write(
         root.join("site-config.toml"),
         format!("[archive]\nroot = \"archive\"\n[output]\ndir = \"out\"\ncache = \"cache\"\n[encoder]\nmodel = \"{}\"\n", fixture("tiny-meta.onnx").display()),

@@ -19,6 +19,8 @@ The URL is the site root, served over HTTP. Checks, stopping at the first failur
           "rank R of N" with R and N from api/items/<id>.json and api/manifest.json, and its
           cluster's size from api/clusters.json; key j highlights the first neighbour and m
           goes back to index.html#id=<id>
+  search  typing an item's object name (map/names' `also`: its FITS OBJECT), in another case,
+          lists it with that name beside its id
 Screenshots map.png, map-item.png and item.png go to $SCREENSHOT_DIR when it is set.
 CHROMIUM and CHROMEDRIVER override the browser and driver paths.
 """
@@ -223,6 +225,36 @@ class Run:
                    f"frames 16.7 ms apart grew the budget as {fast}, expected steps up to 200000")
         self.ok(f"budget: slow frames {slow}, undone {undone}, grown back {fast}")
 
+    def test_search(self):
+        """Typing an object's name (its FITS OBJECT, not in its id or title) lists that item."""
+        with urllib.request.urlopen(self.base + "map/map.json") as r:
+            chunks = json.load(r)["names"]
+        named = None
+        for url in chunks:
+            with urllib.request.urlopen(self.base + url) as r:
+                names = json.load(r)
+            for j, also in enumerate(names.get("also", [])):
+                if also:
+                    named = (names["ids"][j], also)
+                    break
+            if named:
+                break
+        self.check(named is not None, "no item of map/names/*.json has another name (`also`)")
+        item_id, also = named
+        self.check(also.lower() not in (item_id + names["titles"][j]).lower(), f"{also!r} is in the id or title")
+        self.open_map(f"{self.base}index.html")
+        box = self.driver.find_element(By.ID, "search")
+        box.send_keys(also.upper())
+        try:
+            WebDriverWait(self.driver, 20).until(lambda d: d.execute_script(
+                "return [...document.querySelectorAll('#results a')].map(a => a.dataset.id)").count(item_id) == 1)
+        except TimeoutException:
+            got = self.js("return document.getElementById('results').textContent")
+            raise Failure(f"searching {also.upper()!r} did not list {item_id}: results {got!r}")
+        shown = self.js("return document.querySelector(`#results a[data-id='${arguments[0]}'] small`).textContent", item_id)
+        self.check(shown == f"{also} · {item_id}", f"the result reads {shown!r}")
+        self.ok(f"search: {also.upper()!r} finds {item_id} by its object name")
+
     def test_hash_and_click(self):
         item_id = self.id_at(0)
         self.check(isinstance(item_id, str) and ITEM_URL.search(f"/items/{item_id}/"),
@@ -315,6 +347,7 @@ class Run:
         self.test_budget()
         item_id = self.test_hash_and_click()
         self.test_item(item_id)
+        self.test_search()
 
 
 def main():
