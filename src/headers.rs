@@ -194,17 +194,20 @@ pub fn remove_other_keys(root: &Path, keep: Option<&str>) -> std::io::Result<usi
 
 /// Merges `values` into `item`: its `meta` as `merge` does, and its position. The
 /// position's fields (`wcs::RA`, `wcs::DEC`) place an item the catalogue left without one
-/// (for the item page and `[neighbours] min-separation-arcsec`); an item the catalogue
-/// placed keeps that position and shows no second one.
+/// (for the item page and `[neighbours] min-separation-arcsec`); an item whose catalogue
+/// row says anything of its RA or Dec keeps that and shows no second position.
 pub fn merge_item(item: &mut crate::catalogue::Item, values: &Header) {
     let field = |k: &str| values.iter().find(|(n, _)| n == k).and_then(|(_, v)| v.parse::<f64>().ok());
-    let placed = item.ra.is_some() && item.dec.is_some();
+    // One source for both coordinates and every view of them: a catalogue row that says
+    // anything of RA or Dec (even a value it could not read, or one of the two) is the
+    // item's position, and the header's is not mixed in.
+    let sky = |k: &str| k == crate::wcs::RA || k == crate::wcs::DEC;
+    let placed = item.ra.is_some() || item.dec.is_some() || item.meta.iter().any(|(k, _)| sky(k));
     if !placed {
         if let (Some(ra), Some(dec)) = (field(crate::wcs::RA), field(crate::wcs::DEC)) {
             (item.ra, item.dec) = (Some(ra), Some(dec));
         }
     }
-    let sky = |k: &str| k == crate::wcs::RA || k == crate::wcs::DEC;
     let shown: Header = values.iter().filter(|(k, _)| !(placed && sky(k))).cloned().collect();
     merge(&mut item.meta, &shown);
 }

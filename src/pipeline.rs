@@ -754,8 +754,16 @@ pub fn build(settings: &Settings, ui: &Ui) -> Result<BuildOutcome> {
         let ns = &settings.neighbours;
         let kept_nb = settings.cache.join("neighbours.bin");
         let keys = neighbours::row_keys(&ids, &emb, dim);
+        if ns.min_separation_arcsec > 0.0 && sky.iter().all(Option::is_none) {
+            ui.warn(format!(
+                "[neighbours] min-separation-arcsec = {} does nothing: no item has a position on the sky \
+                 (give the catalogue RA/Dec columns, or keep [fits] position on for FITS files with a celestial WCS; \
+                 `simsite inspect FILE` says why a file has none)",
+                ns.min_separation_arcsec
+            ));
+        }
         let (mut nb, update) = if ns.min_separation_arcsec > 0.0 && sky.iter().any(|p| p.is_some()) {
-            // The sky filter depends on catalogue positions too: always a full search.
+            // The sky filter depends on the positions too: always a full search.
             let _ = std::fs::remove_file(&kept_nb);
             (neighbours::search_on_sky(&emb, dim, ns, &sky)?, None)
         } else {

@@ -790,14 +790,14 @@ struct NamesJson<'a> {
     titles: Vec<&'a str>,
     /// What else each item is called (`object_name`; "" for none), searched too; left out
     /// when no item of the chunk has one.
-    #[serde(skip_serializing_if = "<[&str]>::is_empty")]
-    also: Vec<&'a str>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    also: Vec<String>,
 }
 
 impl<'a> NamesJson<'a> {
     /// The names of `items[i]` for each `i` of `members`, in that order.
     fn of(items: &[&'a Item], members: &[u32]) -> NamesJson<'a> {
-        let also: Vec<&str> = members.iter().map(|&i| object_name(items[i as usize])).collect();
+        let also: Vec<String> = members.iter().map(|&i| object_name(items[i as usize])).collect();
         NamesJson {
             ids: members.iter().map(|&i| items[i as usize].id.as_str()).collect(),
             titles: members.iter().map(|&i| items[i as usize].title.as_str()).collect(),
@@ -806,14 +806,21 @@ impl<'a> NamesJson<'a> {
     }
 }
 
-/// The metadata keys that name what an image shows, first found first: the FITS header's
-/// OBJECT (see `[fits] keywords`), else a catalogue column so named.
+/// The metadata keys that name what an image shows: the FITS header's OBJECT (see `[fits]
+/// keywords`) and catalogue columns so named.
 const OBJECT_NAMES: &[&str] = &["OBJECT", "object", "name", "target"];
 
-/// The name of what an item shows, for the map's search: "M51" for a file whose title is
-/// its path, when its metadata says so (see `OBJECT_NAMES`).
-fn object_name(item: &Item) -> &str {
-    OBJECT_NAMES.iter().find_map(|k| meta_value(item, k)).unwrap_or("")
+/// The names of what an item shows, for the map's search: "M51" for a file whose title is
+/// its path, when its metadata says so (every one of `OBJECT_NAMES` it has, different ones
+/// joined by " / ").
+fn object_name(item: &Item) -> String {
+    let mut names: Vec<&str> = Vec::new();
+    for name in OBJECT_NAMES.iter().filter_map(|k| meta_value(item, k)) {
+        if !names.contains(&name) {
+            names.push(name);
+        }
+    }
+    names.join(" / ")
 }
 
 fn u16s(v: &[u16]) -> Vec<u8> {

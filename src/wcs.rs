@@ -51,8 +51,8 @@ const OTHER: &[&str] = &["CAR", "MER", "CEA", "SFL", "MOL", "AIT"];
 /// The ICRS right ascension and declination, in degrees, of the centre of a `width` ×
 /// `height` image whose header holds `cards` (keyword → value, as `card_value` gives them;
 /// `Null` for a value it could not read). `Ok(None)`: the header has no celestial WCS (no
-/// CTYPE1/2, pixel or linear axes, no CRVAL1/2, or the equatorial placeholder CRVAL1 =
-/// CRVAL2 = 0). `Err`: it has one that cannot be used, and why.
+/// CTYPE1/2, pixel or linear axes). `Err`: it has one that cannot be used (among them no
+/// CRVAL1/2, or the equatorial placeholder CRVAL1 = CRVAL2 = 0), and why.
 ///
 /// The linear part (CD; else PC and CDELT; else CDELT and CROTA2, missing elements as the
 /// standard sets them) and SIP distortions are worked out here; the crate is given a CD
@@ -106,9 +106,10 @@ pub fn centre(cards: &Map<String, Value>, width: usize, height: usize) -> Result
     // Without CRVALn the standard's default puts the field at (0, 0): a header that names
     // its axes and never says where they point, as do equatorial placeholders of exactly
     // (0, 0). Galactic (0, 0) is the Galactic centre, a common reference point.
-    let (Some(a0), Some(d0)) = (number("CRVAL1")?, number("CRVAL2")?) else { return Ok(None) };
+    let placeholder = || format!("its axes are {c1} and {c2}, but CRVAL1/2 do not say where they point (missing, or the placeholder 0, 0)");
+    let (Some(a0), Some(d0)) = (number("CRVAL1")?, number("CRVAL2")?) else { return Err(placeholder()) };
     if !galactic && a0 == 0.0 && d0 == 0.0 {
-        return Ok(None);
+        return Err(placeholder());
     }
     if d0.abs() > 90.0 {
         return Err(format!("its CRVAL2 = {d0} is not a latitude"));
@@ -538,10 +539,10 @@ mod tests {
         let mut zero = m51();
         zero[4] = ("CRVAL1", "0.");
         zero[5] = ("CRVAL2", "0.");
-        assert_eq!(centre(&header(&zero), 64, 64), Ok(None));
+        assert!(centre(&header(&zero), 64, 64).unwrap_err().contains("placeholder 0, 0"));
         let mut unset = m51();
         unset.retain(|(k, _)| !k.starts_with("CRVAL"));
-        assert_eq!(centre(&header(&unset), 64, 64), Ok(None));
+        assert!(centre(&header(&unset), 64, 64).unwrap_err().contains("CRVAL1/2 do not say where they point"));
     }
 
     #[test]

@@ -4,6 +4,13 @@
 
 import { fetchJSON } from './map-fetch.js';
 
+/** A name as the search compares it: lower case, without spaces, `_` and `-` ("NGC 4414",
+ * "ngc4414" and "NGC_4414" are one name), or just lower case when nothing else is left. */
+export function squeeze(text) {
+  const lower = String(text).toLowerCase();
+  return lower.replace(/[\s_-]+/g, '') || lower;
+}
+
 export class NameSearch {
   constructor(meta, onChunk, onError) {
     this.chunkSize = meta.names_chunk;
@@ -26,8 +33,8 @@ export class NameSearch {
     for (let c = 0; c < this.urls.length; c++) {
       try {
         const { ids, titles, also = [] } = await fetchJSON(this.urls[c]);
-        // One lower-cased key per item; '\n' cannot occur in a search box query.
-        const keys = ids.map((id, j) => `${id}\n${titles[j] ?? ''}\n${also[j] ?? ''}`.toLowerCase());
+        // One key per item, its names squeezed; '\n' cannot occur in a squeezed query.
+        const keys = ids.map((id, j) => [id, titles[j] ?? '', also[j] ?? ''].map(squeeze).join('\n'));
         this.chunks.push({ base: c * this.chunkSize, ids, titles, also, keys });
       } catch (e) {
         this.onError(`Search names failed to load: ${e.message}`);
@@ -39,9 +46,9 @@ export class NameSearch {
     this.onChunk();
   }
 
-  /** Up to `limit` items whose id, title or other name contains `query` (case-insensitive). */
+  /** Up to `limit` items whose id, title or other name contains `query`, both squeezed. */
   find(query, limit) {
-    const q = query.toLowerCase();
+    const q = squeeze(query);
     const hits = [];
     for (const { base, ids, titles, also, keys } of this.chunks) {
       for (let j = 0; j < keys.length; j++) {

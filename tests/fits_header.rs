@@ -393,3 +393,33 @@ fn positions_from_headers_keep_other_exposures_of_a_field_out_of_the_neighbours(
     s.build();
     assert!(s.meta("a.fits").get("ra").is_none() && !s.page("a.fits").contains("<dt>Sky</dt>"));
 }
+
+#[test]
+fn one_source_for_a_position_and_frames_an_extension_inherits() {
+    let s = Site::new();
+    s.fits("a.fits", &[placed(0, 186.6134, 31.2234)]);
+    s.fits("b.fits", &[placed(1, 150.0, 2.0)]);
+    // The frame is in the primary header, which the image's extension inherits: FK4.
+    s.fits(
+        "inherit.fits",
+        &[Hdu::empty().with("RADESYS", V::S("FK4")).with("EQUINOX", V::F(1950.0)), unframed(2, 201.9, 47.45).with("INHERIT", V::B(true))],
+    );
+    // The catalogue says a's RA but not its Dec: its position is the catalogue's (half of
+    // one), never RA from there and Dec from the header.
+    std::fs::write(s.root.join("cat.csv"), "path,ra,dec\na.fits,186.6,\n").unwrap();
+    s.config("[catalogue]\npath = \"cat.csv\"\n[neighbours]\nmin-separation-arcsec = 5\n");
+    s.build();
+    let a = s.meta("a.fits");
+    assert_eq!((a["ra"].as_str(), a.get("dec")), (Some("186.6"), None), "{a}");
+    assert!(!s.page("a.fits").contains("<dt>Sky</dt>"), "no half position on the page");
+    assert!((degrees(&s.meta("b.fits"), "ra") - 150.0).abs() < 2e-6);
+    assert!(s.meta("inherit.fits").get("ra").is_none(), "{}", s.meta("inherit.fits"));
+    let (_, out, _) = run(&s.root, &["inspect", "archive/inherit.fits"]);
+    assert!(out.contains("sky: none: its coordinates are FK4 (B1950)"), "{out}");
+
+    // A filter with no position to work on says so.
+    s.config("[fits]\nposition = false\n[neighbours]\nmin-separation-arcsec = 5\n");
+    let (code, _, err) = run(&s.root, &["build"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("min-separation-arcsec = 5 does nothing: no item has a position on the sky"), "{err}");
+}

@@ -246,12 +246,30 @@ impl<'a> MemFits<'a> {
 
     /// Where the image in the current HDU is on the sky: the ICRS position of its centre
     /// from the HDU's celestial WCS (`wcs::centre`; `Err`: why a WCS there gives none).
+    /// An extension with `INHERIT = T` takes the frame cards it lacks from the primary
+    /// header (where a pipeline may have written RADESYS = 'FK4').
     fn position(&self) -> Result<Option<(f64, f64)>, String> {
         let axes = self.axes().map_err(|e| e.to_string())?;
-        match axes[..] {
-            [w, h, ..] if w > 0 && h > 0 => crate::wcs::centre(&self.cards(), w as usize, h as usize),
-            _ => Ok(None),
+        let [w, h, ..] = axes[..] else { return Ok(None) };
+        if w <= 0 || h <= 0 {
+            return Ok(None);
         }
+        let mut cards = self.cards();
+        let here = self.hdu_index();
+        if here > 0 && self.value_of("INHERIT").as_deref() == Some("T") {
+            self.goto(0).map_err(|e| e.to_string())?;
+            let primary = self.cards();
+            self.goto(here).map_err(|e| e.to_string())?;
+            const FRAME: [&str; 4] = ["RADESYS", "RADECSYS", "EQUINOX", "EPOCH"];
+            if !FRAME.iter().any(|k| cards.contains_key(*k)) {
+                for k in FRAME {
+                    if let Some(v) = primary.get(k) {
+                        cards.insert(k.into(), v.clone());
+                    }
+                }
+            }
+        }
+        crate::wcs::centre(&cards, w as usize, h as usize)
     }
 
     /// Byte offset where the current HDU's data ends, unpadded, from the FITS standard's

@@ -19,8 +19,8 @@ The URL is the site root, served over HTTP. Checks, stopping at the first failur
           "rank R of N" with R and N from api/items/<id>.json and api/manifest.json, and its
           cluster's size from api/clusters.json; key j highlights the first neighbour and m
           goes back to index.html#id=<id>
-  search  typing an item's object name (map/names' `also`: its FITS OBJECT), in another case,
-          lists it with that name beside its id
+  search  typing an item's object name (map/names' `also`: its FITS OBJECT) in capitals and
+          with `_` for spaces lists it, with that name beside its id
 Screenshots map.png, map-item.png and item.png go to $SCREENSHOT_DIR when it is set.
 CHROMIUM and CHROMEDRIVER override the browser and driver paths.
 """
@@ -244,16 +244,18 @@ class Run:
         self.check(also.lower() not in (item_id + names["titles"][j]).lower(), f"{also!r} is in the id or title")
         self.open_map(f"{self.base}index.html")
         box = self.driver.find_element(By.ID, "search")
-        box.send_keys(also.upper())
+        # Typed otherwise: in capitals, `_` for spaces ("NGC_4414" finds "NGC 4414").
+        typed = also.upper().replace(" ", "_")
+        box.send_keys(typed)
         try:
             WebDriverWait(self.driver, 20).until(lambda d: d.execute_script(
                 "return [...document.querySelectorAll('#results a')].map(a => a.dataset.id)").count(item_id) == 1)
         except TimeoutException:
             got = self.js("return document.getElementById('results').textContent")
-            raise Failure(f"searching {also.upper()!r} did not list {item_id}: results {got!r}")
+            raise Failure(f"searching {typed!r} did not list {item_id}: results {got!r}")
         shown = self.js("return document.querySelector(`#results a[data-id='${arguments[0]}'] small`).textContent", item_id)
         self.check(shown == f"{also} · {item_id}", f"the result reads {shown!r}")
-        self.ok(f"search: {also.upper()!r} finds {item_id} by its object name")
+        self.ok(f"search: {typed!r} finds {item_id} by its object name {also!r}")
 
     def test_hash_and_click(self):
         item_id = self.id_at(0)
