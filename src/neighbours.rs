@@ -134,9 +134,11 @@ pub fn separation_arcsec(a: (f64, f64), b: (f64, f64)) -> f64 {
 /// Neighbours of every row of `emb` among the others, leaving out those closer on the sky
 /// than `s.min_separation_arcsec` (`sky[i]`: item i's RA/Dec in degrees, if known). To
 /// still fill k places, the search asks for up to 2k and keeps the first k that remain.
-pub fn search_on_sky(emb: &[f32], d: usize, s: &NeighbourSettings, sky: &[Option<(f64, f64)>]) -> Result<Neighbours> {
+/// Also returns those 2k unfiltered when the filter is on: the same pixels at the same
+/// place are what the near-duplicates list is for.
+pub fn search_on_sky(emb: &[f32], d: usize, s: &NeighbourSettings, sky: &[Option<(f64, f64)>]) -> Result<(Neighbours, Option<Neighbours>)> {
     if s.min_separation_arcsec <= 0.0 || sky.iter().all(|p| p.is_none()) {
-        return search(emb, d, s);
+        return Ok((search(emb, d, s)?, None));
     }
     let wide = search(emb, d, &NeighbourSettings { k: s.k * 2, ..s.clone() })?;
     let n = sky.len();
@@ -158,8 +160,8 @@ pub fn search_on_sky(emb: &[f32], d: usize, s: &NeighbourSettings, sky: &[Option
             scores.push(sc);
         }
     }
-    let info = SearchInfo { k, ..wide.info };
-    Ok(Neighbours { k, ids, scores, info })
+    let info = SearchInfo { k, ..wide.info.clone() };
+    Ok((Neighbours { k, ids, scores, info }, Some(wide)))
 }
 
 /// Neighbours of every row of `emb` (n × d, L2-normalised) among the others.

@@ -762,10 +762,15 @@ pub fn build(settings: &Settings, ui: &Ui) -> Result<BuildOutcome> {
                 ns.min_separation_arcsec
             ));
         }
+        // The neighbours before the sky filter, when it is on: near-duplicates come from
+        // these (the same pixels at the same place are what that list is for).
+        let mut unfiltered = None;
         let (mut nb, update) = if ns.min_separation_arcsec > 0.0 && sky.iter().any(|p| p.is_some()) {
             // The sky filter depends on the positions too: always a full search.
             let _ = std::fs::remove_file(&kept_nb);
-            (neighbours::search_on_sky(&emb, dim, ns, &sky)?, None)
+            let (nb, wide) = neighbours::search_on_sky(&emb, dim, ns, &sky)?;
+            unfiltered = wide;
+            (nb, None)
         } else {
             let (nb, wide, update) = neighbours::search_or_update(&emb, dim, ns, &keys, neighbours::load_previous(&kept_nb))?;
             if update.is_none_or(|u| u.added + u.removed > 0) {
@@ -777,6 +782,10 @@ pub fn build(settings: &Settings, ui: &Ui) -> Result<BuildOutcome> {
             (nb, update)
         };
         nb.clamp_scores();
+        let sky_duplicates = unfiltered.map(|mut wide| {
+            wide.clamp_scores();
+            structure::duplicates(&wide, published.len(), settings.structure.duplicate_threshold)
+        });
         stage.finish();
         let how = match update {
             Some(u) => format!(
@@ -868,7 +877,7 @@ pub fn build(settings: &Settings, ui: &Ui) -> Result<BuildOutcome> {
                 let _ = std::fs::remove_file(&kept_forest);
             }
         }
-        let duplicates = structure::duplicates(&nb, n, ss.duplicate_threshold);
+        let duplicates = sky_duplicates.unwrap_or_else(|| structure::duplicates(&nb, n, ss.duplicate_threshold));
         ui.info(format!(
             "structure: {} clusters ({}), {} near-duplicate pairs (cosine >= {}){forest_note} in {:.1} s",
             clusters.len(),

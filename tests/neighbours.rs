@@ -376,6 +376,12 @@ fn overlapping_cutouts_of_one_object_are_not_each_others_neighbours() {
     let ids: Vec<&str> = item["neighbors"].as_array().unwrap().iter().map(|n| n["id"].as_str().unwrap()).collect();
     assert_eq!(ids.len(), 10, "the others still fill the list");
     assert!(!ids.contains(&"img001.fits"), "{ids:?}");
+    // Still a near-duplicate: the same pixels at the same place are what that list is for.
+    let dups: Value = serde_json::from_slice(&std::fs::read(root.join("out/api/duplicates.json")).unwrap()).unwrap();
+    assert!(
+        dups.as_array().unwrap().iter().any(|p| p["a"] == "img000.fits" && p["b"] == "img001.fits" && p["score"].as_f64().unwrap() <= 1.0),
+        "{dups}"
+    );
 }
 
 #[test]
