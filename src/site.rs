@@ -870,9 +870,20 @@ fn map_files(release: &Release, settings: &Settings, input: &Input, m: &Model, u
     for (c, column) in catalogue_columns(settings, input, ui).into_iter().enumerate() {
         let values: Vec<Option<&str>> = order.iter().map(|&i| meta_value(input.items[i as usize], &column)).collect();
         let file = format!("map/colour-c{c}.u16");
-        let distinct: std::collections::BTreeSet<&str> = values.iter().flatten().copied().collect();
+        // Numbers are told apart by value, not by how they are written: `600`, `600.` and
+        // `6.0E2` are one exposure time.
+        let mut distinct: Vec<f64> = numbers(&values).unwrap_or_default().into_iter().flatten().collect();
+        distinct.sort_by(f64::total_cmp);
+        distinct.dedup();
         match numbers(&values) {
-            Some(nums) if distinct.len() > 12 => {
+            Some(nums) if distinct.len() <= 12 => {
+                // A few values: a colour each, labelled in ascending order.
+                let v: Vec<u16> = nums.iter().map(|x| x.map_or(u16::MAX, |x| distinct.partition_point(|d| *d < x) as u16)).collect();
+                release.put(&file, &u16s(&v))?;
+                let labels = distinct.iter().map(|d| d.to_string()).collect();
+                colour_by.push(ColourJson { name: column, kind: "category", file, labels: Some(labels), min: None, max: None });
+            }
+            Some(nums) => {
                 let lo = nums.iter().flatten().copied().fold(f64::MAX, f64::min);
                 let hi = nums.iter().flatten().copied().fold(f64::MIN, f64::max);
                 let v: Vec<u16> = nums.iter().map(|x| x.map(|x| if hi > lo { ((x - lo) / (hi - lo) * 65534.0).round() as u16 } else { 0 }).unwrap_or(u16::MAX)).collect();
@@ -1022,9 +1033,11 @@ fn meta_value<'a>(item: &'a Item, column: &str) -> Option<&'a str> {
 
 /// The values as numbers when every value present parses as one.
 fn numbers(values: &[Option<&str>]) -> Option<Vec<Option<f64>>> {
+    // A FITS header may write the exponent with a D (`6.0D+02`).
+    let parse = |s: &str| s.parse::<f64>().or_else(|e| if s.contains(['D', 'd']) { s.replace(['D', 'd'], "E").parse() } else { Err(e) });
     values
         .iter()
-        .map(|v| match v.map(|s| s.parse::<f64>()) {
+        .map(|v| match v.map(parse) {
             None => Some(None),
             Some(Ok(x)) if x.is_finite() => Some(Some(x)),
             // `NaN`, `inf`: a number not known, shown as missing.

@@ -423,3 +423,20 @@ fn one_source_for_a_position_and_frames_an_extension_inherits() {
     assert_eq!(code, 0, "{err}");
     assert!(err.contains("min-separation-arcsec = 5 does nothing: no item has a position on the sky"), "{err}");
 }
+
+#[test]
+fn a_numeric_keyword_is_coloured_by_value_not_by_how_it_is_written() {
+    let s = Site::new();
+    for (n, t) in ["60", "60.0", "600.", "600", "1.5E2", "6.0D+02"].iter().enumerate() {
+        s.fits(&format!("e{n}.fits"), &[image(n).with("EXPTIME", V::Raw(format!("{t:>20}")))]);
+    }
+    s.build();
+    let map: Value = serde_json::from_slice(&std::fs::read(s.root.join("out/map/map.json")).unwrap()).unwrap();
+    let exptime = map["colour_by"].as_array().unwrap().iter().find(|c| c["name"] == "EXPTIME").unwrap_or_else(|| panic!("{map}"));
+    assert_eq!(exptime["kind"], "category");
+    assert_eq!(exptime["labels"], json!(["60", "150", "600"]), "{exptime}");
+    let file = std::fs::read(s.root.join("out").join(exptime["file"].as_str().unwrap())).unwrap();
+    let mut got: Vec<u16> = file.chunks(2).map(|b| u16::from_le_bytes([b[0], b[1]])).collect();
+    got.sort();
+    assert_eq!(got, [0, 0, 1, 2, 2, 2], "each file's value, by value");
+}
