@@ -246,6 +246,22 @@ pub const DEFAULT_KEYWORDS: &[&str] = &["OBJECT", "DATE-OBS", "TELESCOP", "INSTR
 fn fits_keywords(file: &Option<PathBuf>, raw: &[String]) -> Result<Vec<String>, ConfigError> {
     const KEY: &str = "fits.keywords";
     for (i, k) in raw.iter().enumerate() {
+        // ESO's long keywords: `HIERARCH ESO INS FILT1 NAME`, words of the same characters
+        // one space apart, the card's name at most 67 characters (room for `= ` and a value).
+        if let Some(words) = k.strip_prefix("HIERARCH ") {
+            let word = |w: &str| !w.is_empty() && w.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '-' || c == '_');
+            if k.len() > 67 || !words.split(' ').all(word) {
+                return Err(invalid(
+                    file,
+                    KEY,
+                    format!("`{k}` is not a HIERARCH keyword; write its words in upper case, one space apart, as the card does (such as `HIERARCH ESO INS FILT1 NAME`)"),
+                ));
+            }
+            if raw[..i].contains(k) {
+                return Err(invalid(file, KEY, format!("`{k}` is listed twice; list each keyword once")));
+            }
+            continue;
+        }
         let fits = |c: char| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '-' || c == '_';
         if !k.is_empty() && k.chars().count() <= 8 && k.chars().all(|c| fits(c.to_ascii_uppercase())) && k.chars().any(|c| c.is_ascii_lowercase()) {
             return Err(invalid(file, KEY, format!("`{k}` is in lower case; FITS headers write keywords in upper case: write `{}`", k.to_ascii_uppercase())));
@@ -254,7 +270,7 @@ fn fits_keywords(file: &Option<PathBuf>, raw: &[String]) -> Result<Vec<String>, 
             return Err(invalid(
                 file,
                 KEY,
-                format!("`{k}` is not a FITS keyword; a keyword is 1 to 8 of the characters A-Z, 0-9, `-` and `_` (such as `DATE-OBS`; HIERARCH keywords are not read)"),
+                format!("`{k}` is not a FITS keyword; a keyword is 1 to 8 of the characters A-Z, 0-9, `-` and `_` (such as `DATE-OBS`), or `HIERARCH` and its words (such as `HIERARCH ESO INS FILT1 NAME`)"),
             ));
         }
         if raw[..i].contains(k) {

@@ -440,3 +440,34 @@ fn a_numeric_keyword_is_coloured_by_value_not_by_how_it_is_written() {
     got.sort();
     assert_eq!(got, [0, 0, 1, 2, 2, 2], "each file's value, by value");
 }
+
+#[test]
+fn eso_hierarch_keywords_are_read_from_real_files_and_from_the_decoding_child() {
+    let s = Site::new();
+    // ESO's ISAAC frame of the sample archive: its filters are only in HIERARCH cards.
+    let isaac = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("sample-archive/eso-midas/isaac-psr-j1740-3052-cutout.fits");
+    std::fs::copy(isaac, s.root.join("archive/isaac.fits")).unwrap();
+    // A tile-compressed one, decoded in a child process, whose values come back from it.
+    let fz = s.root.join("archive/rice.fits.fz");
+    {
+        let desc = fitsio::images::ImageDescription { data_type: fitsio::images::ImageType::Long, dimensions: &[16, 16] };
+        let mut f = fitsio::FitsFile::create(format!("{}[compress R]", fz.display())).open().unwrap();
+        let hdu = f.create_image("SCI", &desc).unwrap();
+        hdu.write_key(&mut f, "HIERARCH ESO INS FILT1 NAME", "Ks").unwrap();
+        let ints: Vec<i32> = blob(16, 16, 7.0, 7.0).iter().map(|v| *v as i32).collect();
+        hdu.write_image(&mut f, &ints).unwrap();
+    }
+    s.config("[fits]\nkeywords = [\"OBJECT\", \"HIERARCH ESO INS FILT1 NAME\", \"HIERARCH ESO INS FILT2 NAME\"]\n");
+    s.build();
+    let isaac = s.meta("isaac.fits");
+    assert_eq!(isaac["HIERARCH ESO INS FILT1 NAME"], "open", "{isaac}");
+    assert_eq!(isaac["HIERARCH ESO INS FILT2 NAME"], "NB_2.25", "{isaac}");
+    assert_eq!(isaac["OBJECT"], "PSR-J1740-3052");
+    assert_eq!(s.meta("rice.fits.fz")["HIERARCH ESO INS FILT1 NAME"], "Ks");
+    assert!(s.page("isaac.fits").contains("<dt>HIERARCH ESO INS FILT2 NAME</dt><dd>NB_2.25</dd>"));
+
+    s.config("[fits]\nkeywords = [\"HIERARCH eso INS\"]\n");
+    let (code, _, err) = run(&s.root, &["build"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("is not a HIERARCH keyword; write its words in upper case"), "{err}");
+}

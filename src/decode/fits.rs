@@ -768,14 +768,15 @@ fn encode_settings(s: &FitsSettings, keywords: &[String], max_pixels: u64) -> St
         CubeMode::Sum => "sum".to_string(),
         CubeMode::Plane(p) => format!("plane:{p}"),
     };
-    // Keywords are checked by the config: A-Z, 0-9, `-` and `_`, never a comma or a space.
-    format!("{hdu} {cube} {max_pixels} {}\n", keywords.join(","))
+    // Keywords are checked by the config: A-Z, 0-9, `-` and `_`, never a comma; a HIERARCH
+    // one has spaces, sent as \u{1} as an EXTNAME's are.
+    format!("{hdu} {cube} {max_pixels} {}\n", keywords.join(",").replace(' ', "\u{1}"))
 }
 
 fn decode_settings(line: &str) -> Option<(FitsSettings, Vec<String>, u64)> {
     let mut parts = line.trim_end_matches('\n').split(' ');
     let (hdu, cube, max_pixels, keywords) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
-    let keywords = keywords.split(',').filter(|k| !k.is_empty()).map(String::from).collect();
+    let keywords = keywords.split(',').filter(|k| !k.is_empty()).map(|k| k.replace('\u{1}', " ")).collect();
     let hdu = match hdu.split_once(':') {
         None if hdu == "auto" => HduChoice::Auto,
         Some(("index", i)) => HduChoice::Index(i.parse().ok()?),
@@ -1015,7 +1016,7 @@ mod tests {
     #[test]
     fn the_childs_settings_line_carries_the_keywords() {
         let s = FitsSettings { hdu: HduChoice::Name("SCI A".into()), cube: CubeMode::Plane(2) };
-        let kw: Vec<String> = ["OBJECT", "DATE-OBS"].map(String::from).to_vec();
+        let kw: Vec<String> = ["OBJECT", "DATE-OBS", "HIERARCH ESO INS FILT1 NAME"].map(String::from).to_vec();
         assert_eq!(decode_settings(&encode_settings(&s, &kw, 99)), Some((s.clone(), kw, 99)));
         assert_eq!(decode_settings(&encode_settings(&s, &[], 99)), Some((s, vec![], 99)));
     }
