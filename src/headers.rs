@@ -36,7 +36,7 @@ pub fn cache_key(keywords: &[String], hdu: &HduChoice) -> String {
         HduChoice::Index(i) => format!("#{i}"),
         HduChoice::Name(n) => format!("name:{n}"),
     };
-    let text = format!("simsite-fits-headers-v1|hdu={hdu}|keywords={}", keywords.join(","));
+    let text = format!("simsite-fits-headers-v2|hdu={hdu}|keywords={}", keywords.join(","));
     blake3::hash(text.as_bytes()).to_hex()[..32].to_string()
 }
 

@@ -471,3 +471,18 @@ fn eso_hierarch_keywords_are_read_from_real_files_and_from_the_decoding_child() 
     assert_eq!(code, 1);
     assert!(err.contains("is not a HIERARCH keyword; write its words in upper case"), "{err}");
 }
+
+#[test]
+fn date_obs_is_shown_as_iso_8601() {
+    let s = Site::new();
+    // The old form (DSS plates), a date with its time apart (HST), and ISO already.
+    s.fits("dss.fits", &[image(0).with("DATE-OBS", V::S("11/03/76"))]);
+    s.fits("hst.fits", &[image(1).with("DATE-OBS", V::S("1998-04-20")).with("TIME-OBS", V::S("18:38:15"))]);
+    s.fits("iso.fits", &[image(2).with("DATE-OBS", V::S("2020-01-02T03:04:05.5")).with("TIME-OBS", V::S("09:00:00"))]);
+    s.fits("odd.fits", &[image(3).with("DATE-OBS", V::S("sometime"))]);
+    s.build();
+    assert_eq!(s.meta("dss.fits")["DATE-OBS"], "1976-03-11");
+    assert_eq!(s.meta("hst.fits")["DATE-OBS"], "1998-04-20T18:38:15");
+    assert_eq!(s.meta("iso.fits")["DATE-OBS"], "2020-01-02T03:04:05.5");
+    assert_eq!(s.meta("odd.fits")["DATE-OBS"], "sometime", "anything else as written");
+}

@@ -204,16 +204,37 @@ impl<'a> MemFits<'a> {
         let own = |k: &String| match k.as_str() {
             crate::wcs::RA => at.map(|(ra, _)| format!("{ra:.6}")),
             crate::wcs::DEC => at.map(|(_, dec)| format!("{dec:.6}")),
-            _ => self.value_of(k),
+            _ => self.shown_value(k),
         };
         let mut found: Vec<Option<String>> = keywords.iter().map(own).collect();
         if self.hdu_index() > 0 && keywords.iter().zip(&found).any(|(k, v)| v.is_none() && !sky(k)) {
             self.goto(0)?;
             for (k, v) in keywords.iter().zip(found.iter_mut()).filter(|(k, v)| v.is_none() && !sky(k)) {
-                *v = self.value_of(k);
+                *v = self.shown_value(k);
             }
         }
         Ok(keywords.iter().zip(found).filter_map(|(k, v)| Some((k.clone(), v?))).collect())
+    }
+
+    /// `value_of`, but DATE-OBS as ISO 8601: the old `DD/MM/YY` form (which the standard
+    /// dates in 1900–1999) turned round, and a date alone joined by the HDU's TIME-OBS
+    /// (HST writes them apart), so that no reader takes 11/03/76 for November.
+    fn shown_value(&self, name: &str) -> Option<String> {
+        let v = self.value_of(name)?;
+        if name != "DATE-OBS" {
+            return Some(v);
+        }
+        let b = v.as_bytes();
+        let digits = |r: std::ops::Range<usize>| b[r].iter().all(u8::is_ascii_digit);
+        if b.len() == 8 && b[2] == b'/' && b[5] == b'/' && digits(0..2) && digits(3..5) && digits(6..8) {
+            return Some(format!("19{}-{}-{}", &v[6..8], &v[3..5], &v[0..2]));
+        }
+        if b.len() == 10 && b[4] == b'-' && b[7] == b'-' && digits(0..4) && digits(5..7) && digits(8..10) {
+            if let Some(t) = self.value_of("TIME-OBS").filter(|t| t.len() >= 5 && t.as_bytes()[2] == b':' && t.is_ascii()) {
+                return Some(format!("{v}T{t}"));
+            }
+        }
+        Some(v)
     }
 
     /// The current HDU's cards as `wcs::card_value` reads them (`Null` where it cannot), the
