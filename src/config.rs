@@ -245,33 +245,23 @@ pub const DEFAULT_KEYWORDS: &[&str] = &["OBJECT", "DATE-OBS", "TELESCOP", "INSTR
 /// the one shown.
 fn fits_keywords(file: &Option<PathBuf>, raw: &[String]) -> Result<Vec<String>, ConfigError> {
     const KEY: &str = "fits.keywords";
+    let fits = |c: char| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '-' || c == '_';
     for (i, k) in raw.iter().enumerate() {
         // ESO's long keywords: `HIERARCH ESO INS FILT1 NAME`, words of the same characters
         // one space apart, the card's name at most 67 characters (room for `= ` and a value).
-        if let Some(words) = k.strip_prefix("HIERARCH ") {
-            let word = |w: &str| !w.is_empty() && w.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '-' || c == '_');
-            if k.len() > 67 || !words.split(' ').all(word) {
-                return Err(invalid(
-                    file,
-                    KEY,
-                    format!("`{k}` is not a HIERARCH keyword; write its words in upper case, one space apart, as the card does (such as `HIERARCH ESO INS FILT1 NAME`)"),
-                ));
+        let wrong = match k.strip_prefix("HIERARCH ") {
+            Some(words) => (k.len() > 67 || !words.split(' ').all(|w| !w.is_empty() && w.chars().all(fits))).then(|| {
+                format!("`{k}` is not a HIERARCH keyword; write its words in upper case, one space apart, as the card does (such as `HIERARCH ESO INS FILT1 NAME`)")
+            }),
+            None if !k.is_empty() && k.chars().count() <= 8 && k.chars().all(|c| fits(c.to_ascii_uppercase())) && k.chars().any(|c| c.is_ascii_lowercase()) => {
+                Some(format!("`{k}` is in lower case; FITS headers write keywords in upper case: write `{}`", k.to_ascii_uppercase()))
             }
-            if raw[..i].contains(k) {
-                return Err(invalid(file, KEY, format!("`{k}` is listed twice; list each keyword once")));
-            }
-            continue;
-        }
-        let fits = |c: char| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '-' || c == '_';
-        if !k.is_empty() && k.chars().count() <= 8 && k.chars().all(|c| fits(c.to_ascii_uppercase())) && k.chars().any(|c| c.is_ascii_lowercase()) {
-            return Err(invalid(file, KEY, format!("`{k}` is in lower case; FITS headers write keywords in upper case: write `{}`", k.to_ascii_uppercase())));
-        }
-        if k.is_empty() || k.len() > 8 || !k.chars().all(fits) {
-            return Err(invalid(
-                file,
-                KEY,
-                format!("`{k}` is not a FITS keyword; a keyword is 1 to 8 of the characters A-Z, 0-9, `-` and `_` (such as `DATE-OBS`), or `HIERARCH` and its words (such as `HIERARCH ESO INS FILT1 NAME`)"),
-            ));
+            None => (k.is_empty() || k.len() > 8 || !k.chars().all(fits)).then(|| {
+                format!("`{k}` is not a FITS keyword; a keyword is 1 to 8 of the characters A-Z, 0-9, `-` and `_` (such as `DATE-OBS`), or `HIERARCH` and its words (such as `HIERARCH ESO INS FILT1 NAME`)")
+            }),
+        };
+        if let Some(message) = wrong {
+            return Err(invalid(file, KEY, message));
         }
         if raw[..i].contains(k) {
             return Err(invalid(file, KEY, format!("`{k}` is listed twice; list each keyword once")));
