@@ -47,6 +47,7 @@ struct Part {
 }
 
 pub struct HeaderCache {
+    /// `FOLDER/<key>` under the cache root.
     dir: PathBuf,
     values: HashMap<Digest, Header>,
     parts: Vec<PathBuf>,
@@ -99,6 +100,11 @@ impl HeaderCache {
             }
         }
         Ok(c)
+    }
+
+    /// The key it was opened with (its folder's name).
+    pub fn key(&self) -> Option<&str> {
+        self.dir.file_name().and_then(|n| n.to_str())
     }
 
     pub fn len(&self) -> usize {
@@ -201,14 +207,13 @@ pub fn merge_item(item: &mut crate::catalogue::Item, values: &Header) {
     // One source for both coordinates and every view of them: a catalogue row that says
     // anything of RA or Dec (even a value it could not read, or one of the two) is the
     // item's position, and the header's is not mixed in.
-    let sky = |k: &str| k == crate::wcs::RA || k == crate::wcs::DEC;
-    let placed = item.ra.is_some() || item.dec.is_some() || item.meta.iter().any(|(k, _)| sky(k));
+    let placed = item.ra.is_some() || item.dec.is_some() || item.meta.iter().any(|(k, _)| crate::wcs::is_position(k));
     if !placed {
         if let (Some(ra), Some(dec)) = (field(crate::wcs::RA), field(crate::wcs::DEC)) {
             (item.ra, item.dec) = (Some(ra), Some(dec));
         }
     }
-    let shown: Header = values.iter().filter(|(k, _)| !(placed && sky(k))).cloned().collect();
+    let shown: Header = values.iter().filter(|(k, _)| !(placed && crate::wcs::is_position(k))).cloned().collect();
     merge(&mut item.meta, &shown);
 }
 

@@ -74,11 +74,10 @@ impl Inspection {
         let c = &self.clip;
         let total = self.width * self.height * self.channels;
         // Values were cleaned of control characters when read: safe on a terminal.
-        let sky = |k: &str| k == crate::wcs::RA || k == crate::wcs::DEC;
         let fits = match &self.header {
             None => String::new(),
             Some(h) => {
-                let values: Vec<String> = h.values.iter().filter(|(k, _)| !sky(k)).map(|(k, v)| format!("\n  {k} = {v}")).collect();
+                let values: Vec<String> = h.values.iter().filter(|(k, _)| !crate::wcs::is_position(k)).map(|(k, v)| format!("\n  {k} = {v}")).collect();
                 let keywords = match values.is_empty() {
                     true => "header keywords: none of [fits] keywords found".to_string(),
                     false => format!("header keywords (from that HDU, else the primary HDU):{}", values.concat()),

@@ -702,8 +702,10 @@ pub fn build(settings: &Settings, ui: &Ui) -> Result<BuildOutcome> {
     // only room in the cache.
     let pruned_headers = (|| -> std::io::Result<()> {
         let used: HashSet<Digest> = published.iter().map(|(_, r)| *r.digest.as_bytes()).collect();
-        let key = headers.as_mut().map(|h| h.prune(&used).map(|_| headers::cache_key(&settings.header_fields, &settings.preprocess.fits.hdu))).transpose()?;
-        headers::remove_other_keys(&settings.cache, key.as_deref()).map(|_| ())
+        if let Some(h) = headers.as_mut() {
+            h.prune(&used)?;
+        }
+        headers::remove_other_keys(&settings.cache, headers.as_ref().and_then(|h| h.key())).map(|_| ())
     })();
     if let Err(e) = pruned_headers {
         ui.warn(format!("cannot prune the FITS header cache in {}: {e}", settings.cache.display()));

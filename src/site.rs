@@ -872,10 +872,11 @@ fn map_files(release: &Release, settings: &Settings, input: &Input, m: &Model, u
         let file = format!("map/colour-c{c}.u16");
         // Numbers are told apart by value, not by how they are written: `600`, `600.` and
         // `6.0E2` are one exposure time.
-        let mut distinct: Vec<f64> = numbers(&values).unwrap_or_default().into_iter().flatten().collect();
+        let nums = numbers(&values);
+        let mut distinct: Vec<f64> = nums.iter().flatten().flatten().copied().collect();
         distinct.sort_by(f64::total_cmp);
         distinct.dedup();
-        match numbers(&values) {
+        match nums {
             Some(nums) if distinct.len() <= 12 => {
                 // A few values: a colour each, labelled in ascending order.
                 let v: Vec<u16> = nums.iter().map(|x| x.map_or(u16::MAX, |x| distinct.partition_point(|d| *d < x) as u16)).collect();
@@ -1034,15 +1035,14 @@ fn meta_value<'a>(item: &'a Item, column: &str) -> Option<&'a str> {
 /// The values as numbers when every value present parses as one.
 fn numbers(values: &[Option<&str>]) -> Option<Vec<Option<f64>>> {
     // A FITS header may write the exponent with a D (`6.0D+02`).
-    let parse = |s: &str| s.parse::<f64>().or_else(|e| if s.contains(['D', 'd']) { s.replace(['D', 'd'], "E").parse() } else { Err(e) });
     values
         .iter()
-        .map(|v| match v.map(parse) {
+        .map(|v| match v.map(crate::decode::fits_number) {
             None => Some(None),
-            Some(Ok(x)) if x.is_finite() => Some(Some(x)),
+            Some(Some(x)) if x.is_finite() => Some(Some(x)),
             // `NaN`, `inf`: a number not known, shown as missing.
-            Some(Ok(_)) => Some(None),
-            Some(Err(_)) => None,
+            Some(Some(_)) => Some(None),
+            Some(None) => None,
         })
         .collect()
 }

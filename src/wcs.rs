@@ -19,6 +19,11 @@ use serde_json::{Map, Value};
 pub const RA: &str = "ra";
 pub const DEC: &str = "dec";
 
+/// Whether `field` is one of the position's two (`RA`, `DEC`).
+pub fn is_position(field: &str) -> bool {
+    field == RA || field == DEC
+}
+
 /// A header card's value as CFITSIO returns it (`ffgkyn`): a quoted string, a number (with
 /// `D` exponents), or a logical or complex value, which no WCS keyword has (`None`).
 pub fn card_value(raw: &str) -> Option<Value> {
@@ -33,8 +38,7 @@ pub fn card_value(raw: &str) -> Option<Value> {
     if let Ok(i) = raw.parse::<i64>() {
         return Some(Value::from(i));
     }
-    let f: f64 = raw.replace(['D', 'd'], "E").parse().ok()?;
-    f.is_finite().then(|| Value::from(f))
+    crate::decode::fits_number(raw).filter(|f| f.is_finite()).map(Value::from)
 }
 
 /// Why an image has no position although its header has celestial axes.

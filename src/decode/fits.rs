@@ -199,8 +199,13 @@ impl<'a> MemFits<'a> {
     /// The fields `wcs::RA` and `wcs::DEC` are the image's position (see `position`), from
     /// its own HDU only: a WCS describes the pixels of the HDU it is in.
     fn keywords(&self, keywords: &[String]) -> Result<Header, FileError> {
-        let sky = |k: &str| k == crate::wcs::RA || k == crate::wcs::DEC;
-        let at = keywords.iter().any(|k| sky(k)).then(|| self.position().ok().flatten()).flatten();
+        let at = keywords.iter().any(|k| crate::wcs::is_position(k)).then(|| self.position().ok().flatten()).flatten();
+        self.keywords_at(keywords, at)
+    }
+
+    /// `keywords`, with the image's position already worked out (`at`).
+    fn keywords_at(&self, keywords: &[String], at: Option<(f64, f64)>) -> Result<Header, FileError> {
+        let sky = crate::wcs::is_position;
         let own = |k: &String| match k.as_str() {
             crate::wcs::RA => at.map(|(ra, _)| format!("{ra:.6}")),
             crate::wcs::DEC => at.map(|(_, dec)| format!("{dec:.6}")),
@@ -591,7 +596,7 @@ pub(super) fn header(bytes: &[u8], settings: &FitsSettings, keywords: &[String],
     let f = MemFits::open(&data)?;
     let (hdu, axes) = choose_hdu(&f, settings)?;
     let position = f.position();
-    let values = f.keywords(keywords)?;
+    let values = f.keywords_at(keywords, position.clone().ok().flatten())?;
     Ok(HeaderRead { hdu, axes, values, position })
 }
 

@@ -19,6 +19,12 @@ use crate::scan::Format;
 /// keywords were asked for; those the header lacks are left out.
 pub type Header = Vec<(String, String)>;
 
+/// A number as a FITS header may write it: Rust's float syntax, or a Fortran `D` exponent
+/// (`6.0D+02`). Not finite (`NaN`, `inf`) is left to the caller.
+pub fn fits_number(text: &str) -> Option<f64> {
+    text.parse().ok().or_else(|| text.contains(['D', 'd']).then(|| text.replace(['D', 'd'], "E").parse().ok()).flatten())
+}
+
 #[derive(Debug, Clone)]
 pub struct Raster {
     pub width: usize,
