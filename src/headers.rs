@@ -36,7 +36,13 @@ pub fn cache_key(keywords: &[String], hdu: &HduChoice) -> String {
         HduChoice::Index(i) => format!("#{i}"),
         HduChoice::Name(n) => format!("name:{n}"),
     };
-    let text = format!("simsite-fits-headers-v2|hdu={hdu}|keywords={}", keywords.join(","));
+    // Positions are keyed by how they are worked out too: a reading that places more
+    // headers (or places them otherwise) reads the headers again, once, and embeds nothing.
+    let position = match keywords.iter().any(|k| crate::wcs::is_position(k)) {
+        true => format!("|position=v{}", crate::wcs::VERSION),
+        false => String::new(),
+    };
+    let text = format!("simsite-fits-headers-v2|hdu={hdu}|keywords={}{position}", keywords.join(","));
     blake3::hash(text.as_bytes()).to_hex()[..32].to_string()
 }
 

@@ -4,10 +4,10 @@
 //! min-separation-arcsec`), which keeps other exposures of one field out of "you might also
 //! like".
 //!
-//! The projection is CDS's `wcs` crate (Calabretta & Greisen 2002: zenithal, cylindrical,
-//! conic and other projections, CD, PC + CDELT or CROTA2 + CDELT, SIP distortions). This
-//! module decides what it is given: only equatorial (ICRS, or FK5 at J2000, which differs from
-//! ICRS by well under 0.1") and galactic axes. Other frames (FK4/B1950, other equinoxes,
+//! The zenithal projections (TAN with SIP or TPV distortions, SIN with its slant and NCP,
+//! ZPN, ARC, STG, ZEA) are worked out here as wcslib does; the cylindrical ones are CDS's
+//! `wcs` crate, given a CD matrix. Only equatorial (ICRS, or FK5 at J2000, which differs from
+//! ICRS by well under 0.1") and galactic axes are read. Other frames (FK4/B1950, other equinoxes,
 //! ecliptic) would need a precession this tool does not do, so they give no position rather
 //! than a wrong one, with the reason.
 
@@ -18,6 +18,11 @@ use serde_json::{Map, Value};
 /// names for RA and Dec.
 pub const RA: &str = "ra";
 pub const DEC: &str = "dec";
+
+/// The version of how positions are worked out, part of the header cache's key: raised
+/// whenever a header would be given a position it was not given before, or another one
+/// (2: TPV, SCAMP's TAN with PV cards, ZPN, NCP and slanted SIN, session 28).
+pub const VERSION: u32 = 2;
 
 /// Whether `field` is one of the position's two (`RA`, `DEC`).
 pub fn is_position(field: &str) -> bool {
@@ -44,13 +49,27 @@ pub fn card_value(raw: &str) -> Option<Value> {
 /// Why an image has no position although its header has celestial axes.
 pub type Reason = String;
 
-/// Projections whose native pole is the reference point (θ0 = 90°): a LONPOLE or LATPOLE
-/// is read for these.
-const ZENITHAL: &[&str] = &["TAN", "SIN", "ARC", "STG", "ZEA"];
-/// Others placed with the standard's defaults only (no LONPOLE, LATPOLE or PV cards): the
-/// `wcs` crate's pole for other cases, and its conic, slanted, polyconic and other
+/// Zenithal projections (the native pole is the reference point, θ0 = 90°), deprojected
+/// here (Calabretta & Greisen 2002, section 5.1, as wcslib does): TAN with SIP or TPV
+/// distortions, SIN with its slant parameters and the radio astronomers' NCP, ZPN's
+/// polynomial (VISTA), and the simple ones. LONPOLE is read for all of them.
+const ZENITHAL: &[&str] = &["TAN", "TPV", "SIN", "NCP", "ARC", "STG", "ZEA", "ZPN"];
+/// Others placed by the `wcs` crate with the standard's defaults only (no LONPOLE, LATPOLE
+/// or PV cards): its pole for other cases, and its conic, slanted, polyconic and other
 /// projections, disagree with wcslib (checked against astropy, session 27).
 const OTHER: &[&str] = &["CAR", "MER", "CEA", "SFL", "MOL", "AIT"];
+
+/// The distortion polynomial's terms (TPV, as SCAMP writes it): per degree the monomials
+/// xᵈ⁻ʲ yʲ, and for odd degrees rᵈ after them; 40 in all, to degree 7.
+const TPV_TERMS: usize = 40;
+
+/// A `PVi_m` card's axis and parameter numbers (`None` for other keywords, and for an
+/// alternate description's `PVi_mA`, which does not change the primary one).
+fn pv_card(key: &str) -> Option<(u32, u32)> {
+    let (i, m) = key.strip_prefix("PV")?.split_once('_')?;
+    let digits = |s: &str| !s.is_empty() && s.len() <= 2 && s.bytes().all(|b| b.is_ascii_digit());
+    (digits(i) && digits(m)).then(|| (i.parse().unwrap_or(0), m.parse().unwrap_or(0)))
+}
 
 /// The ICRS right ascension and declination, in degrees, of the centre of a `width` ×
 /// `height` image whose header holds `cards` (keyword → value, as `card_value` gives them;
@@ -59,8 +78,8 @@ const OTHER: &[&str] = &["CAR", "MER", "CEA", "SFL", "MOL", "AIT"];
 /// CRVAL1/2, or the equatorial placeholder CRVAL1 = CRVAL2 = 0), and why.
 ///
 /// The linear part (CD; else PC and CDELT; else CDELT and CROTA2, missing elements as the
-/// standard sets them) and SIP distortions are worked out here; the crate is given a CD
-/// matrix and the projection only.
+/// standard sets them), SIP and TPV distortions and the zenithal projections are worked out
+/// here; for the others the crate is given a CD matrix and the projection only.
 pub fn centre(cards: &Map<String, Value>, width: usize, height: usize) -> Result<Option<(f64, f64)>, Reason> {
     let text = |k: &str| cards.get(k).and_then(Value::as_str).map(str::trim);
     let (Some(c1), Some(c2)) = (text("CTYPE1"), text("CTYPE2")) else { return Ok(None) };
@@ -81,7 +100,7 @@ pub fn centre(cards: &Map<String, Value>, width: usize, height: usize) -> Result
     if let Some(c) = [c1, c2].into_iter().find(|c| c.len() < 8 || !c.is_ascii()) {
         return Err(format!("its axis type '{c}' names no projection (as in 'RA---TAN')"));
     }
-    let (code, rest) = (c1[5..8].to_ascii_uppercase(), c1[8..].to_ascii_uppercase());
+    let (mut code, rest) = (c1[5..8].to_ascii_uppercase(), c1[8..].to_ascii_uppercase());
     if c2[5..8].to_ascii_uppercase() != code || c2[8..].to_ascii_uppercase() != rest {
         return Err(format!("its two axes name different projections (CTYPE1 = '{c1}', CTYPE2 = '{c2}')"));
     }
@@ -95,7 +114,7 @@ pub fn centre(cards: &Map<String, Value>, width: usize, height: usize) -> Result
         return Err(format!("its projection {code} is not supported (supported: {}, {})", ZENITHAL.join(", "), OTHER.join(", ")));
     }
     // A value present but unreadable (NaN, a logical, a string for a number) makes the
-    // whole WCS unusable: the crate would take the keyword's default instead.
+    // whole WCS unusable: it would otherwise be taken for the keyword's default.
     let number = |k: &str| -> Result<Option<f64>, Reason> {
         match cards.get(k) {
             None => Ok(None),
@@ -121,11 +140,26 @@ pub fn centre(cards: &Map<String, Value>, width: usize, height: usize) -> Result
     if !galactic {
         frame_is_icrs(text("RADESYS").or(text("RADECSYS")), number("EQUINOX")?.or(number("EPOCH")?))?;
     }
-    // PV cards change a projection (SCAMP's TPV distortion on TAN, a slanted SIN, a conic's
-    // latitudes); only SIN's PV2_1 = PV2_2 = 0, as radio images often write, changes nothing.
-    for (k, v) in cards.iter().filter(|(k, _)| k.starts_with("PV") && k.len() > 2 && k.as_bytes()[2].is_ascii_digit()) {
-        if !(code == "SIN" && (k == "PV2_1" || k == "PV2_2") && v.as_f64() == Some(0.0)) {
-            return Err(format!("its {k} (projection parameters: a TPV distortion, a slanted or other variant) is not supported"));
+    // The celestial axes' PV cards. wcslib reads TAN with any PVi_m, m ≥ 5, as TPV (SCAMP
+    // writes its distortion so); with fewer they would move the fiducial point or the pole,
+    // which is not supported.
+    let pv: Vec<(u32, u32, &str)> =
+        cards.keys().filter_map(|k| pv_card(k).filter(|(i, _)| *i == 1 || *i == 2).map(|(i, m)| (i, m, k.as_str()))).collect();
+    if code == "TAN" && pv.iter().any(|(_, m, _)| *m >= 5) {
+        code = "TPV".into();
+    }
+    if code == "TPV" && sip {
+        return Err("it has both SIP and TPV distortions".into());
+    }
+    for &(i, m, k) in &pv {
+        let fine = match code.as_str() {
+            "TPV" => (m as usize) < TPV_TERMS,
+            "SIN" => i == 2 && (m == 1 || m == 2),
+            "ZPN" => i == 2 && m <= 20,
+            _ => false,
+        };
+        if !fine {
+            return Err(format!("its {k} (a projection parameter that moves the reference point or the pole, or a variant) is not supported with {code}"));
         }
     }
     if !zenithal {
@@ -144,33 +178,191 @@ pub fn centre(cards: &Map<String, Value>, width: usize, height: usize) -> Result
     if sip {
         (u, v) = (u + polynomial(&number, "A", u, v)?, v + polynomial(&number, "B", u, v)?);
     }
-    let mut params = Map::new();
-    params.insert("NAXIS".into(), Value::from(2));
-    params.insert("CTYPE1".into(), Value::from(&c1[..8]));
-    params.insert("CTYPE2".into(), Value::from(&c2[..8]));
-    for (k, x) in [("CRPIX1", p1), ("CRPIX2", p2), ("CRVAL1", a0), ("CRVAL2", d0), ("CD1_1", cd[0]), ("CD1_2", cd[1]), ("CD2_1", cd[2]), ("CD2_2", cd[3])] {
-        params.insert(k.into(), Value::from(x));
-    }
-    for k in ["LONPOLE", "LATPOLE"] {
-        if let Some(x) = number(k)? {
-            params.insert(k.into(), Value::from(x));
+    let (lon, lat) = if zenithal {
+        // Intermediate world coordinates, degrees.
+        let (mut x, mut y) = (cd[0] * u + cd[1] * v, cd[2] * u + cd[3] * v);
+        let coefficient = |i: u32, m: usize| number(&format!("PV{i}_{m}")).map(|c| c.unwrap_or(0.0));
+        if code == "TPV" {
+            let (c1, c2): (Vec<f64>, Vec<f64>) =
+                ((0..TPV_TERMS).map(|m| coefficient(1, m)).collect::<Result<_, _>>()?, (0..TPV_TERMS).map(|m| coefficient(2, m)).collect::<Result<_, _>>()?);
+            // ξ's polynomial is in (x, y), η's in (y, x); a missing coefficient is 0, as wcslib reads them.
+            if c1[1] * c2[1] - c1[2] * c2[2] == 0.0 {
+                return Err("its TPV distortion's linear terms (PV1_1, PV1_2, PV2_1, PV2_2) are singular".into());
+            }
+            (x, y) = (tpv(&c1, x, y), tpv(&c2, y, x));
+            code = "TAN".into();
         }
-    }
-    let params: wcs::WCSParams =
-        serde_json::from_value(Value::Object(params)).map_err(|e| format!("its WCS keywords cannot be read ({e})"))?;
-    let (w, h) = (width as i64, height as i64);
-    // The crate asserts on some parameters: a bad header costs the position, never the image.
-    let at = std::panic::catch_unwind(|| {
-        let proj = wcs::WCSProj::new(w, h, &params).map_err(|e| format!("its WCS is not usable ({e})"))?;
-        Ok::<_, Reason>(proj.unproj_lonlat(&wcs::ImgXY::new(p1 + u, p2 + v)))
-    })
-    .map_err(|_| "its WCS keywords could not be interpreted".to_string())??;
-    let Some(at) = at else { return Err("its centre is outside the projection's domain".into()) };
-    let (ra, dec) = (at.lon().to_degrees().rem_euclid(360.0), at.lat().to_degrees());
+        let slant = match code.as_str() {
+            "SIN" => (coefficient(2, 1)?, coefficient(2, 2)?),
+            // NCP is SIN with ξ = 0, η = cot δ0 (wcslib's translation).
+            "NCP" if d0 == 0.0 => return Err("its NCP projection is undefined at CRVAL2 = 0".into()),
+            "NCP" => (0.0, 1.0 / d0.to_radians().tan()),
+            _ => (0.0, 0.0),
+        };
+        let zpn: Vec<f64> = if code == "ZPN" { (0..=20).map(|m| coefficient(2, m)).collect::<Result<_, _>>()? } else { Vec::new() };
+        let (phi, theta) = native(&code, x, y, slant, &zpn)?;
+        // The native longitude of the celestial pole: 180° unless the reference point is
+        // the pole itself (the standard's default, as wcslib sets it).
+        let lonpole = number("LONPOLE")?.unwrap_or(if d0 < 90.0 { 180.0 } else { 0.0 });
+        celestial(phi, theta, a0, d0, lonpole)
+    } else {
+        crate_lonlat(c1, c2, [p1, p2], [a0, d0], cd, [p1 + u, p2 + v], [width, height])?
+    };
+    let (ra, dec) = if galactic {
+        let icrs = wcs::coo_system::CooSystem::GALACTIC.to_icrs(wcs::LonLat::new(lon.to_radians(), lat.to_radians()));
+        (icrs.lon().to_degrees(), icrs.lat().to_degrees())
+    } else {
+        (lon, lat)
+    };
+    let ra = ra.rem_euclid(360.0);
     if !ra.is_finite() || !dec.is_finite() || dec.abs() > 90.0 + 1e-9 {
         return Err(format!("its WCS gives no valid position (RA {ra}, Dec {dec})"));
     }
     Ok(Some((if ra >= 360.0 { 0.0 } else { ra }, dec.clamp(-90.0, 90.0))))
+}
+
+/// TPV's polynomial with coefficients `c` at (`x`, `y`), degrees.
+fn tpv(c: &[f64], x: f64, y: f64) -> f64 {
+    let r = x.hypot(y);
+    let mut sum = 0.0;
+    let mut k = 0;
+    for degree in 0..=7 {
+        for j in 0..=degree {
+            sum += c[k] * x.powi(degree - j) * y.powi(j);
+            k += 1;
+        }
+        if degree % 2 == 1 {
+            sum += c[k] * r.powi(degree);
+            k += 1;
+        }
+    }
+    debug_assert_eq!(k, TPV_TERMS);
+    sum
+}
+
+/// Native longitude and latitude (φ, θ; degrees) of intermediate world coordinates (`x`,
+/// `y`; degrees) under the zenithal projection `code`; `slant` is SIN's (ξ, η), `zpn` ZPN's
+/// PV2_0 … PV2_20.
+fn native(code: &str, x: f64, y: f64, slant: (f64, f64), zpn: &[f64]) -> Result<(f64, f64), Reason> {
+    let outside = || Err::<(f64, f64), Reason>(format!("its centre is outside the {code} projection's domain"));
+    let rad = |d: f64| d.to_radians();
+    let (xr, yr) = (rad(x), rad(y));
+    let r = xr.hypot(yr);
+    let phi = if r == 0.0 { 0.0 } else { x.atan2(-y).to_degrees() };
+    let theta = match code {
+        "TAN" => 1f64.atan2(r),
+        "ARC" => std::f64::consts::FRAC_PI_2 - r,
+        "STG" => std::f64::consts::FRAC_PI_2 - 2.0 * (r / 2.0).atan(),
+        "ZEA" if r <= 2.0 => std::f64::consts::FRAC_PI_2 - 2.0 * (r / 2.0).asin(),
+        "SIN" | "NCP" if slant == (0.0, 0.0) => {
+            if r > 1.0 {
+                return outside();
+            }
+            r.acos()
+        }
+        "SIN" | "NCP" => {
+            // The slant orthographic projection (Calabretta & Greisen, eqs. 38–44): the
+            // solution nearer the pole.
+            let (xi, eta) = slant;
+            let xy = xr * xi + yr * eta;
+            let (sin_theta, z) = if r * r < 1e-10 {
+                let t = std::f64::consts::FRAC_PI_2 - (r * r / (1.0 + xy)).sqrt();
+                (t.sin(), r * r / 2.0)
+            } else {
+                let w = xi * xi + eta * eta;
+                let (a, b, c) = (1.0 + w, xy - w, r * r - 2.0 * xy + w - 1.0);
+                let d = b * b - a * c;
+                if d < 0.0 {
+                    return outside();
+                }
+                let (s1, s2) = ((-b + d.sqrt()) / a, (-b - d.sqrt()) / a);
+                let mut s = s1.max(s2);
+                if s > 1.0 {
+                    s = if s - 1.0 < 1e-13 { 1.0 } else { s1.min(s2) };
+                }
+                if s < -1.0 && s + 1.0 > -1e-13 {
+                    s = -1.0;
+                }
+                if !(-1.0..=1.0).contains(&s) {
+                    return outside();
+                }
+                (s, 1.0 - s)
+            };
+            let (px, py) = (-yr + eta * z, xr - xi * z);
+            let phi = if px == 0.0 && py == 0.0 { 0.0 } else { py.atan2(px).to_degrees() };
+            return Ok((phi, sin_theta.clamp(-1.0, 1.0).asin().to_degrees()));
+        }
+        "ZPN" => std::f64::consts::FRAC_PI_2 - zpn_distance(zpn, r).ok_or_else(|| "its ZPN polynomial (PV2_0 … PV2_20) has no inverse at the centre".to_string())?,
+        _ => return outside(),
+    };
+    Ok((phi, theta.to_degrees()))
+}
+
+/// ZPN: the zenith distance (radians) at which Σ P_m zdᵐ = `r`, on the polynomial's first
+/// increasing stretch from 0 (where wcslib looks for it too); `None` where there is none.
+fn zpn_distance(p: &[f64], r: f64) -> Option<f64> {
+    let degree = p.iter().rposition(|&c| c != 0.0)?;
+    let value = |zd: f64| p[..=degree].iter().rev().fold(0.0, |acc, &c| acc * zd + c);
+    let slope = |zd: f64| (1..=degree).rev().fold(0.0, |acc, m| acc * zd + m as f64 * p[m]);
+    if degree == 0 || p[1] <= 0.0 {
+        return None;
+    }
+    // The end of the increasing stretch: the first zero of the slope (1° steps, then
+    // halving), else π.
+    let mut top = std::f64::consts::PI;
+    if let Some(j) = (1..=180).find(|&j| slope((j as f64).to_radians()) <= 0.0) {
+        let (mut lo, mut hi) = (((j - 1) as f64).to_radians(), (j as f64).to_radians());
+        for _ in 0..100 {
+            let mid = 0.5 * (lo + hi);
+            if slope(mid) > 0.0 { lo = mid } else { hi = mid }
+        }
+        top = lo;
+    }
+    let tol = 1e-13;
+    if r < value(0.0) - tol || r > value(top) + tol {
+        return None;
+    }
+    let (mut lo, mut hi) = (0.0, top);
+    for _ in 0..200 {
+        let mid = 0.5 * (lo + hi);
+        if value(mid) < r { lo = mid } else { hi = mid }
+    }
+    Some(0.5 * (lo + hi))
+}
+
+/// Celestial longitude and latitude (degrees) of native (`phi`, `theta`) for a zenithal
+/// projection whose reference point is (`a0`, `d0`) with the native pole there.
+fn celestial(phi: f64, theta: f64, a0: f64, d0: f64, lonpole: f64) -> (f64, f64) {
+    let (st, ct) = theta.to_radians().sin_cos();
+    let (sd, cd) = d0.to_radians().sin_cos();
+    let (sp, cp) = (phi - lonpole).to_radians().sin_cos();
+    let lat = (st * sd + ct * cd * cp).clamp(-1.0, 1.0).asin().to_degrees();
+    let lon = a0 + (-ct * sp).atan2(st * cd - ct * sd * cp).to_degrees();
+    (lon, lat)
+}
+
+/// The `wcs` crate's deprojection of image pixel `at` for the projections in `OTHER`,
+/// given only a CD matrix: longitude and latitude in degrees, in the axes' own frame.
+fn crate_lonlat(c1: &str, c2: &str, crpix: [f64; 2], crval: [f64; 2], cd: [f64; 4], at: [f64; 2], size: [usize; 2]) -> Result<(f64, f64), Reason> {
+    let mut params = Map::new();
+    params.insert("NAXIS".into(), Value::from(2));
+    // Equatorial axes: the crate turns galactic ones into ICRS itself, which `centre` does.
+    params.insert("CTYPE1".into(), Value::from(format!("RA---{}", &c1[5..8])));
+    params.insert("CTYPE2".into(), Value::from(format!("DEC--{}", &c2[5..8])));
+    for (k, x) in [("CRPIX1", crpix[0]), ("CRPIX2", crpix[1]), ("CRVAL1", crval[0]), ("CRVAL2", crval[1]), ("CD1_1", cd[0]), ("CD1_2", cd[1]), ("CD2_1", cd[2]), ("CD2_2", cd[3])] {
+        params.insert(k.into(), Value::from(x));
+    }
+    let params: wcs::WCSParams =
+        serde_json::from_value(Value::Object(params)).map_err(|e| format!("its WCS keywords cannot be read ({e})"))?;
+    let (w, h) = (size[0] as i64, size[1] as i64);
+    // The crate asserts on some parameters: a bad header costs the position, never the image.
+    let at = std::panic::catch_unwind(|| {
+        let proj = wcs::WCSProj::new(w, h, &params).map_err(|e| format!("its WCS is not usable ({e})"))?;
+        Ok::<_, Reason>(proj.unproj_lonlat(&wcs::ImgXY::new(at[0], at[1])))
+    })
+    .map_err(|_| "its WCS keywords could not be interpreted".to_string())??;
+    let Some(at) = at else { return Err("its centre is outside the projection's domain".into()) };
+    Ok((at.lon().to_degrees(), at.lat().to_degrees()))
 }
 
 /// The CD matrix (CD1_1, CD1_2, CD2_1, CD2_2) as wcslib reads a header: PCi_j (missing
@@ -433,6 +625,111 @@ mod tests {
     }
 
     #[test]
+    fn survey_projections_agree_with_astropy() {
+        // References: astropy 8.0.2 (wcslib), `WCS(header).all_pix2world` at the centre,
+        // origin 1, 80 × 60 pixels unless said.
+        let with = |base: &[(&'static str, &'static str)], extra: &[(&'static str, &'static str)]| {
+            let mut h = base.to_vec();
+            h.extend_from_slice(extra);
+            header(&h)
+        };
+        // VISTA's VIRCAM: ZPN with its cubic and quintic terms, the reference point far off.
+        let zpn = [
+            ("CTYPE1", "'RA---ZPN'"),
+            ("CTYPE2", "'DEC--ZPN'"),
+            ("CRVAL1", "53.1"),
+            ("CRVAL2", "-27.8"),
+            ("CRPIX1", "-3000.0"),
+            ("CRPIX2", "2000.0"),
+            ("CD1_1", "-9.5E-5"),
+            ("CD2_2", "9.5E-5"),
+            ("PV2_1", "1.0"),
+            ("PV2_3", "44.0"),
+        ];
+        close(centre(&with(&zpn, &[("PV2_5", "-10300.0")]), 80, 60).unwrap().unwrap(), (52.77341383, -27.98642524));
+        close(centre(&with(&zpn, &[("PV2_0", "0.001")]), 80, 60).unwrap().unwrap(), (52.82773579, -27.9555145));
+        // ZPN without coefficients has no inverse (wcslib refuses it too).
+        assert!(centre(&header(&zpn[..8]), 80, 60).unwrap_err().contains("ZPN"));
+        // DECam's community pipeline (TPV) and SCAMP's TAN with the same PV cards, which
+        // wcslib reads as TPV: the same place.
+        let tan = [
+            ("CRVAL1", "53.1"),
+            ("CRVAL2", "-27.8"),
+            ("CRPIX1", "-400.0"),
+            ("CRPIX2", "900.0"),
+            ("CD1_1", "-7.3E-5"),
+            ("CD2_2", "7.3E-5"),
+            ("PV1_1", "1.0"),
+            ("PV1_4", "2.1E-3"),
+            ("PV1_5", "-1.2E-3"),
+            ("PV1_6", "4E-4"),
+            ("PV1_7", "-0.3"),
+            ("PV2_1", "1.0"),
+            ("PV2_4", "1.5E-3"),
+            ("PV2_5", "8E-4"),
+            ("PV2_6", "-1.1E-3"),
+            ("PV2_7", "0.2"),
+        ];
+        let tpv = with(&tan, &[("CTYPE1", "'RA---TPV'"), ("CTYPE2", "'DEC--TPV'")]);
+        close(centre(&tpv, 80, 60).unwrap().unwrap(), (53.0636393, -27.86351331));
+        let scamp = with(&tan, &[("CTYPE1", "'RA---TAN'"), ("CTYPE2", "'DEC--TAN'")]);
+        close(centre(&scamp, 80, 60).unwrap().unwrap(), (53.0636393, -27.86351331));
+        // TPV without its linear terms would put every pixel at one point.
+        let flat = with(&tan[..6], &[("CTYPE1", "'RA---TPV'"), ("CTYPE2", "'DEC--TPV'")]);
+        assert!(centre(&flat, 80, 60).unwrap_err().contains("singular"));
+        // Radio: NCP (old synthesis images), and SIN with slant parameters.
+        let ncp = with(&tan[..6], &[("CTYPE1", "'RA---NCP'"), ("CTYPE2", "'DEC--NCP'")]);
+        let mut ncp40 = ncp.clone();
+        ncp40.insert("CRVAL2".into(), Value::from(40.0));
+        close(centre(&ncp40, 80, 60).unwrap().unwrap(), (53.05806166, 39.9364662));
+        let mut ncp0 = ncp;
+        ncp0.insert("CRVAL2".into(), Value::from(0.0));
+        assert!(centre(&ncp0, 80, 60).unwrap_err().contains("NCP"));
+        let slant = header(&[
+            ("CTYPE1", "'RA---SIN'"),
+            ("CTYPE2", "'DEC--SIN'"),
+            ("CRVAL1", "201.0"),
+            ("CRVAL2", "-50.0"),
+            ("CRPIX1", "-200.0"),
+            ("CRPIX2", "300.0"),
+            ("CDELT1", "-0.004"),
+            ("CDELT2", "0.004"),
+            ("PV2_1", "0.1"),
+            ("PV2_2", "0.2"),
+        ]);
+        close(centre(&slant, 128, 128).unwrap().unwrap(), (199.31818607, -50.9336467));
+        // LONPOLE, and the pole as the reference point (LONPOLE then 0 by default).
+        let stg = header(&[
+            ("CTYPE1", "'RA---STG'"),
+            ("CTYPE2", "'DEC--STG'"),
+            ("CRVAL1", "80.0"),
+            ("CRVAL2", "20.0"),
+            ("CRPIX1", "-50.0"),
+            ("CRPIX2", "90.0"),
+            ("CD1_1", "-0.01"),
+            ("CD2_2", "0.01"),
+            ("LONPOLE", "170.0"),
+        ]);
+        close(centre(&stg, 80, 60).unwrap().unwrap(), (79.16542647, 19.25497062));
+        let pole = header(&[
+            ("CTYPE1", "'RA---ARC'"),
+            ("CTYPE2", "'DEC--ARC'"),
+            ("CRVAL1", "123.0"),
+            ("CRVAL2", "90.0"),
+            ("CRPIX1", "-30.0"),
+            ("CRPIX2", "80.0"),
+            ("CD1_1", "-0.003"),
+            ("CD2_2", "0.003"),
+        ]);
+        close(centre(&pole, 80, 60).unwrap().unwrap(), (248.07375449, 89.74157303));
+        // An alternate description's cards (PV1_1A) and another axis's (PV3_1) change nothing.
+        let plain = centre(&header(&m51()), 512, 512).unwrap().unwrap();
+        let mut h = m51();
+        h.extend_from_slice(&[("PV1_1A", "1.0"), ("PV3_1", "7.0")]);
+        close(centre(&header(&h), 512, 512).unwrap().unwrap(), plain);
+    }
+
+    #[test]
     fn what_the_crate_gets_wrong_gives_no_position() {
         let m = |change: &[(&'static str, &'static str)]| {
             let mut h = m51();
@@ -445,7 +742,9 @@ mod tests {
             assert!(e.contains(why), "{change:?}: {e}");
         };
         refused(&[("PV1_1", "1.0")], "PV1_1");
-        refused(&[("CTYPE1", "'RA---TPV'"), ("CTYPE2", "'DEC--TPV'")], "TPV is not supported");
+        refused(&[("PV1_1", "0.0"), ("PV1_2", "90.0")], "PV1_1");
+        refused(&[("PV1_5", "0.0"), ("CTYPE1", "'RA---TAN-SIP'"), ("CTYPE2", "'DEC--TAN-SIP'")], "both SIP and TPV");
+        refused(&[("CTYPE1", "'RA---AZP'"), ("CTYPE2", "'DEC--AZP'")], "AZP is not supported");
         refused(&[("CTYPE1", "'RA---COP'"), ("CTYPE2", "'DEC--COP'")], "COP is not supported");
         refused(&[("CTYPE2", "'DEC--SIN'")], "different projections");
         refused(&[("CUNIT1", "'arcsec'")], "only degrees");

@@ -353,6 +353,55 @@ fn real_fits_files_are_placed_on_the_sky_by_their_wcs() {
 }
 
 #[test]
+fn survey_distortions_and_projections_are_placed_as_astropy_places_them() {
+    let s = Site::new();
+    // DECam's community pipeline (TPV), the same cards under SCAMP's TAN, and VISTA's ZPN;
+    // reference pixels far off, so the distortion moves the centre (TPV against plain TAN:
+    // 0.17").
+    let decam = |ctype1: &'static str, ctype2: &'static str| {
+        let mut h = image(0)
+            .with("CTYPE1", V::S(ctype1))
+            .with("CTYPE2", V::S(ctype2))
+            .with("CRPIX1", V::F(-400.0))
+            .with("CRPIX2", V::F(900.0))
+            .with("CRVAL1", V::F(53.1))
+            .with("CRVAL2", V::F(-27.8))
+            .with("CD1_1", V::F(-7.3e-5))
+            .with("CD2_2", V::F(7.3e-5));
+        for (k, v) in [("PV1_1", 1.0), ("PV1_4", 2.1e-3), ("PV1_5", -1.2e-3), ("PV1_6", 4e-4), ("PV1_7", -0.3)] {
+            h = h.with(k, V::F(v));
+        }
+        for (k, v) in [("PV2_1", 1.0), ("PV2_4", 1.5e-3), ("PV2_5", 8e-4), ("PV2_6", -1.1e-3), ("PV2_7", 0.2)] {
+            h = h.with(k, V::F(v));
+        }
+        h
+    };
+    s.fits("decam-tpv.fits", &[decam("RA---TPV", "DEC--TPV")]);
+    s.fits("scamp-tan.fits", &[decam("RA---TAN", "DEC--TAN")]);
+    let vista = image(1)
+        .with("CTYPE1", V::S("RA---ZPN"))
+        .with("CTYPE2", V::S("DEC--ZPN"))
+        .with("CRPIX1", V::F(-3000.0))
+        .with("CRPIX2", V::F(2000.0))
+        .with("CRVAL1", V::F(53.1))
+        .with("CRVAL2", V::F(-27.8))
+        .with("CD1_1", V::F(-9.5e-5))
+        .with("CD2_2", V::F(9.5e-5))
+        .with("PV2_1", V::F(1.0))
+        .with("PV2_3", V::F(44.0))
+        .with("PV2_5", V::F(-10300.0));
+    s.fits("vista-zpn.fits", &[vista]);
+    s.build();
+    // astropy 8.0.2: `WCS(header).all_pix2world(8.5, 8.5, 1)`.
+    for (id, ra, dec) in [("decam-tpv.fits", 53.06627874, -27.86512357), ("scamp-tan.fits", 53.06627874, -27.86512357), ("vista-zpn.fits", 52.77684069, -27.98852235)] {
+        let meta = s.meta(id);
+        let (got_ra, got_dec) = (degrees(&meta, "ra"), degrees(&meta, "dec"));
+        assert!((got_ra - ra).abs() < 2e-6 && (got_dec - dec).abs() < 2e-6, "{id}: ({got_ra}, {got_dec}) against astropy's ({ra}, {dec})");
+        assert!(s.page(id).contains("<dt>Sky</dt>"), "{id}");
+    }
+}
+
+#[test]
 fn positions_from_headers_keep_other_exposures_of_a_field_out_of_the_neighbours() {
     let s = Site::new();
     // b.fits is a second exposure of a.fits's field: the same pixels, 0.4" away.
