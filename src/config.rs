@@ -489,7 +489,8 @@ pub struct Settings {
     /// `[fits] position`: each FITS image's place on the sky from its WCS (see `wcs`).
     pub fits_position: bool,
     /// What a FITS file's header is read for: `[fits] keywords`, then the position's two
-    /// fields (`wcs::RA`, `wcs::DEC`) with `[fits] position`. Empty: headers are not read.
+    /// fields and the image's size (`wcs::RA`, `wcs::DEC`, `wcs::FOV`) with `[fits] position`.
+    /// Empty: headers are not read.
     pub header_fields: Vec<String>,
     /// `[preprocess] channels` is in the config; else a 3-channel model gets "rgb".
     pub channels_set: bool,
@@ -1008,7 +1009,7 @@ pub fn resolve(
         cache,
         max_removed,
         encoder,
-        header_fields: fits_keywords.iter().cloned().chain(raw.fits.position.then_some([crate::wcs::RA, crate::wcs::DEC]).into_iter().flatten().map(String::from)).collect(),
+        header_fields: fits_keywords.iter().cloned().chain(raw.fits.position.then_some([crate::wcs::RA, crate::wcs::DEC, crate::wcs::FOV]).into_iter().flatten().map(String::from)).collect(),
         fits_keywords,
         fits_position: raw.fits.position,
         channels_set: pp.channels.is_some(),

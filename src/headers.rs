@@ -38,7 +38,7 @@ pub fn cache_key(keywords: &[String], hdu: &HduChoice) -> String {
     };
     // Positions are keyed by how they are worked out too: a reading that places more
     // headers (or places them otherwise) reads the headers again, once, and embeds nothing.
-    let position = match keywords.iter().any(|k| crate::wcs::is_position(k)) {
+    let position = match keywords.iter().any(|k| crate::wcs::is_sky(k)) {
         true => format!("|position=v{}", crate::wcs::VERSION),
         false => String::new(),
     };

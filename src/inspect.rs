@@ -77,7 +77,7 @@ impl Inspection {
         let fits = match &self.header {
             None => String::new(),
             Some(h) => {
-                let values: Vec<String> = h.values.iter().filter(|(k, _)| !crate::wcs::is_position(k)).map(|(k, v)| format!("\n  {k} = {v}")).collect();
+                let values: Vec<String> = h.values.iter().filter(|(k, _)| !crate::wcs::is_sky(k)).map(|(k, v)| format!("\n  {k} = {v}")).collect();
                 let keywords = match values.is_empty() {
                     true => "header keywords: none of [fits] keywords found".to_string(),
                     false => format!("header keywords (from that HDU, else the primary HDU):{}", values.concat()),
@@ -85,9 +85,12 @@ impl Inspection {
                 // What a build does with the position is `[fits] position`'s to say; the
                 // header says it either way.
                 let position = match &h.position {
-                    Ok(Some((ra, dec))) => format!(
-                        "{} (RA {ra:.6}, Dec {dec:.6}, degrees, ICRS): the centre, from that HDU's WCS",
-                        crate::wcs::sexagesimal(*ra, *dec)
+                    Ok(Some(p)) => format!(
+                        "{} (RA {:.6}, Dec {:.6}, degrees, ICRS): the centre, from that HDU's WCS{}",
+                        crate::wcs::sexagesimal(p.ra, p.dec),
+                        p.ra,
+                        p.dec,
+                        p.fov.map(|f| format!("; {}° across", crate::wcs::significant(f, 4))).unwrap_or_default()
                     ),
                     Ok(None) => "none (that HDU has no celestial WCS)".to_string(),
                     Err(why) => format!("none: {why}"),

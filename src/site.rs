@@ -316,18 +316,32 @@ struct ItemCtx<'a> {
 
 /// An item's place on the sky for its page: sexagesimal text, and decimal degrees for the
 /// links to SIMBAD and Aladin around it (digits, a point and a minus: nothing to escape in
-/// HTML or in a URL).
+/// HTML or in a URL), sized to the image where its WCS says how far it reaches.
 #[derive(Serialize)]
 struct Sky {
     text: String,
     ra: String,
     dec: String,
+    /// SIMBAD's search radius, arcminutes: the image's half-diagonal (2′ when not known).
+    radius: String,
+    /// Aladin Lite's field of view, degrees: the image and some sky around it (0.25°).
+    fov: String,
 }
 
 impl Sky {
-    fn of(ra: Option<f64>, dec: Option<f64>) -> Option<Sky> {
+    /// `fov`: how far the image reaches across (`meta.fov`), degrees.
+    fn of(ra: Option<f64>, dec: Option<f64>, fov: Option<f64>) -> Option<Sky> {
         let (ra, dec) = ra.zip(dec).filter(|(r, d)| r.is_finite() && d.is_finite() && d.abs() <= 90.0)?;
-        Some(Sky { text: crate::wcs::sexagesimal(ra, dec), ra: format!("{:.6}", ra.rem_euclid(360.0)), dec: format!("{dec:.6}") })
+        let fov = fov.filter(|f| f.is_finite() && *f > 0.0);
+        let radius = fov.map_or(2.0, |f| (f / 2.0 * std::f64::consts::SQRT_2 * 60.0).clamp(0.1, 60.0));
+        let view = fov.map_or(0.25, |f| (f * 1.5).clamp(1.0 / 60.0, 180.0));
+        Some(Sky {
+            text: crate::wcs::sexagesimal(ra, dec),
+            ra: format!("{:.6}", ra.rem_euclid(360.0)),
+            dec: format!("{dec:.6}"),
+            radius: crate::wcs::significant(radius, 3),
+            fov: crate::wcs::significant(view, 3),
+        })
     }
 }
 
@@ -566,7 +580,7 @@ fn item_page<'a>(site: &'a SiteCtx<'a>, input: &'a Input<'a>, i: usize, overview
             outlier_band,
             cluster_id,
             map,
-            sky: Sky::of(it.ra, it.dec),
+            sky: Sky::of(it.ra, it.dec, it.meta.iter().find(|(k, _)| k == crate::wcs::FOV).and_then(|(_, v)| v.parse().ok())),
         },
         neighbours,
         inside,

@@ -21,8 +21,18 @@ pub const DEC: &str = "dec";
 
 /// The version of how positions are worked out, part of the header cache's key: raised
 /// whenever a header would be given a position it was not given before, or another one
-/// (2: TPV, SCAMP's TAN with PV cards, ZPN, NCP and slanted SIN, session 28).
-pub const VERSION: u32 = 2;
+/// (2: TPV, SCAMP's TAN with PV cards, ZPN, NCP and slanted SIN; 3: the field of view;
+/// session 28).
+pub const VERSION: u32 = 3;
+
+/// The name of how far the image reaches on the sky, degrees (`Place::fov`), beside the
+/// position among its header values and in its `meta`.
+pub const FOV: &str = "fov";
+
+/// Whether `field` is one of the fields worked out from the WCS (`RA`, `DEC`, `FOV`).
+pub fn is_sky(field: &str) -> bool {
+    is_position(field) || field == FOV
+}
 
 /// Whether `field` is one of the position's two (`RA`, `DEC`).
 pub fn is_position(field: &str) -> bool {
@@ -44,6 +54,17 @@ pub fn card_value(raw: &str) -> Option<Value> {
         return Some(Value::from(i));
     }
     crate::decode::fits_number(raw).filter(|f| f.is_finite()).map(Value::from)
+}
+
+/// Where an image is on the sky.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Place {
+    /// Its centre pixel's ICRS right ascension and declination, degrees.
+    pub ra: f64,
+    pub dec: f64,
+    /// How far it reaches across, the longer way (between the middles of opposite edges),
+    /// degrees; `None` where an edge is off the projection.
+    pub fov: Option<f64>,
 }
 
 /// Why an image has no position although its header has celestial axes.
@@ -71,8 +92,8 @@ fn pv_card(key: &str) -> Option<(u32, u32)> {
     (digits(i) && digits(m)).then(|| (i.parse().unwrap_or(0), m.parse().unwrap_or(0)))
 }
 
-/// The ICRS right ascension and declination, in degrees, of the centre of a `width` ×
-/// `height` image whose header holds `cards` (keyword → value, as `card_value` gives them;
+/// Where a `width` × `height` image whose header holds `cards` is on the sky (its centre's
+/// ICRS right ascension and declination, and how far it reaches) (keyword → value, as `card_value` gives them;
 /// `Null` for a value it could not read). `Ok(None)`: the header has no celestial WCS (no
 /// CTYPE1/2, pixel or linear axes). `Err`: it has one that cannot be used (among them no
 /// CRVAL1/2, or the equatorial placeholder CRVAL1 = CRVAL2 = 0), and why.
@@ -80,7 +101,7 @@ fn pv_card(key: &str) -> Option<(u32, u32)> {
 /// The linear part (CD; else PC and CDELT; else CDELT and CROTA2, missing elements as the
 /// standard sets them), SIP and TPV distortions and the zenithal projections are worked out
 /// here; for the others the crate is given a CD matrix and the projection only.
-pub fn centre(cards: &Map<String, Value>, width: usize, height: usize) -> Result<Option<(f64, f64)>, Reason> {
+pub fn place(cards: &Map<String, Value>, width: usize, height: usize) -> Result<Option<Place>, Reason> {
     let text = |k: &str| cards.get(k).and_then(Value::as_str).map(str::trim);
     let (Some(c1), Some(c2)) = (text("CTYPE1"), text("CTYPE2")) else { return Ok(None) };
     let axis = |c: &str| c.split('-').next().unwrap_or("").to_ascii_uppercase();
@@ -173,52 +194,80 @@ pub fn centre(cards: &Map<String, Value>, width: usize, height: usize) -> Result
         return Err("its pixel-to-sky matrix (CD, or PC and CDELT) is singular".into());
     }
     let (p1, p2) = (number("CRPIX1")?.unwrap_or(0.0), number("CRPIX2")?.unwrap_or(0.0));
-    // FITS pixels count from 1 at the first pixel's centre.
-    let (mut u, mut v) = ((width as f64 + 1.0) / 2.0 - p1, (height as f64 + 1.0) / 2.0 - p2);
-    if sip {
-        (u, v) = (u + polynomial(&number, "A", u, v)?, v + polynomial(&number, "B", u, v)?);
-    }
-    let (lon, lat) = if zenithal {
-        // Intermediate world coordinates, degrees.
-        let (mut x, mut y) = (cd[0] * u + cd[1] * v, cd[2] * u + cd[3] * v);
-        let coefficient = |i: u32, m: usize| number(&format!("PV{i}_{m}")).map(|c| c.unwrap_or(0.0));
-        if code == "TPV" {
-            let (c1, c2): (Vec<f64>, Vec<f64>) =
-                ((0..TPV_TERMS).map(|m| coefficient(1, m)).collect::<Result<_, _>>()?, (0..TPV_TERMS).map(|m| coefficient(2, m)).collect::<Result<_, _>>()?);
-            // ξ's polynomial is in (x, y), η's in (y, x); a missing coefficient is 0, as wcslib reads them.
+    let coefficient = |i: u32, m: usize| number(&format!("PV{i}_{m}")).map(|c| c.unwrap_or(0.0));
+    // TPV's two polynomials: ξ's in (x, y), η's in (y, x); a missing coefficient is 0, as
+    // wcslib reads them. Then the gnomonic projection.
+    let tpv_terms = match code == "TPV" {
+        true => {
+            let c1: Vec<f64> = (0..TPV_TERMS).map(|m| coefficient(1, m)).collect::<Result<_, _>>()?;
+            let c2: Vec<f64> = (0..TPV_TERMS).map(|m| coefficient(2, m)).collect::<Result<_, _>>()?;
             if c1[1] * c2[1] - c1[2] * c2[2] == 0.0 {
                 return Err("its TPV distortion's linear terms (PV1_1, PV1_2, PV2_1, PV2_2) are singular".into());
             }
-            (x, y) = (tpv(&c1, x, y), tpv(&c2, y, x));
             code = "TAN".into();
+            Some((c1, c2))
         }
-        let slant = match code.as_str() {
-            "SIN" => (coefficient(2, 1)?, coefficient(2, 2)?),
-            // NCP is SIN with ξ = 0, η = cot δ0 (wcslib's translation).
-            "NCP" if d0 == 0.0 => return Err("its NCP projection is undefined at CRVAL2 = 0".into()),
-            "NCP" => (0.0, 1.0 / d0.to_radians().tan()),
-            _ => (0.0, 0.0),
+        false => None,
+    };
+    let slant = match code.as_str() {
+        "SIN" => (coefficient(2, 1)?, coefficient(2, 2)?),
+        // NCP is SIN with ξ = 0, η = cot δ0 (wcslib's translation).
+        "NCP" if d0 == 0.0 => return Err("its NCP projection is undefined at CRVAL2 = 0".into()),
+        "NCP" => (0.0, 1.0 / d0.to_radians().tan()),
+        _ => (0.0, 0.0),
+    };
+    let zpn: Vec<f64> = if code == "ZPN" { (0..=20).map(|m| coefficient(2, m)).collect::<Result<_, _>>()? } else { Vec::new() };
+    // The native longitude of the celestial pole: 180° unless the reference point is the
+    // pole itself (the standard's default, as wcslib sets it).
+    let lonpole = number("LONPOLE")?.unwrap_or(if d0 < 90.0 { 180.0 } else { 0.0 });
+    // The ICRS place of the FITS pixel (`px`, `py`), which count from 1 at the first
+    // pixel's centre.
+    let deproject = |px: f64, py: f64| -> Result<(f64, f64), Reason> {
+        let (mut u, mut v) = (px - p1, py - p2);
+        if sip {
+            (u, v) = (u + polynomial(&number, "A", u, v)?, v + polynomial(&number, "B", u, v)?);
+        }
+        let (lon, lat) = if zenithal {
+            // Intermediate world coordinates, degrees.
+            let (mut x, mut y) = (cd[0] * u + cd[1] * v, cd[2] * u + cd[3] * v);
+            if let Some((c1, c2)) = &tpv_terms {
+                (x, y) = (tpv(c1, x, y), tpv(c2, y, x));
+            }
+            let (phi, theta) = native(&code, x, y, slant, &zpn)?;
+            celestial(phi, theta, a0, d0, lonpole)
+        } else {
+            crate_lonlat(c1, c2, [p1, p2], [a0, d0], cd, [px, py], [width, height])?
         };
-        let zpn: Vec<f64> = if code == "ZPN" { (0..=20).map(|m| coefficient(2, m)).collect::<Result<_, _>>()? } else { Vec::new() };
-        let (phi, theta) = native(&code, x, y, slant, &zpn)?;
-        // The native longitude of the celestial pole: 180° unless the reference point is
-        // the pole itself (the standard's default, as wcslib sets it).
-        let lonpole = number("LONPOLE")?.unwrap_or(if d0 < 90.0 { 180.0 } else { 0.0 });
-        celestial(phi, theta, a0, d0, lonpole)
-    } else {
-        crate_lonlat(c1, c2, [p1, p2], [a0, d0], cd, [p1 + u, p2 + v], [width, height])?
+        let (ra, dec) = if galactic {
+            let icrs = wcs::coo_system::CooSystem::GALACTIC.to_icrs(wcs::LonLat::new(lon.to_radians(), lat.to_radians()));
+            (icrs.lon().to_degrees(), icrs.lat().to_degrees())
+        } else {
+            (lon, lat)
+        };
+        let ra = ra.rem_euclid(360.0);
+        if !ra.is_finite() || !dec.is_finite() || dec.abs() > 90.0 + 1e-9 {
+            return Err(format!("its WCS gives no valid position (RA {ra}, Dec {dec})"));
+        }
+        Ok((if ra >= 360.0 { 0.0 } else { ra }, dec.clamp(-90.0, 90.0)))
     };
-    let (ra, dec) = if galactic {
-        let icrs = wcs::coo_system::CooSystem::GALACTIC.to_icrs(wcs::LonLat::new(lon.to_radians(), lat.to_radians()));
-        (icrs.lon().to_degrees(), icrs.lat().to_degrees())
-    } else {
-        (lon, lat)
-    };
-    let ra = ra.rem_euclid(360.0);
-    if !ra.is_finite() || !dec.is_finite() || dec.abs() > 90.0 + 1e-9 {
-        return Err(format!("its WCS gives no valid position (RA {ra}, Dec {dec})"));
-    }
-    Ok(Some((if ra >= 360.0 { 0.0 } else { ra }, dec.clamp(-90.0, 90.0))))
+    let (w, h) = (width as f64, height as f64);
+    let (ra, dec) = deproject((w + 1.0) / 2.0, (h + 1.0) / 2.0)?;
+    // Across the image between the middles of opposite edges, the longer way; none where an
+    // edge is off the projection (an all-sky map's).
+    let across = |a: (f64, f64), b: (f64, f64)| Some(separation(deproject(a.0, a.1).ok()?, deproject(b.0, b.1).ok()?));
+    let fov = across((0.5, (h + 1.0) / 2.0), (w + 0.5, (h + 1.0) / 2.0))
+        .zip(across(((w + 1.0) / 2.0, 0.5), ((w + 1.0) / 2.0, h + 0.5)))
+        .map(|(a, b)| a.max(b))
+        .filter(|f| f.is_finite() && *f > 0.0);
+    Ok(Some(Place { ra, dec, fov }))
+}
+
+/// The angle between two places (RA and Dec, degrees), in degrees.
+fn separation(a: (f64, f64), b: (f64, f64)) -> f64 {
+    let (d1, d2) = (a.1.to_radians(), b.1.to_radians());
+    let (dd, da) = ((d2 - d1) / 2.0, (b.0 - a.0).to_radians() / 2.0);
+    let hav = dd.sin().powi(2) + d1.cos() * d2.cos() * da.sin().powi(2);
+    (2.0 * hav.sqrt().min(1.0).asin()).to_degrees()
 }
 
 /// TPV's polynomial with coefficients `c` at (`x`, `y`), degrees.
@@ -423,6 +472,19 @@ fn frame_is_icrs(radesys: Option<&str>, equinox: Option<f64>) -> Result<(), Reas
     }
 }
 
+/// `x` to `digits` significant digits, without trailing zeros: `0.1422`, `2.5`, `12`.
+pub fn significant(x: f64, digits: i32) -> String {
+    if x == 0.0 || !x.is_finite() {
+        return "0".into();
+    }
+    let decimals = (digits - 1 - x.abs().log10().floor() as i32).clamp(0, 17) as usize;
+    let s = format!("{x:.decimals$}");
+    match s.contains('.') {
+        true => s.trim_end_matches('0').trim_end_matches('.').to_string(),
+        false => s,
+    }
+}
+
 /// `ra` and `dec` (degrees) as astronomers write them: `13:29:52.82 +47:11:40.8` (hours,
 /// minutes and seconds of time to 0.01 s; degrees, arcminutes and arcseconds to 0.1").
 /// Rounded as a whole, so no field ever reads 60.
@@ -446,6 +508,11 @@ pub fn sexagesimal(ra: f64, dec: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `place`'s centre.
+    fn centre(cards: &Map<String, Value>, width: usize, height: usize) -> Result<Option<(f64, f64)>, Reason> {
+        place(cards, width, height).map(|p| p.map(|p| (p.ra, p.dec)))
+    }
 
     fn header(cards: &[(&str, &str)]) -> Map<String, Value> {
         cards.iter().filter_map(|(k, v)| card_value(v).map(|v| (k.to_string(), v))).collect()
@@ -473,6 +540,43 @@ mod tests {
     fn close(got: (f64, f64), want: (f64, f64)) {
         let d = ((got.0 - want.0) * want.1.to_radians().cos()).hypot(got.1 - want.1) * 3600.0;
         assert!(d < 0.01, "{got:?} is {d}\" from {want:?}");
+    }
+
+    #[test]
+    fn how_far_an_image_reaches_agrees_with_astropy() {
+        // astropy 8.0.2: the larger of the separations between the middles of opposite
+        // edges (pixels 0.5 and n + 0.5).
+        let fov = |cards: &Map<String, Value>, w, h| place(cards, w, h).unwrap().unwrap().fov.unwrap();
+        assert!((fov(&header(&m51()), 512, 512) / 0.1090405798 - 1.0).abs() < 1e-6);
+        let zpn = header(&[
+            ("CTYPE1", "'RA---ZPN'"),
+            ("CTYPE2", "'DEC--ZPN'"),
+            ("CRVAL1", "53.1"),
+            ("CRVAL2", "-27.8"),
+            ("CRPIX1", "-3000.0"),
+            ("CRPIX2", "2000.0"),
+            ("CD1_1", "-9.5E-5"),
+            ("CD2_2", "9.5E-5"),
+            ("PV2_1", "1.0"),
+            ("PV2_3", "44.0"),
+            ("PV2_5", "-10300.0"),
+        ]);
+        assert!((fov(&zpn, 80, 60) / 0.0075715302 - 1.0).abs() < 1e-6);
+        // An all-sky map's edges are off the projection past ±180°: no size, the centre still.
+        let car = header(&[("CTYPE1", "'RA---CAR'"), ("CTYPE2", "'DEC--CAR'"), ("CRVAL1", "180.0"), ("CRVAL2", "0.0"), ("CRPIX1", "200.5"), ("CRPIX2", "90.5"), ("CDELT1", "-1.0"), ("CDELT2", "1.0")]);
+        let p = place(&car, 400, 180).unwrap().unwrap();
+        assert!((p.ra - 180.0).abs() < 1e-9 && p.fov.is_none(), "{p:?}");
+    }
+
+    #[test]
+    fn significant_digits() {
+        assert_eq!(significant(0.1090405798, 4), "0.109");
+        assert_eq!(significant(0.16356, 3), "0.164");
+        assert_eq!(significant(4.6262, 3), "4.63");
+        assert_eq!(significant(60.0, 3), "60");
+        assert_eq!(significant(123456.0, 3), "123456");
+        assert_eq!(significant(2.5e-5, 2), "0.000025");
+        assert_eq!(significant(0.0, 3), "0");
     }
 
     #[test]

@@ -339,6 +339,10 @@ fn real_fits_files_are_placed_on_the_sky_by_their_wcs() {
     }
     let m51 = s.page(&id("m51/m51-iraf-devpix.fits"));
     assert!(m51.contains("13:29:52.82 +47:11:40.8") && m51.contains("Coord=202.470074+47.194658"), "{m51}");
+    // The links are sized to the image: 0.109° across (astropy), so SIMBAD within its
+    // half-diagonal (4.62′, from the 0.109° kept) and Aladin over 1.5 times its width.
+    assert_eq!(s.meta(&id("m51/m51-iraf-devpix.fits"))["fov"], "0.109");
+    assert!(m51.contains("&Radius=4.62&Radius.unit=arcmin\" title=\"Objects within 4.62 arcmin in SIMBAD\"") && m51.contains("&fov=0.164\""), "{m51}");
     for rel in unplaced {
         let meta = s.meta(&id(rel));
         assert!(meta.get("ra").is_none() && meta.get("dec").is_none(), "{rel}: {meta}");
@@ -347,7 +351,7 @@ fn real_fits_files_are_placed_on_the_sky_by_their_wcs() {
     // `inspect` says where, or why not.
     let (code, out, err) = run(&s.root, &["inspect", "archive/m51/m51-iraf-devpix.fits"]);
     assert_eq!(code, 0, "{err}");
-    assert!(out.contains("sky: 13:29:52.82 +47:11:40.8 (RA 202.470074, Dec 47.194658, degrees, ICRS)"), "{out}");
+    assert!(out.contains("sky: 13:29:52.82 +47:11:40.8 (RA 202.470074, Dec 47.194658, degrees, ICRS): the centre, from that HDU's WCS; 0.109° across"), "{out}");
     let (_, out, _) = run(&s.root, &["inspect", "archive/eso-midas/ccd-galaxy-north.fits"]);
     assert!(out.contains("sky: none (that HDU has no celestial WCS)"), "{out}");
 }

@@ -196,19 +196,21 @@ impl<'a> MemFits<'a> {
     /// primary HDU's (OBJECT and DATE-OBS often sit only there, with the image in an
     /// extension). In the order asked for; keywords in neither are left out. Moves to the
     /// primary HDU when it looks there.
-    /// The fields `wcs::RA` and `wcs::DEC` are the image's position (see `position`), from
-    /// its own HDU only: a WCS describes the pixels of the HDU it is in.
+    /// The fields `wcs::RA`, `wcs::DEC` and `wcs::FOV` are the image's place (see
+    /// `position`), from its own HDU only: a WCS describes the pixels of the HDU it is in.
     fn keywords(&self, keywords: &[String]) -> Result<Header, FileError> {
-        let at = keywords.iter().any(|k| crate::wcs::is_position(k)).then(|| self.position().ok().flatten()).flatten();
+        let at = keywords.iter().any(|k| crate::wcs::is_sky(k)).then(|| self.position().ok().flatten()).flatten();
         self.keywords_at(keywords, at)
     }
 
-    /// `keywords`, with the image's position already worked out (`at`).
-    fn keywords_at(&self, keywords: &[String], at: Option<(f64, f64)>) -> Result<Header, FileError> {
-        let sky = crate::wcs::is_position;
+    /// `keywords`, with the image's place already worked out (`at`).
+    fn keywords_at(&self, keywords: &[String], at: Option<crate::wcs::Place>) -> Result<Header, FileError> {
+        let sky = crate::wcs::is_sky;
         let own = |k: &String| match k.as_str() {
-            crate::wcs::RA => at.map(|(ra, _)| format!("{ra:.6}")),
-            crate::wcs::DEC => at.map(|(_, dec)| format!("{dec:.6}")),
+            crate::wcs::RA => at.map(|p| format!("{:.6}", p.ra)),
+            crate::wcs::DEC => at.map(|p| format!("{:.6}", p.dec)),
+            // Four significant digits: a link's field of view, not a measurement.
+            crate::wcs::FOV => at.and_then(|p| p.fov).map(|f| crate::wcs::significant(f, 4)),
             _ => self.shown_value(k),
         };
         let mut found: Vec<Option<String>> = keywords.iter().map(own).collect();
@@ -270,11 +272,11 @@ impl<'a> MemFits<'a> {
         cards
     }
 
-    /// Where the image in the current HDU is on the sky: the ICRS position of its centre
-    /// from the HDU's celestial WCS (`wcs::centre`; `Err`: why a WCS there gives none).
+    /// Where the image in the current HDU is on the sky, from the HDU's celestial WCS
+    /// (`wcs::place`; `Err`: why a WCS there gives none).
     /// An extension with `INHERIT = T` takes the frame cards it lacks from the primary
     /// header (where a pipeline may have written RADESYS = 'FK4').
-    fn position(&self) -> Result<Option<(f64, f64)>, String> {
+    fn position(&self) -> Result<Option<crate::wcs::Place>, String> {
         let axes = self.axes().map_err(|e| e.to_string())?;
         let [w, h, ..] = axes[..] else { return Ok(None) };
         if w <= 0 || h <= 0 {
@@ -295,7 +297,7 @@ impl<'a> MemFits<'a> {
                 }
             }
         }
-        crate::wcs::centre(&cards, w as usize, h as usize)
+        crate::wcs::place(&cards, w as usize, h as usize)
     }
 
     /// Byte offset where the current HDU's data ends, unpadded, from the FITS standard's
@@ -583,7 +585,7 @@ pub struct HeaderRead {
     /// The keywords asked for (see [`MemFits::keywords`]).
     pub values: Header,
     /// The image's place on the sky from its HDU's WCS, or why there is none.
-    pub position: Result<Option<(f64, f64)>, String>,
+    pub position: Result<Option<crate::wcs::Place>, String>,
 }
 
 /// Reads the header of the HDU a decode would read the image from, and the `keywords`,

@@ -121,16 +121,22 @@ pub(super) fn write(page: &ItemPage) -> Vec<u8> {
     if let Some(sky) = &it.sky {
         o.push_str("<dt>Sky</dt><dd class=sky>");
         esc(o, &sky.text);
-        for (head, tail) in [
-            (" <a href=\"https://simbad.cds.unistra.fr/simbad/sim-coo?Coord=", "&Radius=2&Radius.unit=arcmin\" title=\"Objects within 2 arcmin in SIMBAD\" rel=external>SIMBAD</a>"),
-            (" <a href=\"https://aladin.cds.unistra.fr/AladinLite/?target=", "&fov=0.25\" title=\"This part of the sky in Aladin Lite\" rel=external>Aladin</a>"),
-        ] {
-            o.push_str(head);
+        let at = |o: &mut String| {
             esc(o, &sky.ra);
             o.push('+');
             esc(o, &sky.dec);
-            o.push_str(tail);
-        }
+        };
+        o.push_str(" <a href=\"https://simbad.cds.unistra.fr/simbad/sim-coo?Coord=");
+        at(o);
+        o.push_str("&Radius=");
+        esc(o, &sky.radius);
+        o.push_str("&Radius.unit=arcmin\" title=\"Objects within ");
+        esc(o, &sky.radius);
+        o.push_str(" arcmin in SIMBAD\" rel=external>SIMBAD</a> <a href=\"https://aladin.cds.unistra.fr/AladinLite/?target=");
+        at(o);
+        o.push_str("&fov=");
+        esc(o, &sky.fov);
+        o.push_str("\" title=\"This part of the sky in Aladin Lite\" rel=external>Aladin</a>");
         o.push_str("</dd>");
     }
     if it.outliers {
@@ -227,7 +233,7 @@ mod tests {
                     outlier_band: on(6).then_some("0.1 %").filter(|_| on(7)),
                     cluster_id: on(8).then_some(17),
                     map: on(7).then(|| ("12.5".to_string(), "99.0".to_string())),
-                    sky: super::super::Sky::of(on(2).then_some(202.470074), Some(-47.194658)),
+                    sky: super::super::Sky::of(on(2).then_some(202.470074), Some(-47.194658), on(3).then_some(0.1422)),
                 },
                 neighbours: if on(1) { list() } else { Vec::new() },
                 inside: if on(8) && on(3) { list() } else { Vec::new() },
