@@ -10,7 +10,8 @@
 //! /tmp/simsite-bench-<n>) and reused by later runs; the 1% added images are removed again at
 //! the start of each run so every run measures the same thing. Two +1% rebuilds follow the
 //! cold build: the first after it (which makes the site's second release tree), and the next
-//! night's (another 1%), which is what a nightly cron job costs from then on. The Python peer runs from the
+//! night's (another 1%), which is what a nightly cron job costs from then on. Then a night
+//! with nothing new (a telescope's day off), and another 1% the night after it. The Python peer runs from the
 //! benchmark venv (benches/setup_python.sh) and is skipped with a note when it is missing.
 
 use std::collections::HashSet;
@@ -182,6 +183,7 @@ fn main() -> Result<()> {
     let archive = work.join("archive");
     let added = archive.join("added");
     let added2 = archive.join("added-2");
+    let added3 = archive.join("added-3");
     std::fs::create_dir_all(&work)?;
 
     // The archive, generated once (a marker says it is whole).
@@ -194,8 +196,9 @@ fn main() -> Result<()> {
         println!("generated {} images in {:.1} s: {}", s.images + s.twins, t.elapsed().as_secs_f64(), archive.display());
         std::fs::write(&marker, b"")?;
     }
-    let _ = std::fs::remove_dir_all(&added);
-    let _ = std::fs::remove_dir_all(&added2);
+    for dir in [&added, &added2, &added3] {
+        let _ = std::fs::remove_dir_all(dir);
+    }
     let (n, archive_bytes) = tree_size(&archive);
     println!(
         "archive: {n} images, {:.1} MB, {}; model {}; {} cores",
@@ -233,6 +236,11 @@ fn main() -> Result<()> {
     generate(&tmp, &work.join("added-2.labels.csv"), &SynthOptions { n: extra, seed: 1_000_033, ..Default::default() })?;
     std::fs::rename(&tmp, &added2)?;
     let (inc2, _) = simsite_build(&run_dir, "plus-1pct-next-night")?;
+    // A night with nothing new, and another 1% the night after it.
+    let (idle, _) = simsite_build(&run_dir, "no-change")?;
+    generate(&tmp, &work.join("added-3.labels.csv"), &SynthOptions { n: extra, seed: 1_000_063, ..Default::default() })?;
+    std::fs::rename(&tmp, &added3)?;
+    let (inc3, _) = simsite_build(&run_dir, "plus-1pct-after-no-change")?;
 
     // Raw ONNX Runtime throughput of the same model and library, as the build loads it, on
     // pre-decoded tensors of (up to) 4,000 of the archive's images.
@@ -247,8 +255,9 @@ fn main() -> Result<()> {
 raw ONNX Runtime (simsite's encoder on {decoded} pre-decoded images): {raw_both}");
 
     // The Python stack on the same archive (with the 1% removed again) and model.
-    std::fs::remove_dir_all(&added)?;
-    std::fs::remove_dir_all(&added2)?;
+    for dir in [&added, &added2, &added3] {
+        std::fs::remove_dir_all(dir)?;
+    }
     let venv = a.venv_python.clone().unwrap_or_else(|| {
         PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/simsite/bench-venv/bin/python")
     });
@@ -300,6 +309,8 @@ raw ONNX Runtime (simsite's encoder on {decoded} pre-decoded images): {raw_both}
     println!("  simsite cold build         {:>8.1} s", cold.seconds);
     println!("  simsite +1% rebuild        {:>8.1} s   = {:.1}% of the cold build (target <= 10%): the first after it", inc.seconds, 100.0 * inc.seconds / cold.seconds);
     println!("  simsite +1% the next night {:>8.1} s   = {:.1}% of the cold build (target <= 10%)", inc2.seconds, 100.0 * inc2.seconds / cold.seconds);
+    println!("  simsite, nothing new       {:>8.1} s   = {:.1}% of the cold build", idle.seconds, 100.0 * idle.seconds / cold.seconds);
+    println!("  simsite +1% after that     {:>8.1} s   = {:.1}% of the cold build (target <= 10%)", inc3.seconds, 100.0 * inc3.seconds / cold.seconds);
     if let Some(embed) = cold_report.stages.iter().find(|s| s.name == "decode+embed") {
         let rate = embed.items as f64 / embed.seconds;
         println!("  embed stage {rate:>8.0} images/s = {:.2} of raw ONNX Runtime's {raw:.0} (target >= 0.90)", rate / raw);

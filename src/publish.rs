@@ -72,6 +72,11 @@ pub struct Release {
     /// The staging folder is an older release being brought up to date (else it started
     /// empty, and a path in it is known to be free).
     recycled: bool,
+    /// The staging folder is a release that was published whole (it came with its
+    /// manifest), not a killed build's: a file of it that nobody else links, with the size
+    /// and modification time of the served release's file, holds the same bytes (see
+    /// `keep_own`).
+    recycled_whole: bool,
     /// The staging folder, open from the start: syncing through it before the switch
     /// reports any write-back error of the build (see `sync_through`).
     watch: File,
@@ -361,6 +366,7 @@ impl Release {
             .filter(|(killed, _, _)| recycled && !killed)
             .and_then(|(_, _, dir)| std::fs::rename(manifest::path_of(&dir), &staging_manifest).ok())
             .map(|()| staging_manifest);
+        let recycled_whole = staging_manifest.is_some();
         if !recycled {
             std::fs::create_dir_all(&staging).with_context(|| {
                 format!("cannot create {}\n  fix: check free space and permissions in {}", staging.display(), parent.display())
@@ -432,6 +438,7 @@ impl Release {
             flusher: std::sync::OnceLock::new(),
             reaper: std::sync::OnceLock::new(),
             recycled,
+            recycled_whole,
             watch,
             lock_path,
             _lock: lock,
@@ -732,6 +739,33 @@ impl Release {
         })
     }
 
+    /// Keeps a file whose bytes equal the served file's (metadata `pm`) in the recycled
+    /// copy at `path`, when that copy is its own file (one link) in a release published
+    /// whole: rewritten with `bytes` and the served file's modification time, unless its
+    /// size and modification time say it holds them already. `None`: it is linked to the
+    /// served file instead (`keep_prev`). Either way rsync and CDN sync see the same size
+    /// and time, and move nothing. Linking would leave the two releases sharing the inode,
+    /// and the next build that changes the file (the next night's item JSONs, after a night
+    /// with nothing new) would have to unlink it and make a new one, which ext4 makes slow
+    /// after many unlinks (see `put_made_from`); its own copy is written where it is.
+    fn keep_own(&self, rel: &str, path: &Path, pm: &Metadata, bytes: &[u8]) -> Result<Option<Metadata>> {
+        // Not when the copy is the served file already, or not known to be in the release.
+        if !self.recycled_whole || self.known_inode(rel, false).is_none_or(|ino| ino == pm.ino()) {
+            return Ok(None);
+        }
+        let Ok(m) = std::fs::symlink_metadata(path) else { return Ok(None) };
+        if !m.is_file() || m.nlink() != 1 {
+            return Ok(None);
+        }
+        // Only this function gives a file another's modification time, and only with its
+        // bytes: two builds never write a file within one tick of the clock.
+        if m.len() == pm.len() && (m.mtime(), m.mtime_nsec()) == (pm.mtime(), pm.mtime_nsec()) {
+            return Ok(Some(m));
+        }
+        let time = pm.modified().with_context(|| format!("cannot read the modification time of {rel} in the served release"))?;
+        Ok(overwrite_own(path, bytes, Some(time)).with_context(|| self.cannot_write(path))?.ok())
+    }
+
     /// Puts `bytes`, made from `input`, at `rel`.
     fn put_made_from(&self, rel: &str, bytes: &[u8], input: index::Digest) -> Result<()> {
         let path = self.target(rel)?;
@@ -743,6 +777,9 @@ impl Release {
         if let Some(prev) = self.prev.as_ref().map(|p| p.join(rel)).filter(|_| !other) {
             if let Ok(pm) = std::fs::symlink_metadata(&prev) {
                 if self.served_holds(rel, &prev, &pm, bytes, &digest) {
+                    if let Some(m) = self.keep_own(rel, &path, &pm, bytes)? {
+                        return self.record(rel, false, Some(index::Entry { stamp: index::stamp(&m), digest, input }), m.ino());
+                    }
                     let stamp = self.keep_prev(rel, &path, &prev, &pm)?;
                     return self.record(rel, false, stamp.map(|stamp| index::Entry { stamp, digest, input }), pm.ino());
                 }
@@ -757,7 +794,7 @@ impl Release {
         let written = std::cell::Cell::new(None);
         let write = |p: &Path| write_new(p, bytes).map(|m| written.set(Some(m)));
         if self.recycled {
-            match overwrite_own(&path, bytes).with_context(|| self.cannot_write(&path))? {
+            match overwrite_own(&path, bytes, None).with_context(|| self.cannot_write(&path))? {
                 Ok(w) => written.set(Some(w)),
                 Err(now) => self.install_over(&path, now, write)?,
             }
@@ -1015,7 +1052,8 @@ impl Release {
 /// not two), never through a symbolic link. Returns its metadata once written; or, when it
 /// is not such a file, what is at `path` (`Some(true)` a folder, `Some(false)` anything
 /// else, `None` nothing).
-fn overwrite_own(path: &Path, bytes: &[u8]) -> std::io::Result<std::result::Result<Metadata, Option<bool>>> {
+/// With `time`, the file is given that modification time.
+fn overwrite_own(path: &Path, bytes: &[u8], time: Option<std::time::SystemTime>) -> std::io::Result<std::result::Result<Metadata, Option<bool>>> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     // Not blocking either, should a named pipe be there.
@@ -1045,6 +1083,9 @@ fn overwrite_own(path: &Path, bytes: &[u8]) -> std::io::Result<std::result::Resu
     // and half of the files do not shrink).
     if m.len() > bytes.len() as u64 {
         f.set_len(bytes.len() as u64)?;
+    }
+    if let Some(t) = time {
+        f.set_modified(t)?;
     }
     Ok(Ok(f.metadata()?))
 }
@@ -1170,7 +1211,7 @@ mod tests {
                 }
                 let want = bytes(new, 2);
                 let ino = std::fs::metadata(&p).unwrap().ino();
-                let meta = overwrite_own(&p, &want).unwrap().unwrap();
+                let meta = overwrite_own(&p, &want, None).unwrap().unwrap();
                 assert_eq!(std::fs::read(&p).unwrap(), want, "{old} → {new} bytes, cached: {cached}");
                 assert_eq!((meta.ino(), meta.len()), (ino, new as u64), "written where it was");
             }
@@ -1179,15 +1220,15 @@ mod tests {
         // to), a folder, nothing.
         let other = dir.path().join("other");
         std::fs::hard_link(&p, &other).unwrap();
-        assert_eq!(overwrite_own(&p, b"x").unwrap().unwrap_err(), Some(false));
+        assert_eq!(overwrite_own(&p, b"x", None).unwrap().unwrap_err(), Some(false));
         std::fs::remove_file(&p).unwrap();
         std::os::unix::fs::symlink(&other, &p).unwrap();
         let before = std::fs::read(&other).unwrap();
-        assert_eq!(overwrite_own(&p, b"x").unwrap().unwrap_err(), Some(false));
+        assert_eq!(overwrite_own(&p, b"x", None).unwrap().unwrap_err(), Some(false));
         assert_eq!(std::fs::read(&other).unwrap(), before);
         std::fs::remove_file(&p).unwrap();
         std::fs::create_dir(&p).unwrap();
-        assert_eq!(overwrite_own(&p, b"x").unwrap().unwrap_err(), Some(true));
-        assert_eq!(overwrite_own(&dir.path().join("none"), b"x").unwrap().unwrap_err(), None);
+        assert_eq!(overwrite_own(&p, b"x", None).unwrap().unwrap_err(), Some(true));
+        assert_eq!(overwrite_own(&dir.path().join("none"), b"x", None).unwrap().unwrap_err(), None);
     }
 }
