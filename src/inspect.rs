@@ -86,10 +86,10 @@ impl Inspection {
                 // header says it either way.
                 let position = match &h.position {
                     Ok(Some(p)) => format!(
-                        "{} (RA {:.6}, Dec {:.6}, degrees, ICRS): the centre, from that HDU's WCS{}",
+                        "{} (RA {}, Dec {}, degrees, ICRS): the centre, from that HDU's WCS{}",
                         crate::wcs::sexagesimal(p.ra, p.dec),
-                        p.ra,
-                        p.dec,
+                        crate::wcs::decimal(p.ra, p.dec).0,
+                        crate::wcs::decimal(p.ra, p.dec).1,
                         p.fov.map(|f| format!("; {}° across", crate::wcs::significant(f, 4))).unwrap_or_default()
                     ),
                     Ok(None) => "none (that HDU has no celestial WCS)".to_string(),

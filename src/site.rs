@@ -335,10 +335,11 @@ impl Sky {
         let fov = fov.filter(|f| f.is_finite() && *f > 0.0);
         let radius = fov.map_or(2.0, |f| (f / 2.0 * std::f64::consts::SQRT_2 * 60.0).clamp(0.1, 60.0));
         let view = fov.map_or(0.25, |f| (f * 1.5).clamp(1.0 / 60.0, 180.0));
+        let (ra_text, dec_text) = crate::wcs::decimal(ra, dec);
         Some(Sky {
             text: crate::wcs::sexagesimal(ra, dec),
-            ra: format!("{:.6}", ra.rem_euclid(360.0)),
-            dec: format!("{dec:.6}"),
+            ra: ra_text,
+            dec: dec_text,
             radius: crate::wcs::significant(radius, 3),
             fov: crate::wcs::significant(view, 3),
         })

@@ -84,6 +84,43 @@ const OTHER: &[&str] = &["CAR", "MER", "CEA", "SFL", "MOL", "AIT"];
 /// xᵈ⁻ʲ yʲ, and for odd degrees rᵈ after them; 40 in all, to degree 7.
 const TPV_TERMS: usize = 40;
 
+/// The header's cards under the standard's names, as wcslib reads the others: `PVi_m`,
+/// `PCi_j` and `CDi_j` written with leading zeros (`PC01_01`, as CASA writes), the 1996
+/// draft's `PC001001` and `CD001001`, and AIPS's `PROJPn` (the latitude axis's `PV2_n`). A
+/// card under the standard's own name wins over another spelling of it.
+fn canonical(cards: &Map<String, Value>) -> Map<String, Value> {
+    let number = |s: &str| (!s.is_empty() && s.len() <= 3 && s.bytes().all(|b| b.is_ascii_digit())).then(|| s.parse::<u32>().unwrap_or(0));
+    let alias = |key: &str| -> Option<String> {
+        if let Some(n) = key.strip_prefix("PROJP").and_then(number).filter(|n| *n <= 9) {
+            return Some(format!("PV2_{n}"));
+        }
+        let (prefix, rest) = key.split_at_checked(2)?;
+        if !["PV", "PC", "CD"].contains(&prefix) {
+            return None;
+        }
+        let (i, j) = match rest.split_once('_') {
+            Some((i, j)) => (number(i)?, number(j)?),
+            None if rest.len() == 6 && prefix != "PV" => (number(&rest[..3])?, number(&rest[3..])?),
+            None => return None,
+        };
+        let name = format!("{prefix}{i}_{j}");
+        (name != key).then_some(name)
+    };
+    let mut out = Map::new();
+    for (k, v) in cards {
+        match alias(k) {
+            Some(name) if cards.contains_key(&name) => {}
+            Some(name) => {
+                out.insert(name, v.clone());
+            }
+            None => {
+                out.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    out
+}
+
 /// A `PVi_m` card's axis and parameter numbers (`None` for other keywords, and for an
 /// alternate description's `PVi_mA`, which does not change the primary one).
 fn pv_card(key: &str) -> Option<(u32, u32)> {
@@ -102,6 +139,7 @@ fn pv_card(key: &str) -> Option<(u32, u32)> {
 /// standard sets them), SIP and TPV distortions and the zenithal projections are worked out
 /// here; for the others the crate is given a CD matrix and the projection only.
 pub fn place(cards: &Map<String, Value>, width: usize, height: usize) -> Result<Option<Place>, Reason> {
+    let cards = &canonical(cards);
     let text = |k: &str| cards.get(k).and_then(Value::as_str).map(str::trim);
     let (Some(c1), Some(c2)) = (text("CTYPE1"), text("CTYPE2")) else { return Ok(None) };
     let axis = |c: &str| c.split('-').next().unwrap_or("").to_ascii_uppercase();
@@ -164,19 +202,28 @@ pub fn place(cards: &Map<String, Value>, width: usize, height: usize) -> Result<
     // The celestial axes' PV cards. wcslib reads TAN with any PVi_m, m ≥ 5, as TPV (SCAMP
     // writes its distortion so); with fewer they would move the fiducial point or the pole,
     // which is not supported.
-    let pv: Vec<(u32, u32, &str)> =
-        cards.keys().filter_map(|k| pv_card(k).filter(|(i, _)| *i == 1 || *i == 2).map(|(i, m)| (i, m, k.as_str()))).collect();
+    // Beside SIP, SCAMP's PV cards are left out, as astropy leaves them ("redundant").
+    let pv: Vec<(u32, u32, &str)> = match sip {
+        true => Vec::new(),
+        false => cards.keys().filter_map(|k| pv_card(k).filter(|(i, _)| *i == 1 || *i == 2).map(|(i, m)| (i, m, k.as_str()))).collect(),
+    };
     if code == "TAN" && pv.iter().any(|(_, m, _)| *m >= 5) {
         code = "TPV".into();
     }
-    if code == "TPV" && sip {
-        return Err("it has both SIP and TPV distortions".into());
-    }
     for &(i, m, k) in &pv {
-        let fine = match code.as_str() {
-            "TPV" => (m as usize) < TPV_TERMS,
-            "SIN" => i == 2 && (m == 1 || m == 2),
-            "ZPN" => i == 2 && m <= 20,
+        let value = cards.get(k).and_then(Value::as_f64);
+        let fine = match (code.as_str(), i, m) {
+            ("TPV", _, m) => (m as usize) < TPV_TERMS,
+            // The longitude axis's: the fiducial point (φ0, θ0) at its default ((0, 90°)
+            // for a zenithal projection, else (0, 0)), a LONPOLE (PV1_3, read as one) and a LATPOLE (PV1_4, which a
+            // zenithal projection does not use).
+            (_, 1, 0 | 1) => value == Some(0.0),
+            (_, 1, 2) => value == Some(if zenithal { 90.0 } else { 0.0 }),
+            (_, 1, 3 | 4) => zenithal,
+            ("SIN", 2, 1 | 2) => true,
+            ("ZPN", 2, m) => m <= 20,
+            // Projections without parameters (TAN, ARC, STG, ZEA): wcslib leaves them out.
+            ("TAN" | "ARC" | "STG" | "ZEA", 2, _) => true,
             _ => false,
         };
         if !fine {
@@ -186,6 +233,13 @@ pub fn place(cards: &Map<String, Value>, width: usize, height: usize) -> Result<
     if !zenithal {
         if let Some(k) = ["LONPOLE", "LATPOLE"].into_iter().find(|k| cards.contains_key(*k)) {
             return Err(format!("its {k} with the {code} projection is not supported"));
+        }
+    }
+    if code == "TPV" {
+        let cd_form = !cards.keys().any(|k| k.starts_with("PC")) && ["CD1_1", "CD1_2", "CD2_1", "CD2_2"].iter().any(|k| cards.contains_key(*k));
+        let unit = |k: &str| number(k).map(|c| c.is_none_or(|c| c == 1.0));
+        if !cd_form && !(unit("CDELT1")? && unit("CDELT2")?) {
+            return Err("its TPV distortion is given with CDELT1/2 other than 1 (PC or CROTA2, not CD): wcslib applies it before CDELT, which the convention does not say; not supported".into());
         }
     }
     let cd = linear(&number)?;
@@ -219,7 +273,15 @@ pub fn place(cards: &Map<String, Value>, width: usize, height: usize) -> Result<
     let zpn: Vec<f64> = if code == "ZPN" { (0..=20).map(|m| coefficient(2, m)).collect::<Result<_, _>>()? } else { Vec::new() };
     // The native longitude of the celestial pole: 180° unless the reference point is the
     // pole itself (the standard's default, as wcslib sets it).
-    let lonpole = number("LONPOLE")?.unwrap_or(if d0 < 90.0 { 180.0 } else { 0.0 });
+    let lonpole = match (number("LONPOLE")?, code.as_str()) {
+        (Some(l), _) => Some(l),
+        (None, "TAN") if tpv_terms.is_some() => None,
+        (None, _) => number("PV1_3")?,
+    };
+    if lonpole.is_some_and(|l| l.abs() > 360.0) {
+        return Err(format!("its LONPOLE = {} is not a longitude", lonpole.unwrap_or_default()));
+    }
+    let lonpole = lonpole.unwrap_or(if d0 < 90.0 { 180.0 } else { 0.0 });
     // The ICRS place of the FITS pixel (`px`, `py`), which count from 1 at the first
     // pixel's centre.
     let deproject = |px: f64, py: f64| -> Result<(f64, f64), Reason> {
@@ -368,7 +430,7 @@ fn zpn_distance(p: &[f64], r: f64) -> Option<f64> {
         top = lo;
     }
     let tol = 1e-13;
-    if r < value(0.0) - tol || r > value(top) + tol {
+    if !value(top).is_finite() || r < value(0.0) - tol || r > value(top) + tol {
         return None;
     }
     let (mut lo, mut hi) = (0.0, top);
@@ -472,6 +534,20 @@ fn frame_is_icrs(radesys: Option<&str>, equinox: Option<f64>) -> Result<(), Reas
     }
 }
 
+/// `ra` and `dec` in decimal degrees to six places (0.0036"), as `meta` and the links write
+/// them: RA in [0, 360) once rounded, and no `-0.000000`.
+pub fn decimal(ra: f64, dec: f64) -> (String, String) {
+    let ra = match format!("{:.6}", ra.rem_euclid(360.0)) {
+        r if r == "360.000000" => "0.000000".to_string(),
+        r => r,
+    };
+    let dec = match format!("{dec:.6}") {
+        d if d == "-0.000000" => "0.000000".to_string(),
+        d => d,
+    };
+    (ra, dec)
+}
+
 /// `x` to `digits` significant digits, without trailing zeros: `0.1422`, `2.5`, `12`.
 pub fn significant(x: f64, digits: i32) -> String {
     if x == 0.0 || !x.is_finite() {
@@ -540,6 +616,64 @@ mod tests {
     fn close(got: (f64, f64), want: (f64, f64)) {
         let d = ((got.0 - want.0) * want.1.to_radians().cos()).hypot(got.1 - want.1) * 3600.0;
         assert!(d < 0.01, "{got:?} is {d}\" from {want:?}");
+    }
+
+    #[test]
+    fn other_spellings_and_default_values_are_read_as_wcslib_reads_them() {
+        let at = |cards: &[(&'static str, &'static str)], w, h| centre(&header(cards), w, h);
+        let same = |a: &[(&'static str, &'static str)], b: &[(&'static str, &'static str)]| {
+            close(at(a, 128, 128).unwrap().unwrap(), at(b, 128, 128).unwrap().unwrap());
+        };
+        let sin = |extra: &[(&'static str, &'static str)]| {
+            let mut h = vec![("CTYPE1", "'RA---SIN'"), ("CTYPE2", "'DEC--SIN'"), ("CRVAL1", "201.0"), ("CRVAL2", "-50.0"), ("CRPIX1", "-200.0"), ("CRPIX2", "300.0")];
+            h.extend_from_slice(extra);
+            h
+        };
+        let slanted = sin(&[("CDELT1", "-0.004"), ("CDELT2", "0.004"), ("PV2_1", "0.1"), ("PV2_2", "0.2")]);
+        // Leading zeros (CASA's PC01_01), the 1996 draft's PC001001 and AIPS's PROJPn.
+        same(&sin(&[("CDELT1", "-0.004"), ("CDELT2", "0.004"), ("PV2_01", "0.1"), ("PV2_02", "0.2")]), &slanted);
+        same(&sin(&[("CDELT1", "-0.004"), ("CDELT2", "0.004"), ("PROJP1", "0.1"), ("PROJP2", "0.2")]), &slanted);
+        let rotated = sin(&[("CDELT1", "-0.004"), ("CDELT2", "0.004"), ("PC1_1", "0.8"), ("PC1_2", "0.6"), ("PC2_1", "-0.6"), ("PC2_2", "0.8")]);
+        same(&sin(&[("CDELT1", "-0.004"), ("CDELT2", "0.004"), ("PC01_01", "0.8"), ("PC01_02", "0.6"), ("PC02_01", "-0.6"), ("PC02_02", "0.8")]), &rotated);
+        same(&sin(&[("CDELT1", "-0.004"), ("CDELT2", "0.004"), ("PC001001", "0.8"), ("PC001002", "0.6"), ("PC002001", "-0.6"), ("PC002002", "0.8")]), &rotated);
+        same(&sin(&[("CD001001", "-0.004"), ("CD002002", "0.004")]), &sin(&[("CD1_1", "-0.004"), ("CD2_2", "0.004")]));
+        // The standard's own name wins over another spelling.
+        same(&sin(&[("CDELT1", "-0.004"), ("CDELT2", "0.004"), ("PV2_1", "0.1"), ("PV2_2", "0.2"), ("PV2_01", "0.5")]), &slanted);
+        // Parameters at their defaults, or that a projection does not have, change nothing;
+        // PV1_3 is a LONPOLE (astropy: the STG reference of `survey_projections_agree_with_astropy`).
+        let stg = |extra: &[(&'static str, &'static str)]| {
+            let mut h = vec![("CTYPE1", "'RA---STG'"), ("CTYPE2", "'DEC--STG'"), ("CRVAL1", "80.0"), ("CRVAL2", "20.0"), ("CRPIX1", "-50.0"), ("CRPIX2", "90.0"), ("CD1_1", "-0.01"), ("CD2_2", "0.01")];
+            h.extend_from_slice(extra);
+            h
+        };
+        close(at(&stg(&[("PV1_0", "0.0"), ("PV1_1", "0.0"), ("PV1_2", "90.0"), ("PV1_3", "170.0"), ("PV2_1", "0.5")]), 80, 60).unwrap().unwrap(), (79.16542647, 19.25497062));
+        assert!(at(&stg(&[("PV1_2", "45.0")]), 80, 60).unwrap_err().contains("PV1_2"));
+        assert!(at(&stg(&[("LONPOLE", "1E308")]), 80, 60).unwrap_err().contains("not a longitude"));
+        // SCAMP's PV cards beside SIP are left out, as astropy leaves them.
+        let mut sip = vec![("CTYPE1", "'RA---TAN-SIP'"), ("CTYPE2", "'DEC--TAN-SIP'"), ("CRVAL1", "10.68"), ("CRVAL2", "41.27"), ("CRPIX1", "-1500.0"), ("CRPIX2", "900.0")];
+        sip.extend_from_slice(&[("CD1_1", "-1.2E-6"), ("CD1_2", "1.39E-5"), ("CD2_1", "1.39E-5"), ("CD2_2", "1.2E-6"), ("A_ORDER", "2"), ("A_2_0", "8.55E-6"), ("B_ORDER", "2"), ("B_0_2", "-4.1E-6")]);
+        let mut with_pv = sip.clone();
+        with_pv.extend_from_slice(&[("PV1_1", "1.0"), ("PV1_5", "0.3"), ("PV2_1", "1.0")]);
+        close(at(&with_pv, 80, 60).unwrap().unwrap(), at(&sip, 80, 60).unwrap().unwrap());
+        // TPV with CDELT other than 1: wcslib applies it before CDELT; refused. With CDELT 1
+        // (astropy's own `to_header()`), PC is CD.
+        let tpv = |linear: &[(&'static str, &'static str)]| {
+            let mut h = vec![("CTYPE1", "'RA---TPV'"), ("CTYPE2", "'DEC--TPV'"), ("CRVAL1", "150.0"), ("CRVAL2", "2.0"), ("CRPIX1", "-2000.0"), ("CRPIX2", "3000.0")];
+            h.extend_from_slice(&[("PV1_1", "1.0"), ("PV1_4", "0.01"), ("PV1_7", "-0.01"), ("PV2_1", "1.0"), ("PV2_7", "0.01")]);
+            h.extend_from_slice(linear);
+            h
+        };
+        assert!(at(&tpv(&[("CDELT1", "-7.3E-5"), ("CDELT2", "7.3E-5")]), 100, 100).unwrap_err().contains("CDELT"));
+        close(at(&tpv(&[("PC1_1", "-7.3E-5"), ("PC2_2", "7.3E-5")]), 100, 100).unwrap().unwrap(), at(&tpv(&[("CD1_1", "-7.3E-5"), ("CD2_2", "7.3E-5")]), 100, 100).unwrap().unwrap());
+        // A ZPN polynomial that overflows has no inverse.
+        let zpn = [("CTYPE1", "'RA---ZPN'"), ("CTYPE2", "'DEC--ZPN'"), ("CRVAL1", "53.1"), ("CRVAL2", "-27.8"), ("CRPIX1", "-3000.0"), ("CRPIX2", "2000.0"), ("CD1_1", "-9.5E-5"), ("CD2_2", "9.5E-5"), ("PV2_1", "1.0"), ("PV2_3", "1E308")];
+        assert!(at(&zpn, 80, 60).unwrap_err().contains("ZPN"));
+    }
+
+    #[test]
+    fn decimal_degrees_as_meta_writes_them() {
+        assert_eq!(decimal(359.99999999, -1e-7), ("0.000000".to_string(), "0.000000".to_string()));
+        assert_eq!(decimal(-10.0, -47.1946578), ("350.000000".to_string(), "-47.194658".to_string()));
     }
 
     #[test]
@@ -846,8 +980,7 @@ mod tests {
             assert!(e.contains(why), "{change:?}: {e}");
         };
         refused(&[("PV1_1", "1.0")], "PV1_1");
-        refused(&[("PV1_1", "0.0"), ("PV1_2", "90.0")], "PV1_1");
-        refused(&[("PV1_5", "0.0"), ("CTYPE1", "'RA---TAN-SIP'"), ("CTYPE2", "'DEC--TAN-SIP'")], "both SIP and TPV");
+        refused(&[("PV1_1", "0.0"), ("PV1_2", "60.0")], "PV1_2");
         refused(&[("CTYPE1", "'RA---AZP'"), ("CTYPE2", "'DEC--AZP'")], "AZP is not supported");
         refused(&[("CTYPE1", "'RA---COP'"), ("CTYPE2", "'DEC--COP'")], "COP is not supported");
         refused(&[("CTYPE2", "'DEC--SIN'")], "different projections");

@@ -207,8 +207,8 @@ impl<'a> MemFits<'a> {
     fn keywords_at(&self, keywords: &[String], at: Option<crate::wcs::Place>) -> Result<Header, FileError> {
         let sky = crate::wcs::is_sky;
         let own = |k: &String| match k.as_str() {
-            crate::wcs::RA => at.map(|p| format!("{:.6}", p.ra)),
-            crate::wcs::DEC => at.map(|p| format!("{:.6}", p.dec)),
+            crate::wcs::RA => at.map(|p| crate::wcs::decimal(p.ra, p.dec).0),
+            crate::wcs::DEC => at.map(|p| crate::wcs::decimal(p.ra, p.dec).1),
             // Four significant digits: a link's field of view, not a measurement.
             crate::wcs::FOV => at.and_then(|p| p.fov).map(|f| crate::wcs::significant(f, 4)),
             _ => self.shown_value(k),
