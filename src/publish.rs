@@ -9,8 +9,9 @@
 //! deleting) hundreds of thousands of files. A file that changed is written over its
 //! recycled copy when that copy is nobody else's (one link), else the copy is unlinked and
 //! the file made anew: never written into an inode the served release shares. A file
-//! whose bytes equal the served release's is that very inode (a hard link), so its mtime
-//! stays and rsync/CDN sync (`rsync -a site/ dest/`) moves only what changed; files the new
+//! whose bytes equal the served release's is that very inode (a hard link), or its own
+//! recycled copy holding those bytes with the served file's modification time (see
+//! `keep_own`), so rsync/CDN sync (`rsync -a site/ dest/`) moves only what changed; files the new
 //! release does not have are deleted from it before the switch. On success a new link
 //! `site.new-<pid>` is renamed over `site` (atomic) and the list of changed paths is written
 //! to the cache. Beside each release, `<release>.index` (see `index`) lets the next build
@@ -749,12 +750,12 @@ impl Release {
     /// with nothing new) would have to unlink it and make a new one, which ext4 makes slow
     /// after many unlinks (see `put_made_from`); its own copy is written where it is.
     fn keep_own(&self, rel: &str, path: &Path, pm: &Metadata, bytes: &[u8]) -> Result<Option<Metadata>> {
-        // Not when the copy is the served file already, or not known to be in the release.
-        if !self.recycled_whole || self.known_inode(rel, false).is_none_or(|ino| ino == pm.ino()) {
+        // Not when the copy is the served file already (the manifest says so without a look).
+        if !self.recycled_whole || self.known_inode(rel, false) == Some(pm.ino()) {
             return Ok(None);
         }
         let Ok(m) = std::fs::symlink_metadata(path) else { return Ok(None) };
-        if !m.is_file() || m.nlink() != 1 {
+        if !m.is_file() || m.nlink() != 1 || m.ino() == pm.ino() {
             return Ok(None);
         }
         // Only this function gives a file another's modification time, and only with its

@@ -263,6 +263,47 @@ fn report(root: &Path) -> Value {
 
 /// Two release folders (the served one and the one before), and beside them only their
 /// indexes and manifests, the served one's among them.
+#[test]
+fn a_night_with_nothing_new_keeps_each_releases_own_files_for_the_next_night() {
+    let tmp = built(30);
+    let root = tmp.path();
+    let out = root.join("out");
+    let cold = snapshot(&out);
+    // A night with one new image: many item JSONs change (outlier ranks, neighbours).
+    blob_archive(root, 1, 30);
+    assert_eq!(run(root, &["build"]).0, 0);
+    let busy = snapshot(&out);
+    let changed: Vec<&String> = busy.keys().filter(|p| p.starts_with("api/items/") && cold.get(*p).is_some_and(|c| c.0 != busy[*p].0)).collect();
+    assert!(changed.len() >= 10, "only {} item JSONs changed", changed.len());
+    // A night with nothing new: the release before is brought up to date. Every file has
+    // the served bytes and modification time (rsync moves nothing), but the item JSONs the
+    // last night changed stay that release's own files, not links to the served ones.
+    std::thread::sleep(Duration::from_millis(1100));
+    assert_eq!(run(root, &["build"]).0, 0);
+    let idle = snapshot(&out);
+    assert_eq!(lines(&root.join("cache/changed-paths.txt")), ["api/manifest.json"]);
+    assert_eq!(busy.keys().collect::<Vec<_>>(), idle.keys().collect::<Vec<_>>());
+    for (p, (bytes, _, mtime)) in &idle {
+        if p != "api/manifest.json" {
+            assert_eq!((bytes, mtime), (&busy[p].0, &busy[p].2), "{p}");
+        }
+    }
+    for p in &changed {
+        assert_ne!(idle[*p].1, busy[*p].1, "{p} is a link to the other release's file");
+    }
+    // ... so the next night, which changes them again, writes each where it was in the
+    // release it recycles (the one served before the idle night).
+    blob_archive(root, 1, 31);
+    assert_eq!(run(root, &["build"]).0, 0);
+    let next = snapshot(&out);
+    let again: Vec<&&String> = changed.iter().filter(|p| next[**p].0 != busy[**p].0).collect();
+    assert!(again.len() >= 5, "only {} changed again", again.len());
+    for p in again {
+        assert_eq!(next[*p].1, busy[*p].1, "{p} was made anew instead of written where it was");
+    }
+    assert_releases(root);
+}
+
 fn assert_releases(root: &Path) {
     let names: Vec<(String, bool)> = std::fs::read_dir(root.join(".out.releases"))
         .unwrap()
