@@ -129,11 +129,12 @@ fn pv_card(key: &str) -> Option<(u32, u32)> {
     (digits(i) && digits(m)).then(|| (i.parse().unwrap_or(0), m.parse().unwrap_or(0)))
 }
 
-/// Where a `width` × `height` image whose header holds `cards` is on the sky (its centre's
-/// ICRS right ascension and declination, and how far it reaches) (keyword → value, as `card_value` gives them;
-/// `Null` for a value it could not read). `Ok(None)`: the header has no celestial WCS (no
-/// CTYPE1/2, pixel or linear axes). `Err`: it has one that cannot be used (among them no
-/// CRVAL1/2, or the equatorial placeholder CRVAL1 = CRVAL2 = 0), and why.
+/// Where a `width` × `height` image is on the sky (its centre's ICRS right ascension and
+/// declination, and how far it reaches), from its header's `cards` (keyword → value, as
+/// `card_value` gives them; `Null` for a value it could not read). `Ok(None)`: the header
+/// has no celestial WCS (no CTYPE1/2, pixel or linear axes). `Err`: it has one that cannot
+/// be used (among them no CRVAL1/2, or the equatorial placeholder CRVAL1 = CRVAL2 = 0), and
+/// why.
 ///
 /// The linear part (CD; else PC and CDELT; else CDELT and CROTA2, missing elements as the
 /// standard sets them), SIP and TPV distortions and the zenithal projections are worked out
