@@ -10,7 +10,7 @@
 //! recycled copy when that copy is nobody else's (one link), else the copy is unlinked and
 //! the file made anew: never written into an inode the served release shares. A file
 //! whose bytes equal the served release's is that very inode (a hard link), or its own
-//! recycled copy holding those bytes with the served file's modification time (see
+//! recycled copy given those bytes and the served file's modification time (see
 //! `keep_own`), so rsync/CDN sync (`rsync -a site/ dest/`) moves only what changed; files the new
 //! release does not have are deleted from it before the switch. On success a new link
 //! `site.new-<pid>` is renamed over `site` (atomic) and the list of changed paths is written
@@ -74,10 +74,13 @@ pub struct Release {
     /// empty, and a path in it is known to be free).
     recycled: bool,
     /// The staging folder is a release that was published whole (it came with its
-    /// manifest), not a killed build's: a file of it that nobody else links, with the size
-    /// and modification time of the served release's file, holds the same bytes (see
-    /// `keep_own`).
+    /// manifest), not a killed build's: its index (`recycled_index`) says what its files
+    /// held then (see `keep_own`).
     recycled_whole: bool,
+    /// Where that release's index was moved (beside the staging folder), and the index,
+    /// read the first time `keep_own` asks it.
+    recycled_index_path: Option<PathBuf>,
+    recycled_index: std::sync::OnceLock<index::Index>,
     /// The staging folder, open from the start: syncing through it before the switch
     /// reports any write-back error of the build (see `sync_through`).
     watch: File,
@@ -360,6 +363,7 @@ impl Release {
         spare.sort();
         let staging = releases.join(format!(".staging-{}", std::process::id()));
         let picked = spare.pop();
+        let picked_dir = picked.as_ref().map(|(_, _, dir)| dir.clone());
         let recycled = picked.as_ref().is_some_and(|(_, _, dir)| std::fs::rename(dir, &staging).is_ok());
         // A release's manifest goes with it (a killed build's staging folder has none).
         let staging_manifest = manifest::path_of(&staging);
@@ -368,6 +372,11 @@ impl Release {
             .and_then(|(_, _, dir)| std::fs::rename(manifest::path_of(&dir), &staging_manifest).ok())
             .map(|()| staging_manifest);
         let recycled_whole = staging_manifest.is_some();
+        // Its index too: what each of its files held when it was published.
+        let recycled_index_path = picked_dir
+            .filter(|_| recycled_whole)
+            .and_then(|dir| std::fs::rename(index::path_of(&dir), index::path_of(&staging)).ok())
+            .map(|()| index::path_of(&staging));
         if !recycled {
             std::fs::create_dir_all(&staging).with_context(|| {
                 format!("cannot create {}\n  fix: check free space and permissions in {}", staging.display(), parent.display())
@@ -381,6 +390,7 @@ impl Release {
             prev.as_deref().map(index::path_of).and_then(name_of),
             prev.as_deref().map(manifest::path_of).and_then(name_of),
             staging_manifest.clone().and_then(name_of),
+            recycled_index_path.clone().and_then(name_of),
         ];
         for entry in std::fs::read_dir(&releases)?.flatten() {
             let n = entry.file_name();
@@ -440,6 +450,8 @@ impl Release {
             reaper: std::sync::OnceLock::new(),
             recycled,
             recycled_whole,
+            recycled_index_path,
+            recycled_index: std::sync::OnceLock::new(),
             watch,
             lock_path,
             _lock: lock,
@@ -740,31 +752,38 @@ impl Release {
         })
     }
 
-    /// Keeps a file whose bytes equal the served file's (metadata `pm`) in the recycled
-    /// copy at `path`, when that copy is its own file (one link) in a release published
-    /// whole: rewritten with `bytes` and the served file's modification time, unless its
-    /// size and modification time say it holds them already. `None`: it is linked to the
-    /// served file instead (`keep_prev`). Either way rsync and CDN sync see the same size
-    /// and time, and move nothing. Linking would leave the two releases sharing the inode,
-    /// and the next build that changes the file (the next night's item JSONs, after a night
-    /// with nothing new) would have to unlink it and make a new one, which ext4 makes slow
-    /// after many unlinks (see `put_made_from`); its own copy is written where it is.
-    fn keep_own(&self, rel: &str, path: &Path, pm: &Metadata, bytes: &[u8]) -> Result<Option<Metadata>> {
+    /// Keeps a file whose bytes equal the served file's (metadata `pm`; `bytes`, digest
+    /// `digest`) in the recycled copy at `path`, when that copy is its own file (one link, the
+    /// served file's owner and mode, this user's) in a release published whole: left alone
+    /// when that release's index says it holds these bytes and it is untouched since,
+    /// else rewritten with them and the served file's modification time. `None`: it is
+    /// linked to the served file instead (`keep_prev`), as it is whenever that fails. Either
+    /// way rsync and CDN sync see the same size and time, and move nothing. Linking would
+    /// leave the two releases sharing the inode, and the next build that changes the file
+    /// (the next night's item JSONs, after a night with nothing new) would have to unlink it
+    /// and make a new one, which ext4 makes slow after many unlinks (see `put_made_from`);
+    /// its own copy is written where it is.
+    fn keep_own(&self, rel: &str, path: &Path, pm: &Metadata, bytes: &[u8], digest: &index::Digest) -> Option<Metadata> {
         // Not when the copy is the served file already (the manifest says so without a look).
         if !self.recycled_whole || self.known_inode(rel, false) == Some(pm.ino()) {
-            return Ok(None);
+            return None;
         }
-        let Ok(m) = std::fs::symlink_metadata(path) else { return Ok(None) };
-        if !m.is_file() || m.nlink() != 1 || m.ino() == pm.ino() {
-            return Ok(None);
+        let m = std::fs::symlink_metadata(path).ok()?;
+        // Another user's copy (a site a group shares) could not be given the served time,
+        // and one of another owner or mode would show rsync a change.
+        // SAFETY: `geteuid` takes no arguments and cannot fail.
+        let me = unsafe { libc::geteuid() };
+        if !m.is_file() || m.nlink() != 1 || m.ino() == pm.ino() || m.uid() != me || (m.uid(), m.gid(), m.mode()) != (pm.uid(), pm.gid(), pm.mode()) {
+            return None;
         }
-        // Only this function gives a file another's modification time, and only with its
-        // bytes: two builds never write a file within one tick of the clock.
-        if m.len() == pm.len() && (m.mtime(), m.mtime_nsec()) == (pm.mtime(), pm.mtime_nsec()) {
-            return Ok(Some(m));
+        // Its stamp (inode, size, times) as the index took it when the release was
+        // published: not written since. Sizes and times alone could not say so where the
+        // file system keeps whole seconds.
+        let index = self.recycled_index.get_or_init(|| self.recycled_index_path.as_deref().map(index::Index::load).unwrap_or_default());
+        if index.get(rel).is_some_and(|e| e.stamp == index::stamp(&m) && e.digest == *digest) {
+            return Some(m);
         }
-        let time = pm.modified().with_context(|| format!("cannot read the modification time of {rel} in the served release"))?;
-        Ok(overwrite_own(path, bytes, Some(time)).with_context(|| self.cannot_write(path))?.ok())
+        overwrite_own(path, bytes, Some(pm.modified().ok()?)).ok()?.ok()
     }
 
     /// Puts `bytes`, made from `input`, at `rel`.
@@ -778,7 +797,7 @@ impl Release {
         if let Some(prev) = self.prev.as_ref().map(|p| p.join(rel)).filter(|_| !other) {
             if let Ok(pm) = std::fs::symlink_metadata(&prev) {
                 if self.served_holds(rel, &prev, &pm, bytes, &digest) {
-                    if let Some(m) = self.keep_own(rel, &path, &pm, bytes)? {
+                    if let Some(m) = self.keep_own(rel, &path, &pm, bytes, &digest) {
                         return self.record(rel, false, Some(index::Entry { stamp: index::stamp(&m), digest, input }), m.ino());
                     }
                     let stamp = self.keep_prev(rel, &path, &prev, &pm)?;
@@ -864,8 +883,9 @@ impl Release {
             self.touch(&path);
             match self.unlink(&path) {
                 Ok(()) => {}
-                // Gone since, or now a folder the build made where the file (or a link) was.
-                Err(e) if e.kind() == ErrorKind::NotFound => {}
+                // Gone since (with its folder, now a file: `ENOTDIR`), or now a folder the build
+                // made where the file (or a link) was.
+                Err(e) if e.kind() == ErrorKind::NotFound || e.raw_os_error() == Some(libc::ENOTDIR) => {}
                 Err(_) if std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir()) => {}
                 Err(e) => return Err(e).with_context(|| format!("cannot remove {}", path.display())),
             }
@@ -1009,6 +1029,9 @@ impl Release {
                 parent.display()
             )
         })?;
+        if let Some(p) = &self.recycled_index_path {
+            std::fs::remove_file(p).ok();
+        }
         std::fs::rename(&self.staging, &release).with_context(|| format!("cannot rename {} to {}", self.staging.display(), release.display()))?;
         let link = parent.join(format!("{name}.new-{}", std::process::id()));
         std::fs::remove_file(&link).ok();
