@@ -237,9 +237,12 @@ pub fn place(cards: &Map<String, Value>, width: usize, height: usize) -> Result<
         }
     }
     if code == "TPV" {
-        let cd_form = !cards.keys().any(|k| k.starts_with("PC")) && ["CD1_1", "CD1_2", "CD2_1", "CD2_2"].iter().any(|k| cards.contains_key(*k));
+        // As `linear` reads them: PC wins over CD (PCOUNT, in every extension's header, is
+        // not a PC card).
+        let any = |p: &str| ["1_1", "1_2", "2_1", "2_2"].iter().any(|ij| cards.contains_key(&format!("{p}{ij}")));
+        let cd_form = !any("PC") && any("CD");
         let unit = |k: &str| number(k).map(|c| c.is_none_or(|c| c == 1.0));
-        if !cd_form && !(unit("CDELT1")? && unit("CDELT2")?) {
+        if !(cd_form || (unit("CDELT1")? && unit("CDELT2")?)) {
             return Err("its TPV distortion is given with CDELT1/2 other than 1 (PC or CROTA2, not CD): wcslib applies it before CDELT, which the convention does not say; not supported".into());
         }
     }
@@ -666,6 +669,10 @@ mod tests {
         };
         assert!(at(&tpv(&[("CDELT1", "-7.3E-5"), ("CDELT2", "7.3E-5")]), 100, 100).unwrap_err().contains("CDELT"));
         close(at(&tpv(&[("PC1_1", "-7.3E-5"), ("PC2_2", "7.3E-5")]), 100, 100).unwrap().unwrap(), at(&tpv(&[("CD1_1", "-7.3E-5"), ("CD2_2", "7.3E-5")]), 100, 100).unwrap().unwrap());
+        // An extension's header (PCOUNT is no PC card) with CD and a CDELT beside it, which
+        // wcslib leaves out when there is CD.
+        let cd = at(&tpv(&[("CD1_1", "-7.3E-5"), ("CD2_2", "7.3E-5")]), 100, 100).unwrap().unwrap();
+        close(at(&tpv(&[("CD1_1", "-7.3E-5"), ("CD2_2", "7.3E-5"), ("PCOUNT", "0"), ("GCOUNT", "1"), ("CDELT1", "-7.3E-5"), ("CDELT2", "7.3E-5")]), 100, 100).unwrap().unwrap(), cd);
         // A ZPN polynomial that overflows has no inverse.
         let zpn = [("CTYPE1", "'RA---ZPN'"), ("CTYPE2", "'DEC--ZPN'"), ("CRVAL1", "53.1"), ("CRVAL2", "-27.8"), ("CRPIX1", "-3000.0"), ("CRPIX2", "2000.0"), ("CD1_1", "-9.5E-5"), ("CD2_2", "9.5E-5"), ("PV2_1", "1.0"), ("PV2_3", "1E308")];
         assert!(at(&zpn, 80, 60).unwrap_err().contains("ZPN"));
