@@ -5,7 +5,7 @@
 //! like".
 //!
 //! The zenithal projections (TAN with SIP or TPV distortions, SIN with its slant and NCP,
-//! ZPN, ARC, STG, ZEA) are worked out here as wcslib does; the cylindrical ones are CDS's
+//! AZP, ZPN, ARC, STG, ZEA) are worked out here as wcslib does; the cylindrical ones are CDS's
 //! `wcs` crate, given a CD matrix. Only equatorial (ICRS, or FK5 at J2000, which differs from
 //! ICRS by well under 0.1") and galactic axes are read. Other frames (FK4/B1950, other equinoxes,
 //! ecliptic) would need a precession this tool does not do, so they give no position rather
@@ -21,8 +21,8 @@ pub const DEC: &str = "dec";
 
 /// The version of how positions are worked out, part of the header cache's key: raised
 /// whenever a header would be given a position it was not given before, or another one
-/// (2: TPV, SCAMP's TAN with PV cards, ZPN, NCP and slanted SIN; 3: the field of view;
-/// session 28).
+/// (2: TPV, SCAMP's TAN with PV cards, ZPN, NCP and slanted SIN; 3: the field of view,
+/// AZP, other spellings of the cards and PV cards at their defaults; session 28).
 pub const VERSION: u32 = 3;
 
 /// The name of how far the image reaches on the sky, degrees (`Place::fov`), beside the
@@ -74,7 +74,7 @@ pub type Reason = String;
 /// here (Calabretta & Greisen 2002, section 5.1, as wcslib does): TAN with SIP or TPV
 /// distortions, SIN with its slant parameters and the radio astronomers' NCP, ZPN's
 /// polynomial (VISTA), and the simple ones. LONPOLE is read for all of them.
-const ZENITHAL: &[&str] = &["TAN", "TPV", "SIN", "NCP", "ARC", "STG", "ZEA", "ZPN"];
+const ZENITHAL: &[&str] = &["TAN", "TPV", "SIN", "NCP", "AZP", "ARC", "STG", "ZEA", "ZPN"];
 /// Others placed by the `wcs` crate with the standard's defaults only (no LONPOLE, LATPOLE
 /// or PV cards): its pole for other cases, and its conic, slanted, polyconic and other
 /// projections, disagree with wcslib (checked against astropy, session 27).
@@ -223,6 +223,7 @@ pub fn place(cards: &Map<String, Value>, width: usize, height: usize) -> Result<
             (_, 1, 3 | 4) => zenithal,
             ("SIN", 2, 1 | 2) => true,
             ("ZPN", 2, m) => m <= 20,
+            ("AZP", 2, 1 | 2) => true,
             // Projections without parameters (TAN, ARC, STG, ZEA): wcslib leaves them out.
             ("TAN" | "ARC" | "STG" | "ZEA", 2, _) => true,
             _ => false,
@@ -268,7 +269,8 @@ pub fn place(cards: &Map<String, Value>, width: usize, height: usize) -> Result<
         false => None,
     };
     let slant = match code.as_str() {
-        "SIN" => (coefficient(2, 1)?, coefficient(2, 2)?),
+        // SIN's (ξ, η), AZP's (μ, γ).
+        "SIN" | "AZP" => (coefficient(2, 1)?, coefficient(2, 2)?),
         // NCP is SIN with ξ = 0, η = cot δ0 (wcslib's translation).
         "NCP" if d0 == 0.0 => return Err("its NCP projection is undefined at CRVAL2 = 0".into()),
         "NCP" => (0.0, 1.0 / d0.to_radians().tan()),
@@ -356,7 +358,7 @@ fn tpv(c: &[f64], x: f64, y: f64) -> f64 {
 }
 
 /// Native longitude and latitude (φ, θ; degrees) of intermediate world coordinates (`x`,
-/// `y`; degrees) under the zenithal projection `code`; `slant` is SIN's (ξ, η), `zpn` ZPN's
+/// `y`; degrees) under the zenithal projection `code`; `slant` is SIN's (ξ, η) or AZP's (μ, γ), `zpn` ZPN's
 /// PV2_0 … PV2_20.
 fn native(code: &str, x: f64, y: f64, slant: (f64, f64), zpn: &[f64]) -> Result<(f64, f64), Reason> {
     let outside = || Err::<(f64, f64), Reason>(format!("its centre is outside the {code} projection's domain"));
@@ -406,6 +408,37 @@ fn native(code: &str, x: f64, y: f64, slant: (f64, f64), zpn: &[f64]) -> Result<
             let (px, py) = (-yr + eta * z, xr - xi * z);
             let phi = if px == 0.0 && py == 0.0 { 0.0 } else { py.atan2(px).to_degrees() };
             return Ok((phi, sin_theta.clamp(-1.0, 1.0).asin().to_degrees()));
+        }
+        "AZP" => {
+            // The zenithal perspective from μ sphere radii, the plane tilted by γ
+            // (Calabretta & Greisen, eqs. 19–27, as wcslib inverts them).
+            let (mu, gamma) = slant;
+            let (sg, cg) = gamma.to_radians().sin_cos();
+            let w0 = (mu + 1.0).to_degrees();
+            let yc = y * cg;
+            let rho = x.hypot(yc);
+            if rho == 0.0 {
+                return Ok((0.0, 90.0));
+            }
+            if w0 == 0.0 || cg == 0.0 {
+                return outside();
+            }
+            let s = rho / (w0 + y * sg);
+            let t = s * mu / (s * s + 1.0).sqrt();
+            let t = match t.abs() > 1.0 {
+                true if t.abs() > 1.0 + 1e-13 => return outside(),
+                true => 90f64.copysign(t),
+                false => t.asin().to_degrees(),
+            };
+            let s = 1f64.atan2(s).to_degrees();
+            let (mut a, mut b) = (s - t, s + t + 180.0);
+            if a > 90.0 {
+                a -= 360.0;
+            }
+            if b > 90.0 {
+                b -= 360.0;
+            }
+            return Ok((x.atan2(-yc).to_degrees(), a.max(b)));
         }
         "ZPN" => std::f64::consts::FRAC_PI_2 - zpn_distance(zpn, r).ok_or_else(|| "its ZPN polynomial (PV2_0 … PV2_20) has no inverse at the centre".to_string())?,
         _ => return outside(),
@@ -968,6 +1001,20 @@ mod tests {
             ("CD2_2", "0.003"),
         ]);
         close(centre(&pole, 80, 60).unwrap().unwrap(), (248.07375449, 89.74157303));
+        // AZP: the zenithal perspective, here from 2 sphere radii with the plane tilted by 30°.
+        let azp = header(&[
+            ("CTYPE1", "'RA---AZP'"),
+            ("CTYPE2", "'DEC--AZP'"),
+            ("CRVAL1", "30.0"),
+            ("CRVAL2", "40.0"),
+            ("CRPIX1", "-60.0"),
+            ("CRPIX2", "90.0"),
+            ("CD1_1", "-0.05"),
+            ("CD2_2", "0.05"),
+            ("PV2_1", "2.0"),
+            ("PV2_2", "30.0"),
+        ]);
+        close(centre(&azp, 80, 60).unwrap().unwrap(), (23.63172209, 37.2233159));
         // An alternate description's cards (PV1_1A) and another axis's (PV3_1) change nothing.
         let plain = centre(&header(&m51()), 512, 512).unwrap().unwrap();
         let mut h = m51();
@@ -989,7 +1036,7 @@ mod tests {
         };
         refused(&[("PV1_1", "1.0")], "PV1_1");
         refused(&[("PV1_1", "0.0"), ("PV1_2", "60.0")], "PV1_2");
-        refused(&[("CTYPE1", "'RA---AZP'"), ("CTYPE2", "'DEC--AZP'")], "AZP is not supported");
+        refused(&[("CTYPE1", "'RA---SZP'"), ("CTYPE2", "'DEC--SZP'")], "SZP is not supported");
         refused(&[("CTYPE1", "'RA---COP'"), ("CTYPE2", "'DEC--COP'")], "COP is not supported");
         refused(&[("CTYPE2", "'DEC--SIN'")], "different projections");
         refused(&[("CUNIT1", "'arcsec'")], "only degrees");
