@@ -85,13 +85,14 @@ impl Inspection {
                 // What a build does with the position is `[fits] position`'s to say; the
                 // header says it either way.
                 let position = match &h.position {
-                    Ok(Some(p)) => format!(
-                        "{} (RA {}, Dec {}, degrees, ICRS): the centre, from that HDU's WCS{}",
-                        crate::wcs::sexagesimal(p.ra, p.dec),
-                        crate::wcs::decimal(p.ra, p.dec).0,
-                        crate::wcs::decimal(p.ra, p.dec).1,
-                        p.fov.map(|f| format!("; {}° across", crate::wcs::significant(f, 4))).unwrap_or_default()
-                    ),
+                    Ok(Some(p)) => {
+                        let (ra, dec) = crate::wcs::decimal(p.ra, p.dec);
+                        format!(
+                            "{} (RA {ra}, Dec {dec}, degrees, ICRS): the centre, from that HDU's WCS{}",
+                            crate::wcs::sexagesimal(p.ra, p.dec),
+                            p.fov.map(|f| format!("; {}° across", crate::wcs::significant(f, 4))).unwrap_or_default()
+                        )
+                    }
                     Ok(None) => "none (that HDU has no celestial WCS)".to_string(),
                     Err(why) => format!("none: {why}"),
                 };

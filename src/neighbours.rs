@@ -126,9 +126,7 @@ impl Neighbours {
 
 /// Angular separation in arcseconds of two (RA, Dec) positions in degrees (haversine).
 pub fn separation_arcsec(a: (f64, f64), b: (f64, f64)) -> f64 {
-    let (ra1, de1, ra2, de2) = (a.0.to_radians(), a.1.to_radians(), b.0.to_radians(), b.1.to_radians());
-    let h = ((de2 - de1) / 2.0).sin().powi(2) + de1.cos() * de2.cos() * ((ra2 - ra1) / 2.0).sin().powi(2);
-    (2.0 * h.sqrt().min(1.0).asin()).to_degrees() * 3600.0
+    crate::wcs::separation(a, b) * 3600.0
 }
 
 /// Neighbours of every row of `emb` among the others, leaving out those closer on the sky

@@ -206,9 +206,10 @@ impl<'a> MemFits<'a> {
     /// `keywords`, with the image's place already worked out (`at`).
     fn keywords_at(&self, keywords: &[String], at: Option<crate::wcs::Place>) -> Result<Header, FileError> {
         let sky = crate::wcs::is_sky;
+        let degrees = at.map(|p| crate::wcs::decimal(p.ra, p.dec));
         let own = |k: &String| match k.as_str() {
-            crate::wcs::RA => at.map(|p| crate::wcs::decimal(p.ra, p.dec).0),
-            crate::wcs::DEC => at.map(|p| crate::wcs::decimal(p.ra, p.dec).1),
+            crate::wcs::RA => degrees.as_ref().map(|d| d.0.clone()),
+            crate::wcs::DEC => degrees.as_ref().map(|d| d.1.clone()),
             // Four significant digits: a link's field of view, not a measurement.
             crate::wcs::FOV => at.and_then(|p| p.fov).map(|f| crate::wcs::significant(f, 4)),
             _ => self.shown_value(k),
