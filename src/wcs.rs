@@ -6,10 +6,12 @@
 //!
 //! The zenithal projections (TAN with SIP or TPV distortions, SIN with its slant and NCP,
 //! AZP, ZPN, ARC, STG, ZEA) are worked out here as wcslib does; the cylindrical ones are CDS's
-//! `wcs` crate, given a CD matrix. Only equatorial (ICRS, or FK5 at J2000, which differs from
-//! ICRS by well under 0.1") and galactic axes are read. Other frames (FK4/B1950, other equinoxes,
-//! ecliptic) would need a precession this tool does not do, so they give no position rather
-//! than a wrong one, with the reason.
+//! `wcs` crate, given a CD matrix. Equatorial axes (ICRS, FK5 at any equinox, FK4 at any
+//! Besselian equinox, with or without its E-terms) and galactic axes are given in ICRS as
+//! astropy gives them (`frame`). Other frames (ecliptic, supergalactic, apparent places) give
+//! no position rather than a wrong one, with the reason.
+
+mod frame;
 
 use serde_json::{Map, Value};
 
@@ -22,8 +24,10 @@ pub const DEC: &str = "dec";
 /// The version of how positions are worked out, part of the header cache's key: raised
 /// whenever a header would be given a position it was not given before, or another one
 /// (2: TPV, SCAMP's TAN with PV cards, ZPN, NCP and slanted SIN; 3: the field of view,
-/// AZP, other spellings of the cards and PV cards at their defaults; session 28).
-pub const VERSION: u32 = 3;
+/// AZP, other spellings of the cards and PV cards at their defaults; session 28; 4: FK4
+/// and FK5 at other equinoxes, the FK5 → ICRS frame bias and astropy's galactic frame,
+/// session 29).
+pub const VERSION: u32 = 4;
 
 /// The name of how far the image reaches on the sky, degrees (`Place::fov`), beside the
 /// position among its header values and in its `meta`.
@@ -197,9 +201,10 @@ pub fn place(cards: &Map<String, Value>, width: usize, height: usize) -> Result<
     if d0.abs() > 90.0 {
         return Err(format!("its CRVAL2 = {d0} is not a latitude"));
     }
-    if !galactic {
-        frame_is_icrs(text("RADESYS").or(text("RADECSYS")), number("EQUINOX")?.or(number("EPOCH")?))?;
-    }
+    let frame = match galactic {
+        true => frame::Frame::galactic(),
+        false => equatorial_frame(text("RADESYS").or(text("RADECSYS")), number("EQUINOX")?.or(number("EPOCH")?))?,
+    };
     // The celestial axes' PV cards. wcslib reads TAN with any PVi_m, m ≥ 5, as TPV (SCAMP
     // writes its distortion so); with fewer they would move the fiducial point or the pole,
     // which is not supported.
@@ -306,13 +311,10 @@ pub fn place(cards: &Map<String, Value>, width: usize, height: usize) -> Result<
         } else {
             crate_lonlat(c1, c2, [p1, p2], [a0, d0], cd, [px, py], [width, height])?
         };
-        let (ra, dec) = if galactic {
-            let icrs = wcs::coo_system::CooSystem::GALACTIC.to_icrs(wcs::LonLat::new(lon.to_radians(), lat.to_radians()));
-            (icrs.lon().to_degrees(), icrs.lat().to_degrees())
-        } else {
-            (lon, lat)
-        };
-        let ra = ra.rem_euclid(360.0);
+        if !lon.is_finite() || !lat.is_finite() {
+            return Err(format!("its WCS gives no valid position (longitude {lon}, latitude {lat})"));
+        }
+        let (ra, dec) = frame.to_icrs(lon, lat);
         if !ra.is_finite() || !dec.is_finite() || dec.abs() > 90.0 + 1e-9 {
             return Err(format!("its WCS gives no valid position (RA {ra}, Dec {dec})"));
         }
@@ -552,21 +554,29 @@ fn polynomial(number: &dyn Fn(&str) -> Result<Option<f64>, Reason>, p: &str, u: 
     Ok(sum)
 }
 
-/// Whether equatorial coordinates in the frame `radesys` at `equinox` can be given as ICRS
-/// without precessing them (the standard's defaults: FK4 before 1984, FK5 from then, J2000).
-fn frame_is_icrs(radesys: Option<&str>, equinox: Option<f64>) -> Result<(), Reason> {
-    let j2000 = |e: Option<f64>| e.is_none_or(|e| (e - 2000.0).abs() < 1e-6);
-    match radesys.map(|r| r.to_ascii_uppercase()) {
-        Some(r) if r == "ICRS" => Ok(()),
-        Some(r) if r == "FK5" && j2000(equinox) => Ok(()),
-        Some(r) if r == "FK5" => Err(format!("its coordinates are FK5 at equinox {}, which are not precessed to J2000", equinox.unwrap_or_default())),
-        Some(r) if r.starts_with("FK4") => Err("its coordinates are FK4 (B1950), which are not converted to ICRS".into()),
-        Some(r) if !r.is_empty() => Err(format!("its coordinate frame RADESYS = '{r}' is not converted to ICRS")),
-        _ => match equinox {
-            Some(e) if e < 1984.0 => Err(format!("its coordinates are for equinox {e} (FK4), which are not converted to ICRS")),
-            e if j2000(e) => Ok(()),
-            Some(e) => Err(format!("its coordinates are for equinox {e}, which are not precessed to J2000")),
-            None => Ok(()),
+/// The frame of equatorial coordinates that a header's RADESYS (`radesys`) and EQUINOX (or
+/// EPOCH, `equinox`) name, as the standard and astropy read them: without RADESYS, FK4
+/// before 1984, FK5 from then, ICRS with neither; FK4 at B1950 and FK5 at J2000 by default.
+fn equatorial_frame(radesys: Option<&str>, equinox: Option<f64>) -> Result<frame::Frame, Reason> {
+    let radesys = radesys.map(|r| r.to_ascii_uppercase()).filter(|r| !r.is_empty());
+    let year = |default: f64| -> Result<f64, Reason> {
+        match equinox {
+            None => Ok(default),
+            // Precession polynomials are made for a few centuries either side of 2000.
+            Some(e) if (1800.0..=2200.0).contains(&e) => Ok(e),
+            Some(e) => Err(format!("its EQUINOX = {e} is not a year from 1800 to 2200")),
+        }
+    };
+    match radesys.as_deref() {
+        Some("ICRS") => Ok(frame::Frame::icrs()),
+        Some("FK5") => Ok(frame::Frame::fk5(year(2000.0)?)),
+        Some("FK4") => Ok(frame::Frame::fk4(year(1950.0)?, true)),
+        Some("FK4-NO-E") => Ok(frame::Frame::fk4(year(1950.0)?, false)),
+        Some(r) => Err(format!("its coordinate frame RADESYS = '{r}' is not converted to ICRS (ICRS, FK5, FK4 and FK4-NO-E are)")),
+        None => match equinox {
+            None => Ok(frame::Frame::icrs()),
+            Some(e) if e < 1984.0 => Ok(frame::Frame::fk4(year(1950.0)?, true)),
+            Some(_) => Ok(frame::Frame::fk5(year(2000.0)?)),
         },
     }
 }
@@ -784,8 +794,9 @@ mod tests {
     #[test]
     fn centres_agree_with_astropy() {
         // Reference: astropy 8.0.2, `WCS(header).all_pix2world` at ((n + 1) / 2, (n + 1) / 2)
-        // with origin 1, on the sample archive's files.
-        close(centre(&header(&m51()), 512, 512).unwrap().unwrap(), (202.47007416, 47.19465783));
+        // with origin 1, on the sample archive's files, in ICRS (`SkyCoord(..., frame=
+        // wcs_to_celestial_frame(w)).icrs`: FK5 J2000 differs by the frame bias).
+        close(centre(&header(&m51()), 512, 512).unwrap().unwrap(), (202.47007436, 47.19465806));
         // acs-hrc-47tuc-field-01.fits: an HST ACS crop whose reference pixel lies far outside
         // it; no RADESYS or EQUINOX (ICRS by default).
         let acs = [
@@ -819,7 +830,7 @@ mod tests {
             ("CD2_1", "1.1148773358475E-05"),
             ("CD2_2", "0.00047247643045621"),
         ];
-        close(centre(&header(&dss), 353, 353).unwrap().unwrap(), (40.74985403, 18.34993259));
+        close(centre(&header(&dss), 353, 353).unwrap().unwrap(), (40.74984537, 18.34993465));
         // CDELT + CROTA2 (the AIPS convention) gives the same place as the CD matrix it stands for.
         let tan = |linear: &[(&'static str, String)]| {
             let mut h: Vec<(&str, String)> = [("CTYPE1", "'RA---TAN'"), ("CTYPE2", "'DEC--TAN'"), ("CRPIX1", "10"), ("CRPIX2", "20"), ("CRVAL1", "150.0"), ("CRVAL2", "2.0")]
@@ -1069,7 +1080,7 @@ mod tests {
 
     #[test]
     fn galactic_axes_are_given_in_icrs() {
-        // The Galactic centre (l, b) = (0, 0) is ICRS (266.40500, −28.93617) (astropy).
+        // The Galactic centre (l, b) = (0, 0) is ICRS (266.4049882865, −28.9361777618) (astropy).
         let g = [
             ("CTYPE1", "'GLON-CAR'"),
             ("CTYPE2", "'GLAT-CAR'"),
@@ -1083,28 +1094,40 @@ mod tests {
             ("RADESYS", "'FK5'"),
         ];
         let got = centre(&header(&g), 64, 64).unwrap().unwrap();
-        let d = ((got.0 - 266.40500) * (-28.93617f64).to_radians().cos()).hypot(got.1 + 28.93617) * 3600.0;
-        assert!(d < 1.0, "{got:?}: {d}\"");
+        let d = separation(got, (266.4049882865, -28.9361777618)) * 3600.0;
+        assert!(d < 0.002, "{got:?}: {d}\"");
     }
 
     #[test]
-    fn frames_it_cannot_convert_give_reasons_not_positions() {
-        let with = |k: &'static str, v: &'static str| {
+    fn frames_are_read_as_the_standard_says_and_others_give_reasons() {
+        let with = |cards: &[(&'static str, &'static str)]| {
             let mut h = m51();
             h.retain(|(key, _)| *key != "RADESYS" && *key != "EQUINOX");
-            h.push((k, v));
-            header(&h)
+            h.extend_from_slice(cards);
+            centre(&header(&h), 128, 128)
         };
-        let e = centre(&with("RADESYS", "'FK4'"), 128, 128).unwrap_err();
-        assert!(e.contains("FK4 (B1950)"), "{e}");
-        let e = centre(&with("EQUINOX", "1950."), 128, 128).unwrap_err();
-        assert!(e.contains("equinox 1950"), "{e}");
-        let e = centre(&with("EPOCH", "1950.0"), 128, 128).unwrap_err();
-        assert!(e.contains("equinox 1950"), "{e}");
-        let e = centre(&with("EQUINOX", "2010."), 128, 128).unwrap_err();
-        assert!(e.contains("2010"), "{e}");
-        assert!(centre(&with("RADESYS", "'ICRS'"), 128, 128).unwrap().is_some());
-        assert!(centre(&with("EQUINOX", "2000."), 128, 128).unwrap().is_some());
+        let at = |cards: &[(&'static str, &'static str)]| with(cards).unwrap().unwrap();
+        let fk4 = at(&[("RADESYS", "'FK4'")]);
+        // FK4 at B1950 is the default for FK4, and for an equinox before 1984 (given as
+        // EQUINOX or, in old headers, EPOCH) without RADESYS.
+        for same in [at(&[("RADESYS", "'FK4'"), ("EQUINOX", "1950.")]), at(&[("EQUINOX", "1950.")]), at(&[("EPOCH", "1950.0")])] {
+            assert!(separation(fk4, same) * 3600.0 < 1e-6, "{fk4:?} {same:?}");
+        }
+        // Fifty years of precession (~0.7° here) separate B1950 from ICRS.
+        let icrs = at(&[("RADESYS", "'ICRS'")]);
+        assert!((0.3..1.0).contains(&separation(fk4, icrs)), "{fk4:?} {icrs:?}");
+        let no_e = at(&[("RADESYS", "'FK4-NO-E'")]);
+        assert!((0.01..1.0).contains(&(separation(fk4, no_e) * 3600.0)), "{fk4:?} {no_e:?}");
+        // FK5 at J2000 (the default for FK5 and for EQUINOX 2000): ICRS but for the frame bias.
+        let fk5 = at(&[("EQUINOX", "2000.")]);
+        assert!(separation(fk5, icrs) * 3600.0 < 0.05, "{fk5:?} {icrs:?}");
+        assert!(separation(fk5, at(&[("RADESYS", "'fk5'")])) * 3600.0 < 1e-6);
+        // Ten years of precession: ~500" along the ecliptic.
+        assert!((0.05..0.2).contains(&separation(at(&[("EQUINOX", "2010.")]), fk5)));
+        let e = with(&[("RADESYS", "'GAPPT'"), ("EQUINOX", "2000.")]).unwrap_err();
+        assert!(e.contains("GAPPT"), "{e}");
+        let e = with(&[("RADESYS", "'FK5'"), ("EQUINOX", "0.")]).unwrap_err();
+        assert!(e.contains("EQUINOX = 0"), "{e}");
         let mut ecl = m51();
         ecl[0] = ("CTYPE1", "'ELON-TAN'");
         ecl[1] = ("CTYPE2", "'ELAT-TAN'");
