@@ -203,7 +203,7 @@ pub fn place(cards: &Map<String, Value>, width: usize, height: usize) -> Result<
     }
     let frame = match galactic {
         true => frame::Frame::galactic(),
-        false => equatorial_frame(text("RADESYS").or(text("RADECSYS")), number("EQUINOX")?.or(number("EPOCH")?))?,
+        false => equatorial_frame(text("RADESYS").or(text("RADECSYS")), equinox(cards, "EQUINOX")?.or(equinox(cards, "EPOCH")?))?,
     };
     // The celestial axes' PV cards. wcslib reads TAN with any PVi_m, m ≥ 5, as TPV (SCAMP
     // writes its distortion so); with fewer they would move the fiducial point or the pole,
@@ -554,17 +554,37 @@ fn polynomial(number: &dyn Fn(&str) -> Result<Option<f64>, Reason>, p: &str, u: 
     Ok(sum)
 }
 
+/// A header's EQUINOX (or EPOCH) `key`: a year, or a string naming one as some
+/// observatories write it (`'J2000'`, `'B1950.0'`, `'2000'`), with the letter that says
+/// whether it is Julian (FK5) or Besselian (FK4).
+fn equinox(cards: &Map<String, Value>, key: &str) -> Result<Option<(f64, Option<char>)>, Reason> {
+    let Some(v) = cards.get(key) else { return Ok(None) };
+    if let Some(x) = v.as_f64().filter(|x| x.is_finite()) {
+        return Ok(Some((x, None)));
+    }
+    let text = v.as_str().map(str::trim).unwrap_or("");
+    let (letter, year) = match text.chars().next().map(|c| c.to_ascii_uppercase()) {
+        Some(c @ ('J' | 'B')) => (Some(c), &text[1..]),
+        _ => (None, text),
+    };
+    match year.trim().parse::<f64>() {
+        Ok(x) if x.is_finite() => Ok(Some((x, letter))),
+        _ => Err(format!("its {key} = {v} is not a year")),
+    }
+}
+
 /// The frame of equatorial coordinates that a header's RADESYS (`radesys`) and EQUINOX (or
 /// EPOCH, `equinox`) name, as the standard and astropy read them: without RADESYS, FK4
-/// before 1984, FK5 from then, ICRS with neither; FK4 at B1950 and FK5 at J2000 by default.
-fn equatorial_frame(radesys: Option<&str>, equinox: Option<f64>) -> Result<frame::Frame, Reason> {
+/// before 1984 (or a Besselian `'B1950'`), FK5 from then (or a Julian `'J2000'`), ICRS with
+/// neither; FK4 at B1950 and FK5 at J2000 by default.
+fn equatorial_frame(radesys: Option<&str>, equinox: Option<(f64, Option<char>)>) -> Result<frame::Frame, Reason> {
     let radesys = radesys.map(|r| r.to_ascii_uppercase()).filter(|r| !r.is_empty());
     let year = |default: f64| -> Result<f64, Reason> {
         match equinox {
             None => Ok(default),
             // Precession polynomials are made for a few centuries either side of 2000.
-            Some(e) if (1800.0..=2200.0).contains(&e) => Ok(e),
-            Some(e) => Err(format!("its EQUINOX = {e} is not a year from 1800 to 2200")),
+            Some((e, _)) if (1800.0..=2200.0).contains(&e) => Ok(e),
+            Some((e, _)) => Err(format!("its EQUINOX = {e} is not a year from 1800 to 2200")),
         }
     };
     match radesys.as_deref() {
@@ -575,7 +595,9 @@ fn equatorial_frame(radesys: Option<&str>, equinox: Option<f64>) -> Result<frame
         Some(r) => Err(format!("its coordinate frame RADESYS = '{r}' is not converted to ICRS (ICRS, FK5, FK4 and FK4-NO-E are)")),
         None => match equinox {
             None => Ok(frame::Frame::icrs()),
-            Some(e) if e < 1984.0 => Ok(frame::Frame::fk4(year(1950.0)?, true)),
+            Some((_, Some('B'))) => Ok(frame::Frame::fk4(year(1950.0)?, true)),
+            Some((_, Some('J'))) => Ok(frame::Frame::fk5(year(2000.0)?)),
+            Some((e, _)) if e < 1984.0 => Ok(frame::Frame::fk4(year(1950.0)?, true)),
             Some(_) => Ok(frame::Frame::fk5(year(2000.0)?)),
         },
     }
@@ -1124,6 +1146,13 @@ mod tests {
         assert!(separation(fk5, at(&[("RADESYS", "'fk5'")])) * 3600.0 < 1e-6);
         // Ten years of precession: ~500" along the ecliptic.
         assert!((0.05..0.2).contains(&separation(at(&[("EQUINOX", "2010.")]), fk5)));
+        // Equinoxes written as text, as some observatories write them.
+        assert!(separation(at(&[("EQUINOX", "'J2000'")]), fk5) * 3600.0 < 1e-6);
+        assert!(separation(at(&[("EQUINOX", "'B1950.0'")]), fk4) * 3600.0 < 1e-6);
+        assert!(separation(at(&[("EPOCH", "'1950'")]), fk4) * 3600.0 < 1e-6);
+        assert!(separation(at(&[("RADESYS", "'FK4'"), ("EQUINOX", "' B1950 '")]), fk4) * 3600.0 < 1e-6);
+        let e = with(&[("EQUINOX", "'J2000x'")]).unwrap_err();
+        assert!(e.contains("EQUINOX = \"J2000x\" is not a year"), "{e}");
         let e = with(&[("RADESYS", "'GAPPT'"), ("EQUINOX", "2000.")]).unwrap_err();
         assert!(e.contains("GAPPT"), "{e}");
         let e = with(&[("RADESYS", "'FK5'"), ("EQUINOX", "0.")]).unwrap_err();
