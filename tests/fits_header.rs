@@ -467,6 +467,12 @@ fn one_source_for_a_position_and_frames_an_extension_inherits() {
         "inherit.fits",
         &[Hdu::empty().with("RADESYS", V::S("FK4")).with("EQUINOX", V::F(1950.0)), unframed(2, 201.9, 47.45).with("INHERIT", V::B(true))],
     );
+    // Each card it lacks: its own EQUINOX, the primary's RADESYS: FK4 at B1990 (its
+    // EQUINOX alone would be FK5 at J1990, 0.8" away).
+    s.fits(
+        "inherit-one.fits",
+        &[Hdu::empty().with("RADESYS", V::S("FK4")).with("EQUINOX", V::F(1950.0)), unframed(3, 201.9, 47.45).with("INHERIT", V::B(true)).with("EQUINOX", V::F(1990.0))],
+    );
     // The catalogue says a's RA but not its Dec: its position is the catalogue's (half of
     // one), never RA from there and Dec from the header.
     std::fs::write(s.root.join("cat.csv"), "path,ra,dec\na.fits,186.6,\n").unwrap();
@@ -480,6 +486,9 @@ fn one_source_for_a_position_and_frames_an_extension_inherits() {
     // ICRS (the frame not inherited) it would be 0.6° away.
     let inherit = s.meta("inherit.fits");
     assert!((degrees(&inherit, "ra") - 202.42679234).abs() < 2e-6 && (degrees(&inherit, "dec") - 47.19223924).abs() < 2e-6, "{inherit}");
+    // astropy 8.0.2: `SkyCoord(201.9, 47.45, frame=FK4(equinox='B1990')).icrs`.
+    let one = s.meta("inherit-one.fits");
+    assert!((degrees(&one, "ra") - 202.00578711).abs() < 2e-6 && (degrees(&one, "dec") - 47.39843011).abs() < 2e-6, "{one}");
     let (_, out, _) = run(&s.root, &["inspect", "archive/inherit.fits"]);
     assert!(out.contains("sky: 13:29:42.43 +47:11:32.1 (RA 202.426792, Dec 47.192239, degrees, ICRS)"), "{out}");
 

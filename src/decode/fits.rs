@@ -275,8 +275,9 @@ impl<'a> MemFits<'a> {
 
     /// Where the image in the current HDU is on the sky, from the HDU's celestial WCS
     /// (`wcs::place`; `Err`: why a WCS there gives none).
-    /// An extension with `INHERIT = T` takes the frame cards it lacks from the primary
-    /// header (where a pipeline may have written RADESYS = 'FK4').
+    /// An extension with `INHERIT = T` takes each frame card it lacks from the primary
+    /// header (where a pipeline may have written RADESYS = 'FK4'), as the convention
+    /// inherits keywords one by one.
     fn position(&self) -> Result<Option<crate::wcs::Place>, String> {
         let axes = self.axes().map_err(|e| e.to_string())?;
         let [w, h, ..] = axes[..] else { return Ok(None) };
@@ -289,12 +290,9 @@ impl<'a> MemFits<'a> {
             self.goto(0).map_err(|e| e.to_string())?;
             let primary = self.cards();
             self.goto(here).map_err(|e| e.to_string())?;
-            const FRAME: [&str; 4] = ["RADESYS", "RADECSYS", "EQUINOX", "EPOCH"];
-            if !FRAME.iter().any(|k| cards.contains_key(*k)) {
-                for k in FRAME {
-                    if let Some(v) = primary.get(k) {
-                        cards.insert(k.into(), v.clone());
-                    }
+            for k in ["RADESYS", "RADECSYS", "EQUINOX", "EPOCH"] {
+                if let (false, Some(v)) = (cards.contains_key(k), primary.get(k)) {
+                    cards.insert(k.into(), v.clone());
                 }
             }
         }
