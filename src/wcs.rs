@@ -670,8 +670,9 @@ fn equinox(cards: &Map<String, Value>, key: &str) -> Result<Option<(f64, Option<
         return Ok(Some((x, None)));
     }
     let text = v.as_str().map(str::trim).unwrap_or("");
-    // A blank value says nothing, as if the card were not there.
-    if v.is_string() && text.is_empty() {
+    // A blank value, or none (`EQUINOX =`, or one that is not a number such as NaN), says
+    // nothing, as if the card were not there (as wcslib reads it: the frame's default).
+    if v.is_null() || (v.is_string() && text.is_empty()) {
         return Ok(None);
     }
     let (letter, year) = match text.chars().next().map(|c| c.to_ascii_uppercase()) {
@@ -1299,6 +1300,10 @@ mod tests {
         // A blank EQUINOX is none; with ICRS an unreadable one does not matter; a blank
         // RADESYS leaves RADECSYS to say the frame.
         assert!(separation(at(&[("RADESYS", "'FK4'"), ("EQUINOX", "' '")]), fk4) * 3600.0 < 1e-6);
+        let mut no_value = header(&m51());
+        no_value.insert("RADESYS".into(), Value::from("FK4"));
+        no_value.insert("EQUINOX".into(), Value::Null);
+        assert!(separation(centre(&no_value, 128, 128).unwrap().unwrap(), fk4) * 3600.0 < 1e-6);
         assert!(separation(at(&[("RADESYS", "'ICRS'"), ("EQUINOX", "'garbage'")]), icrs) * 3600.0 < 1e-6);
         assert!(separation(at(&[("RADESYS", "''"), ("RADECSYS", "'FK4'")]), fk4) * 3600.0 < 1e-6);
         let e = with(&[("RADESYS", "'FK5'"), ("EQUINOX", "1.0E308")]).unwrap_err();

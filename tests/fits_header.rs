@@ -467,6 +467,7 @@ fn one_source_for_a_position_and_frames_an_extension_inherits() {
         "inherit.fits",
         &[Hdu::empty().with("RADESYS", V::S("FK4")).with("EQUINOX", V::F(1950.0)), unframed(2, 201.9, 47.45).with("INHERIT", V::B(true))],
     );
+    s.fits("inherit-epoch.fits", &[Hdu::empty().with("EQUINOX", V::F(2000.0)), unframed(4, 201.9, 47.45).with("INHERIT", V::B(true)).with("EPOCH", V::F(1950.0))]);
     // Each card it lacks: its own EQUINOX, the primary's RADESYS: FK4 at B1990 (its
     // EQUINOX alone would be FK5 at J1990, 0.8" away).
     s.fits(
@@ -486,6 +487,9 @@ fn one_source_for_a_position_and_frames_an_extension_inherits() {
     // ICRS (the frame not inherited) it would be 0.6° away.
     let inherit = s.meta("inherit.fits");
     assert!((degrees(&inherit, "ra") - 202.42679234).abs() < 2e-6 && (degrees(&inherit, "dec") - 47.19223924).abs() < 2e-6, "{inherit}");
+    // An extension's own EPOCH is its equinox: the primary's EQUINOX does not override it.
+    let epoch = s.meta("inherit-epoch.fits");
+    assert!((degrees(&epoch, "ra") - 202.42679234).abs() < 2e-6 && (degrees(&epoch, "dec") - 47.19223924).abs() < 2e-6, "{epoch}");
     // astropy 8.0.2: `SkyCoord(201.9, 47.45, frame=FK4(equinox='B1990')).icrs`.
     let one = s.meta("inherit-one.fits");
     assert!((degrees(&one, "ra") - 202.00578711).abs() < 2e-6 && (degrees(&one, "dec") - 47.39843011).abs() < 2e-6, "{one}");

@@ -277,7 +277,7 @@ impl<'a> MemFits<'a> {
     /// (`wcs::place`; `Err`: why a WCS there gives none).
     /// An extension with `INHERIT = T` takes each frame card it lacks from the primary
     /// header (where a pipeline may have written RADESYS = 'FK4'), as the convention
-    /// inherits keywords one by one.
+    /// inherits keywords one by one (RADESYS or RADECSYS, EQUINOX or EPOCH).
     fn position(&self) -> Result<Option<crate::wcs::Place>, String> {
         let axes = self.axes().map_err(|e| e.to_string())?;
         let [w, h, ..] = axes[..] else { return Ok(None) };
@@ -290,9 +290,15 @@ impl<'a> MemFits<'a> {
             self.goto(0).map_err(|e| e.to_string())?;
             let primary = self.cards();
             self.goto(here).map_err(|e| e.to_string())?;
-            for k in ["RADESYS", "RADECSYS", "EQUINOX", "EPOCH"] {
-                if let (false, Some(v)) = (cards.contains_key(k), primary.get(k)) {
-                    cards.insert(k.into(), v.clone());
+            // Each pair spells one card: an extension's own EPOCH is its equinox, and the
+            // primary's EQUINOX must not override it.
+            for pair in [["RADESYS", "RADECSYS"], ["EQUINOX", "EPOCH"]] {
+                if !pair.iter().any(|k| cards.contains_key(*k)) {
+                    for k in pair {
+                        if let Some(v) = primary.get(k) {
+                            cards.insert(k.into(), v.clone());
+                        }
+                    }
                 }
             }
         }
