@@ -336,8 +336,10 @@ impl Sky {
         let radius = fov.map_or(2.0, |f| (f / 2.0 * std::f64::consts::SQRT_2 * 60.0).clamp(0.1, 60.0));
         let view = fov.map_or(0.25, |f| (f * 1.5).clamp(1.0 / 60.0, 180.0));
         let (ra_text, dec_text) = crate::wcs::decimal(ra, dec);
+        let (l, b) = crate::wcs::galactic(ra, dec);
         Some(Sky {
-            text: crate::wcs::sexagesimal(ra, dec),
+            // Galactic coordinates beside: where it is in or out of the Milky Way's plane.
+            text: format!("{} (l {:.4}°, b {:+.4}°)", crate::wcs::sexagesimal(ra, dec), l, b),
             ra: ra_text,
             dec: dec_text,
             radius: crate::wcs::significant(radius, 3),

@@ -13,6 +13,7 @@
 //! no position rather than a wrong one, with the reason.
 
 mod frame;
+pub use frame::galactic;
 
 use serde_json::{Map, Value};
 

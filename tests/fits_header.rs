@@ -342,7 +342,8 @@ fn real_fits_files_are_placed_on_the_sky_by_their_wcs() {
         assert!(s.page(&id(rel)).contains("<dt>Sky</dt>"), "{rel}");
     }
     let m51 = s.page(&id("m51/m51-iraf-devpix.fits"));
-    assert!(m51.contains("13:29:52.82 +47:11:40.8") && m51.contains("Coord=202.470074+47.194658"), "{m51}");
+    // With its galactic coordinates (astropy: l 104.8501°, b +68.5611°).
+    assert!(m51.contains("13:29:52.82 +47:11:40.8 (l 104.8501°, b +68.5611°)") && m51.contains("Coord=202.470074+47.194658"), "{m51}");
     // The links are sized to the image: 0.109° across (astropy), so SIMBAD within its
     // half-diagonal (4.62′, from the 0.109° kept) and Aladin over 1.5 times its width.
     assert_eq!(s.meta(&id("m51/m51-iraf-devpix.fits"))["fov"], "0.109");

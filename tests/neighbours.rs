@@ -364,7 +364,7 @@ fn overlapping_cutouts_of_one_object_are_not_each_others_neighbours() {
     assert!((first(root).1 - 1.0).abs() < 1e-5);
     // The page says where it is, with links to the sky around it.
     let page = std::fs::read_to_string(root.join("out/items/img000.fits/index.html")).unwrap();
-    assert!(page.contains("<dt>Sky</dt><dd class=sky>10:00:00.00 +02:00:00.0 <a href=\"https://simbad.cds.unistra.fr/simbad/sim-coo?Coord=150.000000+2.000000&Radius=2&Radius.unit=arcmin\""), "{page}");
+    assert!(page.contains("<dt>Sky</dt><dd class=sky>10:00:00.00 +02:00:00.0 (l 236.9546°, b +41.9051°) <a href=\"https://simbad.cds.unistra.fr/simbad/sim-coo?Coord=150.000000+2.000000&Radius=2&Radius.unit=arcmin\""), "{page}");
     assert!(page.contains("AladinLite/?target=150.000000+2.000000&fov=0.25"), "{page}");
     let south = std::fs::read_to_string(root.join("out/items/img005.fits/index.html")).unwrap();
     assert!(south.contains("03:20:00.00 -30:00:00.0") && south.contains("Coord=50.000000+-30.000000"), "{south}");

@@ -92,6 +92,18 @@ impl Frame {
     }
 }
 
+/// Galactic longitude and latitude (degrees, l in [0, 360)) of ICRS (`ra`, `dec`), as
+/// astropy's `SkyCoord(...).galactic` gives them.
+pub fn galactic(ra: f64, dec: f64) -> (f64, f64) {
+    let r = Frame::galactic().to_icrs;
+    let (sa, ca) = ra.to_radians().sin_cos();
+    let (sd, cd) = dec.to_radians().sin_cos();
+    let v = [cd * ca, cd * sa, sd];
+    // The transpose takes ICRS to galactic.
+    let w = [0, 1, 2].map(|i| r[0][i] * v[0] + r[1][i] * v[1] + r[2][i] * v[2]);
+    (w[1].atan2(w[0]).to_degrees().rem_euclid(360.0), w[2].atan2(w[0].hypot(w[1])).to_degrees())
+}
+
 #[derive(Clone, Copy)]
 enum Axis {
     X,
@@ -226,6 +238,13 @@ mod tests {
             let got = frame.to_icrs(at.0, at.1);
             assert!(off(got, astropy) < 1e-4, "{name}: {got:?} is {}\" from astropy's {astropy:?}", off(got, astropy));
         }
+        // And back to galactic (astropy's `.galactic`).
+        for (icrs, lb) in [((202.470074, 47.194658), (104.850070, 68.561112)), ((10.684708, 41.26875), (121.174329, -21.573309)), ((0.0, 90.0), (122.931925, 27.128252))] {
+            let got = galactic(icrs.0, icrs.1);
+            assert!(off(got, lb) < 0.002, "{icrs:?}: {got:?} against {lb:?}");
+        }
+        let centre = galactic(266.4049882865, -28.9361777618);
+        assert!(off(centre, (0.0, 0.0)) < 0.002 && (0.0..360.0).contains(&centre.0), "{centre:?}");
         // ICRS is left as it is; FK5 J2000 differs from it by the frame bias only (< 0.05").
         assert!(off(Frame::icrs().to_icrs(10.684708, 41.26875), (10.684708, 41.26875)) < 1e-9);
         let bias = off(Frame::fk5(2000.0).to_icrs(10.684708, 41.26875), (10.684708, 41.26875));
