@@ -5,9 +5,9 @@
 //! like".
 //!
 //! The zenithal projections (TAN with SIP or TPV distortions, SIN with its slant and NCP,
-//! AZP, ZPN, ARC, STG, ZEA) and the cylindrical and pseudo-cylindrical ones (CAR, MER, CEA,
-//! CYP, SFL, PAR, MOL, AIT), with LONPOLE and LATPOLE, are worked out here as wcslib does
-//! (Calabretta & Greisen 2002). Equatorial axes (ICRS, FK5 at any equinox, FK4 at any
+//! AZP, ZPN, ARC, STG, ZEA), the cylindrical and pseudo-cylindrical ones (CAR, MER, CEA,
+//! CYP, SFL, PAR, MOL, AIT) and the conic ones (COP, COE, COD, COO), with LONPOLE and
+//! LATPOLE, are worked out here as wcslib does (Calabretta & Greisen 2002). Equatorial axes (ICRS, FK5 at any equinox, FK4 at any
 //! Besselian equinox, with or without its E-terms) and galactic axes are given in ICRS as
 //! astropy gives them (`frame`). Other frames (ecliptic, supergalactic, apparent places) give
 //! no position rather than a wrong one, with the reason.
@@ -28,7 +28,7 @@ pub const DEC: &str = "dec";
 /// (2: TPV, SCAMP's TAN with PV cards, ZPN, NCP and slanted SIN; 3: the field of view,
 /// AZP, other spellings of the cards and PV cards at their defaults; session 28; 4: FK4
 /// and FK5 at other equinoxes, the FK5 → ICRS frame bias, astropy's galactic frame, and the
-/// cylindrical projections worked out here with LONPOLE/LATPOLE; session 29).
+/// cylindrical and conic projections worked out here with LONPOLE/LATPOLE; session 29).
 pub const VERSION: u32 = 4;
 
 /// The name of how far the image reaches on the sky, degrees (`Place::fov`), beside the
@@ -81,9 +81,12 @@ pub type Reason = String;
 /// distortions, SIN with its slant parameters and the radio astronomers' NCP, ZPN's
 /// polynomial (VISTA), and the simple ones. LONPOLE is read for all of them.
 const ZENITHAL: &[&str] = &["TAN", "TPV", "SIN", "NCP", "AZP", "ARC", "STG", "ZEA", "ZPN"];
-/// The cylindrical and pseudo-cylindrical projections, worked out here too (their
-/// reference point on the native equator).
-const OTHER: &[&str] = &["CAR", "MER", "CEA", "CYP", "SFL", "PAR", "MOL", "AIT"];
+/// The cylindrical and pseudo-cylindrical projections (their reference point on the native
+/// equator) and the conic ones (at native latitude θa, PV2_1), worked out here too.
+const OTHER: &[&str] = &["CAR", "MER", "CEA", "CYP", "SFL", "PAR", "MOL", "AIT", "COP", "COE", "COD", "COO"];
+
+/// The conic projections: their reference point at native latitude θa.
+const CONIC: &[&str] = &["COP", "COE", "COD", "COO"];
 
 /// The distortion polynomial's terms (TPV, as SCAMP writes it): per degree the monomials
 /// xᵈ⁻ʲ yʲ, and for odd degrees rᵈ after them; 40 in all, to degree 7.
@@ -234,13 +237,14 @@ pub fn place(cards: &Map<String, Value>, width: usize, height: usize) -> Result<
             // for a zenithal projection, else (0, 0)), a LONPOLE (PV1_3, read as one) and a
             // LATPOLE (PV1_4).
             (_, 1, 0 | 1) => value == Some(0.0),
-            (_, 1, 2) => value == Some(if zenithal { 90.0 } else { 0.0 }),
+            (_, 1, 2) => value == Some(if zenithal { 90.0 } else if CONIC.contains(&code.as_str()) { number("PV2_1")?.unwrap_or(f64::NAN) } else { 0.0 }),
             (_, 1, 3 | 4) => true,
             ("SIN", 2, 1 | 2) => true,
             ("ZPN", 2, m) => m <= 20,
             ("AZP", 2, 1 | 2) => true,
-            // CEA's λ (PV2_1), CYP's μ and λ (PV2_1, PV2_2); others unused, as wcslib.
-            ("CEA" | "CYP", 2, _) => true,
+            // CEA's λ (PV2_1), CYP's μ and λ (PV2_1, PV2_2), a conic's θa and η (PV2_1,
+            // PV2_2); others unused, as wcslib.
+            ("CEA" | "CYP" | "COP" | "COE" | "COD" | "COO", 2, _) => true,
             // Projections without parameters: wcslib leaves them out.
             ("TAN" | "ARC" | "STG" | "ZEA" | "CAR" | "MER" | "SFL" | "PAR" | "MOL" | "AIT", 2, _) => true,
             _ => false,
@@ -285,6 +289,12 @@ pub fn place(cards: &Map<String, Value>, width: usize, height: usize) -> Result<
         "SIN" | "AZP" => (coefficient(2, 1)?, coefficient(2, 2)?),
         "CYP" => (number("PV2_1")?.unwrap_or(1.0), number("PV2_2")?.unwrap_or(1.0)),
         "CEA" => (number("PV2_1")?.unwrap_or(1.0), 0.0),
+        // A conic's θa (which it must have) and η.
+        "COP" | "COE" | "COD" | "COO" => match number("PV2_1")? {
+            Some(a) if a.abs() < 90.0 && a != 0.0 => (a, number("PV2_2")?.unwrap_or(0.0)),
+            Some(a) => return Err(format!("its {code} projection's θa (PV2_1 = {a}) is not a latitude other than 0 and ±90")),
+            None => return Err(format!("its {code} projection has no θa (PV2_1)")),
+        },
         // NCP is SIN with ξ = 0, η = cot δ0 (wcslib's translation).
         "NCP" if d0 == 0.0 => return Err("its NCP projection is undefined at CRVAL2 = 0".into()),
         "NCP" => (0.0, 1.0 / d0.to_radians().tan()),
@@ -302,12 +312,19 @@ pub fn place(cards: &Map<String, Value>, width: usize, height: usize) -> Result<
     if lonpole.is_some_and(|l| l.abs() > 360.0) {
         return Err(format!("its LONPOLE = {} is not a longitude", lonpole.unwrap_or_default()));
     }
+    // The reference point's native latitude θ0: 90° for a zenithal projection, θa for a
+    // conic one, else 0.
+    let theta0 = match (zenithal, CONIC.contains(&code.as_str())) {
+        (true, _) => 90.0,
+        (false, true) => slant.0,
+        (false, false) => 0.0,
+    };
     // Its default: the celestial pole at native longitude 180° above a zenithal
-    // projection's reference point (0° at the pole itself), and for the others (reference
-    // point on the native equator) 0° north of the equator, 180° south of it.
+    // projection's reference point (0° at the pole itself); for the others 0° where the
+    // reference point is at or north of θ0, else 180°.
     let lonpole = match zenithal {
         true => lonpole.unwrap_or(if d0 < 90.0 { 180.0 } else { 0.0 }),
-        false => lonpole.unwrap_or(if d0 >= 0.0 { 0.0 } else { 180.0 }),
+        false => lonpole.unwrap_or(if d0 >= theta0 { 0.0 } else { 180.0 }),
     };
     let latpole = match (number("PV1_4")?, code.as_str()) {
         (Some(_), "TAN") if tpv_terms.is_some() => number("LATPOLE")?,
@@ -321,7 +338,7 @@ pub fn place(cards: &Map<String, Value>, width: usize, height: usize) -> Result<
     // reference point; the others' follows from the reference point, LONPOLE and LATPOLE.
     let pole = match zenithal {
         true => (a0, d0),
-        false => native_pole(a0, d0, lonpole, latpole.unwrap_or(90.0))?,
+        false => native_pole(a0, d0, theta0, lonpole, latpole.unwrap_or(90.0))?,
     };
     // The ICRS place of the FITS pixel (`px`, `py`), which count from 1 at the first
     // pixel's centre.
@@ -337,6 +354,7 @@ pub fn place(cards: &Map<String, Value>, width: usize, height: usize) -> Result<
         }
         let (phi, theta) = match zenithal {
             true => native(&code, x, y, slant, &zpn)?,
+            false if theta0 != 0.0 => conic(&code, x, y, slant)?,
             false => cylindrical(&code, x, y, slant)?,
         };
         let (lon, lat) = celestial(phi, theta, pole.0, pole.1, lonpole);
@@ -525,34 +543,37 @@ fn celestial(phi: f64, theta: f64, ap: f64, dp: f64, lonpole: f64) -> (f64, f64)
 }
 
 /// The celestial place (αp, δp) of the native pole of a projection whose reference point,
-/// at native (0, 0), is celestial (`a0`, `d0`), the celestial pole at native longitude
-/// `lonpole` (Calabretta & Greisen 2002, eqs. 8–10): of the two latitudes that fit, the
-/// one nearer `latpole`.
-fn native_pole(a0: f64, d0: f64, lonpole: f64, latpole: f64) -> Result<(f64, f64), Reason> {
+/// at native (0, `theta0`), is celestial (`a0`, `d0`), the celestial pole at native
+/// longitude `lonpole` (Calabretta & Greisen 2002, eqs. 8–10, as wcslib's celset): of the
+/// two latitudes that fit, the one nearer `latpole`.
+fn native_pole(a0: f64, d0: f64, theta0: f64, lonpole: f64, latpole: f64) -> Result<(f64, f64), Reason> {
     let (sp, cp) = lonpole.to_radians().sin_cos();
     let (sd0, cd0) = d0.to_radians().sin_cos();
+    let (st0, ct0) = theta0.to_radians().sin_cos();
     let inconsistent = || format!("its LONPOLE = {lonpole} cannot be met with CRVAL2 = {d0}");
     let tol = 1e-12;
-    let dp = if cp.abs() < tol {
-        // LONPOLE ±90°: only a reference point on the celestial equator fits, and then a
-        // native pole at either celestial pole; the one on LATPOLE's side (wcslib's).
+    let (x, y) = (ct0 * cp, st0);
+    let r = x.hypot(y);
+    let dp = if r < tol {
+        // θ0 = 0 and LONPOLE ±90°: only a reference point on the celestial equator fits,
+        // and then a native pole at either celestial pole; the one on LATPOLE's side.
         if sd0.abs() > tol || latpole == 0.0 {
             return Err(inconsistent());
         }
         90f64.copysign(latpole)
     } else {
-        let z = sd0 / cp.abs();
+        let z = sd0 / r;
         if z.abs() > 1.0 + tol {
             return Err(inconsistent());
         }
-        let base = 0f64.atan2(cp).to_degrees();
+        let base = y.atan2(x).to_degrees();
         let dz = z.clamp(-1.0, 1.0).acos().to_degrees();
         let wrap = |x: f64| if x > 180.0 { x - 360.0 } else if x < -180.0 { x + 360.0 } else { x };
         // On a tie (LATPOLE halfway) the first, u − v, as wcslib takes it.
         let fits = [wrap(base - dz), wrap(base + dz)].into_iter().filter(|d| d.abs() <= 90.0 + 1e-10);
         fits.min_by(|a, b| (a - latpole).abs().total_cmp(&(b - latpole).abs())).ok_or_else(inconsistent)?.clamp(-90.0, 90.0)
     };
-    // αp so that native (0, 0) is (a0, d0), as wcslib's celset works it out.
+    // αp so that native (0, θ0) is (a0, d0).
     let z = dp.to_radians().cos() * cd0;
     let ap = if z.abs() < tol {
         if cd0.abs() < tol {
@@ -565,14 +586,89 @@ fn native_pole(a0: f64, d0: f64, lonpole: f64, latpole: f64) -> Result<(f64, f64
             a0 - lonpole
         }
     } else {
-        let x = -dp.to_radians().sin() * sd0 / z;
-        let y = sp / cd0;
+        let x = (st0 - dp.to_radians().sin() * sd0) / z;
+        let y = sp * ct0 / cd0;
         if x == 0.0 && y == 0.0 {
             return Err(inconsistent());
         }
         a0 - y.atan2(x).to_degrees()
     };
     Ok((ap, dp))
+}
+
+/// Native longitude and latitude (degrees) of intermediate world coordinates (`x`, `y`;
+/// degrees) under the conic projection `code` with θa and η (`pv`; degrees), the standard
+/// parallels θa ∓ η (Calabretta & Greisen 2002, section 5.5, as wcslib inverts them).
+fn conic(code: &str, x: f64, y: f64, pv: (f64, f64)) -> Result<(f64, f64), Reason> {
+    let outside = || Err::<(f64, f64), Reason>(format!("its centre is outside the {code} projection's domain"));
+    let r0 = 180.0 / std::f64::consts::PI;
+    let (ta, eta) = pv;
+    let (t1, t2) = ((ta - eta).to_radians(), (ta + eta).to_radians());
+    let tar = ta.to_radians();
+    let etar = eta.to_radians();
+    let degenerate = || Err::<(f64, f64), Reason>(format!("its {code} parameters (θa = {ta}, η = {eta}) are degenerate"));
+    // The cone constant C and the distance from the apex to the reference point, Y0; then
+    // R (signed as C is) and the native longitude; the latitude from R.
+    let (c, y0) = match code {
+        "COP" => (tar.sin(), r0 * etar.cos() / tar.tan()),
+        "COE" => {
+            let gamma = t1.sin() + t2.sin();
+            if gamma == 0.0 {
+                return degenerate();
+            }
+            (gamma / 2.0, r0 * (2.0 / gamma) * (1.0 + t1.sin() * t2.sin() - gamma * tar.sin()).max(0.0).sqrt())
+        }
+        "COD" => {
+            let k = if eta == 0.0 { 1.0 } else { etar / etar.tan() };
+            (if eta == 0.0 { tar.sin() } else { tar.sin() * etar.sin() / etar }, r0 * k / tar.tan())
+        }
+        "COO" => {
+            let t = |th: f64| ((std::f64::consts::FRAC_PI_2 - th) / 2.0).tan();
+            let c = if t1 == t2 { t1.sin() } else { (t2.cos() / t1.cos()).ln() / (t(t2) / t(t1)).ln() };
+            if c == 0.0 || !c.is_finite() {
+                return degenerate();
+            }
+            let psi = r0 * t1.cos() / (c * t(t1).powf(c));
+            (c, psi * t(tar).powf(c))
+        }
+        _ => return outside(),
+    };
+    if c == 0.0 || !c.is_finite() || !y0.is_finite() {
+        return degenerate();
+    }
+    let dy = y0 - y;
+    let mut r = x.hypot(dy);
+    if c < 0.0 {
+        r = -r;
+    }
+    let alpha = if r == 0.0 { 0.0 } else { (x / r).atan2(dy / r).to_degrees() };
+    let phi = alpha / c;
+    let theta = match code {
+        "COP" => ta + (1.0 / tar.tan() - r / (r0 * etar.cos())).atan().to_degrees(),
+        "COE" => {
+            let gamma = 2.0 * c;
+            let w = (1.0 + t1.sin() * t2.sin() - (r * gamma / (2.0 * r0)).powi(2)) / gamma;
+            if w.abs() > 1.0 + 1e-13 {
+                return outside();
+            }
+            w.clamp(-1.0, 1.0).asin().to_degrees()
+        }
+        "COD" => ta + y0 - r,
+        "COO" => {
+            let t = |th: f64| ((std::f64::consts::FRAC_PI_2 - th) / 2.0).tan();
+            let psi = r0 * t1.cos() / (c * t(t1).powf(c));
+            if r == 0.0 {
+                if c < 0.0 { -90.0 } else { return outside() }
+            } else {
+                90.0 - 2.0 * ((r / psi).powf(1.0 / c)).atan().to_degrees()
+            }
+        }
+        _ => return outside(),
+    };
+    if !phi.is_finite() || !theta.is_finite() || phi.abs() > 180.0 + 1e-13 || theta.abs() > 90.0 + 1e-13 {
+        return outside();
+    }
+    Ok((phi, theta))
 }
 
 /// Native longitude and latitude (degrees) of intermediate world coordinates (`x`, `y`;
@@ -944,6 +1040,31 @@ mod tests {
     }
 
     #[test]
+    fn conic_projections_agree_with_astropy() {
+        // astropy 8.0.2 at the centre of a 40 × 30 image, in ICRS; the reference point at
+        // native latitude θa (PV2_1), the standard parallels θa ∓ η (PV2_2).
+        let cases: Vec<(&str, Vec<(&str, &str)>, (f64, f64))> = vec![
+            ("COP, θa 45, η 10", vec![("CTYPE1", "'RA---COP'"), ("CTYPE2", "'DEC--COP'"), ("CRVAL1", "150.0"), ("CRVAL2", "30.0"), ("CRPIX1", "10.0"), ("CRPIX2", "5.0"), ("CDELT1", "-0.2"), ("CDELT2", "0.2"), ("PV2_1", "45.0"), ("PV2_2", "10.0")], (147.48404620, 32.10805582)),
+            ("COE, θa -30, southern", vec![("CTYPE1", "'RA---COE'"), ("CTYPE2", "'DEC--COE'"), ("CRVAL1", "80.0"), ("CRVAL2", "-60.0"), ("CRPIX1", "10.0"), ("CRPIX2", "5.0"), ("CDELT1", "-0.2"), ("CDELT2", "0.2"), ("PV2_1", "-30.0"), ("PV2_2", "5.0")], (76.03984202, -57.84457661)),
+            ("COD, θa 60, η 0", vec![("CTYPE1", "'RA---COD'"), ("CTYPE2", "'DEC--COD'"), ("CRVAL1", "10.0"), ("CRVAL2", "70.0"), ("CRPIX1", "10.0"), ("CRPIX2", "5.0"), ("CDELT1", "-0.2"), ("CDELT2", "0.2"), ("PV2_1", "60.0")], (3.20075284, 71.98279686)),
+            ("COO, galactic, LONPOLE 170", vec![("CTYPE1", "'GLON-COO'"), ("CTYPE2", "'GLAT-COO'"), ("CRVAL1", "300.0"), ("CRVAL2", "10.0"), ("CRPIX1", "10.0"), ("CRPIX2", "5.0"), ("CDELT1", "-0.2"), ("CDELT2", "0.2"), ("PV2_1", "20.0"), ("PV2_2", "8.0"), ("LONPOLE", "170.0")], (184.90190954, -50.50635620)),
+        ];
+        for (name, cards, astropy) in cases {
+            let got = centre(&header(&cards), 40, 30).unwrap_or_else(|e| panic!("{name}: {e}")).unwrap();
+            assert!(separation(got, astropy) * 3600.0 < 0.003, "{name}: {got:?} against {astropy:?}");
+        }
+        // θa is required, and must be a latitude off the equator and the poles.
+        let cop = |pv: &[(&'static str, &'static str)]| {
+            let mut h = vec![("CTYPE1", "'RA---COP'"), ("CTYPE2", "'DEC--COP'"), ("CRVAL1", "150.0"), ("CRVAL2", "30.0"), ("CDELT1", "-0.2"), ("CDELT2", "0.2")];
+            h.extend_from_slice(pv);
+            centre(&header(&h), 40, 30)
+        };
+        assert!(cop(&[]).unwrap_err().contains("no θa (PV2_1)"));
+        assert!(cop(&[("PV2_1", "0.0")]).unwrap_err().contains("not a latitude other than 0 and ±90"));
+        assert!(cop(&[("PV2_1", "90.0")]).unwrap_err().contains("PV2_1 = 90"));
+    }
+
+    #[test]
     fn how_far_an_image_reaches_agrees_with_astropy() {
         // astropy 8.0.2: the larger of the separations between the middles of opposite
         // edges (pixels 0.5 and n + 0.5).
@@ -1241,7 +1362,7 @@ mod tests {
         refused(&[("PV1_1", "1.0")], "PV1_1");
         refused(&[("PV1_1", "0.0"), ("PV1_2", "60.0")], "PV1_2");
         refused(&[("CTYPE1", "'RA---SZP'"), ("CTYPE2", "'DEC--SZP'")], "SZP is not supported");
-        refused(&[("CTYPE1", "'RA---COP'"), ("CTYPE2", "'DEC--COP'")], "COP is not supported");
+        refused(&[("CTYPE1", "'RA---HPX'"), ("CTYPE2", "'DEC--HPX'")], "HPX is not supported");
         refused(&[("CTYPE2", "'DEC--SIN'")], "different projections");
         refused(&[("CUNIT1", "'arcsec'")], "only degrees");
         refused(&[("CRVAL2", "100.0")], "not a latitude");
