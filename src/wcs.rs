@@ -5,10 +5,11 @@
 //! like".
 //!
 //! The zenithal projections (TAN with SIP or TPV distortions, SIN with its slant and NCP,
-//! AZP, ZPN, ARC, STG, ZEA), the cylindrical and pseudo-cylindrical ones (CAR, MER, CEA,
+//! AZP, SZP, ZPN, ARC, STG, ZEA, AIR), the cylindrical and pseudo-cylindrical ones (CAR, MER, CEA,
 //! CYP, SFL, PAR, MOL, AIT) and the conic ones (COP, COE, COD, COO), with LONPOLE and
-//! LATPOLE, are worked out here as wcslib does (Calabretta & Greisen 2002). Equatorial axes (ICRS, FK5 at any equinox, FK4 at any
-//! Besselian equinox, with or without its E-terms) and galactic axes are given in ICRS as
+//! LATPOLE, are worked out here as wcslib does (Calabretta & Greisen 2002). Equatorial
+//! axes (ICRS, FK5 at any equinox, FK4 at any Besselian equinox, with or without its
+//! E-terms) and galactic axes are given in ICRS as
 //! astropy gives them (`frame`). Other frames (ecliptic, supergalactic, apparent places) give
 //! no position rather than a wrong one, with the reason.
 
@@ -80,7 +81,7 @@ pub type Reason = String;
 /// here (Calabretta & Greisen 2002, section 5.1, as wcslib does): TAN with SIP or TPV
 /// distortions, SIN with its slant parameters and the radio astronomers' NCP, ZPN's
 /// polynomial (VISTA), and the simple ones. LONPOLE is read for all of them.
-const ZENITHAL: &[&str] = &["TAN", "TPV", "SIN", "NCP", "AZP", "ARC", "STG", "ZEA", "ZPN"];
+const ZENITHAL: &[&str] = &["TAN", "TPV", "SIN", "NCP", "AZP", "SZP", "ARC", "STG", "ZEA", "ZPN", "AIR"];
 /// The cylindrical and pseudo-cylindrical projections (their reference point on the native
 /// equator) and the conic ones (at native latitude θa, PV2_1), worked out here too.
 const OTHER: &[&str] = &["CAR", "MER", "CEA", "CYP", "SFL", "PAR", "MOL", "AIT", "COP", "COE", "COD", "COO"];
@@ -242,6 +243,8 @@ pub fn place(cards: &Map<String, Value>, width: usize, height: usize) -> Result<
             ("SIN", 2, 1 | 2) => true,
             ("ZPN", 2, m) => m <= 20,
             ("AZP", 2, 1 | 2) => true,
+            ("SZP", 2, 1..=3) => true,
+            ("AIR", 2, 1) => true,
             // CEA's λ (PV2_1), CYP's μ and λ (PV2_1, PV2_2), a conic's θa and η (PV2_1,
             // PV2_2); others unused, as wcslib.
             ("CEA" | "CYP" | "COP" | "COE" | "COD" | "COO", 2, _) => true,
@@ -300,7 +303,13 @@ pub fn place(cards: &Map<String, Value>, width: usize, height: usize) -> Result<
         "NCP" => (0.0, 1.0 / d0.to_radians().tan()),
         _ => (0.0, 0.0),
     };
-    let zpn: Vec<f64> = if code == "ZPN" { (0..=20).map(|m| coefficient(2, m)).collect::<Result<_, _>>()? } else { Vec::new() };
+    // ZPN's polynomial, SZP's (μ, φc, θc), AIR's θb.
+    let zpn: Vec<f64> = match code.as_str() {
+        "ZPN" => (0..=20).map(|m| coefficient(2, m)).collect::<Result<_, _>>()?,
+        "SZP" => vec![coefficient(2, 1)?, coefficient(2, 2)?, number("PV2_3")?.unwrap_or(90.0)],
+        "AIR" => vec![number("PV2_1")?.unwrap_or(90.0)],
+        _ => Vec::new(),
+    };
     // The native longitude of the celestial pole: 180° unless the reference point is the
     // pole itself (the standard's default, as wcslib sets it).
     // PV1_3 wins over LONPOLE, as wcslib reads them (not TPV's, a distortion term).
@@ -491,10 +500,81 @@ fn native(code: &str, x: f64, y: f64, slant: (f64, f64), zpn: &[f64]) -> Result<
             }
             return Ok((x.atan2(-yc).to_degrees(), a.max(b)));
         }
+        "SZP" => return szp(x, y, zpn).ok_or_else(|| format!("its centre is outside the {code} projection's domain")),
+        "AIR" => {
+            let theta_b = zpn[0];
+            if !(-90.0..=90.0).contains(&theta_b) {
+                return Err(format!("its AIR θb (PV2_1 = {theta_b}) is not a latitude"));
+            }
+            std::f64::consts::FRAC_PI_2 - 2.0 * airy_xi(r, theta_b).ok_or_else(|| format!("its centre is outside the {code} projection's domain"))?
+        }
         "ZPN" => std::f64::consts::FRAC_PI_2 - zpn_distance(zpn, r).ok_or_else(|| "its ZPN polynomial (PV2_0 … PV2_20) has no inverse at the centre".to_string())?,
         _ => return outside(),
     };
     Ok((phi, theta.to_degrees()))
+}
+
+/// SZP, the slant zenithal perspective (Calabretta & Greisen 2002, eqs. 34–37, as wcslib
+/// inverts it): native (φ, θ), degrees, of (`x`, `y`), degrees, seen from μ sphere radii
+/// (`pv[0]`) towards (φc, θc) (`pv[1]`, `pv[2]`); the solution nearer the pole.
+fn szp(x: f64, y: f64, pv: &[f64]) -> Option<(f64, f64)> {
+    let (mu, phic, thetac) = (pv[0], pv[1].to_radians(), pv[2].to_radians());
+    let zp = mu * thetac.sin() + 1.0;
+    if zp == 0.0 {
+        return None;
+    }
+    let (xp, yp) = (-mu * thetac.cos() * phic.sin(), mu * thetac.cos() * phic.cos());
+    let (xr, yr) = (x.to_radians(), y.to_radians());
+    let r2 = xr * xr + yr * yr;
+    let (x1, y1) = ((xr - xp) / zp, (yr - yp) / zp);
+    let xy = xr * x1 + yr * y1;
+    let (theta, z) = if r2 < 1e-10 {
+        (90.0 - (r2 / (1.0 + xy)).sqrt().to_degrees(), r2 / 2.0)
+    } else {
+        let t = x1 * x1 + y1 * y1;
+        let (a, b, c) = (t + 1.0, xy - t, r2 - 2.0 * xy + t - 1.0);
+        let d = b * b - a * c;
+        if d < 0.0 {
+            return None;
+        }
+        let (s1, s2) = ((-b + d.sqrt()) / a, (-b - d.sqrt()) / a);
+        let mut s = s1.max(s2);
+        if s > 1.0 {
+            s = if s - 1.0 < 1e-13 { 1.0 } else { s1.min(s2) };
+        }
+        if s < -1.0 && s + 1.0 > -1e-13 {
+            s = -1.0;
+        }
+        if !(-1.0..=1.0).contains(&s) {
+            return None;
+        }
+        (s.asin().to_degrees(), 1.0 - s)
+    };
+    let (px, py) = (xr - x1 * z, -(yr - y1 * z));
+    let phi = if px == 0.0 && py == 0.0 { 0.0 } else { px.atan2(py).to_degrees() };
+    Some((phi, theta))
+}
+
+/// AIR, Airy's projection minimising error for the region within θb (Calabretta & Greisen
+/// 2002, eq. 52): ξ = (90° − θ)/2, radians, at which its radius is `r` (radians), found
+/// by bisection on the radius's increasing stretch, as wcslib does.
+fn airy_xi(r: f64, theta_b: f64) -> Option<f64> {
+    let xib = (90.0 - theta_b).to_radians() / 2.0;
+    // ln(cos ξb)/tan²ξb, −1/2 in the limit θb = 90°.
+    let cb = if xib.abs() < 1e-10 { -0.5 } else { xib.cos().ln() / xib.tan().powi(2) };
+    let radius = |xi: f64| if xi < 1e-12 { 0.0 } else { -2.0 * (xi.cos().ln() / xi.tan() + cb * xi.tan()) };
+    if r == 0.0 {
+        return Some(0.0);
+    }
+    let (mut lo, mut hi) = (0.0, std::f64::consts::FRAC_PI_2 - 1e-12);
+    if !(radius(hi) >= r) {
+        return None;
+    }
+    for _ in 0..200 {
+        let mid = 0.5 * (lo + hi);
+        if radius(mid) < r { lo = mid } else { hi = mid }
+    }
+    Some(0.5 * (lo + hi))
 }
 
 /// ZPN: the zenith distance (radians) at which Σ P_m zdᵐ = `r`, on the polynomial's first
@@ -1040,13 +1120,17 @@ mod tests {
     }
 
     #[test]
-    fn conic_projections_agree_with_astropy() {
+    fn conic_and_rarer_zenithal_projections_agree_with_astropy() {
         // astropy 8.0.2 at the centre of a 40 × 30 image, in ICRS; the reference point at
         // native latitude θa (PV2_1), the standard parallels θa ∓ η (PV2_2).
         let cases: Vec<(&str, Vec<(&str, &str)>, (f64, f64))> = vec![
             ("COP, θa 45, η 10", vec![("CTYPE1", "'RA---COP'"), ("CTYPE2", "'DEC--COP'"), ("CRVAL1", "150.0"), ("CRVAL2", "30.0"), ("CRPIX1", "10.0"), ("CRPIX2", "5.0"), ("CDELT1", "-0.2"), ("CDELT2", "0.2"), ("PV2_1", "45.0"), ("PV2_2", "10.0")], (147.48404620, 32.10805582)),
             ("COE, θa -30, southern", vec![("CTYPE1", "'RA---COE'"), ("CTYPE2", "'DEC--COE'"), ("CRVAL1", "80.0"), ("CRVAL2", "-60.0"), ("CRPIX1", "10.0"), ("CRPIX2", "5.0"), ("CDELT1", "-0.2"), ("CDELT2", "0.2"), ("PV2_1", "-30.0"), ("PV2_2", "5.0")], (76.03984202, -57.84457661)),
             ("COD, θa 60, η 0", vec![("CTYPE1", "'RA---COD'"), ("CTYPE2", "'DEC--COD'"), ("CRVAL1", "10.0"), ("CRVAL2", "70.0"), ("CRPIX1", "10.0"), ("CRPIX2", "5.0"), ("CDELT1", "-0.2"), ("CDELT2", "0.2"), ("PV2_1", "60.0")], (3.20075284, 71.98279686)),
+            // Two rarer zenithal ones: the slant perspective and Airy's.
+            ("SZP, μ 2 towards (180°, 60°)", vec![("CTYPE1", "'RA---SZP'"), ("CTYPE2", "'DEC--SZP'"), ("CRVAL1", "150.0"), ("CRVAL2", "30.0"), ("CRPIX1", "10.0"), ("CRPIX2", "5.0"), ("CDELT1", "-0.2"), ("CDELT2", "0.2"), ("PV2_1", "2.0"), ("PV2_2", "180.0"), ("PV2_3", "60.0")], (147.52283241, 32.04893374)),
+            ("AIR, θb 45", vec![("CTYPE1", "'RA---AIR'"), ("CTYPE2", "'DEC--AIR'"), ("CRVAL1", "80.0"), ("CRVAL2", "-60.0"), ("CRPIX1", "10.0"), ("CRPIX2", "5.0"), ("CDELT1", "-0.2"), ("CDELT2", "0.2"), ("PV2_1", "45.0")], (75.90566176, -57.74883354)),
+            ("AIR, θb 90 by default", vec![("CTYPE1", "'RA---AIR'"), ("CTYPE2", "'DEC--AIR'"), ("CRVAL1", "10.0"), ("CRVAL2", "70.0"), ("CRPIX1", "-100.0"), ("CRPIX2", "5.0"), ("CDELT1", "-0.2"), ("CDELT2", "0.2")], (314.43484641, 60.44776412)),
             ("COO, galactic, LONPOLE 170", vec![("CTYPE1", "'GLON-COO'"), ("CTYPE2", "'GLAT-COO'"), ("CRVAL1", "300.0"), ("CRVAL2", "10.0"), ("CRPIX1", "10.0"), ("CRPIX2", "5.0"), ("CDELT1", "-0.2"), ("CDELT2", "0.2"), ("PV2_1", "20.0"), ("PV2_2", "8.0"), ("LONPOLE", "170.0")], (184.90190954, -50.50635620)),
         ];
         for (name, cards, astropy) in cases {
@@ -1361,7 +1445,7 @@ mod tests {
         };
         refused(&[("PV1_1", "1.0")], "PV1_1");
         refused(&[("PV1_1", "0.0"), ("PV1_2", "60.0")], "PV1_2");
-        refused(&[("CTYPE1", "'RA---SZP'"), ("CTYPE2", "'DEC--SZP'")], "SZP is not supported");
+        refused(&[("CTYPE1", "'RA---BON'"), ("CTYPE2", "'DEC--BON'")], "BON is not supported");
         refused(&[("CTYPE1", "'RA---HPX'"), ("CTYPE2", "'DEC--HPX'")], "HPX is not supported");
         refused(&[("CTYPE2", "'DEC--SIN'")], "different projections");
         refused(&[("CUNIT1", "'arcsec'")], "only degrees");
