@@ -438,36 +438,9 @@ fn native(code: &str, x: f64, y: f64, slant: (f64, f64), zpn: &[f64]) -> Result<
             r.acos()
         }
         "SIN" | "NCP" => {
-            // The slant orthographic projection (Calabretta & Greisen, eqs. 38–44): the
-            // solution nearer the pole.
-            let (xi, eta) = slant;
-            let xy = xr * xi + yr * eta;
-            let (sin_theta, z) = if r * r < 1e-10 {
-                let t = std::f64::consts::FRAC_PI_2 - (r * r / (1.0 + xy)).sqrt();
-                (t.sin(), r * r / 2.0)
-            } else {
-                let w = xi * xi + eta * eta;
-                let (a, b, c) = (1.0 + w, xy - w, r * r - 2.0 * xy + w - 1.0);
-                let d = b * b - a * c;
-                if d < 0.0 {
-                    return outside();
-                }
-                let (s1, s2) = ((-b + d.sqrt()) / a, (-b - d.sqrt()) / a);
-                let mut s = s1.max(s2);
-                if s > 1.0 {
-                    s = if s - 1.0 < 1e-13 { 1.0 } else { s1.min(s2) };
-                }
-                if s < -1.0 && s + 1.0 > -1e-13 {
-                    s = -1.0;
-                }
-                if !(-1.0..=1.0).contains(&s) {
-                    return outside();
-                }
-                (s, 1.0 - s)
-            };
-            let (px, py) = (-yr + eta * z, xr - xi * z);
-            let phi = if px == 0.0 && py == 0.0 { 0.0 } else { py.atan2(px).to_degrees() };
-            return Ok((phi, sin_theta.clamp(-1.0, 1.0).asin().to_degrees()));
+            // The slant orthographic projection (Calabretta & Greisen, eqs. 38–44): SZP's
+            // solution with the slant (ξ, η) in place of its (x, y)-dependent one.
+            return slanted(xr, yr, slant.0, slant.1).ok_or_else(|| format!("its centre is outside the {code} projection's domain"));
         }
         "AZP" => {
             // The zenithal perspective from μ sphere radii, the plane tilted by γ
@@ -525,8 +498,15 @@ fn szp(x: f64, y: f64, pv: &[f64]) -> Option<(f64, f64)> {
     }
     let (xp, yp) = (-mu * thetac.cos() * phic.sin(), mu * thetac.cos() * phic.cos());
     let (xr, yr) = (x.to_radians(), y.to_radians());
-    let r2 = xr * xr + yr * yr;
     let (x1, y1) = ((xr - xp) / zp, (yr - yp) / zp);
+    slanted(xr, yr, x1, y1)
+}
+
+/// Native (φ, θ), degrees, of (`xr`, `yr`), radians, for the slant zenithal projections
+/// (SZP, and SIN with its slant): where the line through the point along (`x1`, `y1`, −1)
+/// meets the sphere, the solution nearer the pole (eqs. 36–37 and 41–44, as wcslib).
+fn slanted(xr: f64, yr: f64, x1: f64, y1: f64) -> Option<(f64, f64)> {
+    let r2 = xr * xr + yr * yr;
     let xy = xr * x1 + yr * y1;
     let (theta, z) = if r2 < 1e-10 {
         (90.0 - (r2 / (1.0 + xy)).sqrt().to_degrees(), r2 / 2.0)
