@@ -6,7 +6,7 @@
 //!
 //! The zenithal projections (TAN with SIP or TPV distortions, SIN with its slant and NCP,
 //! AZP, SZP, ZPN, ARC, STG, ZEA, AIR), the cylindrical and pseudo-cylindrical ones (CAR, MER, CEA,
-//! CYP, SFL, PAR, MOL, AIT) and the conic ones (COP, COE, COD, COO), with LONPOLE and
+//! CYP, SFL, PAR, MOL, AIT, HPX) and the conic ones (COP, COE, COD, COO), with LONPOLE and
 //! LATPOLE, are worked out here as wcslib does (Calabretta & Greisen 2002). Equatorial
 //! axes (ICRS, FK5 at any equinox, FK4 at any Besselian equinox, with or without its
 //! E-terms) and galactic axes are given in ICRS as
@@ -82,9 +82,9 @@ pub type Reason = String;
 /// distortions, SIN with its slant parameters and the radio astronomers' NCP, ZPN's
 /// polynomial (VISTA), and the simple ones. LONPOLE is read for all of them.
 const ZENITHAL: &[&str] = &["TAN", "TPV", "SIN", "NCP", "AZP", "SZP", "ARC", "STG", "ZEA", "ZPN", "AIR"];
-/// The cylindrical and pseudo-cylindrical projections (their reference point on the native
-/// equator) and the conic ones (at native latitude θa, PV2_1), worked out here too.
-const OTHER: &[&str] = &["CAR", "MER", "CEA", "CYP", "SFL", "PAR", "MOL", "AIT", "COP", "COE", "COD", "COO"];
+/// The cylindrical and pseudo-cylindrical projections and HEALPix (their reference point on
+/// the native equator) and the conic ones (at native latitude θa, PV2_1), worked out here too.
+const OTHER: &[&str] = &["CAR", "MER", "CEA", "CYP", "SFL", "PAR", "MOL", "AIT", "HPX", "COP", "COE", "COD", "COO"];
 
 /// The conic projections: their reference point at native latitude θa.
 const CONIC: &[&str] = &["COP", "COE", "COD", "COO"];
@@ -247,7 +247,7 @@ pub fn place(cards: &Map<String, Value>, width: usize, height: usize) -> Result<
             ("AIR", 2, 1) => true,
             // CEA's λ (PV2_1), CYP's μ and λ (PV2_1, PV2_2), a conic's θa and η (PV2_1,
             // PV2_2); others unused, as wcslib.
-            ("CEA" | "CYP" | "COP" | "COE" | "COD" | "COO", 2, _) => true,
+            ("CEA" | "CYP" | "HPX" | "COP" | "COE" | "COD" | "COO", 2, _) => true,
             // Projections without parameters: wcslib leaves them out.
             ("TAN" | "ARC" | "STG" | "ZEA" | "CAR" | "MER" | "SFL" | "PAR" | "MOL" | "AIT", 2, _) => true,
             _ => false,
@@ -292,6 +292,12 @@ pub fn place(cards: &Map<String, Value>, width: usize, height: usize) -> Result<
         "SIN" | "AZP" => (coefficient(2, 1)?, coefficient(2, 2)?),
         "CYP" => (number("PV2_1")?.unwrap_or(1.0), number("PV2_2")?.unwrap_or(1.0)),
         "CEA" => (number("PV2_1")?.unwrap_or(1.0), 0.0),
+        // HEALPix's H and K: facets around the equator and the number of them a meridian
+        // crosses (an odd K, as HEALPix grids are).
+        "HPX" => match (number("PV2_1")?.unwrap_or(4.0), number("PV2_2")?.unwrap_or(3.0)) {
+            (h, k) if h >= 1.0 && h.fract() == 0.0 && k >= 1.0 && k.fract() == 0.0 && k % 2.0 == 1.0 => (h, k),
+            (h, k) => return Err(format!("its HPX H = {h} and K = {k} (PV2_1, PV2_2) are not whole numbers with K odd")),
+        },
         // A conic's θa (which it must have) and η.
         "COP" | "COE" | "COD" | "COO" => match number("PV2_1")? {
             Some(a) if a.abs() < 90.0 && a != 0.0 => (a, number("PV2_2")?.unwrap_or(0.0)),
@@ -781,6 +787,33 @@ fn cylindrical(code: &str, x: f64, y: f64, pv: (f64, f64)) -> Result<(f64, f64),
             let Some(t) = asin((2.0 * gamma + (2.0 * gamma).sin()) / std::f64::consts::PI) else { return outside() };
             (phi, t.to_degrees())
         }
+        "HPX" => {
+            // Calabretta & Roukema 2007: the equatorial zone's cylindrical equal area,
+            // then K polar facets' triangles around each pole.
+            let (h, k) = pv;
+            let edge = 90.0 * (k - 1.0) / h;
+            if y.abs() <= edge {
+                match asin(y * h / (90.0 * k)) {
+                    Some(t) => (x, t.to_degrees()),
+                    None => return outside(),
+                }
+            } else {
+                let sigma = (k + 1.0) / 2.0 - y.abs() * h / 180.0;
+                if sigma < -tol {
+                    return outside();
+                }
+                let sigma = sigma.max(0.0);
+                // The middle of the facet's column, and x's offset from it scaled back.
+                let xc = -180.0 + (2.0 * ((x + 180.0) * h / 360.0).floor() + 1.0) * 180.0 / h;
+                let off = x - xc;
+                if off.abs() > sigma * 180.0 / h + 1e-12 {
+                    return outside();
+                }
+                let phi = if sigma == 0.0 { xc } else { xc + off / sigma };
+                let Some(t) = asin(1.0 - sigma * sigma / k) else { return outside() };
+                (phi, t.to_degrees().copysign(y))
+            }
+        }
         "AIT" => {
             let z2 = 1.0 - xr * xr / 16.0 - yr * yr / 4.0;
             if z2 < 0.5 - tol {
@@ -1074,6 +1107,10 @@ mod tests {
             ("CYP, μ 1, λ 0.7", vec![("CTYPE1", "'RA---CYP'"), ("CTYPE2", "'DEC--CYP'"), ("CRVAL1", "300.0"), ("CRVAL2", "-10.0"), ("CRPIX1", "10"), ("CRPIX2", "5"), ("CDELT1", "-0.1"), ("CDELT2", "0.1"), ("PV2_1", "1.0"), ("PV2_2", "0.7")], (298.48263923, -8.76130488)),
             ("PAR", vec![("CTYPE1", "'RA---PAR'"), ("CTYPE2", "'DEC--PAR'"), ("CRVAL1", "10.0"), ("CRVAL2", "45.0"), ("CRPIX1", "10"), ("CRPIX2", "5"), ("CDELT1", "-0.2"), ("CDELT2", "0.2")], (6.92221964, 46.96549275)),
             ("MOL", vec![("CTYPE1", "'RA---MOL'"), ("CTYPE2", "'DEC--MOL'"), ("CRVAL1", "180.0"), ("CRVAL2", "0.0"), ("CRPIX1", "-10"), ("CRPIX2", "5"), ("CDELT1", "-1.0"), ("CDELT2", "1.0")], (145.83495284, 9.46985417)),
+            // HEALPix: its equatorial zone, and its polar facets' triangles.
+            ("HPX, equatorial zone", vec![("CTYPE1", "'RA---HPX'"), ("CTYPE2", "'DEC--HPX'"), ("CRVAL1", "150.0"), ("CRVAL2", "0.0"), ("CRPIX1", "-40.0"), ("CRPIX2", "-20.0"), ("CDELT1", "-0.5"), ("CDELT2", "0.5")], (119.75, 15.24594679)),
+            ("HPX galactic, a northern polar facet", vec![("CTYPE1", "'GLON-HPX'"), ("CTYPE2", "'GLAT-HPX'"), ("CRVAL1", "0.0"), ("CRVAL2", "0.0"), ("CRPIX1", "-100.0"), ("CRPIX2", "-120.0"), ("CDELT1", "-0.5"), ("CDELT2", "0.5")], (185.52115783, 4.91317526)),
+            ("HPX, H 6 and K 5, a southern facet", vec![("CTYPE1", "'RA---HPX'"), ("CTYPE2", "'DEC--HPX'"), ("CRVAL1", "30.0"), ("CRVAL2", "0.0"), ("CRPIX1", "50.5"), ("CRPIX2", "155.5"), ("CDELT1", "-0.5"), ("CDELT2", "0.5"), ("PV2_1", "6.0"), ("PV2_2", "5.0")], (37.5, -65.65935327)),
             ("AIT galactic", vec![("CTYPE1", "'GLON-AIT'"), ("CTYPE2", "'GLAT-AIT'"), ("CRVAL1", "0.0"), ("CRVAL2", "0.0"), ("CRPIX1", "5"), ("CRPIX2", "3"), ("CDELT1", "-2.0"), ("CDELT2", "2.0")], (218.51186106, -33.19425213)),
         ];
         for (name, cards, astropy) in cases {
@@ -1426,7 +1463,7 @@ mod tests {
         refused(&[("PV1_1", "1.0")], "PV1_1");
         refused(&[("PV1_1", "0.0"), ("PV1_2", "60.0")], "PV1_2");
         refused(&[("CTYPE1", "'RA---BON'"), ("CTYPE2", "'DEC--BON'")], "BON is not supported");
-        refused(&[("CTYPE1", "'RA---HPX'"), ("CTYPE2", "'DEC--HPX'")], "HPX is not supported");
+        refused(&[("CTYPE1", "'RA---TSC'"), ("CTYPE2", "'DEC--TSC'")], "TSC is not supported");
         refused(&[("CTYPE2", "'DEC--SIN'")], "different projections");
         refused(&[("CUNIT1", "'arcsec'")], "only degrees");
         refused(&[("CRVAL2", "100.0")], "not a latitude");
