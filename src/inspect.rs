@@ -90,7 +90,7 @@ impl Inspection {
                         format!(
                             "{} (RA {ra}, Dec {dec}, degrees, ICRS): the centre, from that HDU's WCS{}",
                             crate::wcs::sexagesimal(p.ra, p.dec),
-                            p.fov.map(|f| format!("; {}° across", crate::wcs::significant(f, 4))).unwrap_or_default()
+                            p.fov.map(|f| format!("; {}° across", crate::wcs::fov_text(f))).unwrap_or_default()
                         )
                     }
                     Ok(None) => "none (that HDU has no celestial WCS)".to_string(),

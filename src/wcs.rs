@@ -80,7 +80,8 @@ pub type Reason = String;
 /// Zenithal projections (the native pole is the reference point, θ0 = 90°), deprojected
 /// here (Calabretta & Greisen 2002, section 5.1, as wcslib does): TAN with SIP or TPV
 /// distortions, SIN with its slant parameters and the radio astronomers' NCP, ZPN's
-/// polynomial (VISTA), and the simple ones. LONPOLE is read for all of them.
+/// polynomial (VISTA), the perspective ones (AZP, SZP), Airy's (AIR) and the simple ones.
+/// LONPOLE is read for all of them.
 const ZENITHAL: &[&str] = &["TAN", "TPV", "SIN", "NCP", "AZP", "SZP", "ARC", "STG", "ZEA", "ZPN", "AIR"];
 /// The cylindrical and pseudo-cylindrical projections and HEALPix (their reference point on
 /// the native equator) and the conic ones (at native latitude θa, PV2_1), worked out here too.
@@ -310,20 +311,19 @@ pub fn place(cards: &Map<String, Value>, width: usize, height: usize) -> Result<
         _ => (0.0, 0.0),
     };
     // ZPN's polynomial, SZP's (μ, φc, θc), AIR's θb.
-    let zpn: Vec<f64> = match code.as_str() {
+    let pv2: Vec<f64> = match code.as_str() {
         "ZPN" => (0..=20).map(|m| coefficient(2, m)).collect::<Result<_, _>>()?,
         "SZP" => vec![coefficient(2, 1)?, coefficient(2, 2)?, number("PV2_3")?.unwrap_or(90.0)],
         "AIR" => vec![number("PV2_1")?.unwrap_or(90.0)],
         _ => Vec::new(),
     };
-    // The native longitude of the celestial pole: 180° unless the reference point is the
-    // pole itself (the standard's default, as wcslib sets it).
-    // PV1_3 wins over LONPOLE, as wcslib reads them (not TPV's, a distortion term).
-    let lonpole = match (number("PV1_3")?, code.as_str()) {
-        (Some(_), "TAN") if tpv_terms.is_some() => number("LONPOLE")?,
-        (Some(l), _) => Some(l),
-        (None, _) => number("LONPOLE")?,
+    // The native longitude of the celestial pole (LONPOLE) and LATPOLE: PV1_3 and PV1_4
+    // win over them, as wcslib reads them (not TPV's, which are distortion terms).
+    let pole_card = |pv: &str, card: &str| match number(pv)? {
+        Some(l) if tpv_terms.is_none() => Ok::<_, Reason>(Some(l)),
+        _ => number(card),
     };
+    let lonpole = pole_card("PV1_3", "LONPOLE")?;
     if lonpole.is_some_and(|l| l.abs() > 360.0) {
         return Err(format!("its LONPOLE = {} is not a longitude", lonpole.unwrap_or_default()));
     }
@@ -341,11 +341,7 @@ pub fn place(cards: &Map<String, Value>, width: usize, height: usize) -> Result<
         true => lonpole.unwrap_or(if d0 < 90.0 { 180.0 } else { 0.0 }),
         false => lonpole.unwrap_or(if d0 >= theta0 { 0.0 } else { 180.0 }),
     };
-    let latpole = match (number("PV1_4")?, code.as_str()) {
-        (Some(_), "TAN") if tpv_terms.is_some() => number("LATPOLE")?,
-        (Some(l), _) => Some(l),
-        (None, _) => number("LATPOLE")?,
-    };
+    let latpole = pole_card("PV1_4", "LATPOLE")?;
     if latpole.is_some_and(|l| l.abs() > 90.0) {
         return Err(format!("its LATPOLE = {} is not a latitude", latpole.unwrap_or_default()));
     }
@@ -368,7 +364,7 @@ pub fn place(cards: &Map<String, Value>, width: usize, height: usize) -> Result<
             (x, y) = (tpv(c1, x, y), tpv(c2, y, x));
         }
         let (phi, theta) = match zenithal {
-            true => native(&code, x, y, slant, &zpn)?,
+            true => native(&code, x, y, slant, &pv2)?,
             false if theta0 != 0.0 => conic(&code, x, y, slant)?,
             false => cylindrical(&code, x, y, slant)?,
         };
@@ -424,10 +420,9 @@ fn tpv(c: &[f64], x: f64, y: f64) -> f64 {
 }
 
 /// Native longitude and latitude (φ, θ; degrees) of intermediate world coordinates (`x`,
-/// `y`; degrees) under the zenithal projection `code`; `slant` is SIN's (ξ, η) or AZP's (μ, γ), `zpn` ZPN's
-/// PV2_0 … PV2_20.
-fn native(code: &str, x: f64, y: f64, slant: (f64, f64), zpn: &[f64]) -> Result<(f64, f64), Reason> {
-    let outside = || Err::<(f64, f64), Reason>(format!("its centre is outside the {code} projection's domain"));
+/// `y`; degrees) under the zenithal projection `code`; `slant` is SIN's (ξ, η) or AZP's (μ, γ),
+/// `pv2` ZPN's PV2_0 … PV2_20, SZP's (μ, φc, θc) or AIR's θb.
+fn native(code: &str, x: f64, y: f64, slant: (f64, f64), pv2: &[f64]) -> Result<(f64, f64), Reason> {
     let rad = |d: f64| d.to_radians();
     let (xr, yr) = (rad(x), rad(y));
     let r = xr.hypot(yr);
@@ -439,14 +434,14 @@ fn native(code: &str, x: f64, y: f64, slant: (f64, f64), zpn: &[f64]) -> Result<
         "ZEA" if r <= 2.0 => std::f64::consts::FRAC_PI_2 - 2.0 * (r / 2.0).asin(),
         "SIN" | "NCP" if slant == (0.0, 0.0) => {
             if r > 1.0 {
-                return outside();
+                return Err(outside(code));
             }
             r.acos()
         }
         "SIN" | "NCP" => {
             // The slant orthographic projection (Calabretta & Greisen, eqs. 38–44): SZP's
             // solution with the slant (ξ, η) in place of its (x, y)-dependent one.
-            return slanted(xr, yr, slant.0, slant.1).ok_or_else(|| format!("its centre is outside the {code} projection's domain"));
+            return slanted(xr, yr, slant.0, slant.1).ok_or_else(|| outside(code));
         }
         "AZP" => {
             // The zenithal perspective from μ sphere radii, the plane tilted by γ
@@ -460,12 +455,12 @@ fn native(code: &str, x: f64, y: f64, slant: (f64, f64), zpn: &[f64]) -> Result<
                 return Ok((0.0, 90.0));
             }
             if w0 == 0.0 || cg == 0.0 {
-                return outside();
+                return Err(outside(code));
             }
             let s = rho / (w0 + y * sg);
             let t = s * mu / (s * s + 1.0).sqrt();
             let t = match t.abs() > 1.0 {
-                true if t.abs() > 1.0 + 1e-13 => return outside(),
+                true if t.abs() > 1.0 + 1e-13 => return Err(outside(code)),
                 true => 90f64.copysign(t),
                 false => t.asin().to_degrees(),
             };
@@ -479,16 +474,16 @@ fn native(code: &str, x: f64, y: f64, slant: (f64, f64), zpn: &[f64]) -> Result<
             }
             return Ok((x.atan2(-yc).to_degrees(), a.max(b)));
         }
-        "SZP" => return szp(x, y, zpn).ok_or_else(|| format!("its centre is outside the {code} projection's domain")),
+        "SZP" => return szp(x, y, pv2).ok_or_else(|| outside(code)),
         "AIR" => {
-            let theta_b = zpn[0];
+            let theta_b = pv2[0];
             if !(-90.0..=90.0).contains(&theta_b) {
                 return Err(format!("its AIR θb (PV2_1 = {theta_b}) is not a latitude"));
             }
-            std::f64::consts::FRAC_PI_2 - 2.0 * airy_xi(r, theta_b).ok_or_else(|| format!("its centre is outside the {code} projection's domain"))?
+            std::f64::consts::FRAC_PI_2 - 2.0 * airy_xi(r, theta_b).ok_or_else(|| outside(code))?
         }
-        "ZPN" => std::f64::consts::FRAC_PI_2 - zpn_distance(zpn, r).ok_or_else(|| "its ZPN polynomial (PV2_0 … PV2_20) has no inverse at the centre".to_string())?,
-        _ => return outside(),
+        "ZPN" => std::f64::consts::FRAC_PI_2 - zpn_distance(pv2, r).ok_or_else(|| "its ZPN polynomial (PV2_0 … PV2_20) has no inverse at the centre".to_string())?,
+        _ => return Err(outside(code)),
     };
     Ok((phi, theta.to_degrees()))
 }
@@ -666,38 +661,38 @@ fn native_pole(a0: f64, d0: f64, theta0: f64, lonpole: f64, latpole: f64) -> Res
 /// degrees) under the conic projection `code` with θa and η (`pv`; degrees), the standard
 /// parallels θa ∓ η (Calabretta & Greisen 2002, section 5.5, as wcslib inverts them).
 fn conic(code: &str, x: f64, y: f64, pv: (f64, f64)) -> Result<(f64, f64), Reason> {
-    let outside = || Err::<(f64, f64), Reason>(format!("its centre is outside the {code} projection's domain"));
     let r0 = 180.0 / std::f64::consts::PI;
     let (ta, eta) = pv;
     let (t1, t2) = ((ta - eta).to_radians(), (ta + eta).to_radians());
     let tar = ta.to_radians();
     let etar = eta.to_radians();
     let degenerate = || Err::<(f64, f64), Reason>(format!("its {code} parameters (θa = {ta}, η = {eta}) are degenerate"));
-    // The cone constant C and the distance from the apex to the reference point, Y0; then
-    // R (signed as C is) and the native longitude; the latitude from R.
-    let (c, y0) = match code {
-        "COP" => (tar.sin(), r0 * etar.cos() / tar.tan()),
+    // COO's tan((90° − θ)/2).
+    let t = |th: f64| ((std::f64::consts::FRAC_PI_2 - th) / 2.0).tan();
+    // The cone constant C and the distance from the apex to the reference point, Y0 (and
+    // COO's ψ); then R (signed as C is) and the native longitude; the latitude from R.
+    let (c, y0, psi) = match code {
+        "COP" => (tar.sin(), r0 * etar.cos() / tar.tan(), 0.0),
         "COE" => {
             let gamma = t1.sin() + t2.sin();
             if gamma == 0.0 {
                 return degenerate();
             }
-            (gamma / 2.0, r0 * (2.0 / gamma) * (1.0 + t1.sin() * t2.sin() - gamma * tar.sin()).max(0.0).sqrt())
+            (gamma / 2.0, r0 * (2.0 / gamma) * (1.0 + t1.sin() * t2.sin() - gamma * tar.sin()).max(0.0).sqrt(), 0.0)
         }
         "COD" => {
             let k = if eta == 0.0 { 1.0 } else { etar / etar.tan() };
-            (if eta == 0.0 { tar.sin() } else { tar.sin() * etar.sin() / etar }, r0 * k / tar.tan())
+            (if eta == 0.0 { tar.sin() } else { tar.sin() * etar.sin() / etar }, r0 * k / tar.tan(), 0.0)
         }
         "COO" => {
-            let t = |th: f64| ((std::f64::consts::FRAC_PI_2 - th) / 2.0).tan();
             let c = if t1 == t2 { t1.sin() } else { (t2.cos() / t1.cos()).ln() / (t(t2) / t(t1)).ln() };
             if c == 0.0 || !c.is_finite() {
                 return degenerate();
             }
             let psi = r0 * t1.cos() / (c * t(t1).powf(c));
-            (c, psi * t(tar).powf(c))
+            (c, psi * t(tar).powf(c), psi)
         }
-        _ => return outside(),
+        _ => return Err(outside(code)),
     };
     if c == 0.0 || !c.is_finite() || !y0.is_finite() {
         return degenerate();
@@ -715,26 +710,21 @@ fn conic(code: &str, x: f64, y: f64, pv: (f64, f64)) -> Result<(f64, f64), Reaso
             let gamma = 2.0 * c;
             let w = (1.0 + t1.sin() * t2.sin() - (r * gamma / (2.0 * r0)).powi(2)) / gamma;
             if w.abs() > 1.0 + 1e-13 {
-                return outside();
+                return Err(outside(code));
             }
             w.clamp(-1.0, 1.0).asin().to_degrees()
         }
         "COD" => ta + y0 - r,
         "COO" => {
-            let t = |th: f64| ((std::f64::consts::FRAC_PI_2 - th) / 2.0).tan();
-            let psi = r0 * t1.cos() / (c * t(t1).powf(c));
             if r == 0.0 {
-                if c < 0.0 { -90.0 } else { return outside() }
+                if c < 0.0 { -90.0 } else { return Err(outside(code)) }
             } else {
                 90.0 - 2.0 * ((r / psi).powf(1.0 / c)).atan().to_degrees()
             }
         }
-        _ => return outside(),
+        _ => return Err(outside(code)),
     };
-    if !phi.is_finite() || !theta.is_finite() || phi.abs() > 180.0 + 1e-13 || theta.abs() > 90.0 + 1e-13 {
-        return outside();
-    }
-    Ok((phi, theta))
+    in_domain(code, phi, theta)
 }
 
 /// Native longitude and latitude (degrees) of intermediate world coordinates (`x`, `y`;
@@ -742,7 +732,6 @@ fn conic(code: &str, x: f64, y: f64, pv: (f64, f64)) -> Result<(f64, f64), Reaso
 /// Greisen 2002, sections 5.2–5.3, as wcslib inverts them); `pv` is CYP's (μ, λ) or CEA's
 /// (λ, 0).
 fn cylindrical(code: &str, x: f64, y: f64, pv: (f64, f64)) -> Result<(f64, f64), Reason> {
-    let outside = || Err::<(f64, f64), Reason>(format!("its centre is outside the {code} projection's domain"));
     let tol = 1e-12;
     let (xr, yr) = (x.to_radians(), y.to_radians());
     let asin = |s: f64| -> Option<f64> { (s.abs() <= 1.0 + tol).then(|| s.clamp(-1.0, 1.0).asin()) };
@@ -756,7 +745,7 @@ fn cylindrical(code: &str, x: f64, y: f64, pv: (f64, f64)) -> Result<(f64, f64),
             }
             match asin(lambda * yr) {
                 Some(t) => (x, t.to_degrees()),
-                None => return outside(),
+                None => return Err(outside(code)),
             }
         }
         "CYP" => {
@@ -767,7 +756,7 @@ fn cylindrical(code: &str, x: f64, y: f64, pv: (f64, f64)) -> Result<(f64, f64),
             let eta = yr / (mu + lambda);
             match asin(eta * mu / (eta * eta + 1.0).sqrt()) {
                 Some(t) => (x / lambda, (eta.atan() + t).to_degrees()),
-                None => return outside(),
+                None => return Err(outside(code)),
             }
         }
         "SFL" => {
@@ -776,15 +765,15 @@ fn cylindrical(code: &str, x: f64, y: f64, pv: (f64, f64)) -> Result<(f64, f64),
         }
         "PAR" => {
             let s = y / 180.0;
-            let Some(t) = asin(s) else { return outside() };
+            let Some(t) = asin(s) else { return Err(outside(code)) };
             let r = 1.0 - 4.0 * s * s;
             (if r == 0.0 { 0.0 } else { x / r }, 3.0 * t.to_degrees())
         }
         "MOL" => {
-            let Some(gamma) = asin(yr / std::f64::consts::SQRT_2) else { return outside() };
+            let Some(gamma) = asin(yr / std::f64::consts::SQRT_2) else { return Err(outside(code)) };
             let c = gamma.cos();
             let phi = if c.abs() < tol { 0.0 } else { std::f64::consts::PI * x / (2.0 * std::f64::consts::SQRT_2 * c) };
-            let Some(t) = asin((2.0 * gamma + (2.0 * gamma).sin()) / std::f64::consts::PI) else { return outside() };
+            let Some(t) = asin((2.0 * gamma + (2.0 * gamma).sin()) / std::f64::consts::PI) else { return Err(outside(code)) };
             (phi, t.to_degrees())
         }
         "HPX" => {
@@ -795,39 +784,49 @@ fn cylindrical(code: &str, x: f64, y: f64, pv: (f64, f64)) -> Result<(f64, f64),
             if y.abs() <= edge {
                 match asin(y * h / (90.0 * k)) {
                     Some(t) => (x, t.to_degrees()),
-                    None => return outside(),
+                    None => return Err(outside(code)),
                 }
             } else {
                 let sigma = (k + 1.0) / 2.0 - y.abs() * h / 180.0;
                 if sigma < -tol {
-                    return outside();
+                    return Err(outside(code));
                 }
                 let sigma = sigma.max(0.0);
                 // The middle of the facet's column, and x's offset from it scaled back.
                 let xc = -180.0 + (2.0 * ((x + 180.0) * h / 360.0).floor() + 1.0) * 180.0 / h;
                 let off = x - xc;
                 if off.abs() > sigma * 180.0 / h + 1e-12 {
-                    return outside();
+                    return Err(outside(code));
                 }
                 let phi = if sigma == 0.0 { xc } else { xc + off / sigma };
-                let Some(t) = asin(1.0 - sigma * sigma / k) else { return outside() };
+                let Some(t) = asin(1.0 - sigma * sigma / k) else { return Err(outside(code)) };
                 (phi, t.to_degrees().copysign(y))
             }
         }
         "AIT" => {
             let z2 = 1.0 - xr * xr / 16.0 - yr * yr / 4.0;
             if z2 < 0.5 - tol {
-                return outside();
+                return Err(outside(code));
             }
             let z = z2.max(0.5).sqrt();
-            let Some(t) = asin(yr * z) else { return outside() };
+            let Some(t) = asin(yr * z) else { return Err(outside(code)) };
             (2.0 * (z * xr / 2.0).atan2(2.0 * z * z - 1.0).to_degrees(), t.to_degrees())
         }
-        _ => return outside(),
+        _ => return Err(outside(code)),
     };
-    // wcslib's tolerance at the edge of the domain.
-    if !phi.is_finite() || phi.abs() > 180.0 + 1e-13 || theta.abs() > 90.0 + 1e-13 {
-        return outside();
+    in_domain(code, phi, theta)
+}
+
+/// Why a point gives no position under the projection `code`.
+fn outside(code: &str) -> Reason {
+    format!("its centre is outside the {code} projection's domain")
+}
+
+/// (`phi`, `theta`) when they are a native place, within wcslib's tolerance at the edge of
+/// the domain.
+fn in_domain(code: &str, phi: f64, theta: f64) -> Result<(f64, f64), Reason> {
+    if !phi.is_finite() || !theta.is_finite() || phi.abs() > 180.0 + 1e-13 || theta.abs() > 90.0 + 1e-13 {
+        return Err(outside(code));
     }
     Ok((phi, theta))
 }
@@ -945,6 +944,12 @@ pub fn decimal(ra: f64, dec: f64) -> (String, String) {
         d => d,
     };
     (ra, dec)
+}
+
+/// How far an image reaches (`Place::fov`, degrees) as `meta.fov` and `inspect` write it:
+/// four significant digits, a link's field of view, not a measurement.
+pub fn fov_text(fov: f64) -> String {
+    significant(fov, 4)
 }
 
 /// `x` to `digits` significant digits, without trailing zeros: `0.1422`, `2.5`, `12`.

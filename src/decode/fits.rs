@@ -210,8 +210,7 @@ impl<'a> MemFits<'a> {
         let own = |k: &String| match k.as_str() {
             crate::wcs::RA => degrees.as_ref().map(|d| d.0.clone()),
             crate::wcs::DEC => degrees.as_ref().map(|d| d.1.clone()),
-            // Four significant digits: a link's field of view, not a measurement.
-            crate::wcs::FOV => at.and_then(|p| p.fov).map(|f| crate::wcs::significant(f, 4)),
+            crate::wcs::FOV => at.and_then(|p| p.fov).map(crate::wcs::fov_text),
             _ => self.shown_value(k),
         };
         let mut found: Vec<Option<String>> = keywords.iter().map(own).collect();

@@ -63,17 +63,18 @@ impl Frame {
 
     /// Galactic coordinates (IAU 1958, as astropy defines them through FK5 J2000).
     pub fn galactic() -> Frame {
-        // FK5 J2000 → galactic, as `fk5_to_gal`: the north galactic pole and the galactic
-        // longitude of the north celestial pole.
-        let fk5_to_gal = mul(&mul(&rot(Axis::Z, 180.0 - 122.9319185680026), &rot(Axis::Y, 90.0 - 27.12825118085622)), &rot(Axis::Z, 192.8594812065348));
-        Frame { to_icrs: mul(&transpose(&icrs_to_fk5()), &transpose(&fk5_to_gal)), eterms: None }
+        static GALACTIC: std::sync::LazyLock<Frame> = std::sync::LazyLock::new(|| {
+            // FK5 J2000 → galactic, as `fk5_to_gal`: the north galactic pole and the
+            // galactic longitude of the north celestial pole.
+            let fk5_to_gal = mul(&mul(&rot(Axis::Z, 180.0 - 122.9319185680026), &rot(Axis::Y, 90.0 - 27.12825118085622)), &rot(Axis::Z, 192.8594812065348));
+            Frame { to_icrs: mul(&transpose(&icrs_to_fk5()), &transpose(&fk5_to_gal)), eterms: None }
+        });
+        GALACTIC.clone()
     }
 
     /// (`lon`, `lat`) of this frame, degrees, in ICRS (RA, Dec), degrees.
     pub fn to_icrs(&self, lon: f64, lat: f64) -> (f64, f64) {
-        let (sl, cl) = lon.to_radians().sin_cos();
-        let (sb, cb) = lat.to_radians().sin_cos();
-        let mut v = [cb * cl, cb * sl, sb];
+        let mut v = unit(lon, lat);
         if let Some(a) = self.eterms {
             // As astropy removes them from a direction: r − A + (A·r) r, made a unit
             // vector again.
@@ -82,26 +83,33 @@ impl Frame {
             let n = (v[0] * v[0] + v[1] * v[1] + v[2] * v[2]).sqrt();
             v = v.map(|x| x / n);
         }
-        let r = self.to_icrs;
-        let w = [0, 1, 2].map(|i| r[i][0] * v[0] + r[i][1] * v[1] + r[i][2] * v[2]);
-        let ra = w[1].atan2(w[0]).to_degrees();
-        // FK4's matrix is a rotation only to ~1e-12: the latitude from all three components,
-        // which near a pole an arcsine of the third alone would move by up to 1".
-        let dec = w[2].atan2(w[0].hypot(w[1])).to_degrees();
-        (ra.rem_euclid(360.0), dec)
+        angles(apply(&self.to_icrs, v))
     }
 }
 
 /// Galactic longitude and latitude (degrees, l in [0, 360)) of ICRS (`ra`, `dec`), as
 /// astropy's `SkyCoord(...).galactic` gives them.
 pub fn galactic(ra: f64, dec: f64) -> (f64, f64) {
-    let r = Frame::galactic().to_icrs;
-    let (sa, ca) = ra.to_radians().sin_cos();
-    let (sd, cd) = dec.to_radians().sin_cos();
-    let v = [cd * ca, cd * sa, sd];
     // The transpose takes ICRS to galactic.
-    let w = [0, 1, 2].map(|i| r[0][i] * v[0] + r[1][i] * v[1] + r[2][i] * v[2]);
+    angles(apply(&transpose(&Frame::galactic().to_icrs), unit(ra, dec)))
+}
+
+/// The unit vector towards longitude `lon` and latitude `lat`, degrees.
+fn unit(lon: f64, lat: f64) -> Vec3 {
+    let (sl, cl) = lon.to_radians().sin_cos();
+    let (sb, cb) = lat.to_radians().sin_cos();
+    [cb * cl, cb * sl, sb]
+}
+
+/// Longitude in [0, 360) and latitude, degrees, of the direction `w`. The latitude comes
+/// from all three components: FK4's matrix is a rotation only to ~1e-12, which near a pole
+/// an arcsine of the third alone would turn into up to 1".
+fn angles(w: Vec3) -> (f64, f64) {
     (w[1].atan2(w[0]).to_degrees().rem_euclid(360.0), w[2].atan2(w[0].hypot(w[1])).to_degrees())
+}
+
+fn apply(m: &Mat, v: Vec3) -> Vec3 {
+    [0, 1, 2].map(|i| m[i][0] * v[0] + m[i][1] * v[1] + m[i][2] * v[2])
 }
 
 #[derive(Clone, Copy)]
