@@ -22,6 +22,10 @@ warnings.simplefilter("ignore")
 ZENITHAL = ["TAN", "SIN", "ARC", "STG", "ZEA", "AZP", "SZP", "ZPN", "AIR", "NCP"]
 CYLINDRICAL = ["CAR", "MER", "CEA", "CYP", "SFL", "PAR", "MOL", "AIT", "HPX"]
 CONIC = ["COP", "COE", "COD", "COO"]
+# Bonne's and the polyconic, the three quad-cubes and HEALPix's butterfly (session 30).
+OTHER = ["BON", "PCO", "TSC", "CSC", "QSC", "XPH"]
+# AIPS's GLS, which astropy (wcslib's celfix) reads as SFL about CRVAL2 (session 30).
+OLD = ["GLS"]
 W, H = 100, 80
 
 
@@ -53,6 +57,8 @@ def header(rng, proj, frame):
           "HPX": {"PV2_1": rng.choice([4.0, 6.0]), "PV2_2": rng.choice([3.0, 5.0])}}.get(proj, {})
     if proj in CONIC:
         pv = {"PV2_1": rng.choice([-1, 1]) * rng.uniform(5, 85), "PV2_2": rng.choice([0.0, rng.uniform(0, 20)])}
+    if proj == "BON":
+        pv = {"PV2_1": rng.choice([-1, 1]) * rng.uniform(5, 85)}
     c.update(pv)
     if proj not in ZENITHAL and rng.uniform() < 0.2:
         c["LONPOLE"] = rng.choice([0.0, 180.0, rng.uniform(-180, 180)])
@@ -80,13 +86,17 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=40, help="headers per family")
     ap.add_argument("--seed", type=int, default=29)
+    ap.add_argument("--only", nargs="*", help="only these projections (e.g. GLS BON)")
     here = os.path.dirname(os.path.abspath(__file__))
     target = os.environ.get("CARGO_TARGET_DIR", os.path.join(here, "..", "target"))
     ap.add_argument("--simsite", default=os.path.join(target, "release", "simsite"))
     a = ap.parse_args()
     rng = np.random.default_rng(a.seed)
-    families = [(p, "ICRS") for p in ZENITHAL + CYLINDRICAL + CONIC]
+    families = [(p, "ICRS") for p in ZENITHAL + CYLINDRICAL + CONIC + OTHER]
+    families += [(p, "ICRS") for p in OLD] + [("GLS", "galactic")]
     families += [("TAN", f) for f in ("FK4", "FK4-NO-E", "FK5", "galactic")] + [("CAR", "galactic"), ("AIT", "galactic")]
+    if a.only:
+        families = [f for f in families if f[0] in a.only]
     tmp = tempfile.mkdtemp(prefix="simsite-wcs-")
     cfg = os.path.join(tmp, "cfg.toml")
     open(cfg, "w").write('[archive]\nroot = "."\n')

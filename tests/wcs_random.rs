@@ -9,8 +9,8 @@ use serde_json::{Map, Value};
 use simsite::rng::SplitMix;
 use simsite::wcs;
 
-/// Every code of the FITS standard and wcslib, those simsite refuses among them, and two
-/// that are no projection.
+/// Every code of the FITS standard and wcslib, and AIPS's GLS (all worked out by simsite
+/// since session 30), and one that is no projection.
 const CODES: &[&str] = &[
     "TAN", "TPV", "SIN", "NCP", "AZP", "SZP", "ARC", "STG", "ZEA", "ZPN", "AIR", "CAR", "MER", "CEA", "CYP", "SFL", "PAR", "MOL", "AIT", "HPX",
     "XPH", "COP", "COE", "COD", "COO", "BON", "PCO", "TSC", "CSC", "QSC", "GLS", "XYZ",
