@@ -24,8 +24,9 @@ CYLINDRICAL = ["CAR", "MER", "CEA", "CYP", "SFL", "PAR", "MOL", "AIT", "HPX"]
 CONIC = ["COP", "COE", "COD", "COO"]
 # Bonne's and the polyconic, the three quad-cubes and HEALPix's butterfly (session 30).
 OTHER = ["BON", "PCO", "TSC", "CSC", "QSC", "XPH"]
-# AIPS's GLS, which astropy (wcslib's celfix) reads as SFL about CRVAL2 (session 30).
-OLD = ["GLS"]
+# AIPS's GLS, which astropy (wcslib's celfix) reads as SFL about CRVAL2, and axes with no
+# projection at all ('RA', 'DEC': linear, here "LIN"; session 30).
+OLD = ["GLS", "LIN"]
 W, H = 100, 80
 
 
@@ -46,6 +47,8 @@ def header(rng, proj, frame):
          "CD2_1": scale * math.sin(turn), "CD2_2": scale * math.cos(turn)}
     if proj == "NCP":
         c["CRVAL2"] = rng.uniform(10, 89)
+    if proj == "LIN":
+        c["CTYPE1"], c["CTYPE2"] = axes[0].rstrip("-"), axes[1].rstrip("-")
     if proj in CYLINDRICAL and rng.uniform() < 0.3:
         c["CRVAL2"] = 0.0
     pv = {"AZP": {"PV2_1": rng.uniform(0, 3), "PV2_2": rng.uniform(-30, 30)},
@@ -93,7 +96,7 @@ def main():
     a = ap.parse_args()
     rng = np.random.default_rng(a.seed)
     families = [(p, "ICRS") for p in ZENITHAL + CYLINDRICAL + CONIC + OTHER]
-    families += [(p, "ICRS") for p in OLD] + [("GLS", "galactic")]
+    families += [(p, "ICRS") for p in OLD] + [("GLS", "galactic"), ("LIN", "galactic")]
     families += [("TAN", f) for f in ("FK4", "FK4-NO-E", "FK5", "galactic")] + [("CAR", "galactic"), ("AIT", "galactic")]
     if a.only:
         families = [f for f in families if f[0] in a.only]

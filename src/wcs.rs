@@ -8,7 +8,8 @@
 //! AZP, SZP, ZPN, ARC, STG, ZEA, AIR), the cylindrical and pseudo-cylindrical ones (CAR, MER, CEA,
 //! CYP, SFL, PAR, MOL, AIT, HPX), the conic ones (COP, COE, COD, COO), the polyconic ones
 //! (BON, PCO), the quad-cubes (TSC, CSC, QSC), HEALPix's butterfly (XPH) and AIPS's GLS, with
-//! LONPOLE and LATPOLE, are worked out here as wcslib does (Calabretta & Greisen 2002). Equatorial
+//! LONPOLE and LATPOLE, and axes with no projection (`RA`, `DEC`: linear), are worked out here
+//! as wcslib does (Calabretta & Greisen 2002). Equatorial
 //! axes (ICRS, FK5 at any equinox, FK4 at any Besselian equinox, with or without its
 //! E-terms) and galactic axes are given in ICRS as
 //! astropy gives them (`frame`). Other frames (ecliptic, supergalactic, apparent places) give
@@ -31,7 +32,8 @@ pub const DEC: &str = "dec";
 /// AZP, other spellings of the cards and PV cards at their defaults; session 28; 4: FK4
 /// and FK5 at other equinoxes, the FK5 → ICRS frame bias, astropy's galactic frame, and the
 /// cylindrical and conic projections worked out here with LONPOLE/LATPOLE; session 29; 5:
-/// BON, PCO, the quad-cubes, XPH and GLS; session 30).
+/// BON, PCO, the quad-cubes, XPH, GLS, linear `RA`/`DEC` axes and `CUNIT` spelt
+/// `degrees`; session 30).
 pub const VERSION: u32 = 5;
 
 /// The name of how far the image reaches on the sky, degrees (`Place::fov`), beside the
@@ -169,12 +171,18 @@ pub fn place(cards: &Map<String, Value>, width: usize, height: usize) -> Result<
         _ => return Ok(None),
     };
     // `RA---TAN`: the axis, padded with `-` to four characters, then the projection, then
-    // perhaps `-SIP`.
-    if let Some(c) = [c1, c2].into_iter().find(|c| c.len() < 8 || !c.is_ascii()) {
+    // perhaps `-SIP`. `RA` and `DEC` alone (old MIDAS and IRAF frames) name no projection:
+    // wcslib reads both as linear, here `LIN`.
+    let plain = [c1, c2].iter().all(|c| c.eq_ignore_ascii_case(&axis(c)));
+    if let Some(c) = [c1, c2].into_iter().find(|c| !plain && (c.len() < 8 || !c.is_ascii())) {
         return Err(format!("its axis type '{c}' names no projection (as in 'RA---TAN')"));
     }
-    let (mut code, rest) = (c1[5..8].to_ascii_uppercase(), c1[8..].to_ascii_uppercase());
-    if c2[5..8].to_ascii_uppercase() != code || c2[8..].to_ascii_uppercase() != rest {
+    let (mut code, rest) = match plain {
+        true => ("LIN".to_string(), String::new()),
+        false => (c1[5..8].to_ascii_uppercase(), c1[8..].to_ascii_uppercase()),
+    };
+    let linear_axes = plain;
+    if !plain && (c2[5..8].to_ascii_uppercase() != code || c2[8..].to_ascii_uppercase() != rest) {
         return Err(format!("its two axes name different projections (CTYPE1 = '{c1}', CTYPE2 = '{c2}')"));
     }
     let sip = match rest.as_str() {
@@ -189,7 +197,7 @@ pub fn place(cards: &Map<String, Value>, width: usize, height: usize) -> Result<
         code = "SFL".into();
     }
     let zenithal = ZENITHAL.contains(&code.as_str());
-    if !zenithal && !OTHER.contains(&code.as_str()) {
+    if !zenithal && !linear_axes && !OTHER.contains(&code.as_str()) {
         return Err(format!("its projection {code} is not supported (supported: {}, {})", ZENITHAL.join(", "), OTHER.join(", ")));
     }
     // The projections whose reference point is the native pole: the zenithal ones and
@@ -204,7 +212,7 @@ pub fn place(cards: &Map<String, Value>, width: usize, height: usize) -> Result<
         }
     };
     for k in ["CUNIT1", "CUNIT2"] {
-        if let Some(u) = cards.get(k).map(|v| v.as_str().unwrap_or("").trim().to_ascii_lowercase()).filter(|u| !u.is_empty() && u != "deg") {
+        if let Some(u) = cards.get(k).map(|v| v.as_str().unwrap_or("").trim().to_ascii_lowercase()).filter(|u| !["", "deg", "degree", "degrees"].contains(&u.as_str())) {
             return Err(format!("its {k} = '{u}': only degrees are read"));
         }
     }
@@ -215,7 +223,7 @@ pub fn place(cards: &Map<String, Value>, width: usize, height: usize) -> Result<
     let (Some(a0), Some(d0)) = (number("CRVAL1")?, number("CRVAL2")?) else { return Err(placeholder()) };
     // A map in a cylindrical or all-sky projection is often centred on (0, 0) (ACT's CAR
     // maps, equatorial all-sky maps): not a placeholder there.
-    if !galactic && a0 == 0.0 && d0 == 0.0 && ZENITHAL.contains(&code.as_str()) {
+    if !galactic && a0 == 0.0 && d0 == 0.0 && (zenithal || linear_axes) {
         return Err(placeholder());
     }
     if d0.abs() > 90.0 {
@@ -367,7 +375,7 @@ pub fn place(cards: &Map<String, Value>, width: usize, height: usize) -> Result<
     // The celestial place of the native pole (αp, δp): a zenithal projection's (and XPH's)
     // is its reference point; the others' follows from the reference point, LONPOLE and
     // LATPOLE.
-    let pole = match polar {
+    let pole = match polar || linear_axes {
         true => (a0, d0),
         false => native_pole(a0, d0, theta0, lonpole, latpole.unwrap_or(90.0))?,
     };
@@ -387,7 +395,9 @@ pub fn place(cards: &Map<String, Value>, width: usize, height: usize) -> Result<
         if gls {
             y += theta0;
         }
+        // Linear axes: no projection, no rotation.
         let (phi, theta) = match code.as_str() {
+            _ if linear_axes => (x, y),
             _ if zenithal => native(&code, x, y, slant, &pv2)?,
             "COP" | "COE" | "COD" | "COO" => conic(&code, x, y, slant)?,
             "BON" | "PCO" => polyconic(&code, x, y, slant.0)?,
@@ -395,8 +405,11 @@ pub fn place(cards: &Map<String, Value>, width: usize, height: usize) -> Result<
             "XPH" => butterfly(x, y)?,
             _ => cylindrical(&code, x, y, slant)?,
         };
-        let (lon, lat) = celestial(phi, theta, pole.0, pole.1, lonpole);
-        if !lon.is_finite() || !lat.is_finite() {
+        let (lon, lat) = match linear_axes {
+            true => ((a0 + phi).rem_euclid(360.0), d0 + theta),
+            false => celestial(phi, theta, pole.0, pole.1, lonpole),
+        };
+        if !lon.is_finite() || !lat.is_finite() || lat.abs() > 90.0 {
             return Err(format!("its WCS gives no valid position (longitude {lon}, latitude {lat})"));
         }
         let (ra, dec) = frame.to_icrs(lon, lat);
@@ -1615,6 +1628,35 @@ mod tests {
         ] {
             assert!(separation(got, astropy) * 3600.0 < 0.003, "{got:?} against {astropy:?}");
         }
+    }
+
+    #[test]
+    fn plain_ra_and_dec_are_linear_as_wcslib_reads_them() {
+        // astropy 8.0.2 at the image's centre, in ICRS, as above. ESO-MIDAS's test frame
+        // tst0003 (eso-midas-testdata: CTYPE 'RA' and 'DEC', CUNIT 'DEGREES') and made-up
+        // ones: each axis linear, no projection and no rotation, whatever the field's size.
+        let plain = |cards: &[(&str, &str)], w: usize, h: usize| centre(&header(cards), w, h);
+        let midas = [("CTYPE1", "'RA'"), ("CTYPE2", "'DEC'"), ("CRVAL1", "15.231"), ("CRVAL2", "-10.123"), ("CRPIX1", "12.0"), ("CRPIX2", "-11.1")];
+        let midas: Vec<_> = midas.into_iter().chain([("CDELT1", "-0.12321"), ("CDELT2", "0.001231"), ("CUNIT1", "'DEGREES'"), ("CUNIT2", "'DEGREES'")]).collect();
+        let galactic = [("CTYPE1", "'GLON'"), ("CTYPE2", "'GLAT'"), ("CRVAL1", "350.0"), ("CRVAL2", "10.0"), ("CRPIX1", "1.0"), ("CRPIX2", "1.0"), ("CDELT1", "-0.2"), ("CDELT2", "0.2")];
+        let north = |dec: &'static str| {
+            let cards = [("CTYPE1", "'RA'"), ("CTYPE2", "'DEC'"), ("CRVAL1", "355.0"), ("CRVAL2", dec), ("CRPIX1", "1.0"), ("CRPIX2", "1.0")];
+            cards.into_iter().chain([("CDELT1", "-0.5"), ("CDELT2", "0.5"), ("CUNIT1", "'degree'")]).collect::<Vec<_>>()
+        };
+        for (got, astropy) in [
+            (plain(&midas, 137, 271), (8.20803, -9.9419199)),
+            (plain(&galactic, 40, 30), (244.76096513, -32.06841269)),
+            (plain(&north("80.0"), 40, 30), (345.25, 87.25)),
+        ] {
+            let got = got.unwrap().unwrap();
+            assert!(separation(got, astropy) * 3600.0 < 0.003, "{got:?} against {astropy:?}");
+        }
+        // Past the pole the linear latitude is no place (astropy refuses it too).
+        assert!(plain(&north("85.0"), 40, 30).unwrap_err().contains("no valid position"));
+        // One plain axis beside a projected one names no projection.
+        let mut half = midas.clone();
+        half[1] = ("CTYPE2", "'DEC--TAN'");
+        assert!(plain(&half, 137, 271).unwrap_err().contains("names no projection"));
     }
 
     #[test]

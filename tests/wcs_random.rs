@@ -53,6 +53,11 @@ fn header(r: &mut SplitMix) -> (Map<String, Value>, usize, usize) {
     let sip = if code == "TAN" && r.below(4) == 0 { "-SIP" } else { "" };
     c.insert("CTYPE1".into(), format!("{}-{code}{sip}", axes.0).into());
     c.insert("CTYPE2".into(), format!("{}-{other}{sip}", axes.1).into());
+    // Now and then the axes alone, with no projection (linear, as wcslib reads them).
+    if r.below(30) == 0 {
+        c.insert("CTYPE1".into(), axes.0.trim_end_matches('-').into());
+        c.insert("CTYPE2".into(), axes.1.trim_end_matches('-').into());
+    }
     if r.below(30) > 0 {
         c.insert("CRVAL1".into(), number(r, -360.0, 720.0, 8));
     }
