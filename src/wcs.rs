@@ -173,16 +173,15 @@ pub fn place(cards: &Map<String, Value>, width: usize, height: usize) -> Result<
     // `RA---TAN`: the axis, padded with `-` to four characters, then the projection, then
     // perhaps `-SIP`. `RA` and `DEC` alone (old MIDAS and IRAF frames) name no projection:
     // wcslib reads both as linear, here `LIN`.
-    let plain = [c1, c2].iter().all(|c| c.eq_ignore_ascii_case(&axis(c)));
-    if let Some(c) = [c1, c2].into_iter().find(|c| !plain && (c.len() < 8 || !c.is_ascii())) {
+    let linear_axes = [c1, c2].iter().all(|c| c.eq_ignore_ascii_case(&axis(c)));
+    if let Some(c) = [c1, c2].into_iter().find(|c| !linear_axes && (c.len() < 8 || !c.is_ascii())) {
         return Err(format!("its axis type '{c}' names no projection (as in 'RA---TAN')"));
     }
-    let (mut code, rest) = match plain {
+    let (mut code, rest) = match linear_axes {
         true => ("LIN".to_string(), String::new()),
         false => (c1[5..8].to_ascii_uppercase(), c1[8..].to_ascii_uppercase()),
     };
-    let linear_axes = plain;
-    if !plain && (c2[5..8].to_ascii_uppercase() != code || c2[8..].to_ascii_uppercase() != rest) {
+    if !linear_axes && (c2[5..8].to_ascii_uppercase() != code || c2[8..].to_ascii_uppercase() != rest) {
         return Err(format!("its two axes name different projections (CTYPE1 = '{c1}', CTYPE2 = '{c2}')"));
     }
     let sip = match rest.as_str() {
