@@ -28,6 +28,8 @@ OTHER = ["BON", "PCO", "TSC", "CSC", "QSC", "XPH"]
 # projection at all ('RA', 'DEC': linear, here "LIN"; session 30).
 OLD = ["GLS", "LIN"]
 W, H = 100, 80
+# The place in the `sky:` line `simsite inspect` prints.
+SKY = re.compile(r"\(RA ([-0-9.]+), Dec ([-0-9.]+)")
 
 
 def separation(a, b):
@@ -104,7 +106,6 @@ def main():
     cfg = os.path.join(tmp, "cfg.toml")
     open(cfg, "w").write('[archive]\nroot = "."\n')
     path = os.path.join(tmp, "t.fits")
-    sky = re.compile(r"\(RA ([-0-9.]+), Dec ([-0-9.]+)")
     bad_total = 0
     print(f"{'family':18} {'headers':>7} {'agree':>6} {'both none':>9} {'max sep (arcsec)':>17}")
     for proj, frame in families:
@@ -123,7 +124,7 @@ def main():
             if out.returncode != 0 or "panic" in (out.stdout + out.stderr).lower():
                 bad.append(("crash", cards, out.stderr[-300:]))
                 continue
-            m = sky.search(out.stdout)
+            m = SKY.search(out.stdout)
             got = (float(m.group(1)), float(m.group(2))) if m else None
             if got is None and ref is None:
                 agree += 1

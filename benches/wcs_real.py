@@ -11,7 +11,7 @@ Session 30 ran it on the FITS files of three Debian packages:
     benches/wcs_real.py $(dpkg -L eso-midas-testdata python-drizzle-testdata iraf-noao \\
         | grep -i -E '\\.(fits|fit|fts|mt)$')
 """
-import argparse, collections, math, os, re, shutil, subprocess, tempfile, warnings
+import argparse, collections, os, re, shutil, subprocess, tempfile, warnings
 
 from astropy.io import fits
 from astropy.wcs import WCS
@@ -19,16 +19,11 @@ from astropy.wcs.utils import wcs_to_celestial_frame
 from astropy.coordinates import SkyCoord
 import astropy.units as u
 
+from wcs_astropy import SKY, separation
+
 warnings.simplefilter("ignore")
-SKY = re.compile(r"\(RA ([-0-9.]+), Dec ([-0-9.]+)")
 IMAGE = re.compile(r"image: HDU (\d+), axes \[([0-9, ]+)\]")
 EXTENSIONS = (".fits", ".fit", ".fts", ".mt")
-
-
-def separation(a, b):
-    r1, d1, r2, d2 = map(math.radians, (*a, *b))
-    s = math.sin((d2 - d1) / 2) ** 2 + math.cos(d1) * math.cos(d2) * math.sin((r2 - r1) / 2) ** 2
-    return math.degrees(2 * math.asin(min(1.0, math.sqrt(s)))) * 3600
 
 
 def astropy_place(path, hdu, axes):

@@ -394,19 +394,20 @@ pub fn place(cards: &Map<String, Value>, width: usize, height: usize) -> Result<
         if gls {
             y += theta0;
         }
-        // Linear axes: no projection, no rotation.
-        let (phi, theta) = match code.as_str() {
-            _ if linear_axes => (x, y),
-            _ if zenithal => native(&code, x, y, slant, &pv2)?,
-            "COP" | "COE" | "COD" | "COO" => conic(&code, x, y, slant)?,
-            "BON" | "PCO" => polyconic(&code, x, y, slant.0)?,
-            "TSC" | "CSC" | "QSC" => quadcube(&code, x, y)?,
-            "XPH" => butterfly(x, y)?,
-            _ => cylindrical(&code, x, y, slant)?,
-        };
-        let (lon, lat) = match linear_axes {
-            true => ((a0 + phi).rem_euclid(360.0), d0 + theta),
-            false => celestial(phi, theta, pole.0, pole.1, lonpole),
+        let (lon, lat) = match code.as_str() {
+            // Linear axes: no projection, no rotation.
+            _ if linear_axes => ((a0 + x).rem_euclid(360.0), d0 + y),
+            code => {
+                let (phi, theta) = match code {
+                    _ if zenithal => native(code, x, y, slant, &pv2)?,
+                    "COP" | "COE" | "COD" | "COO" => conic(code, x, y, slant)?,
+                    "BON" | "PCO" => polyconic(code, x, y, slant.0)?,
+                    "TSC" | "CSC" | "QSC" => quadcube(code, x, y)?,
+                    "XPH" => butterfly(x, y)?,
+                    _ => cylindrical(code, x, y, slant)?,
+                };
+                celestial(phi, theta, pole.0, pole.1, lonpole)
+            }
         };
         if !lon.is_finite() || !lat.is_finite() || lat.abs() > 90.0 {
             return Err(format!("its WCS gives no valid position (longitude {lon}, latitude {lat})"));
@@ -1015,7 +1016,7 @@ fn quadcube(code: &str, x: f64, y: f64) -> Result<(f64, f64), Reason> {
             let inverse = |a: f32, b: f32| -> f32 {
                 let (aa, bb) = (a * a, b * b);
                 let horner = |c: &[f32], t: f32| c.iter().rev().fold(0.0f32, |acc, &c| acc * t + c);
-                let z: Vec<f32> = CSC_P.iter().map(|row| horner(row, aa)).collect();
+                let z = CSC_P.map(|row| horner(row, aa));
                 a + a * (1.0 - aa) * horner(&z, bb)
             };
             let (a, b) = (a as f32, b as f32);
