@@ -127,7 +127,9 @@ pub fn scan(root: &Path, follow_symlinks: bool) -> Result<Scan, ArchiveError> {
         };
         let ft = entry.file_type();
         let rel = entry.path().strip_prefix(root).unwrap_or(entry.path()).to_path_buf();
-        if ft.is_symlink() {
+        // The root itself may be a link (`/data/archive -> /mnt/vol1/archive`, common):
+        // walkdir follows it, and it is not a link found in the archive.
+        if ft.is_symlink() && entry.depth() > 0 {
             // Only reached when not following links.
             let name = entry.file_name().to_string_lossy();
             if classify(&name).is_some() || entry.path().is_dir() {
@@ -183,5 +185,28 @@ mod tests {
         assert_eq!(classify("notes.txt"), None);
         assert_eq!(classify(".png"), None);
         assert_eq!(classify("x.gz"), None);
+    }
+
+    /// An archive root that is a symbolic link is scanned through it, with no warning; a
+    /// link inside it is still reported.
+    #[test]
+    fn a_linked_root_is_not_a_link_in_the_archive() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("vol1");
+        std::fs::create_dir_all(real.join("sub")).unwrap();
+        std::fs::write(real.join("sub/a.png"), b"x").unwrap();
+        std::os::unix::fs::symlink("sub/a.png", real.join("b.png")).unwrap();
+        let root = dir.path().join("archive");
+        std::os::unix::fs::symlink(&real, &root).unwrap();
+        for follow in [false, true] {
+            let s = scan(&root, follow).unwrap();
+            let found: Vec<&str> = s.entries.iter().map(|e| e.rel_str.as_str()).collect();
+            let warned: Vec<&str> = s.problems.iter().map(|p| p.path.as_str()).collect();
+            if follow {
+                assert_eq!((found, warned), (vec!["b.png", "sub/a.png"], vec![]));
+            } else {
+                assert_eq!((found, warned), (vec!["sub/a.png"], vec!["b.png"]));
+            }
+        }
     }
 }
