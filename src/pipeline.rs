@@ -129,12 +129,32 @@ const CACHE_TAG_TEXT: &str = "Signature: 8a477f597d28d172789f06886806bc55\n\
 /// version of simsite made (`last-build.json`, or a key folder under `embeddings/`), which
 /// is tagged now. Any other folder with files in it is refused, naming a few of them.
 fn claim_cache(dir: &std::path::Path) -> Result<()> {
-    let fix = "fix: point [output] cache / --cache at a new or empty folder (simsite deletes what it does not need in its cache folder)";
     if dir.join(CACHE_TAG).is_file() {
         return Ok(());
     }
+    check_cache(dir)?;
     let unwritable = |e| cache_unwritable(dir, e);
     std::fs::create_dir_all(dir).map_err(unwritable)?;
+    // Two processes may tag a new folder at once: the second finds the tag there.
+    match std::fs::OpenOptions::new().write(true).create_new(true).open(dir.join(CACHE_TAG)) {
+        Ok(mut f) => std::io::Write::write_all(&mut f, CACHE_TAG_TEXT.as_bytes()).map_err(unwritable),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(unwritable(e)),
+    }
+}
+
+/// Whether `dir` may be simsite's cache folder, changing nothing: missing, empty, tagged
+/// by simsite, or made by an earlier version of it (see `claim_cache`).
+pub(crate) fn check_cache(dir: &std::path::Path) -> Result<()> {
+    let fix = "fix: point [output] cache / --cache at a new or empty folder (simsite deletes what it does not need in its cache folder)";
+    match std::fs::metadata(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Ok(m) if !m.is_dir() => anyhow::bail!("the cache folder {} exists and is not a folder\n  {fix}", dir.display()),
+        _ => {}
+    }
+    if dir.join(CACHE_TAG).is_file() {
+        return Ok(());
+    }
     // A write probe of a process starting beside this one (`embed --shard` on many
     // machines) is not a file of someone else's.
     let mut others: Vec<String> = std::fs::read_dir(dir)
@@ -154,12 +174,7 @@ fn claim_cache(dir: &std::path::Path) -> Result<()> {
             crate::error::backticked(&others)
         );
     }
-    // Two processes may tag a new folder at once: the second finds the tag there.
-    match std::fs::OpenOptions::new().write(true).create_new(true).open(dir.join(CACHE_TAG)) {
-        Ok(mut f) => std::io::Write::write_all(&mut f, CACHE_TAG_TEXT.as_bytes()).map_err(unwritable),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-        Err(e) => Err(unwritable(e)),
-    }
+    Ok(())
 }
 
 /// Results held in memory between decoding and the consumer.
@@ -604,6 +619,9 @@ pub fn build(settings: &Settings, ui: &Ui) -> Result<BuildOutcome> {
     // leaves no cache folder behind that was not there.
     let new_cache = std::fs::symlink_metadata(&settings.cache).is_err();
     let start = || -> Result<_> {
+        // A site's own template that cannot render stops the build before any image is
+        // decoded, not at the render stage.
+        crate::site::check_templates(settings)?;
         crate::neighbours::check_device(settings.neighbours.device)?;
         let lock = cache_writable(settings, CacheUse::Alone)?;
         // The encoder's session is made, then the embedding cache read (its segments decoded),
@@ -1167,8 +1185,13 @@ pub struct CheckOutcome {
     pub warnings: Vec<Problem>,
 }
 
-/// Validates config, model, catalogue and every archive file (fully decoded) without writing.
+/// Validates the output and cache folders, the templates, config, model, catalogue and every
+/// archive file (fully decoded) without writing.
 pub fn check(settings: &Settings, ui: &Ui) -> Result<CheckOutcome> {
+    // What a build would stop at before decoding anything, first.
+    crate::publish::check_out(&settings.out)?;
+    check_cache(&settings.cache)?;
+    crate::site::check_templates(settings)?;
     crate::neighbours::check_device(settings.neighbours.device)?;
     let mut settings = settings.clone();
     load_encoder(&mut settings, ui)?;

@@ -290,7 +290,43 @@ fn names(out: &Path) -> Result<(PathBuf, String)> {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
+    // A served release's own folder (`site -> .site.releases/r…`, the link's target spelt
+    // out) would be taken for an old site and moved into a nested release folder.
+    for folder in out.ancestors().skip(1) {
+        let Some(site) = folder.file_name().and_then(|n| n.to_str()).and_then(|n| n.strip_prefix('.')?.strip_suffix(".releases")) else {
+            continue;
+        };
+        let beside = folder.parent().unwrap_or(Path::new(""));
+        if beside.join(format!(".{site}.lock")).exists() || beside.join(site).is_symlink() {
+            let served = beside.join(site);
+            bail!(
+                "{} is inside {}, the folder where simsite keeps the releases of the site {}\n  fix: use --out {} (the link that serves the newest release)",
+                out.display(),
+                folder.display(),
+                served.display(),
+                served.display()
+            );
+        }
+    }
     Ok((parent, name))
+}
+
+/// Whether a site can be published at `out`, changing nothing: what `Release::begin` would
+/// refuse before any work (a name that is no folder's, a folder inside a site's releases, a
+/// file, a link to something other than a release, a folder simsite did not build) is an
+/// error here too. `simsite check` asks.
+pub fn check_out(out: &Path) -> Result<()> {
+    let (parent, name) = names(out)?;
+    Release::found(out, &parent.join(format!(".{name}.releases"))).map(|_| ())
+}
+
+/// What is at the output's name.
+enum Found {
+    Nothing,
+    /// A link to a release (the folder it names, which may be gone).
+    Release(PathBuf),
+    /// A folder an earlier simsite wrote in place, or an empty one.
+    OldSite,
 }
 
 impl Release {
@@ -461,9 +497,24 @@ impl Release {
     /// The release `out` serves now. A plain folder from an earlier simsite becomes the first
     /// release (moved, once); anything else in the way is an error.
     fn served(out: &Path, releases: &Path) -> Result<Option<PathBuf>> {
+        match Self::found(out, releases)? {
+            Found::Nothing => return Ok(None),
+            Found::Release(target) => return Ok(target.is_dir().then_some(target)),
+            Found::OldSite => {}
+        }
+        let first = releases.join(format!("r-migrated-{}", std::process::id()));
+        std::fs::rename(out, &first).with_context(|| format!("cannot move {} into {}", out.display(), releases.display()))?;
+        let rel = Path::new(releases.file_name().unwrap()).join(first.file_name().unwrap());
+        std::os::unix::fs::symlink(&rel, out).with_context(|| format!("cannot link {} to {}", out.display(), rel.display()))?;
+        Ok(Some(first))
+    }
+
+    /// What is at `out`; an error when it is in the way (not a release, nor a site
+    /// simsite wrote, nor empty).
+    fn found(out: &Path, releases: &Path) -> Result<Found> {
         let meta = match std::fs::symlink_metadata(out) {
             Ok(m) => m,
-            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Found::Nothing),
             Err(e) => return Err(e).with_context(|| format!("cannot read {}", out.display())),
         };
         if meta.file_type().is_symlink() {
@@ -476,7 +527,7 @@ impl Release {
                     target.display()
                 );
             }
-            return Ok(target.is_dir().then_some(target));
+            return Ok(Found::Release(target));
         }
         if !meta.is_dir() {
             bail!("{} exists and is not a folder\n  fix: remove it or choose another --out", out.display());
@@ -492,11 +543,7 @@ impl Release {
                 out.display()
             );
         }
-        let first = releases.join(format!("r-migrated-{}", std::process::id()));
-        std::fs::rename(out, &first).with_context(|| format!("cannot move {} into {}", out.display(), releases.display()))?;
-        let rel = Path::new(releases.file_name().unwrap()).join(first.file_name().unwrap());
-        std::os::unix::fs::symlink(&rel, out).with_context(|| format!("cannot link {} to {}", out.display(), rel.display()))?;
-        Ok(Some(first))
+        Ok(Found::OldSite)
     }
 
     /// The served release's copy of `rel`, if any.

@@ -183,6 +183,65 @@ fn load_templates(own: Option<&Path>) -> Result<(tera::Tera, blake3::Hasher, boo
     Ok((tera, salt, builtin_item))
 }
 
+/// Renders each page template on example pages, once with every optional part present
+/// and once with none, so that `simsite check` finds a site's own template that does not
+/// parse, or that names a value pages do not have, before a build decodes any image (a
+/// build would stop at it only when it renders).
+pub fn check_templates(settings: &Settings) -> Result<()> {
+    let own = settings.site.templates.as_deref();
+    let (tera, _, _) = load_templates(own)?;
+    let meta = vec![("band".to_string(), "r".to_string())];
+    for full in [true, false] {
+        let site = SiteCtx { title: &settings.title, items: Some(2), eval: full };
+        let item_site = SiteCtx { items: None, ..site };
+        let cards = || if full { vec![NeighbourCard { item: 1, id: "b", title: "b.fits", score: 0.9 }] } else { Vec::new() };
+        let item = ItemPage {
+            site: &item_site,
+            root: "../../",
+            body_id: "a",
+            item: ItemCtx {
+                id: "a",
+                title: "a.fits",
+                path: "a.fits",
+                url: full.then_some("https://archive.example/a"),
+                meta: if full { &meta } else { &[] },
+                picture: if full { "previews" } else { "thumbs" },
+                outliers: full,
+                outlier_band: full.then_some("5 %"),
+                cluster_id: full.then_some(0),
+                map: full.then(|| ("50".to_string(), "50".to_string())),
+                sky: Sky::of(full.then_some(10.0), Some(-5.0), None),
+            },
+            neighbours: cards(),
+            inside: cards(),
+            outside: cards(),
+        };
+        let card = || Card { id: "b", title: "b.fits", note: full.then(|| "note".to_string()) };
+        let gallery = GalleryPage {
+            intro: if full { "Intro.".into() } else { String::new() },
+            groups: if full { vec![Group { title: "Cluster 0".into(), href: "0/".into(), cards: vec![card()] }] } else { Vec::new() },
+            cards: if full { vec![card()] } else { Vec::new() },
+            pages: if full { vec![PageLink { n: 1, href: "./".into(), current: true }] } else { Vec::new() },
+            empty: if full { String::new() } else { "Nothing here.".into() },
+            ..GalleryPage::new(&site, "../", "Clusters")
+        };
+        let plain = PlainPage { site: &site, root: "" };
+        let rendered = [
+            render_page(&tera, "item.html", &item),
+            render_page(&tera, "gallery.html", &gallery),
+            render_page(&tera, "index.html", &plain),
+            render_page(&tera, "404.html", &plain),
+        ];
+        for r in rendered {
+            r.map_err(|e| match own {
+                Some(dir) => anyhow::anyhow!("{e}\n  fix: correct the template of that name in {}", dir.display()),
+                None => e,
+            })?;
+        }
+    }
+    Ok(())
+}
+
 /// Which program this is: its file's identity and times. Unknown, it is this run alone,
 /// so no page is taken as already rendered.
 fn program_stamp() -> Vec<u8> {

@@ -350,3 +350,46 @@ fn neighbours_on_a_gpu_this_build_cannot_use_stop_before_any_work() {
     assert!(err.contains(want), "{err}");
     assert_eq!(listing(root), before);
 }
+
+/// `simsite check`, the pre-flight step of a nightly job, stops with the message `build`
+/// gives for what a build would stop at before decoding anything: a site's own template
+/// that does not parse or names a value pages do not have, an output folder simsite did not
+/// build or inside a site's releases, a cache "folder" that is a file. Neither leaves
+/// anything behind.
+#[test]
+fn check_stops_where_a_build_would() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    blob_archive(root, 3, 0);
+    let tiny = fixture("tiny-meta.onnx").display().to_string();
+    let site = |dir: &str| config(root, &format!("{dir}/site-config.toml"), &format!("[archive]\nroot = \"../archive\"\n[encoder]\nmodel = \"{tiny}\"\n"));
+    write(&root.join("typo/templates/item.html"), b"{% extends \"base.html\" %}{% block content %}{{ item.titel }}{% endblock content %}");
+    site("typo");
+    write(&root.join("unclosed/templates/gallery.html"), b"{% extends \"base.html\" %}{% block content %}{% endblock");
+    site("unclosed");
+    write(&root.join("notes/thesis.txt"), b"a thesis");
+    write(&root.join("a-file"), b"x");
+    // A site's releases folder and lock, as a build leaves them.
+    std::fs::create_dir_all(root.join(".old.releases/r20261125T000000.000Z-1")).unwrap();
+    write(&root.join(".old.lock"), b"");
+    config(root, "plain.toml", &format!("[archive]\nroot = \"archive\"\n[encoder]\nmodel = \"{tiny}\"\n"));
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["--config", "typo/site-config.toml"], "error: cannot render item.html: Failed to render 'item.html': Variable `item.titel` not found in context while rendering 'item.html'\n  fix: correct the template of that name in ROOT/typo/templates"),
+        (vec!["--config", "unclosed/site-config.toml"], "error: a page template does not parse: Failed to parse 'gallery.html'"),
+        (vec!["--config", "plain.toml", "--out", "notes"], "error: ROOT/notes is a folder simsite did not build (no index.html with api/manifest.json or thumbs/); simsite will not replace it\n  fix: choose another --out, or move the folder away"),
+        (vec!["--config", "plain.toml", "--out", ".old.releases/r20261125T000000.000Z-1"], "error: ROOT/.old.releases/r20261125T000000.000Z-1 is inside ROOT/.old.releases, the folder where simsite keeps the releases of the site ROOT/old\n  fix: use --out ROOT/old (the link that serves the newest release)"),
+        (vec!["--config", "plain.toml", "--cache", "a-file"], "error: the cache folder ROOT/a-file exists and is not a folder\n  fix: point [output] cache / --cache at a new or empty folder (simsite deletes what it does not need in its cache folder)"),
+    ];
+    let before = listing(root);
+    for (args, want) in &cases {
+        for command in ["check", "build"] {
+            let mut all = vec!["--quiet", command];
+            all.extend_from_slice(args);
+            let (code, _, err) = run(root, &all);
+            assert_eq!(code, 1, "{command} {args:?}: {err}");
+            let err = err.replace(&root.display().to_string(), "ROOT");
+            assert!(err.starts_with(want), "{command} {args:?}:\n--- got\n{err}\n--- wanted\n{want}");
+        }
+        assert_eq!(listing(root), before, "{args:?}");
+    }
+}
