@@ -37,6 +37,9 @@ struct Manifest<'a> {
     skipped: usize,
     model: Value,
     config_digest: String,
+    /// The preprocessing settings' digest (`[preprocess]`, `[fits]`, the model's input
+    /// size and channels): `simsite query` must prepare images as the build did.
+    preprocess_digest: String,
     /// When the site's content last changed.
     built_at: String,
     /// When a build last ran (a rebuild that changes nothing changes only this).
@@ -74,6 +77,11 @@ pub fn config_digest(s: &Settings) -> String {
         s.title, s.preprocess, s.thumbs, s.neighbours, catalogue, s.layout, s.structure, s.header_fields
     );
     format!("blake3:{}", blake3::hash(text.as_bytes()).to_hex())
+}
+
+/// The manifest's `preprocess_digest` for these settings.
+pub fn preprocess_digest(p: &crate::config::PreprocessSettings) -> String {
+    format!("blake3:{}", p.digest().to_hex())
 }
 
 /// One item's JSON but its neighbours, keys in the README's order (`cluster` null for an
@@ -256,7 +264,7 @@ pub struct ManifestFacts<'a> {
 /// served manifest with only `checked_at` moved on (a no-op rebuild changes nothing else),
 /// as long as what only the manifest tells is the same: the files skipped (a new broken
 /// file changes no other file), the model (new metadata in the same weights changes no
-/// embedding), the config's digest and simsite's version.
+/// embedding), the config's and the preprocessing's digests and simsite's version.
 pub fn put_manifest(release: &Release, settings: &Settings, f: &ManifestFacts) -> Result<()> {
     let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     const PATH: &str = "api/manifest.json";
@@ -267,6 +275,7 @@ pub fn put_manifest(release: &Release, settings: &Settings, f: &ManifestFacts) -
         skipped: f.skipped,
         model: json!({"name": f.model.name, "digest": f.model.digest, "dim": f.model.dim}),
         config_digest: config_digest(settings),
+        preprocess_digest: preprocess_digest(&settings.preprocess),
         built_at: now.clone(),
         checked_at: now.clone(),
         k: f.nb.k,
@@ -281,7 +290,7 @@ pub fn put_manifest(release: &Release, settings: &Settings, f: &ManifestFacts) -
         if let Some((bytes, prev)) = served.as_ref().and_then(|b| Some((b, serde_json::from_slice::<Value>(b).ok()?))) {
             // Not the layout's mode and epochs: they say how this build made the same map.
             let fresh = serde_json::to_value(&manifest)?;
-            let same = ["skipped", "model", "config_digest", "simsite_version"].iter().all(|k| prev.get(k) == fresh.get(k));
+            let same = ["skipped", "model", "config_digest", "preprocess_digest", "simsite_version"].iter().all(|k| prev.get(k) == fresh.get(k));
             // Only the time's text changes, in place: the keys keep their order and layout.
             let stamp = |t: &Value| format!("\"checked_at\": {t}");
             let text = std::str::from_utf8(bytes).ok();

@@ -43,7 +43,7 @@ pub fn query(settings: &Settings, files: &[PathBuf], k: usize, ui: &Ui) -> Resul
             parquet.display()
         );
     }
-    check_model(&api.join("manifest.json"), &enc.digest.to_hex())?;
+    check_site(&api.join("manifest.json"), &enc.digest.to_hex(), &crate::api::preprocess_digest(&settings.preprocess))?;
     let site = crate::cache::read_exported(&parquet).map_err(anyhow::Error::msg)?;
     if site.dim != enc.spec.dim {
         bail!("the site's embeddings have dimension {}, the model gives {}\n  fix: rebuild the site with this model", site.dim, enc.spec.dim);
@@ -68,17 +68,26 @@ pub fn query(settings: &Settings, files: &[PathBuf], k: usize, ui: &Ui) -> Resul
     Ok(out)
 }
 
-/// The site must have been built with this model, or the scores mean nothing.
-fn check_model(manifest: &Path, digest: &str) -> Result<()> {
+/// The site must have been built with this model and these preprocessing settings, or the
+/// scores mean nothing. (A site built before simsite recorded the preprocessing's digest
+/// is taken at its word.)
+fn check_site(manifest: &Path, digest: &str, preprocess: &str) -> Result<()> {
     let text = std::fs::read(manifest).with_context(|| format!("cannot read {}", manifest.display()))?;
     let m: serde_json::Value = serde_json::from_slice(&text).with_context(|| format!("{} is not a simsite manifest", manifest.display()))?;
+    let site = manifest.parent().and_then(Path::parent).unwrap_or(Path::new("."));
     let built = m["model"]["digest"].as_str().unwrap_or("");
     if built != digest {
         bail!(
             "the site in {} was built with model {} ({}), but this config's model has digest {digest}\n  fix: query with the config the site was built with, or rebuild the site",
-            manifest.parent().and_then(Path::parent).unwrap_or(Path::new(".")).display(),
+            site.display(),
             m["model"]["name"].as_str().unwrap_or("?"),
             built
+        );
+    }
+    if m["preprocess_digest"].as_str().is_some_and(|d| d != preprocess) {
+        bail!(
+            "the site in {} was built with other preprocessing settings ([preprocess], [fits]) than this config's, so its images were prepared otherwise\n  fix: query with the config the site was built with, or rebuild the site",
+            site.display()
         );
     }
     Ok(())

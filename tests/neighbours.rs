@@ -333,6 +333,16 @@ fn query_finds_an_image_in_a_built_site_and_reports_bad_files() {
     let (code, _, err) = run(root, &["query", "new.fits", "--config", "other.toml"]);
     assert_eq!(code, 1);
     assert!(err.contains("was built with model tiny-test") && err.contains("fix: query with the config the site was built with"), "{err}");
+
+    // The site's model with another stretch (tomorrow's build's, say): refused too, as
+    // its images would be prepared otherwise than the site's were.
+    let config = std::fs::read_to_string(root.join("site-config.toml")).unwrap();
+    std::fs::write(root.join("linear.toml"), format!("{config}[preprocess]\nstretch = \"linear\"\n")).unwrap();
+    let (code, _, err) = run(root, &["query", "new.fits", "--config", "linear.toml"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("was built with other preprocessing settings ([preprocess], [fits])") && err.contains("fix: query with the config"), "{err}");
+    let manifest: Value = serde_json::from_slice(&std::fs::read(root.join("out/api/manifest.json")).unwrap()).unwrap();
+    assert!(manifest["preprocess_digest"].as_str().unwrap().starts_with("blake3:"), "{manifest}");
 }
 
 #[test]
