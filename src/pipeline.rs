@@ -653,7 +653,18 @@ pub fn build(settings: &Settings, ui: &Ui) -> Result<BuildOutcome> {
     let mut background = Background::default();
     match &cache {
         Some(c) => report.warnings.extend(c.problems.iter().cloned()),
-        None => ui.info("no [encoder] model configured: thumbnails only, no embeddings"),
+        None => {
+            // A model line lost from the config (an edit, a bad merge) would take every
+            // neighbour, the map and `api/` off a site built with one, as quietly as a
+            // thumbnails-only site is built.
+            if let Some(model) = served_model(&release).filter(|_| settings.max_removed < 1.0) {
+                anyhow::bail!(
+                    "the served site was built with the model {model}, but this config names none ([encoder] model): publishing would take its neighbours, map, clusters and api/ files off the site; nothing was published\n  \
+                     fix: put back [encoder] model in the config, or run `simsite build --allow-removals` once to publish a site of thumbnails only"
+                );
+            }
+            ui.info("no [encoder] model configured: thumbnails only, no embeddings");
+        }
     }
     let mut headers = open_headers(&settings, ui)?;
     if let Some(h) = &headers {
@@ -1059,6 +1070,12 @@ fn too_many_removed(release: &Release, published: &[(&Item, Ingested)], max_remo
         share(max_removed),
         examples.join(", ")
     ))
+}
+
+/// The name of the model the served site was built with, if it was built with one.
+fn served_model(release: &Release) -> Option<String> {
+    let m: serde_json::Value = serde_json::from_slice(&release.previous("api/manifest.json")?).ok()?;
+    m["model"]["name"].as_str().map(String::from)
 }
 
 /// Renders the HTML site into the release, keeps `simsite eval`'s pages, and times it.

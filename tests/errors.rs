@@ -393,3 +393,31 @@ fn check_stops_where_a_build_would() {
         assert_eq!(listing(root), before, "{args:?}");
     }
 }
+
+/// A model line lost from the config would take the neighbours, the map and `api/` off a
+/// site built with one: the build refuses, publishing nothing, until `--allow-removals`.
+#[test]
+fn a_config_that_lost_its_model_does_not_strip_the_site() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    blob_archive(root, 6, 0);
+    let tiny = fixture("tiny-meta.onnx").display().to_string();
+    config(root, "site-config.toml", &format!("[archive]\nroot = \"archive\"\n[encoder]\nmodel = \"{tiny}\"\n"));
+    let (code, _, err) = run(root, &["--quiet", "build"]);
+    assert_eq!(code, 0, "{err}");
+    let served = std::fs::read_link(root.join("site")).unwrap();
+    config(root, "site-config.toml", "[archive]\nroot = \"archive\"\n");
+    let (code, _, err) = run(root, &["--quiet", "build"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("error: the served site was built with the model tiny-test, but this config names none ([encoder] model)")
+            && err.contains("fix: put back [encoder] model in the config, or run `simsite build --allow-removals` once"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_link(root.join("site")).unwrap(), served);
+    assert!(root.join("site/api/manifest.json").is_file());
+    // Asked for: a site of thumbnails only.
+    let (code, _, err) = run(root, &["--quiet", "build", "--allow-removals"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!root.join("site/api").exists() && root.join("site/thumbs/img000.fits.jpg").is_file());
+}
