@@ -126,9 +126,12 @@ pub fn library_candidates(configured: Option<&Path>) -> Vec<PathBuf> {
     if let Some(d) = std::env::var_os("SIMSITE_ORT_DIR") {
         v.push(PathBuf::from(d).join(format!("libonnxruntime.so.{ORT_VERSION}")));
     }
+    // The home folder from `HOME`, else from the password database: a job started with
+    // `env -i` (or by a scheduler that passes no environment) has no `HOME`.
     let cache = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|c| !c.is_empty())
         .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")));
+        .or_else(|| std::env::home_dir().filter(|h| !h.as_os_str().is_empty()).map(|h| h.join(".cache")));
     if let Some(c) = cache {
         v.push(c.join(format!("simsite/onnxruntime-{ORT_VERSION}/libonnxruntime.so.{ORT_VERSION}")));
     }
@@ -148,6 +151,9 @@ fn load_runtime(configured: Option<&Path>) -> Result<(PathBuf, ort::environment:
                 return Err(format!("`onnxruntime` under [encoder] names {}, which is not a file", p.display()));
             }
             let candidates = library_candidates(configured);
+            if candidates.is_empty() {
+                return Err("found no folder to look in: ORT_DYLIB_PATH, SIMSITE_ORT_DIR, XDG_CACHE_HOME and HOME are unset, and the password database names no home folder for this user".into());
+            }
             let Some(found) = candidates.iter().find(|p| p.is_file()) else {
                 return Err(format!(
                     "looked in: {}",
