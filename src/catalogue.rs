@@ -14,6 +14,14 @@ use crate::ids::slug;
 use crate::report::Problem;
 use crate::scan::ScanEntry;
 
+/// What to do about a catalogue with no rows.
+const NO_ROWS_FIX: &str = "complete the catalogue export (the site keeps being served as it is until then), or remove [catalogue] from the config to build without one";
+
+/// Above this share of the items without a catalogue row, the build warns: a catalogue cut
+/// short (an export stopped halfway) is otherwise silent. Archives that catalogue only some
+/// of their images stay under it and get no nightly warning.
+pub const UNCATALOGUED_WARN_SHARE: f64 = 0.5;
+
 #[derive(Debug, Clone, Default)]
 pub struct Row {
     pub line: u64,
@@ -30,6 +38,8 @@ pub struct Row {
 pub struct Catalogue {
     rows: HashMap<String, Row>,
     join_on: Option<JoinOn>,
+    /// The catalogue file, for messages (empty when no catalogue is configured).
+    path: std::path::PathBuf,
     pub warnings: Vec<Problem>,
     /// The names of the extra (metadata) columns, in catalogue order.
     pub columns: Vec<String>,
@@ -174,6 +184,11 @@ impl Catalogue {
         };
         let mut cat_warnings = Vec::new();
         let headers = reader.headers().map_err(csv_err)?.clone();
+        // An export that failed at cron time leaves an empty file, or its header alone:
+        // taken as it is, every item would lose its title, link and columns without a word.
+        if headers.iter().all(|h| h.trim().is_empty()) {
+            return Err(CatalogueError::Csv { path: path.to_path_buf(), message: format!("the file is empty (no header, no rows)\n  fix: {NO_ROWS_FIX}") });
+        }
         // A column named twice would be read from its first place by one key and shown
         // under one name twice in `meta`: which is meant is for the catalogue's owner to say.
         let mut named: HashMap<&str, usize> = HashMap::default();
@@ -217,12 +232,13 @@ impl Catalogue {
 
         let columns = meta_cols.iter().filter_map(|&i| headers.get(i)).map(|h| h.trim().to_string()).collect();
         let position = [ra_col, dec_col].into_iter().flatten().filter_map(|i| headers.get(i)).map(|h| h.trim().to_string()).collect();
-        let mut cat = Catalogue { join_on: Some(cfg.join_on), columns, position, warnings: cat_warnings, ..Default::default() };
+        let mut cat = Catalogue { join_on: Some(cfg.join_on), path: path.to_path_buf(), columns, position, warnings: cat_warnings, ..Default::default() };
         let mut record = csv::StringRecord::new();
+        let mut records = 0usize;
         loop {
             match reader.read_record(&mut record) {
                 Ok(false) => break,
-                Ok(true) => {}
+                Ok(true) => records += 1,
                 Err(e) => return Err(csv_err(e)),
             }
             let line = line_of(record.position());
@@ -280,6 +296,9 @@ impl Catalogue {
             }
             cat.rows.insert(key, row);
         }
+        if records == 0 {
+            return Err(CatalogueError::Csv { path: path.to_path_buf(), message: format!("it has a header but no rows\n  fix: {NO_ROWS_FIX}") });
+        }
         Ok(cat)
     }
 
@@ -292,17 +311,42 @@ impl Catalogue {
     }
 }
 
+/// What the served site (the last one published) says about its ids, for `assign_served`.
+pub struct Served<'a> {
+    /// Its ids (its `api/ids.json`), in any order; empty when there is no served site or it
+    /// has no `api/` (a site built without a model).
+    pub ids: &'a [String],
+    /// The archive path the served item of an id came from (its `api/items/<id>.json`).
+    /// Costs a file read: asked only about ids that collide or that a file may keep.
+    pub held: &'a dyn Fn(&str) -> Option<String>,
+}
+
+/// Gives every scanned file its item record, as `assign_served` does for a build with no
+/// served ids (`held` is still asked where names collide).
+pub fn assign(entries: Vec<ScanEntry>, cat: &Catalogue, held: &dyn Fn(&str) -> Option<String>) -> (Vec<Item>, Vec<Problem>, Vec<Problem>) {
+    assign_served(entries, cat, &Served { ids: &[], held })
+}
+
 /// Gives every scanned file its item record.
 ///
 /// Two files whose names make the same id (`a b.png` and `a-b.png`; `星.png` and `月.png`),
-/// or ids that differ only in case (`M51.png`, `m51.png`), are both published. The file that
-/// held the id in the last published site (`held`: the archive path the site's item of
-/// that id came from) keeps it, so a file added later never takes the URL of a file
-/// already there; failing that, the one whose name is its id as written (only `/` turned
-/// into `~`), then the first in path order. The other gets the id followed by a hash of
-/// its name. Two files given the very same id by the catalogue: the second is skipped and
-/// reported naming both.
-pub fn assign(entries: Vec<ScanEntry>, cat: &Catalogue, held: &dyn Fn(&str) -> Option<String>) -> (Vec<Item>, Vec<Problem>, Vec<Problem>) {
+/// or ids that differ only in case (`M51.png`, `m51.png`), are both published. A file the
+/// served site published under its id followed by a hash (see below) keeps that id while
+/// it stays in the archive, even once the file that made it collide is gone: its URL
+/// never changes, and the plain id is free for a file that claims it later. Among the
+/// others, the file that held the id in the served site (`served.held`: the archive path
+/// the site's item of that id came from) keeps it, so a file added later never takes the
+/// URL of a file already there; failing that, the one whose name is its id as written
+/// (only `/` turned into `~`), then the first in path order. The other gets the id
+/// followed by a hash of its name. Two files given the very same id by the catalogue: the
+/// second is skipped and reported naming both.
+///
+/// The served ids are looked through once; `held` (a file read) is asked only about a
+/// file whose own suffixed id the served site lists, and about the claimants of colliding
+/// ids, so a nightly build of a large archive reads next to none. Same entries, catalogue
+/// and served site: same ids.
+pub fn assign_served(entries: Vec<ScanEntry>, cat: &Catalogue, served: &Served) -> (Vec<Item>, Vec<Problem>, Vec<Problem>) {
+    let held = served.held;
     let mut items = Vec::with_capacity(entries.len());
     let mut skipped = Vec::new();
     let mut used_rows: std::collections::HashSet<&str> = Default::default();
@@ -319,13 +363,33 @@ pub fn assign(entries: Vec<ScanEntry>, cat: &Catalogue, held: &dyn Fn(&str) -> O
             (row, name, id)
         })
         .collect();
+    // The files that keep the suffixed id the served site gave them. Only the served ids
+    // shaped like one are gathered (few), by their stem; a file whose plain id has that
+    // stem is checked against them, and its path confirmed by `held`.
+    let mut suffixed: HashMap<&str, Vec<&str>> = HashMap::new();
+    for id in served.ids {
+        if let Some(stem) = crate::ids::suffixed_stem(id) {
+            suffixed.entry(stem).or_default().push(id);
+        }
+    }
+    let kept: Vec<Option<String>> = named
+        .iter()
+        .zip(&entries)
+        .map(|((_, name, plain), entry)| {
+            let listed = suffixed.get(crate::ids::distinct_stem(plain))?;
+            let id = crate::ids::distinct(plain, name);
+            (listed.contains(&id.as_str()) && held(&id).is_some_and(|p| p == entry.rel_str)).then_some(id)
+        })
+        .collect();
     // Per id, the name that keeps it plain, and whether the id is that name as written. Ids
     // that differ only in case collide too: a site copied to a disk or served by a host
     // that ignores case (macOS, Windows, some object stores) would have one folder for both.
+    // A file keeping its suffixed id claims no plain one.
     let keys: Vec<String> = named.iter().map(|(_, _, id)| id.to_ascii_lowercase()).collect();
+    let claimants = || named.iter().zip(&keys).enumerate().filter(|(i, _)| kept[*i].is_none());
     let mut owner: HashMap<&str, (&str, bool)> = HashMap::with_capacity(named.len());
     let mut claims: HashMap<&str, usize> = HashMap::with_capacity(named.len());
-    for ((_, name, id), key) in named.iter().zip(&keys) {
+    for (_, ((_, name, id), key)) in claimants() {
         let as_written = *id == name.replace('/', "~");
         *claims.entry(key).or_default() += 1;
         let keeps = owner.entry(key).or_insert((name, as_written));
@@ -336,7 +400,7 @@ pub fn assign(entries: Vec<ScanEntry>, cat: &Catalogue, held: &dyn Fn(&str) -> O
     // Where names collide (rare), the file the last site published under its id keeps it.
     // The claimants of each colliding key, gathered in one pass.
     let mut colliding: HashMap<&str, Vec<usize>> = HashMap::new();
-    for (i, key) in keys.iter().enumerate().filter(|(_, k)| claims[k.as_str()] > 1) {
+    for (i, (_, key)) in claimants().filter(|(_, (_, k))| claims[k.as_str()] > 1) {
         colliding.entry(key).or_default().push(i);
     }
     for (key, who) in colliding {
@@ -345,12 +409,18 @@ pub fn assign(entries: Vec<ScanEntry>, cat: &Catalogue, held: &dyn Fn(&str) -> O
         }
     }
     let mut seen: HashMap<String, String> = HashMap::with_capacity(entries.len());
-    for ((entry, (row, name, plain)), key) in entries.into_iter().zip(&named).zip(&keys) {
+    // Items with no catalogue row: how many, and the first few.
+    let (mut uncatalogued, mut examples) = (0usize, Vec::new());
+    for (((entry, (row, name, plain)), key), kept) in entries.into_iter().zip(&named).zip(&keys).zip(kept) {
         if let Some((k, _)) = *row {
             used_rows.insert(k);
         }
         let row = row.map(|(_, r)| r);
-        let id = if owner.get(key.as_str()).is_some_and(|o| o.0 == name) { plain.clone() } else { crate::ids::distinct(plain, name) };
+        let id = match kept {
+            Some(id) => id,
+            None if owner.get(key.as_str()).is_some_and(|o| o.0 == name) => plain.clone(),
+            None => crate::ids::distinct(plain, name),
+        };
         if let Some(other) = seen.get(&id) {
             skipped.push(Problem {
                 path: entry.rel_str.clone(),
@@ -361,6 +431,12 @@ pub fn assign(entries: Vec<ScanEntry>, cat: &Catalogue, held: &dyn Fn(&str) -> O
             continue;
         }
         seen.insert(id.clone(), entry.rel_str.clone());
+        if row.is_none() {
+            uncatalogued += 1;
+            if examples.len() < 3 {
+                examples.push(entry.rel_str.clone());
+            }
+        }
         let title = row.and_then(|r| r.title.clone()).unwrap_or_else(|| entry.rel_str.clone());
         items.push(Item {
             id,
@@ -373,6 +449,19 @@ pub fn assign(entries: Vec<ScanEntry>, cat: &Catalogue, held: &dyn Fn(&str) -> O
         });
     }
     let mut warnings = cat.warnings.clone();
+    // A catalogue cut short (an export that stopped halfway) leaves most items without
+    // their fields: said, as a catalogue of only some of the images is not.
+    if cat.join_on.is_some() && uncatalogued as f64 > UNCATALOGUED_WARN_SHARE * items.len() as f64 {
+        warnings.push(Problem {
+            path: cat.path.display().to_string(),
+            reason: format!(
+                "{uncatalogued} of the {} items have no row in the catalogue (e.g. {}): their pages and api/items/<id>.json lose the catalogue's title, link and columns; \
+                 if the catalogue export was cut short, complete it, else check `join-on` and the path/id column",
+                items.len(),
+                crate::error::backticked(&examples)
+            ),
+        });
+    }
     let mut unmatched: Vec<&String> = cat.rows.keys().filter(|k| !used_rows.contains(k.as_str())).collect();
     if !unmatched.is_empty() {
         unmatched.sort();
@@ -404,6 +493,132 @@ mod tests {
             let at = |c: char| text.find(c).unwrap() as u64;
             assert_eq!((l.line_of(at('a')), l.line_of(at('b')), l.line_of(at('c'))), (1, 2, 3), "{text:?}");
         }
+    }
+
+    fn settings() -> CatalogueSettings {
+        let col = |key, name: &str| Column { key, name: name.into(), explicit: false };
+        CatalogueSettings {
+            path: "exports/cat.csv".into(),
+            join_on: JoinOn::Path,
+            id: col("catalogue.id-column", "id"),
+            path_column: col("catalogue.path-column", "path"),
+            title: col("catalogue.title-column", "title"),
+            url: col("catalogue.url-column", "url"),
+            ra: col("catalogue.ra-column", "ra"),
+            dec: col("catalogue.dec-column", "dec"),
+            columns: None,
+        }
+    }
+
+    fn parse(text: &str) -> Result<Catalogue, CatalogueError> {
+        Catalogue::from_reader(text.as_bytes(), &settings())
+    }
+
+    fn entries(paths: &[&str]) -> Vec<ScanEntry> {
+        paths
+            .iter()
+            .map(|p| ScanEntry {
+                rel: p.into(),
+                rel_str: p.to_string(),
+                abs: Path::new("/archive").join(p),
+                format: crate::scan::Format::Png,
+                stem: Path::new(p).file_stem().unwrap().to_string_lossy().into_owned(),
+                size: 1,
+                meta: None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_catalogue_with_no_rows_stops_the_build_naming_the_file_and_the_fix() {
+        for (text, what) in [
+            ("", "the file is empty (no header, no rows)"),
+            ("\n", "the file is empty (no header, no rows)"),
+            ("path,title\n", "it has a header but no rows"),
+            ("path,title", "it has a header but no rows"),
+            ("\u{feff}path,title\r\n", "it has a header but no rows"),
+        ] {
+            let err = parse(text).unwrap_err().to_string();
+            assert_eq!(
+                err,
+                format!(
+                    "catalogue exports/cat.csv: {what}\n  fix: complete the catalogue export (the site keeps being served as it is until then), or remove [catalogue] from the config to build without one"
+                ),
+                "{text:?}"
+            );
+        }
+        // One row is a catalogue.
+        assert_eq!(parse("path,title\na.png,A\n").unwrap().rows.len(), 1);
+    }
+
+    fn uncatalogued_warning(cat: &Catalogue, paths: &[&str]) -> Option<Problem> {
+        let (items, _, warnings) = assign(entries(paths), cat, &|_| None);
+        assert_eq!(items.len(), paths.len());
+        warnings.into_iter().find(|w| w.reason.contains("have no row in the catalogue"))
+    }
+
+    #[test]
+    fn a_catalogue_cut_short_is_a_warning_and_a_partial_one_is_not() {
+        let paths: Vec<String> = (0..223).map(|i| format!("img{i:03}.png")).collect();
+        let paths: Vec<&str> = paths.iter().map(String::as_str).collect();
+        let rows = |n: usize| (0..n).fold(String::from("path,title\n"), |t, i| t + &format!("img{i:03}.png,Image {i}\n"));
+        // An export cut after 5 rows of 223.
+        let w = uncatalogued_warning(&parse(&rows(5)).unwrap(), &paths).expect("a warning");
+        assert_eq!(w.path, "exports/cat.csv");
+        assert_eq!(
+            w.reason,
+            "218 of the 223 items have no row in the catalogue (e.g. `img005.png`, `img006.png`, `img007.png`): their pages and api/items/<id>.json lose the catalogue's title, link and columns; \
+             if the catalogue export was cut short, complete it, else check `join-on` and the path/id column"
+        );
+        // At the threshold and under it: an archive that catalogues some of its images.
+        let half = (UNCATALOGUED_WARN_SHARE * 222.0) as usize;
+        assert!(uncatalogued_warning(&parse(&rows(half)).unwrap(), &paths[..222]).is_none(), "exactly half is not more than half");
+        assert!(uncatalogued_warning(&parse(&rows(200)).unwrap(), &paths).is_none());
+        assert!(uncatalogued_warning(&parse(&rows(half - 1)).unwrap(), &paths[..222]).is_some());
+        // No catalogue configured: nothing to say.
+        assert!(uncatalogued_warning(&Catalogue::default(), &paths).is_none());
+    }
+
+    /// The ids `assign_served` gives `paths` against a served site of `served` (id → path).
+    fn ids_against(paths: &[&str], served: &[(String, &str)], asked: &std::cell::RefCell<Vec<String>>) -> Vec<String> {
+        let ids: Vec<String> = served.iter().map(|(id, _)| id.clone()).collect();
+        let held = |id: &str| {
+            asked.borrow_mut().push(id.to_string());
+            served.iter().find(|(i, _)| i == id).map(|(_, p)| p.to_string())
+        };
+        let (items, skipped, _) = assign_served(entries(paths), &Catalogue::default(), &Served { ids: &ids, held: &held });
+        assert!(skipped.is_empty(), "{skipped:?}");
+        items.into_iter().map(|i| i.id).collect()
+    }
+
+    #[test]
+    fn a_file_keeps_the_suffixed_id_it_was_published_under() {
+        use crate::ids::distinct;
+        let asked = std::cell::RefCell::new(Vec::new());
+        let ab = distinct("coll~a-b.png", "coll/a-b.png");
+        let m51 = distinct("coll~m51.png", "coll/m51.png");
+        // The first build with all four: the usual rules.
+        let all = ["coll/M51.png", "coll/a b.png", "coll/a-b.png", "coll/m51.png"];
+        let first = ids_against(&all, &[], &asked);
+        assert_eq!(first, ["coll~M51.png", &distinct("coll~a-b.png", "coll/a b.png"), "coll~a-b.png", &m51]);
+        // The served site as a QA run had it: `a b.png` first, `a-b.png` added later.
+        let served =
+            vec![("coll~M51.png".to_string(), "coll/M51.png"), ("coll~a-b.png".into(), "coll/a b.png"), (ab.clone(), "coll/a-b.png"), (m51.clone(), "coll/m51.png")];
+        assert_eq!(ids_against(&all, &served, &asked), ["coll~M51.png", "coll~a-b.png", ab.as_str(), m51.as_str()], "a rebuild changes nothing");
+        // The file that made them collide goes: the others keep their URLs.
+        asked.borrow_mut().clear();
+        assert_eq!(ids_against(&["coll/M51.png", "coll/a-b.png", "coll/m51.png"], &served, &asked), ["coll~M51.png", ab.as_str(), m51.as_str()]);
+        assert_eq!(ids_against(&["coll/a-b.png", "coll/m51.png"], &served, &asked), [ab.as_str(), m51.as_str()]);
+        // Only the files whose own suffixed id is served were looked up.
+        assert!(asked.borrow().iter().all(|id| *id == ab || *id == m51), "{:?}", asked.borrow());
+        // The plain id is free for a file that claims it later.
+        let later = vec![(ab.clone(), "coll/a-b.png"), (m51.clone(), "coll/m51.png")];
+        assert_eq!(ids_against(&["coll/M51.png", "coll/a b.png", "coll/a-b.png", "coll/m51.png"], &later, &asked), ["coll~M51.png", "coll~a-b.png", ab.as_str(), m51.as_str()]);
+        // A suffixed id the served site gave another file is not taken: the path must match.
+        let other = vec![(ab.clone(), "elsewhere/a-b.png")];
+        assert_eq!(ids_against(&["coll/a-b.png"], &other, &asked), ["coll~a-b.png"]);
+        // Without a served site, the same names always make the same ids.
+        assert_eq!(ids_against(&all, &[], &asked), first);
     }
 
     #[test]

@@ -256,13 +256,17 @@ pub(crate) fn gather(settings: &Settings, ui: &Ui) -> Result<Gathered> {
     if let Some(note) = unread_note {
         ui.warn(format!("scan: {note}"));
     }
-    // Which file an id named in the served site (read only where names collide).
-    let served_items = settings.out.join("api").join("items");
+    // The served site's ids, read once (a file keeps the suffixed id it was published
+    // under), and which file an id named in it (read only where names collide, or where a
+    // file's own suffixed id is among them).
+    let served_api = settings.out.join("api");
+    let served_ids: Vec<String> = std::fs::read(served_api.join("ids.json")).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
+    let served_items = served_api.join("items");
     let held = |id: &str| -> Option<String> {
         let bytes = std::fs::read(served_items.join(format!("{id}.json"))).ok()?;
         serde_json::from_slice::<serde_json::Value>(&bytes).ok()?.get("path")?.as_str().map(String::from)
     };
-    let (items, skipped, warnings) = catalogue::assign(found.entries, &cat, &held);
+    let (items, skipped, warnings) = catalogue::assign_served(found.entries, &cat, &catalogue::Served { ids: &served_ids, held: &held });
     for p in &skipped {
         ui.skipped(&p.path, &p.reason);
     }

@@ -498,11 +498,97 @@ fn an_item_keeps_its_url_when_a_file_added_later_makes_the_same_id() {
     assert!(page(&simsite::ids::distinct("a-b.png", "a-b.png")).contains(">a-b.png<"));
     assert!(page("png").contains("月.png"), "月.png lost its URL");
     assert!(page(&simsite::ids::distinct("png", "星.png")).contains("星.png"));
-    // Once the holder is gone, the usual order decides again.
+    // Once the holder is gone, the file published under a suffixed id keeps it (its URL
+    // never changes while it is in the archive): the plain id is left free.
     std::fs::remove_file(s.archive.join("a b.png")).unwrap();
     let (code, _, err) = build(&["--allow-removals"]);
     assert_eq!(code, 0, "{err}");
-    assert!(page("a-b.png").contains(">a-b.png<"));
+    assert!(page(&simsite::ids::distinct("a-b.png", "a-b.png")).contains(">a-b.png<"));
+    assert!(!s.root.join("out/items/a-b.png").exists());
+}
+
+#[test]
+fn a_file_published_under_a_suffixed_id_keeps_it_when_the_other_file_goes() {
+    // A QA run's steps, on a site with a model (its api/ says which file had which id).
+    let s = Site::new();
+    std::fs::write(s.root.join("c.toml"), format!("[encoder]\nmodel = \"{}\"\n", fixture("tiny-meta.onnx").display())).unwrap();
+    let build = || {
+        let (code, _, err) = s.build(&["--config", "c.toml", "--allow-removals"]);
+        assert_eq!(code, 0, "{err}");
+        let mut ids: Vec<String> = serde_json::from_slice(&std::fs::read(s.root.join("out/api/ids.json")).unwrap()).unwrap();
+        ids.sort();
+        ids
+    };
+    let item = |id: &str| -> Value { serde_json::from_slice(&std::fs::read(s.root.join("out/api/items").join(format!("{id}.json"))).unwrap()).unwrap() };
+    let png = |rel: &str, n: u32| png_grey8(&s.archive.join(rel), 8, 8, move |x, y| ((x * n + y * 7 + n) % 256) as u8);
+    png("coll/a b.png", 3);
+    png("coll/M51.png", 4);
+    assert_eq!(build(), ["coll~M51.png", "coll~a-b.png"]);
+    // Added: one name makes the same id, the other an id that differs only in case.
+    png("coll/a-b.png", 5);
+    png("coll/m51.png", 6);
+    let ab = simsite::ids::distinct("coll~a-b.png", "coll/a-b.png");
+    let m51 = simsite::ids::distinct("coll~m51.png", "coll/m51.png");
+    assert_eq!(build(), ["coll~M51.png", "coll~a-b.png", ab.as_str(), m51.as_str()]);
+    assert_eq!(item(&ab)["path"], "coll/a-b.png");
+    assert_eq!(item(&m51)["path"], "coll/m51.png");
+    // The same inputs again: the same ids.
+    assert_eq!(build(), ["coll~M51.png", "coll~a-b.png", ab.as_str(), m51.as_str()]);
+    // The file that made `a-b.png` collide goes: its id and URL stay.
+    std::fs::remove_file(s.archive.join("coll/a b.png")).unwrap();
+    assert_eq!(build(), ["coll~M51.png", ab.as_str(), m51.as_str()]);
+    assert_eq!(item(&ab)["path"], "coll/a-b.png");
+    assert!(read(&s.root.join("out/items").join(&ab).join("index.html")).contains("<h1>coll&#x2F;a-b.png</h1>"));
+    assert!(!s.root.join("out/items/coll~a-b.png").exists() && !s.root.join("out/api/items/coll~a-b.png.json").exists());
+    // The case-only collision: `M51.png` goes, `m51.png` keeps its id.
+    std::fs::remove_file(s.archive.join("coll/M51.png")).unwrap();
+    assert_eq!(build(), [ab.as_str(), m51.as_str()]);
+    assert_eq!(item(&m51)["path"], "coll/m51.png");
+    // The plain ids are free for the files that claim them later.
+    png("coll/a b.png", 3);
+    png("coll/M51.png", 4);
+    assert_eq!(build(), ["coll~M51.png", "coll~a-b.png", ab.as_str(), m51.as_str()]);
+    assert_eq!((item("coll~a-b.png")["path"].as_str(), item("coll~M51.png")["path"].as_str()), (Some("coll/a b.png"), Some("coll/M51.png")));
+    assert_eq!(item(&ab)["path"], "coll/a-b.png");
+}
+
+#[test]
+fn a_catalogue_export_with_no_rows_stops_the_build_and_one_cut_short_is_a_warning() {
+    let s = Site::new();
+    let mut rows = String::from("path,title\n");
+    for i in 0..8 {
+        png_grey8(&s.archive.join(format!("img{i}.png")), 8, 8, move |x, y| (x * (i + 1) + y) as u8);
+        rows += &format!("img{i}.png,Galaxy {i}\n");
+    }
+    std::fs::write(s.root.join("cat.csv"), &rows).unwrap();
+    std::fs::write(s.root.join("c.toml"), "[catalogue]\npath = \"cat.csv\"\n").unwrap();
+    let (code, _, err) = s.build(&["--config", "c.toml", "--quiet"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!err.contains("no row in the catalogue"), "{err}");
+    let page = || read(&s.root.join("out/items/img0.png/index.html"));
+    let served = page();
+    assert!(served.contains("Galaxy 0"));
+    // The nightly export failed: its header alone, or nothing. Nothing is published.
+    for (text, what) in [("path,title\n", "it has a header but no rows"), ("", "the file is empty (no header, no rows)")] {
+        std::fs::write(s.root.join("cat.csv"), text).unwrap();
+        let (code, _, err) = s.build(&["--config", "c.toml", "--quiet"]);
+        assert_ne!(code, 0, "{err}");
+        let cat = s.root.join("cat.csv");
+        assert!(
+            err.contains(&format!("catalogue {}: {what}\n  fix: complete the catalogue export (the site keeps being served as it is until then), or remove [catalogue] from the config to build without one", cat.display())),
+            "{err}"
+        );
+        assert_eq!(page(), served, "the served site stays");
+    }
+    // Cut short: 2 rows of 8 images. Published, with a warning even with --quiet.
+    std::fs::write(s.root.join("cat.csv"), rows.lines().take(3).map(|l| format!("{l}\n")).collect::<String>()).unwrap();
+    let (code, _, err) = s.build(&["--config", "c.toml", "--quiet"]);
+    assert_eq!(code, 0, "{err}");
+    let said = "6 of the 8 items have no row in the catalogue (e.g. `img2.png`, `img3.png`, `img4.png`): their pages and api/items/<id>.json lose the catalogue's title, link and columns";
+    assert!(err.contains(said), "{err}");
+    let r = s.report();
+    assert!(r["warnings"].as_array().unwrap().iter().any(|w| w["reason"].as_str().unwrap().starts_with(said) && w["path"].as_str().unwrap().ends_with("cat.csv")), "{r}");
+    assert!(page().contains("Galaxy 0") && !read(&s.root.join("out/items/img5.png/index.html")).contains("Galaxy 5"));
 }
 
 #[test]

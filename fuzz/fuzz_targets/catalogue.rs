@@ -28,7 +28,7 @@ fuzz_target!(|data: &[u8]| {
         size: 1,
     };
     let entries = vec![entry("a.png"), entry("b/c.png"), entry("x.png"), entry("d e.png")];
-    let (items, _skipped, _warnings) = catalogue::assign(entries, &cat);
+    let (items, _skipped, _warnings) = catalogue::assign(entries, &cat, &|_: &str| None);
     let mut seen = std::collections::HashSet::new();
     for it in &items {
         // Ids are safe as one path component and one URL segment, and unique.
