@@ -255,7 +255,7 @@ fn fits_table_only_and_text_and_truncated_are_refused() {
     let p = write(&d.path().join("truncated.fits"), &full[..2880 + 5000]);
     assert_eq!(
         dec(&p, &s).unwrap_err().to_string(),
-        "not a valid FITS file: truncated: the header needs 42880 bytes, the file has 7880"
+        "not a valid FITS file: truncated: its headers declare 42880 bytes up to the end of the image data, the file has 7880"
     );
     // Cut anywhere, a multi-HDU file fails cleanly (or decodes, when the image survived).
     let full = fits_bytes(&[

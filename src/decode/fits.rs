@@ -688,7 +688,7 @@ fn read_with_cfitsio(bytes: &[u8], data: &[u8], settings: &FitsSettings, keyword
     if end > file_len {
         return Err(FileError::Decode {
             format: "FITS",
-            message: format!("truncated: the header needs {end} bytes, the file has {file_len}"),
+            message: format!("truncated: its headers declare {end} bytes up to the end of the image data, the file has {file_len}"),
         });
     }
     // Degenerate axes are dropped: they do not change where a pixel lies in the data.
