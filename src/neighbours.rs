@@ -203,12 +203,61 @@ pub fn search(emb: &[f32], d: usize, s: &NeighbourSettings) -> Result<Neighbours
             unreachable!("gpu::choose never picks a GPU without the gpu feature")
         }
     };
+    let (mut ids, mut scores) = (ids, scores);
+    canonicalise(emb, d, k, &mut ids, &mut scores, &|_, _| true);
     Ok(Neighbours {
         k,
         ids,
         scores,
         info: SearchInfo { method, k, recall, recall_sample: sample, device, device_note, seconds: t.elapsed().as_secs_f64() },
     })
+}
+
+/// The cosine of two rows as every build publishes it, whichever kernel found the pair:
+/// products in f64, summed in eight lanes combined in a fixed order, rounded once to f32.
+/// FAISS's and BLAS's blocks round otherwise, and differently for a nightly update than for
+/// a full search (the last bit, which ordered two identical images apart).
+pub fn canonical_score(a: &[f32], b: &[f32]) -> f32 {
+    let mut lanes = [0f64; 8];
+    let (mut ca, mut cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    for (x, y) in (&mut ca).zip(&mut cb) {
+        for l in 0..8 {
+            lanes[l] += x[l] as f64 * y[l] as f64;
+        }
+    }
+    let mut sum = ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) + ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]));
+    for (x, y) in ca.remainder().iter().zip(cb.remainder()) {
+        sum += *x as f64 * *y as f64;
+    }
+    sum as f32
+}
+
+/// Gives the entries of `w`-wide rows that `fresh(row, item)` selects their
+/// `canonical_score`, and puts each row so rescored back in search order (higher score
+/// first, then lower index). A row's padding (`NONE`) stays at its end.
+fn canonicalise(emb: &[f32], d: usize, w: usize, ids: &mut [u32], scores: &mut [f32], fresh: &(dyn Fn(usize, u32) -> bool + Sync)) {
+    use rayon::prelude::*;
+    if w == 0 {
+        return;
+    }
+    ids.par_chunks_mut(w).zip(scores.par_chunks_mut(w)).enumerate().for_each(|(i, (row, sc))| {
+        let m = row.iter().take_while(|&&j| j != NONE).count();
+        let mut touched = false;
+        for (&j, s) in row[..m].iter().zip(&mut sc[..m]) {
+            if fresh(i, j) {
+                *s = canonical_score(&emb[i * d..(i + 1) * d], &emb[j as usize * d..(j as usize + 1) * d]);
+                touched = true;
+            }
+        }
+        if touched {
+            let mut pairs: Vec<(f32, u32)> = sc[..m].iter().copied().zip(row[..m].iter().copied()).collect();
+            pairs.sort_by(row_order);
+            for (t, (s, j)) in pairs.into_iter().enumerate() {
+                sc[t] = s;
+                row[t] = j;
+            }
+        }
+    });
 }
 
 /// A row's identity across builds: its id and the bytes of its embedding (so a changed
@@ -261,7 +310,7 @@ pub const INCREMENTAL_MAX_CHANGE: f64 = 0.1;
 /// not the result's quality).
 fn settings_key(s: &NeighbourSettings) -> String {
     format!(
-        "v1 k={} exact<={} gpu-exact<={} recall>={} sep={}",
+        "v2 k={} exact<={} gpu-exact<={} recall>={} sep={}",
         s.k, s.exact_max_flops, s.gpu_exact_max_flops, s.recall_target, s.min_separation_arcsec
     )
 }
@@ -379,6 +428,7 @@ fn update<P: Place>(p: &P, emb: &[f32], d: usize, keys: &[RowKey], prev: &Previo
         let lost: Vec<usize> = search_again.iter().copied().filter(|&i| old_of_new[i] != NONE).collect();
         search_full(p, emb, d, &lost, w, &mut ids, &mut scores)?;
         merge_added(emb, d, &added, &again, w, &len, &mut ids, &mut scores);
+        canonical_after_update(emb, d, w, &added, &search_again, &mut ids, &mut scores);
         return Ok(Some((ids, scores, Update { added: added.len(), removed, searched: search_again.len() })));
     }
     search_full(p, emb, d, &search_again, w, &mut ids, &mut scores)?;
@@ -395,7 +445,18 @@ fn update<P: Place>(p: &P, emb: &[f32], d: usize, keys: &[RowKey], prev: &Previo
             merge_into_row(&mut ids[i * w..(i + 1) * w], &mut scores[i * w..(i + 1) * w], m, gained.collect());
         }
     }
+    canonical_after_update(emb, d, w, &added, &search_again, &mut ids, &mut scores);
     Ok(Some((ids, scores, Update { added: added.len(), removed, searched: search_again.len() })))
+}
+
+/// After an update, the scores it computed (the rows searched again, and every row's
+/// entries naming an added item) made canonical; the kept entries already are.
+fn canonical_after_update(emb: &[f32], d: usize, w: usize, added: &[usize], searched: &[usize], ids: &mut [u32], scores: &mut [f32]) {
+    let n = emb.len() / d;
+    let (mut new_item, mut new_row) = (vec![false; n], vec![false; n]);
+    added.iter().for_each(|&i| new_item[i] = true);
+    searched.iter().for_each(|&i| new_row[i] = true);
+    canonicalise(emb, d, w, ids, scores, &|i, j| new_row[i] || new_item[j as usize]);
 }
 
 /// Searches `rows` afresh among all items (`w` wide rows of `ids`/`scores`).

@@ -90,19 +90,15 @@ fn subset(v: &[f32], d: usize, rows: &[usize]) -> (Vec<f32>, Vec<String>) {
     (rows.iter().flat_map(|&i| v[i * d..(i + 1) * d].iter().copied()).collect(), rows.iter().map(|i| format!("e{i:05}")).collect())
 }
 
-/// The same neighbours as sets per row, with scores equal up to float rounding (an update
-/// computes a score in another BLAS block than a full search does).
+/// The same neighbours in the same order, with bit-identical scores: an update computes
+/// scores in other BLAS blocks than a full search does, and both publish the canonical one.
 fn assert_same_neighbours(a: &simsite::neighbours::Neighbours, b: &simsite::neighbours::Neighbours, n: usize) {
     assert_eq!(a.k, b.k);
     for i in 0..n {
         let r = i * a.k..(i + 1) * a.k;
-        let (mut x, mut y) = (a.ids[r.clone()].to_vec(), b.ids[r.clone()].to_vec());
-        x.sort();
-        y.sort();
-        assert_eq!(x, y, "row {i}");
-        for (s, t) in a.scores[r.clone()].iter().zip(&b.scores[r]) {
-            assert!((s - t).abs() < 1e-5, "row {i}: {s} vs {t}");
-        }
+        assert_eq!(a.ids[r.clone()], b.ids[r.clone()], "row {i}");
+        let bits = |s: &[f32]| s.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&a.scores[r.clone()]), bits(&b.scores[r]), "row {i}");
     }
 }
 
@@ -296,6 +292,52 @@ fn the_map_cannot_use_more_neighbours_than_are_stored() {
     let (code, _, err) = run(tmp.path(), &["build"]);
     assert_ne!(code, 0);
     assert!(err.contains("key `layout.n-neighbors`: 10 must be between 2 and [neighbours] k + 1 = 6"), "{err}");
+}
+
+/// Byte-identical images, some added on a later night: the nightly update publishes the
+/// neighbours a full build of the same archive does, byte for byte (an exact tie of scores,
+/// once 1.0 against 0.9999999, is ordered by item order either way).
+#[test]
+fn identical_images_added_on_a_later_night_get_a_full_build_s_neighbours() {
+    let (nightly, full) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    // The default encoder (128 numbers an image): with the test model's 8, FAISS and the
+    // update's BLAS blocks happen to round alike.
+    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/simsite-astro.onnx");
+    for root in [nightly.path(), full.path()] {
+        blob_archive(root, 60, 0);
+        std::fs::write(
+            root.join("site-config.toml"),
+            format!("[archive]\nroot = \"archive\"\n[output]\ndir = \"out\"\ncache = \"cache\"\n[encoder]\nmodel = \"{}\"\n[neighbours]\nk = 10\nshow = 10\n", model.display()),
+        )
+        .unwrap();
+        for c in 1..=6 {
+            std::fs::copy(root.join("archive/img003.fits"), root.join(format!("archive/copy{c}.fits"))).unwrap();
+        }
+    }
+    let (code, _, err) = run(nightly.path(), &["build"]);
+    assert_eq!(code, 0, "{err}");
+    for root in [nightly.path(), full.path()] {
+        for c in [0, 9] {
+            std::fs::copy(root.join("archive/img003.fits"), root.join(format!("archive/copy{c}.fits"))).unwrap();
+        }
+    }
+    let (code, _, err) = run(nightly.path(), &["build"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("updated from the last build's exact (2 added, 0 removed"), "the second night updates: {err}");
+    let (code, _, err) = run(full.path(), &["build"]);
+    assert_eq!(code, 0, "{err}");
+    let read = |root: &Path, rel: &str| std::fs::read(root.join("out").join(rel)).unwrap();
+    assert_eq!(read(nightly.path(), "api/ids.json"), read(full.path(), "api/ids.json"));
+    assert!(read(nightly.path(), "api/neighbors.bin") == read(full.path(), "api/neighbors.bin"), "neighbors.bin differs");
+    let neighbours = |root: &Path, id: &str| -> Value { serde_json::from_slice::<Value>(&read(root, &format!("api/items/{id}.json"))).unwrap()["neighbors"].clone() };
+    let ids: Vec<String> = serde_json::from_slice(&read(full.path(), "api/ids.json")).unwrap();
+    for id in &ids {
+        assert_eq!(neighbours(nightly.path(), id), neighbours(full.path(), id), "{id}");
+    }
+    // Each copy's neighbours are the other copies, all at 1.0, in item order.
+    let first = neighbours(full.path(), "copy1.fits");
+    let listed: Vec<(&str, f64)> = first.as_array().unwrap().iter().map(|n| (n["id"].as_str().unwrap(), n["score"].as_f64().unwrap())).collect();
+    assert_eq!(listed[..7], [("copy0.fits", 1.0), ("copy2.fits", 1.0), ("copy3.fits", 1.0), ("copy4.fits", 1.0), ("copy5.fits", 1.0), ("copy6.fits", 1.0), ("copy9.fits", 1.0)]);
 }
 
 #[test]
