@@ -319,12 +319,17 @@ pub struct Served<'a> {
     /// The archive path the served item of an id came from (its `api/items/<id>.json`).
     /// Costs a file read: asked only about ids that collide or that a file may keep.
     pub held: &'a dyn Fn(&str) -> Option<String>,
+    /// How many items had a catalogue row in the last build (its report), if it said: the
+    /// warning about items without one is given again only when fewer have one now.
+    pub catalogued_before: Option<usize>,
+    /// Set to how many items have a catalogue row now.
+    pub catalogued: std::cell::Cell<usize>,
 }
 
 /// Gives every scanned file its item record, as `assign_served` does for a build with no
 /// served ids (`held` is still asked where names collide).
 pub fn assign(entries: Vec<ScanEntry>, cat: &Catalogue, held: &dyn Fn(&str) -> Option<String>) -> (Vec<Item>, Vec<Problem>, Vec<Problem>) {
-    assign_served(entries, cat, &Served { ids: &[], held })
+    assign_served(entries, cat, &Served { ids: &[], held, catalogued_before: None, catalogued: Default::default() })
 }
 
 /// Gives every scanned file its item record.
@@ -366,10 +371,10 @@ pub fn assign_served(entries: Vec<ScanEntry>, cat: &Catalogue, served: &Served) 
     // The files that keep the suffixed id the served site gave them. Only the served ids
     // shaped like one are gathered (few), by their stem; a file whose plain id has that
     // stem is checked against them, and its path confirmed by `held`.
-    let mut suffixed: HashMap<&str, Vec<&str>> = HashMap::new();
+    let mut suffixed: HashMap<&str, std::collections::HashSet<&str>> = HashMap::new();
     for id in served.ids {
         if let Some(stem) = crate::ids::suffixed_stem(id) {
-            suffixed.entry(stem).or_default().push(id);
+            suffixed.entry(stem).or_default().insert(id);
         }
     }
     let kept: Vec<Option<String>> = named
@@ -378,7 +383,9 @@ pub fn assign_served(entries: Vec<ScanEntry>, cat: &Catalogue, served: &Served) 
         .map(|((_, name, plain), entry)| {
             let listed = suffixed.get(crate::ids::distinct_stem(plain))?;
             let id = crate::ids::distinct(plain, name);
-            (listed.contains(&id.as_str()) && held(&id).is_some_and(|p| p == entry.rel_str)).then_some(id)
+            // A long name's plain id is already cut and suffixed (`slug`): it is its own
+            // id, with nothing to keep and no file to read.
+            (id != *plain && listed.contains(id.as_str()) && held(&id).is_some_and(|p| p == entry.rel_str)).then_some(id)
         })
         .collect();
     // Per id, the name that keeps it plain, and whether the id is that name as written. Ids
@@ -451,7 +458,11 @@ pub fn assign_served(entries: Vec<ScanEntry>, cat: &Catalogue, served: &Served) 
     let mut warnings = cat.warnings.clone();
     // A catalogue cut short (an export that stopped halfway) leaves most items without
     // their fields: said, as a catalogue of only some of the images is not.
-    if cat.join_on.is_some() && uncatalogued as f64 > UNCATALOGUED_WARN_SHARE * items.len() as f64 {
+    let catalogued = items.len() - uncatalogued;
+    served.catalogued.set(catalogued);
+    // Said once, not every night: again only when fewer items have a row than last time.
+    let fewer = served.catalogued_before.is_none_or(|before| catalogued < before);
+    if cat.join_on.is_some() && fewer && uncatalogued as f64 > UNCATALOGUED_WARN_SHARE * items.len() as f64 {
         warnings.push(Problem {
             path: cat.path.display().to_string(),
             reason: format!(
@@ -575,6 +586,15 @@ mod tests {
         assert!(uncatalogued_warning(&parse(&rows(half)).unwrap(), &paths[..222]).is_none(), "exactly half is not more than half");
         assert!(uncatalogued_warning(&parse(&rows(200)).unwrap(), &paths).is_none());
         assert!(uncatalogued_warning(&parse(&rows(half - 1)).unwrap(), &paths[..222]).is_some());
+        // A catalogue that covered as few items last time: said once, not every night.
+        let cat = parse(&rows(5)).unwrap();
+        let again = |before| {
+            let served = Served { ids: &[], held: &|_| None, catalogued_before: Some(before), catalogued: Default::default() };
+            let (_, _, warnings) = assign_served(entries(&paths), &cat, &served);
+            assert_eq!(served.catalogued.get(), 5);
+            warnings.iter().any(|w| w.reason.contains("have no row in the catalogue"))
+        };
+        assert!(!again(5) && again(6));
         // No catalogue configured: nothing to say.
         assert!(uncatalogued_warning(&Catalogue::default(), &paths).is_none());
     }
@@ -586,7 +606,7 @@ mod tests {
             asked.borrow_mut().push(id.to_string());
             served.iter().find(|(i, _)| i == id).map(|(_, p)| p.to_string())
         };
-        let (items, skipped, _) = assign_served(entries(paths), &Catalogue::default(), &Served { ids: &ids, held: &held });
+        let (items, skipped, _) = assign_served(entries(paths), &Catalogue::default(), &Served { ids: &ids, held: &held, catalogued_before: None, catalogued: Default::default() });
         assert!(skipped.is_empty(), "{skipped:?}");
         items.into_iter().map(|i| i.id).collect()
     }
@@ -619,6 +639,14 @@ mod tests {
         assert_eq!(ids_against(&["coll/a-b.png"], &other, &asked), ["coll~a-b.png"]);
         // Without a served site, the same names always make the same ids.
         assert_eq!(ids_against(&all, &[], &asked), first);
+        // Long names (ids cut and suffixed by `slug` itself) are looked up in nothing.
+        let long: Vec<String> = (0..3).map(|i| format!("{}/img{i}.png", "deep-folder".repeat(12))).collect();
+        let long: Vec<&str> = long.iter().map(String::as_str).collect();
+        let ids = ids_against(&long, &[], &asked);
+        let served: Vec<(String, &str)> = ids.iter().cloned().zip(long.iter().copied()).collect();
+        asked.borrow_mut().clear();
+        assert_eq!(ids_against(&long, &served, &asked), ids);
+        assert!(asked.borrow().is_empty(), "{:?}", asked.borrow());
     }
 
     #[test]

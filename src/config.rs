@@ -482,6 +482,9 @@ pub struct Settings {
     /// A build publishes only while at most this share of the served site's items is
     /// missing tonight (1: any; `--allow-removals` sets it for one run).
     pub max_removed: f64,
+    /// `build --allow-removals` given: also lets a build without a model replace a site
+    /// built with one.
+    pub allow_removals: bool,
     pub preprocess: PreprocessSettings,
     /// `[fits] keywords`: header keywords whose values become item metadata (empty: none).
     /// Not in `preprocess`, whose digest keys the embeddings: they change no pixel.
@@ -1008,6 +1011,7 @@ pub fn resolve(
         out,
         cache,
         max_removed,
+        allow_removals: overrides.allow_removals,
         encoder,
         header_fields: fits_keywords.iter().cloned().chain(raw.fits.position.then_some([crate::wcs::RA, crate::wcs::DEC, crate::wcs::FOV]).into_iter().flatten().map(String::from)).collect(),
         fits_keywords,

@@ -260,13 +260,38 @@ pub(crate) fn gather(settings: &Settings, ui: &Ui) -> Result<Gathered> {
     // under), and which file an id named in it (read only where names collide, or where a
     // file's own suffixed id is among them).
     let served_api = settings.out.join("api");
-    let served_ids: Vec<String> = std::fs::read(served_api.join("ids.json")).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
+    let ids_path = served_api.join("ids.json");
+    let served_ids: Vec<String> = match std::fs::read(&ids_path).map(|b| serde_json::from_slice(&b)) {
+        Ok(Ok(ids)) => ids,
+        // No served site, or one built without a model (no api/).
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !served_api.is_dir() => Vec::new(),
+        damaged => {
+            let why = match damaged {
+                Ok(Err(e)) => e.to_string(),
+                Err(e) => e.to_string(),
+                Ok(Ok(_)) => unreachable!(),
+            };
+            ui.warn(format!(
+                "{}: cannot be read ({why}): a file published under an id with a hash suffix (its name collided with another's) may be given another id, and URL, tonight",
+                ids_path.display()
+            ));
+            Vec::new()
+        }
+    };
     let served_items = served_api.join("items");
     let held = |id: &str| -> Option<String> {
         let bytes = std::fs::read(served_items.join(format!("{id}.json"))).ok()?;
         serde_json::from_slice::<serde_json::Value>(&bytes).ok()?.get("path")?.as_str().map(String::from)
     };
-    let (items, skipped, warnings) = catalogue::assign_served(found.entries, &cat, &catalogue::Served { ids: &served_ids, held: &held });
+    // The last build's count of items with a catalogue row (its report in the cache).
+    let catalogued_before = std::fs::read(settings.cache.join("last-build.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .and_then(|r| r["catalogued"].as_u64())
+        .map(|n| n as usize);
+    let served = catalogue::Served { ids: &served_ids, held: &held, catalogued_before, catalogued: Default::default() };
+    let (items, skipped, warnings) = catalogue::assign_served(found.entries, &cat, &served);
+    report.catalogued = settings.catalogue.is_some().then(|| served.catalogued.get());
     for p in &skipped {
         ui.skipped(&p.path, &p.reason);
     }
@@ -625,7 +650,9 @@ pub fn build(settings: &Settings, ui: &Ui) -> Result<BuildOutcome> {
     let start = || -> Result<_> {
         // A site's own template that cannot render stops the build before any image is
         // decoded, not at the render stage.
-        crate::site::check_templates(settings)?;
+        for w in crate::site::check_templates(settings)? {
+            ui.warn(format!("templates: {w}"));
+        }
         crate::neighbours::check_device(settings.neighbours.device)?;
         let lock = cache_writable(settings, CacheUse::Alone)?;
         // The encoder's session is made, then the embedding cache read (its segments decoded),
@@ -661,11 +688,8 @@ pub fn build(settings: &Settings, ui: &Ui) -> Result<BuildOutcome> {
             // A model line lost from the config (an edit, a bad merge) would take every
             // neighbour, the map and `api/` off a site built with one, as quietly as a
             // thumbnails-only site is built.
-            if let Some(model) = served_model(&release).filter(|_| settings.max_removed < 1.0) {
-                anyhow::bail!(
-                    "the served site was built with the model {model}, but this config names none ([encoder] model): publishing would take its neighbours, map, clusters and api/ files off the site; nothing was published\n  \
-                     fix: put back [encoder] model in the config, or run `simsite build --allow-removals` once to publish a site of thumbnails only"
-                );
+            if !settings.allow_removals {
+                losing_the_model(release.previous("api/manifest.json"))?;
             }
             ui.info("no [encoder] model configured: thumbnails only, no embeddings");
         }
@@ -1076,10 +1100,17 @@ fn too_many_removed(release: &Release, published: &[(&Item, Ingested)], max_remo
     ))
 }
 
-/// The name of the model the served site was built with, if it was built with one.
-fn served_model(release: &Release) -> Option<String> {
-    let m: serde_json::Value = serde_json::from_slice(&release.previous("api/manifest.json")?).ok()?;
-    m["model"]["name"].as_str().map(String::from)
+/// An error when the served site (its manifest's bytes) was built with a model: a build
+/// from a config naming none would take its neighbours, map and `api/` off it.
+fn losing_the_model(manifest: Option<Vec<u8>>) -> Result<()> {
+    let name = manifest.and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok()).and_then(|m| m["model"]["name"].as_str().map(String::from));
+    if let Some(model) = name {
+        anyhow::bail!(
+            "the served site was built with the model {model}, but this config names none ([encoder] model): publishing would take its neighbours, map, clusters and api/ files off the site; nothing was published\n  \
+             fix: put back [encoder] model in the config, or run `simsite build --allow-removals` once to publish a site of thumbnails only"
+        );
+    }
+    Ok(())
 }
 
 /// Renders the HTML site into the release, keeps `simsite eval`'s pages, and times it.
@@ -1212,8 +1243,13 @@ pub fn check(settings: &Settings, ui: &Ui) -> Result<CheckOutcome> {
     // What a build would stop at before decoding anything, first.
     crate::publish::check_out(&settings.out)?;
     check_cache(&settings.cache)?;
-    crate::site::check_templates(settings)?;
+    for w in crate::site::check_templates(settings)? {
+        ui.warn(format!("templates: {w}"));
+    }
     crate::neighbours::check_device(settings.neighbours.device)?;
+    if settings.encoder.is_none() {
+        losing_the_model(std::fs::read(settings.out.join("api/manifest.json")).ok())?;
+    }
     let mut settings = settings.clone();
     load_encoder(&mut settings, ui)?;
     let Gathered { items, report, .. } = gather(&settings, ui)?;

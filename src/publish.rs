@@ -291,8 +291,10 @@ fn names(out: &Path) -> Result<(PathBuf, String)> {
         _ => PathBuf::from("."),
     };
     // A served release's own folder (`site -> .site.releases/r…`, the link's target spelt
-    // out) would be taken for an old site and moved into a nested release folder.
-    for folder in out.ancestors().skip(1) {
+    // out, or reached through another link) would be taken for an old site and moved into a
+    // nested release folder.
+    let resolved = parent.canonicalize().ok().map(|p| p.join(&name));
+    for folder in out.ancestors().skip(1).chain(resolved.iter().flat_map(|r| r.ancestors().skip(1))) {
         let Some(site) = folder.file_name().and_then(|n| n.to_str()).and_then(|n| n.strip_prefix('.')?.strip_suffix(".releases")) else {
             continue;
         };

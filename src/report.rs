@@ -32,6 +32,9 @@ pub struct BuildReport {
     /// Image files that could not be used.
     pub skipped: usize,
     pub skipped_files: Vec<Problem>,
+    /// Items with a catalogue row (none when no catalogue is configured).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub catalogued: Option<usize>,
     pub warnings: Vec<Problem>,
     /// Images embedded by this build (the rest came from the cache).
     pub embedded: usize,

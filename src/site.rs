@@ -186,8 +186,12 @@ fn load_templates(own: Option<&Path>) -> Result<(tera::Tera, blake3::Hasher, boo
 /// Renders each page template on example pages, once with every optional part present
 /// and once with none, so that `simsite check` finds a site's own template that does not
 /// parse, or that names a value pages do not have, before a build decodes any image (a
-/// build would stop at it only when it renders).
-pub fn check_templates(settings: &Settings) -> Result<()> {
+/// build would stop at it only when it renders). A template that cannot render the first
+/// is an error; one that renders it but not the second (`{{ item.sky.text }}` unguarded,
+/// fine while every item has a position) is returned as a warning: a page without that
+/// part would stop the build.
+pub fn check_templates(settings: &Settings) -> Result<Vec<String>> {
+    let mut warnings = Vec::new();
     let own = settings.site.templates.as_deref();
     let (tera, _, _) = load_templates(own)?;
     let meta = vec![("band".to_string(), "r".to_string())];
@@ -233,13 +237,17 @@ pub fn check_templates(settings: &Settings) -> Result<()> {
             render_page(&tera, "404.html", &plain),
         ];
         for r in rendered {
-            r.map_err(|e| match own {
-                Some(dir) => anyhow::anyhow!("{e}\n  fix: correct the template of that name in {}", dir.display()),
-                None => e,
-            })?;
+            match (r, full, own) {
+                (Ok(_), _, _) => {}
+                (Err(e), true, Some(dir)) => anyhow::bail!("{e}\n  fix: correct the template of that name in {}", dir.display()),
+                (Err(e), true, None) => return Err(e),
+                (Err(e), false, _) => warnings.push(format!(
+                    "a page without some optional part (a sky position, an archive link, a cluster, neighbours) {e:#}; a build stops there if an item lacks it (guard it with {{% if %}})"
+                )),
+            }
         }
     }
-    Ok(())
+    Ok(warnings)
 }
 
 /// Which program this is: its file's identity and times. Unknown, it is this run alone,

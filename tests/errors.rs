@@ -380,6 +380,23 @@ fn check_stops_where_a_build_would() {
         (vec!["--config", "plain.toml", "--out", ".old.releases/r20261125T000000.000Z-1"], "error: ROOT/.old.releases/r20261125T000000.000Z-1 is inside ROOT/.old.releases, the folder where simsite keeps the releases of the site ROOT/old\n  fix: use --out ROOT/old (the link that serves the newest release)"),
         (vec!["--config", "plain.toml", "--cache", "a-file"], "error: the cache folder ROOT/a-file exists and is not a folder\n  fix: point [output] cache / --cache at a new or empty folder (simsite deletes what it does not need in its cache folder)"),
     ];
+    // The same releases folder reached through a link.
+    std::os::unix::fs::symlink(".old.releases", root.join("live")).unwrap();
+    let before = listing(root);
+    for command in ["check", "build"] {
+        let (code, _, err) = run(root, &["--quiet", command, "--config", "plain.toml", "--out", "live/r20261125T000000.000Z-1"]);
+        assert_eq!(code, 1, "{command}: {err}");
+        assert!(err.contains(".old.releases, the folder where simsite keeps the releases of the site") && err.contains("fix: use --out"), "{command}: {err}");
+        assert_eq!(listing(root), before, "{command}");
+    }
+    // A template that needs an optional part every page of this archive happens to have
+    // (no item here has a sky position, so it would stop the build; another archive's
+    // might all have one): a warning, not an error.
+    write(&root.join("sky/templates/item.html"), b"{% extends \"base.html\" %}{% block content %}{{ item.sky.text }}{% endblock content %}");
+    site("sky");
+    let (code, _, err) = run(root, &["check", "--config", "sky/site-config.toml"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("warning: templates: a page without some optional part") && err.contains("item.sky"), "{err}");
     let before = listing(root);
     for (args, want) in &cases {
         for command in ["check", "build"] {
@@ -416,6 +433,13 @@ fn a_config_that_lost_its_model_does_not_strip_the_site() {
     );
     assert_eq!(std::fs::read_link(root.join("site")).unwrap(), served);
     assert!(root.join("site/api/manifest.json").is_file());
+    // `check`, the nightly pre-flight, says so too; a config's max-removed does not lift it.
+    let (code, _, err) = run(root, &["--quiet", "check"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("error: the served site was built with the model tiny-test"), "{err}");
+    config(root, "site-config.toml", "[archive]\nroot = \"archive\"\n[output]\nmax-removed = 1.0\n");
+    let (code, _, err) = run(root, &["--quiet", "build"]);
+    assert_eq!(code, 1, "{err}");
     // Asked for: a site of thumbnails only.
     let (code, _, err) = run(root, &["--quiet", "build", "--allow-removals"]);
     assert_eq!(code, 0, "{err}");
