@@ -236,8 +236,9 @@ impl Default for RawFits {
 }
 
 /// The FITS header keywords shown as item metadata unless `[fits] keywords` says otherwise:
-/// what the object is, when, and with what it was observed.
-pub const DEFAULT_KEYWORDS: &[&str] = &["OBJECT", "DATE-OBS", "TELESCOP", "INSTRUME", "FILTER", "EXPTIME"];
+/// what the object is, when, and with what it was observed (HST's cameras with two filter
+/// wheels write FILTER1 and FILTER2, not FILTER).
+pub const DEFAULT_KEYWORDS: &[&str] = &["OBJECT", "DATE-OBS", "TELESCOP", "INSTRUME", "FILTER", "FILTER1", "FILTER2", "EXPTIME"];
 
 /// `[fits] keywords`, checked: each a FITS keyword as headers write it (1 to 8 of `A-Z`,
 /// `0-9`, `-`, `_`), none twice. Lower case is refused rather than turned into upper case:
@@ -1072,7 +1073,7 @@ mod tests {
     #[test]
     fn fits_keywords_are_checked_and_default_to_what_an_astronomer_looks_for() {
         let s = resolve_text("[archive]\nroot = \"a\"\n").unwrap();
-        assert_eq!(s.fits_keywords, ["OBJECT", "DATE-OBS", "TELESCOP", "INSTRUME", "FILTER", "EXPTIME"]);
+        assert_eq!(s.fits_keywords, ["OBJECT", "DATE-OBS", "TELESCOP", "INSTRUME", "FILTER", "FILTER1", "FILTER2", "EXPTIME"]);
         let s = resolve_text("[archive]\nroot = \"a\"\n[fits]\nkeywords = []\n").unwrap();
         assert!(s.fits_keywords.is_empty());
         let s = resolve_text("[archive]\nroot = \"a\"\n[fits]\nkeywords = [\"AIRMASS\", \"HIERARCH\", \"CD1_1\"]\n").unwrap();

@@ -239,13 +239,24 @@ pub(crate) fn gather(settings: &Settings, ui: &Ui) -> Result<Gathered> {
         ui.warn(format!("scan: {n} symbolic link(s) not followed, or looping back (e.g. {}); see the warnings in the build report", crate::error::backticked(some)));
     }
     let (unread, examples) = &found.unread_fits;
-    let unread_note = (*unread > 0).then(|| {
+    let compressed = (*unread > 0).then(|| {
         format!(
             "{unread} file(s) named like FITS in a compression simsite does not read (e.g. {}); \
              decompress them (`gunzip` reads .Z too, `bunzip2` .bz2, `unxz` .xz) or gzip them as .fits.gz",
             crate::error::backticked(examples.iter().map(String::as_str))
         )
     });
+    let (iraf, examples) = &found.iraf;
+    let iraf = (*iraf > 0).then(|| {
+        format!(
+            "{iraf} IRAF image(s) (.imh) simsite does not read (e.g. {}); convert them to FITS with IRAF (`wfits`, or `imcopy name.imh name.fits`)",
+            crate::error::backticked(examples.iter().map(String::as_str))
+        )
+    });
+    let unread_note = match (compressed, iraf) {
+        (Some(a), Some(b)) => Some(format!("{a}; {b}")),
+        (a, b) => a.or(b),
+    };
     if found.entries.is_empty() && found.unreadable.is_empty() {
         anyhow::bail!(
             "the archive {} holds no image files (.fits/.fit/.fts[.gz|.fz], .png, .jpg/.jpeg, .tif/.tiff)\n  fix: {}",

@@ -81,6 +81,9 @@ pub struct Scan {
     /// Of those, the ones named like FITS in a compression simsite does not read
     /// (`.fits.Z`, `.fits.bz2`, `.fits.xz`, `.fits.zip`…): how many, and the first few.
     pub unread_fits: (usize, Vec<String>),
+    /// Of those, IRAF images (`.imh`, whose pixels are in a `.pix` file beside or
+    /// elsewhere): how many, and the first few.
+    pub iraf: (usize, Vec<String>),
 }
 
 /// Whether `name` looks like a FITS file compressed in a way simsite does not read.
@@ -146,10 +149,17 @@ pub fn scan(root: &Path, follow_symlinks: bool) -> Result<Scan, ArchiveError> {
         let name = entry.file_name().to_string_lossy().into_owned();
         let Some((format, stem)) = classify(&name) else {
             out.ignored += 1;
-            if unread_fits(&name) {
-                out.unread_fits.0 += 1;
-                if out.unread_fits.1.len() < 3 {
-                    out.unread_fits.1.push(rel_string(&rel));
+            let unread = if unread_fits(&name) {
+                Some(&mut out.unread_fits)
+            } else if name.to_ascii_lowercase().ends_with(".imh") {
+                Some(&mut out.iraf)
+            } else {
+                None
+            };
+            if let Some((n, examples)) = unread {
+                *n += 1;
+                if examples.len() < 3 {
+                    examples.push(rel_string(&rel));
                 }
             }
             continue;

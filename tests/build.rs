@@ -309,6 +309,12 @@ fn empty_or_missing_archive_is_a_clear_error() {
     let (code, _, err) = s.build(&[]);
     assert_eq!(code, 0, "{err}");
     assert!(err.contains("warning: scan: 2 file(s) named like FITS in a compression simsite does not read"), "{err}");
+    // IRAF's own format (M51 as `dev$pix` ships): said, with the conversion.
+    write(&s.archive.join("iraf/pix.imh"), b"imhdr");
+    write(&s.archive.join("iraf/pix.pix"), b"impix");
+    let (code, _, err) = s.build(&[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("; 1 IRAF image(s) (.imh) simsite does not read (e.g. `iraf/pix.imh`); convert them to FITS with IRAF (`wfits`"), "{err}");
     let (code, _, err) = run(&s.root, &["build", "--archive", "nowhere"]);
     assert_eq!(code, 1);
     assert_eq!(

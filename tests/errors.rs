@@ -117,7 +117,7 @@ fn each_mistake_names_the_problem_and_the_fix() {
         (
             "a colouring by a column there is not",
             vec!["--config", "colour-by.toml"],
-            "error: invalid config ROOT/colour-by.toml: key `site.colour-by`: `magnitude` is not one of the catalogue's columns shown (`type`) nor of the [fits] keywords (`OBJECT`, `DATE-OBS`, `TELESCOP`, `INSTRUME`, `FILTER`, `EXPTIME`)\n  fix: edit `colour-by` under [site]".into(),
+            "error: invalid config ROOT/colour-by.toml: key `site.colour-by`: `magnitude` is not one of the catalogue's columns shown (`type`) nor of the [fits] keywords (`OBJECT`, `DATE-OBS`, `TELESCOP`, `INSTRUME`, `FILTER`, `FILTER1`, `FILTER2`, `EXPTIME`)\n  fix: edit `colour-by` under [site]".into(),
         ),
         (
             "a FITS keyword in lower case",

@@ -74,7 +74,8 @@ fn keywords_come_from_the_images_hdu_else_the_primary_and_absent_ones_are_left_o
     s.fits(
         "hst/ext.fits",
         &[
-            Hdu::empty().with("OBJECT", V::S("NGC 104")).with("DATE-OBS", V::S("2002-07-13")).with("TELESCOP", V::S("primary")),
+            // ACS and WFPC2 name their two filter wheels' filters FILTER1 and FILTER2.
+            Hdu::empty().with("OBJECT", V::S("NGC 104")).with("DATE-OBS", V::S("2002-07-13")).with("TELESCOP", V::S("primary")).with("FILTER1", V::S("F606W")).with("FILTER2", V::S("CLEAR2S")),
             image(1).with("EXTNAME", V::S("SCI")).with("TELESCOP", V::S("HST")).with("EXPTIME", V::Raw(format!("{:>20}", "600."))),
         ],
     );
@@ -106,7 +107,7 @@ fn keywords_come_from_the_images_hdu_else_the_primary_and_absent_ones_are_left_o
     assert_eq!(r["items"], 4, "{r}");
     assert_eq!(
         s.meta("hst~ext.fits"),
-        json!({"OBJECT": "NGC 104", "DATE-OBS": "2002-07-13", "TELESCOP": "HST", "EXPTIME": "600."})
+        json!({"OBJECT": "NGC 104", "DATE-OBS": "2002-07-13", "TELESCOP": "HST", "FILTER1": "F606W", "FILTER2": "CLEAR2S", "EXPTIME": "600."})
     );
     assert_eq!(s.meta("m51.fits"), json!({"OBJECT": "M51", "TELESCOP": "KPNO 0.9m", "EXPTIME": "1.5E+02"}));
     assert_eq!(s.meta("rice.fits.fz"), json!({"OBJECT": "M82", "DATE-OBS": "2020-01-02", "INSTRUME": "WFC3"}));
@@ -114,7 +115,7 @@ fn keywords_come_from_the_images_hdu_else_the_primary_and_absent_ones_are_left_o
     // The page lists them in the order of [fits] keywords.
     let page = s.page("hst~ext.fits");
     assert!(
-        page.contains("<dt>OBJECT</dt><dd>NGC 104</dd><dt>DATE-OBS</dt><dd>2002-07-13</dd><dt>TELESCOP</dt><dd>HST</dd><dt>EXPTIME</dt><dd>600.</dd>"),
+        page.contains("<dt>OBJECT</dt><dd>NGC 104</dd><dt>DATE-OBS</dt><dd>2002-07-13</dd><dt>TELESCOP</dt><dd>HST</dd><dt>FILTER1</dt><dd>F606W</dd><dt>FILTER2</dt><dd>CLEAR2S</dd><dt>EXPTIME</dt><dd>600.</dd>"),
         "{page}"
     );
     // The map may colour by them: TELESCOP holds two values, a colouring of two labels.
@@ -126,7 +127,7 @@ fn keywords_come_from_the_images_hdu_else_the_primary_and_absent_ones_are_left_o
     let (code, out, err) = run(&s.root, &["inspect", "archive/hst/ext.fits"]);
     assert_eq!(code, 0, "{err}");
     assert!(
-        out.contains("image: HDU 1, axes [16, 16] (NAXIS1 first)\nheader keywords (from that HDU, else the primary HDU):\n  OBJECT = NGC 104\n  DATE-OBS = 2002-07-13\n  TELESCOP = HST\n  EXPTIME = 600.\n"),
+        out.contains("image: HDU 1, axes [16, 16] (NAXIS1 first)\nheader keywords (from that HDU, else the primary HDU):\n  OBJECT = NGC 104\n  DATE-OBS = 2002-07-13\n  TELESCOP = HST\n  FILTER1 = F606W\n  FILTER2 = CLEAR2S\n  EXPTIME = 600.\n"),
         "{out}"
     );
 }
@@ -280,7 +281,7 @@ fn colour_by_may_name_a_keyword_and_a_wrong_name_lists_them() {
     let (code, _, err) = run(&s.root, &["build"]);
     assert_eq!(code, 1);
     assert!(
-        err.contains("key `site.colour-by`: `OBJ` is not one of the [fits] keywords (`OBJECT`, `DATE-OBS`, `TELESCOP`, `INSTRUME`, `FILTER`, `EXPTIME`), and no [catalogue] is configured"),
+        err.contains("key `site.colour-by`: `OBJ` is not one of the [fits] keywords (`OBJECT`, `DATE-OBS`, `TELESCOP`, `INSTRUME`, `FILTER`, `FILTER1`, `FILTER2`, `EXPTIME`), and no [catalogue] is configured"),
         "{err}"
     );
 }
