@@ -96,8 +96,8 @@ fn check_site(manifest: &Path, digest: &str, preprocess: &str) -> Result<()> {
 /// Top k of `emb · q` (rows of dimension q.len()), best first, ties by row.
 fn best(emb: &[f32], n: usize, q: &[f32], k: usize, ids: &[String]) -> Vec<Match> {
     let d = q.len();
-    let mut scores: Vec<(f32, usize)> =
-        (0..n).into_par_iter().map(|i| (emb[i * d..(i + 1) * d].iter().zip(q).map(|(a, b)| a * b).sum::<f32>(), i)).collect();
+    // Scored as the site's neighbours are, so a file of the archive scores as its page says.
+    let mut scores: Vec<(f32, usize)> = (0..n).into_par_iter().map(|i| (crate::neighbours::canonical_score(&emb[i * d..(i + 1) * d], q), i)).collect();
     let k = k.min(n);
     if k == 0 {
         return Vec::new();
