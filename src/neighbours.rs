@@ -644,6 +644,10 @@ fn merge_added(emb: &[f32], d: usize, added: &[usize], again: &std::collections:
 /// worth taking, and a comparison of the whole chunk runs in vector registers.
 const LANES: usize = 32;
 
+/// How far below a row's last (canonical) score a BLAS score may be and still be scored
+/// canonically against it: far above the rounding of a 128- or 1,280-number dot product.
+const NEAR: f32 = 1e-4;
+
 #[allow(clippy::too_many_arguments)]
 fn merge_added_by(emb: &[f32], d: usize, added: &[usize], again: &std::collections::HashSet<usize>, w: usize, len: &[usize], ids: &mut [u32], scores: &mut [f32], block: usize) {
     use rayon::prelude::*;
@@ -687,13 +691,21 @@ fn merge_added_by(emb: &[f32], d: usize, added: &[usize], again: &std::collectio
                     if skip[i] {
                         continue;
                     }
+                    // The row's scores are canonical (`canonical_score`), BLAS's are not: an
+                    // added item within `NEAR` of the last one is scored canonically before it
+                    // is compared, so which items a row keeps does not hang on the last bit.
                     let (m, floor) = (len[i], row_scores[len[i] - 1]);
+                    let near = floor - NEAR;
                     let mut gained: Vec<(f32, u32)> = Vec::new();
                     for (c, x) in row.chunks(LANES).enumerate() {
-                        if x.iter().fold(false, |hit, &x| hit | (x >= floor)) {
-                            gained.extend(x.iter().enumerate().filter(|(_, &x)| x >= floor).map(|(t, &x)| (x, added[c * LANES + t] as u32)));
+                        if x.iter().fold(false, |hit, &x| hit | (x >= near)) {
+                            gained.extend(x.iter().enumerate().filter(|(_, &x)| x >= near).map(|(t, &x)| (x, added[c * LANES + t] as u32)));
                         }
                     }
+                    for (sc, j) in &mut gained {
+                        *sc = canonical_score(&emb[i * d..(i + 1) * d], &emb[*j as usize * d..(*j as usize + 1) * d]);
+                    }
+                    gained.retain(|&(sc, _)| sc >= floor);
                     if !gained.is_empty() {
                         merge_into_row(row_ids, row_scores, m, gained);
                     }
