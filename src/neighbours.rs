@@ -438,10 +438,12 @@ fn update<P: Place>(p: &P, emb: &[f32], d: usize, keys: &[RowKey], prev: &Previo
         let kept: Vec<usize> = (0..n).filter(|i| !again.contains(i)).collect();
         let ka = w.min(added.len());
         let mut index = flat(p, &rows_of(emb, d, &added), d)?;
-        let (got, got_scores) = search_rows(&mut index, &rows_of(emb, d, &kept), &|_| u64::MAX, ka, None)?;
+        let (got, _) = search_rows(&mut index, &rows_of(emb, d, &kept), &|_| u64::MAX, ka, None)?;
         for (q, &i) in kept.iter().enumerate() {
             let m = len[i];
-            let gained = got[q * ka..(q + 1) * ka].iter().zip(&got_scores[q * ka..(q + 1) * ka]).filter(|(&j, _)| j != NONE).map(|(&j, &sc)| (sc, added[j as usize] as u32));
+            // Scored canonically before they are compared with the row's (as `merge_added`).
+            let canonical = |j: usize| canonical_score(&emb[i * d..(i + 1) * d], &emb[j * d..(j + 1) * d]);
+            let gained = got[q * ka..(q + 1) * ka].iter().filter(|&&j| j != NONE).map(|&j| (canonical(added[j as usize]), added[j as usize] as u32));
             merge_into_row(&mut ids[i * w..(i + 1) * w], &mut scores[i * w..(i + 1) * w], m, gained.collect());
         }
     }
