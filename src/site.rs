@@ -242,7 +242,8 @@ pub fn check_templates(settings: &Settings) -> Result<Vec<String>> {
                 (Err(e), true, Some(dir)) => anyhow::bail!("{e}\n  fix: correct the template of that name in {}", dir.display()),
                 (Err(e), true, None) => return Err(e),
                 (Err(e), false, _) => warnings.push(format!(
-                    "a page without some optional part (a sky position, an archive link, a cluster, neighbours) {e:#}; a build stops there if an item lacks it (guard it with {{% if %}})"
+                    "a page without some optional part (a sky position, an archive link, a cluster, neighbours) {e:#}; a build stops there if an item lacks it (guard it with {{% if %}} in {})",
+                    own.map_or("the template".into(), |d| d.display().to_string())
                 )),
             }
         }
