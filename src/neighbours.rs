@@ -183,7 +183,7 @@ pub fn search(emb: &[f32], d: usize, s: &NeighbourSettings) -> Result<Neighbours
     }
     let flops = (n as f64) * (n as f64) * d as f64;
     let (chosen, device_note) = gpu::choose(s.device)?;
-    let (ids, scores, method, recall, sample, device) = match chosen {
+    let (mut ids, mut scores, method, recall, sample, device) = match chosen {
         None => {
             let exact = flops <= s.exact_max_flops;
             let (ids, scores, method, recall, sample) = find(&OnCpu, emb, n, d, k, exact, s.recall_target)?;
@@ -203,7 +203,6 @@ pub fn search(emb: &[f32], d: usize, s: &NeighbourSettings) -> Result<Neighbours
             unreachable!("gpu::choose never picks a GPU without the gpu feature")
         }
     };
-    let (mut ids, mut scores) = (ids, scores);
     canonicalise(emb, d, k, &mut ids, &mut scores, &|_, _| true);
     Ok(Neighbours {
         k,
@@ -232,6 +231,11 @@ pub fn canonical_score(a: &[f32], b: &[f32]) -> f32 {
     sum as f32
 }
 
+/// `canonical_score` of rows `i` and `j` of `emb` (rows of `d`).
+fn pair_score(emb: &[f32], d: usize, i: usize, j: usize) -> f32 {
+    canonical_score(&emb[i * d..(i + 1) * d], &emb[j * d..(j + 1) * d])
+}
+
 /// Gives the entries of `w`-wide rows that `fresh(row, item)` selects their
 /// `canonical_score`, and puts each row so rescored back in search order (higher score
 /// first, then lower index). A row's padding (`NONE`) stays at its end.
@@ -245,7 +249,7 @@ fn canonicalise(emb: &[f32], d: usize, w: usize, ids: &mut [u32], scores: &mut [
         let mut touched = false;
         for (&j, s) in row[..m].iter().zip(&mut sc[..m]) {
             if fresh(i, j) {
-                *s = canonical_score(&emb[i * d..(i + 1) * d], &emb[j as usize * d..(j as usize + 1) * d]);
+                *s = pair_score(emb, d, i, j as usize);
                 touched = true;
             }
         }
@@ -428,7 +432,7 @@ fn update<P: Place>(p: &P, emb: &[f32], d: usize, keys: &[RowKey], prev: &Previo
         let lost: Vec<usize> = search_again.iter().copied().filter(|&i| old_of_new[i] != NONE).collect();
         search_full(p, emb, d, &lost, w, &mut ids, &mut scores)?;
         merge_added(emb, d, &added, &again, w, &len, &mut ids, &mut scores);
-        canonical_after_update(emb, d, w, &added, &search_again, &mut ids, &mut scores);
+        canonical_after_update(emb, d, w, &search_again, &mut ids, &mut scores);
         return Ok(Some((ids, scores, Update { added: added.len(), removed, searched: search_again.len() })));
     }
     search_full(p, emb, d, &search_again, w, &mut ids, &mut scores)?;
@@ -442,23 +446,21 @@ fn update<P: Place>(p: &P, emb: &[f32], d: usize, keys: &[RowKey], prev: &Previo
         for (q, &i) in kept.iter().enumerate() {
             let m = len[i];
             // Scored canonically before they are compared with the row's (as `merge_added`).
-            let canonical = |j: usize| canonical_score(&emb[i * d..(i + 1) * d], &emb[j * d..(j + 1) * d]);
-            let gained = got[q * ka..(q + 1) * ka].iter().filter(|&&j| j != NONE).map(|&j| (canonical(added[j as usize]), added[j as usize] as u32));
+            let gained = got[q * ka..(q + 1) * ka].iter().filter(|&&j| j != NONE).map(|&j| added[j as usize]).map(|j| (pair_score(emb, d, i, j), j as u32));
             merge_into_row(&mut ids[i * w..(i + 1) * w], &mut scores[i * w..(i + 1) * w], m, gained.collect());
         }
     }
-    canonical_after_update(emb, d, w, &added, &search_again, &mut ids, &mut scores);
+    canonical_after_update(emb, d, w, &search_again, &mut ids, &mut scores);
     Ok(Some((ids, scores, Update { added: added.len(), removed, searched: search_again.len() })))
 }
 
-/// After an update, the scores it computed (the rows searched again, and every row's
-/// entries naming an added item) made canonical; the kept entries already are.
-fn canonical_after_update(emb: &[f32], d: usize, w: usize, added: &[usize], searched: &[usize], ids: &mut [u32], scores: &mut [f32]) {
-    let n = emb.len() / d;
-    let (mut new_item, mut new_row) = (vec![false; n], vec![false; n]);
-    added.iter().for_each(|&i| new_item[i] = true);
-    searched.iter().for_each(|&i| new_row[i] = true);
-    canonicalise(emb, d, w, ids, scores, &|i, j| new_row[i] || new_item[j as usize]);
+/// After an update, the rows it searched again (the added items' and those that lost too
+/// many) made canonical. The kept entries already are, and so are the added items a kept
+/// row gained: both merges score them canonically before comparing.
+fn canonical_after_update(emb: &[f32], d: usize, w: usize, searched: &[usize], ids: &mut [u32], scores: &mut [f32]) {
+    let mut again = vec![false; emb.len() / d];
+    searched.iter().for_each(|&i| again[i] = true);
+    canonicalise(emb, d, w, ids, scores, &|i, _| again[i]);
 }
 
 /// Searches `rows` afresh among all items (`w` wide rows of `ids`/`scores`).
@@ -705,7 +707,7 @@ fn merge_added_by(emb: &[f32], d: usize, added: &[usize], again: &std::collectio
                         }
                     }
                     for (sc, j) in &mut gained {
-                        *sc = canonical_score(&emb[i * d..(i + 1) * d], &emb[*j as usize * d..(*j as usize + 1) * d]);
+                        *sc = pair_score(emb, d, i, *j as usize);
                     }
                     gained.retain(|&(sc, _)| sc >= floor);
                     if !gained.is_empty() {

@@ -185,6 +185,8 @@ pub(crate) struct Gathered {
     pub(crate) report: BuildReport,
     /// The catalogue's metadata columns the map may colour by unasked, in its order.
     pub(crate) columns: Vec<String>,
+    /// The served site's ids (its `api/ids.json`; empty when there is none).
+    pub(crate) served_ids: Vec<String>,
 }
 
 /// Scan and catalogue join: the part of a build that `check` and `embed` share.
@@ -238,25 +240,18 @@ pub(crate) fn gather(settings: &Settings, ui: &Ui) -> Result<Gathered> {
         let some: Vec<&str> = report.warnings.iter().take(3).map(|p| p.path.as_str()).collect();
         ui.warn(format!("scan: {n} symbolic link(s) not followed, or looping back (e.g. {}); see the warnings in the build report", crate::error::backticked(some)));
     }
-    let (unread, examples) = &found.unread_fits;
-    let compressed = (*unread > 0).then(|| {
-        format!(
-            "{unread} file(s) named like FITS in a compression simsite does not read (e.g. {}); \
-             decompress them (`gunzip` reads .Z too, `bunzip2` .bz2, `unxz` .xz) or gzip them as .fits.gz",
-            crate::error::backticked(examples.iter().map(String::as_str))
-        )
-    });
-    let (iraf, examples) = &found.iraf;
-    let iraf = (*iraf > 0).then(|| {
-        format!(
-            "{iraf} IRAF image(s) (.imh) simsite does not read (e.g. {}); convert them to FITS with IRAF (`wfits`, or `imcopy name.imh name.fits`)",
-            crate::error::backticked(examples.iter().map(String::as_str))
-        )
-    });
-    let unread_note = match (compressed, iraf) {
-        (Some(a), Some(b)) => Some(format!("{a}; {b}")),
-        (a, b) => a.or(b),
+    // Files an astronomer may expect read, named with the conversion.
+    let note = |(n, examples): &(usize, Vec<String>), what: &str, fix: &str| {
+        (*n > 0).then(|| format!("{n} {what} simsite does not read (e.g. {}); {fix}", crate::error::backticked(examples.iter().map(String::as_str))))
     };
+    let notes: Vec<String> = [
+        note(&found.unread_fits, "file(s) named like FITS in a compression", "decompress them (`gunzip` reads .Z too, `bunzip2` .bz2, `unxz` .xz) or gzip them as .fits.gz"),
+        note(&found.iraf, "IRAF image(s) (.imh)", "convert them to FITS with IRAF (`wfits`, or `imcopy name.imh name.fits`)"),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let unread_note = (!notes.is_empty()).then(|| notes.join("; "));
     if found.entries.is_empty() && found.unreadable.is_empty() {
         anyhow::bail!(
             "the archive {} holds no image files (.fits/.fit/.fts[.gz|.fz], .png, .jpg/.jpeg, .tif/.tiff)\n  fix: {}",
@@ -272,23 +267,18 @@ pub(crate) fn gather(settings: &Settings, ui: &Ui) -> Result<Gathered> {
     // file's own suffixed id is among them).
     let served_api = settings.out.join("api");
     let ids_path = served_api.join("ids.json");
-    let served_ids: Vec<String> = match std::fs::read(&ids_path).map(|b| serde_json::from_slice(&b)) {
-        Ok(Ok(ids)) => ids,
+    let served_ids: Vec<String> = match std::fs::read(&ids_path) {
         // No served site, or one built without a model (no api/).
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !served_api.is_dir() => Vec::new(),
-        damaged => {
-            let why = match damaged {
-                Ok(Err(e)) => e.to_string(),
-                Err(e) => e.to_string(),
-                Ok(Ok(_)) => unreachable!(),
-            };
-            ui.warn(format!(
-                "{}: cannot be read ({why}): a file published under an id with a hash suffix (its name collided with another's) may be given another id, and URL, tonight",
-                ids_path.display()
-            ));
-            Vec::new()
-        }
-    };
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !served_api.is_dir() => Ok(Vec::new()),
+        read => read.map_err(|e| e.to_string()).and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string())),
+    }
+    .unwrap_or_else(|why| {
+        ui.warn(format!(
+            "{}: cannot be read ({why}): a file published under an id with a hash suffix (its name collided with another's) may be given another id, and URL, tonight",
+            ids_path.display()
+        ));
+        Vec::new()
+    });
     let served_items = served_api.join("items");
     let held = |id: &str| -> Option<String> {
         let bytes = std::fs::read(served_items.join(format!("{id}.json"))).ok()?;
@@ -314,7 +304,7 @@ pub(crate) fn gather(settings: &Settings, ui: &Ui) -> Result<Gathered> {
     report.warnings.extend(warnings);
     // The map's default colourings leave the position out: it is a place, not a property.
     let columns = cat.columns.into_iter().filter(|c| !cat.position.contains(c)).collect();
-    Ok(Gathered { items, report, columns })
+    Ok(Gathered { items, report, columns, served_ids })
 }
 
 /// Loads the configured encoder and makes the settings follow its input contract.
@@ -686,7 +676,7 @@ pub fn build(settings: &Settings, ui: &Ui) -> Result<BuildOutcome> {
         let gathered = gathered?;
         Ok((settings, encoder, cache.transpose()?, gathered, lock))
     };
-    let (settings, mut encoder, mut cache, Gathered { mut items, mut report, columns }, _cache_lock) = start().inspect_err(|_| {
+    let (settings, mut encoder, mut cache, Gathered { mut items, mut report, columns, served_ids }, _cache_lock) = start().inspect_err(|_| {
         if new_cache {
             std::fs::remove_dir_all(&settings.cache).ok();
         }
@@ -745,7 +735,7 @@ pub fn build(settings: &Settings, ui: &Ui) -> Result<BuildOutcome> {
         );
     }
 
-    if let Some(refusal) = too_many_removed(&release, &published, settings.max_removed) {
+    if let Some(refusal) = too_many_removed(&served_ids, &published, settings.max_removed) {
         let report_path = write_report(&settings, &report)?;
         anyhow::bail!(
             "{refusal}: nothing was published, and the cache was left as it was\n  \
@@ -1084,12 +1074,11 @@ impl Drop for Background {
     }
 }
 
-/// Why tonight's items may not be published: more of the served site's items (its
-/// `api/ids.json`) are missing from them than `max_removed` allows. An archive folder that
+/// Why tonight's items may not be published: more of the served site's items (`served`,
+/// its `api/ids.json`) are missing from them than `max_removed` allows. An archive folder that
 /// is not mounted or not readable tonight looks like removed images; publishing it would
 /// take them off the site and their embeddings out of the cache.
-fn too_many_removed(release: &Release, published: &[(&Item, Ingested)], max_removed: f64) -> Option<String> {
-    let served: Vec<String> = serde_json::from_slice(&release.previous("api/ids.json")?).ok()?;
+fn too_many_removed(served: &[String], published: &[(&Item, Ingested)], max_removed: f64) -> Option<String> {
     let tonight: HashSet<&str> = published.iter().map(|(i, _)| i.id.as_str()).collect();
     let gone: Vec<&str> = served.iter().map(String::as_str).filter(|id| !tonight.contains(id)).collect();
     if served.is_empty() || gone.len() as f64 <= max_removed * served.len() as f64 {
