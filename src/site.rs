@@ -189,11 +189,15 @@ fn load_templates(own: Option<&Path>) -> Result<(tera::Tera, blake3::Hasher, boo
 /// build would stop at it only when it renders). A template that cannot render the first
 /// is an error; one that renders it but not the second (`{{ item.sky.text }}` unguarded,
 /// fine while every item has a position) is returned as a warning: a page without that
-/// part would stop the build.
+/// part would stop the build. Without a site's own templates there is nothing to check:
+/// the built-in ones are rendered by every test build, and `item_html`'s tests render
+/// every shape of an item page.
 pub fn check_templates(settings: &Settings) -> Result<Vec<String>> {
+    let Some(own) = settings.site.templates.as_deref() else {
+        return Ok(Vec::new());
+    };
     let mut warnings = Vec::new();
-    let own = settings.site.templates.as_deref();
-    let (tera, _, _) = load_templates(own)?;
+    let (tera, _, _) = load_templates(Some(own))?;
     let meta = vec![("band".to_string(), "r".to_string())];
     for full in [true, false] {
         let site = SiteCtx { title: &settings.title, items: Some(2), eval: full };
@@ -237,13 +241,12 @@ pub fn check_templates(settings: &Settings) -> Result<Vec<String>> {
             render_page(&tera, "404.html", &plain),
         ];
         for r in rendered {
-            match (r, full, own) {
-                (Ok(_), _, _) => {}
-                (Err(e), true, Some(dir)) => anyhow::bail!("{e}\n  fix: correct the template of that name in {}", dir.display()),
-                (Err(e), true, None) => return Err(e),
-                (Err(e), false, _) => warnings.push(format!(
+            match (r, full) {
+                (Ok(_), _) => {}
+                (Err(e), true) => anyhow::bail!("{e}\n  fix: correct the template of that name in {}", own.display()),
+                (Err(e), false) => warnings.push(format!(
                     "a page without some optional part (a sky position, an archive link, a cluster, neighbours) {e:#}; a build stops there if an item lacks it (guard it with {{% if %}} in {})",
-                    own.map_or("the template".into(), |d| d.display().to_string())
+                    own.display()
                 )),
             }
         }
